@@ -1,0 +1,527 @@
+"""From a config.json to the exact tensors vLLM loads and the KV cache each attention layer keeps.
+
+Every supported architecture is listed in ``ARCHITECTURES``; anything else fails closed. The tensor
+inventory carries, per tensor, how tensor parallelism shards it (as vLLM's parallel layers do), which
+pipeline stage holds it and whether the checkpoint's quantization applies to it, so parameter counts,
+per-rank weight bytes and quantized sizes all come from one list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from estimator import quantization
+from estimator.errors import PlannerError
+from estimator.quantization import QuantScheme
+
+# How a tensor is split over tensor-parallel ranks (mirrors vLLM's parallel linear layers):
+#   col / row: ColumnParallelLinear / RowParallelLinear, 1/tp each;  kv: K/V projections, split by KV head
+#   and replicated once tp exceeds the KV heads;  vocab: VocabParallelEmbedding / ParallelLMHead, vocab
+#   padded to a multiple of 64 then split;  rep: replicated (norms, routers, biases of row layers, MLA
+#   down-projections, vision convolutions).
+SHARDS = ("col", "row", "kv", "vocab", "rep")
+
+# Keys vLLM reads (in this order, taking the minimum) for the model's maximum length
+# (vllm/config/model.py, derived_max_model_len_and_key).
+MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                "max_sequence_length", "max_seq_length", "seq_len")
+# RoPE types whose factor vLLM does not multiply into the derived maximum length (_get_and_verify_max_len).
+ROPE_TYPES_NOT_SCALING_MAX_LEN = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One weight tensor (or one set of identical expert tensors) as vLLM holds it.
+
+    ``rows`` x ``cols`` is [out_features, in_features] for linear layers; 1-D tensors use cols=1.
+    """
+
+    name: str
+    rows: int
+    cols: int
+    shard: str
+    kind: str  # linear | expert | embedding | norm | bias | router | vision | derived
+    layer: int | None  # decoder layer index; None for tensors outside the decoder stack
+    place: str = "layer"  # layer | first | last: the pipeline stage of non-layer tensors
+    copies: int = 1  # routed experts
+    active_copies: int | None = None  # experts a token runs through (top-k); None: all copies
+
+    @property
+    def numel(self) -> int:
+        return self.rows * self.cols * self.copies
+
+    @property
+    def active_numel(self) -> int:
+        copies = self.copies if self.active_copies is None else self.active_copies
+        return self.rows * self.cols * copies
+
+
+@dataclass(frozen=True)
+class AttentionLayer:
+    """The KV cache one decoder layer keeps, per token, before tensor parallelism."""
+
+    kind: str  # full | sliding | chunked | mla
+    num_kv_heads: int  # 1 for MLA (one shared latent)
+    head_size: int  # K width; for MLA kv_lora_rank + qk_rope_head_dim
+    head_size_v: int  # V width; 0 for MLA (no separate V)
+    window: int | None = None  # sliding window or attention chunk, in tokens
+
+    def bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1) -> float:
+        heads = self.num_kv_heads if self.kind == "mla" else max(1, self.num_kv_heads // tp)
+        return heads * (self.head_size + self.head_size_v) * kv_dtype_bytes
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    architecture: str
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    dtype: str
+    tie_word_embeddings: bool
+    tensors: tuple[Tensor, ...]
+    attention: tuple[AttentionLayer, ...]
+    quant: QuantScheme | None
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    is_mla: bool = False
+    multimodal: bool = False
+    derived_max_model_len: int = 2048
+    max_len_key: str = "max_position_embeddings"
+    longrope_default_len: int | None = None  # vLLM defaults to original_max_position_embeddings for longrope
+
+    @property
+    def num_params(self) -> int:
+        return sum(t.numel for t in self.tensors if t.kind != "derived")
+
+    @property
+    def active_params(self) -> int:
+        return sum(t.active_numel for t in self.tensors if t.kind != "derived")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def kv_bytes_per_token(self, kv_dtype_bytes: float) -> float:
+        """KV bytes one token adds across all layers at TP=1 (sliding layers included, as if unbounded)."""
+        return sum(a.bytes_per_token(kv_dtype_bytes) for a in self.attention)
+
+    def default_max_model_len(self) -> int:
+        return self.longrope_default_len or self.derived_max_model_len
+
+
+class _Config:
+    """Typed reads of a config.json dict with error messages that name the model and key."""
+
+    def __init__(self, raw: dict, model_id: str):
+        self.raw = raw
+        self.model_id = model_id
+
+    def get(self, key, default=None):
+        return self.raw.get(key, default)
+
+    def int(self, key: str, default: int | None = None, minimum: int = 1) -> int:
+        value = self.raw.get(key, default)
+        if value is None:
+            raise PlannerError(f"config.json of {self.model_id} has no {key!r}; the planner needs it to size "
+                               f"the model (fix or complete the config.json)")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+            raise PlannerError(f"config.json of {self.model_id} has {key}={value!r}; expected an integer >= "
+                               f"{minimum} (fix the config.json)")
+        return int(value)
+
+
+class _Inventory:
+    def __init__(self):
+        self.tensors: list[Tensor] = []
+
+    def add(self, name, rows, cols, shard, kind, layer=None, place="layer", copies=1, active=None):
+        self.tensors.append(Tensor(name, int(rows), int(cols), shard, kind, layer, place, copies, active))
+
+    def linear(self, name, cols, rows, shard, layer, bias=False, copies=1, active=None, kind=None):
+        self.add(name, rows, cols, shard, kind or ("expert" if copies > 1 or active is not None else "linear"),
+                 layer, copies=copies, active=active)
+        if bias:
+            # A row-parallel layer's bias is replicated; column/kv biases split with their outputs.
+            self.add(name + ".bias", rows, 1, "rep" if shard == "row" else shard, "bias", layer,
+                     copies=copies, active=active)
+
+    def norm(self, name, size, layer=None, place="layer", with_bias=False):
+        self.add(name, size * (2 if with_bias else 1), 1, "rep", "norm", layer, place)
+
+
+def _attention_dims(c: _Config):
+    heads = c.int("num_attention_heads")
+    kv = c.int("num_key_value_heads", heads)
+    hidden = c.int("hidden_size")
+    head_dim = c.get("head_dim") or hidden // heads
+    if not isinstance(head_dim, int) or head_dim <= 0:
+        raise PlannerError(f"config.json of {c.model_id} has head_dim={head_dim!r}; expected a positive integer")
+    if heads % kv:
+        raise PlannerError(f"config.json of {c.model_id} has {heads} attention heads and {kv} KV heads; "
+                           "the heads must be a multiple of the KV heads (fix the config.json)")
+    return hidden, heads, kv, head_dim
+
+
+def _gqa_attention(inv: _Inventory, c: _Config, i: int, qkv_bias: bool, o_bias: bool, qk_norm: bool, sinks=False):
+    hidden, heads, kv, hd = _attention_dims(c)
+    p = f"model.layers.{i}.self_attn"
+    inv.linear(f"{p}.q_proj", hidden, heads * hd, "col", i, bias=qkv_bias)
+    inv.linear(f"{p}.k_proj", hidden, kv * hd, "kv", i, bias=qkv_bias)
+    inv.linear(f"{p}.v_proj", hidden, kv * hd, "kv", i, bias=qkv_bias)
+    inv.linear(f"{p}.o_proj", heads * hd, hidden, "row", i, bias=o_bias)
+    if qk_norm:
+        inv.norm(f"{p}.q_norm", hd, i)
+        inv.norm(f"{p}.k_norm", hd, i)
+    if sinks:
+        inv.add(f"{p}.sinks", heads, 1, "col", "norm", i)
+
+
+def _gated_mlp(inv: _Inventory, prefix: str, hidden: int, inter: int, i: int, bias=False):
+    inv.linear(f"{prefix}.gate_proj", hidden, inter, "col", i, bias=bias)
+    inv.linear(f"{prefix}.up_proj", hidden, inter, "col", i, bias=bias)
+    inv.linear(f"{prefix}.down_proj", inter, hidden, "row", i, bias=bias)
+
+
+def _experts(inv: _Inventory, prefix: str, hidden: int, inter: int, i: int, n: int, topk: int, bias=False):
+    """Routed experts as FusedMoE holds them: w13 (gate+up) and w2, intermediate split over TP."""
+    inv.linear(f"{prefix}.experts.gate_up_proj", hidden, 2 * inter, "col", i, bias=bias, copies=n, active=topk)
+    inv.linear(f"{prefix}.experts.down_proj", inter, hidden, "row", i, bias=bias, copies=n, active=topk)
+
+
+def _embeddings(inv: _Inventory, vocab: int, hidden: int, tied: bool, final_norm_bias=False):
+    inv.add("model.embed_tokens", vocab, hidden, "vocab", "embedding", place="first")
+    inv.norm("model.norm", hidden, place="last", with_bias=final_norm_bias)
+    if not tied:
+        inv.add("lm_head", vocab, hidden, "vocab", "embedding", place="last")
+
+
+def _layer_windows(c: _Config, n: int, family: str) -> list[str]:
+    """Per-layer attention kind: 'full' or 'sliding', as vLLM's model code decides it."""
+    layer_types = c.get("layer_types")
+    window = c.get("sliding_window")
+    if family in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window", False):
+        return ["full"] * n
+    if layer_types:
+        if len(layer_types) != n:
+            raise PlannerError(f"config.json of {c.model_id} lists {len(layer_types)} layer_types for {n} layers "
+                               "(fix the config.json)")
+        return ["sliding" if t == "sliding_attention" and window else "full" for t in layer_types]
+    if family in ("qwen2", "qwen3", "qwen3_moe"):
+        first = c.int("max_window_layers", n, minimum=0)
+        return ["sliding" if window and i >= first else "full" for i in range(n)]
+    if family == "gemma2":
+        return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
+    if family == "gemma3":
+        pattern = c.int("sliding_window_pattern", 6)
+        return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(n)]
+    if family == "gpt_oss":
+        return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
+    # llama.py-style models without layer_types fall back to cache_config.sliding_window for every layer.
+    return ["sliding" if window else "full"] * n
+
+
+def _gqa_layers(c: _Config, kinds: list[str]) -> list[AttentionLayer]:
+    _, _, kv, hd = _attention_dims(c)
+    window = c.get("sliding_window")
+    return [AttentionLayer(k, kv, hd, hd, window if k == "sliding" else None) for k in kinds]
+
+
+# --- families ------------------------------------------------------------------------------------------
+
+
+def _dense(c: _Config, inv: _Inventory, family: str):
+    """Llama, Mistral, Qwen2/3, Granite, Phi-3/4 (fused qkv/gate_up hold the same tensors), Gemma 2/3."""
+    n = c.int("num_hidden_layers")
+    hidden, _, _, _ = _attention_dims(c)
+    inter = c.int("intermediate_size")
+    qkv_bias = family == "qwen2" or bool(c.get("attention_bias", False))
+    o_bias = bool(c.get("attention_bias", False))
+    gemma = family in ("gemma2", "gemma3")
+    for i in range(n):
+        _gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=family in ("qwen3", "gemma3"))
+        _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, inter, i, bias=bool(c.get("mlp_bias", False)))
+        norms = ("input_layernorm", "post_attention_layernorm") + (
+            ("pre_feedforward_layernorm", "post_feedforward_layernorm") if gemma else ())
+        for nm in norms:
+            inv.norm(f"model.layers.{i}.{nm}", hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", gemma)))
+    return _gqa_layers(c, _layer_windows(c, n, family)), {}
+
+
+def _mixtral(c: _Config, inv: _Inventory, family: str):
+    n = c.int("num_hidden_layers")
+    hidden, _, _, _ = _attention_dims(c)
+    inter, experts, topk = c.int("intermediate_size"), c.int("num_local_experts"), c.int("num_experts_per_tok")
+    for i in range(n):
+        _gqa_attention(inv, c, i, False, False, False)
+        inv.add(f"model.layers.{i}.block_sparse_moe.gate", experts, hidden, "rep", "router", i)
+        _experts(inv, f"model.layers.{i}.block_sparse_moe", hidden, inter, i, experts, topk)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
+                                                               moe_intermediate_size=inter)
+
+
+def _granite_moe(c: _Config, inv: _Inventory, family: str):
+    n = c.int("num_hidden_layers")
+    hidden, _, _, _ = _attention_dims(c)
+    inter, experts, topk = c.int("intermediate_size"), c.int("num_local_experts"), c.int("num_experts_per_tok")
+    for i in range(n):
+        _gqa_attention(inv, c, i, False, False, False)
+        inv.add(f"model.layers.{i}.block_sparse_moe.router.layer", experts, hidden, "rep", "router", i)
+        _experts(inv, f"model.layers.{i}.block_sparse_moe", hidden, inter, i, experts, topk)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", True)))
+    return _gqa_layers(c, ["full"] * n), dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=inter)
+
+
+def _qwen3_moe(c: _Config, inv: _Inventory, family: str):
+    n = c.int("num_hidden_layers")
+    hidden, _, _, _ = _attention_dims(c)
+    moe_inter, experts, topk = c.int("moe_intermediate_size"), c.int("num_experts"), c.int("num_experts_per_tok")
+    step = c.int("decoder_sparse_step", 1)
+    dense_layers = set(c.get("mlp_only_layers") or [])
+    for i in range(n):
+        _gqa_attention(inv, c, i, bool(c.get("attention_bias", False)), False, qk_norm=True)
+        if i not in dense_layers and (i + 1) % step == 0:
+            inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)
+            _experts(inv, f"model.layers.{i}.mlp", hidden, moe_inter, i, experts, topk)
+        else:
+            _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
+                                                               moe_intermediate_size=moe_inter)
+
+
+def _deepseek(c: _Config, inv: _Inventory, family: str):
+    """DeepSeek-V2/V3: multi-head latent attention and MoE with shared experts."""
+    n = c.int("num_hidden_layers")
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    q_lora = c.get("q_lora_rank")
+    kv_lora, nope, rope, v = (c.int("kv_lora_rank"), c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"),
+                              c.int("v_head_dim"))
+    experts, topk, moe_inter = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
+    shared = c.int("n_shared_experts", 0, minimum=0)
+    first_dense, freq = c.int("first_k_dense_replace", 0, minimum=0), c.int("moe_layer_freq", 1)
+    for i in range(n):
+        p = f"model.layers.{i}.self_attn"
+        if q_lora:
+            inv.linear(f"{p}.q_a_proj", hidden, q_lora, "rep", i)
+            inv.norm(f"{p}.q_a_layernorm", q_lora, i)
+            inv.linear(f"{p}.q_b_proj", q_lora, heads * (nope + rope), "col", i)
+        else:
+            inv.linear(f"{p}.q_proj", hidden, heads * (nope + rope), "col", i)
+        inv.linear(f"{p}.kv_a_proj_with_mqa", hidden, kv_lora + rope, "rep", i)
+        inv.norm(f"{p}.kv_a_layernorm", kv_lora, i)
+        inv.linear(f"{p}.kv_b_proj", kv_lora, heads * (nope + v), "col", i)
+        inv.linear(f"{p}.o_proj", heads * v, hidden, "row", i)
+        # vLLM's MLA splits kv_b_proj into W_UK_T and W_UV (absorbed decode path), kept in the model dtype
+        # beside kv_b_proj itself (vllm/model_executor/layers/attention/mla_attention.py).
+        inv.add(f"{p}.mla_attn.W_UK_T+W_UV", heads * (nope + v), kv_lora, "col", "derived", i)
+        if i >= first_dense and i % freq == 0:
+            inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)
+            if c.get("topk_method") == "noaux_tc":
+                inv.add(f"model.layers.{i}.mlp.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
+            _experts(inv, f"model.layers.{i}.mlp", hidden, moe_inter, i, experts, topk)
+            if shared:
+                _gated_mlp(inv, f"model.layers.{i}.mlp.shared_experts", hidden, moe_inter * shared, i)
+        else:
+            _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0)] * n
+    return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
+                      head_dim=nope + rope)
+
+
+def _gpt_oss(c: _Config, inv: _Inventory, family: str):
+    n = c.int("num_hidden_layers")
+    hidden, _, _, _ = _attention_dims(c)
+    inter, experts = c.int("intermediate_size"), c.int("num_local_experts")
+    topk = c.int("num_experts_per_tok", c.get("experts_per_token"))
+    for i in range(n):
+        _gqa_attention(inv, c, i, True, True, False, sinks=True)
+        inv.linear(f"model.layers.{i}.mlp.router", hidden, experts, "rep", i, bias=True, kind="router")
+        _experts(inv, f"model.layers.{i}.mlp", hidden, inter, i, experts, topk, bias=True)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
+                                                               moe_intermediate_size=inter)
+
+
+def _llama4_text(c: _Config, inv: _Inventory, family: str):
+    n = c.int("num_hidden_layers")
+    hidden, _, kv, hd = _attention_dims(c)
+    moe_inter, dense_inter = c.int("intermediate_size"), c.int("intermediate_size_mlp")
+    experts, topk = c.int("num_local_experts"), c.int("num_experts_per_tok")
+    step = c.int("interleave_moe_layer_step", 1)
+    for i in range(n):
+        _gqa_attention(inv, c, i, bool(c.get("attention_bias", False)), False, False)  # qk norm is parameter-free
+        p = f"language_model.model.layers.{i}.feed_forward"
+        if (i + 1) % step == 0:
+            inv.add(f"{p}.router", experts, hidden, "rep", "router", i)
+            _experts(inv, p, hidden, moe_inter, i, experts, topk)
+            _gated_mlp(inv, f"{p}.shared_expert", hidden, moe_inter, i)
+        else:
+            _gated_mlp(inv, p, hidden, dense_inter, i)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    chunk = c.get("attention_chunk_size")
+    no_rope = c.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n)]
+    attn = [AttentionLayer("chunked", kv, hd, hd, chunk) if chunk and no_rope[i] else AttentionLayer("full", kv, hd, hd)
+            for i in range(n)]
+    return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter)
+
+
+def _vision_encoder(inv: _Inventory, v: _Config, prefix: str, class_token: bool, conv_bias: bool):
+    """A ViT encoder (SigLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears."""
+    hidden, inter, layers = v.int("hidden_size"), v.int("intermediate_size"), v.int("num_hidden_layers")
+    patch, image, chans = v.int("patch_size"), v.int("image_size"), v.int("num_channels", 3)
+    patches = (image // patch) ** 2 + (1 if class_token else 0)
+    inv.add(f"{prefix}.patch_embedding", hidden, chans * patch * patch + (1 if conv_bias else 0), "rep", "vision",
+            place="first")
+    inv.add(f"{prefix}.position_embedding", patches, hidden, "rep", "vision", place="first")
+    if class_token:
+        inv.add(f"{prefix}.class_embedding", hidden, 1, "rep", "vision", place="first")
+    for i in range(layers):
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            inv.add(f"{prefix}.layers.{i}.self_attn.{proj}", hidden, hidden + 1, "col", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.self_attn.o_proj", hidden, hidden, "row", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.mlp.fc1", inter, hidden + 1, "col", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.mlp.fc2", hidden, inter, "row", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.biases", 2 * hidden, 1, "rep", "vision", place="first")  # o_proj, fc2
+        inv.add(f"{prefix}.layers.{i}.norms", 4 * hidden, 1, "rep", "vision", place="first")  # two LayerNorms
+    return hidden
+
+
+def _gemma3_mm(c: _Config, inv: _Inventory, family: str):
+    text = _Config(_text_config(c), c.model_id)
+    attn, extra = _dense(text, inv, "gemma3")
+    v = _Config(c.get("vision_config") or {}, c.model_id)
+    vh = _vision_encoder(inv, v, "vision_tower.vision_model", class_token=False, conv_bias=True)
+    inv.add("vision_tower.vision_model.post_layernorm", 2 * vh, 1, "rep", "vision", place="first")
+    inv.add("multi_modal_projector.mm_input_projection_weight", text.int("hidden_size"), vh, "rep", "vision",
+            place="first")
+    inv.add("multi_modal_projector.mm_soft_emb_norm", vh, 1, "rep", "vision", place="first")
+    return attn, dict(extra, multimodal=True)
+
+
+def _llama4_mm(c: _Config, inv: _Inventory, family: str):
+    text = _Config(_text_config(c), c.model_id)
+    attn, extra = _llama4_text(text, inv, "llama4")
+    v = _Config(c.get("vision_config") or {}, c.model_id)
+    vh = _vision_encoder(inv, v, "vision_model", class_token=True, conv_bias=False)
+    inv.add("vision_model.layernorm_pre+post", 4 * vh, 1, "rep", "vision", place="first")
+    ratio = float(v.get("pixel_shuffle_ratio", 0.5))
+    shuffled = int(vh / (ratio * ratio))
+    proj_in, proj_out = v.int("projector_input_dim"), v.int("projector_output_dim")
+    inv.add("vision_model.vision_adapter.mlp.fc1", proj_in, shuffled, "col", "vision", place="first")
+    inv.add("vision_model.vision_adapter.mlp.fc2", proj_out, proj_in, "row", "vision", place="first")
+    inv.add("multi_modal_projector.linear_1", text.int("hidden_size"), v.int("vision_output_dim"), "rep", "vision",
+            place="first")
+    return attn, dict(extra, multimodal=True)
+
+
+Builder = Callable[[_Config, _Inventory, str], tuple]
+
+# architectures[0] of config.json -> (family, builder, uses text_config)
+ARCHITECTURES: dict[str, tuple[str, Builder, bool]] = {
+    "LlamaForCausalLM": ("llama", _dense, False),
+    "MistralForCausalLM": ("mistral", _dense, False),
+    "Qwen2ForCausalLM": ("qwen2", _dense, False),
+    "Qwen3ForCausalLM": ("qwen3", _dense, False),
+    "GraniteForCausalLM": ("granite", _dense, False),
+    "Phi3ForCausalLM": ("phi3", _dense, False),
+    "Gemma2ForCausalLM": ("gemma2", _dense, False),
+    "Gemma3ForCausalLM": ("gemma3", _dense, False),
+    "Gemma3ForConditionalGeneration": ("gemma3", _gemma3_mm, True),
+    "MixtralForCausalLM": ("mixtral", _mixtral, False),
+    "GraniteMoeForCausalLM": ("granitemoe", _granite_moe, False),
+    "Qwen3MoeForCausalLM": ("qwen3_moe", _qwen3_moe, False),
+    "DeepseekV2ForCausalLM": ("deepseek", _deepseek, False),
+    "DeepseekV3ForCausalLM": ("deepseek", _deepseek, False),
+    "GptOssForCausalLM": ("gpt_oss", _gpt_oss, False),
+    "Llama4ForConditionalGeneration": ("llama4", _llama4_mm, True),
+}
+
+
+def _text_config(c: _Config) -> dict:
+    text = c.get("text_config")
+    if not isinstance(text, dict):
+        raise PlannerError(f"config.json of {c.model_id} ({c.get('architectures')}) has no text_config object "
+                           "(fix the config.json)")
+    merged = dict(text)
+    for key in ("torch_dtype", "dtype", "tie_word_embeddings"):
+        if key not in merged and key in c.raw:
+            merged[key] = c.raw[key]
+    return merged
+
+
+def _derived_max_len(text: dict, family: str) -> tuple[int, str, int | None]:
+    present = [(text[k], k) for k in MAX_LEN_KEYS if isinstance(text.get(k), (int, float)) and text[k] > 0]
+    if not present:
+        return 2048, "default (no length key in config.json)", None
+    length, key = min(present)
+    rope = text.get("rope_scaling") or text.get("rope_parameters")
+    longrope_len = None
+    if isinstance(rope, dict) and family != "gemma3":
+        rope_type = rope.get("rope_type", rope.get("type"))
+        if rope_type == "longrope":
+            longrope_len = int(text.get("original_max_position_embeddings") or length)
+        elif rope_type not in ROPE_TYPES_NOT_SCALING_MAX_LEN and rope.get("factor"):
+            length = length * float(rope["factor"])
+    return int(length), key, longrope_len
+
+
+def from_config(raw: dict, model_id: str) -> ModelArch:
+    """Read a config.json dict into a ModelArch, or raise PlannerError naming what is wrong."""
+    if not isinstance(raw, dict):
+        raise PlannerError(f"config.json of {model_id} is not a JSON object (fix the config.json)")
+    archs = raw.get("architectures")
+    if not archs or not isinstance(archs, list):
+        raise PlannerError(f"config.json of {model_id} has no 'architectures' list; the planner needs it to know "
+                           "the model's structure (fix the config.json)")
+    arch = archs[0]
+    if arch not in ARCHITECTURES:
+        raise PlannerError(f"architecture {arch} of {model_id} is not supported by the planner; supported: "
+                           f"{', '.join(sorted(ARCHITECTURES))}")
+    family, build, uses_text = ARCHITECTURES[arch]
+    c = _Config(raw, model_id)
+    text = _Config(_text_config(c) if uses_text else raw, model_id)
+    inv = _Inventory()
+    attention, extra = build(c, inv, family)
+    hidden, heads, kv, hd = (text.int("hidden_size"), text.int("num_attention_heads"),
+                             text.int("num_key_value_heads", text.get("num_attention_heads")), 0)
+    hd = extra.pop("head_dim", None) or text.get("head_dim") or hidden // heads
+    dtype = str(text.get("torch_dtype") or text.get("dtype") or raw.get("torch_dtype") or "bfloat16")
+    if dtype not in DTYPE_BYTES:
+        raise PlannerError(f"config.json of {model_id} has torch_dtype={dtype!r}; expected bfloat16, float16 "
+                           "or float32")
+    max_len, key, longrope_len = _derived_max_len(text.raw, family)
+    inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
+    return ModelArch(
+        architecture=arch, model_type=str(raw.get("model_type", family)), hidden_size=hidden,
+        num_layers=text.int("num_hidden_layers"), vocab_size=text.int("vocab_size"), num_heads=heads,
+        num_kv_heads=kv, head_dim=int(hd), intermediate_size=int(inter), dtype=dtype,
+        tie_word_embeddings=bool(text.get("tie_word_embeddings", family in ("gemma2", "gemma3"))),
+        tensors=tuple(inv.tensors), attention=tuple(attention),
+        quant=quantization.from_config(raw.get("quantization_config") or text.get("quantization_config")),
+        derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, **extra,
+    )

@@ -1,0 +1,157 @@
+"""Weight storage of quantized checkpoints, read from config.json's ``quantization_config``.
+
+Byte counts follow each format's tensor layout as vLLM loads it (packed weights, scales, zero points,
+act-order indices). Unknown methods fail closed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+from estimator.errors import PlannerError
+
+# Methods we can size; anything else in a checkpoint is an error, never a guess.
+SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4")
+# vLLM names for --quantization that make sense on an unquantized bf16/fp16 checkpoint (online quantization).
+ONLINE_METHODS = ("fp8",)
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """How quantizable linear weights are stored. ``method`` is vLLM's --quantization spelling."""
+
+    method: str
+    weight_bits: int
+    group_size: int | None = None  # None: per-channel or per-tensor scales
+    zero_points: bool = False
+    act_order: bool = False  # GPTQ desc_act: an int32 g_idx per input row
+    block: tuple[int, int] | None = None  # fp8 block-wise scales (rows, cols)
+    scale_bytes: int = 2
+    channel_scales: bool = False  # one fp32 scale per output channel
+    experts_only: bool = False  # mxfp4 in gpt-oss: only MoE experts are quantized
+    ignore: tuple[str, ...] = field(default_factory=tuple)  # module patterns left in the checkpoint dtype
+    online: bool = False  # quantized by vLLM at load time, not by the checkpoint
+    fp8_compute: bool = False  # W8A8 FP8: uses FP8 tensor cores where the GPU has them
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "weight_bits": self.weight_bits, "group_size": self.group_size,
+                "online": self.online}
+
+    def skips(self, module: str) -> bool:
+        """True when the checkpoint keeps ``module`` unquantized (vLLM's ignore / modules_to_not_convert)."""
+        for pattern in self.ignore:
+            if pattern.startswith("re:"):
+                if re.match(pattern[3:], module):
+                    return True
+            elif "*" in pattern:
+                if fnmatch.fnmatchcase(module, pattern) or fnmatch.fnmatchcase(module, pattern + ".*"):
+                    return True
+            elif pattern == module or module.startswith(pattern + ".") or pattern in module.split(".") \
+                    or module.endswith("." + pattern):
+                return True
+        return False
+
+    def linear_bytes(self, rows: int, cols: int, copies: int) -> float:
+        """Bytes of one quantized linear weight [rows=out, cols=in] x copies, scales included."""
+        numel = rows * cols * copies
+        nbytes = numel * self.weight_bits / 8
+        if self.group_size:
+            groups_per_row = -(-cols // self.group_size)
+            scales = rows * groups_per_row * copies
+            nbytes += scales * self.scale_bytes
+            if self.zero_points:
+                nbytes += scales * self.weight_bits / 8  # packed like the weights
+        elif self.block:
+            br, bc = self.block
+            nbytes += (-(-rows // br)) * (-(-cols // bc)) * copies * 4  # fp32 weight_scale_inv per block
+        elif self.channel_scales:
+            nbytes += rows * copies * 4
+        else:
+            nbytes += copies * 4  # one per-tensor scale
+        if self.act_order:
+            nbytes += cols * copies * 4
+        return nbytes
+
+
+def _fail(msg: str) -> PlannerError:
+    return PlannerError(msg)
+
+
+def _ignore_list(qc: dict, *keys: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for k in keys:
+        v = qc.get(k)
+        if v:
+            out.extend(str(x) for x in v)
+    return tuple(out)
+
+
+def _compressed_tensors(qc: dict) -> QuantScheme:
+    groups = qc.get("config_groups") or {}
+    if not groups:
+        raise _fail("compressed-tensors quantization_config has no config_groups; the planner cannot size its weights")
+    weight_schemes = []
+    for g in groups.values():
+        w = (g or {}).get("weights")
+        if w:
+            weight_schemes.append((w, (g or {}).get("input_activations")))
+    if not weight_schemes:
+        raise _fail("compressed-tensors quantization_config has no weight scheme; the planner cannot size its weights")
+    w, act = weight_schemes[0]
+    bits = int(w.get("num_bits", 0))
+    wtype = w.get("type", "int")
+    strategy = w.get("strategy", "tensor")
+    if bits not in (4, 8) or wtype not in ("int", "float"):
+        raise _fail(f"compressed-tensors weights of {bits}-bit {wtype} are not supported by the planner "
+                    "(supported: W8A8 int8/fp8, W4A16/W8A16 int)")
+    group = int(w["group_size"]) if strategy == "group" and w.get("group_size") else None
+    fp8 = wtype == "float" and bits == 8
+    return QuantScheme(
+        method="compressed-tensors", weight_bits=bits, group_size=group,
+        zero_points=not w.get("symmetric", True), channel_scales=strategy == "channel",
+        scale_bytes=2, ignore=_ignore_list(qc, "ignore"),
+        fp8_compute=fp8 and bool(act) and act.get("type") == "float",
+        block=tuple(w["block_structure"]) if strategy == "block" and w.get("block_structure") else None,
+    )
+
+
+def from_config(qc: dict | None) -> QuantScheme | None:
+    """The checkpoint's own quantization, or None for an unquantized checkpoint."""
+    if not qc:
+        return None
+    if not isinstance(qc, dict):
+        raise _fail("quantization_config in config.json is not an object; fix the config.json")
+    method = str(qc.get("quant_method", "")).lower().replace("_", "-")
+    if method == "awq":
+        bits = int(qc.get("bits", qc.get("w_bit", 4)))
+        return QuantScheme("awq", bits, int(qc.get("group_size", qc.get("q_group_size", 128))),
+                           zero_points=bool(qc.get("zero_point", True)),
+                           ignore=_ignore_list(qc, "modules_to_not_convert"))
+    if method == "gptq":
+        bits = int(qc.get("bits", 4))
+        gs = int(qc.get("group_size", 128))
+        return QuantScheme("gptq", bits, gs if gs > 0 else None, zero_points=True,
+                           act_order=bool(qc.get("desc_act", False)),
+                           ignore=_ignore_list(qc, "modules_to_not_convert"))
+    if method == "compressed-tensors":
+        return _compressed_tensors(qc)
+    if method == "fp8":
+        block = qc.get("weight_block_size")
+        return QuantScheme("fp8", 8, block=tuple(block) if block else None, fp8_compute=True,
+                           ignore=_ignore_list(qc, "ignored_layers", "modules_to_not_convert"))
+    if method == "mxfp4":
+        # 4-bit e2m1 values plus one uint8 e8m0 scale per 32 values (OCP MX spec).
+        return QuantScheme("mxfp4", 4, 32, scale_bytes=1, experts_only=True,
+                           ignore=_ignore_list(qc, "modules_to_not_convert"))
+    raise _fail(f"quantization method {qc.get('quant_method')!r} in config.json is not supported by the planner "
+                f"(supported: {', '.join(SUPPORTED_METHODS)}); it will not guess its memory")
+
+
+def online(method: str) -> QuantScheme:
+    """``--quantization fp8`` on an unquantized checkpoint: vLLM quantizes weights to FP8 at load time."""
+    if method == "fp8":
+        return QuantScheme("fp8", 8, online=True, fp8_compute=True)
+    raise _fail(f"--quantization {method} needs a checkpoint quantized with {method}; "
+                f"on an unquantized checkpoint only {', '.join(ONLINE_METHODS)} is applied at load time")
