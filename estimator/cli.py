@@ -1,0 +1,107 @@
+"""`estimator`: thin click commands over the library. PlannerError becomes a one-line error here, only."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from estimator.errors import PlannerError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PlannerError as err:
+            raise click.ClickException(str(err)) from None
+
+
+def _json_out(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="vllm-planner")
+def main() -> None:
+    """Plan vLLM deployments offline: memory as vLLM allocates it, and the `vllm serve` flags."""
+
+
+def plan_options(f):
+    """The configuration flags, named exactly as `vllm serve` names them (shared with `calibrate run`)."""
+    options = [
+        click.option("--model", required=True, help="Hugging Face id, local directory, or catalog name."),
+        click.option("--revision", default=None, help="Hub revision (branch, tag or commit)."),
+        click.option("--gpu", default=None, help="GPU name from `estimator gpus`, an nvidia-smi name, or 'auto'."),
+        click.option("--gpu-memory-gib", type=float, default=None, help="Memory per GPU for a custom device."),
+        click.option("--num-gpus", type=int, default=None, help="GPUs available (default: TP x PP)."),
+        click.option("--tensor-parallel-size", "-tp", type=int, default=None),
+        click.option("--pipeline-parallel-size", "-pp", type=int, default=None),
+        click.option("--max-model-len", type=int, default=None),
+        click.option("--gpu-memory-utilization", type=float, default=None),
+        click.option("--dtype", default=None),
+        click.option("--quantization", "-q", default=None),
+        click.option("--kv-cache-dtype", default=None),
+        click.option("--max-num-seqs", type=int, default=None),
+        click.option("--max-num-batched-tokens", type=int, default=None),
+        click.option("--block-size", type=int, default=None),
+        click.option("--enforce-eager", is_flag=True, default=False),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@plan_options
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+def plan(as_json: bool, **flags) -> None:
+    """Will MODEL fit on these GPUs, how much memory goes where, and how many sequences fit."""
+    from estimator.plan import PlanRequest, make_plan
+
+    result = make_plan(PlanRequest(**flags))
+    if as_json:
+        _json_out(result.to_dict())
+    else:
+        from estimator.report import render
+
+        click.echo(render(result))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def gpus(as_json: bool) -> None:
+    """The bundled GPU catalog."""
+    from estimator.gpus import catalog
+
+    specs = catalog()
+    if as_json:
+        _json_out([g.to_dict() for g in specs])
+        return
+    for g in specs:
+        fp8 = f"{g.fp8_tflops:g}" if g.fp8_tflops else "-"
+        bf16 = f"{g.bf16_tflops:g}" if g.bf16_tflops else "-"
+        click.echo(f"{g.name:16} {g.memory_gib:7.2f} GiB {g.memory_bandwidth_gbs:6g} GB/s  bf16 {bf16:>6} "
+                   f"fp8 {fp8:>6} TFLOP/s  {g.interconnect.kind}{g.interconnect.generation} "
+                   f"{g.interconnect.bandwidth_gbs:g} GB/s")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json: bool) -> None:
+    """The bundled model catalog (usable with no network)."""
+    from estimator.architecture import from_config
+    from estimator.model_source import _catalog
+
+    rows = []
+    for model_id, config in sorted(_catalog().items()):
+        arch = from_config(config, model_id)
+        rows.append({"id": model_id, "architecture": arch.architecture, "num_params": arch.num_params,
+                     "active_params": arch.active_params, "max_model_len": arch.derived_max_model_len,
+                     "quantization": arch.quant.method if arch.quant else None})
+    if as_json:
+        _json_out(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['id']:55} {r['architecture']:32} {r['num_params'] / 1e9:8.2f}B "
+                   f"{r['active_params'] / 1e9:7.2f}B active  {r['quantization'] or ''}")

@@ -1,0 +1,146 @@
+"""The bundled GPU catalog, name matching (nvidia-smi names included), pynvml detection and custom devices."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib import resources
+
+from estimator.errors import PlannerError
+
+SCHEMA_VERSION = 1
+GIB = 1024**3
+# Words that vendors put before the model name; dropped before matching so "NVIDIA GeForce RTX 4090",
+# "RTX 4090" and "rtx-4090" are one key. Digits are kept, so "H20" never matches "H200".
+_VENDOR_WORDS = re.compile(r"\b(nvidia|tesla|geforce|amd|instinct|radeon)\b")
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    kind: str  # nvlink | xgmi | pcie
+    generation: int
+    bandwidth_gbs: float  # bidirectional GB/s per GPU
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    vendor: str
+    memory_gib: float  # as the driver reports it: what vLLM multiplies by gpu_memory_utilization
+    memory_bandwidth_gbs: float | None
+    bf16_tflops: float | None
+    fp16_tflops: float | None
+    fp8_tflops: float | None
+    arch: str  # CUDA compute capability ("9.0") or AMD gfx target
+    interconnect: Interconnect
+    source: str = "catalog"  # catalog | detected | custom
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(round(self.memory_gib * GIB))
+
+    @property
+    def supports_bf16(self) -> bool:
+        return self.bf16_tflops is not None
+
+    @property
+    def supports_fp8(self) -> bool:
+        return self.fp8_tflops is not None
+
+    @property
+    def compute_capability(self) -> float | None:
+        try:
+            return float(self.arch)
+        except ValueError:
+            return None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", _VENDOR_WORDS.sub("", name.lower()))
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> tuple[dict[str, GpuSpec], dict[str, str]]:
+    raw = json.loads(resources.files("estimator").joinpath("data/gpus.json").read_text())
+    specs: dict[str, GpuSpec] = {}
+    keys: dict[str, str] = {}
+    for g in raw["gpus"]:
+        spec = GpuSpec(
+            name=g["name"], vendor=g["vendor"], memory_gib=g["memory_gib"],
+            memory_bandwidth_gbs=g["memory_bandwidth_gbs"], bf16_tflops=g["bf16_tflops"],
+            fp16_tflops=g["fp16_tflops"], fp8_tflops=g["fp8_tflops"], arch=g["arch"],
+            interconnect=Interconnect(**g["interconnect"]),
+        )
+        specs[spec.name] = spec
+        for alias in [spec.name, *g["aliases"]]:
+            k = _key(alias)
+            if k in keys and keys[k] != spec.name:
+                raise RuntimeError(f"gpus.json: alias {alias!r} names both {keys[k]} and {spec.name}")
+            keys[k] = spec.name
+    return specs, keys
+
+
+def catalog() -> list[GpuSpec]:
+    return list(_catalog()[0].values())
+
+
+def lookup(name: str) -> GpuSpec:
+    """The catalog GPU for a name or alias, case- and punctuation-insensitive; else an error with suggestions."""
+    specs, keys = _catalog()
+    hit = keys.get(_key(name))
+    if hit:
+        return specs[hit]
+    names = list(specs)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.3) or difflib.get_close_matches(
+        _key(name), [_key(n) for n in names], n=3, cutoff=0.3)
+    close = [n for n in names if n in close or _key(n) in close][:3]
+    hint = f"closest known: {', '.join(close)}; " if close else ""
+    raise PlannerError(f"unknown GPU {name!r}: {hint}use one of the names in `estimator gpus`, or "
+                       "--gpu-memory-gib for a custom device")
+
+
+def custom(memory_gib: float, like: GpuSpec | None = None) -> GpuSpec:
+    """A device given only by its memory; speed fields come from ``like`` when a GPU was also named."""
+    if memory_gib <= 0:
+        raise PlannerError(f"--gpu-memory-gib must be positive, got {memory_gib}")
+    base = like or GpuSpec("custom", "unknown", memory_gib, None, None, None, None, "unknown",
+                           Interconnect("pcie", 4, 64.0))
+    return GpuSpec(base.name if like else "custom", base.vendor, float(memory_gib), base.memory_bandwidth_gbs,
+                   base.bf16_tflops, base.fp16_tflops, base.fp8_tflops, base.arch, base.interconnect, "custom")
+
+
+def detect() -> tuple[GpuSpec, int]:
+    """The local GPUs through NVML: (spec of GPU 0 with its exact memory, number of GPUs)."""
+    try:
+        import pynvml  # nvidia-ml-py; imported here so planning never needs it
+    except ImportError as err:  # pragma: no cover - nvidia-ml-py is a dependency
+        raise PlannerError("--gpu auto needs the nvidia-ml-py package (pip install nvidia-ml-py)") from err
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as err:
+        raise PlannerError(f"--gpu auto found no NVIDIA driver ({err}); name the GPU with --gpu NAME or give "
+                           "--gpu-memory-gib") from None
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        if count == 0:
+            raise PlannerError("--gpu auto found no NVIDIA GPU; name one with --gpu NAME")
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        name = name.decode() if isinstance(name, bytes) else name
+        total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+    finally:
+        pynvml.nvmlShutdown()
+    try:
+        known = lookup(name)
+    except PlannerError:
+        known = None
+    spec = custom(total / GIB, like=known)
+    return GpuSpec(known.name if known else name, spec.vendor, spec.memory_gib, spec.memory_bandwidth_gbs,
+                   spec.bf16_tflops, spec.fp16_tflops, spec.fp8_tflops, spec.arch, spec.interconnect,
+                   "detected"), count

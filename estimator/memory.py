@@ -1,0 +1,288 @@
+"""The memory plan, computed the way vLLM 0.32 allocates it.
+
+Budget (vllm/v1/worker/utils.py request_memory): ceil(total x gpu_memory_utilization).
+KV memory (gpu_worker.determine_available_memory): budget - (weights + non-torch + activation peak)
+- CUDA graph estimate. KV blocks (v1/core/kv_cache_utils.py): layers grouped by attention type, one block
+spans a group's layers, each pipeline stage sizes its own pool and all take the smallest block count;
+capacity and "maximum concurrency" count the blocks a max_model_len request needs in every group.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from estimator.architecture import AttentionLayer, ModelArch, Tensor
+from estimator.coefficients import Coefficients
+from estimator.gpus import GIB, GpuSpec
+from estimator.quantization import QuantScheme
+from estimator.serve_config import ServeConfig
+
+VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
+SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
+DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """One GPU's memory, in GiB: the budget and where it goes."""
+
+    total_gib: float
+    budget_gib: float
+    weights_gib: float
+    activation_gib: float
+    non_torch_gib: float
+    cuda_graph_gib: float
+    kv_cache_gib: float
+    num_layers: int
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    per_gpu: GpuMemory  # the pipeline stage that binds (fewest KV blocks, or the one that does not fit)
+    per_stage: tuple[GpuMemory, ...]
+    num_gpu_blocks: int
+    kv_cache_tokens: int
+    max_concurrency: float
+    fits: bool
+    binding_constraint: str  # weights | overheads | kv_cache | max_num_seqs
+    reason: str
+    block_size: int
+    num_kv_cache_groups: int
+    bytes_per_block: int
+    blocks_per_request: int
+    kv_bytes_per_token_per_gpu: float
+
+    def to_dict(self) -> dict:
+        return {
+            "per_gpu": self.per_gpu.to_dict(),
+            "per_stage": [s.to_dict() for s in self.per_stage],
+            "num_gpu_blocks": self.num_gpu_blocks,
+            "kv_cache_tokens": self.kv_cache_tokens,
+            "max_concurrency": round(self.max_concurrency, 2),
+            "fits": self.fits,
+            "binding_constraint": self.binding_constraint,
+            "reason": self.reason,
+            "block_size": self.block_size,
+            "num_kv_cache_groups": self.num_kv_cache_groups,
+            "bytes_per_block": self.bytes_per_block,
+            "blocks_per_request": self.blocks_per_request,
+            "kv_bytes_per_token_per_gpu": self.kv_bytes_per_token_per_gpu,
+        }
+
+
+# --- weights ---------------------------------------------------------------------------------------------
+
+
+def pp_layer_ranges(num_layers: int, pp: int) -> list[range]:
+    """vllm/distributed/utils.py get_pp_indices: even split, the remainder to the stages before the last."""
+    sizes = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        sizes[-i] += 1
+    out, start = [], 0
+    for s in sizes:
+        out.append(range(start, start + s))
+        start += s
+    return out
+
+
+def _shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
+    if t.shard in ("col", "row"):
+        return 1 / tp
+    if t.shard == "kv":
+        return max(1, arch.num_kv_heads // tp) / arch.num_kv_heads
+    if t.shard == "vocab":
+        padded = cdiv(arch.vocab_size, VOCAB_PADDING) * VOCAB_PADDING
+        return cdiv(padded, tp) / arch.vocab_size
+    return 1.0
+
+
+def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> float:
+    """Bytes of the whole tensor as loaded (before TP sharding)."""
+    if quant and t.kind in ("linear", "expert") and not quant.skips(t.name) \
+            and (not quant.experts_only or t.kind == "expert"):
+        return quant.linear_bytes(t.rows, t.cols, t.copies)
+    return t.numel * dtype_bytes
+
+
+def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None) -> list[float]:
+    """Weight bytes on one TP rank of each pipeline stage."""
+    pp = cfg.pipeline_parallel_size
+    ranges = pp_layer_ranges(arch.num_layers, pp)
+    stage_of_layer = {layer: s for s, r in enumerate(ranges) for layer in r}
+    out = [0.0] * pp
+    for t in arch.tensors:
+        nbytes = tensor_bytes(t, cfg.dtype_bytes, quant) * _shard_fraction(t, arch, cfg.tensor_parallel_size)
+        if t.layer is not None:
+            out[stage_of_layer[t.layer]] += nbytes
+        elif t.place == "last":
+            out[-1] += nbytes
+        else:
+            out[0] += nbytes
+            # With tied embeddings the last stage builds its own copy for the LM head (vLLM llama.py et al.).
+            if t.name == "model.embed_tokens" and arch.tie_word_embeddings and pp > 1:
+                out[-1] += nbytes
+    return out
+
+
+# --- transient and fixed overheads -----------------------------------------------------------------------
+
+
+def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool) -> float:
+    """Peak transient torch memory of vLLM's profile_run: one forward over max_num_batched_tokens tokens,
+    then (last stage) the dummy sampler over min(max_num_seqs, tokens) requests."""
+    tp, tokens = cfg.tensor_parallel_size, cfg.max_num_batched_tokens
+    kv_heads_rank = max(1, arch.num_kv_heads // tp)
+    qkv = (arch.num_heads // tp + 2 * kv_heads_rank) * arch.head_dim
+    if arch.is_moe:
+        mlp = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size / tp + arch.hidden_size)
+        mlp = max(mlp, co.act_mlp_buffers * arch.intermediate_size / tp)
+    else:
+        mlp = co.act_mlp_buffers * arch.intermediate_size / tp
+    forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv + mlp) * cfg.dtype_bytes
+    if not last_stage:
+        return forward
+    num_reqs = min(cfg.max_num_seqs, tokens)
+    sampler = num_reqs * arch.vocab_size * SAMPLER_LOGITS_BYTES * co.sampler_fp32_copies
+    hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
+    return max(forward, hidden_alive + sampler)
+
+
+def non_torch_bytes(cfg: ServeConfig, co: Coefficients) -> float:
+    gib = co.non_torch_base_gib + co.non_torch_per_tp_rank_gib * (cfg.tensor_parallel_size - 1)
+    if cfg.pipeline_parallel_size > 1:
+        gib += co.non_torch_pp_gib
+    return gib * GIB
+
+
+def cudagraph_capture_sizes(cfg: ServeConfig, gpu: GpuSpec) -> list[int]:
+    """vLLM's default capture sizes: 1, 2, 4, then steps of 8 to 256 and of 16 above, up to the largest."""
+    if cfg.enforce_eager:
+        return []
+    ceiling = 1024 if (gpu.compute_capability or 0) >= 10.0 else DEFAULT_MAX_GRAPH_SIZE
+    largest = min(cfg.max_num_seqs * 2, ceiling, cfg.max_num_batched_tokens)
+    sizes = [s for s in (1, 2, 4) if s <= largest]
+    sizes += list(range(8, min(largest + 1, 256), 8)) + list(range(256, largest + 1, 16))
+    return sizes
+
+
+def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients) -> float:
+    n = len(cudagraph_capture_sizes(cfg, gpu))
+    return n * (co.cuda_graph_mib_per_size + co.cuda_graph_mib_per_size_layer * layers) * 1024**2
+
+
+# --- KV cache groups and blocks ------------------------------------------------------------------------
+
+
+def _layer_kind(a: AttentionLayer, hybrid: bool) -> tuple[str, int | None]:
+    if a.kind in ("full", "mla"):
+        return a.kind, None
+    return (a.kind, a.window) if hybrid else ("full", None)
+
+
+def kv_cache_groups(arch: ModelArch) -> list[tuple[tuple[str, int | None], list[int]]]:
+    """vLLM's KV cache groups: (spec, layer indices). Layers of one attention type share a group; hybrid
+    models split each type into groups of equal size (kv_cache_utils._get_kv_cache_groups_uniform_page_size).
+    Chunked local attention turns the hybrid manager off by default, so those layers count as full."""
+    hybrid = not any(a.kind == "chunked" for a in arch.attention)
+    specs = [_layer_kind(a, hybrid) for a in arch.attention]
+    if len(set(specs)) == 1:
+        return [(specs[0], list(range(len(specs))))]
+    buckets: dict[tuple, list[int]] = {}
+    for i, s in enumerate(specs):
+        buckets.setdefault(s, []).append(i)
+    sizes = [len(v) for v in buckets.values()]
+    group_size = min(sizes)
+    if max(sizes) < group_size * 1.5:
+        group_size = max(sizes)
+    groups = []
+    for spec, layers in buckets.items():
+        n = cdiv(len(layers), group_size)
+        groups.extend((spec, layers[i::n]) for i in range(n))
+    return groups
+
+
+def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig) -> int:
+    """Blocks one max_model_len request takes in a group (KVCacheSpec.max_memory_usage_bytes / page size)."""
+    kind, window = spec
+    bs, max_len = cfg.block_size, cfg.max_model_len
+    # Async scheduling (on by default without PP) keeps two batches in flight, PP keeps pp of them.
+    in_flight = (2 if cfg.pipeline_parallel_size == 1 else cfg.pipeline_parallel_size) * cfg.max_num_batched_tokens
+    if kind == "sliding":
+        return cdiv(min(window - 1 + in_flight, max_len), bs) + 1
+    if kind == "chunked":
+        return cdiv(min(window + in_flight, max_len), bs)
+    return cdiv(max_len, bs)
+
+
+def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
+                co: Coefficients) -> MemoryPlan:
+    tp, pp = cfg.tensor_parallel_size, cfg.pipeline_parallel_size
+    total = gpu.memory_bytes
+    budget = math.ceil(total * cfg.gpu_memory_utilization)
+    ranges = pp_layer_ranges(arch.num_layers, pp)
+    weights = weights_per_stage(arch, cfg, quant)
+    non_torch = non_torch_bytes(cfg, co)
+    page = cfg.block_size * arch.attention[0].bytes_per_token(cfg.kv_dtype_bytes, tp)
+    groups = kv_cache_groups(arch)
+    per_request = sum(blocks_per_request(spec, cfg) for spec, _ in groups)
+
+    stages = []
+    for s, layers in enumerate(ranges):
+        act = activation_bytes(arch, cfg, co, last_stage=s == pp - 1)
+        graphs = cuda_graph_bytes(cfg, gpu, len(layers), co)
+        available = budget - weights[s] - non_torch - act - graphs
+        in_stage = set(layers)
+        bytes_per_block = max(sum(1 for i in members if i in in_stage) for _, members in groups) * page
+        stages.append((available, bytes_per_block, act, graphs, len(layers)))
+
+    blocks = [max(0, int(avail // bpb)) if bpb else 0 for avail, bpb, *_ in stages]
+    num_blocks = min(blocks)
+    bind = blocks.index(num_blocks)
+
+    def memory(s: int, kv_blocks: int) -> GpuMemory:
+        avail, bpb, act, graphs, n = stages[s]
+        return GpuMemory(total / GIB, budget / GIB, weights[s] / GIB, act / GIB, non_torch / GIB, graphs / GIB,
+                         kv_blocks * bpb / GIB, n)
+
+    per_stage = tuple(memory(s, num_blocks) for s in range(pp))
+    avail, bpb, *_ = stages[bind]
+    fits, binding, reason = True, "kv_cache", ""
+    worst_weights = max(range(pp), key=lambda s: weights[s])
+    if weights[worst_weights] > budget:
+        fits, binding, bind = False, "weights", worst_weights
+        reason = (f"weights need {weights[bind] / GIB:.2f} GiB per GPU but the budget is {budget / GIB:.2f} GiB "
+                  f"({cfg.gpu_memory_utilization} x {total / GIB:.2f} GiB)")
+    elif min(st[0] for st in stages) <= 0:
+        bind = min(range(pp), key=lambda s: stages[s][0])
+        fits, binding = False, "overheads"
+        reason = (f"no memory left for the KV cache: weights, activation peak, non-torch and CUDA graph memory "
+                  f"exceed the {budget / GIB:.2f} GiB budget by {-stages[bind][0] / GIB:.2f} GiB")
+    elif (avail - bpb) < bpb * per_request:
+        fits = False
+        need = bpb * per_request / GIB
+        reason = (f"one request of max_model_len {cfg.max_model_len} needs {need:.2f} GiB of KV cache but "
+                  f"{max(0.0, (avail - bpb) / GIB):.2f} GiB is available")
+    max_concurrency = num_blocks / per_request if per_request else 0.0
+    if fits:
+        if max_concurrency >= cfg.max_num_seqs:
+            binding = "max_num_seqs"
+            reason = (f"the KV pool holds {max_concurrency:.1f} sequences of {cfg.max_model_len} tokens, more than "
+                      f"max_num_seqs={cfg.max_num_seqs}: the batch is capped by max_num_seqs")
+        else:
+            reason = (f"the KV pool holds {max_concurrency:.2f} sequences of {cfg.max_model_len} tokens "
+                      f"(max_num_seqs={cfg.max_num_seqs})")
+    return MemoryPlan(
+        per_gpu=memory(bind, num_blocks), per_stage=per_stage, num_gpu_blocks=num_blocks,
+        kv_cache_tokens=int(max_concurrency * cfg.max_model_len), max_concurrency=max_concurrency, fits=fits,
+        binding_constraint=binding, reason=reason, block_size=cfg.block_size, num_kv_cache_groups=len(groups),
+        bytes_per_block=int(bpb), blocks_per_request=per_request,
+        kv_bytes_per_token_per_gpu=page / cfg.block_size * len(ranges[bind]),
+    )

@@ -1,0 +1,179 @@
+"""Where a model's config.json comes from: a local directory, the bundled catalog, or the Hugging Face hub.
+
+The hub goes through huggingface_hub, so its cache, HF_HOME/HF_HUB_CACHE and HF_HUB_OFFLINE=1 are honoured;
+it is imported only when a model is neither local nor in the catalog. Safetensors headers, when at hand,
+give exact per-dtype parameter counts of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from estimator.errors import PlannerError
+
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the format's own limit on the JSON header
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    id: str  # what `vllm serve` is given: the hub id or the local path
+    kind: str  # catalog | local | hub
+    config: dict
+    checkpoint_params: dict[str, int] | None = None  # dtype -> parameters, from safetensors headers
+    tokenizer_max_length: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, dict]:
+    return json.loads(resources.files("estimator").joinpath("data/models.json").read_text())["models"]
+
+
+def catalog_ids() -> list[str]:
+    return sorted(_catalog())
+
+
+def _catalog_lookup(model: str) -> tuple[str, dict] | None:
+    models = _catalog()
+    if model in models:
+        return model, models[model]
+    lowered = {k.lower(): k for k in models}
+    key = lowered.get(model.lower())
+    return (key, models[key]) if key else None
+
+
+def read_config(path: Path, label: str) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PlannerError(f"{label} is not UTF-8 text; re-download or fix it") from None
+    except OSError as err:
+        raise PlannerError(f"cannot read {label}: {err.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PlannerError(f"{label} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                           "re-download or fix it") from None
+    if not isinstance(data, dict):
+        raise PlannerError(f"{label} does not hold a JSON object; re-download or fix it")
+    return data
+
+
+def safetensors_param_counts(files: list[Path]) -> dict[str, int] | None:
+    """Parameters per dtype from the headers of .safetensors files (8-byte length, then JSON), or None."""
+    counts: dict[str, int] = {}
+    for f in files:
+        try:
+            with f.open("rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                if n > MAX_SAFETENSORS_HEADER:
+                    return None
+                header = json.loads(fh.read(n))
+        except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        for name, info in header.items():
+            if name == "__metadata__" or not isinstance(info, dict):
+                continue
+            numel = 1
+            for d in info.get("shape", []):
+                numel *= int(d)
+            counts[info.get("dtype", "?")] = counts.get(info.get("dtype", "?"), 0) + numel
+    return counts or None
+
+
+def _tokenizer_max_length(directory: Path) -> int | None:
+    path = directory / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("model_max_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, (int, float)) and 0 < value < 10**9 else None
+
+
+def _from_directory(directory: Path, model_id: str, kind: str, notes: tuple[str, ...] = ()) -> ModelSource:
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise PlannerError(f"{directory} has no config.json; point --model at a model directory or a hub id")
+    config = read_config(config_path, f"{config_path}")
+    counts = safetensors_param_counts(sorted(directory.glob("*.safetensors")))
+    return ModelSource(model_id, kind, config, counts, _tokenizer_max_length(directory), notes)
+
+
+def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
+    try:
+        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HFValidationError,
+                                            LocalEntryNotFoundError, RepositoryNotFoundError)
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        raise PlannerError(f"{repo_id} is not in the bundled catalog and huggingface_hub is not installed") from None
+    try:
+        try:  # the cache first: instant, and the only place to look when offline
+            config_path = Path(hf_hub_download(repo_id, "config.json", revision=revision, local_files_only=True))
+        except LocalEntryNotFoundError:
+            if constants.HF_HUB_OFFLINE:
+                raise
+            hub_logger = logging.getLogger("huggingface_hub")
+            level = hub_logger.level
+            hub_logger.setLevel(logging.ERROR)  # its retry chatter is not for our users; the error below is
+            try:
+                config_path = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+            finally:
+                hub_logger.setLevel(level)
+    except HFValidationError:
+        raise PlannerError(f"{repo_id!r} is neither a directory, a catalog model nor a valid Hugging Face repo id; "
+                           "see `estimator models` for the catalog") from None
+    except LocalEntryNotFoundError:
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
+        raise PlannerError(f"{repo_id} is not in the bundled catalog or the local Hugging Face cache and {why}; "
+                           "download it once online, or pass a local directory with its config.json "
+                           "(see `estimator models` for the catalog)") from None
+    except GatedRepoError:
+        raise PlannerError(f"{repo_id} is gated on the hub; accept its license and log in "
+                           "(huggingface-cli login), or pass a local directory") from None
+    except RepositoryNotFoundError:
+        raise PlannerError(f"{repo_id} was not found on the Hugging Face hub; check the id (see `estimator models` "
+                           "for the bundled catalog)") from None
+    except EntryNotFoundError:
+        raise PlannerError(f"{repo_id} has no config.json on the hub; the planner needs a transformers-style "
+                           "checkpoint") from None
+    except OSError as err:
+        raise PlannerError(f"could not fetch config.json of {repo_id}: {err}") from None
+    source = _from_directory(config_path.parent, repo_id, "hub")
+    if source.checkpoint_params is None and not constants.HF_HUB_OFFLINE:
+        try:
+            from huggingface_hub import HfApi
+
+            meta = HfApi().get_safetensors_metadata(repo_id, revision=revision)
+            counts = {str(k): int(v) for k, v in meta.parameter_count.items()}
+            return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length)
+        except Exception as err:  # metadata is a cross-check only: any failure leaves it out
+            note = f"safetensors metadata of {repo_id} unavailable ({type(err).__name__}); counts are from config.json"
+            return ModelSource(repo_id, "hub", source.config, None, source.tokenizer_max_length, (note,))
+    return source
+
+
+def resolve(model: str, revision: str | None = None) -> ModelSource:
+    """A local directory, then the catalog (case-insensitive), then the Hugging Face hub."""
+    if not model or not model.strip():
+        raise PlannerError("--model is empty; give a hub id, a local directory or a catalog name")
+    path = Path(os.path.expanduser(model))
+    if path.is_dir():
+        return _from_directory(path, model, "local")
+    if path.exists():
+        raise PlannerError(f"{model} is a file, not a model directory; point --model at the directory holding "
+                           "config.json")
+    if model.startswith(("/", "./", "../", "~")) or model.endswith("/"):
+        raise PlannerError(f"no such directory: {model}; give an existing model directory or a hub id")
+    hit = _catalog_lookup(model)
+    if hit:
+        return ModelSource(hit[0], "catalog", hit[1])
+    return _from_hub(model, revision)

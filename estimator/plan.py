@@ -1,0 +1,252 @@
+"""`estimator plan` as a library call: resolve model and GPU, complete the flags, plan memory, say what relaxes
+the binding limit, and render the `vllm serve` argv."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+
+from estimator import architecture, gpus, model_source
+from estimator.architecture import ModelArch
+from estimator.coefficients import DEFAULT, Coefficients
+from estimator.errors import PlannerError
+from estimator.gpus import GpuSpec
+from estimator.memory import MemoryPlan, plan_memory
+from estimator.serve_config import VLLM_REFERENCE_VERSION, ServeConfig, resolve
+
+SCHEMA_VERSION = 1
+DEFAULT_GPU = "H100-SXM"
+# Flags of `estimator plan` that are `vllm serve` flags, by ServeConfig field.
+SERVE_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization",
+               "dtype", "quantization", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
+               "block_size", "enforce_eager")
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    model: str
+    gpu: str | None = None
+    gpu_memory_gib: float | None = None
+    num_gpus: int | None = None
+    tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    dtype: str | None = None
+    quantization: str | None = None
+    kv_cache_dtype: str | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    block_size: int | None = None
+    enforce_eager: bool = False
+    revision: str | None = None
+
+    def flags(self) -> dict:
+        out = {f: getattr(self, f) for f in SERVE_FLAGS}
+        out["quantization_method"] = out.pop("quantization")
+        return out
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PlanRequest":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    flag: str
+    value: str
+    max_concurrency: float
+    fits: bool
+
+    def to_dict(self) -> dict:
+        return {"flag": self.flag, "value": self.value, "max_concurrency": round(self.max_concurrency, 2),
+                "fits": self.fits}
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: PlanRequest
+    source: model_source.ModelSource
+    arch: ModelArch
+    gpu: GpuSpec
+    num_gpus: int
+    config: ServeConfig
+    memory: MemoryPlan
+    relaxations: tuple[Relaxation, ...]
+    warnings: tuple[str, ...]
+    coefficients: Coefficients
+
+    @property
+    def serve_argv(self) -> list[str]:
+        return serve_argv(self.source.id, self.config)
+
+    @property
+    def serve_command(self) -> str:
+        return "vllm serve " + shlex.join(self.serve_argv)
+
+    def limit_summary(self) -> str:
+        parts = [self.memory.reason]
+        parts += [f"{r.flag} {r.value} gives {r.max_concurrency:.2f}" + ("" if r.fits else " (still does not fit)")
+                  for r in self.relaxations]
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        a, c = self.arch, self.config
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": {
+                "id": self.source.id, "source": self.source.kind, "architecture": a.architecture,
+                "model_type": a.model_type, "num_params": a.num_params, "active_params": a.active_params,
+                "checkpoint_params": self.source.checkpoint_params,
+                "kv_bytes_per_token": a.kv_bytes_per_token(c.kv_dtype_bytes), "num_layers": a.num_layers,
+                "hidden_size": a.hidden_size, "num_attention_heads": a.num_heads, "num_kv_heads": a.num_kv_heads,
+                "head_dim": a.head_dim, "vocab_size": a.vocab_size, "max_model_len": a.derived_max_model_len,
+                "dtype": a.dtype, "quantization": a.quant.to_dict() if a.quant else None,
+                "is_moe": a.is_moe, "num_experts": a.num_experts, "experts_per_token": a.experts_per_token,
+                "attention": sorted({layer.kind for layer in a.attention}),
+            },
+            "hardware": {"gpu": self.gpu.name, "num_gpus": self.num_gpus,
+                         "memory_gib_per_gpu": round(self.gpu.memory_gib, 4), "gpu_source": self.gpu.source,
+                         "spec": self.gpu.to_dict()},
+            "config": {f: getattr(c, f) for f in SERVE_FLAGS} | {"resolved_dtype": c.resolved_dtype,
+                                                                  "defaults": list(c.defaults)},
+            "memory": self.memory.to_dict() | {"relaxations": [r.to_dict() for r in self.relaxations],
+                                               "summary": self.limit_summary()},
+            "serve": {"argv": self.serve_argv, "command": self.serve_command,
+                      "vllm_version_checked": VLLM_REFERENCE_VERSION},
+            "coefficients": {"name": self.coefficients.name, "version": self.coefficients.version},
+            "warnings": list(self.warnings),
+        }
+
+
+def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
+    """`vllm serve` arguments, vLLM spellings, leaving out what equals vLLM's default."""
+    argv = [model_id]
+
+    def add(flag: str, value) -> None:
+        argv.extend([f"--{flag}", str(value)])
+
+    if c.tensor_parallel_size != 1:
+        add("tensor-parallel-size", c.tensor_parallel_size)
+    if c.pipeline_parallel_size != 1:
+        add("pipeline-parallel-size", c.pipeline_parallel_size)
+    if "max_model_len" in c.explicit:
+        add("max-model-len", c.max_model_len)
+    if "gpu_memory_utilization" in c.explicit and c.gpu_memory_utilization != 0.92:
+        add("gpu-memory-utilization", c.gpu_memory_utilization)
+    if c.dtype != "auto":
+        add("dtype", c.dtype)
+    if "quantization" in c.explicit and c.quantization:
+        add("quantization", c.quantization)
+    if c.kv_cache_dtype != "auto":
+        add("kv-cache-dtype", c.kv_cache_dtype)
+    for field in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
+        if field in c.explicit:
+            add(field.replace("_", "-"), getattr(c, field))
+    if c.enforce_eager:
+        argv.append("--enforce-eager")
+    return argv
+
+
+def _gpu(request: PlanRequest) -> tuple[GpuSpec, int | None, list[str]]:
+    notes = []
+    detected_count = None
+    if request.gpu and request.gpu.lower() == "auto":
+        spec, detected_count = gpus.detect()
+    elif request.gpu:
+        spec = gpus.lookup(request.gpu)
+    elif request.gpu_memory_gib is None:
+        spec = gpus.lookup(DEFAULT_GPU)
+        notes.append(f"gpu={DEFAULT_GPU} (no --gpu given)")
+    else:
+        spec = None
+    if request.gpu_memory_gib is not None:
+        spec = gpus.custom(request.gpu_memory_gib, like=spec)
+    return spec, detected_count, notes
+
+
+def _arch(source: model_source.ModelSource) -> tuple[ModelArch, list[str]]:
+    arch = architecture.from_config(source.config, source.id)
+    warnings = list(source.notes)
+    if source.tokenizer_max_length and source.tokenizer_max_length < arch.derived_max_model_len:
+        arch = dataclasses.replace(arch, derived_max_model_len=source.tokenizer_max_length,
+                                   max_len_key="model_max_length in tokenizer_config.json")
+    if source.checkpoint_params and arch.quant is None:
+        stored = sum(source.checkpoint_params.values())
+        if abs(stored - arch.num_params) > 0.005 * arch.num_params:
+            warnings.append(f"the checkpoint holds {stored:,} parameters but the architecture {arch.num_params:,} "
+                            "(extra heads such as MTP layers, or weights vLLM does not load); memory uses the "
+                            "architecture's tensors")
+    if arch.multimodal:
+        warnings.append("the vision encoder's profiling activations are not modelled; the KV pool may be "
+                        "slightly smaller than planned")
+    return arch, warnings
+
+
+def make_plan(request: PlanRequest, coefficients: Coefficients = DEFAULT) -> Plan:
+    gpu, detected_count, gpu_notes = _gpu(request)
+    source = model_source.resolve(request.model, request.revision)
+    arch, warnings = _arch(source)
+    num_gpus = request.num_gpus or detected_count
+    flags = request.flags()
+    config, quant, config_warnings = resolve(arch, gpu, num_gpus, **flags)
+    config = dataclasses.replace(config, defaults=tuple(gpu_notes) + config.defaults)
+    memory = plan_memory(arch, config, gpu, quant, coefficients)
+    # Alternatives keep the parallel layout this plan resolved to, and change one flag each.
+    base = dict(flags, tensor_parallel_size=config.tensor_parallel_size,
+                pipeline_parallel_size=config.pipeline_parallel_size)
+    relaxations = tuple(_relaxations(arch, gpu, base, config, memory, coefficients))
+    return Plan(request, source, arch, gpu, num_gpus or config.world_size, config, memory, relaxations,
+                tuple(config_warnings) + tuple(warnings), coefficients)
+
+
+def largest_fitting_max_model_len(arch, gpu, flags, coefficients) -> int:
+    """The longest max_model_len for which vLLM would start (0 if none), by bisection like vLLM's estimate."""
+    lo, hi, best = 1, arch.derived_max_model_len, 0
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        config, quant, _ = resolve(arch, gpu, None, **dict(flags, max_model_len=mid))
+        if plan_memory(arch, config, gpu, quant, coefficients).fits:
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def _relaxations(arch, gpu, base: dict, config: ServeConfig, memory: MemoryPlan, coefficients):
+    """Re-plan with one flag changed at a time, for the flags that most often relax the binding limit."""
+    options: list[tuple[str, str, dict]] = []
+    if memory.binding_constraint in ("kv_cache", "max_num_seqs") or not memory.fits:
+        if not memory.fits and memory.binding_constraint == "kv_cache":
+            longest = largest_fitting_max_model_len(arch, gpu, base, coefficients)
+            if longest:
+                options.append(("--max-model-len", str(longest), {"max_model_len": longest}))
+        elif config.max_model_len >= 16384:
+            shorter = config.max_model_len // 4
+            options.append(("--max-model-len", str(shorter), {"max_model_len": shorter}))
+        if config.kv_cache_dtype == "auto" and config.kv_dtype_bytes > 1 and \
+                (gpu.source == "custom" or gpu.vendor != "nvidia" or (gpu.compute_capability or 0) >= 8.0):
+            options.append(("--kv-cache-dtype", "fp8", {"kv_cache_dtype": "fp8"}))
+    if not memory.fits and memory.binding_constraint in ("weights", "overheads") and arch.quant is None \
+            and config.quantization is None and (gpu.source == "custom" or (gpu.compute_capability or 0) >= 8.0):
+        options.append(("--quantization", "fp8", {"quantization_method": "fp8"}))
+    tp2 = config.tensor_parallel_size * 2
+    if tp2 <= 8 and arch.num_heads % tp2 == 0 and (arch.is_mla or arch.num_kv_heads % tp2 == 0
+                                                   or tp2 % arch.num_kv_heads == 0):
+        options.append(("--tensor-parallel-size", str(tp2), {"tensor_parallel_size": tp2}))
+    if config.gpu_memory_utilization < 0.95:
+        options.append(("--gpu-memory-utilization", "0.95", {"gpu_memory_utilization": 0.95}))
+    out = []
+    for flag, value, change in options:
+        try:
+            alt_config, quant, _ = resolve(arch, gpu, None, **dict(base, **change))
+        except PlannerError:
+            continue
+        alt = plan_memory(arch, alt_config, gpu, quant, coefficients)
+        out.append(Relaxation(flag, value, alt.max_concurrency, alt.fits))
+    return out

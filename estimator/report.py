@@ -1,0 +1,38 @@
+"""The human-readable plan. JSON output never goes through here."""
+
+from __future__ import annotations
+
+from estimator.plan import Plan
+
+
+def _b(n: float) -> str:
+    return f"{n / 1e9:.2f}B"
+
+
+def render(plan: Plan) -> str:
+    a, c, m, g = plan.arch, plan.config, plan.memory, plan.memory.per_gpu
+    kv_per_token = a.kv_bytes_per_token(c.kv_dtype_bytes)
+    quant = c.quantization or "none"
+    lines = [
+        f"{plan.source.id} [{plan.source.kind}] on {plan.num_gpus} x {plan.gpu.name} ({plan.gpu.memory_gib:.2f} GiB)",
+        f"  {a.architecture}: {_b(a.num_params)} parameters, {_b(a.active_params)} active; "
+        f"KV {kv_per_token / 1024:.1f} KiB per token ({c.kv_cache_dtype if c.kv_cache_dtype != 'auto' else c.resolved_dtype})",
+        "Configuration",
+        f"  tensor-parallel {c.tensor_parallel_size}, pipeline-parallel {c.pipeline_parallel_size}, "
+        f"max-model-len {c.max_model_len}, gpu-memory-utilization {c.gpu_memory_utilization}, "
+        f"dtype {c.resolved_dtype}, quantization {quant}, kv-cache-dtype {c.kv_cache_dtype}",
+        f"  max-num-seqs {c.max_num_seqs}, max-num-batched-tokens {c.max_num_batched_tokens}, "
+        f"block-size {c.block_size}, {'eager' if c.enforce_eager else 'CUDA graphs'}",
+        "Memory per GPU (GiB)" + (" on the binding pipeline stage" if c.pipeline_parallel_size > 1 else ""),
+        f"  total {g.total_gib:.2f} | budget {g.budget_gib:.2f} | weights {g.weights_gib:.2f} | "
+        f"activation {g.activation_gib:.2f} | non-torch {g.non_torch_gib:.2f} | CUDA graphs {g.cuda_graph_gib:.2f} | "
+        f"KV cache {g.kv_cache_gib:.2f}",
+        f"KV cache: {m.num_gpu_blocks:,} blocks of {m.block_size} tokens, {m.kv_cache_tokens:,} tokens; "
+        f"maximum concurrency for {c.max_model_len:,} tokens per request: {m.max_concurrency:.2f}x",
+        f"Fits: {'yes' if m.fits else 'NO'} (binding: {m.binding_constraint}) - {plan.limit_summary()}",
+    ]
+    if c.defaults:
+        lines.append("vLLM defaults used: " + "; ".join(c.defaults))
+    lines += [f"Warning: {w}" for w in plan.warnings]
+    lines.append(plan.serve_command)
+    return "\n".join(lines)

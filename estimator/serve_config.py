@@ -1,0 +1,214 @@
+"""The `vllm serve` settings a plan is for: user flags validated and completed with vLLM's own defaults.
+
+Defaults mirror vLLM 0.32 (vllm/engine/arg_utils.py, vllm/config/): each default that the plan fills in
+is recorded in ``defaults`` so the report can say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from estimator import quantization
+from estimator.architecture import DTYPE_BYTES, ModelArch
+from estimator.errors import PlannerError
+from estimator.gpus import GIB, GpuSpec
+from estimator.quantization import QuantScheme
+
+VLLM_REFERENCE_VERSION = "0.32.0"
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py
+DEFAULT_BLOCK_SIZE = 16  # CacheConfig.DEFAULT_BLOCK_SIZE
+DTYPE_CHOICES = ("auto", "half", "float16", "bfloat16", "float", "float32")  # vllm ModelDType
+_DTYPE_ALIASES = {"half": "float16", "float": "float32"}
+KV_CACHE_DTYPE_BYTES = {"auto": None, "float16": 2, "bfloat16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+# vLLM's kernels for a checkpoint's method (vLLM upgrades awq/gptq to the Marlin kernels on its own).
+_QUANT_ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq", "compressed_tensors": "compressed-tensors"}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    dtype: str  # the flag as given ("auto" when left out)
+    quantization: str | None  # the checkpoint's or the requested method, vLLM spelling
+    kv_cache_dtype: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    enforce_eager: bool
+    resolved_dtype: str = "bfloat16"  # what the weights and activations run in
+    explicit: frozenset[str] = field(default_factory=frozenset)  # flags the user gave
+    defaults: tuple[str, ...] = ()  # "flag=value (reason)" for each default filled in
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.resolved_dtype]
+
+    @property
+    def kv_dtype_bytes(self) -> int:
+        return KV_CACHE_DTYPE_BYTES[self.kv_cache_dtype] or self.dtype_bytes
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["explicit"] = sorted(self.explicit)
+        d["defaults"] = list(self.defaults)
+        return d
+
+
+def _positive(name: str, value, kind=int):
+    if value is None:
+        return None
+    if value <= 0:
+        raise PlannerError(f"--{name} must be a positive {'integer' if kind is int else 'number'}, got {value}")
+    return value
+
+
+def batch_defaults(gpu: GpuSpec) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks on this GPU (EngineArgs.get_batch_defaults)."""
+    if gpu.memory_gib >= 160:
+        return 16384, 1024
+    if gpu.memory_gib >= 70 and "a100" not in gpu.name.lower():
+        return 8192, 1024
+    return 2048, 256
+
+
+def default_block_size(arch: ModelArch, gpu: GpuSpec) -> tuple[int, str]:
+    """The KV block size vLLM's attention backend picks when --block-size is not given."""
+    cc = gpu.compute_capability
+    if arch.is_mla and gpu.vendor == "nvidia" and cc is not None:
+        if cc >= 10.0:
+            return 128, "CUTLASS MLA backend on Blackwell"
+        if cc >= 9.0:
+            return 64, "FlashMLA backend on Hopper"
+    return DEFAULT_BLOCK_SIZE, "vLLM default"
+
+
+def _resolve_dtype(flag: str, arch: ModelArch, gpu: GpuSpec, quant: QuantScheme | None, warnings: list) -> str:
+    if flag not in DTYPE_CHOICES:
+        raise PlannerError(f"--dtype {flag} is not a vLLM dtype; use one of {', '.join(DTYPE_CHOICES)}")
+    if flag != "auto":
+        dtype = _DTYPE_ALIASES.get(flag, flag)
+    else:
+        dtype = arch.dtype
+        if dtype == "float32":
+            dtype = "bfloat16"  # vLLM runs float32 checkpoints in 16 bits unless asked
+        if quant and quant.method in ("awq", "gptq"):
+            dtype = "float16"
+    if dtype == "bfloat16" and gpu.source != "custom" and not gpu.supports_bf16:
+        if flag == "auto":
+            warnings.append(f"{gpu.name} has no bfloat16 support: vLLM runs this model in float16")
+            dtype = "float16"
+        else:
+            raise PlannerError(f"--dtype bfloat16 needs compute capability 8.0 or newer; {gpu.name} has "
+                               f"{gpu.arch}: use --dtype float16")
+    return dtype
+
+
+def _resolve_quant(flag: str | None, arch: ModelArch) -> tuple[QuantScheme | None, str | None]:
+    ckpt = arch.quant
+    if flag is None:
+        return ckpt, (ckpt.method if ckpt else None)
+    method = _QUANT_ALIASES.get(flag, flag)
+    if ckpt is not None:
+        if method != ckpt.method:
+            raise PlannerError(f"--quantization {flag} does not match the checkpoint's quantization "
+                               f"({ckpt.method}); leave --quantization out to use the checkpoint's")
+        return ckpt, flag
+    return quantization.online(method), flag
+
+
+def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_parallel_size: int | None = None,
+            pipeline_parallel_size: int | None = None, max_model_len: int | None = None,
+            gpu_memory_utilization: float | None = None, dtype: str | None = None,
+            quantization_method: str | None = None, kv_cache_dtype: str | None = None,
+            max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None,
+            block_size: int | None = None, enforce_eager: bool = False) -> tuple[ServeConfig, QuantScheme | None, list]:
+    """Validate flags as vLLM would and fill in its defaults. Returns (config, quant scheme, warnings)."""
+    warnings: list[str] = []
+    defaults: list[str] = []
+    given = {k for k, v in dict(tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
+                                max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                                dtype=dtype, quantization=quantization_method, kv_cache_dtype=kv_cache_dtype,
+                                max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                block_size=block_size).items() if v is not None}
+    if enforce_eager:
+        given.add("enforce_eager")
+    for name, value in (("tensor-parallel-size", tensor_parallel_size), ("pipeline-parallel-size", pipeline_parallel_size),
+                        ("max-model-len", max_model_len), ("max-num-seqs", max_num_seqs),
+                        ("max-num-batched-tokens", max_num_batched_tokens), ("block-size", block_size),
+                        ("num-gpus", num_gpus)):
+        _positive(name, value)
+    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
+        raise PlannerError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
+
+    pp = pipeline_parallel_size or 1
+    if tensor_parallel_size is None:
+        tp = max(1, (num_gpus or 1) // pp)
+        if num_gpus and num_gpus > 1:
+            defaults.append(f"tensor-parallel-size={tp} (all {num_gpus} GPUs in tensor parallel)")
+    else:
+        tp = tensor_parallel_size
+    if num_gpus is not None and tp * pp > num_gpus:
+        raise PlannerError(f"--tensor-parallel-size {tp} x --pipeline-parallel-size {pp} needs {tp * pp} GPUs but "
+                           f"--num-gpus is {num_gpus}; raise --num-gpus or lower the parallel sizes")
+    if arch.num_heads % tp:
+        raise PlannerError(f"--tensor-parallel-size {tp} does not divide the {arch.num_heads} attention heads of "
+                           f"this model; use a divisor of {arch.num_heads}")
+    kv = arch.num_kv_heads
+    if not arch.is_mla and ((kv >= tp and kv % tp) or (kv < tp and tp % kv)):
+        raise PlannerError(f"--tensor-parallel-size {tp} and the model's {kv} KV heads: one must divide the other; "
+                           f"use a divisor or multiple of {kv}")
+    if pp > arch.num_layers:
+        raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
+
+    derived = arch.default_max_model_len()
+    if max_model_len is None:
+        max_len = derived
+        defaults.append(f"max-model-len={max_len} (the model's {arch.max_len_key})")
+    elif max_model_len > arch.derived_max_model_len:
+        raise PlannerError(f"--max-model-len {max_model_len} exceeds the model's maximum of "
+                           f"{arch.derived_max_model_len} ({arch.max_len_key} in config.json); use "
+                           f"{arch.derived_max_model_len} or less")
+    else:
+        max_len = max_model_len
+
+    quant, quant_method = _resolve_quant(quantization_method, arch)
+    resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, quant, warnings)
+    kv_dtype = kv_cache_dtype or "auto"
+    if kv_dtype not in KV_CACHE_DTYPE_BYTES:
+        raise PlannerError(f"--kv-cache-dtype {kv_dtype} is not supported by the planner; use one of "
+                           f"{', '.join(KV_CACHE_DTYPE_BYTES)}")
+    if kv_dtype.startswith("fp8") and gpu.source != "custom" and gpu.vendor == "nvidia" \
+            and (gpu.compute_capability or 0) < 8.0:
+        raise PlannerError(f"--kv-cache-dtype {kv_dtype} needs compute capability 8.0 or newer; {gpu.name} has "
+                           f"{gpu.arch}")
+
+    default_tokens, default_seqs = batch_defaults(gpu)
+    if max_num_batched_tokens is None:
+        max_num_batched_tokens = default_tokens
+        defaults.append(f"max-num-batched-tokens={default_tokens} (vLLM's serve default for {gpu.name})")
+    if max_num_seqs is None:
+        max_num_seqs = default_seqs
+        defaults.append(f"max-num-seqs={default_seqs} (vLLM's serve default for {gpu.name})")
+    if block_size is None:
+        block_size, why = default_block_size(arch, gpu)
+        defaults.append(f"block-size={block_size} ({why})")
+    if gpu_memory_utilization is None:
+        gpu_memory_utilization = DEFAULT_GPU_MEMORY_UTILIZATION
+        defaults.append(f"gpu-memory-utilization={DEFAULT_GPU_MEMORY_UTILIZATION} (vLLM default)")
+    if gpu.memory_gib * GIB * gpu_memory_utilization < 1:
+        raise PlannerError("--gpu-memory-utilization leaves no memory at all; raise it")
+
+    cfg = ServeConfig(
+        tensor_parallel_size=tp, pipeline_parallel_size=pp, max_model_len=int(max_len),
+        gpu_memory_utilization=float(gpu_memory_utilization), dtype=dtype or "auto", quantization=quant_method,
+        kv_cache_dtype=kv_dtype, max_num_seqs=int(max_num_seqs), max_num_batched_tokens=int(max_num_batched_tokens),
+        block_size=int(block_size), enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype,
+        explicit=frozenset(given), defaults=tuple(defaults),
+    )
+    return cfg, quant, warnings

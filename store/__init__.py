@@ -1,0 +1,1 @@
+"""vllm-planner's results store (SQLAlchemy 2 + Alembic); rows never leave this package."""
