@@ -59,6 +59,7 @@ class MemoryPlan:
     bytes_per_block: int
     blocks_per_request: int
     kv_bytes_per_token_per_gpu: float
+    available_kv_bytes: tuple[int, ...]  # per pipeline stage: budget minus everything that is not KV cache
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +76,7 @@ class MemoryPlan:
             "bytes_per_block": self.bytes_per_block,
             "blocks_per_request": self.blocks_per_request,
             "kv_bytes_per_token_per_gpu": self.kv_bytes_per_token_per_gpu,
+            "available_kv_gib": [round(b / GIB, 4) for b in self.available_kv_bytes],
         }
 
 
@@ -213,8 +215,9 @@ def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig) -> int:
     """Blocks one max_model_len request takes in a group (KVCacheSpec.max_memory_usage_bytes / page size)."""
     kind, window = spec
     bs, max_len = cfg.block_size, cfg.max_model_len
-    # Async scheduling (on by default without PP) keeps two batches in flight, PP keeps pp of them.
-    in_flight = (2 if cfg.pipeline_parallel_size == 1 else cfg.pipeline_parallel_size) * cfg.max_num_batched_tokens
+    # VllmConfig.max_in_flight_tokens: with async scheduling and the V2 model runner (both vLLM's defaults on
+    # GPUs) pp + 1 batches of max_num_batched_tokens are in flight.
+    in_flight = (cfg.pipeline_parallel_size + 1) * cfg.max_num_batched_tokens
     if kind == "sliding":
         return cdiv(min(window - 1 + in_flight, max_len), bs) + 1
     if kind == "chunked":
@@ -285,4 +288,5 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
         binding_constraint=binding, reason=reason, block_size=cfg.block_size, num_kv_cache_groups=len(groups),
         bytes_per_block=int(bpb), blocks_per_request=per_request,
         kv_bytes_per_token_per_gpu=page / cfg.block_size * len(ranges[bind]),
+        available_kv_bytes=tuple(int(st[0]) for st in stages),
     )

@@ -1,0 +1,176 @@
+"""Parameter counts and KV bytes, checked against published totals and hand arithmetic."""
+
+import json
+
+import pytest
+
+from estimator import architecture
+from estimator.errors import PlannerError
+from estimator.model_source import _catalog
+
+# Totals published for these checkpoints (safetensors metadata / model cards).
+PUBLISHED_TOTALS = {
+    "meta-llama/Llama-3.1-8B-Instruct": 8_030_261_248,
+    "meta-llama/Llama-3.1-70B-Instruct": 70_553_706_496,
+    "meta-llama/Llama-3.1-405B-Instruct": 405_853_388_800,
+    "meta-llama/Llama-3.2-1B-Instruct": 1_235_814_400,
+    "meta-llama/Llama-3.2-3B-Instruct": 3_212_749_824,
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": 108_641_793_536,
+    "Qwen/Qwen2.5-0.5B-Instruct": 494_032_768,
+    "Qwen/Qwen2.5-7B-Instruct": 7_615_616_512,
+    "Qwen/Qwen2.5-72B-Instruct": 72_706_203_648,
+    "Qwen/Qwen3-8B": 8_190_735_360,
+    "Qwen/Qwen3-30B-A3B": 30_532_122_624,
+    "Qwen/Qwen3-235B-A22B": 235_093_634_560,
+    "mistralai/Mistral-7B-v0.1": 7_241_732_096,
+    "mistralai/Mistral-7B-Instruct-v0.3": 7_248_023_552,
+    "mistralai/Mistral-Nemo-Instruct-2407": 12_247_782_400,
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": 46_702_792_704,
+    "mistralai/Mixtral-8x22B-Instruct-v0.1": 140_630_071_296,
+    "google/gemma-2-2b-it": 2_614_341_888,
+    "google/gemma-2-9b-it": 9_241_705_984,
+    "google/gemma-2-27b-it": 27_227_128_320,
+    "google/gemma-3-1b-it": 999_885_952,
+    "google/gemma-3-4b-it": 4_300_079_472,
+    "google/gemma-3-12b-it": 12_187_325_040,
+    "google/gemma-3-27b-it": 27_432_406_640,
+    "microsoft/Phi-3-mini-4k-instruct": 3_821_079_552,
+    "microsoft/Phi-3-medium-4k-instruct": 13_960_238_080,
+    "microsoft/phi-4": 14_659_507_200,
+    "microsoft/Phi-4-mini-instruct": 3_836_021_760,
+    "deepseek-ai/DeepSeek-V2-Lite-Chat": 15_706_484_224,
+    "deepseek-ai/DeepSeek-V3": 671_026_419_200,
+    "openai/gpt-oss-20b": 20_914_757_184,
+    "openai/gpt-oss-120b": 116_829_156_672,
+    "ibm-granite/granite-3.1-8b-instruct": 8_170_848_256,
+}
+
+
+def arch(model_id: str):
+    return architecture.from_config(_catalog()[model_id], model_id)
+
+
+@pytest.mark.parametrize("model_id,total", PUBLISHED_TOTALS.items())
+def test_parameter_count_equals_published_total(model_id, total):
+    assert arch(model_id).num_params == total
+
+
+def test_catalog_has_forty_models_across_the_required_families():
+    ids = list(_catalog())
+    assert len(ids) >= 40
+    archs = {arch(i).architecture for i in ids}
+    assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "MistralForCausalLM",
+            "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
+            "DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "GptOssForCausalLM", "GraniteForCausalLM",
+            "Llama4ForConditionalGeneration"} <= archs
+
+
+def test_moe_active_parameters_count_only_the_selected_experts():
+    # Mixtral: every layer has 8 experts of 3 x 4096 x 14336 and runs 2 of them.
+    mixtral = arch("mistralai/Mixtral-8x7B-Instruct-v0.1")
+    assert mixtral.active_params == 46_702_792_704 - 32 * (8 - 2) * 3 * 4096 * 14336
+    # Qwen3-30B-A3B: 128 experts of 3 x 2048 x 768, 8 active, in all 48 layers.
+    qwen = arch("Qwen/Qwen3-30B-A3B")
+    assert qwen.active_params == 30_532_122_624 - 48 * (128 - 8) * 3 * 2048 * 768
+    # DeepSeek-V3: 58 MoE layers of 256 experts (3 x 7168 x 2048), 8 active; the shared expert always runs.
+    ds = arch("deepseek-ai/DeepSeek-V3")
+    assert ds.active_params == 671_026_419_200 - 58 * (256 - 8) * 3 * 7168 * 2048
+
+
+def test_dense_models_are_all_active():
+    a = arch("meta-llama/Llama-3.1-70B-Instruct")
+    assert a.active_params == a.num_params and not a.is_moe
+
+
+def test_kv_bytes_per_token_by_hand():
+    bf16 = 2
+    # GQA: layers x (K + V) x KV heads x head_dim x bytes
+    assert arch("meta-llama/Llama-3.1-8B-Instruct").kv_bytes_per_token(bf16) == 32 * 2 * 8 * 128 * 2
+    assert arch("Qwen/Qwen2.5-7B-Instruct").kv_bytes_per_token(bf16) == 28 * 2 * 4 * 128 * 2
+    # explicit head_dim that differs from hidden / heads (Gemma 2: 3584 / 16 = 224, head_dim 256)
+    assert arch("google/gemma-2-9b-it").kv_bytes_per_token(bf16) == 42 * 2 * 8 * 256 * 2
+    # MLA: one latent of kv_lora_rank + qk_rope_head_dim per layer, no separate V
+    assert arch("deepseek-ai/DeepSeek-V3").kv_bytes_per_token(bf16) == 61 * (512 + 64) * 2
+    assert arch("deepseek-ai/DeepSeek-V2-Lite-Chat").kv_bytes_per_token(1) == 27 * (512 + 64)
+    # MHA: Phi-3-mini has as many KV heads as heads
+    assert arch("microsoft/Phi-3-mini-4k-instruct").kv_bytes_per_token(bf16) == 32 * 2 * 32 * 96 * 2
+
+
+def test_per_rank_kv_heads_are_split_then_replicated():
+    layer = arch("meta-llama/Llama-3.1-8B-Instruct").attention[0]
+    assert layer.bytes_per_token(2, tp=2) == 2 * 4 * 128 * 2
+    assert layer.bytes_per_token(2, tp=16) == 2 * 1 * 128 * 2  # 8 KV heads over 16 ranks: one per rank
+    mla = arch("deepseek-ai/DeepSeek-V3").attention[0]
+    assert mla.bytes_per_token(2, tp=8) == mla.bytes_per_token(2, tp=1)  # the latent is replicated
+
+
+def kinds(model_id):
+    return [(a.kind, a.window) for a in arch(model_id).attention]
+
+
+def test_sliding_and_interleaved_layers():
+    assert set(kinds("mistralai/Mistral-7B-v0.1")) == {("sliding", 4096)}
+    assert set(kinds("mistralai/Mistral-7B-Instruct-v0.3")) == {("full", None)}
+    assert set(kinds("microsoft/Phi-3-mini-4k-instruct")) == {("sliding", 2047)}
+    gemma2 = kinds("google/gemma-2-9b-it")
+    assert gemma2[0] == ("sliding", 4096) and gemma2[1] == ("full", None) and gemma2.count(("full", None)) == 21
+    gemma3 = kinds("google/gemma-3-1b-it")
+    assert [i for i, k in enumerate(gemma3) if k[0] == "full"] == [5, 11, 17, 23]
+    assert gemma3[0] == ("sliding", 512)
+    oss = kinds("openai/gpt-oss-20b")
+    assert oss[0] == ("sliding", 128) and oss[1] == ("full", None) and oss.count(("sliding", 128)) == 12
+    scout = kinds("meta-llama/Llama-4-Scout-17B-16E-Instruct")
+    assert scout.count(("chunked", 8192)) == 36 and scout[3] == ("full", None)
+    # Qwen2.5 ships sliding_window but use_sliding_window=false: vLLM uses full attention.
+    assert set(kinds("Qwen/Qwen2.5-7B-Instruct")) == {("full", None)}
+
+
+def test_derived_max_model_len_follows_vllm():
+    assert arch("meta-llama/Llama-3.1-8B-Instruct").default_max_model_len() == 131072  # llama3 rope: no scaling
+    assert arch("deepseek-ai/DeepSeek-V3").default_max_model_len() == 163840  # yarn: no scaling
+    assert arch("google/gemma-3-4b-it").default_max_model_len() == 131072  # gemma3 linear factor ignored
+    phi35 = arch("microsoft/Phi-3.5-mini-instruct")  # longrope: vLLM defaults to the original length
+    assert phi35.default_max_model_len() == 4096 and phi35.derived_max_model_len == 131072
+    linear = dict(_catalog()["meta-llama/Meta-Llama-3-8B-Instruct"], rope_scaling={"type": "linear", "factor": 2.0})
+    assert architecture.from_config(linear, "x").default_max_model_len() == 16384
+
+
+def test_quantization_configs_are_read():
+    assert arch("Qwen/Qwen2.5-7B-Instruct-AWQ").quant.method == "awq"
+    assert arch("Qwen/Qwen2.5-72B-Instruct-GPTQ-Int4").quant.method == "gptq"
+    oss = arch("openai/gpt-oss-20b").quant
+    assert oss.method == "mxfp4" and oss.skips("model.layers.3.self_attn.q_proj") and oss.skips("lm_head")
+    ct = arch("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16").quant
+    assert (ct.method, ct.weight_bits, ct.group_size) == ("compressed-tensors", 4, 128) and ct.skips("lm_head")
+    assert arch("deepseek-ai/DeepSeek-V3").quant.block == (128, 128)
+
+
+def config(**changes):
+    base = dict(_catalog()["meta-llama/Llama-3.1-8B-Instruct"])
+    base.update(changes)
+    return base
+
+
+@pytest.mark.parametrize("raw,message", [
+    (config(architectures=["LlamaForSequenceClassification"]),
+     "architecture LlamaForSequenceClassification of m is not supported by the planner; supported: "),
+    (config(architectures=None), "config.json of m has no 'architectures' list"),
+    (config(hidden_size=None), "config.json of m has no 'hidden_size'"),
+    (config(num_hidden_layers=-2), "config.json of m has num_hidden_layers=-2; expected an integer >= 1"),
+    (config(num_key_value_heads=5), "config.json of m has 32 attention heads and 5 KV heads"),
+    (config(quantization_config={"quant_method": "bitsandbytes"}),
+     "quantization method 'bitsandbytes' in config.json is not supported by the planner"),
+    (config(torch_dtype="int8"), "config.json of m has torch_dtype='int8'"),
+    ([1, 2], "config.json of m is not a JSON object"),
+])
+def test_bad_configs_fail_closed(raw, message):
+    with pytest.raises(PlannerError) as err:
+        architecture.from_config(raw, "m")
+    assert str(err.value).startswith(message)
+
+
+def test_catalog_file_is_plain_config_json_values():
+    data = json.loads(open(architecture.__file__.replace("architecture.py", "data/models.json")).read())
+    assert data["schema_version"] == 1
+    for model_id, cfg in data["models"].items():
+        assert isinstance(cfg["architectures"], list), model_id

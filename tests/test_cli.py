@@ -1,0 +1,133 @@
+"""`estimator` through click's CliRunner: exact output on errors, one JSON object with --json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from estimator.cli import main
+from tests.conftest import ROOT, write_config
+
+PLAN_KEYS = {
+    "model": {"id", "architecture", "num_params", "active_params", "kv_bytes_per_token"},
+    "hardware": {"gpu", "num_gpus", "memory_gib_per_gpu"},
+    "config": {"tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization", "dtype",
+               "quantization", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens", "block_size",
+               "enforce_eager"},
+    "memory": {"per_gpu", "num_gpu_blocks", "kv_cache_tokens", "max_concurrency", "fits", "binding_constraint"},
+    "serve": {"argv", "command"},
+}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_plan_json_is_exactly_one_object_with_the_contract_fields():
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--json")
+    assert r.exit_code == 0
+    plan = json.loads(r.output)  # the whole of stdout is one JSON document
+    assert plan["schema_version"] == 1 and isinstance(plan["warnings"], list)
+    for section, keys in PLAN_KEYS.items():
+        assert keys <= set(plan[section]), section
+    assert set(plan["memory"]["per_gpu"]) >= {"total_gib", "budget_gib", "weights_gib", "activation_gib",
+                                              "non_torch_gib", "cuda_graph_gib", "kv_cache_gib"}
+    assert plan["model"]["num_params"] == 8_030_261_248
+    assert plan["serve"]["argv"] == ["meta-llama/Llama-3.1-8B-Instruct"]
+    assert plan["serve"]["command"] == "vllm serve meta-llama/Llama-3.1-8B-Instruct"
+    assert "max-model-len=131072 (the model's max_position_embeddings)" in plan["config"]["defaults"]
+
+
+def test_plan_argv_carries_the_given_flags_in_vllm_spelling():
+    r = invoke("plan", "--model", "Qwen/Qwen3-30B-A3B", "--gpu", "L40S", "--tensor-parallel-size", "4",
+               "--max-model-len", "32768", "--kv-cache-dtype", "fp8", "--dtype", "bfloat16", "--enforce-eager",
+               "--gpu-memory-utilization", "0.92", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["serve"]["argv"] == [
+        "Qwen/Qwen3-30B-A3B", "--tensor-parallel-size", "4", "--max-model-len", "32768", "--dtype", "bfloat16",
+        "--kv-cache-dtype", "fp8", "--enforce-eager"]
+
+
+def test_plan_human_report():
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L40S")
+    assert r.exit_code == 0
+    lines = r.output.splitlines()
+    assert lines[0] == "meta-llama/Llama-3.1-8B-Instruct [catalog] on 1 x L40S (44.52 GiB)"
+    assert any(line.startswith("Fits: yes (binding: kv_cache) - the KV pool holds ") for line in lines)
+    assert lines[-1] == "vllm serve meta-llama/Llama-3.1-8B-Instruct"
+
+
+def test_num_gpus_alone_means_tensor_parallel_over_all_of_them():
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--gpu", "H100", "--num-gpus", "4", "--json")
+    plan = json.loads(r.output)
+    assert plan["config"]["tensor_parallel_size"] == 4 and plan["hardware"]["num_gpus"] == 4
+    assert plan["serve"]["argv"][1:] == ["--tensor-parallel-size", "4"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--gpu", "H300"], "Error: unknown GPU 'H300': closest known: H200, GH200, MI300X; use one of the names in "
+                        "`estimator gpus`, or --gpu-memory-gib for a custom device"),
+    (["--tensor-parallel-size", "3"], "Error: --tensor-parallel-size 3 does not divide the 32 attention heads of this "
+                                      "model; use a divisor of 32"),
+    (["--max-model-len", "200000"], "Error: --max-model-len 200000 exceeds the model's maximum of 131072 "
+                                    "(max_position_embeddings in config.json); use 131072 or less"),
+    (["--max-model-len", "0"], "Error: --max-model-len must be a positive integer, got 0"),
+    (["--max-model-len", "-5"], "Error: --max-model-len must be a positive integer, got -5"),
+    (["--max-num-seqs", "-1"], "Error: --max-num-seqs must be a positive integer, got -1"),
+    (["--gpu-memory-utilization", "1.5"], "Error: --gpu-memory-utilization must be in (0, 1], got 1.5"),
+    (["--dtype", "bf16"], "Error: --dtype bf16 is not a vLLM dtype; use one of auto, half, float16, bfloat16, float, "
+                          "float32"),
+    (["--kv-cache-dtype", "fp8_e4m3fn"], "Error: --kv-cache-dtype fp8_e4m3fn is not supported by the planner; use "
+                                         "one of auto, float16, bfloat16, fp8, fp8_e4m3, fp8_e5m2"),
+    (["--quantization", "awq"], "Error: --quantization awq needs a checkpoint quantized with awq; on an unquantized "
+                                "checkpoint only fp8 is applied at load time"),
+    (["--tensor-parallel-size", "4", "--num-gpus", "2"], "Error: --tensor-parallel-size 4 x --pipeline-parallel-size "
+                                                          "1 needs 4 GPUs but --num-gpus is 2; raise --num-gpus or "
+                                                          "lower the parallel sizes"),
+    (["--gpu", "T4", "--dtype", "bfloat16"], "Error: --dtype bfloat16 needs compute capability 8.0 or newer; T4 has "
+                                             "7.5: use --dtype float16"),
+    (["--gpu", "auto"], "Error: --gpu auto found no NVIDIA driver ("),
+    (["--gpu-memory-gib", "-3"], "Error: --gpu-memory-gib must be positive, got -3.0"),
+])
+def test_bad_flags_give_one_line_and_a_nonzero_exit(args, message):
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", *args)
+    assert r.exit_code == 1
+    assert r.output.startswith(message) and r.output.count("\n") == 1
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_bad_model_inputs(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], ')
+    r = invoke("plan", "--model", str(bad))
+    assert r.exit_code == 1 and r.output == (f"Error: {bad / 'config.json'} is not valid JSON (Expecting property "
+                                             "name enclosed in double quotes at line 1, column 41); re-download or "
+                                             "fix it\n")
+    unknown = write_config(tmp_path / "unknown", {"architectures": ["MambaForCausalLM"], "hidden_size": 8})
+    r = invoke("plan", "--model", str(unknown))
+    assert r.exit_code == 1 and r.output.startswith(f"Error: architecture MambaForCausalLM of {unknown} is not "
+                                                    "supported by the planner; supported: ")
+    r = invoke("plan", "--model", str(tmp_path / "missing") + "/")
+    assert r.exit_code == 1 and r.output.startswith("Error: no such directory: ")
+
+
+def test_click_usage_errors_exit_2():
+    r = invoke("plan", "--model", "x", "--tensor-parallel-size", "two")
+    assert r.exit_code == 2 and "Invalid value for '--tensor-parallel-size'" in r.output
+
+
+def test_gpus_and_models_listings():
+    gpus = json.loads(invoke("gpus", "--json").output)
+    assert any(g["name"] == "H100-SXM" for g in gpus)
+    models = json.loads(invoke("models", "--json").output)
+    assert len(models) >= 40 and any(m["id"] == "openai/gpt-oss-20b" and m["quantization"] == "mxfp4"
+                                     for m in models)
+
+
+def test_python_dash_m_entry_points():
+    for module in ("estimator", "calibrate"):
+        out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT)
+        assert out.returncode == 0 and "Usage:" in out.stdout

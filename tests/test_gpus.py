@@ -1,0 +1,59 @@
+import pytest
+
+from estimator import gpus
+from estimator.errors import PlannerError
+
+REQUIRED = ["T4", "V100-SXM2-32GB", "A10G", "L4", "L40S", "RTX-A6000", "RTX-6000-Ada", "RTX-3090", "RTX-4090",
+            "RTX-5090", "A100-SXM4-40GB", "A100-PCIE-40GB", "A100-SXM4-80GB", "A100-PCIE-80GB", "H100-PCIE",
+            "H100-SXM", "H100-NVL", "H200", "GH200", "B200", "MI250X", "MI300X", "MI325X"]
+
+
+def test_catalog_covers_the_required_accelerators():
+    names = [g.name for g in gpus.catalog()]
+    assert len(names) >= 25 and set(REQUIRED) <= set(names)
+    for g in gpus.catalog():
+        assert g.memory_gib > 0 and g.memory_bandwidth_gbs > 0 and (g.bf16_tflops or g.fp16_tflops)
+        assert g.interconnect.kind in ("nvlink", "xgmi", "pcie")
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("NVIDIA A100-SXM4-80GB", "A100-SXM4-80GB"),
+    ("NVIDIA A100-SXM4-40GB", "A100-SXM4-40GB"),
+    ("NVIDIA A100 80GB PCIe", "A100-PCIE-80GB"),
+    ("NVIDIA H100 80GB HBM3", "H100-SXM"),
+    ("NVIDIA H100 PCIe", "H100-PCIE"),
+    ("Tesla T4", "T4"),
+    ("NVIDIA GeForce RTX 4090", "RTX-4090"),
+    ("rtx 4090", "RTX-4090"),
+    ("h200", "H200"),
+    ("H20", "H20"),
+    ("AMD Instinct MI300X", "MI300X"),
+    ("nvidia l40s", "L40S"),
+])
+def test_names_match_case_insensitively_including_nvidia_smi_names(name, expected):
+    assert gpus.lookup(name).name == expected
+
+
+def test_h20_is_not_an_h200():
+    assert gpus.lookup("H20").memory_gib < 100 < gpus.lookup("H200").memory_gib
+
+
+def test_unknown_name_lists_the_closest_known():
+    with pytest.raises(PlannerError) as err:
+        gpus.lookup("H300")
+    assert str(err.value) == ("unknown GPU 'H300': closest known: H200, GH200, MI300X; use one of the names in "
+                              "`estimator gpus`, or --gpu-memory-gib for a custom device")
+
+
+def test_custom_memory_keeps_the_named_gpus_speed():
+    custom = gpus.custom(40.0, like=gpus.lookup("H100"))
+    assert custom.memory_gib == 40.0 and custom.memory_bandwidth_gbs == 3350 and custom.source == "custom"
+    with pytest.raises(PlannerError):
+        gpus.custom(0)
+
+
+def test_auto_detection_without_a_driver_is_one_clear_error():
+    # This machine has nvidia-ml-py but no NVIDIA driver: the real NVML init fails.
+    with pytest.raises(PlannerError) as err:
+        gpus.detect()
+    assert str(err.value).startswith("--gpu auto found no NVIDIA driver (")

