@@ -9,10 +9,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """No test may reach the network: the hub is unreachable here, and must be in CI too."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+# No test may reach the network (the hub is unreachable here and in CI). Set before any fixture runs, so
+# session- and module-scoped fixtures and their subprocesses are offline too.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def vllm_python() -> str | None:

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from estimator.errors import PlannerError
-from estimator.model_source import catalog_ids
+from estimator.model_source import _catalog, catalog_ids
 from estimator.plan import PlanRequest, make_plan
 from estimator.serve_config import VLLM_REFERENCE_VERSION
-from tests.conftest import run_in_vllm
+from tests.conftest import run_in_vllm, write_config
 
 pytestmark = pytest.mark.vllm
 
@@ -23,15 +23,19 @@ VARIANTS = [
 
 
 @pytest.fixture(scope="module")
-def checked(vllm_py):
+def checked(vllm_py, tmp_path_factory):
     argvs = []
     for model_id in catalog_ids():
+        # vLLM resolves the model argument while building its engine arguments; offline, a hub id it has not
+        # cached is an error, so it is given the same config.json in a local directory instead.
+        local = str(write_config(tmp_path_factory.mktemp("model"), _catalog()[model_id]))
         for variant in VARIANTS:
             try:
                 plan = make_plan(PlanRequest(model=model_id, **variant))
             except PlannerError:
                 continue  # e.g. TP 8 on a model whose heads it does not divide: refused before rendering
-            argvs.append(plan.serve_argv)
+            assert plan.serve_argv[0] == model_id
+            argvs.append([local, *plan.serve_argv[1:]])
     result = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_serve_args.py", argvs)
     return argvs, result
 

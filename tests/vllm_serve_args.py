@@ -16,6 +16,8 @@ def check(parser, argv):
     try:
         with contextlib.redirect_stderr(stderr):
             args = parser.parse_args(argv)
+            if getattr(args, "model_tag", None) is not None:  # as `vllm serve` does (entrypoints/cli/serve.py)
+                args.model = args.model_tag
             validate_parsed_serve_args(args)
             AsyncEngineArgs.from_cli_args(args)
     except SystemExit:
