@@ -258,33 +258,21 @@ def _dense(c: _Config, inv: _Inventory, family: str):
     return _gqa_layers(c, _layer_windows(c, n, family)), {}
 
 
-def _mixtral(c: _Config, inv: _Inventory, family: str):
+def _block_sparse_moe(c: _Config, inv: _Inventory, family: str):
+    """Mixtral and Granite-MoE: every layer routes to top-k of its experts (router naming differs)."""
     n = c.int("num_hidden_layers")
     hidden, _, _, _ = _attention_dims(c)
     inter, experts, topk = c.int("intermediate_size"), c.int("num_local_experts"), c.int("num_experts_per_tok")
+    router = "gate" if family == "mixtral" else "router.layer"
     for i in range(n):
         _gqa_attention(inv, c, i, False, False, False)
-        inv.add(f"model.layers.{i}.block_sparse_moe.gate", experts, hidden, "rep", "router", i)
+        inv.add(f"model.layers.{i}.block_sparse_moe.{router}", experts, hidden, "rep", "router", i)
         _experts(inv, f"model.layers.{i}.block_sparse_moe", hidden, inter, i, experts, topk)
         inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
         inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", family == "granitemoe")))
     return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=inter)
-
-
-def _granite_moe(c: _Config, inv: _Inventory, family: str):
-    n = c.int("num_hidden_layers")
-    hidden, _, _, _ = _attention_dims(c)
-    inter, experts, topk = c.int("intermediate_size"), c.int("num_local_experts"), c.int("num_experts_per_tok")
-    for i in range(n):
-        _gqa_attention(inv, c, i, False, False, False)
-        inv.add(f"model.layers.{i}.block_sparse_moe.router.layer", experts, hidden, "rep", "router", i)
-        _experts(inv, f"model.layers.{i}.block_sparse_moe", hidden, inter, i, experts, topk)
-        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
-        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", True)))
-    return _gqa_layers(c, ["full"] * n), dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=inter)
 
 
 def _qwen3_moe(c: _Config, inv: _Inventory, family: str):
@@ -452,8 +440,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool]] = {
     "Gemma2ForCausalLM": ("gemma2", _dense, False),
     "Gemma3ForCausalLM": ("gemma3", _dense, False),
     "Gemma3ForConditionalGeneration": ("gemma3", _gemma3_mm, True),
-    "MixtralForCausalLM": ("mixtral", _mixtral, False),
-    "GraniteMoeForCausalLM": ("granitemoe", _granite_moe, False),
+    "MixtralForCausalLM": ("mixtral", _block_sparse_moe, False),
+    "GraniteMoeForCausalLM": ("granitemoe", _block_sparse_moe, False),
     "Qwen3MoeForCausalLM": ("qwen3_moe", _qwen3_moe, False),
     "DeepseekV2ForCausalLM": ("deepseek", _deepseek, False),
     "DeepseekV3ForCausalLM": ("deepseek", _deepseek, False),
