@@ -9,8 +9,9 @@ capacity and "maximum concurrency" count the blocks a max_model_len request need
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from estimator.architecture import AttentionLayer, ModelArch, Tensor
 from estimator.coefficients import Coefficients
@@ -151,16 +152,15 @@ def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_s
     forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv + mlp) * cfg.dtype_bytes
     if not last_stage:
         return forward
-    num_reqs = min(cfg.max_num_seqs, tokens)
+    num_reqs = np.minimum(cfg.max_num_seqs, tokens)
     sampler = num_reqs * arch.vocab_size * SAMPLER_LOGITS_BYTES * co.sampler_fp32_copies
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
-    return max(forward, hidden_alive + sampler)
+    return np.maximum(forward, hidden_alive + sampler)
 
 
 def non_torch_bytes(cfg: ServeConfig, co: Coefficients) -> float:
     gib = co.non_torch_base_gib + co.non_torch_per_tp_rank_gib * (cfg.tensor_parallel_size - 1)
-    if cfg.pipeline_parallel_size > 1:
-        gib += co.non_torch_pp_gib
+    gib = gib + np.where(np.asarray(cfg.pipeline_parallel_size) > 1, co.non_torch_pp_gib, 0.0)
     return gib * GIB
 
 
@@ -175,8 +175,18 @@ def cudagraph_capture_sizes(cfg: ServeConfig, gpu: GpuSpec) -> list[int]:
     return sizes
 
 
-def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients) -> float:
-    n = len(cudagraph_capture_sizes(cfg, gpu))
+def num_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
+    """len(cudagraph_capture_sizes(...)) in closed form, so it also works on arrays of configurations."""
+    ceiling = 1024 if (gpu.compute_capability or 0) >= 10.0 else DEFAULT_MAX_GRAPH_SIZE
+    largest = np.minimum(np.minimum(np.asarray(cfg.max_num_seqs) * 2, ceiling), cfg.max_num_batched_tokens)
+    small = (largest >= 1).astype(int) + (largest >= 2) + (largest >= 4)
+    eights = np.clip(np.minimum(largest, 255) // 8, 0, None)
+    sixteens = np.where(largest >= 256, (largest - 256) // 16 + 1, 0)
+    return np.where(np.asarray(cfg.enforce_eager), 0, small + eights + sixteens)
+
+
+def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients):
+    n = num_capture_sizes(cfg, gpu)
     return n * (co.cuda_graph_mib_per_size + co.cuda_graph_mib_per_size_layer * layers) * 1024**2
 
 
@@ -211,68 +221,105 @@ def kv_cache_groups(arch: ModelArch) -> list[tuple[tuple[str, int | None], list[
     return groups
 
 
-def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig) -> int:
-    """Blocks one max_model_len request takes in a group (KVCacheSpec.max_memory_usage_bytes / page size)."""
+def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=None):
+    """Blocks one request of ``max_len`` tokens (default max_model_len) takes in a group
+    (KVCacheSpec.max_memory_usage_bytes / page size)."""
     kind, window = spec
-    bs, max_len = cfg.block_size, cfg.max_model_len
+    bs = cfg.block_size
+    max_len = cfg.max_model_len if max_len is None else max_len
     # VllmConfig.max_in_flight_tokens: with async scheduling and the V2 model runner (both vLLM's defaults on
     # GPUs) pp + 1 batches of max_num_batched_tokens are in flight.
     in_flight = (cfg.pipeline_parallel_size + 1) * cfg.max_num_batched_tokens
     if kind == "sliding":
-        return cdiv(min(window - 1 + in_flight, max_len), bs) + 1
+        return cdiv(np.minimum(window - 1 + in_flight, max_len), bs) + 1
     if kind == "chunked":
-        return cdiv(min(window + in_flight, max_len), bs)
+        return cdiv(np.minimum(window + in_flight, max_len), bs)
     return cdiv(max_len, bs)
 
 
-def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
-                co: Coefficients) -> MemoryPlan:
-    tp, pp = cfg.tensor_parallel_size, cfg.pipeline_parallel_size
-    total = gpu.memory_bytes
-    budget = math.ceil(total * cfg.gpu_memory_utilization)
+@dataclass(frozen=True)
+class Pool:
+    """The numeric core of the plan. Fields are numbers, or numpy arrays when the configuration's fields
+    (other than the parallel sizes) are arrays: the search evaluates thousands of configurations at once."""
+
+    budget: object
+    weights: list  # per stage
+    activation: list
+    non_torch: object
+    cuda_graphs: list
+    available: list  # per stage: budget minus all that is not KV cache
+    bytes_per_block: list
+    num_blocks: object
+    per_request: object  # blocks a max_model_len request takes, summed over groups
+    weights_fit: object
+    overheads_fit: object
+    kv_fits: object
+
+    @property
+    def fits(self):
+        return self.weights_fit & self.overheads_fit & self.kv_fits
+
+    @property
+    def max_concurrency(self):
+        return self.num_blocks / self.per_request
+
+
+def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[float]) -> Pool:
+    """Everything vLLM decides before it starts, for one (TP, PP) layout and weights per stage."""
+    tp, pp = int(cfg.tensor_parallel_size), int(cfg.pipeline_parallel_size)
+    budget = np.ceil(gpu.memory_bytes * np.asarray(cfg.gpu_memory_utilization, dtype=float))
     ranges = pp_layer_ranges(arch.num_layers, pp)
-    weights = weights_per_stage(arch, cfg, quant)
     non_torch = non_torch_bytes(cfg, co)
     page = cfg.block_size * arch.attention[0].bytes_per_token(cfg.kv_dtype_bytes, tp)
     groups = kv_cache_groups(arch)
     per_request = sum(blocks_per_request(spec, cfg) for spec, _ in groups)
-
-    stages = []
+    act, graphs, avail, bpb, blocks = [], [], [], [], []
+    kv_fits = True
     for s, layers in enumerate(ranges):
-        act = activation_bytes(arch, cfg, co, last_stage=s == pp - 1)
-        graphs = cuda_graph_bytes(cfg, gpu, len(layers), co)
-        available = budget - weights[s] - non_torch - act - graphs
+        act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1))
+        graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co))
+        avail.append(budget - weights[s] - non_torch - act[s] - graphs[s])
         in_stage = set(layers)
-        bytes_per_block = max(sum(1 for i in members if i in in_stage) for _, members in groups) * page
-        stages.append((available, bytes_per_block, act, graphs, len(layers)))
+        bpb.append(max(sum(1 for i in members if i in in_stage) for _, members in groups) * page)
+        blocks.append(np.maximum(0, avail[s] // bpb[s]))
+        # get_kv_cache_configs checks every worker: one null block held back, then a whole request.
+        kv_fits = kv_fits & ((avail[s] - bpb[s]) >= bpb[s] * per_request)
+    return Pool(budget, weights, act, non_torch, graphs, avail, bpb, np.minimum.reduce(blocks), per_request,
+                max(weights) <= budget, np.logical_and.reduce([a > 0 for a in avail]), kv_fits)
 
-    blocks = [max(0, int(avail // bpb)) if bpb else 0 for avail, bpb, *_ in stages]
-    num_blocks = min(blocks)
-    bind = blocks.index(num_blocks)
 
-    def memory(s: int, kv_blocks: int) -> GpuMemory:
-        avail, bpb, act, graphs, n = stages[s]
-        return GpuMemory(total / GIB, budget / GIB, weights[s] / GIB, act / GIB, non_torch / GIB, graphs / GIB,
-                         kv_blocks * bpb / GIB, n)
+def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
+                co: Coefficients) -> MemoryPlan:
+    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant))
+    pp = cfg.pipeline_parallel_size
+    ranges = pp_layer_ranges(arch.num_layers, pp)
+    total, budget = gpu.memory_bytes, float(pool.budget)
+    num_blocks = int(pool.num_blocks)
+    stage_blocks = [int(max(0, a // b)) for a, b in zip(pool.available, pool.bytes_per_block)]
+    bind = stage_blocks.index(min(stage_blocks))
 
-    per_stage = tuple(memory(s, num_blocks) for s in range(pp))
-    avail, bpb, *_ = stages[bind]
+    def memory(s: int) -> GpuMemory:
+        return GpuMemory(total / GIB, budget / GIB, pool.weights[s] / GIB, float(pool.activation[s]) / GIB,
+                         float(pool.non_torch) / GIB, float(pool.cuda_graphs[s]) / GIB,
+                         num_blocks * pool.bytes_per_block[s] / GIB, len(ranges[s]))
+
     fits, binding, reason = True, "kv_cache", ""
-    worst_weights = max(range(pp), key=lambda s: weights[s])
-    if weights[worst_weights] > budget:
-        fits, binding, bind = False, "weights", worst_weights
-        reason = (f"weights need {weights[bind] / GIB:.2f} GiB per GPU but the budget is {budget / GIB:.2f} GiB "
+    per_request = int(pool.per_request)
+    if not pool.weights_fit:
+        fits, binding = False, "weights"
+        bind = max(range(pp), key=lambda s: pool.weights[s])
+        reason = (f"weights need {pool.weights[bind] / GIB:.2f} GiB per GPU but the budget is {budget / GIB:.2f} GiB "
                   f"({cfg.gpu_memory_utilization} x {total / GIB:.2f} GiB)")
-    elif min(st[0] for st in stages) <= 0:
-        bind = min(range(pp), key=lambda s: stages[s][0])
+    elif not pool.overheads_fit:
+        bind = min(range(pp), key=lambda s: float(pool.available[s]))
         fits, binding = False, "overheads"
         reason = (f"no memory left for the KV cache: weights, activation peak, non-torch and CUDA graph memory "
-                  f"exceed the {budget / GIB:.2f} GiB budget by {-stages[bind][0] / GIB:.2f} GiB")
-    elif (avail - bpb) < bpb * per_request:
+                  f"exceed the {budget / GIB:.2f} GiB budget by {-float(pool.available[bind]) / GIB:.2f} GiB")
+    elif not pool.kv_fits:
         fits = False
-        need = bpb * per_request / GIB
-        reason = (f"one request of max_model_len {cfg.max_model_len} needs {need:.2f} GiB of KV cache but "
-                  f"{max(0.0, (avail - bpb) / GIB):.2f} GiB is available")
+        bpb = pool.bytes_per_block[bind]
+        reason = (f"one request of max_model_len {cfg.max_model_len} needs {bpb * per_request / GIB:.2f} GiB of KV "
+                  f"cache but {max(0.0, (float(pool.available[bind]) - bpb) / GIB):.2f} GiB is available")
     max_concurrency = num_blocks / per_request if per_request else 0.0
     if fits:
         if max_concurrency >= cfg.max_num_seqs:
@@ -282,11 +329,13 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
         else:
             reason = (f"the KV pool holds {max_concurrency:.2f} sequences of {cfg.max_model_len} tokens "
                       f"(max_num_seqs={cfg.max_num_seqs})")
+    page = pool.bytes_per_block[bind]
     return MemoryPlan(
-        per_gpu=memory(bind, num_blocks), per_stage=per_stage, num_gpu_blocks=num_blocks,
+        per_gpu=memory(bind), per_stage=tuple(memory(s) for s in range(pp)), num_gpu_blocks=num_blocks,
         kv_cache_tokens=int(max_concurrency * cfg.max_model_len), max_concurrency=max_concurrency, fits=fits,
-        binding_constraint=binding, reason=reason, block_size=cfg.block_size, num_kv_cache_groups=len(groups),
-        bytes_per_block=int(bpb), blocks_per_request=per_request,
-        kv_bytes_per_token_per_gpu=page / cfg.block_size * len(ranges[bind]),
-        available_kv_bytes=tuple(int(st[0]) for st in stages),
+        binding_constraint=binding, reason=reason, block_size=cfg.block_size,
+        num_kv_cache_groups=len(kv_cache_groups(arch)), bytes_per_block=int(page), blocks_per_request=per_request,
+        kv_bytes_per_token_per_gpu=arch.attention[0].bytes_per_token(
+            cfg.kv_dtype_bytes, cfg.tensor_parallel_size) * len(ranges[bind]),
+        available_kv_bytes=tuple(int(a) for a in pool.available),
     )

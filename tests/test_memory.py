@@ -128,6 +128,18 @@ def test_capture_sizes_follow_vllm_defaults():
     assert sizes[:5] == [1, 2, 4, 8, 16] and sizes[-1] == 512 and len(sizes) == 3 + 31 + 17
 
 
+def test_closed_form_capture_count_equals_the_list():
+    from types import SimpleNamespace
+
+    from estimator.memory import num_capture_sizes
+
+    g = gpus.lookup("H100")
+    for seqs in (1, 2, 3, 5, 16, 100, 128, 200, 256, 1024):
+        for tokens in (1, 7, 64, 300, 2048, 8192):
+            cfg = SimpleNamespace(max_num_seqs=seqs, max_num_batched_tokens=tokens, enforce_eager=False)
+            assert num_capture_sizes(cfg, g) == len(cudagraph_capture_sizes(cfg, g)), (seqs, tokens)
+
+
 def test_activation_peak_grows_with_batched_tokens_and_non_torch_with_tp():
     small = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", max_num_batched_tokens=2048, max_num_seqs=16)
     large = plan(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", max_num_batched_tokens=32768, max_num_seqs=16)
