@@ -68,6 +68,12 @@ class AttentionLayer:
     head_size: int  # K width; for MLA kv_lora_rank + qk_rope_head_dim
     head_size_v: int  # V width; 0 for MLA (no separate V)
     window: int | None = None  # sliding window or attention chunk, in tokens
+    latent_value_width: int = 0  # MLA: attention output width per head over the latent (kv_lora_rank)
+
+    @property
+    def attention_width(self) -> int:
+        """K plus V width per head that attention multiplies each context token by."""
+        return self.head_size + (self.latent_value_width if self.kind == "mla" else self.head_size_v)
 
     def bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1) -> float:
         heads = self.num_kv_heads if self.kind == "mla" else max(1, self.num_kv_heads // tp)
@@ -332,7 +338,7 @@ def _deepseek(c: _Config, inv: _Inventory, family: str):
         inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
         inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
     _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
-    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0)] * n
+    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora)] * n
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
                       head_dim=nope + rope)
 

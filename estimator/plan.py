@@ -13,7 +13,9 @@ from estimator.coefficients import DEFAULT, Coefficients
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
+from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import VLLM_REFERENCE_VERSION, ServeConfig, resolve
+from estimator.workload import Workload
 
 SCHEMA_VERSION = 1
 DEFAULT_GPU = "H100-SXM"
@@ -80,6 +82,9 @@ class Plan:
     relaxations: tuple[Relaxation, ...]
     warnings: tuple[str, ...]
     coefficients: Coefficients
+    workload: Workload = Workload()
+    performance: Prediction | None = None  # None where the GPU's speed is unknown or the plan does not fit
+    search: dict | None = None  # the configuration search's result, when one ran
 
     @property
     def serve_argv(self) -> list[str]:
@@ -119,9 +124,33 @@ class Plan:
                                                "summary": self.limit_summary()},
             "serve": {"argv": self.serve_argv, "command": self.serve_command,
                       "vllm_version_checked": VLLM_REFERENCE_VERSION},
+            "workload": {k: getattr(self.workload, k) for k in ("input_len", "output_len", "concurrency",
+                                                                 "request_rate", "ttft_ms", "tpot_ms", "goal")},
+            "performance": performance_dict(self.performance, self.workload, self.coefficients),
             "coefficients": {"name": self.coefficients.name, "version": self.coefficients.version},
+            **({"search": self.search} if self.search is not None else {}),
             "warnings": list(self.warnings),
         }
+
+
+PERFORMANCE_METRICS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_ms", "tpot_ms", "itl_ms",
+                       "request_latency_ms")
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return round(value, 3) if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def performance_dict(p: Prediction | None, workload: Workload, coefficients: Coefficients) -> dict | None:
+    if p is None:
+        return None
+    out = {m: _finite(getattr(p, m)) for m in PERFORMANCE_METRICS}
+    out["interval"] = {m: [_finite(v) for v in p.interval(m)] if out[m] is not None else None
+                       for m in PERFORMANCE_METRICS}
+    out.update(batch=round(float(p.batch), 2), saturated=bool(p.saturated), coefficients_source=coefficients.name,
+               mode="offline" if workload.saturated else "serve")
+    return out
 
 
 def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
@@ -188,7 +217,14 @@ def _arch(source: model_source.ModelSource) -> tuple[ModelArch, list[str]]:
     return arch, warnings
 
 
-def make_plan(request: PlanRequest, coefficients: Coefficients = DEFAULT) -> Plan:
+def estimate(arch, gpu, config, quant, num_blocks, workload: Workload, coefficients: Coefficients):
+    if not speed_known(gpu):
+        return None
+    return predict(perf_inputs(arch, gpu, config, quant, num_blocks, workload), coefficients)
+
+
+def make_plan(request: PlanRequest, coefficients: Coefficients = DEFAULT, workload: Workload | None = None) -> Plan:
+    workload = workload or Workload()
     gpu, detected_count, gpu_notes = _gpu(request)
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
@@ -201,8 +237,18 @@ def make_plan(request: PlanRequest, coefficients: Coefficients = DEFAULT) -> Pla
     base = dict(flags, tensor_parallel_size=config.tensor_parallel_size,
                 pipeline_parallel_size=config.pipeline_parallel_size)
     relaxations = tuple(_relaxations(arch, gpu, base, config, memory, coefficients))
+    performance = estimate(arch, gpu, config, quant, memory.num_gpu_blocks, workload, coefficients) \
+        if memory.fits else None
+    notes = list(config_warnings) + list(warnings)
+    if not speed_known(gpu):
+        notes.append("no speed estimate: a device given only by --gpu-memory-gib has no bandwidth or FLOP/s; "
+                     "add --gpu NAME for one")
+    elif performance is not None and bool(performance.saturated):
+        notes.append(f"--request-rate {workload.request_rate} exceeds what this configuration sustains "
+                     f"({float(performance.output_tokens_per_s) / workload.output_len:.2f} requests/s): the "
+                     "queue grows without bound, so TTFT and latency are unbounded")
     return Plan(request, source, arch, gpu, num_gpus or config.world_size, config, memory, relaxations,
-                tuple(config_warnings) + tuple(warnings), coefficients)
+                tuple(notes), coefficients, workload, performance)
 
 
 def largest_fitting_max_model_len(arch, gpu, flags, coefficients) -> int:

@@ -34,6 +34,7 @@ class QuantScheme:
     ignore: tuple[str, ...] = field(default_factory=tuple)  # module patterns left in the checkpoint dtype
     online: bool = False  # quantized by vLLM at load time, not by the checkpoint
     fp8_compute: bool = False  # W8A8 FP8: uses FP8 tensor cores where the GPU has them
+    int8_compute: bool = False  # W8A8 INT8: int8 tensor cores
 
     def to_dict(self) -> dict:
         return {"method": self.method, "weight_bits": self.weight_bits, "group_size": self.group_size,
@@ -113,6 +114,7 @@ def _compressed_tensors(qc: dict) -> QuantScheme:
         zero_points=not w.get("symmetric", True), channel_scales=strategy == "channel",
         scale_bytes=2, ignore=_ignore_list(qc, "ignore"),
         fp8_compute=fp8 and bool(act) and act.get("type") == "float",
+        int8_compute=wtype == "int" and bits == 8 and bool(act) and act.get("type", "int") == "int",
         block=tuple(w["block_structure"]) if strategy == "block" and w.get("block_structure") else None,
     )
 

@@ -31,8 +31,31 @@ def render(plan: Plan) -> str:
         f"maximum concurrency for {c.max_model_len:,} tokens per request: {m.max_concurrency:.2f}x",
         f"Fits: {'yes' if m.fits else 'NO'} (binding: {m.binding_constraint}) - {plan.limit_summary()}",
     ]
+    if plan.performance is not None:
+        lines += _performance_lines(plan)
     if c.defaults:
         lines.append("vLLM defaults used: " + "; ".join(c.defaults))
     lines += [f"Warning: {w}" for w in plan.warnings]
     lines.append(plan.serve_command)
     return "\n".join(lines)
+
+
+def _performance_lines(plan: Plan) -> list[str]:
+    p, w = plan.performance, plan.workload
+    if w.saturated:
+        head = f"Performance, offline at saturation ({w.input_len} in / {w.output_len} out, batch {float(p.batch):.0f})"
+    elif w.concurrency:
+        head = f"Performance at concurrency {w.concurrency} ({w.input_len} in / {w.output_len} out)"
+    else:
+        head = f"Performance at {w.request_rate} requests/s ({w.input_len} in / {w.output_len} out)"
+    lines = [head + f", coefficients {plan.coefficients.name}; p10-p90 in brackets"]
+    for label, metric, unit in (("output", "output_tokens_per_s", "tok/s"), ("total", "total_tokens_per_s", "tok/s"),
+                                ("TTFT", "ttft_ms", "ms"), ("TPOT", "tpot_ms", "ms"),
+                                ("latency", "request_latency_ms", "ms")):
+        value = float(getattr(p, metric))
+        if value == float("inf"):
+            lines.append(f"  {label:8} unbounded (saturated)")
+            continue
+        lo, hi = p.interval(metric)
+        lines.append(f"  {label:8} {value:10.1f} {unit:5} [{lo:.1f} - {hi:.1f}]")
+    return lines

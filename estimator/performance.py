@@ -1,0 +1,291 @@
+"""The performance model: one prediction function for planning, search and calibration.
+
+An engine step is priced by the roofline of one pipeline stage on one tensor-parallel rank: the time to stream
+the bytes it reads (weights, the experts a batch of that size touches, the KV cache of every running sequence)
+against the time to do its FLOPs (active parameters plus attention over the context), each at an achieved
+fraction of the datasheet peak, plus the all-reduces tensor parallelism adds, the pipeline's hand-offs and the
+engine's fixed costs. Serving is a steady state of such steps: each running sequence decodes one token per step
+while the prompts of new requests are prefilled in chunks alongside (vLLM's chunked prefill).
+
+Every input is an array (one element per configuration x workload), so the search prices thousands of
+candidates in one call and calibration fits the very same function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from estimator.architecture import ModelArch
+from estimator.coefficients import Coefficients
+from estimator.gpus import GpuSpec
+from estimator.memory import _shard_fraction, blocks_per_request, kv_cache_groups, pp_layer_ranges, tensor_bytes
+from estimator.quantization import QuantScheme
+from estimator.workload import Workload
+
+Z80 = 1.2815515655446004  # standard normal quantile of 0.9: p10/p90 of a log-normal spread
+MS = 1e3
+
+
+@dataclass(frozen=True)
+class PerfInputs:
+    """Numbers the prediction needs, per configuration (numpy arrays or scalars that broadcast)."""
+
+    gpu: object  # GPU name(s), for per-GPU coefficients
+    mem_bw: object  # bytes/s, datasheet
+    peak_flops: object  # FLOP/s at the compute precision the configuration runs
+    link: object  # interconnect kind(s)
+    link_bw: object  # bytes/s one way
+    tp: object
+    pp: object
+    dense_bytes: object  # weight bytes per rank on the slowest stage, routed experts excluded
+    expert_bytes: object  # routed-expert weight bytes per rank on that stage
+    num_experts: object
+    experts_per_token: object
+    flops_per_token: object  # 2 x active parameters per rank on that stage (LM head excluded)
+    lm_head_flops: object  # 2 x LM head parameters per rank, per sampled token (last stage)
+    attn_flops_full: object  # attention FLOPs per token per context token, full-attention layers
+    attn_flops_window: object  # the same for sliding-window / chunked layers
+    kv_full: object  # KV bytes per token per rank read by full-attention layers
+    kv_window: object  # ... and by windowed layers
+    window: object
+    layers: object  # decoder layers on that stage
+    hidden: object
+    act_bytes: object  # activation dtype bytes (all-reduce payload)
+    active_params_rank: object
+    batch_cap: object  # sequences the engine runs at once: min(max_num_seqs, KV pool / (input + output))
+    max_num_batched_tokens: object
+    eager: object
+    input_len: object
+    output_len: object
+    concurrency: object  # 0: not given
+    request_rate: object  # 0: not given
+
+    def take(self, index) -> "PerfInputs":
+        """The subset of configurations at ``index`` (scalars are shared)."""
+        return PerfInputs(**{f.name: (v[index] if isinstance(v := getattr(self, f.name), np.ndarray) and v.ndim
+                                      else v) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class Prediction:
+    batch: object
+    output_tokens_per_s: object
+    total_tokens_per_s: object
+    ttft_ms: object
+    tpot_ms: object
+    itl_ms: object
+    request_latency_ms: object
+    saturated: object  # request rate above what the configuration sustains
+    log_sigma_throughput: float
+    log_sigma_latency: float
+
+    def interval(self, metric: str, index=None) -> tuple[float, float]:
+        value = getattr(self, metric) if index is None else getattr(self, metric)[index]
+        sigma = self.log_sigma_throughput if metric.endswith("_per_s") else self.log_sigma_latency
+        return float(value * np.exp(-Z80 * sigma)), float(value * np.exp(Z80 * sigma))
+
+
+# --- building the inputs from a configuration -------------------------------------------------------------
+
+
+def compute_peak(gpu: GpuSpec, quant: QuantScheme | None, resolved_dtype: str) -> float:
+    """Datasheet FLOP/s at the precision the GEMMs run: FP8 tensor cores for W8A8-FP8 where the GPU has
+    them, the int8 rate (FP8 rate, else twice BF16) for W8A8-INT8, else the activation dtype's rate."""
+    half = (gpu.bf16_tflops if resolved_dtype == "bfloat16" else gpu.fp16_tflops) or gpu.fp16_tflops \
+        or gpu.bf16_tflops or 0.0
+    if quant is not None and quant.fp8_compute and gpu.fp8_tflops:
+        return gpu.fp8_tflops * 1e12
+    if quant is not None and quant.int8_compute:
+        return (gpu.fp8_tflops or 2 * half) * 1e12
+    return half * 1e12
+
+
+def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: QuantScheme | None):
+    """(dense bytes, routed-expert bytes, FLOPs per token, LM-head FLOPs, active params) per rank of the
+    stage with the most layers."""
+    ranges = pp_layer_ranges(arch.num_layers, pp)
+    stage = max(range(pp), key=lambda s: len(ranges[s]))
+    layers = set(ranges[stage])
+    dense = expert = flops = head = active = 0.0
+    for t in arch.tensors:
+        in_stage = t.layer in layers if t.layer is not None else (
+            (t.place == "last" and stage == pp - 1) or (t.place == "first" and stage == 0))
+        if not in_stage or t.kind == "vision":
+            continue
+        share = _shard_fraction(t, arch, tp)
+        nbytes = tensor_bytes(t, dtype_bytes, quant) * share
+        if t.kind == "expert":
+            expert += nbytes
+        else:
+            dense += nbytes
+        if t.name == "lm_head" or (t.name == "model.embed_tokens" and arch.tie_word_embeddings):
+            head = 2 * t.numel * share
+        elif t.kind in ("linear", "expert"):
+            flops += 2 * t.active_numel * share
+            active += t.active_numel * share
+    if stage != pp - 1:
+        head = 0.0
+    return dense, expert, flops, head, active + head / 2
+
+
+def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float):
+    """Per token and context token on the stage with most layers: (full FLOPs, windowed FLOPs, full KV
+    bytes, windowed KV bytes, window)."""
+    ranges = pp_layer_ranges(arch.num_layers, pp)
+    layers = max(ranges, key=len)
+    heads = arch.num_heads // tp
+    full_f = win_f = full_kv = win_kv = 0.0
+    window = 0
+    for i in layers:
+        a = arch.attention[i]
+        flops = 2 * heads * a.attention_width  # QK^T and PV over one context token
+        kv = a.bytes_per_token(kv_dtype_bytes, tp)
+        if a.window:
+            win_f, win_kv, window = win_f + flops, win_kv + kv, a.window
+        else:
+            full_f, full_kv = full_f + flops, full_kv + kv
+    return full_f, win_f, full_kv, win_kv, window, len(layers)
+
+
+def batch_cap(arch: ModelArch, cfg, num_blocks, workload: Workload):
+    """Sequences of input+output tokens the KV pool holds, capped by max_num_seqs."""
+    seq_len = np.minimum(workload.input_len + workload.output_len, cfg.max_model_len)
+    per_seq = sum(blocks_per_request(spec, cfg, seq_len) for spec, _ in kv_cache_groups(arch))
+    return np.minimum(cfg.max_num_seqs, num_blocks // per_seq)
+
+
+def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, num_blocks,
+                workload: Workload) -> PerfInputs:
+    """The prediction's inputs for one (TP, PP, quantization) layout; other fields of cfg may be arrays."""
+    tp, pp = int(cfg.tensor_parallel_size), int(cfg.pipeline_parallel_size)
+    dense, expert, flops, head, active = weight_split(arch, tp, pp, cfg.dtype_bytes, quant)
+    full_f, win_f, full_kv, win_kv, window, layers = attention_terms(arch, tp, pp, cfg.kv_dtype_bytes)
+    return PerfInputs(
+        gpu=gpu.name, mem_bw=gpu.memory_bandwidth_gbs * 1e9, peak_flops=compute_peak(gpu, quant, cfg.resolved_dtype),
+        link=gpu.interconnect.kind, link_bw=gpu.interconnect.bandwidth_gbs * 1e9 / 2, tp=tp, pp=pp,
+        dense_bytes=dense, expert_bytes=expert, num_experts=arch.num_experts,
+        experts_per_token=arch.experts_per_token, flops_per_token=flops, lm_head_flops=head,
+        attn_flops_full=full_f, attn_flops_window=win_f, kv_full=full_kv, kv_window=win_kv, window=window,
+        layers=layers, hidden=arch.hidden_size, act_bytes=cfg.dtype_bytes, active_params_rank=active,
+        batch_cap=batch_cap(arch, cfg, num_blocks, workload), max_num_batched_tokens=cfg.max_num_batched_tokens,
+        eager=cfg.enforce_eager, input_len=workload.input_len, output_len=workload.output_len,
+        concurrency=workload.concurrency or 0, request_rate=workload.request_rate or 0.0,
+    )
+
+
+def speed_known(gpu: GpuSpec) -> bool:
+    """A custom device given only by its memory has no bandwidth or FLOP/s to predict speed from."""
+    return bool(gpu.memory_bandwidth_gbs and (gpu.bf16_tflops or gpu.fp16_tflops))
+
+
+# --- the prediction ------------------------------------------------------------------------------------
+
+
+def _gpu_coefficients(gpu, co: Coefficients):
+    names = np.atleast_1d(np.asarray(gpu, dtype=object))
+    table = {name: co.gpu_efficiency(name) for name in set(names.tolist())}
+    values = np.array([table[n] for n in names.tolist()], dtype=float)
+    if np.ndim(gpu) == 0:
+        values = values[0]
+    return values[..., 0], values[..., 1], values[..., 2]
+
+
+def _by_kind(link, table: dict):
+    kinds = np.atleast_1d(np.asarray(link, dtype=object))
+    values = np.array([table[k] for k in kinds.tolist()], dtype=float)
+    return values if np.ndim(link) else values[0]
+
+
+def predict(x: PerfInputs, co: Coefficients) -> Prediction:
+    """Steady-state serving (or offline) performance of each configuration under its workload."""
+    bw_eff, fl_eff, step_ms = _gpu_coefficients(x.gpu, co)
+    scale = np.minimum(1.0, (np.maximum(x.active_params_rank, 1.0) / co.size_reference_params) ** co.size_exponent)
+    # Efficiencies above 1 would beat the datasheet: clipping keeps every prediction under the roofline.
+    bw = x.mem_bw * np.clip(bw_eff * scale, 1e-3, 1.0)
+    flops_rate = x.peak_flops * np.clip(fl_eff * scale, 1e-3, 1.0)
+    tp_eff = np.clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0)
+    ar_lat = _by_kind(x.link, co.allreduce_latency_us) * 1e-6
+    moe_factor = min(1.0, co.moe_bandwidth_factor)
+    fixed = step_ms / MS + np.where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
+
+    def stage_step(n_dec, n_pre, ctx_dec, ctx_pre):
+        """Seconds for one stage to run one step: n_dec decoding sequences, n_pre prompt tokens."""
+        tokens = n_dec + n_pre
+        experts = np.maximum(x.num_experts, 1)
+        touched = np.where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
+        ctx_win_dec = np.minimum(ctx_dec, np.where(x.window > 0, x.window, ctx_dec))
+        ctx_win_pre = np.minimum(ctx_pre, np.where(x.window > 0, x.window, ctx_pre))
+        read = x.dense_bytes + x.expert_bytes * touched / moe_factor \
+            + n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec)
+        work = x.flops_per_token * tokens + x.lm_head_flops * n_dec \
+            + n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
+            + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)
+        t = np.maximum(read / bw, work / flops_rate)
+        payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / np.maximum(x.tp, 1)
+        allreduce = np.where(x.tp > 1, 2 * x.layers * (ar_lat + payload / (x.link_bw * tp_eff)), 0.0)
+        return t + allreduce + fixed + co.seq_overhead_us * 1e-6 * n_dec
+
+    def engine_step(n_dec, n_pre, ctx_dec, ctx_pre):
+        """One token for every running sequence, through all pipeline stages (microbatched)."""
+        micro = np.maximum(np.minimum(np.maximum(n_dec, 1), x.pp), 1)
+        stage = stage_step(n_dec / micro, n_pre / micro, ctx_dec, ctx_pre)
+        return x.pp * stage + (x.pp - 1) * co.pp_transfer_latency_us * 1e-6
+
+    inp, out = np.asarray(x.input_len, dtype=float), np.asarray(x.output_len, dtype=float)
+    cap = np.maximum(np.asarray(x.batch_cap, dtype=float), 1.0)
+    budget = np.asarray(x.max_num_batched_tokens, dtype=float)
+
+    def cycle(batch):
+        """(TTFT without queueing, TPOT, request latency) with ``batch`` sequences running."""
+        batch = np.maximum(batch, 1.0)
+        room = np.maximum(budget - batch, 1)
+        chunk = np.maximum(np.minimum(inp, room), 1)
+        ctx_dec, ctx_pre = inp + out / 2, inp / 2
+        # Each finished request is replaced, so the other B-1 sequences bring input/output prompt tokens per
+        # step. They come as whole chunks in some steps (a share f of them), not spread over all steps.
+        prefill = np.maximum(batch - 1, 0) * inp / np.maximum(out, 1)
+        share = np.clip(prefill / chunk, 0, 1)
+        plain = engine_step(batch, 0.0, ctx_dec, ctx_pre)
+        mixed = engine_step(batch, np.where(prefill <= chunk, chunk, np.minimum(prefill, room)), ctx_dec, ctx_pre)
+        tpot = np.where(prefill <= chunk, (1 - share) * plain + share * mixed, mixed)
+        # Its own prompt: chunks of the step budget left by the other running sequences.
+        own_chunk = np.maximum(np.minimum(inp, budget - (batch - 1)), 1)
+        ttft = co.request_overhead_ms / MS + np.ceil(inp / own_chunk) * engine_step(batch - 1, own_chunk, ctx_dec,
+                                                                                     ctx_pre)
+        return ttft, tpot, ttft + np.maximum(out - 1, 0) * tpot
+
+    conc = np.asarray(x.concurrency, dtype=float)
+    rate = np.asarray(x.request_rate, dtype=float)
+    closed = np.where(conc > 0, conc, cap)
+    batch = np.minimum(closed, cap)
+    # Open loop (request rate): the running batch settles where batch = rate x latency (Little's law).
+    open_batch = np.ones_like(batch) if np.ndim(batch) else np.float64(1.0)
+    for _ in range(40):
+        open_batch = np.minimum(cap, np.maximum(rate * cycle(open_batch)[2], 1.0))
+    batch = np.where(rate > 0, open_batch, batch)
+    ttft, tpot, latency = cycle(batch)
+    saturated = (rate > 0) & (rate * latency > cap * 1.001)
+    # Closed loop with more users than running slots: the rest wait a share of a request's latency.
+    queued = np.where((rate <= 0) & (closed > batch), (closed / batch - 1) * latency, 0.0)
+    ttft = np.where(saturated, np.inf, ttft + queued)
+    output_tps = np.where(rate > 0, np.minimum(rate, batch / latency) * out, batch * out / latency)
+    total_tps = output_tps * (inp + out) / np.maximum(out, 1)
+    return Prediction(batch=batch, output_tokens_per_s=output_tps, total_tokens_per_s=total_tps,
+                      ttft_ms=ttft * MS, tpot_ms=tpot * MS, itl_ms=tpot * MS,
+                      request_latency_ms=np.where(saturated, np.inf, latency * MS + queued * MS),
+                      saturated=saturated, log_sigma_throughput=co.log_sigma_throughput,
+                      log_sigma_latency=co.log_sigma_latency)
+
+
+def roofline_step_seconds(x: PerfInputs, n_dec, ctx) -> object:
+    """The hardware bound of a pure decode step for n_dec sequences: no efficiency, no overhead."""
+    experts = np.maximum(x.num_experts, 1)
+    touched = np.where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** n_dec, 0.0)
+    ctx_win = np.minimum(ctx, np.where(x.window > 0, x.window, ctx))
+    read = x.dense_bytes + x.expert_bytes * touched + n_dec * (x.kv_full * ctx + x.kv_window * ctx_win)
+    work = (x.flops_per_token + x.lm_head_flops) * n_dec + n_dec * (x.attn_flops_full * ctx + x.attn_flops_window
+                                                                      * ctx_win)
+    return np.maximum(read / x.mem_bw, work / x.peak_flops)
+

@@ -1,0 +1,52 @@
+"""The traffic a plan is for: prompt and output lengths, and either a concurrency or a request rate."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from estimator.errors import PlannerError
+
+SCHEMA_VERSION = 1
+# `vllm bench` defaults for random prompts, used when a plan is asked for saturation without lengths.
+DEFAULT_INPUT_LEN = 1024
+DEFAULT_OUTPUT_LEN = 128
+GOALS = ("throughput", "latency", "balanced")
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_len: int = DEFAULT_INPUT_LEN
+    output_len: int = DEFAULT_OUTPUT_LEN
+    concurrency: int | None = None  # closed loop, as `vllm bench serve --max-concurrency`
+    request_rate: float | None = None  # open loop, Poisson arrivals per second
+    ttft_ms: float | None = None  # SLOs, on the median
+    tpot_ms: float | None = None
+    goal: str = "balanced"
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        for name in ("input_len", "output_len", "concurrency"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise PlannerError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        for name in ("request_rate", "ttft_ms", "tpot_ms"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise PlannerError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.concurrency is not None and self.request_rate is not None:
+            raise PlannerError("give --concurrency or --request-rate, not both")
+        if self.goal not in GOALS:
+            raise PlannerError(f"--goal {self.goal} is not one of {', '.join(GOALS)}")
+
+    @property
+    def saturated(self) -> bool:
+        """No concurrency and no rate: offline throughput with the largest batch the configuration admits."""
+        return self.concurrency is None and self.request_rate is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Workload":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
