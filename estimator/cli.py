@@ -30,7 +30,7 @@ def main() -> None:
 def plan_options(f):
     """The configuration flags, named exactly as `vllm serve` names them (shared with `calibrate run`)."""
     options = [
-        click.option("--model", required=True, help="Hugging Face id, local directory, or catalog name."),
+        click.option("--model", default=None, help="Hugging Face id, local directory, or catalog name."),
         click.option("--revision", default=None, help="Hub revision (branch, tag or commit)."),
         click.option("--gpu", default=None, help="GPU name from `estimator gpus`, an nvidia-smi name, or 'auto'."),
         click.option("--gpu-memory-gib", type=float, default=None, help="Memory per GPU for a custom device."),
@@ -45,27 +45,78 @@ def plan_options(f):
         click.option("--max-num-seqs", type=int, default=None),
         click.option("--max-num-batched-tokens", type=int, default=None),
         click.option("--block-size", type=int, default=None),
-        click.option("--enforce-eager", is_flag=True, default=False),
+        click.option("--enforce-eager", is_flag=True, default=None),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
+def workload_options(f):
+    """The traffic to plan for, and the search's goal and SLOs."""
+    options = [
+        click.option("--input-len", type=int, default=None, help="Prompt tokens per request (default 1024)."),
+        click.option("--output-len", type=int, default=None, help="Output tokens per request (default 128)."),
+        click.option("--concurrency", type=int, default=None, help="Requests in flight (closed loop)."),
+        click.option("--request-rate", type=float, default=None, help="Requests per second (Poisson)."),
+        click.option("--ttft-ms", type=float, default=None, help="SLO on the median time to first token."),
+        click.option("--tpot-ms", type=float, default=None, help="SLO on the median time per output token."),
+        click.option("--goal", type=click.Choice(["throughput", "latency", "balanced"]), default=None),
+        click.option("--search", is_flag=True, default=None, help="Search the flags left out for the goal."),
+        click.option("--profile", type=click.Path(dir_okay=False), default=None,
+                     help="A profile written by `estimator generate`; flags given here override it."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def build_plan(flags: dict):
+    """Flags (and a profile) to a Plan: the one path shared by `plan` and `generate`."""
+    from estimator.plan import PlanRequest, make_plan, plan_with_search
+    from estimator.profile import load_profile, merge
+    from estimator.workload import Workload
+
+    if flags.get("profile"):
+        flags = merge(load_profile(flags["profile"]), flags)
+    if not flags.get("model"):
+        raise click.UsageError("Missing option '--model' (or a --profile that names one).")
+    workload_keys = ("input_len", "output_len", "concurrency", "request_rate", "ttft_ms", "tpot_ms", "goal")
+    workload = Workload(**{k: flags[k] for k in workload_keys if flags.get(k) is not None})
+    request = PlanRequest(**{k: v for k, v in flags.items()
+                             if k not in (*workload_keys, "search", "profile") and v is not None})
+    if flags.get("search"):
+        return plan_with_search(request, workload)
+    return make_plan(request, workload=workload)
+
+
 @main.command()
 @plan_options
+@workload_options
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 def plan(as_json: bool, **flags) -> None:
-    """Will MODEL fit on these GPUs, how much memory goes where, and how many sequences fit."""
-    from estimator.plan import PlanRequest, make_plan
-
-    result = make_plan(PlanRequest(**flags))
+    """Will MODEL fit on these GPUs, how much memory goes where, how fast, and with which flags."""
+    result = build_plan(flags)
     if as_json:
         _json_out(result.to_dict())
     else:
         from estimator.report import render
 
         click.echo(render(result))
+
+
+@main.command()
+@plan_options
+@workload_options
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Where to write serve.sh, docker-compose.yaml, kubernetes.yaml, bench.sh, profile.yaml.")
+def generate(output_dir: str, **flags) -> None:
+    """Write deployable files for the plan: serve script, compose, Kubernetes, benchmark command, profile."""
+    from estimator.artifacts import write_all
+
+    result = build_plan(flags)
+    for path in write_all(result, output_dir, {k: v for k, v in flags.items() if v is not None and k != "profile"}):
+        click.echo(path)
 
 
 @main.command()

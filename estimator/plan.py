@@ -44,6 +44,9 @@ class PlanRequest:
     enforce_eager: bool = False
     revision: str | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "enforce_eager", bool(self.enforce_eager))
+
     def flags(self) -> dict:
         out = {f: getattr(self, f) for f in SERVE_FLAGS}
         out["quantization_method"] = out.pop("quantization")
@@ -249,6 +252,36 @@ def make_plan(request: PlanRequest, coefficients: Coefficients = DEFAULT, worklo
                      "queue grows without bound, so TTFT and latency are unbounded")
     return Plan(request, source, arch, gpu, num_gpus or config.world_size, config, memory, relaxations,
                 tuple(notes), coefficients, workload, performance)
+
+
+def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coefficients = DEFAULT) -> Plan:
+    """Search the flags the request leaves open, then plan the best configuration (one replica's share of
+    the workload) and attach the search's result."""
+    from estimator.search import search
+
+    gpu, detected_count, _ = _gpu(request)
+    source = model_source.resolve(request.model, request.revision)
+    arch, _ = _arch(source)
+    num_gpus = request.num_gpus or detected_count or 1
+    fixed = {f: getattr(request, f) for f in SERVE_FLAGS if getattr(request, f) not in (None, False)}
+    result = search(arch, gpu, num_gpus, fixed, workload, coefficients)
+    if result.best is None:
+        raise PlannerError(result.closest)
+    best = result.best
+    chosen = dataclasses.replace(request, num_gpus=best["gpus_per_replica"], **{
+        k: best[k] for k in ("tensor_parallel_size", "pipeline_parallel_size", "quantization", "kv_cache_dtype",
+                             "max_model_len", "max_num_seqs", "max_num_batched_tokens")})
+    share = workload
+    if best["replicas"] > 1 and not workload.saturated:
+        share = dataclasses.replace(
+            workload, concurrency=-(-workload.concurrency // best["replicas"]) if workload.concurrency else None,
+            request_rate=workload.request_rate / best["replicas"] if workload.request_rate else None)
+    plan = make_plan(chosen, coefficients, share)
+    note = (f"{best['replicas']} replicas of this configuration use the {num_gpus} GPUs; each serves "
+            f"1/{best['replicas']} of the workload (the performance above is per replica)") \
+        if best["replicas"] > 1 else None
+    return dataclasses.replace(plan, search=result.to_dict(),
+                               warnings=plan.warnings + ((note,) if note else ()))
 
 
 def largest_fitting_max_model_len(arch, gpu, flags, coefficients) -> int:

@@ -33,6 +33,8 @@ def render(plan: Plan) -> str:
     ]
     if plan.performance is not None:
         lines += _performance_lines(plan)
+    if plan.search is not None:
+        lines += _search_lines(plan.search)
     if c.defaults:
         lines.append("vLLM defaults used: " + "; ".join(c.defaults))
     lines += [f"Warning: {w}" for w in plan.warnings]
@@ -58,4 +60,14 @@ def _performance_lines(plan: Plan) -> list[str]:
             continue
         lo, hi = p.interval(metric)
         lines.append(f"  {label:8} {value:10.1f} {unit:5} [{lo:.1f} - {hi:.1f}]")
+    return lines
+
+
+def _search_lines(search: dict) -> list[str]:
+    lines = [f"Search ({search['seconds'] * 1000:.0f} ms)"] + [f"  {r}" for r in search["reasons"]]
+    lines.append(f"  Pareto set, output tok/s per GPU against tok/s per user ({len(search['pareto'])} points):")
+    for p in search["pareto"][:8]:
+        lines.append(f"    {p['output_tokens_per_s_per_gpu']:9.1f} per GPU  {p['tokens_per_s_per_user']:7.1f} per user  "
+                     f"tp {p['tensor_parallel_size']} pp {p['pipeline_parallel_size']} x{p['replicas']} "
+                     f"max-num-seqs {p['max_num_seqs']} kv {p['kv_cache_dtype']} quant {p['quantization'] or 'none'}")
     return lines

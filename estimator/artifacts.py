@@ -1,0 +1,148 @@
+"""Deployable files for a plan: serve script, docker-compose, Kubernetes, benchmark command, profile, plan JSON.
+
+YAML is written by PyYAML from plain data; every file carries the same `vllm serve` argv as the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from estimator.plan import Plan
+from estimator.profile import profile_dict
+from estimator.serve_config import VLLM_REFERENCE_VERSION
+
+PORT = 8000
+HF_CACHE = "/root/.cache/huggingface"
+# Model loading plus CUDA-graph capture can take minutes before /health answers.
+STARTUP_SECONDS = 900
+SHM_SIZE = "16g"  # NCCL and the engine's IPC use /dev/shm; Docker's 64 MB default breaks tensor parallelism
+
+
+def image(plan: Plan) -> str:
+    if plan.gpu.vendor == "amd":
+        return f"rocm/vllm:v{VLLM_REFERENCE_VERSION}"
+    return f"vllm/vllm-openai:v{VLLM_REFERENCE_VERSION}"
+
+
+def gpus_per_instance(plan: Plan) -> int:
+    return plan.config.world_size
+
+
+def serve_script(plan: Plan) -> str:
+    argv = shlex.join(plan.serve_argv)
+    return ("#!/usr/bin/env bash\n"
+            f"# {plan.source.id} on {gpus_per_instance(plan)} x {plan.gpu.name}, planned by vllm-planner "
+            f"(flags checked against vLLM {VLLM_REFERENCE_VERSION}).\n"
+            "set -euo pipefail\n"
+            f"exec vllm serve {argv} --host 0.0.0.0 --port \"${{PORT:-{PORT}}}\" \"$@\"\n")
+
+
+def compose(plan: Plan) -> dict:
+    n = gpus_per_instance(plan)
+    service = {
+        "image": image(plan),
+        "command": plan.serve_argv + ["--port", str(PORT)],
+        "ports": [f"{PORT}:{PORT}"],
+        "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},
+        "volumes": [f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE}"],
+        "shm_size": SHM_SIZE,
+        "ipc": "host",
+        "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://localhost:{PORT}/health"], "interval": "30s",
+                        "timeout": "5s", "retries": 5, "start_period": f"{STARTUP_SECONDS}s"},
+        "restart": "unless-stopped",
+    }
+    if plan.gpu.vendor == "amd":
+        service["devices"] = ["/dev/kfd", "/dev/dri"]
+        service["group_add"] = ["video"]
+    else:
+        service["deploy"] = {"resources": {"reservations": {"devices": [
+            {"driver": "nvidia", "count": n, "capabilities": ["gpu"]}]}}}
+    return {"services": {"vllm": service}}
+
+
+def kubernetes(plan: Plan, name: str = "vllm") -> list[dict]:
+    n = gpus_per_instance(plan)
+    resource = "amd.com/gpu" if plan.gpu.vendor == "amd" else "nvidia.com/gpu"
+    probe = {"httpGet": {"path": "/health", "port": PORT}, "periodSeconds": 10, "timeoutSeconds": 5}
+    container = {
+        "name": "vllm",
+        "image": image(plan),
+        "args": plan.serve_argv + ["--port", str(PORT)],
+        "ports": [{"containerPort": PORT, "name": "http"}],
+        "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token",
+                                                                   "optional": True}}}],
+        "resources": {"limits": {resource: n}, "requests": {resource: n}},
+        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "hf-cache", "mountPath": HF_CACHE}],
+        "startupProbe": dict(probe, failureThreshold=STARTUP_SECONDS // 10),
+        "readinessProbe": dict(probe, failureThreshold=3),
+        "livenessProbe": dict(probe, failureThreshold=6),
+    }
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"replicas": (plan.search or {}).get("best", {}).get("replicas", 1),
+                 "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                     "containers": [container],
+                     "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+                                 {"name": "hf-cache", "emptyDir": {}}]}}},
+    }
+    service = {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": PORT, "targetPort": PORT}]},
+    }
+    return [deployment, service]
+
+
+def bench_argv(plan: Plan) -> list[str]:
+    """`vllm bench` arguments that measure the plan's workload: serve against the running server, or
+    throughput offline (with the same engine flags) when the plan is for saturation."""
+    w = plan.workload
+    if w.saturated:
+        return ["vllm", "bench", "throughput", "--model", plan.source.id, *plan.serve_argv[1:],
+                "--dataset-name", "random", "--input-len", str(w.input_len), "--output-len", str(w.output_len),
+                "--num-prompts", "1000", "--output-json", "bench-throughput.json"]
+    argv = ["vllm", "bench", "serve", "--backend", "vllm", "--model", plan.source.id, "--host", "127.0.0.1",
+            "--port", str(PORT), "--dataset-name", "random", "--random-input-len", str(w.input_len),
+            "--random-output-len", str(w.output_len), "--ignore-eos",
+            "--percentile-metrics", "ttft,tpot,itl,e2el"]
+    if w.concurrency:
+        argv += ["--max-concurrency", str(w.concurrency), "--num-prompts", str(max(100, 10 * w.concurrency))]
+    else:
+        argv += ["--request-rate", f"{w.request_rate:g}",
+                 "--num-prompts", str(int(min(5000, max(100, w.request_rate * 120))))]
+    return argv + ["--save-result", "--result-dir", "bench-results"]
+
+
+def _yaml(data, many: bool = False) -> str:
+    import yaml
+
+    dump = yaml.safe_dump_all if many else yaml.safe_dump
+    return dump(data, sort_keys=False, default_flow_style=False)
+
+
+def write_all(plan: Plan, output_dir: str, flags: dict) -> list[str]:
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "serve.sh": serve_script(plan),
+        "docker-compose.yaml": _yaml(compose(plan)),
+        "kubernetes.yaml": _yaml(kubernetes(plan), many=True),
+        "bench.sh": "#!/usr/bin/env bash\nset -euo pipefail\n" + shlex.join(bench_argv(plan)) + "\n",
+        "profile.yaml": _yaml(profile_dict(dict(flags, model=plan.source.id, **{
+            k: getattr(plan.config, k) for k in ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len",
+                                                 "max_num_seqs", "max_num_batched_tokens", "kv_cache_dtype")},
+            quantization=plan.config.quantization if "quantization" in plan.config.explicit else None,
+            gpu=plan.gpu.name if plan.gpu.source == "catalog" else flags.get("gpu")))),
+        "plan.json": json.dumps(plan.to_dict(), indent=2) + "\n",
+    }
+    written = []
+    for name, text in files.items():
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        if name.endswith(".sh"):
+            path.chmod(0o755)
+        written.append(str(path))
+    return written

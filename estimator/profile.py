@@ -1,0 +1,47 @@
+"""Profiles: the flags and workload of a plan in a YAML file that `estimator plan --profile` reads back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from estimator.errors import PlannerError
+
+SCHEMA_VERSION = 1
+# Keys a profile may carry: `estimator plan`'s own option names.
+KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parallel_size", "pipeline_parallel_size",
+        "max_model_len", "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype", "max_num_seqs",
+        "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
+        "request_rate", "ttft_ms", "tpot_ms", "goal")
+
+
+def profile_dict(flags: dict) -> dict:
+    return {"schema_version": SCHEMA_VERSION, "flags": {k: flags[k] for k in KEYS if flags.get(k) is not None}}
+
+
+def load_profile(path: str) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlannerError(f"profile {path} does not exist; write one with `estimator generate`") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise PlannerError(f"profile {path} is not valid YAML ({str(err).splitlines()[0]}); regenerate it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("flags"), dict):
+        raise PlannerError(f"profile {path} has no 'flags' mapping; regenerate it with `estimator generate`")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise PlannerError(f"profile {path} has schema_version {data.get('schema_version')!r}, expected "
+                           f"{SCHEMA_VERSION}; regenerate it")
+    unknown = sorted(set(data["flags"]) - set(KEYS))
+    if unknown:
+        raise PlannerError(f"profile {path} has unknown keys {', '.join(unknown)}; regenerate it")
+    return data["flags"]
+
+
+def merge(profile: dict, flags: dict) -> dict:
+    """Flags given on the command line (not None) override the profile's."""
+    merged = dict(flags)
+    for key, value in profile.items():
+        if merged.get(key) is None:
+            merged[key] = value
+    return merged

@@ -1,0 +1,269 @@
+"""Configuration search: every combination of the flags that matter, priced at once with numpy.
+
+For each (tensor-parallel, pipeline-parallel, quantization) layout the weights are computed once; the KV-cache
+dtype, max_model_len, max_num_seqs and max_num_batched_tokens are then a grid of arrays that the memory core and
+the performance model evaluate in one call each. GPUs not used by one instance run further replicas.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from estimator.architecture import ModelArch
+from estimator.coefficients import Coefficients
+from estimator.errors import PlannerError
+from estimator.gpus import GIB, GpuSpec
+from estimator.memory import kv_pool, weights_per_stage
+from estimator.performance import perf_inputs, predict, speed_known
+from estimator.serve_config import KV_CACHE_DTYPE_BYTES, resolve
+from estimator.workload import Workload
+
+TP_SIZES = (1, 2, 4, 8)
+PP_SIZES = (1, 2, 4)
+MAX_NUM_SEQS = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
+MAX_NUM_BATCHED_TOKENS = (1024, 2048, 4096, 8192, 16384)
+PARETO_POINTS = 25
+GRID_FIELDS = ("kv_cache_dtype", "max_model_len", "max_num_seqs", "max_num_batched_tokens")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    candidates: int
+    fitting: int
+    feasible: int
+    best: dict | None  # flags and predicted metrics of the chosen configuration
+    reasons: tuple[str, ...]
+    pareto: tuple[dict, ...]
+    closest: str | None  # where nothing meets the SLOs: the nearest miss, in numbers
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"candidates": self.candidates, "fitting": self.fitting, "feasible": self.feasible, "best": self.best,
+                "reasons": list(self.reasons), "pareto": list(self.pareto), "closest": self.closest,
+                "seconds": round(self.seconds, 4)}
+
+
+def _lengths(arch: ModelArch, workload: Workload, fixed: int | None) -> list[int]:
+    if fixed:
+        return [fixed]
+    need = workload.input_len + workload.output_len
+    top = arch.default_max_model_len()
+    if need > arch.derived_max_model_len:
+        raise PlannerError(f"--input-len + --output-len = {need} exceeds the model's maximum length "
+                           f"{arch.derived_max_model_len}")
+    values = {min(top, 1 << max(10, math.ceil(math.log2(need))) << k) for k in range(5)}
+    return sorted(values | {max(need, min(top, need))})
+
+
+def _options(arch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload):
+    cc = gpu.compute_capability or (9.0 if gpu.vendor == "amd" and gpu.fp8_tflops else 8.0)
+    tps = [fixed["tensor_parallel_size"]] if fixed.get("tensor_parallel_size") else \
+        [t for t in TP_SIZES if t <= num_gpus]
+    pps = [fixed["pipeline_parallel_size"]] if fixed.get("pipeline_parallel_size") else \
+        [p for p in PP_SIZES if p <= num_gpus and p <= arch.num_layers]
+    if fixed.get("quantization"):
+        quants = [fixed["quantization"]]
+    else:
+        quants = [None] + (["fp8"] if arch.quant is None and cc >= 8.0 else [])
+    kvs = [fixed["kv_cache_dtype"]] if fixed.get("kv_cache_dtype") else \
+        ["auto"] + (["fp8"] if cc >= 8.0 else [])
+    return dict(tp=tps, pp=pps, quant=quants, kv_cache_dtype=kvs,
+                max_model_len=_lengths(arch, workload, fixed.get("max_model_len")),
+                max_num_seqs=[fixed["max_num_seqs"]] if fixed.get("max_num_seqs") else list(MAX_NUM_SEQS),
+                max_num_batched_tokens=[fixed["max_num_batched_tokens"]] if fixed.get("max_num_batched_tokens")
+                else list(MAX_NUM_BATCHED_TOKENS))
+
+
+def _replica_workload(workload: Workload, replicas: int) -> Workload:
+    if workload.concurrency:
+        return Workload(workload.input_len, workload.output_len, concurrency=math.ceil(workload.concurrency / replicas))
+    if workload.request_rate:
+        return Workload(workload.input_len, workload.output_len, request_rate=workload.request_rate / replicas)
+    return Workload(workload.input_len, workload.output_len)
+
+
+def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
+    """All candidates, as columns of equal length."""
+    rows: dict[str, list] = {k: [] for k in ("tp", "pp", "quant", "replicas", *GRID_FIELDS, "fits", "weights_fit",
+                                             "weights_gib", "output_tps", "ttft_ms", "tpot_ms", "latency_ms",
+                                             "saturated", "batch")}
+    grid = list(itertools.product(options["kv_cache_dtype"], options["max_model_len"], options["max_num_seqs"],
+                                  options["max_num_batched_tokens"]))
+    kv, mml, seqs, tokens = (np.array(col) for col in zip(*grid))
+    for tp, pp, quant in itertools.product(options["tp"], options["pp"], options["quant"]):
+        if tp * pp > num_gpus:
+            continue
+        try:
+            base, scheme, _ = resolve(arch, gpu, None, tensor_parallel_size=tp, pipeline_parallel_size=pp,
+                                      quantization_method=quant, max_model_len=int(mml.max()),
+                                      **{k: fixed[k] for k in ("gpu_memory_utilization", "dtype", "block_size",
+                                                               "enforce_eager") if fixed.get(k) is not None})
+        except PlannerError:
+            continue  # a layout vLLM would refuse (TP not dividing the heads, ...)
+        replicas = num_gpus // (tp * pp)
+        cfg = SimpleNamespace(
+            tensor_parallel_size=tp, pipeline_parallel_size=pp, gpu_memory_utilization=base.gpu_memory_utilization,
+            block_size=base.block_size, enforce_eager=base.enforce_eager, resolved_dtype=base.resolved_dtype,
+            dtype_bytes=base.dtype_bytes, max_model_len=mml, max_num_seqs=seqs, max_num_batched_tokens=tokens,
+            kv_dtype_bytes=np.array([KV_CACHE_DTYPE_BYTES[k] or base.dtype_bytes for k in kv]))
+        weights = weights_per_stage(arch, cfg, scheme)
+        pool = kv_pool(arch, cfg, gpu, co, weights)
+        # vLLM refuses max_num_batched_tokens below max_num_seqs (SchedulerConfig validation).
+        valid = tokens >= seqs
+        fits = np.asarray(pool.fits) & valid
+        prediction = predict(perf_inputs(arch, gpu, cfg, scheme, pool.num_blocks,
+                                         _replica_workload(workload, replicas)), co)
+        n = len(kv)
+        for key, value in (("tp", tp), ("pp", pp), ("quant", quant), ("replicas", replicas)):
+            rows[key] += [value] * n
+        for key, value in (("kv_cache_dtype", kv), ("max_model_len", mml), ("max_num_seqs", seqs),
+                           ("max_num_batched_tokens", tokens)):
+            rows[key] += list(value)
+        rows["fits"] += list(fits)
+        rows["weights_fit"] += [bool(pool.weights_fit)] * n
+        rows["weights_gib"] += [max(weights) / GIB] * n
+        rows["output_tps"] += list(np.broadcast_to(prediction.output_tokens_per_s * replicas, (n,)))
+        for key, attr in (("ttft_ms", "ttft_ms"), ("tpot_ms", "tpot_ms"), ("latency_ms", "request_latency_ms"),
+                          ("saturated", "saturated"), ("batch", "batch")):
+            rows[key] += list(np.broadcast_to(getattr(prediction, attr), (n,)))
+    return {k: np.array(v, dtype=object if k in ("quant", "kv_cache_dtype") else None) for k, v in rows.items()}
+
+
+def _objective(c, goal: str, mask):
+    per_gpu = c["output_tps"] / (c["tp"] * c["pp"] * c["replicas"])
+    per_user = 1000.0 / c["tpot_ms"]
+    if goal == "throughput":
+        score = c["output_tps"]
+    elif goal == "latency":
+        score = -c["latency_ms"]
+    else:
+        top_gpu, top_user = per_gpu[mask].max(), per_user[mask].max()
+        score = np.sqrt(per_gpu / top_gpu * per_user / top_user)
+    return np.where(mask, score, -np.inf)
+
+
+def _flags(c, i) -> dict:
+    quant = c["quant"][i]
+    return {"tensor_parallel_size": int(c["tp"][i]), "pipeline_parallel_size": int(c["pp"][i]),
+            "quantization": None if quant is None else str(quant), "kv_cache_dtype": str(c["kv_cache_dtype"][i]),
+            "max_model_len": int(c["max_model_len"][i]), "max_num_seqs": int(c["max_num_seqs"][i]),
+            "max_num_batched_tokens": int(c["max_num_batched_tokens"][i])}
+
+
+def _metrics(c, i) -> dict:
+    world = int(c["tp"][i] * c["pp"][i])
+    return {"replicas": int(c["replicas"][i]), "gpus_per_replica": world,
+            "output_tokens_per_s": round(float(c["output_tps"][i]), 1),
+            "output_tokens_per_s_per_gpu": round(float(c["output_tps"][i]) / (world * int(c["replicas"][i])), 1),
+            "tokens_per_s_per_user": round(1000.0 / float(c["tpot_ms"][i]), 2),
+            "ttft_ms": round(float(c["ttft_ms"][i]), 1), "tpot_ms": round(float(c["tpot_ms"][i]), 2),
+            "request_latency_ms": round(float(c["latency_ms"][i]), 1)}
+
+
+def _reasons(c, best, score, goal, workload, counts) -> list[str]:
+    m = _metrics(c, best)
+    reasons = [f"goal {goal}: best of {counts[0]:,} candidates, {counts[1]:,} fit in memory, {counts[2]:,} meet "
+               f"the SLOs", f"tensor-parallel {m['gpus_per_replica'] // int(c['pp'][best])} x pipeline "
+               f"{int(c['pp'][best])}, {m['replicas']} replica(s): {m['output_tokens_per_s']:,.0f} output tok/s in "
+               f"all, {m['output_tokens_per_s_per_gpu']:,.0f} per GPU, {m['tokens_per_s_per_user']:.1f} per user"]
+    if workload.ttft_ms:
+        reasons.append(f"TTFT {m['ttft_ms']:.0f} ms meets --ttft-ms {workload.ttft_ms:g}")
+    if workload.tpot_ms:
+        reasons.append(f"TPOT {m['tpot_ms']:.1f} ms meets --tpot-ms {workload.tpot_ms:g}")
+    dims = ("tp", "pp", "quant", *GRID_FIELDS)
+    indifferent = []
+    for dim in dims:
+        same = np.ones(len(score), dtype=bool)
+        for other in dims:
+            if other != dim:
+                same &= c[other] == c[other][best]
+        alternatives = same & (c[dim] != c[dim][best]) & np.isfinite(score)
+        if alternatives.any():
+            alt = int(np.argmax(np.where(alternatives, score, -np.inf)))
+            name = {"tp": "tensor-parallel-size", "pp": "pipeline-parallel-size",
+                    "quant": "quantization"}.get(dim, dim.replace("_", "-"))
+            if abs(score[best] / score[alt] - 1) < 0.01:
+                indifferent.append(f"--{name}")
+                continue
+            chosen, other = (c[dim][best] or "none"), (c[dim][alt] or "none")
+            reasons.append(f"--{name} {chosen} over {other}: {_gain(c, best, alt, goal)}")
+    if indifferent:
+        reasons.append(f"{', '.join(indifferent)}: other values change the goal by less than 1%")
+    return reasons
+
+
+def _gain(c, best, alt, goal) -> str:
+    if goal == "latency":
+        return f"request latency {c['latency_ms'][best]:.0f} ms instead of {c['latency_ms'][alt]:.0f} ms"
+    ratio = c["output_tps"][best] / c["output_tps"][alt] - 1
+    return (f"{ratio:+.0%} output tok/s, TPOT {c['tpot_ms'][best]:.1f} ms instead of {c['tpot_ms'][alt]:.1f} ms")
+
+
+def _pareto(c, mask) -> list[dict]:
+    per_gpu = c["output_tps"] / (c["tp"] * c["pp"] * c["replicas"])
+    per_user = 1000.0 / c["tpot_ms"]
+    order = [i for i in np.lexsort((-per_user, -per_gpu)) if mask[i]]
+    front, best_user = [], -np.inf
+    for i in order:
+        if per_user[i] > best_user * 1.0001:
+            front.append(i)
+            best_user = per_user[i]
+    if len(front) > PARETO_POINTS:
+        front = [front[int(k)] for k in np.linspace(0, len(front) - 1, PARETO_POINTS)]
+    return [_flags(c, i) | _metrics(c, i) for i in front]
+
+
+def _closest(c, workload: Workload, fitting) -> str:
+    if not fitting.any():
+        least = float(np.min(c["weights_gib"]))
+        return (f"no configuration fits in memory: even the smallest layout needs {least:.2f} GiB of weights per GPU "
+                "before the KV cache; add GPUs (--num-gpus) or quantize")
+    if not np.isfinite(c["ttft_ms"][fitting]).any():
+        return "every fitting configuration is saturated at this request rate; lower --request-rate or add GPUs"
+    ratios = []
+    for slo, col in ((workload.ttft_ms, "ttft_ms"), (workload.tpot_ms, "tpot_ms")):
+        if slo:
+            ratios.append(c[col] / slo)
+    worst = np.max(ratios, axis=0)
+    i = int(np.argmin(np.where(fitting, worst, np.inf)))
+    parts = []
+    for slo, col, label in ((workload.ttft_ms, "ttft_ms", "TTFT"), (workload.tpot_ms, "tpot_ms", "TPOT")):
+        if slo:
+            value = float(c[col][i])
+            verdict = "meets" if value <= slo else f"{value / slo - 1:.0%} over"
+            parts.append(f"{label} {value:.1f} ms against {slo:g} ({verdict})")
+    flags = _flags(c, i)
+    return ("no configuration meets the SLOs; the closest is tensor-parallel {tensor_parallel_size} x pipeline "
+            "{pipeline_parallel_size}, max-num-seqs {max_num_seqs}: ".format(**flags) + ", ".join(parts))
+
+
+def search(arch: ModelArch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload,
+           co: Coefficients) -> SearchResult:
+    if not speed_known(gpu):
+        raise PlannerError("the search needs the GPU's speed: name it with --gpu (with --gpu-memory-gib if its "
+                           "memory differs)")
+    start = time.perf_counter()
+    options = _options(arch, gpu, num_gpus, fixed, workload)
+    c = _evaluate(arch, gpu, num_gpus, fixed, workload, co, options)
+    n = len(c["tp"])
+    fitting = c["fits"].astype(bool)
+    feasible = fitting & ~c["saturated"].astype(bool) & np.isfinite(c["ttft_ms"].astype(float))
+    if workload.ttft_ms:
+        feasible &= c["ttft_ms"] <= workload.ttft_ms
+    if workload.tpot_ms:
+        feasible &= c["tpot_ms"] <= workload.tpot_ms
+    counts = (n, int(fitting.sum()), int(feasible.sum()))
+    if not feasible.any():
+        return SearchResult(*counts, None, (), tuple(_pareto(c, fitting)) if fitting.any() else (),
+                            _closest(c, workload, fitting), time.perf_counter() - start)
+    score = _objective(c, workload.goal, feasible)
+    best = int(np.argmax(score))
+    return SearchResult(*counts, _flags(c, best) | _metrics(c, best),
+                        tuple(_reasons(c, best, score, workload.goal, workload, counts)),
+                        tuple(_pareto(c, feasible)), None, time.perf_counter() - start)
