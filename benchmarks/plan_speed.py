@@ -47,8 +47,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     runs = parser.parse_args().runs
+    cache = "off (PYTHONDONTWRITEBYTECODE set: every run compiles)" if os.environ.get("PYTHONDONTWRITEBYTECODE") \
+        else "on"
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; {runs} runs each")
+          f"{platform.python_version()}; bytecode cache {cache}; {runs} runs each")
     print(f"{'case':70} {'process median':>15} {'max':>7} {'in-process median':>18}")
     worst = 0.0
     for args in CASES:

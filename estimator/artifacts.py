@@ -131,11 +131,11 @@ def write_all(plan: Plan, output_dir: str, flags: dict) -> list[str]:
         "docker-compose.yaml": _yaml(compose(plan)),
         "kubernetes.yaml": _yaml(kubernetes(plan), many=True),
         "bench.sh": "#!/usr/bin/env bash\nset -euo pipefail\n" + shlex.join(bench_argv(plan)) + "\n",
-        "profile.yaml": _yaml(profile_dict(dict(flags, model=plan.source.id, **{
-            k: getattr(plan.config, k) for k in ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len",
-                                                 "max_num_seqs", "max_num_batched_tokens", "kv_cache_dtype")},
-            quantization=plan.config.quantization if "quantization" in plan.config.explicit else None,
-            gpu=plan.gpu.name if plan.gpu.source == "catalog" else flags.get("gpu")))),
+        # The flags the plan set (given, or chosen by a search), so the profile reproduces the same argv.
+        "profile.yaml": _yaml(profile_dict(dict(
+            flags, model=plan.source.id, num_gpus=plan.config.world_size if flags.get("search") else flags.get("num_gpus"),
+            gpu=plan.gpu.name if plan.gpu.source == "catalog" else flags.get("gpu"),
+            **{k: getattr(plan.config, k) for k in plan.config.explicit}))),
         "plan.json": json.dumps(plan.to_dict(), indent=2) + "\n",
     }
     written = []

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from estimator.architecture import AttentionLayer, ModelArch, Tensor
 from estimator.coefficients import Coefficients
 from estimator.gpus import GIB, GpuSpec
 from estimator.quantization import QuantScheme
 from estimator.serve_config import ServeConfig
+from estimator.xp import all_true, ceil, maximum, minimum, smallest, where
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
 SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
@@ -152,15 +151,15 @@ def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_s
     forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv + mlp) * cfg.dtype_bytes
     if not last_stage:
         return forward
-    num_reqs = np.minimum(cfg.max_num_seqs, tokens)
+    num_reqs = minimum(cfg.max_num_seqs, tokens)
     sampler = num_reqs * arch.vocab_size * SAMPLER_LOGITS_BYTES * co.sampler_fp32_copies
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
-    return np.maximum(forward, hidden_alive + sampler)
+    return maximum(forward, hidden_alive + sampler)
 
 
 def non_torch_bytes(cfg: ServeConfig, co: Coefficients) -> float:
     gib = co.non_torch_base_gib + co.non_torch_per_tp_rank_gib * (cfg.tensor_parallel_size - 1)
-    gib = gib + np.where(np.asarray(cfg.pipeline_parallel_size) > 1, co.non_torch_pp_gib, 0.0)
+    gib = gib + where(cfg.pipeline_parallel_size > 1, co.non_torch_pp_gib, 0.0)
     return gib * GIB
 
 
@@ -178,11 +177,11 @@ def cudagraph_capture_sizes(cfg: ServeConfig, gpu: GpuSpec) -> list[int]:
 def num_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
     """len(cudagraph_capture_sizes(...)) in closed form, so it also works on arrays of configurations."""
     ceiling = 1024 if (gpu.compute_capability or 0) >= 10.0 else DEFAULT_MAX_GRAPH_SIZE
-    largest = np.minimum(np.minimum(np.asarray(cfg.max_num_seqs) * 2, ceiling), cfg.max_num_batched_tokens)
-    small = (largest >= 1).astype(int) + (largest >= 2) + (largest >= 4)
-    eights = np.clip(np.minimum(largest, 255) // 8, 0, None)
-    sixteens = np.where(largest >= 256, (largest - 256) // 16 + 1, 0)
-    return np.where(np.asarray(cfg.enforce_eager), 0, small + eights + sixteens)
+    largest = minimum(minimum(cfg.max_num_seqs * 2, ceiling), cfg.max_num_batched_tokens)
+    small = where(largest >= 1, 1, 0) + where(largest >= 2, 1, 0) + where(largest >= 4, 1, 0)
+    eights = maximum(minimum(largest, 255) // 8, 0)
+    sixteens = where(largest >= 256, (largest - 256) // 16 + 1, 0)
+    return where(cfg.enforce_eager, 0, small + eights + sixteens)
 
 
 def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients):
@@ -231,9 +230,9 @@ def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=N
     # GPUs) pp + 1 batches of max_num_batched_tokens are in flight.
     in_flight = (cfg.pipeline_parallel_size + 1) * cfg.max_num_batched_tokens
     if kind == "sliding":
-        return cdiv(np.minimum(window - 1 + in_flight, max_len), bs) + 1
+        return cdiv(minimum(window - 1 + in_flight, max_len), bs) + 1
     if kind == "chunked":
-        return cdiv(np.minimum(window + in_flight, max_len), bs)
+        return cdiv(minimum(window + in_flight, max_len), bs)
     return cdiv(max_len, bs)
 
 
@@ -267,7 +266,7 @@ class Pool:
 def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[float]) -> Pool:
     """Everything vLLM decides before it starts, for one (TP, PP) layout and weights per stage."""
     tp, pp = int(cfg.tensor_parallel_size), int(cfg.pipeline_parallel_size)
-    budget = np.ceil(gpu.memory_bytes * np.asarray(cfg.gpu_memory_utilization, dtype=float))
+    budget = ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     non_torch = non_torch_bytes(cfg, co)
     page = cfg.block_size * arch.attention[0].bytes_per_token(cfg.kv_dtype_bytes, tp)
@@ -281,11 +280,11 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
         avail.append(budget - weights[s] - non_torch - act[s] - graphs[s])
         in_stage = set(layers)
         bpb.append(max(sum(1 for i in members if i in in_stage) for _, members in groups) * page)
-        blocks.append(np.maximum(0, avail[s] // bpb[s]))
+        blocks.append(maximum(0, avail[s] // bpb[s]))
         # get_kv_cache_configs checks every worker: one null block held back, then a whole request.
         kv_fits = kv_fits & ((avail[s] - bpb[s]) >= bpb[s] * per_request)
-    return Pool(budget, weights, act, non_torch, graphs, avail, bpb, np.minimum.reduce(blocks), per_request,
-                max(weights) <= budget, np.logical_and.reduce([a > 0 for a in avail]), kv_fits)
+    return Pool(budget, weights, act, non_torch, graphs, avail, bpb, smallest(blocks), per_request,
+                max(weights) <= budget, all_true([a > 0 for a in avail]), kv_fits)
 
 
 def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,

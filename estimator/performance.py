@@ -13,9 +13,8 @@ candidates in one call and calibration fits the very same function.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-
-import numpy as np
 
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
@@ -23,6 +22,7 @@ from estimator.gpus import GpuSpec
 from estimator.memory import _shard_fraction, blocks_per_request, kv_cache_groups, pp_layer_ranges, tensor_bytes
 from estimator.quantization import QuantScheme
 from estimator.workload import Workload
+from estimator.xp import as_float, ceil, clip, is_array, maximum, minimum, where
 
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: p10/p90 of a log-normal spread
 MS = 1e3
@@ -64,8 +64,8 @@ class PerfInputs:
 
     def take(self, index) -> "PerfInputs":
         """The subset of configurations at ``index`` (scalars are shared)."""
-        return PerfInputs(**{f.name: (v[index] if isinstance(v := getattr(self, f.name), np.ndarray) and v.ndim
-                                      else v) for f in fields(self)})
+        return PerfInputs(**{f.name: (v[index] if is_array(v := getattr(self, f.name)) and v.ndim else v)
+                             for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Prediction:
     def interval(self, metric: str, index=None) -> tuple[float, float]:
         value = getattr(self, metric) if index is None else getattr(self, metric)[index]
         sigma = self.log_sigma_throughput if metric.endswith("_per_s") else self.log_sigma_latency
-        return float(value * np.exp(-Z80 * sigma)), float(value * np.exp(Z80 * sigma))
+        return float(value * math.exp(-Z80 * sigma)), float(value * math.exp(Z80 * sigma))
 
 
 # --- building the inputs from a configuration -------------------------------------------------------------
@@ -122,7 +122,7 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
             dense += nbytes
         if t.name == "lm_head" or (t.name == "model.embed_tokens" and arch.tie_word_embeddings):
             head = 2 * t.numel * share
-        elif t.kind in ("linear", "expert"):
+        elif t.kind in ("linear", "expert", "router"):  # matmuls; norms and biases are not
             flops += 2 * t.active_numel * share
             active += t.active_numel * share
     if stage != pp - 1:
@@ -151,9 +151,9 @@ def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float):
 
 def batch_cap(arch: ModelArch, cfg, num_blocks, workload: Workload):
     """Sequences of input+output tokens the KV pool holds, capped by max_num_seqs."""
-    seq_len = np.minimum(workload.input_len + workload.output_len, cfg.max_model_len)
+    seq_len = minimum(workload.input_len + workload.output_len, cfg.max_model_len)
     per_seq = sum(blocks_per_request(spec, cfg, seq_len) for spec, _ in kv_cache_groups(arch))
-    return np.minimum(cfg.max_num_seqs, num_blocks // per_seq)
+    return minimum(cfg.max_num_seqs, num_blocks // per_seq)
 
 
 def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, num_blocks,
@@ -184,108 +184,112 @@ def speed_known(gpu: GpuSpec) -> bool:
 
 
 def _gpu_coefficients(gpu, co: Coefficients):
-    names = np.atleast_1d(np.asarray(gpu, dtype=object))
-    table = {name: co.gpu_efficiency(name) for name in set(names.tolist())}
-    values = np.array([table[n] for n in names.tolist()], dtype=float)
-    if np.ndim(gpu) == 0:
-        values = values[0]
-    return values[..., 0], values[..., 1], values[..., 2]
+    """Per-GPU (bandwidth efficiency, compute efficiency, step overhead ms), for one name or an array of them."""
+    if isinstance(gpu, str):
+        return co.gpu_efficiency(gpu)
+    import numpy
+
+    table = {name: co.gpu_efficiency(name) for name in set(gpu.tolist())}
+    values = numpy.array([table[n] for n in gpu.tolist()], dtype=float)
+    return values[:, 0], values[:, 1], values[:, 2]
 
 
 def _by_kind(link, table: dict):
-    kinds = np.atleast_1d(np.asarray(link, dtype=object))
-    values = np.array([table[k] for k in kinds.tolist()], dtype=float)
-    return values if np.ndim(link) else values[0]
+    if isinstance(link, str):
+        return float(table[link])
+    import numpy
+
+    return numpy.array([table[k] for k in link.tolist()], dtype=float)
 
 
 def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     """Steady-state serving (or offline) performance of each configuration under its workload."""
     bw_eff, fl_eff, step_ms = _gpu_coefficients(x.gpu, co)
-    scale = np.minimum(1.0, (np.maximum(x.active_params_rank, 1.0) / co.size_reference_params) ** co.size_exponent)
+    scale = minimum(1.0, (maximum(x.active_params_rank, 1.0) / co.size_reference_params) ** co.size_exponent)
     # Efficiencies above 1 would beat the datasheet: clipping keeps every prediction under the roofline.
-    bw = x.mem_bw * np.clip(bw_eff * scale, 1e-3, 1.0)
-    flops_rate = x.peak_flops * np.clip(fl_eff * scale, 1e-3, 1.0)
-    tp_eff = np.clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0)
+    bw = x.mem_bw * clip(bw_eff * scale, 1e-3, 1.0)
+    flops_rate = x.peak_flops * clip(fl_eff * scale, 1e-3, 1.0)
+    tp_eff = clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0)
     ar_lat = _by_kind(x.link, co.allreduce_latency_us) * 1e-6
     moe_factor = min(1.0, co.moe_bandwidth_factor)
-    fixed = step_ms / MS + np.where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
+    fixed = step_ms / MS + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
 
     def stage_step(n_dec, n_pre, ctx_dec, ctx_pre):
         """Seconds for one stage to run one step: n_dec decoding sequences, n_pre prompt tokens."""
         tokens = n_dec + n_pre
-        experts = np.maximum(x.num_experts, 1)
-        touched = np.where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
-        ctx_win_dec = np.minimum(ctx_dec, np.where(x.window > 0, x.window, ctx_dec))
-        ctx_win_pre = np.minimum(ctx_pre, np.where(x.window > 0, x.window, ctx_pre))
+        experts = maximum(x.num_experts, 1)
+        touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
+        ctx_win_dec = minimum(ctx_dec, where(x.window > 0, x.window, ctx_dec))
+        ctx_win_pre = minimum(ctx_pre, where(x.window > 0, x.window, ctx_pre))
         read = x.dense_bytes + x.expert_bytes * touched / moe_factor \
             + n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec)
         work = x.flops_per_token * tokens + x.lm_head_flops * n_dec \
             + n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
             + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)
-        t = np.maximum(read / bw, work / flops_rate)
-        payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / np.maximum(x.tp, 1)
-        allreduce = np.where(x.tp > 1, 2 * x.layers * (ar_lat + payload / (x.link_bw * tp_eff)), 0.0)
+        t = maximum(read / bw, work / flops_rate)
+        payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / maximum(x.tp, 1)
+        allreduce = where(x.tp > 1, 2 * x.layers * (ar_lat + payload / (x.link_bw * tp_eff)), 0.0)
         return t + allreduce + fixed + co.seq_overhead_us * 1e-6 * n_dec
 
     def engine_step(n_dec, n_pre, ctx_dec, ctx_pre):
         """One token for every running sequence, through all pipeline stages (microbatched)."""
-        micro = np.maximum(np.minimum(np.maximum(n_dec, 1), x.pp), 1)
+        micro = maximum(minimum(maximum(n_dec, 1), x.pp), 1)
         stage = stage_step(n_dec / micro, n_pre / micro, ctx_dec, ctx_pre)
         return x.pp * stage + (x.pp - 1) * co.pp_transfer_latency_us * 1e-6
 
-    inp, out = np.asarray(x.input_len, dtype=float), np.asarray(x.output_len, dtype=float)
-    cap = np.maximum(np.asarray(x.batch_cap, dtype=float), 1.0)
-    budget = np.asarray(x.max_num_batched_tokens, dtype=float)
+    inp, out = as_float(x.input_len), as_float(x.output_len)
+    cap = maximum(as_float(x.batch_cap), 1.0)
+    budget = as_float(x.max_num_batched_tokens)
 
     def cycle(batch):
         """(TTFT without queueing, TPOT, request latency) with ``batch`` sequences running."""
-        batch = np.maximum(batch, 1.0)
-        room = np.maximum(budget - batch, 1)
-        chunk = np.maximum(np.minimum(inp, room), 1)
+        batch = maximum(batch, 1.0)
+        room = maximum(budget - batch, 1)
+        chunk = maximum(minimum(inp, room), 1)
         ctx_dec, ctx_pre = inp + out / 2, inp / 2
         # Each finished request is replaced, so the other B-1 sequences bring input/output prompt tokens per
         # step. They come as whole chunks in some steps (a share f of them), not spread over all steps.
-        prefill = np.maximum(batch - 1, 0) * inp / np.maximum(out, 1)
-        share = np.clip(prefill / chunk, 0, 1)
+        prefill = maximum(batch - 1, 0) * inp / maximum(out, 1)
+        share = clip(prefill / chunk, 0, 1)
         plain = engine_step(batch, 0.0, ctx_dec, ctx_pre)
-        mixed = engine_step(batch, np.where(prefill <= chunk, chunk, np.minimum(prefill, room)), ctx_dec, ctx_pre)
-        tpot = np.where(prefill <= chunk, (1 - share) * plain + share * mixed, mixed)
+        mixed = engine_step(batch, where(prefill <= chunk, chunk, minimum(prefill, room)), ctx_dec, ctx_pre)
+        tpot = where(prefill <= chunk, (1 - share) * plain + share * mixed, mixed)
         # Its own prompt: chunks of the step budget left by the other running sequences.
-        own_chunk = np.maximum(np.minimum(inp, budget - (batch - 1)), 1)
-        ttft = co.request_overhead_ms / MS + np.ceil(inp / own_chunk) * engine_step(batch - 1, own_chunk, ctx_dec,
+        own_chunk = maximum(minimum(inp, budget - (batch - 1)), 1)
+        ttft = co.request_overhead_ms / MS + ceil(inp / own_chunk) * engine_step(batch - 1, own_chunk, ctx_dec,
                                                                                      ctx_pre)
-        return ttft, tpot, ttft + np.maximum(out - 1, 0) * tpot
+        return ttft, tpot, ttft + maximum(out - 1, 0) * tpot
 
-    conc = np.asarray(x.concurrency, dtype=float)
-    rate = np.asarray(x.request_rate, dtype=float)
-    closed = np.where(conc > 0, conc, cap)
-    batch = np.minimum(closed, cap)
+    conc = as_float(x.concurrency)
+    rate = as_float(x.request_rate)
+    closed = where(conc > 0, conc, cap)
+    batch = minimum(closed, cap)
     # Open loop (request rate): the running batch settles where batch = rate x latency (Little's law).
-    open_batch = np.ones_like(batch) if np.ndim(batch) else np.float64(1.0)
+    open_batch = batch * 0 + 1.0
     for _ in range(40):
-        open_batch = np.minimum(cap, np.maximum(rate * cycle(open_batch)[2], 1.0))
-    batch = np.where(rate > 0, open_batch, batch)
+        open_batch = minimum(cap, maximum(rate * cycle(open_batch)[2], 1.0))
+    batch = where(rate > 0, open_batch, batch)
     ttft, tpot, latency = cycle(batch)
     saturated = (rate > 0) & (rate * latency > cap * 1.001)
     # Closed loop with more users than running slots: the rest wait a share of a request's latency.
-    queued = np.where((rate <= 0) & (closed > batch), (closed / batch - 1) * latency, 0.0)
-    ttft = np.where(saturated, np.inf, ttft + queued)
-    output_tps = np.where(rate > 0, np.minimum(rate, batch / latency) * out, batch * out / latency)
-    total_tps = output_tps * (inp + out) / np.maximum(out, 1)
+    queued = where((rate <= 0) & (closed > batch), (closed / batch - 1) * latency, 0.0)
+    ttft = where(saturated, math.inf, ttft + queued)
+    output_tps = where(rate > 0, minimum(rate, batch / latency) * out, batch * out / latency)
+    total_tps = output_tps * (inp + out) / maximum(out, 1)
     return Prediction(batch=batch, output_tokens_per_s=output_tps, total_tokens_per_s=total_tps,
                       ttft_ms=ttft * MS, tpot_ms=tpot * MS, itl_ms=tpot * MS,
-                      request_latency_ms=np.where(saturated, np.inf, latency * MS + queued * MS),
+                      request_latency_ms=where(saturated, math.inf, latency * MS + queued * MS),
                       saturated=saturated, log_sigma_throughput=co.log_sigma_throughput,
                       log_sigma_latency=co.log_sigma_latency)
 
 
 def roofline_step_seconds(x: PerfInputs, n_dec, ctx) -> object:
     """The hardware bound of a pure decode step for n_dec sequences: no efficiency, no overhead."""
-    experts = np.maximum(x.num_experts, 1)
-    touched = np.where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** n_dec, 0.0)
-    ctx_win = np.minimum(ctx, np.where(x.window > 0, x.window, ctx))
+    experts = maximum(x.num_experts, 1)
+    touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** n_dec, 0.0)
+    ctx_win = minimum(ctx, where(x.window > 0, x.window, ctx))
     read = x.dense_bytes + x.expert_bytes * touched + n_dec * (x.kv_full * ctx + x.kv_window * ctx_win)
     work = (x.flops_per_token + x.lm_head_flops) * n_dec + n_dec * (x.attn_flops_full * ctx + x.attn_flops_window
                                                                       * ctx_win)
-    return np.maximum(read / x.mem_bw, work / x.peak_flops)
+    return maximum(read / x.mem_bw, work / x.peak_flops)
 

@@ -135,9 +135,14 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
     return {k: np.array(v, dtype=object if k in ("quant", "kv_cache_dtype") else None) for k, v in rows.items()}
 
 
+def _per_user(c):
+    """Output tokens per second a user sees over the whole request, time in the queue included."""
+    return c["output_len"] * 1000.0 / c["latency_ms"]
+
+
 def _objective(c, goal: str, mask):
     per_gpu = c["output_tps"] / (c["tp"] * c["pp"] * c["replicas"])
-    per_user = 1000.0 / c["tpot_ms"]
+    per_user = _per_user(c)
     if goal == "throughput":
         score = c["output_tps"]
     elif goal == "latency":
@@ -161,7 +166,7 @@ def _metrics(c, i) -> dict:
     return {"replicas": int(c["replicas"][i]), "gpus_per_replica": world,
             "output_tokens_per_s": round(float(c["output_tps"][i]), 1),
             "output_tokens_per_s_per_gpu": round(float(c["output_tps"][i]) / (world * int(c["replicas"][i])), 1),
-            "tokens_per_s_per_user": round(1000.0 / float(c["tpot_ms"][i]), 2),
+            "tokens_per_s_per_user": round(float(_per_user(c)[i]), 2),
             "ttft_ms": round(float(c["ttft_ms"][i]), 1), "tpot_ms": round(float(c["tpot_ms"][i]), 2),
             "request_latency_ms": round(float(c["latency_ms"][i]), 1)}
 
@@ -207,7 +212,7 @@ def _gain(c, best, alt, goal) -> str:
 
 def _pareto(c, mask) -> list[dict]:
     per_gpu = c["output_tps"] / (c["tp"] * c["pp"] * c["replicas"])
-    per_user = 1000.0 / c["tpot_ms"]
+    per_user = _per_user(c)
     order = [i for i in np.lexsort((-per_user, -per_gpu)) if mask[i]]
     front, best_user = [], -np.inf
     for i in order:
@@ -251,6 +256,7 @@ def search(arch: ModelArch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: 
     start = time.perf_counter()
     options = _options(arch, gpu, num_gpus, fixed, workload)
     c = _evaluate(arch, gpu, num_gpus, fixed, workload, co, options)
+    c["output_len"] = workload.output_len
     n = len(c["tp"])
     fitting = c["fits"].astype(bool)
     feasible = fitting & ~c["saturated"].astype(bool) & np.isfinite(c["ttft_ms"].astype(float))

@@ -4,11 +4,21 @@ from pathlib import Path
 
 import pytest
 
+from estimator.artifacts import bench_argv
 from estimator.errors import PlannerError
 from estimator.model_source import _catalog, catalog_ids
-from estimator.plan import PlanRequest, make_plan
+from estimator.plan import PlanRequest, make_plan, plan_with_search
 from estimator.serve_config import VLLM_REFERENCE_VERSION
+from estimator.workload import Workload
 from tests.conftest import run_in_vllm, write_config
+
+SCRIPT = Path(__file__).parent / "vllm_serve_args.py"
+SEARCHES = [
+    ("meta-llama/Llama-3.1-70B-Instruct", "H100", 8, Workload(input_len=2000, output_len=500, concurrency=64)),
+    ("Qwen/Qwen3-30B-A3B", "L40S", 4, Workload(concurrency=32, ttft_ms=500, goal="throughput")),
+    ("deepseek-ai/DeepSeek-V2-Lite-Chat", "A100-SXM4-80GB", 2, Workload(goal="latency", request_rate=2.0)),
+    ("google/gemma-3-27b-it", "L4", 8, Workload()),
+]
 
 pytestmark = pytest.mark.vllm
 
@@ -24,7 +34,7 @@ VARIANTS = [
 
 @pytest.fixture(scope="module")
 def checked(vllm_py, tmp_path_factory):
-    argvs = []
+    argvs, benches = [], []
     for model_id in catalog_ids():
         # vLLM resolves the model argument while building its engine arguments; offline, a hub id it has not
         # cached is an error, so it is given the same config.json in a local directory instead.
@@ -36,8 +46,15 @@ def checked(vllm_py, tmp_path_factory):
                 continue  # e.g. TP 8 on a model whose heads it does not divide: refused before rendering
             assert plan.serve_argv[0] == model_id
             argvs.append([local, *plan.serve_argv[1:]])
-    result = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_serve_args.py", argvs)
-    return argvs, result
+    for model_id, gpu, num_gpus, workload in SEARCHES:
+        plan = plan_with_search(PlanRequest(model=model_id, gpu=gpu, num_gpus=num_gpus), workload)
+        local = str(write_config(tmp_path_factory.mktemp("model"), _catalog()[model_id]))
+        argvs.append([local, *plan.serve_argv[1:]])
+        kind = " ".join(bench_argv(plan)[1:3])
+        benches.append({"kind": kind, "argv": bench_argv(plan)[3:]})
+    items = [{"kind": "serve", "argv": a} for a in argvs] + benches
+    result = run_in_vllm(vllm_py, SCRIPT, items)
+    return argvs + [b["argv"] for b in benches], result
 
 
 def test_rendered_argv_is_valid_for_vllm(checked):
@@ -52,7 +69,14 @@ def test_the_checked_vllm_is_the_one_plans_name(checked):
     assert result["version"] == VLLM_REFERENCE_VERSION
 
 
+def test_benchmark_commands_of_both_kinds_were_checked(checked):
+    argvs, _ = checked
+    assert any("--max-concurrency" in a for a in argvs) and any("--output-json" in a for a in argvs)
+    assert any("--request-rate" in a for a in argvs)
+
+
 def test_the_parser_check_can_fail(vllm_py):
-    result = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_serve_args.py",
-                         [["m", "--dtype", "bf16"], ["m", "--kv-cache-dtype", "fp8_e4m3fn"], ["m", "--swap-space", "4"]])
+    bad = [["m", "--dtype", "bf16"], ["m", "--kv-cache-dtype", "fp8_e4m3fn"], ["m", "--swap-space", "4"]]
+    result = run_in_vllm(vllm_py, SCRIPT, [{"kind": "serve", "argv": a} for a in bad] +
+                         [{"kind": "bench serve", "argv": ["--max-concurrency", "x"]}])
     assert all(result["errors"])
