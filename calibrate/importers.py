@@ -1,0 +1,448 @@
+"""Readers for the benchmark files people already have, each turned into RunRecords with normalised metrics.
+
+Formats: `vllm bench serve --save-result` JSON (and `--append-result` JSON lines, and older key spellings),
+`vllm bench throughput --output-json` JSON (configuration from flags, since the file does not record it),
+`vllm bench sweep` output directories, guidellm report JSON (v0.3 to v0.8 shapes), and the documented CSV.
+
+Normalised metric names (what fitting and reporting read): request_throughput (requests/s),
+output_tokens_per_s, total_tokens_per_s, {mean,median,p99}_{ttft,tpot,itl,e2el}_ms with TPOT excluding the
+first token as `vllm bench serve` defines it, completed, failed, duration_s, total_input_tokens,
+total_output_tokens, and memory figures (weights_gib, kv_cache_gib, kv_cache_tokens, num_gpu_blocks,
+max_concurrency, peak_memory_gib). metric_notes records, per metric, the source field or the derivation.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from store.records import RunRecord
+
+CONFIG_KEYS = ("tensor_parallel_size", "pipeline_parallel_size", "dtype", "quantization", "kv_cache_dtype",
+               "max_model_len", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization", "block_size",
+               "enforce_eager")
+CSV_COLUMNS = ("model", "gpu", "num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "dtype", "quantization",
+               "kv_cache_dtype", "max_model_len", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization",
+               "benchmark", "input_len", "output_len", "concurrency", "request_rate", "num_prompts",
+               "request_throughput", "output_tokens_per_s", "total_tokens_per_s", "mean_ttft_ms", "mean_tpot_ms",
+               "mean_itl_ms", "weights_gib", "kv_cache_gib", "kv_cache_tokens", "vllm_version", "source")
+CSV_METRICS = ("request_throughput", "output_tokens_per_s", "total_tokens_per_s", "mean_ttft_ms", "mean_tpot_ms",
+               "mean_itl_ms", "weights_gib", "kv_cache_gib", "kv_cache_tokens")
+INT_FIELDS = {"num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
+              "max_num_batched_tokens", "input_len", "output_len", "concurrency", "num_prompts", "kv_cache_tokens",
+              "block_size"}
+# vllm bench serve fields -> normalised name; the first present spelling wins (older vLLM versions first wrote
+# "model", "output_token_throughput"; benchmark_serving.py wrote the same per-percentile keys).
+SERVE_ALIASES = {
+    "request_throughput": ("request_throughput", "requests_per_second"),
+    "output_tokens_per_s": ("output_throughput", "output_token_throughput", "output_tokens_per_second"),
+    "total_tokens_per_s": ("total_token_throughput", "total_throughput", "tokens_per_second"),
+    "completed": ("completed",),
+    "failed": ("failed",),
+    "duration_s": ("duration",),
+    "total_input_tokens": ("total_input_tokens",),
+    "total_output_tokens": ("total_output_tokens",),
+}
+LATENCIES = ("ttft", "tpot", "itl", "e2el")
+
+
+class ImportFailure(Exception):
+    """A file that cannot be imported; the message starts with the file's name and gives the reason."""
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the command line says about files that do not record it (model, GPU, configuration, workload)."""
+
+    model: str | None = None
+    gpu: str | None = None
+    num_gpus: int | None = None
+    config: dict | None = None
+    input_len: int | None = None
+    output_len: int | None = None
+    vllm_version: str | None = None
+    labels: dict | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    path: str
+    content_hash: str
+    records: list[RunRecord]
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _number(value):
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ImportFailure(f"{path}: cannot read it ({err.strerror})") from None
+    if not raw.strip():
+        raise ImportFailure(f"{path}: the file is empty")
+    try:
+        return raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
+    except UnicodeDecodeError as err:
+        raise ImportFailure(f"{path}: not UTF-8 text (byte {err.start}); is it a benchmark result?") from None
+
+
+def _load_json(path: Path, text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        if "\n" in text.strip() and text.lstrip().startswith("{"):
+            return _load_json_lines(path, text)
+        raise ImportFailure(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); the file "
+                            "may be truncated") from None
+
+
+def _load_json_lines(path: Path, text: str) -> list:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ImportFailure(f"{path}: line {number} is not valid JSON ({err.msg}); the file may be "
+                                "truncated") from None
+    return rows
+
+
+def _started(value) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value).astimezone()
+    for fmt in ("%Y%m%d-%H%M%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(str(value), fmt).astimezone()
+        except ValueError:
+            continue
+    return None
+
+
+def _config_from(data: dict) -> dict:
+    """Serve settings recorded beside a result (vllm bench sweep writes its parameters at top level)."""
+    config = {}
+    for key in CONFIG_KEYS:
+        for spelling in (key, key.replace("_", "-")):
+            if spelling in data and data[spelling] is not None:
+                config[key] = data[spelling]
+    return config
+
+
+def _apply(record: RunRecord, over: Overrides) -> RunRecord:
+    workload = dict(record.workload)
+    for key in ("input_len", "output_len"):
+        if getattr(over, key) is not None:
+            workload[key] = getattr(over, key)
+    return replace(record, model=over.model or record.model, gpu=over.gpu or record.gpu,
+                   num_gpus=over.num_gpus or record.num_gpus, config={**record.config, **(over.config or {})},
+                   workload=workload, vllm_version=over.vllm_version or record.vllm_version,
+                   labels={**record.labels, **(over.labels or {})})
+
+
+# --- vllm bench serve / throughput ----------------------------------------------------------------------------
+
+
+def _is_serve(data) -> bool:
+    return isinstance(data, dict) and ("completed" in data or "mean_ttft_ms" in data) and \
+        any(k in data for k in SERVE_ALIASES["request_throughput"])
+
+
+def _is_throughput(data) -> bool:
+    return isinstance(data, dict) and "elapsed_time" in data and "requests_per_second" in data
+
+
+def serve_record(data: dict, index: int) -> RunRecord:
+    metrics, notes = {}, {}
+    for name, spellings in SERVE_ALIASES.items():
+        for key in spellings:
+            value = _number(data.get(key))
+            if value is not None:
+                metrics[name], notes[name] = value, f"vllm bench serve: {key}"
+                break
+    for latency in LATENCIES:
+        for stat in ("mean", "median", "p99"):
+            key = f"{stat}_{latency}_ms"
+            value = _number(data.get(key))
+            if value is not None:
+                metrics[key], notes[key] = value, f"vllm bench serve: {key}"
+    if "total_tokens_per_s" not in metrics and metrics.get("duration_s"):
+        tokens = (metrics.get("total_input_tokens") or 0) + (metrics.get("total_output_tokens") or 0)
+        metrics["total_tokens_per_s"] = tokens / metrics["duration_s"]
+        notes["total_tokens_per_s"] = "derived: (total_input_tokens + total_output_tokens) / duration"
+    completed = metrics.get("completed") or 0
+    workload = {"num_prompts": data.get("num_prompts"), "concurrency": data.get("max_concurrency"),
+                "request_rate": _number(data.get("request_rate"))}
+    for name, lens, total in (("input_len", "input_lens", "total_input_tokens"),
+                              ("output_len", "output_lens", "total_output_tokens")):
+        if isinstance(data.get(lens), list) and data[lens]:
+            workload[name] = round(sum(data[lens]) / len(data[lens]))
+            notes[f"workload.{name}"] = f"mean of {lens}"
+        elif completed and metrics.get(total):
+            workload[name] = round(metrics[total] / completed)
+            notes[f"workload.{name}"] = f"{total} / completed"
+    return RunRecord(
+        model=str(data.get("model_id") or data.get("model") or data.get("tokenizer_id") or "unknown"),
+        benchmark="serve", config=_config_from(data), workload={k: v for k, v in workload.items() if v is not None},
+        metrics=metrics, metric_notes=notes, status="ok" if completed else "failed", record_index=index,
+        vllm_version=data.get("vllm_version"), started_at=_started(data.get("date")),
+        error=None if completed else "no request completed")
+
+
+def throughput_record(data: dict, index: int, over: Overrides) -> RunRecord:
+    rps, tps = _number(data.get("requests_per_second")), _number(data.get("tokens_per_second"))
+    metrics = {"request_throughput": rps, "total_tokens_per_s": tps, "duration_s": _number(data.get("elapsed_time")),
+               "completed": _number(data.get("num_requests"))}
+    notes = {"request_throughput": "vllm bench throughput: requests_per_second",
+             "total_tokens_per_s": "vllm bench throughput: tokens_per_second",
+             "duration_s": "vllm bench throughput: elapsed_time", "completed": "vllm bench throughput: num_requests"}
+    workload = {"num_prompts": data.get("num_requests")}
+    if over.output_len and rps is not None:
+        metrics["output_tokens_per_s"] = rps * over.output_len
+        notes["output_tokens_per_s"] = "derived: requests_per_second x --output-len (the file records total tokens only)"
+    tokens = _number(data.get("total_num_tokens"))
+    if tokens and data.get("num_requests"):
+        notes["workload.tokens_per_request"] = f"{tokens / data['num_requests']:.1f} (input + output)"
+    return RunRecord(model=str(data.get("model_id") or data.get("model") or "unknown"), benchmark="throughput",
+                     config=_config_from(data), workload=workload,
+                     metrics={k: v for k, v in metrics.items() if v is not None}, metric_notes=notes,
+                     record_index=index)
+
+
+# --- guidellm ---------------------------------------------------------------------------------------------------
+
+
+def _g(summary, stat="mean"):
+    """A statistic from a guidellm distribution summary (its 'successful' requests where split by status)."""
+    if not isinstance(summary, dict):
+        return None
+    if "successful" in summary and isinstance(summary["successful"], dict):
+        summary = summary["successful"]
+    if stat.startswith("p"):
+        return _number((summary.get("percentiles") or {}).get(stat))
+    return _number(summary.get(stat))
+
+
+def _guidellm_strategy(bench: dict) -> dict:
+    for holder in (bench.get("config"), bench.get("args"), bench):
+        if isinstance(holder, dict) and isinstance(holder.get("strategy"), dict):
+            return holder["strategy"]
+    return {}
+
+
+def _guidellm_model(report: dict, bench: dict) -> str | None:
+    for source in (bench.get("worker"), bench.get("backend"), report.get("args"), report.get("metadata"),
+                   (bench.get("config") or {}).get("backend") if isinstance(bench.get("config"), dict) else None):
+        if isinstance(source, dict):
+            for key in ("backend_model", "model"):
+                if source.get(key):
+                    return str(source[key])
+    return None
+
+
+def _guidellm_lengths(bench: dict, metrics: dict) -> dict:
+    out = {}
+    loader = bench.get("request_loader") or {}
+    data = loader.get("data") if isinstance(loader, dict) else None
+    if isinstance(data, str) and "prompt_tokens" in data:
+        for part in data.replace(" ", "").split(","):
+            key, _, value = part.partition("=")
+            if key in ("prompt_tokens", "output_tokens") and value.isdigit():
+                out["input_len" if key == "prompt_tokens" else "output_len"] = int(value)
+    for name, metric in (("input_len", "prompt_token_count"), ("output_len", "output_token_count")):
+        if name not in out and _g(metrics.get(metric)) is not None:
+            out[name] = round(_g(metrics.get(metric)))
+    return out
+
+
+def guidellm_records(report: dict) -> list[RunRecord]:
+    benches = report.get("benchmarks")
+    if not isinstance(benches, list) or not benches:
+        raise ValueError("a guidellm report without benchmarks")
+    records = []
+    for index, bench in enumerate(benches):
+        metrics_in = bench.get("metrics")
+        if not isinstance(metrics_in, dict):
+            raise ValueError(f"guidellm benchmark {index} has no metrics")
+        metrics, notes = {}, {}
+        pairs = (("request_throughput", "requests_per_second", "mean"),
+                 ("output_tokens_per_s", "output_tokens_per_second", "mean"),
+                 ("total_tokens_per_s", "tokens_per_second", "mean"))
+        for name, key, stat in pairs:
+            value = _g(metrics_in.get(key), stat)
+            if value is not None:
+                metrics[name], notes[name] = value, f"guidellm: {key}.{stat}"
+        for stat, label in (("mean", "mean"), ("median", "median"), ("p99", "p99")):
+            for name, key in (("ttft", "time_to_first_token_ms"), ("itl", "inter_token_latency_ms")):
+                value = _g(metrics_in.get(key), stat)
+                if value is not None:
+                    metrics[f"{label}_{name}_ms"], notes[f"{label}_{name}_ms"] = value, f"guidellm: {key}.{stat}"
+            # vLLM's TPOT excludes the first token, as guidellm's inter-token latency does; guidellm's own
+            # time_per_output_token includes it, so it is kept under another name.
+            value = _g(metrics_in.get("inter_token_latency_ms"), stat)
+            if value is not None:
+                metrics[f"{label}_tpot_ms"] = value
+                notes[f"{label}_tpot_ms"] = f"guidellm: inter_token_latency_ms.{stat} (first token excluded, as " \
+                                            "vLLM's TPOT)"
+            value = _g(metrics_in.get("time_per_output_token_ms"), stat)
+            if value is not None:
+                metrics[f"{label}_tpot_incl_first_ms"] = value
+                notes[f"{label}_tpot_incl_first_ms"] = f"guidellm: time_per_output_token_ms.{stat}"
+            value = _g(metrics_in.get("request_latency"), stat)
+            if value is not None:
+                metrics[f"{label}_e2el_ms"] = value * 1000
+                notes[f"{label}_e2el_ms"] = f"guidellm: request_latency.{stat} (seconds) x 1000"
+        strategy = _guidellm_strategy(bench)
+        kind = strategy.get("type_") or strategy.get("type")
+        workload = _guidellm_lengths(bench, metrics_in)
+        if kind == "synchronous":
+            workload["concurrency"] = 1
+        elif kind == "concurrent" and strategy.get("streams"):
+            workload["concurrency"] = int(strategy["streams"])
+        elif kind in ("constant", "poisson", "async") and strategy.get("rate"):
+            workload["request_rate"] = float(strategy["rate"])
+        totals = bench.get("request_totals") or (bench.get("run_stats") or {}).get("requests_made") or {}
+        if isinstance(totals, dict):
+            metrics["completed"] = _number(totals.get("successful"))
+            metrics["failed"] = _number(totals.get("errored"))
+        records.append(RunRecord(
+            model=_guidellm_model(report, bench) or "unknown", benchmark="serve", workload=workload,
+            metrics={k: v for k, v in metrics.items() if v is not None}, metric_notes=notes, record_index=index,
+            started_at=_started(bench.get("start_time") or (bench.get("run_stats") or {}).get("start_time")),
+            labels={"strategy": kind} if kind else {}))
+    return records
+
+
+# --- CSV ---------------------------------------------------------------------------------------------------------
+
+
+def csv_records(path: Path, text: str) -> list[RunRecord]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in ("model", "benchmark") if c not in header]
+    if missing:
+        raise ImportFailure(f"{path}: CSV without the column(s) {', '.join(missing)}; the columns are "
+                            f"{', '.join(CSV_COLUMNS)}")
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    if unknown:
+        raise ImportFailure(f"{path}: unknown CSV column(s) {', '.join(unknown)}; the columns are "
+                            f"{', '.join(CSV_COLUMNS)}")
+    records = []
+    for index, row in enumerate(reader):
+        line = index + 2
+
+        def value(column):
+            cell = (row.get(column) or "").strip()
+            if not cell:
+                return None
+            if column in INT_FIELDS:
+                number = _number(cell)
+                if number is None or number != int(number):
+                    raise ImportFailure(f"{path}: line {line}, column {column}: {cell!r} is not an integer")
+                return int(number)
+            if column in CSV_METRICS or column in ("gpu_memory_utilization", "request_rate"):
+                number = _number(cell)
+                if number is None:
+                    raise ImportFailure(f"{path}: line {line}, column {column}: {cell!r} is not a number")
+                return number
+            return cell
+
+        values = {c: value(c) for c in header}
+        if not values.get("model"):
+            raise ImportFailure(f"{path}: line {line} has no model")
+        if values.get("benchmark") not in ("throughput", "serve"):
+            raise ImportFailure(f"{path}: line {line}: benchmark must be throughput or serve, got "
+                                f"{values.get('benchmark')!r}")
+        config = {k: values[k] for k in CONFIG_KEYS if values.get(k) is not None}
+        workload = {k: values[k] for k in ("input_len", "output_len", "concurrency", "request_rate", "num_prompts")
+                    if values.get(k) is not None}
+        metrics = {k: values[k] for k in CSV_METRICS if values.get(k) is not None}
+        records.append(RunRecord(
+            model=values["model"], benchmark=values["benchmark"], gpu=values.get("gpu"),
+            num_gpus=values.get("num_gpus"), config=config, workload=workload, metrics=metrics,
+            metric_notes={k: f"CSV column {k}" for k in metrics}, vllm_version=values.get("vllm_version"),
+            record_index=index, labels={"source": values["source"]} if values.get("source") else {}))
+    if not records:
+        raise ImportFailure(f"{path}: the CSV has a header but no rows")
+    return records
+
+
+def csv_row(record: RunRecord) -> dict:
+    """A RunRecord as a row of the documented CSV (what `calibrate runs export --format csv` writes)."""
+    row = {"model": record.model, "gpu": record.gpu, "num_gpus": record.num_gpus, "benchmark": record.benchmark,
+           "vllm_version": record.vllm_version, "source": record.labels.get("source") or record.source_file}
+    row.update({k: record.config.get(k) for k in CONFIG_KEYS if k in CSV_COLUMNS})
+    row.update({k: record.workload.get(k) for k in ("input_len", "output_len", "concurrency", "request_rate",
+                                                     "num_prompts")})
+    row.update({k: record.metrics.get(k) for k in CSV_METRICS})
+    return {c: ("" if row.get(c) is None else row[c]) for c in CSV_COLUMNS}
+
+
+# --- dispatch ----------------------------------------------------------------------------------------------------
+
+
+def _sweep_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("run=*.json") if not p.name.endswith(".failure.json"))
+
+
+def parse_file(path: Path, over: Overrides = Overrides()) -> ParsedFile:
+    """One result file into records (all or nothing). Raises ImportFailure naming the file and the reason."""
+    text, digest = _read_text(path)
+    where = str(path)
+    if path.suffix.lower() == ".csv":
+        records = csv_records(path, text)
+    else:
+        data = _load_json(path, text)
+        try:
+            if _is_serve(data):
+                records = [serve_record(data, 0)]
+            elif _is_throughput(data):
+                records = [throughput_record(data, 0, over)]
+            elif isinstance(data, dict) and "benchmarks" in data:
+                records = guidellm_records(data)
+            elif isinstance(data, list) and data and all(_is_serve(d) for d in data):
+                records = [serve_record(d, i) for i, d in enumerate(data)]  # --append-result lines, sweep summary
+            else:
+                raise ValueError("not a recognised benchmark result")
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            raise ImportFailure(f"{path}: {err} (expected vllm bench serve or throughput JSON, JSON lines from "
+                                "--append-result, a vllm bench sweep directory, guidellm report JSON, or the "
+                                "documented CSV)") from None
+    records = [replace(_apply(r, over), source="imported", source_file=where, content_hash=digest) for r in records]
+    return ParsedFile(where, digest, records)
+
+
+def expand(paths: list[str]) -> list[Path]:
+    """Files to import: sweep directories become their run files."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            runs = _sweep_files(p)
+            if not runs:
+                raise ImportFailure(f"{p}: a directory without vllm bench sweep results (run=N.json files)")
+            out.extend(runs)
+        else:
+            out.append(p)
+    return out

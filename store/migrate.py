@@ -1,0 +1,64 @@
+"""Alembic, configured in code from the migrations shipped in the package (no alembic.ini needed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+
+def config(connection=None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("migrations")))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(config()).get_current_head()
+
+
+def heads() -> list[str]:
+    return list(ScriptDirectory.from_config(config()).get_heads())
+
+
+def current(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextlib.contextmanager
+def _sqlite_lock(engine: Engine):
+    """Serialise migrations of one SQLite file across processes (first use by several importers at once)."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: SQLite's own locking has to do
+        yield
+        return
+    with open(os.path.expanduser(path) + ".migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with _sqlite_lock(engine), engine.begin() as conn:
+        command.upgrade(config(conn), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    with _sqlite_lock(engine), engine.begin() as conn:
+        command.downgrade(config(conn), revision)

@@ -1,0 +1,230 @@
+"""The store's library API: open (and migrate) a database, write runs and fits, read them back as records."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from alembic.util import CommandError
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, selectinload
+
+from store import migrate
+from store.db import describe, make_engine, resolve_url
+from store.errors import StoreError
+from store.models import Fit, Host, MemorySampleRow, Run
+from store.records import FitRecord, HostRecord, MemorySample, RunRecord
+
+RUN_FILTERS = ("model", "gpu", "vllm_version", "status", "benchmark", "source_file")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _immediate_transactions(engine: Engine) -> None:
+    """SQLite: take the write lock when a transaction begins, so concurrent writers queue on the busy timeout
+    instead of failing when a read would upgrade to a write (pysqlite's deferred BEGIN)."""
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _connection_error(url: str, err: Exception) -> StoreError:
+    reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+    return StoreError(f"cannot open the results database {describe(url)}: {reason}; check --db or "
+                      "VLLM_PLANNER_DB")
+
+
+class Store:
+    def __init__(self, engine: Engine, url: str):
+        self.engine = engine
+        self.url = url
+
+    # --- opening -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None, *, migrate_sqlite: bool = True) -> "Store":
+        """Connect; an SQLite file is created and brought to the current schema on first use, a PostgreSQL
+        database that is behind is an error telling the user to run `calibrate db upgrade`."""
+        url, _ = resolve_url(url)
+        engine = make_engine(url)
+        if engine.dialect.name == "sqlite":
+            _immediate_transactions(engine)
+        store = cls(engine, url)
+        try:
+            revision = migrate.current(engine)
+        except (OperationalError, ProgrammingError) as err:
+            raise _connection_error(url, err) from None
+        if revision == migrate.head():
+            return store
+        store._check_known(revision)
+        if engine.dialect.name == "sqlite" and migrate_sqlite:
+            store.upgrade()
+            return store
+        raise StoreError(f"the results database {describe(url)} is at schema revision {revision or 'none (empty)'} "
+                         f"but this vllm-planner needs {migrate.head()}: run `calibrate db upgrade --db URL`")
+
+    def _check_known(self, revision: str | None) -> None:
+        if revision is None:
+            return
+        from alembic.script import ScriptDirectory
+
+        try:
+            ScriptDirectory.from_config(migrate.config()).get_revision(revision)
+        except CommandError:
+            raise StoreError(f"the results database {describe(self.url)} is at schema revision {revision}, newer "
+                             f"than this vllm-planner knows (head {migrate.head()}): upgrade vllm-planner") from None
+
+    def upgrade(self) -> tuple[str | None, str]:
+        before = self.revision()
+        self._check_known(before)
+        try:
+            migrate.upgrade(self.engine)
+        except (OperationalError, ProgrammingError) as err:
+            raise _connection_error(self.url, err) from None
+        return before, self.revision()
+
+    def revision(self) -> str | None:
+        try:
+            return migrate.current(self.engine)
+        except (OperationalError, ProgrammingError) as err:
+            raise _connection_error(self.url, err) from None
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    def _host_id(self, session: Session, host: HostRecord | None) -> int | None:
+        if host is None:
+            return None
+        fingerprint = host.fingerprint
+        found = session.scalar(select(Host.id).where(Host.fingerprint == fingerprint))
+        if found:
+            return found
+        try:
+            with session.begin_nested():
+                row = Host(fingerprint=fingerprint, created_at=_now(),
+                           **{k: v for k, v in host.to_dict().items() if k != "schema_version"})
+                session.add(row)
+            return row.id
+        except IntegrityError:  # another process registered the same host meanwhile
+            return session.scalar(select(Host.id).where(Host.fingerprint == fingerprint))
+
+    @staticmethod
+    def _row(record: RunRecord, host_id: int | None) -> Run:
+        return Run(
+            host_id=host_id, status=record.status, source=record.source, source_file=record.source_file,
+            content_hash=record.content_hash, record_index=record.record_index, model=record.model, gpu=record.gpu,
+            num_gpus=record.num_gpus, benchmark=record.benchmark, vllm_version=record.vllm_version,
+            started_at=record.started_at, finished_at=record.finished_at, created_at=_now(), config=record.config,
+            workload=record.workload, metrics=record.metrics, metric_notes=record.metric_notes,
+            prediction=record.prediction, error=record.error, log_tail=record.log_tail, labels=record.labels or None,
+            memory_samples=[MemorySampleRow(t_s=s.t_s, device=s.device, used_bytes=s.used_bytes)
+                            for s in record.memory_samples])
+
+    def import_runs(self, records: list[RunRecord], content_hash: str | None) -> int:
+        """Store the records of one source file in one transaction. Returns how many were added: 0 when a file
+        with this content hash was imported before (also by a concurrent process)."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                if content_hash and session.scalar(select(Run.id).where(Run.content_hash == content_hash).limit(1)):
+                    return 0
+                for record in records:
+                    session.add(self._row(record, self._host_id(session, record.host)))
+            return len(records)
+        except IntegrityError:
+            return 0
+        except OperationalError as err:
+            raise _connection_error(self.url, err) from None
+
+    def add_run(self, record: RunRecord) -> int:
+        with Session(self.engine) as session, session.begin():
+            row = self._row(record, self._host_id(session, record.host))
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def update_run(self, run_id: int, *, memory_samples: tuple[MemorySample, ...] = (), **fields) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(Run, run_id)
+            if row is None:
+                raise StoreError(f"run {run_id} does not exist")
+            for key, value in fields.items():
+                setattr(row, key, value)
+            for s in memory_samples:
+                row.memory_samples.append(MemorySampleRow(t_s=s.t_s, device=s.device, used_bytes=s.used_bytes))
+
+    def delete_runs(self, run_ids: list[int]) -> int:
+        with Session(self.engine) as session, session.begin():
+            return session.execute(delete(Run).where(Run.id.in_(run_ids))).rowcount
+
+    def add_fit(self, fit: FitRecord) -> int:
+        with Session(self.engine) as session, session.begin():
+            row = Fit(name=fit.name, created_at=fit.created_at or _now(), scope=fit.scope,
+                      coefficients=fit.coefficients, standard_errors=fit.standard_errors, covariance=fit.covariance,
+                      metrics=fit.metrics, inputs_hash=fit.inputs_hash, run_ids=list(fit.run_ids),
+                      software=fit.software)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(row: Run) -> RunRecord:
+        host = row.host
+        return RunRecord(
+            id=row.id, model=row.model, benchmark=row.benchmark, config=row.config or {}, workload=row.workload or {},
+            metrics=row.metrics or {}, metric_notes=row.metric_notes or {}, prediction=row.prediction, gpu=row.gpu,
+            num_gpus=row.num_gpus, status=row.status, source=row.source, source_file=row.source_file,
+            content_hash=row.content_hash, record_index=row.record_index, vllm_version=row.vllm_version,
+            started_at=row.started_at, finished_at=row.finished_at, error=row.error, log_tail=row.log_tail,
+            labels=row.labels or {},
+            host=HostRecord.from_dict({c: getattr(host, c) for c in HostRecord.__dataclass_fields__
+                                       if hasattr(host, c)}) if host else None,
+            memory_samples=tuple(MemorySample(s.t_s, s.device, s.used_bytes) for s in row.memory_samples))
+
+    def list_runs(self, *, since: datetime | None = None, until: datetime | None = None,
+                  labels: dict | None = None, ids: list[int] | None = None, **filters) -> list[RunRecord]:
+        unknown = set(filters) - set(RUN_FILTERS)
+        if unknown:
+            raise StoreError(f"unknown run filter {', '.join(sorted(unknown))}")
+        query = select(Run).options(selectinload(Run.host), selectinload(Run.memory_samples)).order_by(Run.id)
+        for key, value in filters.items():
+            if value is not None:
+                query = query.where(getattr(Run, key) == value)
+        when = func.coalesce(Run.started_at, Run.created_at)
+        if since:
+            query = query.where(when >= since)
+        if until:
+            query = query.where(when < until)
+        if ids:
+            query = query.where(Run.id.in_(ids))
+        try:
+            with Session(self.engine) as session:
+                rows = session.scalars(query).all()
+                records = [self._record(r) for r in rows]
+        except OperationalError as err:
+            raise _connection_error(self.url, err) from None
+        if labels:
+            records = [r for r in records if all(str(r.labels.get(k)) == str(v) for k, v in labels.items())]
+        return records
+
+    def get_run(self, run_id: int) -> RunRecord:
+        runs = self.list_runs(ids=[run_id])
+        if not runs:
+            raise StoreError(f"run {run_id} does not exist (see `calibrate runs list`)")
+        return runs[0]
+
+    def list_fits(self) -> list[FitRecord]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Fit).order_by(Fit.id)).all()
+            return [FitRecord(id=r.id, name=r.name, coefficients=r.coefficients, standard_errors=r.standard_errors,
+                              covariance=r.covariance, metrics=r.metrics, scope=r.scope, inputs_hash=r.inputs_hash,
+                              run_ids=tuple(r.run_ids), software=r.software, created_at=r.created_at)
+                    for r in rows]
