@@ -87,8 +87,7 @@ def db_upgrade(db: str | None) -> None:
     """Create the schema or bring it to the current revision."""
     from store import Store
 
-    store = Store.open(db, migrate_sqlite=False)
-    before, after = store.upgrade()
+    before, after = Store.connect(db).upgrade()
     click.echo(f"{before or 'empty'} -> {after}" if before != after else f"already at {after}")
 
 
@@ -96,14 +95,9 @@ def db_upgrade(db: str | None) -> None:
 @db_option
 def db_current(db: str | None) -> None:
     """The schema revision of the database, and the one this version needs."""
-    from store import migrate
-    from store.db import make_engine, resolve_url
+    from store import Store, migrate
 
-    url, _ = resolve_url(db)
-    from store import Store
-
-    store = Store(make_engine(url), url)
-    revision = store.revision()
+    revision = Store.connect(db).revision()
     head = migrate.head()
     state = "up to date" if revision == head else "behind: run `calibrate db upgrade`"
     click.echo(f"{revision or 'empty'} (head {head}, {state})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -20,7 +20,7 @@ class Host(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     gpu_name: Mapped[str] = mapped_column(String(128))
     gpu_count: Mapped[int]
-    gpu_memory_gib: Mapped[float | None]
+    gpu_memory_gib: Mapped[float | None] = mapped_column(Float)
     driver_version: Mapped[str | None] = mapped_column(String(64))
     cuda_version: Mapped[str | None] = mapped_column(String(64))
     vllm_version: Mapped[str | None] = mapped_column(String(64))
@@ -76,7 +76,7 @@ class MemorySampleRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    t_s: Mapped[float]
+    t_s: Mapped[float] = mapped_column(Float)
     device: Mapped[str] = mapped_column(String(32))
     used_bytes: Mapped[int] = mapped_column(BigInteger)
 

@@ -50,14 +50,20 @@ class Store:
     # --- opening -------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, migrate_sqlite: bool = True) -> "Store":
-        """Connect; an SQLite file is created and brought to the current schema on first use, a PostgreSQL
-        database that is behind is an error telling the user to run `calibrate db upgrade`."""
+    def connect(cls, url: str | None = None) -> "Store":
+        """A store on the database, whatever its schema revision (for `calibrate db`)."""
         url, _ = resolve_url(url)
         engine = make_engine(url)
         if engine.dialect.name == "sqlite":
             _immediate_transactions(engine)
-        store = cls(engine, url)
+        return cls(engine, url)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> "Store":
+        """Connect; an SQLite file is created and brought to the current schema on first use, a PostgreSQL
+        database that is behind is an error telling the user to run `calibrate db upgrade`."""
+        store = cls.connect(url)
+        engine, url = store.engine, store.url
         try:
             revision = migrate.current(engine)
         except (OperationalError, ProgrammingError) as err:
@@ -65,7 +71,7 @@ class Store:
         if revision == migrate.head():
             return store
         store._check_known(revision)
-        if engine.dialect.name == "sqlite" and migrate_sqlite:
+        if engine.dialect.name == "sqlite":
             store.upgrade()
             return store
         raise StoreError(f"the results database {describe(url)} is at schema revision {revision or 'none (empty)'} "

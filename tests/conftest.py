@@ -45,3 +45,43 @@ def write_config(directory: Path, config: dict) -> Path:
 
 
 sys.path.insert(0, str(ROOT))
+
+
+PG_ENV = "VLLM_PLANNER_TEST_PG"  # a PostgreSQL URL whose role may create databases (.ci/run sets it)
+
+
+def _postgres_database():
+    """Create a fresh PostgreSQL database; yields its URL and drops it afterwards."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set: .ci/run must start PostgreSQL (store tests may not be skipped in CI)")
+        pytest.skip(f"no PostgreSQL ({PG_ENV} unset)")
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"planner_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh, empty results database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/results.db"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def pg_url():
+    yield from _postgres_database()

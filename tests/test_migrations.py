@@ -1,0 +1,119 @@
+"""The schema's history: one head, upgrades and downgrades that keep rows, and models that match it exactly."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import inspect, text
+
+from calibrate.cli import main
+from store import Store, StoreError, migrate
+from store.db import make_engine
+from store.models import Base
+
+
+def test_one_linear_history_with_a_single_head():
+    assert migrate.heads() == ["0002"] and migrate.head() == "0002"
+
+
+def test_upgrade_from_empty_matches_the_models(db_url):
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == "0002"
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+    assert set(inspect(engine).get_table_names()) >= {"hosts", "runs", "memory_samples", "fits", "alembic_version"}
+
+
+def _insert_run(conn, run_id: int) -> None:
+    conn.execute(text(
+        "INSERT INTO runs (id, status, source, record_index, model, benchmark, created_at, config, workload, metrics, "
+        "metric_notes) VALUES (:id, 'ok', 'imported', 0, 'm', 'serve', CURRENT_TIMESTAMP, '{}', '{}', "
+        "'{\"output_tokens_per_s\": 12.5}', '{}')"), {"id": run_id})
+
+
+def test_a_database_made_by_the_first_migration_keeps_its_rows(db_url):
+    engine = make_engine(db_url)
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        for i in (1, 2, 3):
+            _insert_run(conn, i)
+    migrate.upgrade(engine)
+    store = Store.open(db_url)
+    runs = store.list_runs()
+    assert [r.id for r in runs] == [1, 2, 3] and runs[0].metrics == {"output_tokens_per_s": 12.5}
+    assert runs[0].labels == {}
+
+
+def test_downgrade_and_back_up_keeps_rows(db_url):
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        _insert_run(conn, 7)
+        conn.execute(text("UPDATE runs SET labels = '{\"campaign\": \"nov\"}' WHERE id = 7"))
+    migrate.downgrade(engine, "0001")
+    assert "fits" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT model FROM runs WHERE id = 7")).scalar() == "m"
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 1
+    migrate.downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == "0002"
+
+
+def test_sqlite_is_created_and_upgraded_on_first_use(tmp_path):
+    url = f"sqlite:///{tmp_path}/deep/dir/results.db"
+    store = Store.open(url)
+    assert store.revision() == "0002" and (tmp_path / "deep/dir/results.db").exists()
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
+def test_default_location_and_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("VLLM_PLANNER_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    r = CliRunner().invoke(main, ["runs", "list"])
+    assert r.exit_code == 0 and (tmp_path / "data/vllm-planner/results.db").exists()
+    monkeypatch.setenv("VLLM_PLANNER_DB", f"sqlite:///{tmp_path}/env.db")
+    CliRunner().invoke(main, ["runs", "list"])
+    assert (tmp_path / "env.db").exists()
+
+
+def test_postgres_behind_is_a_clear_error_until_db_upgrade(pg_url):
+    db_url = pg_url
+    r = CliRunner().invoke(main, ["runs", "list", "--db", db_url])
+    assert r.exit_code == 1
+    assert "is at schema revision none (empty) but this vllm-planner needs 0002: run `calibrate db upgrade" in r.output
+    r = CliRunner().invoke(main, ["db", "current", "--db", db_url])
+    assert r.output == "empty (head 0002, behind: run `calibrate db upgrade`)\n"
+    r = CliRunner().invoke(main, ["db", "upgrade", "--db", db_url])
+    assert r.exit_code == 0 and r.output == "empty -> 0002\n"
+    r = CliRunner().invoke(main, ["db", "upgrade", "--db", db_url])
+    assert r.output == "already at 0002\n"
+    assert CliRunner().invoke(main, ["runs", "list", "--db", db_url]).exit_code == 0
+
+
+def test_a_newer_schema_than_the_code_knows(db_url):
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="at schema revision 9999, newer than this vllm-planner knows"):
+        Store.open(db_url)
+
+
+def test_unreachable_and_malformed_databases():
+    r = CliRunner().invoke(main, ["runs", "list", "--db", "postgresql+psycopg://u:secret@127.0.0.1:1/x"])
+    assert r.exit_code == 1 and r.output.startswith("Error: cannot open the results database "
+                                                    "postgresql+psycopg://u:***@127.0.0.1:1/x: ")
+    assert "secret" not in r.output and r.output.count("\n") == 1
+    r = CliRunner().invoke(main, ["runs", "list", "--db", "not a url"])
+    assert r.exit_code == 1 and r.output.startswith("Error: --db 'not a url' is not a database URL")
+    r = CliRunner().invoke(main, ["runs", "list", "--db", "mysql://x/y"])
+    assert r.exit_code == 1 and "only SQLite and PostgreSQL are supported" in r.output
