@@ -4,12 +4,16 @@ one-line messages here, in one place."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import os
+import shlex
 import sys
 from datetime import datetime, timezone
 
 import click
 
+from estimator.cli import plan_options
 from estimator.errors import PlannerError
 
 
@@ -145,6 +149,96 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
                    f"{parsed.path}: already imported, nothing added")
     if failures:
         raise click.ClickException(f"{failures} file(s) could not be imported; nothing from them was written")
+
+
+def _numbers(text: str | None, kind, flag: str) -> list:
+    if not text:
+        return []
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: a comma-separated list of numbers, e.g. 1,8,32", param_hint=flag) from None
+    if not values or any(v <= 0 for v in values):
+        raise click.BadParameter(f"{text!r}: every value must be positive", param_hint=flag)
+    return values
+
+
+def _vllm_command(text: str) -> tuple[str, ...]:
+    import shutil
+
+    argv = tuple(shlex.split(text))
+    if not argv or not (shutil.which(argv[0]) or os.access(argv[0], os.X_OK)):
+        raise click.ClickException(f"--vllm-command {text!r}: no such command; install vLLM (pip install vllm) or "
+                                   "point --vllm-command at the vllm executable")
+    return argv
+
+
+@main.command("run")
+@plan_options
+@click.option("--input-len", type=int, default=1024, show_default=True)
+@click.option("--output-len", type=int, default=128, show_default=True)
+@click.option("--concurrency", "concurrency_list", default=None, help="Points to measure, e.g. 1,8,32,128.")
+@click.option("--request-rate", "rate_list", default=None, help="Request rates to measure instead, e.g. 2,8.")
+@click.option("--mode", type=click.Choice(["serve", "throughput"]), default="serve", show_default=True)
+@click.option("--num-prompts", type=int, default=None, help="Requests per point (default 5 x concurrency, >= 20).")
+@click.option("--load-format", default=None, help="'dummy' measures with random weights, downloading none.")
+@click.option("--vllm-command", default="vllm", show_default=True, help="How to run vLLM, e.g. /venv/bin/vllm.")
+@click.option("--vllm-arg", "vllm_args", multiple=True, help="Extra argument for vLLM; repeatable.")
+@click.option("--env", "env_items", multiple=True, help="KEY=VALUE for vLLM's environment; repeatable.")
+@click.option("--timeout", type=float, default=900.0, show_default=True,
+              help="Seconds for vLLM to become healthy, and for each benchmark.")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE stored with every run; repeatable.")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=None, help="Where vLLM's logs go.")
+@db_option
+@click.option("--dry-run", is_flag=True, help="Print the commands without running anything.")
+def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, load_format, vllm_command,
+         vllm_args, env_items, timeout, labels, log_dir, db, dry_run, **flags) -> None:
+    """Measure real vLLM on this host: start it with the planned configuration, drive each point with
+    `vllm bench`, and store every point (failures included) beside the estimator's prediction."""
+    from calibrate.host import nvidia_gpus, probe
+    from calibrate.runner import Point, Runner, RunOptions, summary_table
+    from estimator.plan import PlanRequest
+    from store import Store
+
+    concurrency = _numbers(concurrency_list, int, "--concurrency")
+    rates = _numbers(rate_list, float, "--request-rate")
+    if concurrency and rates:
+        raise click.UsageError("give --concurrency or --request-rate, not both")
+    if mode == "throughput" and rates:
+        raise click.UsageError("--mode throughput runs offline: give --concurrency (the engine's max-num-seqs) "
+                               "or neither")
+    points = tuple(Point(concurrency=c) for c in concurrency) or tuple(Point(request_rate=r) for r in rates) or \
+        (Point(concurrency=1) if mode == "serve" else Point(),)
+    if not flags.get("model"):
+        raise click.UsageError("Missing option '--model'.")
+    if not flags.get("gpu") and flags.get("gpu_memory_gib") is None:
+        flags["gpu"] = "auto" if nvidia_gpus() else "cpu"
+    request = PlanRequest(**{k: v for k, v in flags.items() if v is not None})
+    options = RunOptions(mode=mode, points=points, input_len=input_len, output_len=output_len,
+                         vllm_command=tuple(shlex.split(vllm_command)), num_prompts=num_prompts,
+                         load_format=load_format, timeout_s=timeout, vllm_args=tuple(vllm_args),
+                         env=_labels(env_items), labels=_labels(labels), log_dir=log_dir)
+    runner = Runner(request, options, None, None, echo=click.echo)
+    runner.plan_for(points[0])  # a model or flag the planner cannot use fails here, before anything starts
+    if dry_run:
+        for argv in runner.commands():
+            click.echo(shlex.join(argv))
+        return
+    options = dataclasses.replace(options, vllm_command=_vllm_command(vllm_command))
+    store = Store.open(db)
+    host = probe(list(options.vllm_command))
+    runner = Runner(request, options, store, host, echo=click.echo)
+    click.echo(f"host {host.hostname}: {host.gpu_count} x {host.gpu_name}, vLLM {host.vllm_version or 'unknown'}; "
+               f"{len(points)} point(s) in {mode} mode")
+    try:
+        records = runner.run()
+    except KeyboardInterrupt:
+        click.echo(summary_table(runner.stored))
+        sys.exit(130)
+    click.echo(summary_table(records))
+    bad = [r for r in records if r.status != "ok"]
+    if bad:
+        raise click.ClickException(f"{len(bad)} of {len(records)} stored run(s) did not succeed: {bad[0].error}")
 
 
 @main.group()

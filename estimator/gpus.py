@@ -86,12 +86,32 @@ def _catalog() -> tuple[dict[str, GpuSpec], dict[str, str]]:
     return specs, keys
 
 
+# vLLM's CPU backend as a device, so the loop also runs where no GPU exists. Its speed figures are named defaults
+# that calibration corrects through the efficiency coefficients:
+CPU_MEMORY_BANDWIDTH_GBS = 20.0  # practical streaming bandwidth of a dual-channel DDR4/DDR5 host
+CPU_TFLOPS_PER_CORE = 0.192  # one AVX-512 core at 3 GHz: 2 FMA units x 16 fp32 lanes x 2 FLOP x 3e9
+
+
+def cpu_device(memory_gib: float | None = None) -> GpuSpec:
+    """The host CPU as vLLM's CPU backend sees it: all of its memory, its cores' vector FLOP/s."""
+    import os
+
+    if memory_gib is None:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    tflops = cores * CPU_TFLOPS_PER_CORE
+    return GpuSpec("cpu", "cpu", round(memory_gib, 2), CPU_MEMORY_BANDWIDTH_GBS, tflops, tflops, None, "cpu",
+                   Interconnect("pcie", 0, CPU_MEMORY_BANDWIDTH_GBS), "catalog")
+
+
 def catalog() -> list[GpuSpec]:
     return list(_catalog()[0].values())
 
 
 def lookup(name: str) -> GpuSpec:
     """The catalog GPU for a name or alias, case- and punctuation-insensitive; else an error with suggestions."""
+    if name.strip().lower() == "cpu":
+        return cpu_device()
     specs, keys = _catalog()
     hit = keys.get(_key(name))
     if hit:
@@ -109,6 +129,8 @@ def custom(memory_gib: float, like: GpuSpec | None = None) -> GpuSpec:
     """A device given only by its memory; speed fields come from ``like`` when a GPU was also named."""
     if memory_gib <= 0:
         raise PlannerError(f"--gpu-memory-gib must be positive, got {memory_gib}")
+    if like is not None and like.vendor == "cpu":
+        return cpu_device(memory_gib)
     base = like or GpuSpec("custom", "unknown", memory_gib, None, None, None, None, "unknown",
                            Interconnect("pcie", 4, 64.0))
     return GpuSpec(base.name if like else "custom", base.vendor, float(memory_gib), base.memory_bandwidth_gbs,

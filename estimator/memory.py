@@ -181,6 +181,8 @@ def num_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
     small = where(largest >= 1, 1, 0) + where(largest >= 2, 1, 0) + where(largest >= 4, 1, 0)
     eights = maximum(minimum(largest, 255) // 8, 0)
     sixteens = where(largest >= 256, (largest - 256) // 16 + 1, 0)
+    if gpu.vendor == "cpu":  # the CPU backend captures no CUDA graphs
+        return 0
     return where(cfg.enforce_eager, 0, small + eights + sixteens)
 
 

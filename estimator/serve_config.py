@@ -68,8 +68,13 @@ def _positive(name: str, value, kind=int):
     return value
 
 
-def batch_defaults(gpu: GpuSpec) -> tuple[int, int]:
+CPU_BLOCK_SIZE = 128  # vLLM's CPU attention backend
+
+
+def batch_defaults(gpu: GpuSpec, world_size: int = 1) -> tuple[int, int]:
     """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks on this GPU (EngineArgs.get_batch_defaults)."""
+    if gpu.vendor == "cpu":
+        return 2048 * world_size, 128 * world_size
     if gpu.memory_gib >= 160:
         return 16384, 1024
     if gpu.memory_gib >= 70 and "a100" not in gpu.name.lower():
@@ -79,6 +84,8 @@ def batch_defaults(gpu: GpuSpec) -> tuple[int, int]:
 
 def default_block_size(arch: ModelArch, gpu: GpuSpec) -> tuple[int, str]:
     """The KV block size vLLM's attention backend picks when --block-size is not given."""
+    if gpu.vendor == "cpu":
+        return CPU_BLOCK_SIZE, "vLLM's CPU backend"
     cc = gpu.compute_capability
     if arch.is_mla and gpu.vendor == "nvidia" and cc is not None:
         if cc >= 10.0:
@@ -99,7 +106,7 @@ def _resolve_dtype(flag: str, arch: ModelArch, gpu: GpuSpec, quant: QuantScheme 
             dtype = "bfloat16"  # vLLM runs float32 checkpoints in 16 bits unless asked
         if quant and quant.method in ("awq", "gptq"):
             dtype = "float16"
-    if dtype == "bfloat16" and gpu.source != "custom" and not gpu.supports_bf16:
+    if dtype == "bfloat16" and gpu.source != "custom" and gpu.vendor != "cpu" and not gpu.supports_bf16:
         if flag == "auto":
             warnings.append(f"{gpu.name} has no bfloat16 support: vLLM runs this model in float16")
             dtype = "float16"
@@ -188,7 +195,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         raise PlannerError(f"--kv-cache-dtype {kv_dtype} needs compute capability 8.0 or newer; {gpu.name} has "
                            f"{gpu.arch}")
 
-    default_tokens, default_seqs = batch_defaults(gpu)
+    default_tokens, default_seqs = batch_defaults(gpu, tp * pp)
     if max_num_batched_tokens is None:
         max_num_batched_tokens = default_tokens
         defaults.append(f"max-num-batched-tokens={default_tokens} (vLLM's serve default for {gpu.name})")

@@ -1,0 +1,67 @@
+"""What this host is: its GPUs (through NVML) or its CPU, and the software vLLM runs with."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+
+from store.records import HostRecord
+
+GIB = 1024**3
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nvidia_gpus() -> list[dict]:
+    """[{name, memory_gib}] of the NVIDIA GPUs NVML sees (empty without a driver), plus driver and CUDA."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no NVML library, or no driver: this host has no NVIDIA GPU for us
+        return []
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
+        out = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            out.append({"name": name.decode() if isinstance(name, bytes) else name,
+                        "memory_gib": pynvml.nvmlDeviceGetMemoryInfo(handle).total / GIB,
+                        "driver": driver.decode() if isinstance(driver, bytes) else driver,
+                        "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}"})
+        return out
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def vllm_version(vllm_command: list[str]) -> str | None:
+    try:
+        out = subprocess.run([*vllm_command, "--version"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return lines[-1] if out.returncode == 0 and lines else None
+
+
+def probe(vllm_command: list[str], torch_version: str | None = None) -> HostRecord:
+    gpus = nvidia_gpus()
+    common = dict(hostname=os.environ.get("VLLM_PLANNER_HOSTNAME") or socket.gethostname(), cpu=_cpu_name(),
+                  vllm_version=vllm_version(vllm_command), torch_version=torch_version)
+    if gpus:
+        return HostRecord(gpu_name=gpus[0]["name"], gpu_count=len(gpus), gpu_memory_gib=round(gpus[0]["memory_gib"], 2),
+                          driver_version=gpus[0]["driver"], cuda_version=gpus[0]["cuda"], **common)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    return HostRecord(gpu_name="cpu", gpu_count=1, gpu_memory_gib=round(memory, 2), **common)

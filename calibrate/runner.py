@@ -1,0 +1,373 @@
+"""`calibrate run`: start real vLLM with a planned configuration, drive each point with vLLM's own benchmark
+client, and store every point beside the estimator's prediction for it. Failures are stored too; the server's
+process group is always stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from calibrate import vllm_log
+from calibrate.importers import Overrides, parse_file
+from calibrate.sampler import MemorySampler
+from estimator.plan import Plan, PlanRequest, make_plan
+from estimator.workload import Workload
+from store import HostRecord, RunRecord, Store
+
+GIB = 1024**3
+HEALTH_POLL_S = 1.0
+STOP_GRACE_S = 30
+MEMORY_KEYS = ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens",
+               "num_gpu_blocks", "max_concurrency")
+
+
+@dataclass(frozen=True)
+class Point:
+    concurrency: int | None = None
+    request_rate: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"concurrency {self.concurrency}" if self.concurrency else f"{self.request_rate:g} requests/s"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    mode: str  # serve | throughput
+    points: tuple[Point, ...]
+    input_len: int
+    output_len: int
+    vllm_command: tuple[str, ...]
+    num_prompts: int | None = None
+    load_format: str | None = None
+    timeout_s: float = 900.0
+    vllm_args: tuple[str, ...] = ()
+    env: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    log_dir: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen | None) -> None:
+    """SIGTERM the whole process group, then SIGKILL what is left after a grace period."""
+    if proc is None:
+        return
+    for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # the leader is gone; children of the group may still be alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+    try:
+        proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class Runner:
+    def __init__(self, request: PlanRequest, options: RunOptions, store: Store | None, host: HostRecord | None,
+                 echo=print):
+        self.request, self.options, self.store, self.host, self.echo = request, options, store, host, echo
+        self.log_dir = Path(options.log_dir or tempfile.mkdtemp(prefix="vllm-planner-run-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.stored: list[RunRecord] = []
+        self.started = time.monotonic()
+
+    # --- plans and commands -----------------------------------------------------------------------------------
+
+    def plan_for(self, point: Point) -> Plan:
+        o = self.options
+        request = self.request
+        if o.mode == "throughput" and point.concurrency:
+            request = dataclasses.replace(request, max_num_seqs=point.concurrency)  # the offline engine's batch
+        workload = Workload(o.input_len, o.output_len,
+                            concurrency=point.concurrency if o.mode == "serve" else None,
+                            request_rate=point.request_rate if o.mode == "serve" else None)
+        return make_plan(request, workload=workload)
+
+    def env(self) -> dict:
+        env = dict(os.environ, VLLM_HOST_IP="127.0.0.1")
+        if self.plan_for(self.options.points[0]).gpu.vendor == "cpu" and "VLLM_CPU_KVCACHE_SPACE" not in env \
+                and not any(a.startswith("--kv-cache-memory-bytes") for a in self.options.vllm_args):
+            # vLLM's CPU backend sizes against NUMA node 0 and fails with the default utilization on small hosts
+            env["VLLM_CPU_KVCACHE_SPACE"] = "1"
+        env.update(self.options.env)
+        return env
+
+    def _engine_args(self, plan: Plan) -> list[str]:
+        extra = ["--load-format", self.options.load_format] if self.options.load_format else []
+        return [*plan.serve_argv[1:], *extra, *self.options.vllm_args]
+
+    def serve_command(self, plan: Plan, port: int) -> list[str]:
+        return [*self.options.vllm_command, "serve", plan.source.id, *self._engine_args(plan), "--host", "127.0.0.1",
+                "--port", str(port)]
+
+    def _prompts(self, point: Point) -> int:
+        if self.options.num_prompts:
+            return self.options.num_prompts
+        return max(20, 5 * (point.concurrency or 4))
+
+    def bench_serve_command(self, plan: Plan, point: Point, port: int, result: Path) -> list[str]:
+        o = self.options
+        load = ["--max-concurrency", str(point.concurrency)] if point.concurrency else \
+            ["--request-rate", f"{point.request_rate:g}"]
+        return [*o.vllm_command, "bench", "serve", "--backend", "vllm", "--model", plan.source.id, "--host", "127.0.0.1",
+                "--port", str(port), "--dataset-name", "random", "--random-input-len", str(o.input_len),
+                "--random-output-len", str(o.output_len), "--ignore-eos", "--num-prompts", str(self._prompts(point)),
+                "--percentile-metrics", "ttft,tpot,itl,e2el", *load, "--save-result", "--result-dir",
+                str(result.parent), "--result-filename", result.name]
+
+    def bench_throughput_command(self, plan: Plan, point: Point, result: Path) -> list[str]:
+        o = self.options
+        return [*o.vllm_command, "bench", "throughput", "--model", plan.source.id, *self._engine_args(plan),
+                "--dataset-name", "random", "--random-input-len", str(o.input_len), "--random-output-len",
+                str(o.output_len), "--num-prompts", str(self._prompts(point)), "--output-json", str(result)]
+
+    def commands(self) -> list[list[str]]:
+        """What a run would execute, for --dry-run (PORT and result paths are placeholders)."""
+        port = 0
+        if self.options.mode == "throughput":
+            return [self.bench_throughput_command(self.plan_for(p), p, self.log_dir / f"point{i}.json")
+                    for i, p in enumerate(self.options.points)]
+        first = self.plan_for(self.options.points[0])
+        return [self.serve_command(first, port)] + [
+            self.bench_serve_command(self.plan_for(p), p, port, self.log_dir / f"point{i}.json")
+            for i, p in enumerate(self.options.points)]
+
+    # --- records ----------------------------------------------------------------------------------------------
+
+    def _prediction(self, plan: Plan) -> dict:
+        data = plan.to_dict()
+        memory = data["memory"]
+        return {**(data["performance"] or {}), "fits": memory["fits"], "binding_constraint":
+                memory["binding_constraint"], "kv_cache_tokens": memory["kv_cache_tokens"],
+                "num_gpu_blocks": memory["num_gpu_blocks"], "max_concurrency": memory["max_concurrency"],
+                **{k: memory["per_gpu"][k] for k in ("weights_gib", "activation_gib", "non_torch_gib",
+                                                      "cuda_graph_gib", "kv_cache_gib")},
+                "coefficients": data["coefficients"]["name"]}
+
+    def _base(self, plan: Plan, point: Point) -> dict:
+        c = plan.config
+        config = {k: getattr(c, k) for k in ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len",
+                                             "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype",
+                                             "max_num_seqs", "max_num_batched_tokens", "block_size",
+                                             "enforce_eager")}
+        config["argv"] = plan.serve_argv
+        return dict(model=plan.source.id, gpu=plan.gpu.name, num_gpus=c.world_size, config=config,
+                    workload={"input_len": self.options.input_len, "output_len": self.options.output_len,
+                              "concurrency": point.concurrency, "request_rate": point.request_rate,
+                              "num_prompts": self._prompts(point)},
+                    prediction=self._prediction(plan), source="measured", host=self.host,
+                    vllm_version=self.host.vllm_version if self.host else None, labels=dict(self.options.labels))
+
+    def _store(self, record: RunRecord) -> RunRecord:
+        if self.store is not None:
+            record = dataclasses.replace(record, id=self.store.add_run(record))
+        self.stored.append(record)
+        return record
+
+    def _failed(self, plan: Plan, point: Point, benchmark: str, status: str, reason: str, log: str, started,
+                samples=()) -> RunRecord:
+        memory = {k: v for k, v in vllm_log.parse(log).items() if k in MEMORY_KEYS}
+        return self._store(RunRecord(**self._base(plan, point), benchmark=benchmark, status=status, error=reason,
+                                     log_tail=vllm_log.tail(log), metrics=memory,
+                                     metric_notes={k: "vLLM log" for k in memory}, started_at=started,
+                                     finished_at=_now(), memory_samples=tuple(samples)))
+
+    def _measured(self, plan: Plan, point: Point, result: Path, log: str, started, samples) -> RunRecord:
+        over = Overrides(input_len=self.options.input_len, output_len=self.options.output_len)
+        [parsed] = parse_file(result, over).records
+        memory = vllm_log.parse(log)
+        metrics = dict(parsed.metrics)
+        notes = dict(parsed.metric_notes)
+        for key in MEMORY_KEYS:
+            if key in memory:
+                metrics[key], notes[key] = memory[key], "vLLM startup log"
+        if samples:
+            metrics["peak_memory_gib"] = max(s.used_bytes for s in samples) / GIB
+            notes["peak_memory_gib"] = f"largest of {len(samples)} samples ({samples[0].device})"
+        base = self._base(plan, point)
+        base["workload"] = {**base["workload"], **{k: v for k, v in parsed.workload.items() if k in
+                                                   ("input_len", "output_len")}}
+        return self._store(RunRecord(**base, benchmark="serve" if self.options.mode == "serve" else "throughput",
+                                     metrics=metrics, metric_notes=notes, started_at=started, finished_at=_now(),
+                                     memory_samples=tuple(samples), log_tail=vllm_log.tail(log, 20)))
+
+    # --- progress ---------------------------------------------------------------------------------------------
+
+    def _progress(self, index: int, point: Point, record: RunRecord) -> None:
+        n = len(self.options.points)
+        elapsed = time.monotonic() - self.started
+        left = elapsed / (index + 1) * (n - index - 1)
+        if record.status == "ok":
+            measured = record.metrics.get("output_tokens_per_s")
+            predicted = (record.prediction or {}).get("output_tokens_per_s")
+            vs = f" (predicted {predicted:,.1f}, {measured / predicted - 1:+.0%})" if measured and predicted else ""
+            what = f"{measured:,.1f} output tok/s{vs}" if measured is not None else "measured"
+        else:
+            what = f"{record.status}: {record.error}"
+        self.echo(f"[{index + 1}/{n}] {point.label}: {what}; elapsed {elapsed:.0f} s, about {left:.0f} s left")
+
+    # --- running ----------------------------------------------------------------------------------------------
+
+    def run(self) -> list[RunRecord]:
+        try:
+            if self.options.mode == "serve":
+                self._run_serve()
+            else:
+                self._run_throughput()
+        except KeyboardInterrupt:
+            self.echo("interrupted: the point in progress is stored as interrupted; earlier points are kept")
+            raise
+        return self.stored
+
+    def _wait_healthy(self, proc: subprocess.Popen, port: int, log_path: Path) -> str | None:
+        deadline = time.monotonic() + self.options.timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log = log_path.read_text(errors="replace")
+                return vllm_log.failure_reason(log) or f"vLLM exited with code {proc.returncode} before /health answered"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return None
+            except OSError:
+                pass
+            time.sleep(HEALTH_POLL_S)
+        return f"timeout: /health did not answer within {self.options.timeout_s:g} s"
+
+    def _run_serve(self) -> None:
+        points = self.options.points
+        plan = self.plan_for(points[0])
+        port = free_port()
+        log_path = self.log_dir / "vllm-serve.log"
+        self.echo(f"starting vLLM: {shlex.join(self.serve_command(plan, port))} (log: {log_path})")
+        started = _now()
+        proc = None
+        current = points[0]
+        sampler = None
+        try:
+            with log_path.open("w") as log_file:
+                proc = subprocess.Popen(self.serve_command(plan, port), stdout=log_file, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=self.env(), start_new_session=True)
+            sampler = MemorySampler(proc.pid).__enter__()
+            failure = self._wait_healthy(proc, port, log_path)
+            if failure:
+                fits = plan.memory.fits
+                record = self._failed(plan, points[0], "startup", "failed", failure, log_path.read_text(errors="replace"),
+                                      started, sampler.samples)
+                self.echo(f"vLLM did not start: {failure}. The plan predicted it "
+                          f"{'fits (a miss of the memory plan)' if fits else 'does not fit'}; stored as run "
+                          f"{record.id}")
+                return
+            for index, point in enumerate(points):
+                current = point
+                plan = self.plan_for(point)
+                result = self.log_dir / f"point{index}.json"
+                t0, began = time.monotonic() - sampler.start, _now()
+                bench = subprocess.run(self.bench_serve_command(plan, point, port, result), capture_output=True,
+                                       text=True, env=self.env(), timeout=self.options.timeout_s)
+                log = log_path.read_text(errors="replace")
+                if proc.poll() is not None or bench.returncode != 0 or not result.exists():
+                    died = proc.poll() is not None
+                    reason = (vllm_log.failure_reason(log) or f"vLLM exited with code {proc.returncode} during the "
+                              "benchmark") if died else \
+                        f"vllm bench serve failed (exit {bench.returncode}): {vllm_log.tail(bench.stderr, 3)}"
+                    record = self._failed(plan, point, "serve", "failed", reason, log + "\n" + bench.stderr[-4000:],
+                                          began, sampler.since(t0))
+                    self._progress(index, point, record)
+                    if died:
+                        return
+                    continue
+                self._progress(index, point, self._measured(plan, point, result, log, began, sampler.since(t0)))
+        except subprocess.TimeoutExpired:
+            self._failed(plan, current, "serve", "failed",
+                         f"timeout: the benchmark ran past {self.options.timeout_s:g} s",
+                         log_path.read_text(errors="replace"), started)
+        except KeyboardInterrupt:
+            self._failed(plan, current, "serve", "interrupted", "interrupted (Ctrl-C)",
+                         log_path.read_text(errors="replace"), started)
+            raise
+        finally:
+            if sampler is not None:
+                sampler.__exit__(None, None, None)
+            stop_group(proc)
+
+    def _run_throughput(self) -> None:
+        for index, point in enumerate(self.options.points):
+            plan = self.plan_for(point)
+            result = self.log_dir / f"point{index}.json"
+            log_path = self.log_dir / f"vllm-throughput-{index}.log"
+            began = _now()
+            proc = None
+            try:
+                with log_path.open("w") as log_file:
+                    proc = subprocess.Popen(self.bench_throughput_command(plan, point, result), stdout=log_file,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env(),
+                                            start_new_session=True)
+                with MemorySampler(proc.pid) as sampler:
+                    code = proc.wait(timeout=self.options.timeout_s)
+                log = log_path.read_text(errors="replace")
+                if code != 0 or not result.exists():
+                    reason = vllm_log.failure_reason(log) or f"vllm bench throughput exited with code {code}"
+                    record = self._failed(plan, point, "throughput", "failed", reason, log, began, sampler.samples)
+                else:
+                    record = self._measured(plan, point, result, log, began, sampler.samples)
+                self._progress(index, point, record)
+            except subprocess.TimeoutExpired:
+                self._progress(index, point, self._failed(
+                    plan, point, "throughput", "failed", f"timeout: ran past {self.options.timeout_s:g} s",
+                    log_path.read_text(errors="replace"), began))
+            except KeyboardInterrupt:
+                self._failed(plan, point, "throughput", "interrupted", "interrupted (Ctrl-C)",
+                             log_path.read_text(errors="replace"), began)
+                raise
+            finally:
+                stop_group(proc)
+
+
+def summary_table(records: list[RunRecord]) -> str:
+    """Predicted against measured, one line per stored point."""
+    lines = [f"{'point':<22} {'status':<8} {'output tok/s':>24} {'TTFT ms':>20} {'TPOT ms':>18} {'KV tokens':>22}",
+             f"{'':<22} {'':<8} {'measured / predicted':>24} {'meas. / pred.':>20} {'meas. / pred.':>18} "
+             f"{'meas. / pred.':>22}"]
+
+    def pair(metric, pred_key=None, fmt="{:,.1f}"):
+        m = r.metrics.get(metric)
+        p = (r.prediction or {}).get(pred_key or metric)
+        return f"{fmt.format(m) if m is not None else '-'} / {fmt.format(p) if p is not None else '-'}"
+
+    for r in records:
+        w = r.workload
+        label = f"c={w.get('concurrency')}" if w.get("concurrency") else f"rate={w.get('request_rate')}"
+        lines.append(f"{r.benchmark + ' ' + label:<22} {r.status:<8} {pair('output_tokens_per_s'):>24} "
+                     f"{pair('mean_ttft_ms', 'ttft_ms'):>20} {pair('mean_tpot_ms', 'tpot_ms', '{:,.2f}'):>18} "
+                     f"{pair('kv_cache_tokens', fmt='{:,.0f}'):>22}")
+    return "\n".join(lines)
