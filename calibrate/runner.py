@@ -222,6 +222,12 @@ class Runner:
 
     # --- progress ---------------------------------------------------------------------------------------------
 
+    def _starting(self, index: int, point: Point) -> None:
+        label = point.label if self.options.mode == "serve" or point.concurrency is None else \
+            f"max-num-seqs {point.concurrency}"
+        self.echo(f"[{index + 1}/{len(self.options.points)}] {label}: running ({self._prompts(point)} requests), "
+                  f"elapsed {time.monotonic() - self.started:.0f} s")
+
     def _progress(self, index: int, point: Point, record: RunRecord) -> None:
         n = len(self.options.points)
         elapsed = time.monotonic() - self.started
@@ -289,6 +295,7 @@ class Runner:
                 return
             for index, point in enumerate(points):
                 current = point
+                self._starting(index, point)
                 plan = self.plan_for(point)
                 result = self.log_dir / f"point{index}.json"
                 t0, began = time.monotonic() - sampler.start, _now()
@@ -322,6 +329,7 @@ class Runner:
 
     def _run_throughput(self) -> None:
         for index, point in enumerate(self.options.points):
+            self._starting(index, point)
             plan = self.plan_for(point)
             result = self.log_dir / f"point{index}.json"
             log_path = self.log_dir / f"vllm-throughput-{index}.log"

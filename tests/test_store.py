@@ -41,6 +41,17 @@ def test_hosts_are_shared_by_fingerprint(store):
     assert len(hosts) == 1
 
 
+def test_runs_from_several_hosts_land_side_by_side(store):
+    other = HostRecord("gpu-host-2", "NVIDIA A100-SXM4-80GB", 4, 79.15, "550.54", "12.4", "0.32.0", "2.9.0", "EPYC")
+    store.add_run(run())
+    store.add_run(RunRecord(model="m", benchmark="serve", gpu="A100", host=other))
+    store.add_run(run())
+    hosts = [r.host.hostname for r in store.list_runs()]
+    assert hosts == ["gpu-host-1", "gpu-host-2", "gpu-host-1"]
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM hosts").scalar() == 2
+
+
 def test_filters(store):
     store.add_run(run(model="a", gpu="H100", when=(2026, 10, 1)))
     store.add_run(run(model="a", gpu="A100", status="failed", when=(2026, 11, 2)))

