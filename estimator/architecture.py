@@ -204,6 +204,12 @@ def _experts(inv: _Inventory, prefix: str, hidden: int, inter: int, i: int, n: i
     inv.linear(f"{prefix}.experts.down_proj", inter, hidden, "row", i, bias=bias, copies=n, active=topk)
 
 
+def _layer_norms(inv: _Inventory, i: int, hidden: int) -> None:
+    """The RMSNorms before attention and before the MLP of decoder layer i."""
+    inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+    inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+
+
 def _embeddings(inv: _Inventory, vocab: int, hidden: int, tied: bool, final_norm_bias=False):
     inv.add("model.embed_tokens", vocab, hidden, "vocab", "embedding", place="first")
     inv.norm("model.norm", hidden, place="last", with_bias=final_norm_bias)
@@ -274,8 +280,7 @@ def _block_sparse_moe(c: _Config, inv: _Inventory, family: str):
         _gqa_attention(inv, c, i, False, False, False)
         inv.add(f"model.layers.{i}.block_sparse_moe.{router}", experts, hidden, "rep", "router", i)
         _experts(inv, f"model.layers.{i}.block_sparse_moe", hidden, inter, i, experts, topk)
-        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
-        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+        _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", family == "granitemoe")))
     return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=inter)
@@ -294,8 +299,7 @@ def _qwen3_moe(c: _Config, inv: _Inventory, family: str):
             _experts(inv, f"model.layers.{i}.mlp", hidden, moe_inter, i, experts, topk)
         else:
             _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
-        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
-        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+        _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
     return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=moe_inter)
@@ -335,8 +339,7 @@ def _deepseek(c: _Config, inv: _Inventory, family: str):
                 _gated_mlp(inv, f"model.layers.{i}.mlp.shared_experts", hidden, moe_inter * shared, i)
         else:
             _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
-        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
-        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+        _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
     attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora)] * n
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
@@ -352,8 +355,7 @@ def _gpt_oss(c: _Config, inv: _Inventory, family: str):
         _gqa_attention(inv, c, i, True, True, False, sinks=True)
         inv.linear(f"model.layers.{i}.mlp.router", hidden, experts, "rep", i, bias=True, kind="router")
         _experts(inv, f"model.layers.{i}.mlp", hidden, inter, i, experts, topk, bias=True)
-        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
-        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+        _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
     return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=inter)
@@ -374,8 +376,7 @@ def _llama4_text(c: _Config, inv: _Inventory, family: str):
             _gated_mlp(inv, f"{p}.shared_expert", hidden, moe_inter, i)
         else:
             _gated_mlp(inv, p, hidden, dense_inter, i)
-        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
-        inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
+        _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
     chunk = c.get("attention_chunk_size")
     no_rope = c.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n)]
