@@ -56,10 +56,37 @@ def vllm_version(vllm_command: list[str]) -> str | None:
     return lines[-1] if out.returncode == 0 and lines else None
 
 
-def probe(vllm_command: list[str], torch_version: str | None = None) -> HostRecord:
+def vllm_python(vllm_command: list[str]) -> str | None:
+    """The Python interpreter that runs vLLM: given directly (python -c ...), or on the vllm script's shebang."""
+    import shutil
+
+    if len(vllm_command) > 1 and vllm_command[1] == "-c":
+        return vllm_command[0]
+    script = shutil.which(vllm_command[0]) if vllm_command else None
+    try:
+        with open(script or "", "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+    except OSError:
+        return None
+    return first[2:].split()[0] if first.startswith("#!") and "python" in first else None
+
+
+def torch_version(vllm_command: list[str]) -> str | None:
+    python = vllm_python(vllm_command)
+    if not python:
+        return None
+    try:
+        out = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True,
+                             timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def probe(vllm_command: list[str]) -> HostRecord:
     gpus = nvidia_gpus()
     common = dict(hostname=os.environ.get("VLLM_PLANNER_HOSTNAME") or socket.gethostname(), cpu=_cpu_name(),
-                  vllm_version=vllm_version(vllm_command), torch_version=torch_version)
+                  vllm_version=vllm_version(vllm_command), torch_version=torch_version(vllm_command))
     if gpus:
         return HostRecord(gpu_name=gpus[0]["name"], gpu_count=len(gpus), gpu_memory_gib=round(gpus[0]["memory_gib"], 2),
                           driver_version=gpus[0]["driver"], cuda_version=gpus[0]["cuda"], **common)

@@ -81,10 +81,12 @@ class Prediction:
     log_sigma_throughput: float
     log_sigma_latency: float
 
-    def interval(self, metric: str, index=None) -> tuple[float, float]:
+    def interval(self, metric: str, index=None):
+        """(p10, p90) of a metric: numbers for one configuration, arrays for several."""
         value = getattr(self, metric) if index is None else getattr(self, metric)[index]
         sigma = self.log_sigma_throughput if metric.endswith("_per_s") else self.log_sigma_latency
-        return float(value * math.exp(-Z80 * sigma)), float(value * math.exp(Z80 * sigma))
+        lo, hi = value * math.exp(-Z80 * sigma), value * math.exp(Z80 * sigma)
+        return (lo, hi) if is_array(lo) and getattr(lo, "ndim", 0) else (float(lo), float(hi))
 
 
 # --- building the inputs from a configuration -------------------------------------------------------------
@@ -265,10 +267,11 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     closed = where(conc > 0, conc, cap)
     batch = minimum(closed, cap)
     # Open loop (request rate): the running batch settles where batch = rate x latency (Little's law).
-    open_batch = batch * 0 + 1.0
-    for _ in range(40):
-        open_batch = minimum(cap, maximum(rate * cycle(open_batch)[2], 1.0))
-    batch = where(rate > 0, open_batch, batch)
+    if (rate > 0).any() if is_array(rate) else rate > 0:
+        open_batch = batch * 0 + 1.0
+        for _ in range(40):
+            open_batch = minimum(cap, maximum(rate * cycle(open_batch)[2], 1.0))
+        batch = where(rate > 0, open_batch, batch)
     ttft, tpot, latency = cycle(batch)
     saturated = (rate > 0) & (rate * latency > cap * 1.001)
     # Closed loop with more users than running slots: the rest wait a share of a request's latency.

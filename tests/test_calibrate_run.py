@@ -66,6 +66,7 @@ def test_serve_mode_sweep_stores_every_point(tiny, tmp_path):
         assert r.metrics["peak_memory_gib"] > 0.1 and r.memory_samples and r.memory_samples[0].device == "cpu"
         assert r.prediction["output_tokens_per_s"] > 0 and r.prediction["fits"] is True
         assert r.host.gpu_name == "cpu" and r.gpu == "cpu" and r.host.vllm_version.startswith("0.32.0")
+        assert r.host.torch_version.startswith("2.") and r.host.cpu
         assert r.config["argv"][0] == str(tiny[0]) and "--enforce-eager" in r.config["argv"]
         assert r.labels == {"test": "serve"}
     assert runs[1].metrics["output_tokens_per_s"] > runs[0].metrics["output_tokens_per_s"]
