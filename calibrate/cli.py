@@ -247,6 +247,41 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
         raise click.ClickException(f"{len(bad)} of {len(records)} stored run(s) did not succeed: {bad[0].error}")
 
 
+@main.command("fit")
+@db_option
+@click.option("--gpu", default=None, help="Fit the runs on this GPU (as stored, e.g. H100-SXM or cpu).")
+@click.option("--model", default=None)
+@click.option("--vllm-version", default=None)
+@click.option("--since", default=None, help="Runs started on or after this date.")
+@click.option("--name", default=None, help="A name for the fitted set (default fit-ID).")
+@click.option("--json", "as_json", is_flag=True)
+def fit_(db, gpu, model, vllm_version, since, name, as_json) -> None:
+    """Fit the estimator's coefficients to stored runs, through the prediction `estimator plan` uses; later plans
+    for that GPU use the fit."""
+    from calibrate.fitting import run_fit
+    from store import Store
+
+    store = Store.open(db)
+    result = run_fit(store, gpu=gpu, model=model, vllm_version=vllm_version, since=_date(since), name=name)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"fit {result['fit_id']} ({result['name']}) on {result['runs']} run(s), {result['points']} points"
+               + (" - the same runs were fitted before, as this fit" if result["existing"] else ""))
+    click.echo(f"{'coefficient':<44} {'value':>9} {'std err':>9} {'before':>9}")
+    for key, value in result["coefficients"].items():
+        click.echo(f"{key:<44} {value:9.4f} {result['standard_errors'][key]:9.4f} {result['before'][key]:9.4f}")
+    for message in result["refused"]:
+        click.echo(f"not fitted: {message}")
+    for message in result["skipped"]:
+        click.echo(f"skipped: {message}")
+    cv = result["metrics"].get("cv_median_ape_output")
+    click.echo(f"median |error| on output tok/s: {result['metrics']['median_ape_output']:.1%} fitted"
+               + (f", {cv:.1%} cross-validated ({result['metrics']['cv']})" if cv is not None else
+                  f" ({result['metrics']['cv']})"))
+    click.echo(f"coefficients for `estimator plan`: {result['file']}")
+
+
 @main.group()
 def runs() -> None:
     """Stored runs: list, show, delete, export."""

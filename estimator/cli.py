@@ -65,6 +65,8 @@ def workload_options(f):
         click.option("--search", is_flag=True, default=None, help="Search the flags left out for the goal."),
         click.option("--profile", type=click.Path(dir_okay=False), default=None,
                      help="A profile written by `estimator generate`; flags given here override it."),
+        click.option("--coefficients", default=None, metavar="default|latest|FIT_ID|PATH",
+                     help="Coefficient set for speed (default: the latest `calibrate fit` for this GPU, if any)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -84,10 +86,10 @@ def build_plan(flags: dict):
     workload_keys = ("input_len", "output_len", "concurrency", "request_rate", "ttft_ms", "tpot_ms", "goal")
     workload = Workload(**{k: flags[k] for k in workload_keys if flags.get(k) is not None})
     request = PlanRequest(**{k: v for k, v in flags.items()
-                             if k not in (*workload_keys, "search", "profile") and v is not None})
+                             if k not in (*workload_keys, "search", "profile", "coefficients") and v is not None})
     if flags.get("search"):
-        return plan_with_search(request, workload)
-    return make_plan(request, workload=workload)
+        return plan_with_search(request, workload, coefficients_choice=flags.get("coefficients"))
+    return make_plan(request, workload=workload, coefficients_choice=flags.get("coefficients"))
 
 
 @main.command()

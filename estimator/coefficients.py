@@ -104,3 +104,67 @@ class Coefficients:
 
 
 DEFAULT = Coefficients()
+
+
+FILE_SCHEMA_VERSION = 1
+
+
+def save_fit(co: Coefficients, fit_id: int, scope: dict, created_at: str, directory) -> str:
+    """Write a fitted set where `estimator plan` finds it (the estimator never reads the results database)."""
+    import json
+    from pathlib import Path
+
+    path = Path(directory) / f"fit-{fit_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema_version": FILE_SCHEMA_VERSION, "fit_id": fit_id, "created_at": created_at,
+                                "scope": scope, "coefficients": co.to_dict()}, indent=2))
+    return str(path)
+
+
+def _read(path) -> dict:
+    import json
+
+    from estimator.errors import PlannerError
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as err:
+        raise PlannerError(f"coefficients file {path} cannot be read ({err}); refit with `calibrate fit`") from None
+    if not isinstance(data, dict) or data.get("schema_version") != FILE_SCHEMA_VERSION or "coefficients" not in data:
+        raise PlannerError(f"coefficients file {path} is not a vllm-planner fit; refit with `calibrate fit`")
+    return data
+
+
+def choose(choice: str | None, gpu: str, vllm_version: str | None = None, directory=None) -> Coefficients:
+    """default | latest | FIT_ID | PATH. Left out: the latest fit for this GPU (and vLLM version when known),
+    else the defaults."""
+    from pathlib import Path
+
+    from estimator.errors import PlannerError
+    from estimator.paths import coefficients_dir
+
+    if choice == "default":
+        return DEFAULT
+    folder = Path(directory) if directory else coefficients_dir()
+    if choice and choice not in ("latest",) and not choice.isdigit():
+        return Coefficients.from_dict(_read(choice)["coefficients"])
+    if choice and choice.isdigit():
+        path = folder / f"fit-{choice}.json"
+        if not path.exists():
+            raise PlannerError(f"fit {choice} has no coefficients file in {folder}; see `calibrate fit`")
+        return Coefficients.from_dict(_read(path)["coefficients"])
+    matching = []
+    for path in sorted(folder.glob("fit-*.json")) if folder.exists() else []:
+        data = _read(path)
+        scope = data.get("scope") or {}
+        if scope.get("gpu") not in (None, gpu):
+            continue
+        if vllm_version and scope.get("vllm_version") not in (None, vllm_version):
+            continue
+        matching.append((data.get("created_at") or "", data.get("fit_id") or 0, data))
+    if not matching:
+        if choice == "latest":
+            raise PlannerError(f"no fit for {gpu} in {folder}; measure with `calibrate run` and fit with "
+                               "`calibrate fit`, or use --coefficients default")
+        return DEFAULT
+    return Coefficients.from_dict(max(matching, key=lambda m: (m[0], m[1]))[2]["coefficients"])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from estimator import architecture, gpus, model_source
 from estimator.architecture import ModelArch
-from estimator.coefficients import DEFAULT, Coefficients
+from estimator.coefficients import DEFAULT, Coefficients, choose
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
@@ -88,6 +88,7 @@ class Plan:
     workload: Workload = Workload()
     performance: Prediction | None = None  # None where the GPU's speed is unknown or the plan does not fit
     search: dict | None = None  # the configuration search's result, when one ran
+    quant: object = None  # the QuantScheme the weights use (checkpoint's or online)
 
     @property
     def serve_argv(self) -> list[str]:
@@ -226,9 +227,14 @@ def estimate(arch, gpu, config, quant, num_blocks, workload: Workload, coefficie
     return predict(perf_inputs(arch, gpu, config, quant, num_blocks, workload), coefficients)
 
 
-def make_plan(request: PlanRequest, coefficients: Coefficients = DEFAULT, workload: Workload | None = None) -> Plan:
+def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, workload: Workload | None = None,
+              coefficients_choice: str | None = None) -> Plan:
+    """A plan; ``coefficients`` given, or chosen by ``coefficients_choice`` (default|latest|FIT_ID|PATH; left out:
+    the latest fit for this GPU, else the defaults)."""
     workload = workload or Workload()
     gpu, detected_count, gpu_notes = _gpu(request)
+    if coefficients is None:
+        coefficients = choose(coefficients_choice, gpu.name)
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
     num_gpus = request.num_gpus or detected_count
@@ -251,15 +257,18 @@ def make_plan(request: PlanRequest, coefficients: Coefficients = DEFAULT, worklo
                      f"({float(performance.output_tokens_per_s) / workload.output_len:.2f} requests/s): the "
                      "queue grows without bound, so TTFT and latency are unbounded")
     return Plan(request, source, arch, gpu, num_gpus or config.world_size, config, memory, relaxations,
-                tuple(notes), coefficients, workload, performance)
+                tuple(notes), coefficients, workload, performance, quant=quant)
 
 
-def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coefficients = DEFAULT) -> Plan:
+def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coefficients | None = None,
+                     coefficients_choice: str | None = None) -> Plan:
     """Search the flags the request leaves open, then plan the best configuration (one replica's share of
     the workload) and attach the search's result."""
     from estimator.search import search
 
     gpu, detected_count, _ = _gpu(request)
+    if coefficients is None:
+        coefficients = choose(coefficients_choice, gpu.name)
     source = model_source.resolve(request.model, request.revision)
     arch, _ = _arch(source)
     num_gpus = request.num_gpus or detected_count or 1

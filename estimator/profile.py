@@ -11,7 +11,7 @@ SCHEMA_VERSION = 1
 KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parallel_size", "pipeline_parallel_size",
         "max_model_len", "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype", "max_num_seqs",
         "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
-        "request_rate", "ttft_ms", "tpot_ms", "goal")
+        "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients")
 
 
 def profile_dict(flags: dict) -> dict:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
+from estimator.paths import data_dir
 from store.errors import StoreError
 
 ENV_VAR = "VLLM_PLANNER_DB"
@@ -18,8 +19,7 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000  # writers wait for each other instead of failin
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "vllm-planner" / "results.db"
+    return data_dir() / "results.db"
 
 
 def resolve_url(url: str | None) -> tuple[str, bool]:

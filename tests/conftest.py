@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # No test may reach the network (the hub is unreachable here and in CI). Set before any fixture runs, so
 # session- and module-scoped fixtures and their subprocesses are offline too.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Fitted coefficients and the default database live in the user's data directory: tests use their own.
+os.environ["XDG_DATA_HOME"] = __import__("tempfile").mkdtemp(prefix="vllm-planner-test-data-")
 
 
 def vllm_python() -> str | None:

@@ -1,0 +1,96 @@
+"""`calibrate fit` as a library call: select runs, fit, cross-validate, store with provenance, and write the
+coefficient file `estimator plan` reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+
+from calibrate.fit import CoefficientFitter
+from calibrate.observations import from_runs
+from estimator.coefficients import choose, save_fit
+from estimator.errors import PlannerError
+from estimator.paths import coefficients_dir
+from store import FitRecord, Store
+
+
+def _ape(pred, measured) -> np.ndarray:
+    ok = np.isfinite(measured) & (measured > 0)
+    return np.abs(np.asarray(pred, dtype=float)[ok] / measured[ok] - 1)
+
+
+def _cross_validate(obs, fitter_args) -> tuple[float | None, str]:
+    """Median absolute error on output tokens/s of held-out runs: leave one model out where there are several
+    models, else five folds (none below three runs)."""
+    models = sorted({r.model for r in obs.runs})
+    n = len(obs.runs)
+    if len(models) > 1:
+        folds, how = [[i for i, r in enumerate(obs.runs) if r.model == m] for m in models], "leave one model out"
+    elif n >= 3:
+        k = min(5, n)
+        folds, how = [list(range(i, n, k)) for i in range(k)], f"{k}-fold"
+    else:
+        return None, "too few runs to cross-validate"
+    errors = []
+    for held in folds:
+        train = [i for i in range(n) if i not in held]
+        if not train:
+            continue
+        fitter = CoefficientFitter(**fitter_args).fit(obs.inputs.take(np.array(train)),
+                                                      {m: v[train] for m, v in obs.measured.items()})
+        pred = fitter.predict(obs.inputs.take(np.array(held)))
+        errors.extend(_ape(pred.output_tokens_per_s, obs.measured["output_tokens_per_s"][held]).tolist())
+    return (float(np.median(errors)) if errors else None), how
+
+
+def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None, name=None) -> dict:
+    runs = store.list_runs(gpu=gpu, model=model, vllm_version=vllm_version, status="ok", since=since)
+    if not runs:
+        raise PlannerError("no successful runs match; see `calibrate runs list`")
+    gpus = sorted({r.gpu for r in runs if r.gpu})
+    obs = from_runs(runs)
+    base = choose("default", gpus[0] if gpus else "cpu")
+    payload = json.dumps([[r.id, r.metrics] for r in obs.runs], sort_keys=True, default=str)
+    inputs_hash = hashlib.sha256((payload + json.dumps(base.to_dict(), sort_keys=True)).encode()).hexdigest()
+    existing = next((f for f in store.list_fits() if f.inputs_hash == inputs_hash), None)
+    fitter = CoefficientFitter(base=base, name=name or "fit").fit(obs.inputs, obs.measured)
+    cv, how = _cross_validate(obs, {"base": base})
+    pred = fitter.predict(obs.inputs)
+    metrics = {"median_ape_output": float(np.median(_ape(pred.output_tokens_per_s,
+                                                          obs.measured["output_tokens_per_s"]))),
+               "cv_median_ape_output": cv, "cv": how, "spread": fitter.spread_, "points": fitter.n_points_}
+    scope = {"gpu": gpus[0] if len(gpus) == 1 else None, "model": model,
+             "vllm_version": vllm_version or (sorted({r.vllm_version for r in obs.runs if r.vllm_version}) or [None])[0]}
+    names = [p.name for p in fitter.params_]
+    if existing is None:
+        record = FitRecord(name=name or "fit", coefficients=fitter.coefficients_.to_dict(),
+                           standard_errors=fitter.stderr_, covariance={"parameters": names,
+                                                                        "matrix": fitter.covariance_.tolist()},
+                           metrics=metrics, scope=scope, inputs_hash=inputs_hash,
+                           run_ids=tuple(r.id for r in obs.runs),
+                           software={"vllm_planner": _version(),
+                                     "vllm": sorted({r.vllm_version for r in obs.runs if r.vllm_version})},
+                           created_at=datetime.now(timezone.utc))
+        fit_id = store.add_fit(record)
+    else:
+        fit_id = existing.id
+    named = dataclasses.replace(fitter.coefficients_, name=name or f"fit-{fit_id}")
+    path = save_fit(named, fit_id, scope, datetime.now(timezone.utc).isoformat(), coefficients_dir())
+    before = {p.name: p.initial for p in fitter.params_}
+    return {"fit_id": fit_id, "name": named.name, "existing": existing is not None, "runs": len(obs.runs),
+            "points": fitter.n_points_, "coefficients": fitter.coef_, "standard_errors": fitter.stderr_,
+            "before": before, "refused": fitter.refused_, "skipped": list(obs.skipped), "metrics": metrics,
+            "scope": scope, "inputs_hash": inputs_hash, "file": path}
+
+
+def _version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vllm-planner")
+    except PackageNotFoundError:
+        return None

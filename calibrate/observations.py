@@ -1,0 +1,65 @@
+"""Stored runs as the fit's inputs: each run's configuration and workload planned again (so the prediction is
+exactly the plan's) and its measured metrics, in arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibrate.fit import METRICS, stack
+from estimator.coefficients import DEFAULT
+from estimator.errors import PlannerError
+from estimator.performance import PerfInputs, perf_inputs
+from estimator.plan import SERVE_FLAGS, PlanRequest, make_plan
+from estimator.workload import Workload
+from store.records import RunRecord
+
+
+@dataclass(frozen=True)
+class Observations:
+    inputs: PerfInputs
+    measured: dict  # metric -> array (nan where not measured)
+    runs: tuple[RunRecord, ...]  # the runs used, in row order
+    skipped: tuple[str, ...]  # "run N: why"
+
+    def take(self, index) -> "Observations":
+        index = np.asarray(index)
+        return Observations(self.inputs.take(index), {m: v[index] for m, v in self.measured.items()},
+                            tuple(self.runs[i] for i in index), self.skipped)
+
+
+def _plan_inputs(run: RunRecord) -> PerfInputs:
+    if not run.gpu:
+        raise PlannerError("no GPU recorded (import it with --gpu)")
+    w = run.workload
+    if not w.get("input_len") or not w.get("output_len"):
+        raise PlannerError("no input/output length recorded (import it with --input-len and --output-len)")
+    flags = {k: v for k, v in run.config.items() if k in SERVE_FLAGS and v is not None}
+    request = PlanRequest(model=run.model, gpu=run.gpu, num_gpus=run.num_gpus, **flags)
+    workload = Workload(int(w["input_len"]), int(w["output_len"]),
+                        concurrency=int(w["concurrency"]) if run.benchmark == "serve" and w.get("concurrency") else None,
+                        request_rate=float(w["request_rate"]) if run.benchmark == "serve" and w.get("request_rate")
+                        and not w.get("concurrency") else None)
+    plan = make_plan(request, DEFAULT, workload)
+    if not plan.memory.fits:
+        raise PlannerError(f"the plan says it does not fit ({plan.memory.reason})")
+    return perf_inputs(plan.arch, plan.gpu, plan.config, plan.quant, plan.memory.num_gpu_blocks, workload)
+
+
+def from_runs(runs: list[RunRecord]) -> Observations:
+    rows, used, skipped = [], [], []
+    for run in sorted(runs, key=lambda r: r.id or 0):
+        if run.status != "ok" or run.benchmark not in ("serve", "throughput"):
+            continue
+        try:
+            rows.append(_plan_inputs(run))
+        except PlannerError as err:
+            skipped.append(f"run {run.id}: {err}")
+            continue
+        used.append(run)
+    if not rows:
+        raise PlannerError("no run can be fitted" + (f": {skipped[0]}" if skipped else
+                                                     "; measure with `calibrate run` or import results first"))
+    measured = {m: np.array([float(r.metrics[m]) if r.metrics.get(m) else np.nan for r in used]) for m in METRICS}
+    return Observations(stack(rows), measured, tuple(used), tuple(skipped))
