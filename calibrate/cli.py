@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -198,7 +199,7 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
     """Measure real vLLM on this host: start it with the planned configuration, drive each point with
     `vllm bench`, and store every point (failures included) beside the estimator's prediction."""
     from calibrate.host import nvidia_gpus, probe
-    from calibrate.runner import Point, Runner, RunOptions, python_launcher, summary_table
+    from calibrate.runner import Point, Runner, RunOptions, drift_warning, python_launcher, summary_table
     from estimator.plan import PlanRequest
     from store import Store
 
@@ -242,6 +243,9 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
         click.echo(summary_table(runner.stored))
         sys.exit(130)
     click.echo(summary_table(records))
+    warning = drift_warning(records)
+    if warning:
+        click.echo(warning)
     bad = [r for r in records if r.status != "ok"]
     if bad:
         raise click.ClickException(f"{len(bad)} of {len(records)} stored run(s) did not succeed: {bad[0].error}")
@@ -254,15 +258,17 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
 @click.option("--vllm-version", default=None)
 @click.option("--since", default=None, help="Runs started on or after this date.")
 @click.option("--name", default=None, help="A name for the fitted set (default fit-ID).")
+@click.option("--label", "labels", multiple=True, help="Only runs with this KEY=VALUE label; repeatable.")
 @click.option("--json", "as_json", is_flag=True)
-def fit_(db, gpu, model, vllm_version, since, name, as_json) -> None:
+def fit_(db, gpu, model, vllm_version, since, name, labels, as_json) -> None:
     """Fit the estimator's coefficients to stored runs, through the prediction `estimator plan` uses; later plans
     for that GPU use the fit."""
     from calibrate.fitting import run_fit
     from store import Store
 
     store = Store.open(db)
-    result = run_fit(store, gpu=gpu, model=model, vllm_version=vllm_version, since=_date(since), name=name)
+    result = run_fit(store, gpu=gpu, model=model, vllm_version=vllm_version, since=_date(since), name=name,
+                     labels=_labels(labels))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -280,6 +286,49 @@ def fit_(db, gpu, model, vllm_version, since, name, as_json) -> None:
                + (f", {cv:.1%} cross-validated ({result['metrics']['cv']})" if cv is not None else
                   f" ({result['metrics']['cv']})"))
     click.echo(f"coefficients for `estimator plan`: {result['file']}")
+
+
+@main.command("report")
+@db_option
+@run_filters
+@click.option("--fit", "fit_id", type=int, default=None, help="Judge this fit (default: the set plans use now).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table")
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write PNG plots here (parity per metric, error against concurrency).")
+@click.option("--fail-above-mape", type=float, default=None, metavar="PERCENT",
+              help="Exit 1 when a speed metric's mean absolute percentage error is above this.")
+def report_(db, fit_id, fmt, output, plot_dir, fail_above_mape, **filters) -> None:
+    """Predicted against measured for every run and metric, error figures, interval coverage and drift."""
+    from calibrate import report
+    from store import Store
+
+    store = Store.open(db)
+    runs = _select(store, **filters)
+    if not runs:
+        raise click.ClickException("no runs match; see `calibrate runs list`")
+    rows, notes = report.build_rows(store, runs, fit_id)
+    summary = report.summarise(rows)
+    fits = [f for f in store.list_fits() if fit_id is None or f.id == fit_id]
+    gpus = {r.gpu for r in runs}
+    matching = [f for f in fits if f.scope.get("gpu") in (None, *gpus)]
+    drift_note = report.drift(rows, max(matching, key=lambda f: f.id).created_at.isoformat() if matching else None)
+    text = {"table": lambda: report.table(rows, summary), "json": lambda: report.to_json(rows, summary, notes, drift_note),
+            "csv": lambda: report.to_csv(rows), "html": lambda: report.to_html(rows, summary, notes, drift_note)}[fmt]()
+    if output:
+        Path(output).write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+    else:
+        click.echo(text)
+    if plot_dir:
+        for path in report.write_plots(rows, plot_dir):
+            click.echo(f"plot: {path}", err=True)
+    if drift_note and fmt == "table":
+        click.echo(drift_note, err=True)
+    if fail_above_mape is not None:
+        over = [(m, f["mape"]) for m, f in summary["by_metric"].items()
+                if m in report.SPEED and f["mape"] * 100 > fail_above_mape]
+        if over:
+            raise click.ClickException("; ".join(f"{m} MAPE {v:.1%} is above {fail_above_mape:g}%" for m, v in over))
 
 
 @main.group()

@@ -135,14 +135,19 @@ class CoefficientFitter:
         self.stderr_ = {p.name: float(np.sqrt(max(cov[i, i], 0.0))) for i, p in enumerate(params)}
         self.residuals_ = residuals
         self.n_points_ = n
+        # Interval width: the residual spread plus the fitted parameters' own uncertainty at the data
+        # (J cov J^T per point), per metric, as a log-normal sigma.
         spreads = {}
         offset = 0
         for metric in METRICS:
             if metric not in measured:
                 continue
             size = len(measured[metric])
-            r = residuals[offset:offset + size][np.isfinite(measured[metric]) & (measured[metric] > 0)]
-            spreads[metric] = float(np.sqrt(np.mean(r**2))) if len(r) else None
+            ok = np.isfinite(measured[metric]) & (measured[metric] > 0)
+            r = residuals[offset:offset + size][ok]
+            j = result.jac[offset:offset + size][ok]
+            parameter_var = float(np.mean(np.sum((j @ cov) * j, axis=1))) if len(r) else 0.0
+            spreads[metric] = float(np.sqrt(np.mean(r**2) + parameter_var)) if len(r) else None
             offset += size
         self.spread_ = spreads
         thr = [spreads[m] for m in THROUGHPUT_METRICS if spreads.get(m) is not None]

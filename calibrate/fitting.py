@@ -47,8 +47,8 @@ def _cross_validate(obs, fitter_args) -> tuple[float | None, str]:
     return (float(np.median(errors)) if errors else None), how
 
 
-def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None, name=None) -> dict:
-    runs = store.list_runs(gpu=gpu, model=model, vllm_version=vllm_version, status="ok", since=since)
+def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None, name=None, labels=None) -> dict:
+    runs = store.list_runs(gpu=gpu, model=model, vllm_version=vllm_version, status="ok", since=since, labels=labels)
     if not runs:
         raise PlannerError("no successful runs match; see `calibrate runs list`")
     gpus = sorted({r.gpu for r in runs if r.gpu})
@@ -79,7 +79,7 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
     else:
         fit_id = existing.id
     named = dataclasses.replace(fitter.coefficients_, name=name or f"fit-{fit_id}")
-    path = save_fit(named, fit_id, scope, datetime.now(timezone.utc).isoformat(), coefficients_dir())
+    path = save_fit(named, fit_id, inputs_hash, scope, datetime.now(timezone.utc).isoformat(), coefficients_dir())
     before = {p.name: p.initial for p in fitter.params_}
     return {"fit_id": fit_id, "name": named.name, "existing": existing is not None, "runs": len(obs.runs),
             "points": fitter.n_points_, "coefficients": fitter.coef_, "standard_errors": fitter.stderr_,

@@ -390,6 +390,21 @@ class Runner:
                 stop_group(proc)
 
 
+def drift_warning(records: list[RunRecord]) -> str | None:
+    """Points that fall outside the 80% interval the estimator gave them: time to refit."""
+    judged = []
+    for r in records:
+        interval = ((r.prediction or {}).get("interval") or {}).get("output_tokens_per_s")
+        measured = r.metrics.get("output_tokens_per_s")
+        if r.status == "ok" and interval and interval[0] is not None and measured:
+            judged.append(not interval[0] <= measured <= interval[1])
+    if len(judged) >= 2 and sum(judged) > len(judged) / 2:
+        coefficients = (records[0].prediction or {}).get("coefficients", "the coefficients")
+        return (f"{sum(judged)} of {len(judged)} points fall outside the 80% interval predicted with {coefficients}: "
+                "refit with `calibrate fit` (then `calibrate report` shows the new errors)")
+    return None
+
+
 def summary_table(records: list[RunRecord]) -> str:
     """Predicted against measured, one line per stored point."""
     lines = [f"{'point':<22} {'status':<8} {'output tok/s':>24} {'TTFT ms':>20} {'TPOT ms':>18} {'KV tokens':>22}",

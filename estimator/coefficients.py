@@ -109,12 +109,13 @@ DEFAULT = Coefficients()
 FILE_SCHEMA_VERSION = 1
 
 
-def save_fit(co: Coefficients, fit_id: int, scope: dict, created_at: str, directory) -> str:
-    """Write a fitted set where `estimator plan` finds it (the estimator never reads the results database)."""
+def save_fit(co: Coefficients, fit_id: int, inputs_hash: str, scope: dict, created_at: str, directory) -> str:
+    """Write a fitted set where `estimator plan` finds it (the estimator never reads the results database).
+    Fit ids count per database, so the file name carries the fit's inputs hash too."""
     import json
     from pathlib import Path
 
-    path = Path(directory) / f"fit-{fit_id}.json"
+    path = Path(directory) / f"fit-{fit_id}-{inputs_hash[:12]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"schema_version": FILE_SCHEMA_VERSION, "fit_id": fit_id, "created_at": created_at,
                                 "scope": scope, "coefficients": co.to_dict()}, indent=2))
@@ -149,10 +150,13 @@ def choose(choice: str | None, gpu: str, vllm_version: str | None = None, direct
     if choice and choice not in ("latest",) and not choice.isdigit():
         return Coefficients.from_dict(_read(choice)["coefficients"])
     if choice and choice.isdigit():
-        path = folder / f"fit-{choice}.json"
-        if not path.exists():
+        paths = sorted(folder.glob(f"fit-{choice}-*.json")) if folder.exists() else []
+        if not paths:
             raise PlannerError(f"fit {choice} has no coefficients file in {folder}; see `calibrate fit`")
-        return Coefficients.from_dict(_read(path)["coefficients"])
+        if len(paths) > 1:
+            raise PlannerError(f"fit {choice} names {len(paths)} files (fits from different databases): "
+                               f"{', '.join(p.name for p in paths)}; pass --coefficients PATH")
+        return Coefficients.from_dict(_read(paths[0])["coefficients"])
     matching = []
     for path in sorted(folder.glob("fit-*.json")) if folder.exists() else []:
         data = _read(path)

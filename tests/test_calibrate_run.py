@@ -8,8 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+import json
 
+import pytest
+from click.testing import CliRunner
+
+from calibrate.cli import main as calibrate_cli
+from estimator.plan import PlanRequest, make_plan
+from estimator.workload import Workload
 from store import Store
 from tests.conftest import ROOT
 
@@ -52,14 +58,17 @@ def calibrate(tiny, db, *args, wait=True):
     return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900)
 
 
-def test_serve_mode_sweep_stores_every_point(tiny, tmp_path):
+def test_serve_mode_sweep_then_fit_and_report(tiny, tmp_path):
     db = f"sqlite:///{tmp_path}/r.db"
-    out = calibrate(tiny, db, "--concurrency", "1,4", "--label", "test=serve")
+    out = calibrate(tiny, db, "--concurrency", "1,2,4", "--label", "test=serve")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "[2/2] concurrency 4: " in out.stdout and "measured / predicted" in out.stdout
-    runs = Store.open(db).list_runs()
+    assert "[3/3] concurrency 4: " in out.stdout and "measured / predicted" in out.stdout
+    # the default coefficients are far off on a CPU: the run itself says to refit
+    assert "points fall outside the 80% interval predicted with default: refit with `calibrate fit`" in out.stdout
+    store = Store.open(db)
+    runs = store.list_runs()
     assert [(r.status, r.benchmark, r.source, r.workload["concurrency"]) for r in runs] == [
-        ("ok", "serve", "measured", 1), ("ok", "serve", "measured", 4)]
+        ("ok", "serve", "measured", 1), ("ok", "serve", "measured", 2), ("ok", "serve", "measured", 4)]
     for r in runs:
         assert r.metrics["output_tokens_per_s"] > 0 and r.metrics["mean_ttft_ms"] > 0 and r.metrics["mean_tpot_ms"] > 0
         assert r.metrics["kv_cache_tokens"] > 0 and r.metric_notes["kv_cache_tokens"] == "vLLM startup log"
@@ -69,8 +78,30 @@ def test_serve_mode_sweep_stores_every_point(tiny, tmp_path):
         assert r.host.torch_version.startswith("2.") and r.host.cpu
         assert r.config["argv"][0] == str(tiny[0]) and "--enforce-eager" in r.config["argv"]
         assert r.labels == {"test": "serve"}
-    assert runs[1].metrics["output_tokens_per_s"] > runs[0].metrics["output_tokens_per_s"]
+    assert runs[2].metrics["output_tokens_per_s"] > runs[0].metrics["output_tokens_per_s"]
     assert vllm_processes(tiny[0]) == []
+
+    # The loop: fit on concurrency 1 and 4, then plan concurrency 2, which the fit has not seen.
+    for r in (runs[0], runs[2]):
+        store.update_run(r.id, labels={"test": "serve", "set": "train"})
+    fit = CliRunner().invoke(calibrate_cli, ["fit", "--db", db, "--label", "set=train", "--json"])
+    assert fit.exit_code == 0, fit.output
+    assert json.loads(fit.output)["runs"] == 2
+    plan = make_plan(PlanRequest(model=str(tiny[0]), gpu="cpu", max_model_len=2048, enforce_eager=True),
+                     workload=Workload(64, 32, concurrency=2))
+    assert plan.performance is not None and plan.coefficients.name.startswith("fit-")
+    measured = runs[1].metrics["output_tokens_per_s"]
+    fitted_error = abs(plan.performance.output_tokens_per_s / measured - 1)
+    default_error = abs(runs[1].prediction["output_tokens_per_s"] / measured - 1)
+    assert fitted_error < default_error, (fitted_error, default_error)
+    report_dir = tmp_path / "report"
+    table = CliRunner().invoke(calibrate_cli, ["report", "--db", db])
+    assert table.exit_code == 0 and table.output.startswith("metric")
+    as_json = CliRunner().invoke(calibrate_cli, ["report", "--db", db, "--format", "json", "--plot", str(report_dir)])
+    assert json.loads(as_json.output.split("\nplot: ")[0])["summary"]["by_metric"]["output_tokens_per_s"]["n"] == 3
+    assert sorted(p.name for p in report_dir.glob("*.png")) == [
+        "error_vs_concurrency.png", "parity_mean_tpot_ms.png", "parity_mean_ttft_ms.png",
+        "parity_output_tokens_per_s.png"]
 
 
 def test_throughput_mode_sweep(tiny, tmp_path):
