@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from calibrate.fit import CoefficientFitter
+from calibrate.memory_fit import fit_memory
 from calibrate.observations import from_runs
 from estimator.coefficients import choose, save_fit
 from estimator.errors import PlannerError
@@ -58,6 +59,7 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
     inputs_hash = hashlib.sha256((payload + json.dumps(base.to_dict(), sort_keys=True)).encode()).hexdigest()
     existing = next((f for f in store.list_fits() if f.inputs_hash == inputs_hash), None)
     fitter = CoefficientFitter(base=base, name=name or "fit").fit(obs.inputs, obs.measured)
+    memory_coefficients, memory_values, memory_errors, memory_refused = fit_memory(obs.runs, fitter.coefficients_)
     cv, how = _cross_validate(obs, {"base": base})
     pred = fitter.predict(obs.inputs)
     metrics = {"median_ape_output": float(np.median(_ape(pred.output_tokens_per_s,
@@ -67,8 +69,8 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
              "vllm_version": vllm_version or (sorted({r.vllm_version for r in obs.runs if r.vllm_version}) or [None])[0]}
     names = [p.name for p in fitter.params_]
     if existing is None:
-        record = FitRecord(name=name or "fit", coefficients=fitter.coefficients_.to_dict(),
-                           standard_errors=fitter.stderr_, covariance={"parameters": names,
+        record = FitRecord(name=name or "fit", coefficients=memory_coefficients.to_dict(),
+                           standard_errors={**fitter.stderr_, **memory_errors}, covariance={"parameters": names,
                                                                         "matrix": fitter.covariance_.tolist()},
                            metrics=metrics, scope=scope, inputs_hash=inputs_hash,
                            run_ids=tuple(r.id for r in obs.runs),
@@ -78,12 +80,14 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
         fit_id = store.add_fit(record)
     else:
         fit_id = existing.id
-    named = dataclasses.replace(fitter.coefficients_, name=name or f"fit-{fit_id}")
+    named = dataclasses.replace(memory_coefficients, name=name or f"fit-{fit_id}")
     path = save_fit(named, fit_id, inputs_hash, scope, datetime.now(timezone.utc).isoformat(), coefficients_dir())
     before = {p.name: p.initial for p in fitter.params_}
+    before.update({k: (1.0 if k.endswith("_scale") else getattr(fitter.coefficients_, k)) for k in memory_values})
     return {"fit_id": fit_id, "name": named.name, "existing": existing is not None, "runs": len(obs.runs),
-            "points": fitter.n_points_, "coefficients": fitter.coef_, "standard_errors": fitter.stderr_,
-            "before": before, "refused": fitter.refused_, "skipped": list(obs.skipped), "metrics": metrics,
+            "points": fitter.n_points_, "coefficients": {**fitter.coef_, **memory_values},
+            "standard_errors": {**fitter.stderr_, **memory_errors}, "before": before,
+            "refused": fitter.refused_ + memory_refused, "skipped": list(obs.skipped), "metrics": metrics,
             "scope": scope, "inputs_hash": inputs_hash, "file": path}
 
 

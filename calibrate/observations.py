@@ -29,7 +29,8 @@ class Observations:
                             tuple(self.runs[i] for i in index), self.skipped)
 
 
-def _plan_inputs(run: RunRecord) -> PerfInputs:
+def plan_of(run: RunRecord):
+    """The plan for a stored run's configuration and workload, with the default coefficients."""
     if not run.gpu:
         raise PlannerError("no GPU recorded (import it with --gpu)")
     w = run.workload
@@ -41,10 +42,14 @@ def _plan_inputs(run: RunRecord) -> PerfInputs:
                         concurrency=int(w["concurrency"]) if run.benchmark == "serve" and w.get("concurrency") else None,
                         request_rate=float(w["request_rate"]) if run.benchmark == "serve" and w.get("request_rate")
                         and not w.get("concurrency") else None)
-    plan = make_plan(request, DEFAULT, workload)
+    return make_plan(request, DEFAULT, workload)
+
+
+def _plan_inputs(run: RunRecord) -> PerfInputs:
+    plan = plan_of(run)
     if not plan.memory.fits:
         raise PlannerError(f"the plan says it does not fit ({plan.memory.reason})")
-    return perf_inputs(plan.arch, plan.gpu, plan.config, plan.quant, plan.memory.num_gpu_blocks, workload)
+    return perf_inputs(plan.arch, plan.gpu, plan.config, plan.quant, plan.memory.num_gpu_blocks, plan.workload)
 
 
 def from_runs(runs: list[RunRecord]) -> Observations:
