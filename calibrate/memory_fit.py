@@ -16,7 +16,7 @@ from calibrate.observations import plan_of
 from estimator.coefficients import Coefficients
 from estimator.errors import PlannerError
 from estimator.gpus import GIB
-from estimator.memory import activation_bytes, cuda_graph_bytes, non_torch_bytes, pp_layer_ranges
+from estimator.memory import activation_bytes, cuda_graph_bytes, pp_layer_ranges
 
 ACTIVATION_FIELDS = ("act_hidden_buffers", "act_mlp_buffers", "act_moe_buffers", "sampler_fp32_copies")
 GRAPH_FIELDS = ("cuda_graph_mib_per_size", "cuda_graph_mib_per_size_layer")
@@ -49,25 +49,22 @@ def fit_memory(runs, co: Coefficients) -> tuple[Coefficients, dict, dict, list[s
             if predicted > 0:
                 graphs.append(m["cuda_graph_gib"] / predicted)
         if m.get("non_torch_gib") is not None and pp == 1:
-            non_torch.append((cfg.tensor_parallel_size - 1, m["non_torch_gib"], non_torch_bytes(cfg, co) / GIB))
+            non_torch.append((cfg.tensor_parallel_size - 1, m["non_torch_gib"]))
     values, errors, refused, changes = {}, {}, [], {}
-    if act:
-        scale, err = _scale(act)
-        for f in ACTIVATION_FIELDS:
-            changes[f] = getattr(co, f) * scale
-        values["activation_scale"], errors["activation_scale"] = scale, err
-    else:
-        refused.append("activation terms: no run recorded the activation peak (vLLM logs it on GPUs); kept")
-    if graphs:
-        scale, err = _scale(graphs)
-        for f in GRAPH_FIELDS:
-            changes[f] = getattr(co, f) * scale
-        values["cuda_graph_scale"], errors["cuda_graph_scale"] = scale, err
-    else:
-        refused.append("CUDA graph terms: no run with CUDA graphs recorded their memory; kept")
+    scaled = (("activation_scale", act, ACTIVATION_FIELDS,
+               "activation terms: no run recorded the activation peak (vLLM logs it on GPUs); kept"),
+              ("cuda_graph_scale", graphs, GRAPH_FIELDS,
+               "CUDA graph terms: no run with CUDA graphs recorded their memory; kept"))
+    for key, ratios, coefficient_fields, refusal in scaled:
+        if not ratios:
+            refused.append(refusal)
+            continue
+        values[key], errors[key] = _scale(ratios)
+        for f in coefficient_fields:
+            changes[f] = getattr(co, f) * values[key]
     if non_torch:
-        ranks = np.array([x for x, _, _ in non_torch], dtype=float)
-        measured = np.array([y for _, y, _ in non_torch])
+        ranks = np.array([x for x, _ in non_torch], dtype=float)
+        measured = np.array([y for _, y in non_torch])
         if len(set(ranks)) >= 2:
             design = np.column_stack([np.ones_like(ranks), ranks])
             coef, *_ = np.linalg.lstsq(design, measured, rcond=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -163,6 +164,4 @@ def detect() -> tuple[GpuSpec, int]:
     except PlannerError:
         known = None
     spec = custom(total / GIB, like=known)
-    return GpuSpec(known.name if known else name, spec.vendor, spec.memory_gib, spec.memory_bandwidth_gbs,
-                   spec.bf16_tflops, spec.fp16_tflops, spec.fp8_tflops, spec.arch, spec.interconnect,
-                   "detected"), count
+    return dataclasses.replace(spec, name=known.name if known else name, source="detected"), count

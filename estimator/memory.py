@@ -260,10 +260,6 @@ class Pool:
     def fits(self):
         return self.weights_fit & self.overheads_fit & self.kv_fits
 
-    @property
-    def max_concurrency(self):
-        return self.num_blocks / self.per_request
-
 
 def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[float]) -> Pool:
     """Everything vLLM decides before it starts, for one (TP, PP) layout and weights per stage."""

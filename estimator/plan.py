@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from estimator import architecture, gpus, model_source
 from estimator.architecture import ModelArch
-from estimator.coefficients import DEFAULT, Coefficients, choose
+from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
@@ -280,12 +280,7 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     chosen = dataclasses.replace(request, num_gpus=best["gpus_per_replica"], **{
         k: best[k] for k in ("tensor_parallel_size", "pipeline_parallel_size", "quantization", "kv_cache_dtype",
                              "max_model_len", "max_num_seqs", "max_num_batched_tokens")})
-    share = workload
-    if best["replicas"] > 1 and not workload.saturated:
-        share = dataclasses.replace(
-            workload, concurrency=-(-workload.concurrency // best["replicas"]) if workload.concurrency else None,
-            request_rate=workload.request_rate / best["replicas"] if workload.request_rate else None)
-    plan = make_plan(chosen, coefficients, share)
+    plan = make_plan(chosen, coefficients, workload.per_replica(best["replicas"]))
     note = (f"{best['replicas']} replicas of this configuration use the {num_gpus} GPUs; each serves "
             f"1/{best['replicas']} of the workload (the performance above is per replica)") \
         if best["replicas"] > 1 else None

@@ -80,14 +80,6 @@ def _options(arch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload)
                 else list(MAX_NUM_BATCHED_TOKENS))
 
 
-def _replica_workload(workload: Workload, replicas: int) -> Workload:
-    if workload.concurrency:
-        return Workload(workload.input_len, workload.output_len, concurrency=math.ceil(workload.concurrency / replicas))
-    if workload.request_rate:
-        return Workload(workload.input_len, workload.output_len, request_rate=workload.request_rate / replicas)
-    return Workload(workload.input_len, workload.output_len)
-
-
 def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
     """All candidates, as columns of equal length."""
     rows: dict[str, list] = {k: [] for k in ("tp", "pp", "quant", "replicas", *GRID_FIELDS, "fits", "weights_fit",
@@ -118,7 +110,7 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
         valid = tokens >= seqs
         fits = np.asarray(pool.fits) & valid
         prediction = predict(perf_inputs(arch, gpu, cfg, scheme, pool.num_blocks,
-                                         _replica_workload(workload, replicas)), co)
+                                         workload.per_replica(replicas)), co)
         n = len(kv)
         for key, value in (("tp", tp), ("pp", pp), ("quant", quant), ("replicas", replicas)):
             rows[key] += [value] * n

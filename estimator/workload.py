@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from estimator.errors import PlannerError
 
@@ -42,6 +42,13 @@ class Workload:
     def saturated(self) -> bool:
         """No concurrency and no rate: offline throughput with the largest batch the configuration admits."""
         return self.concurrency is None and self.request_rate is None
+
+    def per_replica(self, replicas: int) -> "Workload":
+        """The share of this workload one of ``replicas`` identical instances serves."""
+        if replicas <= 1 or self.saturated:
+            return self
+        return replace(self, concurrency=-(-self.concurrency // replicas) if self.concurrency else None,
+                       request_rate=self.request_rate / replicas if self.request_rate else None)
 
     def to_dict(self) -> dict:
         return asdict(self)

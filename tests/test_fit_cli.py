@@ -11,7 +11,6 @@ from calibrate.cli import main as calibrate
 from calibrate.importers import CSV_COLUMNS
 from estimator.cli import main as estimator
 from estimator.coefficients import DEFAULT
-from estimator.performance import predict
 from estimator.plan import PlanRequest, make_plan
 from estimator.workload import Workload
 
