@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ CSV_COLUMNS = ("model", "gpu", "num_gpus", "tensor_parallel_size", "pipeline_par
                "kv_cache_dtype", "max_model_len", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization",
                "benchmark", "input_len", "output_len", "concurrency", "request_rate", "num_prompts",
                "request_throughput", "output_tokens_per_s", "total_tokens_per_s", "mean_ttft_ms", "mean_tpot_ms",
-               "mean_itl_ms", "weights_gib", "kv_cache_gib", "kv_cache_tokens", "vllm_version", "source")
+               "mean_itl_ms", "weights_gib", "kv_cache_gib", "kv_cache_tokens", "vllm_version", "source", "notes")
 CSV_METRICS = ("request_throughput", "output_tokens_per_s", "total_tokens_per_s", "mean_ttft_ms", "mean_tpot_ms",
                "mean_itl_ms", "weights_gib", "kv_cache_gib", "kv_cache_tokens")
 INT_FIELDS = {"num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
@@ -50,6 +51,11 @@ SERVE_ALIASES = {
     "total_output_tokens": ("total_output_tokens",),
 }
 LATENCIES = ("ttft", "tpot", "itl", "e2el")
+# `vllm bench serve --request-rate inf` (its default) sends every prompt at once; the result files and the
+# corpus write the rate as "inf", which is kept as that string (JSON has no infinity).
+ALL_AT_ONCE = "inf"
+# Reports write dtypes as the short names; vLLM's --dtype takes the long ones (it refuses "bf16").
+DTYPE_SPELLINGS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 class ImportFailure(Exception):
@@ -75,6 +81,7 @@ class ParsedFile:
     path: str
     content_hash: str
     records: list[RunRecord]
+    refused: tuple[str, ...] = ()  # "line N: why" for records that are not stored (a GPU the catalog lacks)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
@@ -90,6 +97,21 @@ def _number(value):
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _flag_value(cell: str) -> str:
+    """A flag value as reports write it: a remark in parentheses is dropped ("fp8 (native checkpoint)" is
+    fp8) and short dtype names are spelled as vLLM takes them. What is left is not interpreted further: a
+    value vLLM does not know is refused when the run is planned, with the reason."""
+    bare = re.sub(r"\s*\([^)]*\)\s*$", "", cell).strip() or cell
+    return DTYPE_SPELLINGS.get(bare, bare)
+
+
+def _rate(value):
+    """A request rate: a number, or ALL_AT_ONCE for infinity."""
+    if isinstance(value, (str, float)) and str(value).strip().lower() in ("inf", "infinity"):
+        return ALL_AT_ONCE
+    return _number(value)
 
 
 def _read_text(path: Path) -> tuple[str, str]:
@@ -194,7 +216,7 @@ def serve_record(data: dict, index: int) -> RunRecord:
         notes["total_tokens_per_s"] = "derived: (total_input_tokens + total_output_tokens) / duration"
     completed = metrics.get("completed") or 0
     workload = {"num_prompts": data.get("num_prompts"), "concurrency": data.get("max_concurrency"),
-                "request_rate": _number(data.get("request_rate"))}
+                "request_rate": _rate(data.get("request_rate"))}
     for name, lens, total in (("input_len", "input_lens", "total_input_tokens"),
                               ("output_len", "output_lens", "total_output_tokens")):
         if isinstance(data.get(lens), list) and data[lens]:
@@ -357,6 +379,8 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
             cell = (row.get(column) or "").strip()
             if not cell:
                 return None
+            if column == "request_rate" and _rate(cell) == ALL_AT_ONCE:
+                return ALL_AT_ONCE
             if column in INT_FIELDS:
                 number = _number(cell)
                 if number is None or number != int(number):
@@ -376,6 +400,9 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
             raise ImportFailure(f"{path}: line {line}: benchmark must be throughput or serve, got "
                                 f"{values.get('benchmark')!r}")
         config = {k: values[k] for k in CONFIG_KEYS if values.get(k) is not None}
+        for key in ("dtype", "quantization", "kv_cache_dtype"):
+            if isinstance(config.get(key), str):
+                config[key] = _flag_value(config[key])
         workload = {k: values[k] for k in ("input_len", "output_len", "concurrency", "request_rate", "num_prompts")
                     if values.get(k) is not None}
         metrics = {k: values[k] for k in CSV_METRICS if values.get(k) is not None}
@@ -383,7 +410,8 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
             model=values["model"], benchmark=values["benchmark"], gpu=values.get("gpu"),
             num_gpus=values.get("num_gpus"), config=config, workload=workload, metrics=metrics,
             metric_notes={k: f"CSV column {k}" for k in metrics}, vllm_version=values.get("vllm_version"),
-            record_index=index, labels={"source": values["source"]} if values.get("source") else {}))
+            record_index=index, labels={"source": values["source"]} if values.get("source") else {},
+            notes=values.get("notes")))
     if not records:
         raise ImportFailure(f"{path}: the CSV has a header but no rows")
     return records
@@ -392,7 +420,8 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
 def csv_row(record: RunRecord) -> dict:
     """A RunRecord as a row of the documented CSV (what `calibrate runs export --format csv` writes)."""
     row = {"model": record.model, "gpu": record.gpu, "num_gpus": record.num_gpus, "benchmark": record.benchmark,
-           "vllm_version": record.vllm_version, "source": record.labels.get("source") or record.source_file}
+           "vllm_version": record.vllm_version, "source": record.labels.get("source") or record.source_file,
+           "notes": record.notes}
     row.update({k: record.config.get(k) for k in CONFIG_KEYS if k in CSV_COLUMNS})
     row.update({k: record.workload.get(k) for k in ("input_len", "output_len", "concurrency", "request_rate",
                                                      "num_prompts")})
@@ -431,7 +460,29 @@ def parse_file(path: Path, over: Overrides = Overrides()) -> ParsedFile:
                                 "--append-result, a vllm bench sweep directory, guidellm report JSON, or the "
                                 "documented CSV)") from None
     records = [replace(_apply(r, over), source="imported", source_file=where, content_hash=digest) for r in records]
-    return ParsedFile(where, digest, records)
+    kept, refused = _canonical_gpus(records, csv_lines=path.suffix.lower() == ".csv")
+    if records and not kept:
+        raise ImportFailure(f"{path}: no record can be stored ({refused[0]}{' ...' if len(refused) > 1 else ''})")
+    return ParsedFile(where, digest, kept, tuple(refused))
+
+
+def _canonical_gpus(records: list[RunRecord], csv_lines: bool) -> tuple[list[RunRecord], list[str]]:
+    """Every stored GPU name is the catalog's, so a fit's scope matches the GPU a plan names; a name the
+    catalog cannot place is refused with the reason rather than stored under a name no plan can use."""
+    from estimator.errors import PlannerError
+    from estimator.gpus import canonical_name
+
+    kept, refused = [], []
+    for record in records:
+        if not record.gpu:
+            kept.append(record)
+            continue
+        try:
+            kept.append(replace(record, gpu=canonical_name(record.gpu)))
+        except PlannerError as err:
+            where = f"line {record.record_index + 2}" if csv_lines else f"record {record.record_index}"
+            refused.append(f"{where}: {err}")
+    return kept, refused
 
 
 def expand(paths: list[str]) -> list[Path]:

@@ -67,8 +67,13 @@ def _key(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _raw_catalog() -> dict:
+    return json.loads(resources.files("estimator").joinpath("data/gpus.json").read_text())
+
+
+@lru_cache(maxsize=1)
 def _catalog() -> tuple[dict[str, GpuSpec], dict[str, str]]:
-    raw = json.loads(resources.files("estimator").joinpath("data/gpus.json").read_text())
+    raw = _raw_catalog()
     specs: dict[str, GpuSpec] = {}
     keys: dict[str, str] = {}
     for g in raw["gpus"]:
@@ -124,6 +129,46 @@ def lookup(name: str) -> GpuSpec:
     hint = f"closest known: {', '.join(close)}; " if close else ""
     raise PlannerError(f"unknown GPU {name!r}: {hint}use one of the names in `estimator gpus`, or "
                        "--gpu-memory-gib for a custom device")
+
+
+_PARENTHETICAL = re.compile(r"\([^)]*\)")
+_MEMORY_TOKEN = re.compile(r"\b(\d+)\s*GB\b", re.IGNORECASE)
+
+
+def resolve_written(name: str) -> GpuSpec:
+    """The catalog GPU for a name as people write it in reports ("H100 80GB (form factor not stated)",
+    "RTX 5090 32GB", "NVIDIA A100-SXM4-80GB"): the exact lookup first, then without remarks in parentheses,
+    then without a memory size, which must then agree with the catalog part's nominal size. Anything else is
+    refused, never guessed."""
+    try:
+        return lookup(name)
+    except PlannerError as err:
+        refusal = err
+    bare = _PARENTHETICAL.sub(" ", name).strip()
+    candidates = [bare] if bare and bare != name else []
+    sizes = [int(m) for m in _MEMORY_TOKEN.findall(bare)]
+    if len(sizes) == 1:
+        candidates.append(_MEMORY_TOKEN.sub(" ", bare).strip())
+    for candidate in candidates:
+        hit = _catalog()[1].get(_key(candidate))
+        if hit is None:
+            continue
+        spec = _catalog()[0][hit]
+        if candidate is not bare and sizes and abs(_nominal_gb(spec) - sizes[0]) > 0.1 * sizes[0]:
+            raise PlannerError(f"GPU {name!r}: {spec.name} has {_nominal_gb(spec):g} GB, not {sizes[0]} GB; "
+                               "name the part exactly (see `estimator gpus`)")
+        return spec
+    raise refusal
+
+
+def canonical_name(name: str) -> str:
+    """The catalog's name for a GPU as written anywhere (nvidia-smi, reports, the CLI); "cpu" stays "cpu"."""
+    return "cpu" if name.strip().lower() == "cpu" else resolve_written(name).name
+
+
+def _nominal_gb(spec: GpuSpec) -> float:
+    raw = next(g for g in _raw_catalog()["gpus"] if g["name"] == spec.name)
+    return float(raw.get("memory_nominal_gb") or spec.memory_gib * GIB / 1e9)
 
 
 def custom(memory_gib: float, like: GpuSpec | None = None) -> GpuSpec:

@@ -65,6 +65,7 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     log_tail: Mapped[str | None] = mapped_column(Text)
     labels: Mapped[dict | None] = mapped_column(JSON)
+    notes: Mapped[str | None] = mapped_column(Text)
 
     host: Mapped[Host | None] = relationship(back_populates="runs")
     memory_samples: Mapped[list["MemorySampleRow"]] = relationship(

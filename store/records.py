@@ -91,6 +91,7 @@ class RunRecord:
     error: str | None = None
     log_tail: str | None = None
     labels: dict = field(default_factory=dict)
+    notes: str | None = None  # what the source says about the run (the public corpus' notes column)
     host: HostRecord | None = None
     memory_samples: tuple[MemorySample, ...] = ()
     id: int | None = None  # assigned by the store

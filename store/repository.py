@@ -130,7 +130,7 @@ class Store:
             started_at=record.started_at, finished_at=record.finished_at, created_at=_now(), config=record.config,
             workload=record.workload, metrics=record.metrics, metric_notes=record.metric_notes,
             prediction=record.prediction, error=record.error, log_tail=record.log_tail, labels=record.labels or None,
-            memory_samples=[MemorySampleRow(t_s=s.t_s, device=s.device, used_bytes=s.used_bytes)
+            notes=record.notes, memory_samples=[MemorySampleRow(t_s=s.t_s, device=s.device, used_bytes=s.used_bytes)
                             for s in record.memory_samples])
 
     def import_runs(self, records: list[RunRecord], content_hash: str | None) -> int:
@@ -190,7 +190,7 @@ class Store:
             num_gpus=row.num_gpus, status=row.status, source=row.source, source_file=row.source_file,
             content_hash=row.content_hash, record_index=row.record_index, vllm_version=row.vllm_version,
             started_at=row.started_at, finished_at=row.finished_at, error=row.error, log_tail=row.log_tail,
-            labels=row.labels or {},
+            labels=row.labels or {}, notes=row.notes,
             host=HostRecord.from_dict({c: getattr(host, c) for c in HostRecord.__dataclass_fields__
                                        if hasattr(host, c)}) if host else None,
             memory_samples=tuple(MemorySample(s.t_s, s.device, s.used_bytes) for s in row.memory_samples))

@@ -24,7 +24,9 @@ def test_vllm_bench_serve_json_keeps_its_numbers_and_normalises_names():
     for key in ("mean_ttft_ms", "median_tpot_ms", "p99_itl_ms", "mean_e2el_ms"):
         assert run.metrics[key] == raw[key]
     assert run.metric_notes["output_tokens_per_s"] == "vllm bench serve: output_throughput"
+    assert raw["request_rate"] == "inf"  # the default: all at once, kept as the string the file writes
     assert run.workload == {"num_prompts": raw["num_prompts"], "concurrency": raw["max_concurrency"],
+                            "request_rate": "inf",
                             "input_len": raw["total_input_tokens"] // raw["completed"],
                             "output_len": raw["total_output_tokens"] // raw["completed"]}
     assert run.metric_notes["workload.input_len"] == "total_input_tokens / completed"

@@ -16,8 +16,8 @@ def test_wheel_ships_the_migrations_and_they_run(tmp_path):
     [wheel] = wheels.glob("vllm_planner-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"migrations/env.py", "migrations/script.py.mako", "migrations/versions/0001_hosts_runs_memory_samples.py",
-            "migrations/versions/0002_fits_and_run_labels.py", "estimator/data/models.json",
-            "estimator/data/gpus.json"} <= names
+            "migrations/versions/0002_fits_and_run_labels.py", "migrations/versions/0003_run_notes.py",
+            "estimator/data/models.json", "estimator/data/gpus.json", "estimator/data/default_coefficients.json"} <= names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
@@ -28,4 +28,4 @@ def test_wheel_ships_the_migrations_and_they_run(tmp_path):
                           f"{db!r}]; main()"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     location, result = out.stdout.splitlines()
-    assert location.startswith(str(target)) and result == "empty -> 0002"
+    assert location.startswith(str(target)) and result == "empty -> 0003"
