@@ -274,9 +274,14 @@ def fit_(db, gpu, model, vllm_version, since, name, labels, as_json) -> None:
         return
     click.echo(f"fit {result['fit_id']} ({result['name']}) on {result['runs']} run(s), {result['points']} points"
                + (" - the same runs were fitted before, as this fit" if result["existing"] else ""))
-    click.echo(f"{'coefficient':<44} {'value':>9} {'std err':>9} {'before':>9}")
+    click.echo(f"{'coefficient':<44} {'value':>9} {'std err':>9} {'prior':>9} {'moved':>7}")
     for key, value in result["coefficients"].items():
-        click.echo(f"{key:<44} {value:9.4f} {result['standard_errors'][key]:9.4f} {result['before'][key]:9.4f}")
+        moved = result["moved"].get(key)
+        click.echo(f"{key:<44} {value:9.4f} {result['standard_errors'][key]:9.4f} {result['before'][key]:9.4f} "
+                   + (f"{moved:+6.2f}w" if moved is not None else "       "))
+    click.echo("(moved: how far the data moved each term from its prior, in prior widths)")
+    for message in result["unidentified"]:
+        click.echo(f"unidentified: {message}")
     for message in result["refused"]:
         click.echo(f"not fitted: {message}")
     for message in result["skipped"]:
@@ -285,7 +290,10 @@ def fit_(db, gpu, model, vllm_version, since, name, labels, as_json) -> None:
     click.echo(f"median |error| on output tok/s: {result['metrics']['median_ape_output']:.1%} fitted"
                + (f", {cv:.1%} cross-validated ({result['metrics']['cv']})" if cv is not None else
                   f" ({result['metrics']['cv']})"))
-    click.echo(f"coefficients for `estimator plan`: {result['file']}")
+    if result["adopted"]:
+        click.echo(f"coefficients for `estimator plan`: {result['file']}")
+    else:
+        click.echo(f"not adopted: {result['not_adopted']}; kept in {result['file']}")
 
 
 @main.command("report")

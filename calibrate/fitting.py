@@ -15,6 +15,7 @@ from calibrate.memory_fit import fit_memory
 from calibrate.observations import from_runs
 from estimator.coefficients import choose, save_fit
 from estimator.errors import PlannerError
+from estimator.performance import predict
 from estimator.paths import coefficients_dir
 from store import FitRecord, Store
 
@@ -24,9 +25,10 @@ def _ape(pred, measured) -> np.ndarray:
     return np.abs(np.asarray(pred, dtype=float)[ok] / measured[ok] - 1)
 
 
-def _cross_validate(obs, fitter_args) -> tuple[float | None, str]:
+def _cross_validate(obs, fitter_args, base=None) -> tuple[float | None, str, float | None]:
     """Median absolute error on output tokens/s of held-out runs: leave one model out where there are several
-    models, else five folds (none below three runs)."""
+    models, else five folds (none below three runs); and the same runs' error with ``base`` unfitted, so the fit
+    can be judged against what plans used before."""
     models = sorted({r.model for r in obs.runs})
     n = len(obs.runs)
     if len(models) > 1:
@@ -35,8 +37,8 @@ def _cross_validate(obs, fitter_args) -> tuple[float | None, str]:
         k = min(5, n)
         folds, how = [list(range(i, n, k)) for i in range(k)], f"{k}-fold"
     else:
-        return None, "too few runs to cross-validate"
-    errors = []
+        return None, "too few runs to cross-validate", None
+    errors, unfitted = [], []
     for held in folds:
         train = [i for i in range(n) if i not in held]
         if not train:
@@ -45,7 +47,10 @@ def _cross_validate(obs, fitter_args) -> tuple[float | None, str]:
                                                       {m: v[train] for m, v in obs.measured.items()})
         pred = fitter.predict(obs.inputs.take(np.array(held)))
         errors.extend(_ape(pred.output_tokens_per_s, obs.measured["output_tokens_per_s"][held]).tolist())
-    return (float(np.median(errors)) if errors else None), how
+        if base is not None:
+            before = predict(obs.inputs.take(np.array(held)), base)
+            unfitted.extend(_ape(before.output_tokens_per_s, obs.measured["output_tokens_per_s"][held]).tolist())
+    return (float(np.median(errors)) if errors else None), how, (float(np.median(unfitted)) if unfitted else None)
 
 
 def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None, name=None, labels=None) -> dict:
@@ -60,11 +65,17 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
     existing = next((f for f in store.list_fits() if f.inputs_hash == inputs_hash), None)
     fitter = CoefficientFitter(base=base, name=name or "fit").fit(obs.inputs, obs.measured)
     memory_coefficients, memory_values, memory_errors, memory_refused = fit_memory(obs.runs, fitter.coefficients_)
-    cv, how = _cross_validate(obs, {"base": base})
+    cv, how, cv_base = _cross_validate(obs, {"base": base}, base)
     pred = fitter.predict(obs.inputs)
     metrics = {"median_ape_output": float(np.median(_ape(pred.output_tokens_per_s,
                                                           obs.measured["output_tokens_per_s"]))),
-               "cv_median_ape_output": cv, "cv": how, "spread": fitter.spread_, "points": fitter.n_points_}
+               "cv_median_ape_output": cv, "cv": how, "cv_median_ape_output_defaults": cv_base,
+               "spread": fitter.spread_, "points": fitter.n_points_}
+    # Plans never adopt silently a fit that predicts unseen runs worse than the defaults did.
+    adopt, why_not = True, None
+    if cv is not None and cv_base is not None and cv > cv_base:
+        adopt, why_not = False, (f"cross-validated error {cv:.1%} is worse than the defaults' {cv_base:.1%} on the "
+                                 "same runs; plans keep their coefficients (use --coefficients FIT_ID to try it)")
     scope = {"gpu": gpus[0] if len(gpus) == 1 else None, "model": model,
              "vllm_version": vllm_version or (sorted({r.vllm_version for r in obs.runs if r.vllm_version}) or [None])[0]}
     names = [p.name for p in fitter.params_]
@@ -80,13 +91,15 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
         fit_id = store.add_fit(record)
     else:
         fit_id = existing.id
-    named = dataclasses.replace(memory_coefficients, name=name or f"fit-{fit_id}")
-    path = save_fit(named, fit_id, inputs_hash, scope, datetime.now(timezone.utc).isoformat(), coefficients_dir())
-    before = {p.name: p.initial for p in fitter.params_}
+    named = dataclasses.replace(memory_coefficients, name=name or f"fit-{fit_id}", provenance={})
+    path = save_fit(named, fit_id, inputs_hash, scope, datetime.now(timezone.utc).isoformat(), coefficients_dir(),
+                    adopt=adopt)
+    before = {p.name: p.prior for p in fitter.params_}
     before.update({k: (1.0 if k.endswith("_scale") else getattr(fitter.coefficients_, k)) for k in memory_values})
     return {"fit_id": fit_id, "name": named.name, "existing": existing is not None, "runs": len(obs.runs),
             "points": fitter.n_points_, "coefficients": {**fitter.coef_, **memory_values},
             "standard_errors": {**fitter.stderr_, **memory_errors}, "before": before,
+            "moved": fitter.moved_, "unidentified": fitter.unidentified_, "adopted": adopt, "not_adopted": why_not,
             "refused": fitter.refused_ + memory_refused, "skipped": list(obs.skipped), "metrics": metrics,
             "scope": scope, "inputs_hash": inputs_hash, "file": path}
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibrate.fit import METRICS, stack
+from calibrate.importers import ALL_AT_ONCE
 from estimator.coefficients import DEFAULT
 from estimator.errors import PlannerError
 from estimator.performance import PerfInputs, perf_inputs
 from estimator.plan import SERVE_FLAGS, PlanRequest, make_plan
+from estimator.serve_config import V0_MAX_NUM_SEQS, is_v0_engine
 from estimator.workload import Workload
 from store.records import RunRecord
 
@@ -37,12 +39,37 @@ def plan_of(run: RunRecord):
     if not w.get("input_len") or not w.get("output_len"):
         raise PlannerError("no input/output length recorded (import it with --input-len and --output-len)")
     flags = {k: v for k, v in run.config.items() if k in SERVE_FLAGS and v is not None}
+    if is_v0_engine(run.vllm_version) and "max_num_seqs" not in flags:
+        flags["max_num_seqs"] = V0_MAX_NUM_SEQS
     request = PlanRequest(model=run.model, gpu=run.gpu, num_gpus=run.num_gpus, **flags)
-    workload = Workload(int(w["input_len"]), int(w["output_len"]),
-                        concurrency=int(w["concurrency"]) if run.benchmark == "serve" and w.get("concurrency") else None,
-                        request_rate=float(w["request_rate"]) if run.benchmark == "serve" and w.get("request_rate")
-                        and not w.get("concurrency") else None)
-    return make_plan(request, DEFAULT, workload)
+    workload = workload_of(run)
+    plan = make_plan(request, DEFAULT, workload)
+    cap = run.workload.get("concurrency")
+    if workload.request_rate and cap and plan.performance is not None and (
+            plan.performance.saturated or plan.performance.batch > int(cap)):
+        # Arrivals faster than the --max-concurrency cap lets through: a closed loop at the cap.
+        plan = make_plan(request, DEFAULT, Workload(workload.input_len, workload.output_len, concurrency=int(cap),
+                                                    num_prompts=workload.num_prompts))
+    return plan
+
+
+def workload_of(run: RunRecord) -> Workload:
+    """The traffic a stored run saw. `vllm bench serve` runs its prompts under --max-concurrency when given,
+    else at --request-rate, where "inf" (its default) sends all of them at once: a closed loop as wide as
+    the number of prompts, of which the engine admits what it can and queues the rest. A finite rate below
+    the concurrency cap is an open loop. Fewer prompts than the cap never run more at once than there are."""
+    w = run.workload
+    inp, out = int(w["input_len"]), int(w["output_len"])
+    prompts = int(w["num_prompts"]) if w.get("num_prompts") else None
+    if run.benchmark != "serve":
+        return Workload(inp, out, num_prompts=prompts)
+    rate = w.get("request_rate")
+    if rate not in (None, ALL_AT_ONCE) and float(rate) > 0:
+        return Workload(inp, out, request_rate=float(rate), num_prompts=prompts)
+    concurrency = int(w["concurrency"]) if w.get("concurrency") else prompts
+    if concurrency is None:
+        raise PlannerError("neither a concurrency, a request rate nor a number of prompts is recorded")
+    return Workload(inp, out, concurrency=min(concurrency, prompts or concurrency), num_prompts=prompts)
 
 
 def _plan_inputs(run: RunRecord) -> PerfInputs:

@@ -57,10 +57,14 @@ class PerfInputs:
     batch_cap: object  # sequences the engine runs at once: min(max_num_seqs, KV pool / (input + output))
     max_num_batched_tokens: object
     eager: object
+    weight_only_low_bit: object  # 1 where linear weights are 4-bit and dequantized in the GEMM (AWQ, GPTQ, MXFP4)
     input_len: object
     output_len: object
     concurrency: object  # 0: not given
     request_rate: object  # 0: not given
+    rocm: object = 0  # 1 on AMD GPUs (ROCm kernels)
+    num_prompts: object = 0  # requests in all (0: unbounded): an offline run admits no more than these at once
+    online: object = 1  # 1: served through the API server (vllm serve); 0: offline engine (vllm bench throughput)
 
     def take(self, index) -> "PerfInputs":
         """The subset of configurations at ``index`` (scalars are shared)."""
@@ -172,9 +176,17 @@ def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, n
         attn_flops_full=full_f, attn_flops_window=win_f, kv_full=full_kv, kv_window=win_kv, window=window,
         layers=layers, hidden=arch.hidden_size, act_bytes=cfg.dtype_bytes, active_params_rank=active,
         batch_cap=batch_cap(arch, cfg, num_blocks, workload), max_num_batched_tokens=cfg.max_num_batched_tokens,
-        eager=cfg.enforce_eager, input_len=workload.input_len, output_len=workload.output_len,
-        concurrency=workload.concurrency or 0, request_rate=workload.request_rate or 0.0,
+        eager=cfg.enforce_eager, weight_only_low_bit=weight_only_low_bit(quant), input_len=workload.input_len,
+        output_len=workload.output_len, concurrency=workload.concurrency or 0,
+        request_rate=workload.request_rate or 0.0, num_prompts=workload.num_prompts or 0,
+        online=0 if workload.saturated else 1, rocm=int(gpu.vendor == "amd"),
     )
+
+
+def weight_only_low_bit(quant: QuantScheme | None) -> int:
+    """1 where the GEMMs read packed 4-bit weights and dequantize them on the fly (Marlin-style kernels reach a
+    smaller share of the bandwidth than a plain bf16 GEMM), 0 otherwise."""
+    return int(quant is not None and quant.weight_bits <= 4 and not (quant.fp8_compute or quant.int8_compute))
 
 
 def speed_known(gpu: GpuSpec) -> bool:
@@ -211,9 +223,13 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     # Efficiencies above 1 would beat the datasheet: clipping keeps every prediction under the roofline.
     bw = x.mem_bw * clip(bw_eff * scale, 1e-3, 1.0)
     flops_rate = x.peak_flops * clip(fl_eff * scale, 1e-3, 1.0)
+    weight_bw = bw * where(x.weight_only_low_bit > 0, clip(co.low_bit_weight_factor, 1e-3, 1.0), 1.0)
+    # Attention kernels on ROCm (paged decode attention, prefill attention) reach a smaller share of the peaks.
+    attention = where(as_float(x.rocm) > 0, clip(co.rocm_attention_factor, 1e-3, 1.0), 1.0)
+    kv_bw = bw * clip(co.attention_bandwidth_factor, 1e-3, 1.0) * attention
     tp_eff = clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0)
     ar_lat = _by_kind(x.link, co.allreduce_latency_us) * 1e-6
-    moe_factor = min(1.0, co.moe_bandwidth_factor)
+    moe_factor = clip(co.moe_bandwidth_factor, 1e-3, 1.0)
     fixed = step_ms / MS + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
 
     def stage_step(n_dec, n_pre, ctx_dec, ctx_pre):
@@ -223,12 +239,12 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
         touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
         ctx_win_dec = minimum(ctx_dec, where(x.window > 0, x.window, ctx_dec))
         ctx_win_pre = minimum(ctx_pre, where(x.window > 0, x.window, ctx_pre))
-        read = x.dense_bytes + x.expert_bytes * touched / moe_factor \
-            + n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec)
-        work = x.flops_per_token * tokens + x.lm_head_flops * n_dec \
-            + n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
+        weights = (x.dense_bytes + x.expert_bytes * touched / moe_factor) / weight_bw
+        kv = n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec) / kv_bw
+        gemm = x.flops_per_token * tokens + x.lm_head_flops * n_dec
+        attn = n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
             + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)
-        t = maximum(read / bw, work / flops_rate)
+        t = maximum(weights + kv, (gemm + attn / attention) / flops_rate)
         payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / maximum(x.tp, 1)
         allreduce = where(x.tp > 1, 2 * x.layers * (ar_lat + payload / (x.link_bw * tp_eff)), 0.0)
         return t + allreduce + fixed + co.seq_overhead_us * 1e-6 * n_dec
@@ -242,13 +258,13 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     inp, out = as_float(x.input_len), as_float(x.output_len)
     cap = maximum(as_float(x.batch_cap), 1.0)
     budget = as_float(x.max_num_batched_tokens)
+    ctx_dec, ctx_pre = inp + out / 2, inp / 2
 
     def cycle(batch):
         """(TTFT without queueing, TPOT, request latency) with ``batch`` sequences running."""
         batch = maximum(batch, 1.0)
         room = maximum(budget - batch, 1)
         chunk = maximum(minimum(inp, room), 1)
-        ctx_dec, ctx_pre = inp + out / 2, inp / 2
         # Each finished request is replaced, so the other B-1 sequences bring input/output prompt tokens per
         # step. They come as whole chunks in some steps (a share f of them), not spread over all steps.
         prefill = maximum(batch - 1, 0) * inp / maximum(out, 1)
@@ -264,20 +280,37 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
 
     conc = as_float(x.concurrency)
     rate = as_float(x.request_rate)
-    closed = where(conc > 0, conc, cap)
+    prompts = as_float(x.num_prompts)
+    online = as_float(x.online) > 0
+    # An offline run admits all of its prompts, up to what the engine runs at once.
+    closed = where(conc > 0, conc, where(prompts > 0, minimum(prompts, cap), cap))
     batch = minimum(closed, cap)
+    # The API server is one process: each request and each streamed token costs it CPU time, which caps the
+    # requests per second it passes on, however fast the engine is.
+    frontend_rate = where(online, 1.0 / (co.api_request_ms / MS + out * co.api_token_us * 1e-6), math.inf)
     # Open loop (request rate): the running batch settles where batch = rate x latency (Little's law).
     if (rate > 0).any() if is_array(rate) else rate > 0:
         open_batch = batch * 0 + 1.0
         for _ in range(40):
-            open_batch = minimum(cap, maximum(rate * cycle(open_batch)[2], 1.0))
+            open_batch = minimum(cap, maximum(minimum(rate, frontend_rate) * cycle(open_batch)[2], 1.0))
         batch = where(rate > 0, open_batch, batch)
     ttft, tpot, latency = cycle(batch)
-    saturated = (rate > 0) & (rate * latency > cap * 1.001)
-    # Closed loop with more users than running slots: the rest wait a share of a request's latency.
-    queued = where((rate <= 0) & (closed > batch), (closed / batch - 1) * latency, 0.0)
-    ttft = where(saturated, math.inf, ttft + queued)
-    output_tps = where(rate > 0, minimum(rate, batch / latency) * out, batch * out / latency)
+    served = minimum(batch / latency, frontend_rate)  # requests/s the server sustains at this batch
+    # Where the API server binds, tokens reach the clients more slowly than the engine makes them.
+    stretch = maximum(batch / latency / served, 1.0)
+    tpot, latency = tpot * stretch, latency * stretch
+    saturated = (rate > 0) & ((rate * latency > cap * 1.001) | (rate > frontend_rate * 1.001))
+    # A closed loop starts its requests together and, with fixed lengths, they stay in step: each wave's prompts
+    # are prefilled one after another, so a request waits on average for half of the others' prompts.
+    others = maximum(batch - 1, 0) * inp / 2
+    burst_chunk = maximum(minimum(budget, batch * inp), 1)
+    burst = co.wave_sync * others / burst_chunk * engine_step(0.0, burst_chunk, ctx_dec, ctx_pre)
+    # More users than running slots: the rest wait for a slot, each a share of a request's latency; a finite
+    # set of prompts sent at once drains in waves, so on average half as long.
+    drains = (prompts > 0) & (prompts <= closed)
+    queued = where((rate <= 0) & (closed > batch), where(drains, 0.5, 1.0) * (closed / batch - 1) * latency, 0.0)
+    ttft = where(saturated, math.inf, ttft + where(rate > 0, 0.0, burst) + queued)
+    output_tps = where(rate > 0, minimum(rate, served), served) * out
     total_tps = output_tps * (inp + out) / maximum(out, 1)
     return Prediction(batch=batch, output_tokens_per_s=output_tps, total_tokens_per_s=total_tps,
                       ttft_ms=ttft * MS, tpot_ms=tpot * MS, itl_ms=tpot * MS,

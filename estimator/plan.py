@@ -130,7 +130,7 @@ class Plan:
                       "vllm_version_checked": VLLM_REFERENCE_VERSION},
             "workload": {k: getattr(self.workload, k) for k in ("input_len", "output_len", "concurrency",
                                                                  "request_rate", "ttft_ms", "tpot_ms", "goal")},
-            "performance": performance_dict(self.performance, self.workload, self.coefficients),
+            "performance": performance_dict(self.performance, self.workload, self.coefficients, self.gpu.name),
             "coefficients": {"name": self.coefficients.name, "version": self.coefficients.version},
             **({"search": self.search} if self.search is not None else {}),
             "warnings": list(self.warnings),
@@ -146,7 +146,8 @@ def _finite(value) -> float | None:
     return round(value, 3) if value == value and value not in (float("inf"), float("-inf")) else None
 
 
-def performance_dict(p: Prediction | None, workload: Workload, coefficients: Coefficients) -> dict | None:
+def performance_dict(p: Prediction | None, workload: Workload, coefficients: Coefficients,
+                     gpu_name: str | None = None) -> dict | None:
     if p is None:
         return None
     out = {m: _finite(getattr(p, m)) for m in PERFORMANCE_METRICS}
@@ -154,6 +155,8 @@ def performance_dict(p: Prediction | None, workload: Workload, coefficients: Coe
                        for m in PERFORMANCE_METRICS}
     out.update(batch=round(float(p.batch), 2), saturated=bool(p.saturated), coefficients_source=coefficients.name,
                mode="offline" if workload.saturated else "serve")
+    if gpu_name is not None:
+        out["efficiency_basis"] = coefficients.efficiency_basis(gpu_name)
     return out
 
 

@@ -71,6 +71,24 @@ def _positive(name: str, value, kind=int):
 CPU_BLOCK_SIZE = 128  # vLLM's CPU attention backend
 
 
+# vLLM before 0.8, and any version run with VLLM_USE_V1=0 (the V0 engine), ran at most 256 sequences on
+# every GPU (SchedulerConfig.max_num_seqs); the per-GPU defaults below came with the V1 engine.
+V0_MAX_NUM_SEQS = 256
+
+
+def is_v0_engine(vllm_version: str | None) -> bool:
+    """True for a version string that names the V0 engine or a release before 0.8 ("0.6.6", "0.9.0 V0 engine
+    (VLLM_USE_V1=0)", "main (Aug 2024, ~0.5.4)"); unknown versions are taken as current."""
+    import re
+
+    if not vllm_version:
+        return False
+    if re.search(r"\bV0\b|VLLM_USE_V1=0", vllm_version):
+        return True
+    found = re.search(r"(\d+)\.(\d+)", vllm_version)
+    return bool(found) and (int(found.group(1)), int(found.group(2))) < (0, 8)
+
+
 def batch_defaults(gpu: GpuSpec, world_size: int = 1) -> tuple[int, int]:
     """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks on this GPU (EngineArgs.get_batch_defaults)."""
     if gpu.vendor == "cpu":

@@ -19,13 +19,14 @@ class Workload:
     output_len: int = DEFAULT_OUTPUT_LEN
     concurrency: int | None = None  # closed loop, as `vllm bench serve --max-concurrency`
     request_rate: float | None = None  # open loop, Poisson arrivals per second
+    num_prompts: int | None = None  # requests in all: an offline run admits no more than these at once
     ttft_ms: float | None = None  # SLOs, on the median
     tpot_ms: float | None = None
     goal: str = "balanced"
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self):
-        for name in ("input_len", "output_len", "concurrency"):
+        for name in ("input_len", "output_len", "concurrency", "num_prompts"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise PlannerError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -48,7 +49,8 @@ class Workload:
         if replicas <= 1 or self.saturated:
             return self
         return replace(self, concurrency=-(-self.concurrency // replicas) if self.concurrency else None,
-                       request_rate=self.request_rate / replicas if self.request_rate else None)
+                       request_rate=self.request_rate / replicas if self.request_rate else None,
+                       num_prompts=-(-self.num_prompts // replicas) if self.num_prompts else None)
 
     def to_dict(self) -> dict:
         return asdict(self)

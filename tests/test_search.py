@@ -23,9 +23,9 @@ def test_search_covers_ten_thousand_candidates_on_an_eight_gpu_node():
 
 
 def test_best_meets_the_slos_and_is_the_best_by_the_goal():
-    workload = Workload(input_len=1000, output_len=300, concurrency=32, ttft_ms=500, tpot_ms=30, goal="throughput")
+    workload = Workload(input_len=1000, output_len=300, concurrency=32, ttft_ms=1500, tpot_ms=40, goal="throughput")
     r = run("Qwen/Qwen3-30B-A3B", "L40S", 4, workload)
-    assert r.best["ttft_ms"] <= 500 and r.best["tpot_ms"] <= 30
+    assert r.best["ttft_ms"] <= 1500 and r.best["tpot_ms"] <= 40
     assert all(p["output_tokens_per_s_per_gpu"] <= r.best["output_tokens_per_s_per_gpu"] + 1e-6 for p in r.pareto)
     assert r.reasons[0].startswith(f"goal throughput: best of {r.candidates:,} candidates")
     assert "TPOT" in " ".join(r.reasons)
