@@ -63,10 +63,13 @@ def test_serve_mode_sweep_then_fit_and_report(tiny, tmp_path):
     out = calibrate(tiny, db, "--concurrency", "1,2,4", "--label", "test=serve")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "[3/3] concurrency 4: " in out.stdout and "measured / predicted" in out.stdout
-    # the default coefficients are far off on a CPU: the run itself says to refit
-    assert "points fall outside the 80% interval predicted with default: refit with `calibrate fit`" in out.stdout
     store = Store.open(db)
     runs = store.list_runs()
+    # The run itself says to refit exactly when most points fall outside the interval it predicted.
+    outside = [not (r.prediction["interval"]["output_tokens_per_s"][0] <= r.metrics["output_tokens_per_s"]
+                    <= r.prediction["interval"]["output_tokens_per_s"][1]) for r in runs]
+    said = "points fall outside the 80% interval predicted with default: refit with `calibrate fit`" in out.stdout
+    assert said == (sum(outside) > len(outside) / 2), (outside, out.stdout[-2000:])
     assert [(r.status, r.benchmark, r.source, r.workload["concurrency"]) for r in runs] == [
         ("ok", "serve", "measured", 1), ("ok", "serve", "measured", 2), ("ok", "serve", "measured", 4)]
     for r in runs:

@@ -1,0 +1,232 @@
+"""Issue 9: the public corpus as data, canonical GPU names, the load terms of the step model, the regularised
+fit and the shipped defaults' provenance."""
+
+import csv
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from calibrate.cli import main as calibrate
+from calibrate.fit import PRIORS, CoefficientFitter, stack
+from calibrate.importers import CSV_COLUMNS, parse_file
+from estimator.cli import main as estimator
+from estimator.coefficients import DEFAULT, PRIOR, choose, save_fit
+from estimator.errors import PlannerError
+from estimator.gpus import canonical_name
+from estimator.performance import perf_inputs, predict
+from estimator.plan import PlanRequest, make_plan
+from estimator.workload import Workload
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus" / "throughput_public.csv"
+
+
+@pytest.fixture(scope="module")
+def corpus_path():
+    if not CORPUS.exists():
+        pytest.fail(f"the public corpus is not at {CORPUS}; it ships beside the checkout as shared/corpus")
+    return CORPUS
+
+
+# --- the corpus as data ----------------------------------------------------------------------------------------
+
+
+def test_every_corpus_row_is_stored_or_refused_with_a_reason(tmp_path, corpus_path):
+    lines = sum(1 for _ in csv.DictReader(corpus_path.open()))
+    parsed = parse_file(corpus_path)
+    assert len(parsed.records) + len(parsed.refused) == lines
+    assert all(r.notes for r in parsed.records)  # the notes column travels with each run
+    r = CliRunner().invoke(calibrate, ["import", str(corpus_path), "--db", f"sqlite:///{tmp_path}/c.db"])
+    assert r.exit_code == 0 and r.output == f"{corpus_path}: {len(parsed.records)} run(s) imported\n"
+    listed = json.loads(CliRunner().invoke(calibrate, ["runs", "list", "--db", f"sqlite:///{tmp_path}/c.db",
+                                                       "--json"]).output)
+    from estimator.gpus import catalog
+
+    names = {g.name for g in catalog()}
+    assert len(listed) == len(parsed.records) and {run["gpu"] for run in listed} <= names
+
+
+def test_a_row_whose_gpu_cannot_be_placed_is_refused_and_the_rest_stored(tmp_path):
+    path = tmp_path / "runs.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for gpu in ("NVIDIA A100-SXM4-80GB", "RTX 4090 48GB", "Mystery GPU 9000"):
+            writer.writerow({"model": "Qwen/Qwen3-8B", "gpu": gpu, "benchmark": "serve", "input_len": 128,
+                             "output_len": 64, "concurrency": 1, "output_tokens_per_s": 50.0, "notes": "n"})
+    parsed = parse_file(path)
+    assert [r.gpu for r in parsed.records] == ["A100-SXM4-80GB"]
+    assert parsed.refused[0].startswith("line 3: GPU 'RTX 4090 48GB': RTX-4090 has 24 GB, not 48 GB")
+    assert parsed.refused[1].startswith("line 4: unknown GPU 'Mystery GPU 9000'")
+
+
+@pytest.mark.parametrize("written, canonical", [
+    ("NVIDIA A100-SXM4-80GB", "A100-SXM4-80GB"), ("H100 80GB (form factor not stated)", "H100-SXM"),
+    ("AMD Instinct MI100 32GB", "MI100"), ("RTX PRO 6000 96GB (AWS g7e.24xlarge)", "RTX-PRO-6000"),
+    ("H200 SXM 141GB (AWS p5en.48xlarge)", "H200"), ("H20-3e (141GB)", "H20-3e"), ("cpu", "cpu")])
+def test_gpu_names_as_written_resolve_to_the_catalog(written, canonical):
+    assert canonical_name(written) == canonical
+
+
+def test_h20_is_never_an_h200():
+    assert canonical_name("H20 96GB") == "H20" and canonical_name("H20 141GB") == "H20-3e"
+    with pytest.raises(PlannerError, match="H20 has 96 GB, not 80 GB"):
+        canonical_name("H20 80GB")
+
+
+def test_a_fit_of_runs_imported_with_nvidia_smi_names_is_found_by_the_plan(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    path = tmp_path / "runs.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for concurrency in (1, 4, 16):
+            p = make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="A100-SXM4-80GB", max_model_len=4096), DEFAULT,
+                          Workload(512, 128, concurrency=concurrency)).performance
+            writer.writerow({"model": "Qwen/Qwen3-8B", "gpu": "NVIDIA A100-SXM4-80GB", "max_model_len": 4096,
+                             "benchmark": "serve", "input_len": 512, "output_len": 128, "concurrency": concurrency,
+                             "output_tokens_per_s": p.output_tokens_per_s * 0.8, "vllm_version": "0.32.0"})
+    db = f"sqlite:///{tmp_path}/r.db"
+    assert CliRunner().invoke(calibrate, ["import", str(path), "--db", db]).exit_code == 0
+    fit = CliRunner().invoke(calibrate, ["fit", "--db", db, "--json"])
+    assert fit.exit_code == 0, fit.output
+    assert json.loads(fit.output)["scope"]["gpu"] == "A100-SXM4-80GB"
+    r = CliRunner().invoke(estimator, ["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "A100-SXM4-80GB", "--concurrency",
+                                       "8", "--max-model-len", "4096", "--coefficients", "latest", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["performance"]["coefficients_source"].startswith("fit-")
+
+
+# --- the step model under load ---------------------------------------------------------------------------------
+
+
+def inputs_for(model, gpu, workloads, **flags):
+    items = []
+    for w in workloads:
+        plan = make_plan(PlanRequest(model=model, gpu=gpu, **flags), DEFAULT, w)
+        items.append(perf_inputs(plan.arch, plan.gpu, plan.config, plan.quant, plan.memory.num_gpu_blocks, w))
+    return stack(items)
+
+
+def test_an_overloaded_server_sustains_what_it_can_whatever_arrives_at_once():
+    counts = (64, 256, 1024, 4096, 16384)
+    x = inputs_for("Qwen/Qwen3-0.6B", "H100", [Workload(64, 8, concurrency=n, num_prompts=n) for n in counts])
+    p = predict(x, DEFAULT)
+    out = np.asarray(p.output_tokens_per_s)
+    assert np.all(np.diff(out) <= 1e-6 * out[:-1])  # never more for sending more at once
+    # the API server's per-request and per-token cost caps requests per second
+    cap = 1 / (DEFAULT.api_request_ms / 1e3 + 8 * DEFAULT.api_token_us / 1e6)
+    assert np.all(out / 8 <= cap * (1 + 1e-9))
+    ttft = np.asarray(p.ttft_ms)
+    assert np.all(np.diff(ttft) > 0)  # the excess waits
+
+
+def test_an_offline_run_admits_no_more_sequences_than_it_has_prompts():
+    x = inputs_for("meta-llama/Llama-3.1-8B-Instruct", "H100", [Workload(1000, 1000, num_prompts=n)
+                                                                  for n in (10, 100, 100000)])
+    batch = np.asarray(predict(x, DEFAULT).batch)
+    assert batch[0] == 10 and batch[1] == 100 and batch[2] == x.batch_cap[2]
+
+
+def test_the_first_token_of_a_closed_loop_waits_for_the_others_prompts():
+    x = inputs_for("meta-llama/Llama-3.1-8B-Instruct", "H100", [Workload(4000, 200, concurrency=c)
+                                                                  for c in (1, 64)])
+    in_step = predict(x, DEFAULT)
+    spread = predict(x, dataclasses.replace(DEFAULT, wave_sync=0.0))
+    assert in_step.ttft_ms[0] == pytest.approx(spread.ttft_ms[0])  # alone, nothing to wait for
+    assert in_step.ttft_ms[1] > 5 * spread.ttft_ms[1]
+    assert in_step.output_tokens_per_s[1] == pytest.approx(spread.output_tokens_per_s[1])  # same work per second
+
+
+def test_four_bit_weight_only_kernels_are_slower_than_their_bytes_say():
+    bf16 = inputs_for("Qwen/Qwen3-32B", "A100-SXM4-80GB", [Workload(512, 256, concurrency=1)], max_model_len=8192)
+    awq = inputs_for("Qwen/Qwen3-32B-AWQ", "A100-SXM4-80GB", [Workload(512, 256, concurrency=1)],
+                     max_model_len=8192)
+    assert awq.weight_only_low_bit[0] == 1 and bf16.weight_only_low_bit[0] == 0
+    speedup = float(predict(bf16, DEFAULT).tpot_ms[0] / predict(awq, DEFAULT).tpot_ms[0])
+    bytes_ratio = float(bf16.dense_bytes[0] / awq.dense_bytes[0])
+    assert 1.0 < speedup < bytes_ratio
+
+
+# --- the regularised fit ---------------------------------------------------------------------------------------
+
+
+def synthetic(x, truth, sigma=0.03, seed=0):
+    rng = np.random.default_rng(seed)
+    p = predict(x, truth)
+    n = len(x.tp)
+    return {m: np.asarray(getattr(p, a), dtype=float) * np.exp(rng.normal(0, sigma, n))
+            for m, a in (("output_tokens_per_s", "output_tokens_per_s"), ("mean_ttft_ms", "ttft_ms"),
+                         ("mean_tpot_ms", "tpot_ms"))}
+
+
+def test_terms_the_data_cannot_inform_stay_at_their_prior():
+    # Short prompts at concurrency 1 on one GPU: paged attention's share of the step is negligible.
+    x = inputs_for("meta-llama/Llama-3.1-8B-Instruct", "H100", [Workload(16, 64, concurrency=1)] * 4)
+    truth = dataclasses.replace(DEFAULT, attention_bandwidth_factor=0.3)
+    fitter = CoefficientFitter(base=DEFAULT).fit(x, synthetic(x, truth))
+    unidentified = [m.split(":")[0] for m in fitter.unidentified_]
+    assert "attention_bandwidth_factor" in unidentified
+    assert abs(fitter.moved_["attention_bandwidth_factor"]) < 0.3
+    assert fitter.coef_["attention_bandwidth_factor"] == pytest.approx(DEFAULT.attention_bandwidth_factor, rel=0.1)
+
+
+def test_every_fitted_term_stays_in_its_physical_range_even_when_the_data_pull_out_of_it():
+    x = inputs_for("meta-llama/Llama-3.1-8B-Instruct", "H100", [Workload(512, 128, concurrency=c)
+                                                                  for c in (1, 4, 16, 64)])
+    measured = synthetic(x, DEFAULT)
+    measured = {m: v * (0.3 if m == "output_tokens_per_s" else 1 / 0.3) for m, v in measured.items()}  # 3x faster
+    fitter = CoefficientFitter(base=DEFAULT).fit(x, measured)
+    for name, value in fitter.coef_.items():
+        key = name.rsplit(":", 1)[-1] if name.startswith("gpu:") else ("tp_efficiency" if name.startswith("tp:")
+                                                                        else name)
+        assert PRIORS[key].lower - 1e-9 <= value <= PRIORS[key].upper + 1e-9, (name, value)
+
+
+def test_the_fit_recovers_the_load_terms_from_data_drawn_from_the_model():
+    workloads = [Workload(i, o, concurrency=c, num_prompts=c) for i in (32, 2000) for o in (16, 256)
+                 for c in (1, 8, 64, 512, 2048)]
+    x = inputs_for("Qwen/Qwen3-0.6B", "H100", workloads)
+    truth = dataclasses.replace(DEFAULT, api_request_ms=4.0, seq_overhead_us=40.0)
+    fitter = CoefficientFitter(base=DEFAULT).fit(x, synthetic(x, truth))
+    for name, value in (("api_request_ms", 4.0), ("seq_overhead_us", 40.0)):
+        assert abs(fitter.coef_[name] / value - 1) < 0.25, (name, fitter.coef_[name], fitter.stderr_[name])
+
+
+def test_a_fit_that_is_not_adopted_is_never_chosen_as_the_latest(tmp_path):
+    save_fit(dataclasses.replace(DEFAULT, name="fit-1"), 1, "a" * 64, {"gpu": "L4"}, "2026-01-01", tmp_path)
+    save_fit(dataclasses.replace(DEFAULT, name="fit-2"), 2, "b" * 64, {"gpu": "L4"}, "2026-02-01", tmp_path,
+             adopt=False)
+    assert choose(None, "L4", directory=tmp_path).name == "fit-1"
+    assert choose("2", "L4", directory=tmp_path).name == "fit-2"  # still there when asked for by id
+
+
+# --- the shipped defaults --------------------------------------------------------------------------------------
+
+
+def test_the_shipped_defaults_say_where_they_come_from(corpus_path):
+    from importlib import resources
+
+    data = json.loads(resources.files("estimator").joinpath("data/default_coefficients.json").read_text())
+    provenance = data["provenance"]
+    assert provenance["corpus_sha256"] == hashlib.sha256(corpus_path.read_bytes()).hexdigest(), \
+        "the corpus changed: regenerate the defaults with benchmarks/fit_defaults.py"
+    assert provenance["csv_lines_used"] and provenance["date"] and data["standard_errors"]
+    assert DEFAULT.provenance == provenance and DEFAULT.name == "default"
+    for gpu, (bw, fl, step) in DEFAULT.per_gpu.items():
+        assert 0 < bw <= 1 and 0 < fl <= 1 and step > 0, gpu
+    assert set(DEFAULT.to_dict()) == set(PRIOR.to_dict())
+
+
+def test_a_plan_says_whether_its_gpu_was_measured():
+    args = ["plan", "--model", "Qwen/Qwen3-8B", "--concurrency", "4", "--max-model-len", "4096", "--coefficients",
+            "default", "--json"]
+    fitted = json.loads(CliRunner().invoke(estimator, args + ["--gpu", DEFAULT.provenance["gpus"][0]]).output)
+    unmeasured = json.loads(CliRunner().invoke(estimator, args + ["--gpu", "L4"]).output)
+    assert fitted["performance"]["efficiency_basis"].startswith("fitted to the public corpus")
+    assert unmeasured["performance"]["efficiency_basis"] == "physical prior (no measurements of this GPU)"
