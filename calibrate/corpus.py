@@ -37,7 +37,7 @@ def source_of(record: RunRecord) -> str:
     """A source's name as the corpus README lists it: the host, and the owner for github.com."""
     url = record.labels.get("source") or ""
     parts = url.split("/")
-    if len(parts) > 3 and parts[2] in ("github.com", "buildkite.com") and parts[2] != "buildkite.com":
+    if len(parts) > 3 and parts[2] == "github.com":
         return "/".join(parts[2:4])
     return parts[2] if len(parts) > 2 else url or "unknown"
 
@@ -61,7 +61,7 @@ def load(path: str | Path) -> Corpus:
     parsed = parse_file(path)
     excluded = list(parsed.refused)
     kept: list[RunRecord] = []
-    for index, record in enumerate(parsed.records):
+    for record in parsed.records:
         record = replace(record, id=record.record_index + 2)  # the CSV line, so skip messages name it
         seen, why = readings(record)
         if seen is None:
