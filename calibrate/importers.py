@@ -104,7 +104,37 @@ def _flag_value(cell: str) -> str:
     fp8) and short dtype names are spelled as vLLM takes them. What is left is not interpreted further: a
     value vLLM does not know is refused when the run is planned, with the reason."""
     bare = re.sub(r"\s*\([^)]*\)\s*$", "", cell).strip() or cell
+    if "/" in bare and "auto" in (choices := [c.strip() for c in bare.split("/")]):
+        # "bf16/auto": the source did not say, and without the flag vLLM takes "auto".
+        return "auto"
     return DTYPE_SPELLINGS.get(bare, bare)
+
+
+# Rates are published rounded (0.97 req/s): a mean output this much below the stated length is not rounding.
+OUTPUT_CAP_MARGIN = 0.05
+
+
+def mean_lengths_from_rates(workload: dict, metrics: dict, notes: dict) -> None:
+    """Mean input and output lengths where a result states only rates: vLLM's benchmarks divide the tokens
+    and the requests by the same duration, so output tokens/s over requests/s is the mean output length and
+    (total - output) tokens/s over requests/s the mean input length."""
+    rps, out, total = (metrics.get(k) for k in ("request_throughput", "output_tokens_per_s", "total_tokens_per_s"))
+    if not rps or rps <= 0 or not out or out <= 0:
+        return
+    mean_out = out / rps
+    if workload.get("output_len") is None:
+        workload["output_len"] = max(1, round(mean_out))
+        notes["workload.output_len"] = "derived: output_tokens_per_s / request_throughput (a mean)"
+    elif mean_out < (1 - OUTPUT_CAP_MARGIN) * workload["output_len"]:
+        # Without --ignore-eos the stated length is only max_tokens: requests that stop early make fewer tokens,
+        # and the rates measured are those of the shorter outputs.
+        notes["workload.output_len"] = f"derived: output_tokens_per_s / request_throughput (a mean); the " \
+                                       f"stated {workload['output_len']} was a limit the outputs stopped short of"
+        workload["output_len"] = max(1, round(mean_out))
+    if workload.get("input_len") is None and total and total > out:
+        workload["input_len"] = max(1, round((total - out) / rps))
+        notes["workload.input_len"] = "derived: (total_tokens_per_s - output_tokens_per_s) / request_throughput " \
+                                      "(a mean)"
 
 
 def _rate(value):
@@ -406,10 +436,12 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
         workload = {k: values[k] for k in ("input_len", "output_len", "concurrency", "request_rate", "num_prompts")
                     if values.get(k) is not None}
         metrics = {k: values[k] for k in CSV_METRICS if values.get(k) is not None}
+        metric_notes = {k: f"CSV column {k}" for k in metrics}
+        mean_lengths_from_rates(workload, metrics, metric_notes)
         records.append(RunRecord(
             model=values["model"], benchmark=values["benchmark"], gpu=values.get("gpu"),
             num_gpus=values.get("num_gpus"), config=config, workload=workload, metrics=metrics,
-            metric_notes={k: f"CSV column {k}" for k in metrics}, vllm_version=values.get("vllm_version"),
+            metric_notes=metric_notes, vllm_version=values.get("vllm_version"),
             record_index=index, labels={"source": values["source"]} if values.get("source") else {},
             notes=values.get("notes")))
     if not records:
