@@ -17,11 +17,15 @@ import numpy as np
 
 from calibrate.importers import parse_file
 from calibrate.observations import Observations, from_runs
+from estimator.performance import roofline_step_seconds
 from estimator.serve_config import is_v0_engine
 from store.records import RunRecord
 
 EAGER = re.compile(r"enforce-eager|eager mode", re.IGNORECASE)
 MULTI_STEP = re.compile(r"--num-scheduler-steps (\d+)")
+# The same prompts sent again to a running server are served from vLLM's prefix cache (on by default in V1):
+# averaged repeats with one seed measure mostly cached prefills, which the planner does not model.
+SEEDED_REPEATS = re.compile(r"repeats \(same seed", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ def readings(record: RunRecord) -> tuple[RunRecord | None, str | None]:
     steps = MULTI_STEP.search(notes)
     if steps and int(steps.group(1)) > 1:
         return None, "multi-step scheduling (--num-scheduler-steps > 1), which the planner does not model"
+    if SEEDED_REPEATS.search(notes):
+        return None, ("a mean over repeats of the same prompts (one seed), which later repeats serve from the "
+                      "prefix cache; the planner does not model cache hits")
     if EAGER.search(notes) and "enforce_eager" not in record.config:
         record = replace(record, config={**record.config, "enforce_eager": True})
     return record, None
@@ -74,9 +81,26 @@ def load(path: str | Path) -> Corpus:
         line = int(message.split(":")[0].split()[1])
         record = by_line[line]
         excluded.append(f"line {line} ({record.model}, {record.gpu}):{message.split(':', 1)[1]}")
+    bound = output_rate_bound(obs.inputs)
+    measured = obs.measured["output_tokens_per_s"]
+    impossible = np.isfinite(measured) & (measured > bound)
+    for i in np.flatnonzero(impossible):
+        r = obs.runs[i]
+        excluded.append(f"line {r.id} ({r.model}, {r.gpu}): {measured[i]:.0f} output tokens/s beats the hardware "
+                        f"bound of the stated configuration ({bound[i]:.0f}); the configuration is misstated")
+    obs = obs.take(np.flatnonzero(~impossible))
     sources = tuple(source_of(r) for r in obs.runs)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return Corpus(obs, sources, tuple(sorted(excluded, key=lambda m: int(m.split()[1]))), digest, str(path))
+
+
+def output_rate_bound(x) -> np.ndarray:
+    """The most output tokens/s each configuration could make: its largest possible running batch decoding
+    at the datasheet roofline, with the shortest context and no prefill at all."""
+    conc, prompts = np.asarray(x.concurrency, float), np.asarray(x.num_prompts, float)
+    cap = np.maximum(np.asarray(x.batch_cap, float), 1.0)
+    batch = np.where(conc > 0, np.minimum(conc, cap), np.where(prompts > 0, np.minimum(prompts, cap), cap))
+    return batch / np.asarray(roofline_step_seconds(x, batch, np.asarray(x.input_len, float)), float)
 
 
 def groups(corpus: Corpus) -> np.ndarray:

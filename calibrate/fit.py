@@ -29,6 +29,7 @@ SIZE_SPREAD_TO_IDENTIFY = 1.5  # active parameters per rank must differ by this 
 # A term whose posterior spread is still this share of its prior width learned (almost) nothing from the data.
 UNIDENTIFIED_SHARE = 0.7
 MAX_LOG_ERROR = math.log(100.0)  # residuals are capped at a factor of 100 either way
+START_MARGIN = 0.05  # prior widths between a bound and where the optimiser starts
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,9 @@ class CoefficientFitter:
             data = self._residuals(predict(inputs, self.coefficients(values_of(z), params)), measured) * weight
             return np.concatenate([data, z])  # the prior: each term's distance from its centre, in prior widths
 
-        start = np.clip(np.zeros(len(params)), lower + 1e-9, upper - 1e-9)
+        # Start a little inside the range: a term whose prior sits on a bound (wave_sync = 1) would otherwise
+        # truncate every step the optimiser takes towards that bound to nothing.
+        start = np.clip(np.zeros(len(params)), lower + START_MARGIN, upper - START_MARGIN)
         result = least_squares(fun, start, bounds=(lower, upper), loss=self.loss, f_scale=self.f_scale,
                                max_nfev=self.max_nfev)
         values = values_of(result.x)

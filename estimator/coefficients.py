@@ -75,8 +75,10 @@ class Coefficients:
     # The API server (one Python process) spends CPU on each request (HTTP, tokenization, scheduling the
     # response) and on each streamed token (detokenization, one server-sent event): together they cap the
     # requests per second it can pass to the engine, which binds when many short requests arrive at once.
+    # Per token: incremental detokenization (about 5-10 us) and one OpenAI stream chunk built by pydantic and
+    # written as a server-sent event (about 20-40 us in CPython); the benchmark client parses each chunk too.
     api_request_ms: float = 1.5
-    api_token_us: float = 10.0
+    api_token_us: float = 40.0
     # With a closed loop of fixed-length requests started together, the requests stay in step (waves), and
     # a request's first token waits for the prompts prefilled before its own: 1 = fully in step, 0 = spread.
     wave_sync: float = 1.0

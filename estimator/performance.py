@@ -34,7 +34,8 @@ class PerfInputs:
 
     gpu: object  # GPU name(s), for per-GPU coefficients
     mem_bw: object  # bytes/s, datasheet
-    peak_flops: object  # FLOP/s at the compute precision the configuration runs
+    peak_flops: object  # FLOP/s at the compute precision the configuration runs its GEMMs
+    attn_peak_flops: object  # FLOP/s of attention: 16-bit tensor cores, whatever the weights' precision
     link: object  # interconnect kind(s)
     link_bw: object  # bytes/s one way
     tp: object
@@ -96,11 +97,16 @@ class Prediction:
 # --- building the inputs from a configuration -------------------------------------------------------------
 
 
+def half_precision_peak(gpu: GpuSpec, resolved_dtype: str) -> float:
+    """Datasheet TFLOP/s of the activation dtype (bf16 or fp16): attention's rate, and unquantized GEMMs'."""
+    return (gpu.bf16_tflops if resolved_dtype == "bfloat16" else gpu.fp16_tflops) or gpu.fp16_tflops \
+        or gpu.bf16_tflops or 0.0
+
+
 def compute_peak(gpu: GpuSpec, quant: QuantScheme | None, resolved_dtype: str) -> float:
     """Datasheet FLOP/s at the precision the GEMMs run: FP8 tensor cores for W8A8-FP8 where the GPU has
     them, the int8 rate (FP8 rate, else twice BF16) for W8A8-INT8, else the activation dtype's rate."""
-    half = (gpu.bf16_tflops if resolved_dtype == "bfloat16" else gpu.fp16_tflops) or gpu.fp16_tflops \
-        or gpu.bf16_tflops or 0.0
+    half = half_precision_peak(gpu, resolved_dtype)
     if quant is not None and quant.fp8_compute and gpu.fp8_tflops:
         return gpu.fp8_tflops * 1e12
     if quant is not None and quant.int8_compute:
@@ -170,6 +176,9 @@ def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, n
     full_f, win_f, full_kv, win_kv, window, layers = attention_terms(arch, tp, pp, cfg.kv_dtype_bytes)
     return PerfInputs(
         gpu=gpu.name, mem_bw=gpu.memory_bandwidth_gbs * 1e9, peak_flops=compute_peak(gpu, quant, cfg.resolved_dtype),
+        # Attention multiplies queries by the cached keys and values in 16 bits (an FP8 KV cache is dequantized
+        # in the kernel), so FP8 weights do not speed it up.
+        attn_peak_flops=half_precision_peak(gpu, cfg.resolved_dtype) * 1e12,
         link=gpu.interconnect.kind, link_bw=gpu.interconnect.bandwidth_gbs * 1e9 / 2, tp=tp, pp=pp,
         dense_bytes=dense, expert_bytes=expert, num_experts=arch.num_experts,
         experts_per_token=arch.experts_per_token, flops_per_token=flops, lm_head_flops=head,
@@ -223,6 +232,7 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     # Efficiencies above 1 would beat the datasheet: clipping keeps every prediction under the roofline.
     bw = x.mem_bw * clip(bw_eff * scale, 1e-3, 1.0)
     flops_rate = x.peak_flops * clip(fl_eff * scale, 1e-3, 1.0)
+    attn_rate = x.attn_peak_flops * clip(fl_eff * scale, 1e-3, 1.0)
     weight_bw = bw * where(x.weight_only_low_bit > 0, clip(co.low_bit_weight_factor, 1e-3, 1.0), 1.0)
     # Attention kernels on ROCm (paged decode attention, prefill attention) reach a smaller share of the peaks.
     attention = where(as_float(x.rocm) > 0, clip(co.rocm_attention_factor, 1e-3, 1.0), 1.0)
@@ -244,7 +254,7 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
         gemm = x.flops_per_token * tokens + x.lm_head_flops * n_dec
         attn = n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
             + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)
-        t = maximum(weights + kv, (gemm + attn / attention) / flops_rate)
+        t = maximum(weights + kv, gemm / flops_rate + attn / (attn_rate * attention))
         payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / maximum(x.tp, 1)
         allreduce = where(x.tp > 1, 2 * x.layers * (ar_lat + payload / (x.link_bw * tp_eff)), 0.0)
         return t + allreduce + fixed + co.seq_overhead_us * 1e-6 * n_dec
@@ -325,7 +335,7 @@ def roofline_step_seconds(x: PerfInputs, n_dec, ctx) -> object:
     touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** n_dec, 0.0)
     ctx_win = minimum(ctx, where(x.window > 0, x.window, ctx))
     read = x.dense_bytes + x.expert_bytes * touched + n_dec * (x.kv_full * ctx + x.kv_window * ctx_win)
-    work = (x.flops_per_token + x.lm_head_flops) * n_dec + n_dec * (x.attn_flops_full * ctx + x.attn_flops_window
-                                                                      * ctx_win)
-    return maximum(read / x.mem_bw, work / x.peak_flops)
+    gemm = (x.flops_per_token + x.lm_head_flops) * n_dec
+    attn = n_dec * (x.attn_flops_full * ctx + x.attn_flops_window * ctx_win)
+    return maximum(read / x.mem_bw, gemm / x.peak_flops + attn / x.attn_peak_flops)
 

@@ -104,6 +104,58 @@ def test_a_fit_of_runs_imported_with_nvidia_smi_names_is_found_by_the_plan(tmp_p
     assert json.loads(r.output)["performance"]["coefficients_source"].startswith("fit-")
 
 
+def write_rows(path, rows):
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"model": "Qwen/Qwen3-8B", "gpu": "H100", "benchmark": "serve", "concurrency": 1, **row})
+
+
+def test_mean_lengths_come_from_the_rates_a_result_states(tmp_path):
+    path = tmp_path / "rates.csv"
+    write_rows(path, [
+        # lengths not stated: output / requests, and (total - output) / requests
+        {"request_throughput": 0.5, "output_tokens_per_s": 134.0, "total_tokens_per_s": 203.0},
+        # stated 128 without --ignore-eos, but 53 tokens per request came out: the rates are those of 53
+        {"input_len": 1024, "output_len": 128, "request_throughput": 0.97, "output_tokens_per_s": 51.6,
+         "total_tokens_per_s": 1046.4},
+        # within rounding of the stated length: kept as stated
+        {"input_len": 1024, "output_len": 128, "request_throughput": 0.49, "output_tokens_per_s": 61.0},
+        # no request rate: nothing to derive from
+        {"output_tokens_per_s": 80.0}])
+    records = parse_file(path).records
+    assert [(r.workload.get("input_len"), r.workload.get("output_len")) for r in records] == \
+        [(138, 268), (1024, 53), (1024, 128), (None, None)]
+    assert records[0].metric_notes["workload.input_len"].startswith("derived: (total_tokens_per_s")
+    assert "a limit the outputs stopped short of" in records[1].metric_notes["workload.output_len"]
+
+
+def test_a_dtype_the_source_left_open_is_what_vllm_takes_without_the_flag(tmp_path):
+    path = tmp_path / "dtype.csv"
+    write_rows(path, [{"dtype": "bf16/auto (not stated)", "input_len": 8, "output_len": 8,
+                       "output_tokens_per_s": 1.0}, {"dtype": "bf16", "input_len": 8, "output_len": 8,
+                                                      "output_tokens_per_s": 1.0}])
+    assert [r.config["dtype"] for r in parse_file(path).records] == ["auto", "bfloat16"]
+
+
+def test_the_corpus_leaves_out_what_the_planner_cannot_represent(corpus_path):
+    from calibrate.corpus import load, output_rate_bound
+
+    corpus = load(corpus_path)
+    obs = corpus.observations
+    # nothing fitted is faster than the hardware allows at its stated configuration ...
+    assert np.all(obs.measured["output_tokens_per_s"][np.isfinite(obs.measured["output_tokens_per_s"])]
+                  <= output_rate_bound(obs.inputs)[np.isfinite(obs.measured["output_tokens_per_s"])])
+    reasons = " ".join(corpus.excluded)
+    # ... what is, is listed with the reason, as are repeats served from the prefix cache
+    assert "beats the hardware bound of the stated configuration" in reasons
+    assert "the planner does not model cache hits" in reasons
+    assert not any("repeats (same seed" in (r.notes or "") for r in obs.runs)
+    used = {r.id for r in obs.runs}
+    assert all(int(m.split()[1]) not in used for m in corpus.excluded)
+
+
 # --- the step model under load ---------------------------------------------------------------------------------
 
 
@@ -155,6 +207,17 @@ def test_four_bit_weight_only_kernels_are_slower_than_their_bytes_say():
     assert 1.0 < speedup < bytes_ratio
 
 
+def test_attention_runs_at_16_bit_rates_whatever_the_weights_precision():
+    w = [Workload(16000, 64, concurrency=1)]
+    bf16 = inputs_for("Qwen/Qwen3-30B-A3B", "H100", w, max_model_len=32768)
+    fp8 = inputs_for("Qwen/Qwen3-30B-A3B-FP8", "H100", w, max_model_len=32768)
+    assert fp8.peak_flops[0] == pytest.approx(2 * bf16.peak_flops[0], rel=1e-3)  # FP8 tensor cores for GEMMs ...
+    assert fp8.attn_peak_flops[0] == bf16.attn_peak_flops[0] == bf16.peak_flops[0]  # ... not for attention
+    # a long prompt's prefill is mostly attention, so FP8 weights cut its time by far less than half
+    ratio = float(predict(fp8, DEFAULT).ttft_ms[0] / predict(bf16, DEFAULT).ttft_ms[0])
+    assert 0.5 < ratio < 0.9
+
+
 # --- the regularised fit ---------------------------------------------------------------------------------------
 
 
@@ -188,6 +251,15 @@ def test_every_fitted_term_stays_in_its_physical_range_even_when_the_data_pull_o
         key = name.rsplit(":", 1)[-1] if name.startswith("gpu:") else ("tp_efficiency" if name.startswith("tp:")
                                                                         else name)
         assert PRIORS[key].lower - 1e-9 <= value <= PRIORS[key].upper + 1e-9, (name, value)
+
+
+def test_a_term_whose_prior_sits_on_a_bound_still_moves_with_the_data():
+    # wave_sync's prior (1: fully in step) is its upper bound; a fit starting on it once froze every term.
+    x = inputs_for("meta-llama/Llama-3.1-8B-Instruct", "H100", [Workload(4000, 200, concurrency=c)
+                                                                  for c in (1, 16, 32, 64)])
+    truth = dataclasses.replace(DEFAULT, wave_sync=0.4)
+    fitter = CoefficientFitter(base=dataclasses.replace(DEFAULT, wave_sync=1.0)).fit(x, synthetic(x, truth))
+    assert fitter.coef_["wave_sync"] == pytest.approx(0.4, abs=0.2)
 
 
 def test_the_fit_recovers_the_load_terms_from_data_drawn_from_the_model():
