@@ -52,6 +52,7 @@ PRIORS = {
     "size_exponent": Prior(0.1, 0.0, 0.5, log=False),
     "tp_efficiency": Prior(0.4, 0.02, 1.0),
     "seq_overhead_us": Prior(1.0, 0.1, 500.0),
+    "layer_overhead_us": Prior(0.7, 0.5, 200.0),
     "request_overhead_ms": Prior(1.0, 0.1, 200.0),
     "api_request_ms": Prior(1.0, 0.05, 50.0),
     "api_token_us": Prior(1.0, 0.1, 500.0),
@@ -131,6 +132,7 @@ class CoefficientFitter:
         has_ttft = np.isfinite(measured.get("mean_ttft_ms", np.array([np.nan]))).any()
         relevant = {
             "seq_overhead_us": True, "attention_bandwidth_factor": True,
+            "layer_overhead_us": bool(x.layers.max() >= SIZE_SPREAD_TO_IDENTIFY * x.layers.min()),
             "request_overhead_ms": has_ttft,
             "wave_sync": has_ttft and bool(((x.request_rate <= 0) & (x.online > 0)).any()),
             "api_request_ms": bool((x.online > 0).any()), "api_token_us": bool((x.online > 0).any()),

@@ -66,7 +66,10 @@ class Coefficients:
     })
     # Engine work per step that the GPU waits on: scheduling, input preparation, sampling (vLLM V1 with async
     # scheduling hides part of it: 1-3 ms is typical).
-    step_overhead_ms: float = 1.5
+    step_overhead_ms: float = 0.9
+    # Per decoder layer per step, even inside a CUDA graph: each layer runs about a dozen kernels (norms, rotary,
+    # activation, all-reduce) whose launch gaps and minimum durations (1-3 us each) no byte or FLOP count sees.
+    layer_overhead_us: float = 20.0
     # Per running sequence per step, on the engine's CPU: scheduler bookkeeping, input preparation, sampler rows
     # and output processing (vLLM V1 profiles show roughly 10-30 us per sequence per step).
     seq_overhead_us: float = 15.0

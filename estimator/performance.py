@@ -240,7 +240,8 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     tp_eff = clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0)
     ar_lat = _by_kind(x.link, co.allreduce_latency_us) * 1e-6
     moe_factor = clip(co.moe_bandwidth_factor, 1e-3, 1.0)
-    fixed = step_ms / MS + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
+    fixed = step_ms / MS + co.layer_overhead_us * 1e-6 * x.layers \
+        + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
 
     def stage_step(n_dec, n_pre, ctx_dec, ctx_pre):
         """Seconds for one stage to run one step: n_dec decoding sequences, n_pre prompt tokens."""

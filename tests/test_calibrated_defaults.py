@@ -218,6 +218,16 @@ def test_attention_runs_at_16_bit_rates_whatever_the_weights_precision():
     assert 0.5 < ratio < 0.9
 
 
+def test_every_decoder_layer_adds_its_kernel_floor_to_a_step():
+    w = [Workload(128, 128, concurrency=1)]
+    x = stack([inputs_for(m, "H100", w, max_model_len=4096).take(0)
+               for m in ("Qwen/Qwen3-0.6B", "meta-llama/Llama-3.1-8B-Instruct")])
+    without = predict(x, dataclasses.replace(DEFAULT, layer_overhead_us=0.0))
+    with_floor = predict(x, dataclasses.replace(DEFAULT, layer_overhead_us=50.0))
+    added = np.asarray(with_floor.tpot_ms) - np.asarray(without.tpot_ms)
+    assert added == pytest.approx(x.layers * 50e-3, rel=1e-6)  # ms: layers x 50 us, nothing else
+
+
 # --- the regularised fit ---------------------------------------------------------------------------------------
 
 
