@@ -9,7 +9,9 @@ one sweep are not independent, so fits weigh them as a group and validation leav
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +28,14 @@ MULTI_STEP = re.compile(r"--num-scheduler-steps (\d+)")
 # The same prompts sent again to a running server are served from vLLM's prefix cache (on by default in V1):
 # averaged repeats with one seed measure mostly cached prefills, which the planner does not model.
 SEEDED_REPEATS = re.compile(r"repeats \(same seed", re.IGNORECASE)
+# "gptq 4-bit" of a catalog model, from a checkpoint the source does not name.
+UNNAMED_QUANT = re.compile(r"^(gptq|awq) (\d+)-bit$")
+# What GPTQ and AutoAWQ write by default (group size 128, no act-order, symmetric GPTQ / zero-point AWQ): the only
+# layout a checkpoint nobody names can be planned with.
+DEFAULT_QUANT_CONFIG = {
+    "gptq": {"quant_method": "gptq", "group_size": 128, "desc_act": False, "sym": True},
+    "awq": {"quant_method": "awq", "group_size": 128, "zero_point": True, "version": "gemm"},
+}
 
 
 @dataclass(frozen=True)
@@ -54,12 +64,30 @@ def readings(record: RunRecord) -> tuple[RunRecord | None, str | None]:
     steps = MULTI_STEP.search(notes)
     if steps and int(steps.group(1)) > 1:
         return None, "multi-step scheduling (--num-scheduler-steps > 1), which the planner does not model"
+    unnamed = UNNAMED_QUANT.match(str(record.config.get("quantization") or ""))
+    if unnamed:
+        record = unnamed_checkpoint(record, unnamed.group(1), int(unnamed.group(2)))
     if SEEDED_REPEATS.search(notes):
         return None, ("a mean over repeats of the same prompts (one seed), which later repeats serve from the "
                       "prefix cache; the planner does not model cache hits")
     if EAGER.search(notes) and "enforce_eager" not in record.config:
         record = replace(record, config={**record.config, "enforce_eager": True})
     return record, None
+
+
+def unnamed_checkpoint(record: RunRecord, method: str, bits: int) -> RunRecord:
+    """A run of "<method> <bits>-bit" quantization of a catalog model from a checkpoint the source does not name:
+    planned from a model directory holding the catalog config with the format's default quantization_config."""
+    from estimator.model_source import catalog_config
+
+    base = catalog_config(record.model)
+    if base is None:
+        return record  # refused when planned, naming the model
+    directory = Path(tempfile.gettempdir()) / "vllm-planner-corpus" / f"{record.model.replace('/', '--')}-{method}-{bits}bit"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {**base, "quantization_config": {**DEFAULT_QUANT_CONFIG[method], "bits": bits}}
+    (directory / "config.json").write_text(json.dumps(config, sort_keys=True))
+    return replace(record, model=str(directory), config={**record.config, "quantization": method})
 
 
 def load(path: str | Path) -> Corpus:

@@ -51,6 +51,7 @@ PRIORS = {
     "step_overhead_ms": Prior(0.7, 0.05, 50.0),
     "size_exponent": Prior(0.1, 0.0, 0.5, log=False),
     "tp_efficiency": Prior(0.4, 0.02, 1.0),
+    "allreduce_latency_us": Prior(0.7, 2.0, 500.0),
     "seq_overhead_us": Prior(1.0, 0.1, 500.0),
     "layer_overhead_us": Prior(0.7, 0.5, 200.0),
     "request_overhead_ms": Prior(1.0, 0.1, 200.0),
@@ -59,6 +60,7 @@ PRIORS = {
     "wave_sync": Prior(0.3, 0.0, 1.0, log=False),
     "attention_bandwidth_factor": Prior(0.3, 0.05, 1.0),
     "low_bit_weight_factor": Prior(0.4, 0.05, 1.0),
+    "low_bit_compute_factor": Prior(0.4, 0.05, 1.0),
     "moe_bandwidth_factor": Prior(0.3, 0.05, 1.0),
     "rocm_attention_factor": Prior(0.4, 0.05, 1.0),
 }
@@ -126,6 +128,8 @@ class CoefficientFitter:
                 continue
             if (x.tp[on_kind] > 1).any():
                 params.append(Parameter(f"tp:{kind}", self.base.tp_efficiency[kind], PRIORS["tp_efficiency"]))
+                params.append(Parameter(f"allreduce:{kind}", self.base.allreduce_latency_us[kind],
+                                        PRIORS["allreduce_latency_us"]))
             else:
                 refused.append(f"tp_efficiency[{kind}]: only tensor-parallel size 1 was measured on {kind}; it keeps "
                                f"its previous value {self.base.tp_efficiency[kind]}")
@@ -137,6 +141,7 @@ class CoefficientFitter:
             "wave_sync": has_ttft and bool(((x.request_rate <= 0) & (x.online > 0)).any()),
             "api_request_ms": bool((x.online > 0).any()), "api_token_us": bool((x.online > 0).any()),
             "low_bit_weight_factor": bool((x.weight_only_low_bit > 0).any()),
+            "low_bit_compute_factor": bool((x.weight_only_low_bit > 0).any()),
             "moe_bandwidth_factor": bool((x.num_experts > 0).any()),
             "rocm_attention_factor": bool((x.rocm > 0).any()),
         }
@@ -150,6 +155,7 @@ class CoefficientFitter:
         params = params if params is not None else self.params_
         per_gpu = {k: list(v) for k, v in self.base.per_gpu.items()}
         tp = dict(self.base.tp_efficiency)
+        latency = dict(self.base.allreduce_latency_us)
         changes = {}
         for p, v in zip(params, values):
             kind, _, rest = p.name.partition(":")
@@ -159,9 +165,12 @@ class CoefficientFitter:
                 row[GPU_KEYS.index(key)] = float(v)
             elif kind == "tp":
                 tp[rest] = float(v)
+            elif kind == "allreduce":
+                latency[rest] = float(v)
             else:
                 changes[p.name] = float(v)
-        return dataclasses.replace(self.base, name=self.name, per_gpu=per_gpu, tp_efficiency=tp, **changes)
+        return dataclasses.replace(self.base, name=self.name, per_gpu=per_gpu, tp_efficiency=tp,
+                                   allreduce_latency_us=latency, **changes)
 
     # --- fitting ------------------------------------------------------------------------------------------------
 

@@ -110,11 +110,22 @@ def _flag_value(cell: str) -> str:
     return DTYPE_SPELLINGS.get(bare, bare)
 
 
-# Rates are published rounded (0.97 req/s): a mean output this much below the stated length is not rounding.
+# A mean output this much below the stated length, even at the largest request rate the published rounding allows
+# (0.97 req/s may be 0.975), is not rounding.
 OUTPUT_CAP_MARGIN = 0.05
 
 
-def mean_lengths_from_rates(workload: dict, metrics: dict, notes: dict) -> None:
+def half_unit(cell: str) -> float:
+    """Half of the last published digit of a number written in a report ("0.97" -> 0.005): how far rounding may
+    have moved it."""
+    text = cell.strip().lower()
+    if "e" in text or not text:
+        return 0.0
+    decimals = len(text.split(".", 1)[1]) if "." in text else 0
+    return 0.5 * 10 ** -decimals
+
+
+def mean_lengths_from_rates(workload: dict, metrics: dict, notes: dict, rps_rounding: float = 0.0) -> None:
     """Mean input and output lengths where a result states only rates: vLLM's benchmarks divide the tokens
     and the requests by the same duration, so output tokens/s over requests/s is the mean output length and
     (total - output) tokens/s over requests/s the mean input length."""
@@ -125,7 +136,7 @@ def mean_lengths_from_rates(workload: dict, metrics: dict, notes: dict) -> None:
     if workload.get("output_len") is None:
         workload["output_len"] = max(1, round(mean_out))
         notes["workload.output_len"] = "derived: output_tokens_per_s / request_throughput (a mean)"
-    elif mean_out < (1 - OUTPUT_CAP_MARGIN) * workload["output_len"]:
+    elif out / (rps - rps_rounding) < (1 - OUTPUT_CAP_MARGIN) * workload["output_len"] and rps > rps_rounding:
         # Without --ignore-eos the stated length is only max_tokens: requests that stop early make fewer tokens,
         # and the rates measured are those of the shorter outputs.
         notes["workload.output_len"] = f"derived: output_tokens_per_s / request_throughput (a mean); the " \
@@ -437,7 +448,7 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
                     if values.get(k) is not None}
         metrics = {k: values[k] for k in CSV_METRICS if values.get(k) is not None}
         metric_notes = {k: f"CSV column {k}" for k in metrics}
-        mean_lengths_from_rates(workload, metrics, metric_notes)
+        mean_lengths_from_rates(workload, metrics, metric_notes, half_unit(row.get("request_throughput") or ""))
         records.append(RunRecord(
             model=values["model"], benchmark=values["benchmark"], gpu=values.get("gpu"),
             num_gpus=values.get("num_gpus"), config=config, workload=workload, metrics=metrics,

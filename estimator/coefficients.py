@@ -91,6 +91,9 @@ class Coefficients:
     # 4-bit weight-only kernels (AWQ, GPTQ Marlin, MXFP4 experts without FP4 tensor cores) dequantize in the
     # GEMM: at small batches they reach a smaller share of the bandwidth than a bf16 GEMM.
     low_bit_weight_factor: float = 0.6
+    # ... and with many tokens per GEMM (prefill chunks, large batches) the dequantization in their main loop keeps
+    # them further from the tensor cores' peak than a plain 16-bit GEMM (Marlin reaches about 60-80% of cuBLAS).
+    low_bit_compute_factor: float = 0.7
     # ROCm's attention kernels (paged decode attention, prefill attention) reach a smaller share of the MI-series
     # peaks than their CUDA counterparts do of NVIDIA's; applies to attention's KV reads and FLOPs on AMD GPUs.
     rocm_attention_factor: float = 0.6

@@ -49,6 +49,12 @@ def _catalog_lookup(model: str) -> tuple[str, dict] | None:
     return (key, models[key]) if key else None
 
 
+def catalog_config(model: str) -> dict | None:
+    """The bundled config.json of a catalog model (a copy), or None."""
+    hit = _catalog_lookup(model)
+    return json.loads(json.dumps(hit[1])) if hit else None
+
+
 def read_config(path: Path, label: str) -> dict:
     try:
         text = path.read_text(encoding="utf-8")

@@ -231,9 +231,11 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     scale = minimum(1.0, (maximum(x.active_params_rank, 1.0) / co.size_reference_params) ** co.size_exponent)
     # Efficiencies above 1 would beat the datasheet: clipping keeps every prediction under the roofline.
     bw = x.mem_bw * clip(bw_eff * scale, 1e-3, 1.0)
-    flops_rate = x.peak_flops * clip(fl_eff * scale, 1e-3, 1.0)
+    low_bit = x.weight_only_low_bit > 0
+    flops_rate = x.peak_flops * clip(fl_eff * scale, 1e-3, 1.0) \
+        * where(low_bit, clip(co.low_bit_compute_factor, 1e-3, 1.0), 1.0)
     attn_rate = x.attn_peak_flops * clip(fl_eff * scale, 1e-3, 1.0)
-    weight_bw = bw * where(x.weight_only_low_bit > 0, clip(co.low_bit_weight_factor, 1e-3, 1.0), 1.0)
+    weight_bw = bw * where(low_bit, clip(co.low_bit_weight_factor, 1e-3, 1.0), 1.0)
     # Attention kernels on ROCm (paged decode attention, prefill attention) reach a smaller share of the peaks.
     attention = where(as_float(x.rocm) > 0, clip(co.rocm_attention_factor, 1e-3, 1.0), 1.0)
     kv_bw = bw * clip(co.attention_bandwidth_factor, 1e-3, 1.0) * attention

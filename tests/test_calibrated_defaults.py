@@ -122,11 +122,13 @@ def test_mean_lengths_come_from_the_rates_a_result_states(tmp_path):
          "total_tokens_per_s": 1046.4},
         # within rounding of the stated length: kept as stated
         {"input_len": 1024, "output_len": 128, "request_throughput": 0.49, "output_tokens_per_s": 61.0},
+        # 72.9 / 0.04 is 1822, but 0.04 may be 0.045 (1620) or 0.035 (2083): too coarse to say 2048 was a limit
+        {"input_len": 128, "output_len": 2048, "request_throughput": 0.04, "output_tokens_per_s": 72.9},
         # no request rate: nothing to derive from
         {"output_tokens_per_s": 80.0}])
     records = parse_file(path).records
     assert [(r.workload.get("input_len"), r.workload.get("output_len")) for r in records] == \
-        [(138, 268), (1024, 53), (1024, 128), (None, None)]
+        [(138, 268), (1024, 53), (1024, 128), (128, 2048), (None, None)]
     assert records[0].metric_notes["workload.input_len"].startswith("derived: (total_tokens_per_s")
     assert "a limit the outputs stopped short of" in records[1].metric_notes["workload.output_len"]
 
@@ -137,6 +139,24 @@ def test_a_dtype_the_source_left_open_is_what_vllm_takes_without_the_flag(tmp_pa
                        "output_tokens_per_s": 1.0}, {"dtype": "bf16", "input_len": 8, "output_len": 8,
                                                       "output_tokens_per_s": 1.0}])
     assert [r.config["dtype"] for r in parse_file(path).records] == ["auto", "bfloat16"]
+
+
+def test_a_quantized_checkpoint_the_source_does_not_name_is_planned_with_the_formats_defaults(tmp_path):
+    from calibrate.corpus import readings
+    from calibrate.observations import plan_of
+
+    path = tmp_path / "gptq.csv"
+    write_rows(path, [{"model": "Qwen/Qwen3-Coder-30B-A3B-Instruct", "gpu": "A100-SXM4-80GB", "dtype": "fp16",
+                       "quantization": "gptq 4-bit (local checkpoint /models/x; repo not named)", "input_len": 1024,
+                       "output_len": 256, "output_tokens_per_s": 100.0, "notes": "n"}])
+    record, why = readings(parse_file(path).records[0])
+    assert why is None and record.config["quantization"] == "gptq"
+    plan = plan_of(record)
+    assert (plan.quant.method, plan.quant.weight_bits, plan.quant.group_size, plan.quant.act_order) == \
+        ("gptq", 4, 128, False)
+    bf16 = make_plan(PlanRequest(model="Qwen/Qwen3-Coder-30B-A3B-Instruct", gpu="A100-SXM4-80GB"), DEFAULT,
+                     Workload(1024, 256, concurrency=1))
+    assert 0.25 < plan.memory.per_gpu.weights_gib / bf16.memory.per_gpu.weights_gib < 0.35  # 4-bit experts
 
 
 def test_the_corpus_leaves_out_what_the_planner_cannot_represent(corpus_path):
@@ -218,6 +238,17 @@ def test_attention_runs_at_16_bit_rates_whatever_the_weights_precision():
     assert 0.5 < ratio < 0.9
 
 
+def test_four_bit_gemms_lose_more_to_many_tokens_than_to_one():
+    awq = inputs_for("Qwen/Qwen3-32B-AWQ", "A100-SXM4-80GB", [Workload(4000, 16, concurrency=1)], max_model_len=8192)
+    slow = predict(awq, dataclasses.replace(DEFAULT, low_bit_compute_factor=0.35))
+    fast = predict(awq, dataclasses.replace(DEFAULT, low_bit_compute_factor=0.7))
+    # a 4000-token prefill is compute-bound: half the kernel efficiency, about twice the GEMM time
+    assert 1.5 < float(slow.ttft_ms[0] / fast.ttft_ms[0]) < 2.05
+    bf16 = inputs_for("Qwen/Qwen3-32B", "A100-SXM4-80GB", [Workload(4000, 16, concurrency=1)], max_model_len=8192)
+    assert predict(bf16, dataclasses.replace(DEFAULT, low_bit_compute_factor=0.35)).ttft_ms[0] == \
+        pytest.approx(predict(bf16, DEFAULT).ttft_ms[0])  # 16-bit weights are untouched
+
+
 def test_every_decoder_layer_adds_its_kernel_floor_to_a_step():
     w = [Workload(128, 128, concurrency=1)]
     x = stack([inputs_for(m, "H100", w, max_model_len=4096).take(0)
@@ -258,8 +289,8 @@ def test_every_fitted_term_stays_in_its_physical_range_even_when_the_data_pull_o
     measured = {m: v * (0.3 if m == "output_tokens_per_s" else 1 / 0.3) for m, v in measured.items()}  # 3x faster
     fitter = CoefficientFitter(base=DEFAULT).fit(x, measured)
     for name, value in fitter.coef_.items():
-        key = name.rsplit(":", 1)[-1] if name.startswith("gpu:") else ("tp_efficiency" if name.startswith("tp:")
-                                                                        else name)
+        key = name.rsplit(":", 1)[-1] if name.startswith("gpu:") else {
+            "tp": "tp_efficiency", "allreduce": "allreduce_latency_us"}.get(name.split(":")[0], name)
         assert PRIORS[key].lower - 1e-9 <= value <= PRIORS[key].upper + 1e-9, (name, value)
 
 
