@@ -163,12 +163,26 @@ def non_torch_bytes(cfg: ServeConfig, co: Coefficients) -> float:
     return gib * GIB
 
 
+def largest_capture_size(cfg: ServeConfig, gpu: GpuSpec):
+    """The largest batch vLLM captures a CUDA graph for (0: none; eager mode or the CPU backend)."""
+    if gpu.vendor == "cpu":
+        return 0
+    ceiling = 1024 if (gpu.compute_capability or 0) >= 10.0 else DEFAULT_MAX_GRAPH_SIZE
+    largest = minimum(minimum(cfg.max_num_seqs * 2, ceiling), cfg.max_num_batched_tokens)
+    return where(cfg.enforce_eager, 0, largest)
+
+
+def graph_padded(tokens, largest):
+    """The batch a CUDA graph runs for ``tokens`` tokens: the next capture size (1, 2, 4, multiples of 8 to 256,
+    of 16 above), or the tokens themselves above the largest size or without graphs."""
+    steps = where(tokens <= 256, ceil(tokens / 8) * 8, 256 + ceil((tokens - 256) / 16) * 16)
+    padded = where(tokens <= 1, 1, where(tokens <= 2, 2, where(tokens <= 4, 4, steps)))
+    return where((largest > 0) & (tokens > 0) & (tokens <= largest), minimum(padded, largest), tokens)
+
+
 def cudagraph_capture_sizes(cfg: ServeConfig, gpu: GpuSpec) -> list[int]:
     """vLLM's default capture sizes: 1, 2, 4, then steps of 8 to 256 and of 16 above, up to the largest."""
-    if cfg.enforce_eager:
-        return []
-    ceiling = 1024 if (gpu.compute_capability or 0) >= 10.0 else DEFAULT_MAX_GRAPH_SIZE
-    largest = min(cfg.max_num_seqs * 2, ceiling, cfg.max_num_batched_tokens)
+    largest = int(largest_capture_size(cfg, gpu))
     sizes = [s for s in (1, 2, 4) if s <= largest]
     sizes += list(range(8, min(largest + 1, 256), 8)) + list(range(256, largest + 1, 16))
     return sizes
@@ -176,14 +190,11 @@ def cudagraph_capture_sizes(cfg: ServeConfig, gpu: GpuSpec) -> list[int]:
 
 def num_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
     """len(cudagraph_capture_sizes(...)) in closed form, so it also works on arrays of configurations."""
-    ceiling = 1024 if (gpu.compute_capability or 0) >= 10.0 else DEFAULT_MAX_GRAPH_SIZE
-    largest = minimum(minimum(cfg.max_num_seqs * 2, ceiling), cfg.max_num_batched_tokens)
+    largest = largest_capture_size(cfg, gpu)
     small = where(largest >= 1, 1, 0) + where(largest >= 2, 1, 0) + where(largest >= 4, 1, 0)
     eights = maximum(minimum(largest, 255) // 8, 0)
     sixteens = where(largest >= 256, (largest - 256) // 16 + 1, 0)
-    if gpu.vendor == "cpu":  # the CPU backend captures no CUDA graphs
-        return 0
-    return where(cfg.enforce_eager, 0, small + eights + sixteens)
+    return small + eights + sixteens
 
 
 def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients):

@@ -19,7 +19,8 @@ from dataclasses import dataclass, fields
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.gpus import GpuSpec
-from estimator.memory import _shard_fraction, blocks_per_request, kv_cache_groups, pp_layer_ranges, tensor_bytes
+from estimator.memory import (_shard_fraction, blocks_per_request, graph_padded, kv_cache_groups,
+                              largest_capture_size, pp_layer_ranges, tensor_bytes)
 from estimator.quantization import QuantScheme
 from estimator.workload import Workload
 from estimator.xp import as_float, ceil, clip, is_array, maximum, minimum, where
@@ -58,6 +59,7 @@ class PerfInputs:
     batch_cap: object  # sequences the engine runs at once: min(max_num_seqs, KV pool / (input + output))
     max_num_batched_tokens: object
     eager: object
+    graph_max: object  # largest CUDA-graph capture size (0: none): smaller batches run padded to a capture size
     weight_only_low_bit: object  # 1 where linear weights are 4-bit and dequantized in the GEMM (AWQ, GPTQ, MXFP4)
     input_len: object
     output_len: object
@@ -185,7 +187,7 @@ def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, n
         attn_flops_full=full_f, attn_flops_window=win_f, kv_full=full_kv, kv_window=win_kv, window=window,
         layers=layers, hidden=arch.hidden_size, act_bytes=cfg.dtype_bytes, active_params_rank=active,
         batch_cap=batch_cap(arch, cfg, num_blocks, workload), max_num_batched_tokens=cfg.max_num_batched_tokens,
-        eager=cfg.enforce_eager, weight_only_low_bit=weight_only_low_bit(quant), input_len=workload.input_len,
+        eager=cfg.enforce_eager, graph_max=largest_capture_size(cfg, gpu), weight_only_low_bit=weight_only_low_bit(quant), input_len=workload.input_len,
         output_len=workload.output_len, concurrency=workload.concurrency or 0,
         request_rate=workload.request_rate or 0.0, num_prompts=workload.num_prompts or 0,
         online=0 if workload.saturated else 1, rocm=int(gpu.vendor == "amd"),
@@ -248,13 +250,15 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     def stage_step(n_dec, n_pre, ctx_dec, ctx_pre):
         """Seconds for one stage to run one step: n_dec decoding sequences, n_pre prompt tokens."""
         tokens = n_dec + n_pre
+        # A batch that fits a CUDA graph runs as the next capture size: the padding rows cost GEMM FLOPs.
+        padded = graph_padded(tokens, x.graph_max)
         experts = maximum(x.num_experts, 1)
         touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
         ctx_win_dec = minimum(ctx_dec, where(x.window > 0, x.window, ctx_dec))
         ctx_win_pre = minimum(ctx_pre, where(x.window > 0, x.window, ctx_pre))
         weights = (x.dense_bytes + x.expert_bytes * touched / moe_factor) / weight_bw
         kv = n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec) / kv_bw
-        gemm = x.flops_per_token * tokens + x.lm_head_flops * n_dec
+        gemm = x.flops_per_token * padded + x.lm_head_flops * n_dec
         attn = n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
             + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)
         t = maximum(weights + kv, gemm / flops_rate + attn / (attn_rate * attention))

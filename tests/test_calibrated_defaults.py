@@ -249,6 +249,27 @@ def test_four_bit_gemms_lose_more_to_many_tokens_than_to_one():
         pytest.approx(predict(bf16, DEFAULT).ttft_ms[0])  # 16-bit weights are untouched
 
 
+def test_a_decode_batch_runs_padded_to_the_next_cuda_graph_size():
+    from estimator.memory import cudagraph_capture_sizes, graph_padded
+    from estimator.serve_config import resolve
+
+    plan = make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="H100"), DEFAULT, Workload(128, 128, concurrency=1))
+    sizes = cudagraph_capture_sizes(plan.config, plan.gpu)
+    largest = sizes[-1]
+    tokens = np.arange(1, largest + 40)
+    padded = graph_padded(tokens, largest)
+    expected = [min(s for s in sizes if s >= t) if t <= largest else t for t in tokens]
+    assert padded.tolist() == expected
+    assert graph_padded(tokens, 0).tolist() == tokens.tolist()  # eager: no graphs, no padding
+    # 300 sequences plus the prompt tokens riding along run as the next capture size; eager mode pays for none
+    x = inputs_for("meta-llama/Llama-3.1-8B-Instruct", "H100", [Workload(16, 64, concurrency=c) for c in (8, 300)])
+    assert x.graph_max[1] == largest
+    with_graphs = np.asarray(predict(x, DEFAULT).tpot_ms)
+    unpadded = np.asarray(predict(dataclasses.replace(x, graph_max=np.zeros(2)), DEFAULT).tpot_ms)
+    assert with_graphs[0] == pytest.approx(unpadded[0])  # memory-bound: padding rows cost nothing
+    assert with_graphs[1] > unpadded[1]  # compute-bound: the 4 padding rows cost GEMM time
+
+
 def test_every_decoder_layer_adds_its_kernel_floor_to_a_step():
     w = [Workload(128, 128, concurrency=1)]
     x = stack([inputs_for(m, "H100", w, max_model_len=4096).take(0)
