@@ -18,6 +18,7 @@ import collections
 import json
 import os
 from importlib import resources
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -39,7 +40,10 @@ def band(batch: float) -> str:
 
 def family(model: str) -> str:
     models = json.loads(resources.files("estimator").joinpath("data/models.json").read_text())["models"]
-    return models.get(model, {}).get("model_type", "local")
+    if model in models:
+        return models[model].get("model_type", "?")
+    config = Path(model) / "config.json"  # a checkpoint the corpus planned from a directory
+    return json.loads(config.read_text()).get("model_type", "?") if config.is_file() else "?"
 
 
 def errors(pred: dict, measured: dict, index) -> dict:

@@ -63,6 +63,7 @@ PRIORS = {
     "low_bit_compute_factor": Prior(0.4, 0.05, 1.0),
     "moe_bandwidth_factor": Prior(0.3, 0.05, 1.0),
     "rocm_attention_factor": Prior(0.4, 0.05, 1.0),
+    "rocm_moe_factor": Prior(0.4, 0.05, 1.0),
 }
 
 
@@ -144,6 +145,7 @@ class CoefficientFitter:
             "low_bit_compute_factor": bool((x.weight_only_low_bit > 0).any()),
             "moe_bandwidth_factor": bool((x.num_experts > 0).any()),
             "rocm_attention_factor": bool((x.rocm > 0).any()),
+            "rocm_moe_factor": bool(((x.rocm > 0) & (x.num_experts > 0)).any()),
         }
         for key, wanted in relevant.items():
             if wanted:

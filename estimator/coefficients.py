@@ -97,6 +97,9 @@ class Coefficients:
     # ROCm's attention kernels (paged decode attention, prefill attention) reach a smaller share of the MI-series
     # peaks than their CUDA counterparts do of NVIDIA's; applies to attention's KV reads and FLOPs on AMD GPUs.
     rocm_attention_factor: float = 0.6
+    # ROCm's fused-MoE kernels (Triton, tuned per shape only where a config ships) reach a smaller share of the
+    # MI-series bandwidth than CUDA's do of NVIDIA's; applies to routed-expert reads on AMD GPUs.
+    rocm_moe_factor: float = 0.6
     # Without CUDA graphs (--enforce-eager) each layer's kernels are launched from Python per step.
     eager_overhead_us_per_layer: float = 40.0
     # Tensor-parallel all-reduce (two per layer): achieved fraction of the link's one-way bandwidth, and the

@@ -243,7 +243,8 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     kv_bw = bw * clip(co.attention_bandwidth_factor, 1e-3, 1.0) * attention
     tp_eff = clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0)
     ar_lat = _by_kind(x.link, co.allreduce_latency_us) * 1e-6
-    moe_factor = clip(co.moe_bandwidth_factor, 1e-3, 1.0)
+    moe_factor = clip(co.moe_bandwidth_factor, 1e-3, 1.0) * where(as_float(x.rocm) > 0,
+                                                                  clip(co.rocm_moe_factor, 1e-3, 1.0), 1.0)
     fixed = step_ms / MS + co.layer_overhead_us * 1e-6 * x.layers \
         + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
 

@@ -270,6 +270,17 @@ def test_a_decode_batch_runs_padded_to_the_next_cuda_graph_size():
     assert with_graphs[1] > unpadded[1]  # compute-bound: the 4 padding rows cost GEMM time
 
 
+def test_rocm_moe_kernels_slow_only_routed_experts_on_amd_gpus():
+    w = [Workload(128, 512, concurrency=64)]
+    slower = dataclasses.replace(DEFAULT, rocm_moe_factor=DEFAULT.rocm_moe_factor / 2)
+    amd_moe = inputs_for("Qwen/Qwen3-30B-A3B", "MI300X", w, max_model_len=4096)
+    amd_dense = inputs_for("Qwen/Qwen3-8B", "MI300X", w, max_model_len=4096)
+    nvidia_moe = inputs_for("Qwen/Qwen3-30B-A3B", "H100", w, max_model_len=4096)
+    assert predict(amd_moe, slower).tpot_ms[0] > 1.2 * predict(amd_moe, DEFAULT).tpot_ms[0]
+    for x in (amd_dense, nvidia_moe):
+        assert predict(x, slower).tpot_ms[0] == pytest.approx(predict(x, DEFAULT).tpot_ms[0])
+
+
 def test_every_decoder_layer_adds_its_kernel_floor_to_a_step():
     w = [Workload(128, 128, concurrency=1)]
     x = stack([inputs_for(m, "H100", w, max_model_len=4096).take(0)
