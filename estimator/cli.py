@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
+from estimator.cli_errors import OneLineErrors, json_text
 from estimator.errors import PlannerError
 
 
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except PlannerError as err:
-            raise click.ClickException(str(err)) from None
+class _Group(OneLineErrors):
+    expected = (PlannerError,)
 
 
 def _json_out(data) -> None:
-    click.echo(json.dumps(data, indent=2))
+    click.echo(json_text(data))
 
 
 @click.group(cls=_Group)

@@ -11,6 +11,7 @@ from functools import lru_cache
 from importlib import resources
 
 from estimator.errors import PlannerError
+from estimator.validate import positive_number
 
 SCHEMA_VERSION = 1
 GIB = 1024**3
@@ -173,8 +174,7 @@ def _nominal_gb(spec: GpuSpec) -> float:
 
 def custom(memory_gib: float, like: GpuSpec | None = None) -> GpuSpec:
     """A device given only by its memory; speed fields come from ``like`` when a GPU was also named."""
-    if memory_gib <= 0:
-        raise PlannerError(f"--gpu-memory-gib must be positive, got {memory_gib}")
+    memory_gib = positive_number("--gpu-memory-gib", memory_gib)
     if like is not None and like.vendor == "cpu":
         return cpu_device(memory_gib)
     base = like or GpuSpec("custom", "unknown", memory_gib, None, None, None, None, "unknown",

@@ -11,6 +11,7 @@ from estimator import architecture, gpus, model_source
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
+from estimator.validate import fraction, positive_int, positive_number
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
@@ -45,7 +46,14 @@ class PlanRequest:
     revision: str | None = None
 
     def __post_init__(self):
+        if not isinstance(self.enforce_eager, bool) and self.enforce_eager is not None:
+            raise PlannerError(f"--enforce-eager is a switch (true or false), got {self.enforce_eager!r}")
         object.__setattr__(self, "enforce_eager", bool(self.enforce_eager))
+        for name in ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
+                     "max_num_batched_tokens", "block_size"):
+            positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
+        positive_number("--gpu-memory-gib", self.gpu_memory_gib)
+        fraction("--gpu-memory-utilization", self.gpu_memory_utilization)
 
     def flags(self) -> dict:
         out = {f: getattr(self, f) for f in SERVE_FLAGS}
@@ -244,6 +252,11 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     flags = request.flags()
     config, quant, config_warnings = resolve(arch, gpu, num_gpus, **flags)
     config = dataclasses.replace(config, defaults=tuple(gpu_notes) + config.defaults)
+    request_tokens = workload.input_len + workload.output_len
+    if request_tokens > config.max_model_len:
+        raise PlannerError(f"a request of {workload.input_len} + {workload.output_len} tokens is longer than "
+                           f"--max-model-len {config.max_model_len}; raise --max-model-len (this model allows "
+                           f"{arch.derived_max_model_len}) or shorten --input-len/--output-len")
     memory = plan_memory(arch, config, gpu, quant, coefficients)
     # Alternatives keep the parallel layout this plan resolved to, and change one flag each.
     base = dict(flags, tensor_parallel_size=config.tensor_parallel_size,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from estimator import quantization
 from estimator.architecture import DTYPE_BYTES, ModelArch
 from estimator.errors import PlannerError
+from estimator.validate import fraction, positive_int
 from estimator.gpus import GIB, GpuSpec
 from estimator.quantization import QuantScheme
 
@@ -60,12 +61,8 @@ class ServeConfig:
         return d
 
 
-def _positive(name: str, value, kind=int):
-    if value is None:
-        return None
-    if value <= 0:
-        raise PlannerError(f"--{name} must be a positive {'integer' if kind is int else 'number'}, got {value}")
-    return value
+def _positive(name: str, value):
+    return positive_int(f"--{name}", value)
 
 
 CPU_BLOCK_SIZE = 128  # vLLM's CPU attention backend
@@ -111,6 +108,15 @@ def default_block_size(arch: ModelArch, gpu: GpuSpec) -> tuple[int, str]:
         if cc >= 9.0:
             return 64, "FlashMLA backend on Hopper"
     return DEFAULT_BLOCK_SIZE, "vLLM default"
+
+
+def block_size_multiple(arch: ModelArch, gpu: GpuSpec) -> int:
+    """What a KV block size must be a multiple of for some vLLM attention backend on this device to take it
+    (get_supported_kernel_block_sizes: MultipleOf(16) for FlashAttention, Triton and FlashAttention-MLA on GPUs;
+    MultipleOf(32) for the CPU backend, 16 for its MLA backend)."""
+    if gpu.vendor == "cpu":
+        return 16 if arch.is_mla else 32
+    return 16
 
 
 def _resolve_dtype(flag: str, arch: ModelArch, gpu: GpuSpec, quant: QuantScheme | None, warnings: list) -> str:
@@ -168,8 +174,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
                         ("max-num-batched-tokens", max_num_batched_tokens), ("block-size", block_size),
                         ("num-gpus", num_gpus)):
         _positive(name, value)
-    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
-        raise PlannerError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
+    fraction("--gpu-memory-utilization", gpu_memory_utilization)
 
     pp = pipeline_parallel_size or 1
     if tensor_parallel_size is None:
@@ -214,15 +219,30 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
                            f"{gpu.arch}")
 
     default_tokens, default_seqs = batch_defaults(gpu, tp * pp)
-    if max_num_batched_tokens is None:
-        max_num_batched_tokens = default_tokens
-        defaults.append(f"max-num-batched-tokens={default_tokens} (vLLM's serve default for {gpu.name})")
-    if max_num_seqs is None:
+    seqs_given = max_num_seqs is not None
+    if not seqs_given:
         max_num_seqs = default_seqs
-        defaults.append(f"max-num-seqs={default_seqs} (vLLM's serve default for {gpu.name})")
+    if max_num_batched_tokens is None:
+        # EngineArgs: the default never exceeds what max_num_seqs sequences of max_model_len could use.
+        max_num_batched_tokens = min(default_tokens, max_num_seqs * int(max_len))
+        defaults.append(f"max-num-batched-tokens={max_num_batched_tokens} (vLLM's serve default for {gpu.name})")
+    if not seqs_given:
+        # ... and a defaulted max_num_seqs never exceeds the tokens a step may hold.
+        max_num_seqs = min(default_seqs, max_num_batched_tokens)
+        defaults.append(f"max-num-seqs={max_num_seqs} (vLLM's serve default for {gpu.name})")
     if block_size is None:
         block_size, why = default_block_size(arch, gpu)
         defaults.append(f"block-size={block_size} ({why})")
+    else:
+        multiple = block_size_multiple(arch, gpu)
+        if block_size % multiple:
+            lower, upper = block_size - block_size % multiple, block_size - block_size % multiple + multiple
+            raise PlannerError(f"--block-size {block_size}: vLLM's attention kernels on {gpu.name} take multiples of "
+                               f"{multiple}; use " + (f"{lower} or {upper}" if lower else f"{upper}"))
+    if max_num_batched_tokens < max_num_seqs:
+        raise PlannerError(f"--max-num-batched-tokens {max_num_batched_tokens} is below --max-num-seqs {max_num_seqs}: "
+                           "vLLM needs a token per running sequence in every step; raise it to "
+                           f"{max_num_seqs} or lower --max-num-seqs")
     if gpu_memory_utilization is None:
         gpu_memory_utilization = DEFAULT_GPU_MEMORY_UTILIZATION
         defaults.append(f"gpu-memory-utilization={DEFAULT_GPU_MEMORY_UTILIZATION} (vLLM default)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from estimator.errors import PlannerError
+from estimator.validate import positive_int, positive_number
 
 SCHEMA_VERSION = 1
 # `vllm bench` defaults for random prompts, used when a plan is asked for saturation without lengths.
@@ -27,13 +28,9 @@ class Workload:
 
     def __post_init__(self):
         for name in ("input_len", "output_len", "concurrency", "num_prompts"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise PlannerError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+            positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         for name in ("request_rate", "ttft_ms", "tpot_ms"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise PlannerError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            positive_number(f"--{name.replace('_', '-')}", getattr(self, name))
         if self.concurrency is not None and self.request_rate is not None:
             raise PlannerError("give --concurrency or --request-rate, not both")
         if self.goal not in GOALS:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from alembic.util import CommandError
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from store import migrate
@@ -66,7 +66,7 @@ class Store:
         engine, url = store.engine, store.url
         try:
             revision = migrate.current(engine)
-        except (OperationalError, ProgrammingError) as err:
+        except DatabaseError as err:
             raise _connection_error(url, err) from None
         if revision == migrate.head():
             return store
@@ -93,14 +93,14 @@ class Store:
         self._check_known(before)
         try:
             migrate.upgrade(self.engine)
-        except (OperationalError, ProgrammingError) as err:
+        except DatabaseError as err:
             raise _connection_error(self.url, err) from None
         return before, self.revision()
 
     def revision(self) -> str | None:
         try:
             return migrate.current(self.engine)
-        except (OperationalError, ProgrammingError) as err:
+        except DatabaseError as err:
             raise _connection_error(self.url, err) from None
 
     # --- writing -------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_num_gpus_alone_means_tensor_parallel_over_all_of_them():
     (["--gpu", "T4", "--dtype", "bfloat16"], "Error: --dtype bfloat16 needs compute capability 8.0 or newer; T4 has "
                                              "7.5: use --dtype float16"),
     (["--gpu", "auto"], "Error: --gpu auto found no NVIDIA driver ("),
-    (["--gpu-memory-gib", "-3"], "Error: --gpu-memory-gib must be positive, got -3.0"),
+    (["--gpu-memory-gib", "-3"], "Error: --gpu-memory-gib must be positive, got -3"),
 ])
 def test_bad_flags_give_one_line_and_a_nonzero_exit(args, message):
     r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", *args)
