@@ -5,10 +5,15 @@ YAML is written by PyYAML from plain data; every file carries the same `vllm ser
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import shlex
+import tempfile
 from pathlib import Path
 
+from estimator.errors import PlannerError
 from estimator.plan import Plan
 from estimator.profile import profile_dict
 from estimator.serve_config import VLLM_REFERENCE_VERSION
@@ -30,11 +35,17 @@ def gpus_per_instance(plan: Plan) -> int:
     return plan.config.world_size
 
 
+def comment_text(text: str) -> str:
+    """Text safe inside a one-line comment: a model path may hold a newline, which would end the comment and make
+    the rest of the path a command; JSON string escapes keep it on one line (and show what it is)."""
+    return json.dumps(str(text), ensure_ascii=True)
+
+
 def serve_script(plan: Plan) -> str:
-    argv = shlex.join(plan.serve_argv)
+    argv = shlex.join(plan.serve_argv)  # single-quoted where needed: newlines, $(...), backticks stay literal
     return ("#!/usr/bin/env bash\n"
-            f"# {plan.source.id} on {gpus_per_instance(plan)} x {plan.gpu.name}, planned by vllm-planner "
-            f"(flags checked against vLLM {VLLM_REFERENCE_VERSION}).\n"
+            f"# {comment_text(plan.source.id)} on {gpus_per_instance(plan)} x {comment_text(plan.gpu.name)}, planned "
+            f"by vllm-planner (flags checked against vLLM {VLLM_REFERENCE_VERSION}).\n"
             "set -euo pipefail\n"
             f"exec vllm serve {argv} --host 0.0.0.0 --port \"${{PORT:-{PORT}}}\" \"$@\"\n")
 
@@ -123,7 +134,41 @@ def _yaml(data, many: bool = False) -> str:
     return dump(data, sort_keys=False, default_flow_style=False)
 
 
-def write_all(plan: Plan, output_dir: str, flags: dict) -> list[str]:
+MANIFEST = ".vllm-planner-generated.json"  # what generate wrote here last, so it knows what it may overwrite
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest(out: Path) -> dict:
+    try:
+        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place: a reader sees the old file or the new
+    one, never half of one, and a failure leaves the old file as it was."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_all(plan: Plan, output_dir: str, flags: dict, force: bool = False) -> list[str]:
+    """Write the plan's files into ``output_dir``. A file there that generate did not write (or that was edited
+    since) is not overwritten unless ``force``."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
@@ -138,11 +183,22 @@ def write_all(plan: Plan, output_dir: str, flags: dict) -> list[str]:
             **{k: getattr(plan.config, k) for k in plan.config.explicit}))),
         "plan.json": json.dumps(plan.to_dict(), indent=2) + "\n",
     }
-    written = []
-    for name, text in files.items():
+    previous = _manifest(out)
+    foreign = []
+    for name in files:
         path = out / name
-        path.write_text(text, encoding="utf-8")
-        if name.endswith(".sh"):
-            path.chmod(0o755)
-        written.append(str(path))
+        if path.is_dir():
+            raise PlannerError(f"{path} is a directory; choose another --output-dir")
+        if path.exists() and previous.get(name) != _sha256(path.read_bytes()):
+            foreign.append(name)
+    if foreign and not force:
+        raise PlannerError(f"{out} already holds {', '.join(foreign)}, not written by vllm-planner (or edited since); "
+                           "choose another --output-dir or pass --force to overwrite")
+    written, manifest = [], {}
+    for name, text in files.items():
+        data = text.encode("utf-8")
+        _write_atomically(out / name, data, 0o755 if name.endswith(".sh") else 0o644)
+        manifest[name] = _sha256(data)
+        written.append(str(out / name))
+    _write_atomically(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return written

@@ -108,12 +108,14 @@ def plan(as_json: bool, **flags) -> None:
 @workload_options
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False),
               help="Where to write serve.sh, docker-compose.yaml, kubernetes.yaml, bench.sh, profile.yaml.")
-def generate(output_dir: str, **flags) -> None:
+@click.option("--force", is_flag=True, help="Overwrite files in --output-dir that vllm-planner did not write.")
+def generate(output_dir: str, force: bool, **flags) -> None:
     """Write deployable files for the plan: serve script, compose, Kubernetes, benchmark command, profile."""
     from estimator.artifacts import write_all
 
     result = build_plan(flags)
-    for path in write_all(result, output_dir, {k: v for k, v in flags.items() if v is not None and k != "profile"}):
+    for path in write_all(result, output_dir, {k: v for k, v in flags.items() if v is not None and k != "profile"},
+                          force=force):
         click.echo(path)
 
 

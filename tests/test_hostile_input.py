@@ -119,3 +119,76 @@ def test_calibrate_refuses_bad_numbers_before_touching_anything(tmp_path, args, 
     db = tmp_path / "r.db"
     refused(calibrate, args + ["--db", f"sqlite:///{db}"], expected)
     assert not db.exists()
+
+
+# --- generated files ------------------------------------------------------------------------------------------
+
+
+def hostile_model_dir(tmp_path):
+    from estimator.model_source import catalog_config
+
+    name = "evil\ntouch INJECTED; $(touch SUBST) `touch TICKS` 'quote\" model"
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(catalog_config("Qwen/Qwen3-0.6B")))
+    return directory
+
+
+def test_serve_sh_for_a_hostile_model_path_runs_exactly_one_command(tmp_path):
+    import subprocess
+
+    model = hostile_model_dir(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(estimator, ["generate", "--model", str(model), "--gpu", "H100", "--output-dir",
+                                            str(out)])
+    assert result.exit_code == 0, result.output
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "vllm"  # records its argv, one argument per line, NUL-separated
+    stand_in.write_text('#!/usr/bin/env bash\nprintf "%s\\0" "$@" > "$ARGV_FILE"\n')
+    stand_in.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", ARGV_FILE=str(tmp_path / "argv"))
+    run = subprocess.run(["bash", str(out / "serve.sh")], cwd=work, env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode == 0, run.stderr
+    argv = (tmp_path / "argv").read_text().split("\0")[:-1]
+    assert argv[0] == "serve" and argv[1] == str(model)  # the path arrived whole, as one argument
+    assert list(work.iterdir()) == [] and not any(p.name in ("INJECTED", "SUBST", "TICKS") for p in tmp_path.iterdir())
+
+
+def test_generate_never_overwrites_files_it_did_not_write(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "serve.sh").write_text("#!/bin/sh\necho my own script\n")
+    args = ["generate", "--model", "Qwen/Qwen3-0.6B", "--gpu", "H100", "--output-dir", str(out)]
+    line = refused(estimator, args, "already holds serve.sh, not written by vllm-planner (or edited since)")
+    assert "--force" in line
+    assert (out / "serve.sh").read_text() == "#!/bin/sh\necho my own script\n"
+    assert sorted(p.name for p in out.iterdir()) == ["serve.sh"]  # nothing else written either
+    assert CliRunner().invoke(estimator, args + ["--force"]).exit_code == 0
+    assert "vllm serve" in (out / "serve.sh").read_text()
+    # its own files it rewrites freely; an edit since makes them the user's again
+    assert CliRunner().invoke(estimator, args + ["--max-model-len", "4096"]).exit_code == 0
+    (out / "bench.sh").write_text("edited\n")
+    refused(estimator, args, "already holds bench.sh")
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    from estimator import artifacts
+
+    out = tmp_path / "out"
+    args = ["generate", "--model", "Qwen/Qwen3-0.6B", "--gpu", "H100", "--output-dir", str(out)]
+    assert CliRunner().invoke(estimator, args).exit_code == 0
+    before = (out / "serve.sh").read_bytes()
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(artifacts.os, "replace", disk_full)
+    line = refused(estimator, args + ["--max-model-len", "4096"])
+    assert line == "Error: the disk is full; free space or write elsewhere"
+    assert (out / "serve.sh").read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
