@@ -134,17 +134,25 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
     over = Overrides(model=model, gpu=gpu, num_gpus=num_gpus, input_len=input_len, output_len=output_len,
                      vllm_version=vllm_version, labels=_labels(labels),
                      config={k: v for k, v in config.items() if v is not None})
-    failures = 0
-    for path in expand(list(paths)):
+    files, problems = expand(list(paths))
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    failures = len(problems)
+    for path in files:
         try:
             parsed = parse_file(path, over)
         except ImportFailure as err:
             click.echo(f"error: {err}", err=True)
             failures += 1
             continue
+        earlier = [r.id for r in store.list_runs(source_file=parsed.path) if r.content_hash != parsed.content_hash]
         added = store.import_runs(parsed.records, parsed.content_hash)
         click.echo(f"{parsed.path}: {added} run(s) imported" if added else
                    f"{parsed.path}: already imported, nothing added")
+        if added and earlier:
+            ids = " ".join(str(i) for i in earlier)
+            click.echo(f"{parsed.path}: an earlier version of this file is stored as run(s) {ids}; to replace it, "
+                       f"`calibrate runs delete {ids}`", err=True)
     if failures:
         raise click.ClickException(f"{failures} file(s) could not be imported; nothing from them was written")
 

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from stat import S_ISREG
 
 from store.records import RunRecord
 
@@ -99,6 +100,18 @@ def _number(value):
     return None if math.isnan(number) or math.isinf(number) else number
 
 
+def _metric(data: dict, key: str):
+    """A result file's number under ``key``: absent or null is None; a numeric string is read as its number; any
+    other value is refused with the field (never silently dropped)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    number = _number(value)
+    if number is None:
+        raise ValueError(f"{key} is {value!r}, not a finite number")
+    return number
+
+
 def _flag_value(cell: str) -> str:
     """A flag value as reports write it: a remark in parentheses is dropped ("fp8 (native checkpoint)" is
     fp8) and short dtype names are spelled as vLLM takes them. What is left is not interpreted further: a
@@ -155,7 +168,19 @@ def _rate(value):
     return _number(value)
 
 
+MAX_FILE_BYTES = 2 * 1024**3  # read whole: larger results are not benchmark files anyone wrote by hand
+
+
 def _read_text(path: Path) -> tuple[str, str]:
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise ImportFailure(f"{path}: cannot read it ({err.strerror})") from None
+    if not S_ISREG(info.st_mode):
+        # a FIFO or a device would block or never end
+        raise ImportFailure(f"{path}: not a regular file; give a benchmark result file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ImportFailure(f"{path}: {info.st_size / 1024**3:.1f} GiB is too large for a benchmark result")
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -163,7 +188,8 @@ def _read_text(path: Path) -> tuple[str, str]:
     if not raw.strip():
         raise ImportFailure(f"{path}: the file is empty")
     try:
-        return raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark
+        return raw.decode("utf-8-sig"), hashlib.sha256(raw).hexdigest()
     except UnicodeDecodeError as err:
         raise ImportFailure(f"{path}: not UTF-8 text (byte {err.start}); is it a benchmark result?") from None
 
@@ -171,6 +197,8 @@ def _read_text(path: Path) -> tuple[str, str]:
 def _load_json(path: Path, text: str):
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ImportFailure(f"{path}: JSON nested too deeply to be a benchmark result") from None
     except json.JSONDecodeError as err:
         if "\n" in text.strip() and text.lstrip().startswith("{"):
             return _load_json_lines(path, text)
@@ -241,14 +269,14 @@ def serve_record(data: dict, index: int) -> RunRecord:
     metrics, notes = {}, {}
     for name, spellings in SERVE_ALIASES.items():
         for key in spellings:
-            value = _number(data.get(key))
+            value = _metric(data, key)
             if value is not None:
                 metrics[name], notes[name] = value, f"vllm bench serve: {key}"
                 break
     for latency in LATENCIES:
         for stat in ("mean", "median", "p99"):
             key = f"{stat}_{latency}_ms"
-            value = _number(data.get(key))
+            value = _metric(data, key)
             if value is not None:
                 metrics[key], notes[key] = value, f"vllm bench serve: {key}"
     if "total_tokens_per_s" not in metrics and metrics.get("duration_s"):
@@ -275,9 +303,9 @@ def serve_record(data: dict, index: int) -> RunRecord:
 
 
 def throughput_record(data: dict, index: int, over: Overrides) -> RunRecord:
-    rps, tps = _number(data.get("requests_per_second")), _number(data.get("tokens_per_second"))
-    metrics = {"request_throughput": rps, "total_tokens_per_s": tps, "duration_s": _number(data.get("elapsed_time")),
-               "completed": _number(data.get("num_requests"))}
+    rps, tps = _metric(data, "requests_per_second"), _metric(data, "tokens_per_second")
+    metrics = {"request_throughput": rps, "total_tokens_per_s": tps, "duration_s": _metric(data, "elapsed_time"),
+               "completed": _metric(data, "num_requests")}
     notes = {"request_throughput": "vllm bench throughput: requests_per_second",
              "total_tokens_per_s": "vllm bench throughput: tokens_per_second",
              "duration_s": "vllm bench throughput: elapsed_time", "completed": "vllm bench throughput: num_requests"}
@@ -503,6 +531,9 @@ def parse_file(path: Path, over: Overrides = Overrides()) -> ParsedFile:
                                 "--append-result, a vllm bench sweep directory, guidellm report JSON, or the "
                                 "documented CSV)") from None
     records = [replace(_apply(r, over), source="imported", source_file=where, content_hash=digest) for r in records]
+    csv_file = path.suffix.lower() == ".csv"
+    for r in records:
+        check_record(r, f"{path}: " + (f"line {r.record_index + 2}" if csv_file else f"record {r.record_index}"))
     kept, refused = _canonical_gpus(records, csv_lines=path.suffix.lower() == ".csv")
     if records and not kept:
         raise ImportFailure(f"{path}: no record can be stored ({refused[0]}{' ...' if len(refused) > 1 else ''})")
@@ -528,15 +559,36 @@ def _canonical_gpus(records: list[RunRecord], csv_lines: bool) -> tuple[list[Run
     return kept, refused
 
 
-def expand(paths: list[str]) -> list[Path]:
-    """Files to import: sweep directories become their run files."""
-    out = []
+def expand(paths: list[str]) -> tuple[list[Path], list[str]]:
+    """Files to import (sweep directories become their run files), and why any path gave none."""
+    out, problems = [], []
     for p in map(Path, paths):
         if p.is_dir():
             runs = _sweep_files(p)
             if not runs:
-                raise ImportFailure(f"{p}: a directory without vllm bench sweep results (run=N.json files)")
+                problems.append(f"{p}: a directory without vllm bench sweep results (run=N.json files)")
             out.extend(runs)
         else:
             out.append(p)
-    return out
+    return out, problems
+
+
+# Metrics that are counts, rates or durations: never negative. Latency percentiles and the like are checked too.
+def check_record(record: RunRecord, where: str) -> None:
+    """A record is stored only when its numbers can be true: finite, not negative, and consistent."""
+    for name, value in record.metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ImportFailure(f"{where}: {name} is {value!r}, not a number; fix or remove it")
+        if not math.isfinite(value):
+            raise ImportFailure(f"{where}: {name} is {value}, not a finite number; fix or remove it")
+        if value < 0:
+            raise ImportFailure(f"{where}: {name} is {value:g}, negative; fix or remove it")
+    completed, failed = record.metrics.get("completed"), record.metrics.get("failed")
+    sent = record.workload.get("num_prompts")
+    if completed is not None and sent and completed + (failed or 0) > sent:
+        raise ImportFailure(f"{where}: {completed:g} requests completed (and {failed or 0:g} failed) of "
+                            f"{sent} sent; the file is inconsistent")
+    for name in ("input_len", "output_len", "concurrency", "num_prompts"):
+        value = record.workload.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ImportFailure(f"{where}: {name} is {value!r}, not a positive integer; fix or remove it")

@@ -192,3 +192,86 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     assert line == "Error: the disk is full; free space or write elsewhere"
     assert (out / "serve.sh").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- imports store only what is true ------------------------------------------------------------------------------
+
+CSV_HEAD = "model,gpu,benchmark,input_len,output_len,concurrency,num_prompts,output_tokens_per_s\n"
+
+
+def stored_runs(db):
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select id from runs").fetchall()
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("Qwen/Qwen3-8B,H100,serve,128,64,1,10,-5", "line 3: output_tokens_per_s is -5, negative"),
+    ("Qwen/Qwen3-8B,H100,serve,128,64,1,10,nan", "column output_tokens_per_s: 'nan' is not a number"),
+    ("Qwen/Qwen3-8B,H100,serve,128,64,1,10,12abc", "column output_tokens_per_s: '12abc' is not a number"),
+])
+def test_an_import_with_an_impossible_number_stores_nothing(tmp_path, row, expected):
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text(CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,50\n")
+    bad.write_text(CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,50\n" + row + "\n")
+    db = tmp_path / "r.db"
+    result = CliRunner().invoke(calibrate, ["import", str(bad), str(good), "--db", f"sqlite:///{db}"])
+    assert result.exit_code == 1
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len(stored_runs(db)) == 1  # the good file only: nothing of the bad one
+
+
+def test_a_vllm_result_with_a_non_numeric_metric_or_more_completed_than_sent_is_refused(tmp_path):
+    base = {"date": "20250101-000000", "backend": "vllm", "model_id": "Qwen/Qwen3-8B", "num_prompts": 10,
+            "request_rate": "inf", "max_concurrency": 1, "duration": 10.0, "completed": 10,
+            "total_input_tokens": 1280, "total_output_tokens": 640, "request_throughput": 1.0,
+            "output_throughput": 64.0, "total_token_throughput": 192.0, "mean_ttft_ms": 20.0,
+            "mean_tpot_ms": 10.0}
+    db = tmp_path / "r.db"
+    for change, expected in (({"output_throughput": "fast"}, "output_throughput is 'fast', not a finite number"),
+                             ({"completed": 12}, "12 requests completed (and 0 failed) of 10 sent"),
+                             ({"mean_ttft_ms": -1.0}, "mean_ttft_ms is -1, negative")):
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps({**base, **change}))
+        result = CliRunner().invoke(calibrate, ["import", str(path), "--gpu", "H100", "--db", f"sqlite:///{db}"])
+        assert result.exit_code == 1 and expected in result.stderr, result.stderr
+    assert stored_runs(db) == []
+    path.write_text(json.dumps({**base, "output_throughput": "64.0"}))  # a numeric string is read deliberately
+    assert CliRunner().invoke(calibrate, ["import", str(path), "--gpu", "H100", "--db", f"sqlite:///{db}"]).exit_code == 0
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_imports(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,50\n").encode())
+    db = tmp_path / "r.db"
+    result = CliRunner().invoke(calibrate, ["import", str(path), "--db", f"sqlite:///{db}"])
+    assert result.exit_code == 0, result.output
+    assert len(stored_runs(db)) == 1
+
+
+def test_a_fifo_is_refused_and_an_empty_directory_does_not_stop_the_other_files(tmp_path):
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    good = tmp_path / "good.csv"
+    good.write_text(CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,50\n")
+    db = tmp_path / "r.db"
+    result = CliRunner().invoke(calibrate, ["import", str(fifo), str(empty), str(good), "--db", f"sqlite:///{db}"])
+    assert result.exit_code == 1
+    assert f"{fifo}: not a regular file" in result.stderr
+    assert f"{empty}: a directory without vllm bench sweep results" in result.stderr
+    assert len(stored_runs(db)) == 1
+
+
+def test_reimporting_a_corrected_file_says_how_to_replace_the_stored_one(tmp_path):
+    path = tmp_path / "runs.csv"
+    db = f"sqlite:///{tmp_path}/r.db"
+    path.write_text(CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,50\n")
+    assert CliRunner().invoke(calibrate, ["import", str(path), "--db", db]).exit_code == 0
+    path.write_text(CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,55\n")
+    result = CliRunner().invoke(calibrate, ["import", str(path), "--db", db])
+    assert result.exit_code == 0
+    assert result.stderr == (f"{path}: an earlier version of this file is stored as run(s) 1; to replace it, "
+                             "`calibrate runs delete 1`\n")
