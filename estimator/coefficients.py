@@ -141,8 +141,29 @@ class Coefficients:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Coefficients":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """A coefficient set from stored values; a value of the wrong kind is refused, naming the key (a fit file
+        edited by hand must fail here, not deep inside a prediction)."""
+        import math
+
+        from estimator.errors import PlannerError
+
+        defaults = cls()
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value, expected = data[f.name], getattr(defaults, f.name)
+            if isinstance(expected, float) and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                    and math.isfinite(value)):
+                raise PlannerError(f"coefficient {f.name} is {value!r}, not a finite number")
+            if isinstance(expected, dict) and not isinstance(value, dict):
+                raise PlannerError(f"coefficient {f.name} is {value!r}, not a table")
+            values[f.name] = value
+        for gpu, row in (values.get("per_gpu") or {}).items():
+            if not (isinstance(row, (list, tuple)) and len(row) == 3
+                    and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in row)):
+                raise PlannerError(f"coefficient per_gpu[{gpu}] is {row!r}, not three positive numbers")
+        return cls(**values)
 
 
 PRIOR = Coefficients(name="prior")
@@ -177,11 +198,34 @@ def save_fit(co: Coefficients, fit_id: int, inputs_hash: str, scope: dict, creat
     import json
     from pathlib import Path
 
+    import os
+    import tempfile
+
     path = Path(directory) / f"fit-{fit_id}-{inputs_hash[:12]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"schema_version": FILE_SCHEMA_VERSION, "fit_id": fit_id, "created_at": created_at,
-                                "scope": scope, "adopt": adopt, "coefficients": co.to_dict()}, indent=2))
+    text = json.dumps({"schema_version": FILE_SCHEMA_VERSION, "fit_id": fit_id, "created_at": created_at,
+                       "scope": scope, "adopt": adopt, "coefficients": co.to_dict()}, indent=2)
+    # Written beside and renamed into place: a killed fit leaves no half-written file for plans to trip on.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return str(path)
+
+
+def _from_file(path) -> Coefficients:
+    from estimator.errors import PlannerError
+
+    data = _read(path)  # its errors name the file already
+    try:
+        return Coefficients.from_dict(data["coefficients"])
+    except PlannerError as err:
+        raise PlannerError(f"coefficients file {path}: {err}; refit with `calibrate fit`") from None
 
 
 def _read(path) -> dict:
@@ -193,14 +237,19 @@ def _read(path) -> dict:
         data = json.loads(open(path, encoding="utf-8").read())
     except (OSError, ValueError) as err:
         raise PlannerError(f"coefficients file {path} cannot be read ({err}); refit with `calibrate fit`") from None
-    if not isinstance(data, dict) or data.get("schema_version") != FILE_SCHEMA_VERSION or "coefficients" not in data:
+    if not isinstance(data, dict) or "coefficients" not in data or not isinstance(data["coefficients"], dict):
         raise PlannerError(f"coefficients file {path} is not a vllm-planner fit; refit with `calibrate fit`")
+    if data.get("schema_version") != FILE_SCHEMA_VERSION:
+        raise PlannerError(f"coefficients file {path} has schema version {data.get('schema_version')!r}, this "
+                           f"vllm-planner reads {FILE_SCHEMA_VERSION}; refit with `calibrate fit`")
     return data
 
 
-def choose(choice: str | None, gpu: str, vllm_version: str | None = None, directory=None) -> Coefficients:
+def choose(choice: str | None, gpu: str, vllm_version: str | None = None, directory=None,
+           notes: list | None = None) -> Coefficients:
     """default | latest | FIT_ID | PATH. Left out: the latest fit for this GPU (and vLLM version when known),
-    else the defaults."""
+    else the defaults. A fit file that cannot be read is skipped while looking for the latest (one broken file
+    must not stop plans for every GPU), with a line in ``notes``; asked for by id or path, it is an error."""
     from pathlib import Path
 
     from estimator.errors import PlannerError
@@ -210,7 +259,7 @@ def choose(choice: str | None, gpu: str, vllm_version: str | None = None, direct
         return DEFAULT
     folder = Path(directory) if directory else coefficients_dir()
     if choice and choice not in ("latest",) and not choice.isdigit():
-        return Coefficients.from_dict(_read(choice)["coefficients"])
+        return _from_file(choice)
     if choice and choice.isdigit():
         paths = sorted(folder.glob(f"fit-{choice}-*.json")) if folder.exists() else []
         if not paths:
@@ -218,10 +267,16 @@ def choose(choice: str | None, gpu: str, vllm_version: str | None = None, direct
         if len(paths) > 1:
             raise PlannerError(f"fit {choice} names {len(paths)} files (fits from different databases): "
                                f"{', '.join(p.name for p in paths)}; pass --coefficients PATH")
-        return Coefficients.from_dict(_read(paths[0])["coefficients"])
+        return _from_file(paths[0])
     matching = []
     for path in sorted(folder.glob("fit-*.json")) if folder.exists() else []:
-        data = _read(path)
+        try:
+            data = _read(path)
+            Coefficients.from_dict(data["coefficients"])
+        except PlannerError as err:
+            if notes is not None:
+                notes.append(f"skipped the fit file {path.name}: {err}")
+            continue
         scope = data.get("scope") or {}
         if data.get("adopt") is False:
             continue

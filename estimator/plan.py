@@ -244,8 +244,9 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     the latest fit for this GPU, else the defaults)."""
     workload = workload or Workload()
     gpu, detected_count, gpu_notes = _gpu(request)
+    coefficient_notes: list[str] = []
     if coefficients is None:
-        coefficients = choose(coefficients_choice, gpu.name)
+        coefficients = choose(coefficients_choice, gpu.name, notes=coefficient_notes)
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
     num_gpus = request.num_gpus or detected_count
@@ -264,7 +265,7 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     relaxations = tuple(_relaxations(arch, gpu, base, config, memory, coefficients))
     performance = estimate(arch, gpu, config, quant, memory.num_gpu_blocks, workload, coefficients) \
         if memory.fits else None
-    notes = list(config_warnings) + list(warnings)
+    notes = list(config_warnings) + list(warnings) + coefficient_notes
     if not speed_known(gpu):
         notes.append("no speed estimate: a device given only by --gpu-memory-gib has no bandwidth or FLOP/s; "
                      "add --gpu NAME for one")
@@ -283,8 +284,9 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     from estimator.search import search
 
     gpu, detected_count, _ = _gpu(request)
+    coefficient_notes: list[str] = []
     if coefficients is None:
-        coefficients = choose(coefficients_choice, gpu.name)
+        coefficients = choose(coefficients_choice, gpu.name, notes=coefficient_notes)
     source = model_source.resolve(request.model, request.revision)
     arch, _ = _arch(source)
     num_gpus = request.num_gpus or detected_count or 1
@@ -301,7 +303,7 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
             f"1/{best['replicas']} of the workload (the performance above is per replica)") \
         if best["replicas"] > 1 else None
     return dataclasses.replace(plan, search=result.to_dict(),
-                               warnings=plan.warnings + ((note,) if note else ()))
+                               warnings=plan.warnings + ((note,) if note else ()) + tuple(coefficient_notes))
 
 
 def largest_fitting_max_model_len(arch, gpu, flags, coefficients) -> int:

@@ -275,3 +275,30 @@ def test_reimporting_a_corrected_file_says_how_to_replace_the_stored_one(tmp_pat
     assert result.exit_code == 0
     assert result.stderr == (f"{path}: an earlier version of this file is stored as run(s) 1; to replace it, "
                              "`calibrate runs delete 1`\n")
+
+
+# --- fitted coefficients cannot break planning --------------------------------------------------------------------
+
+
+def test_a_broken_fit_file_is_skipped_with_a_warning_and_never_blocks_plans(tmp_path, monkeypatch):
+    import dataclasses
+
+    from estimator.coefficients import DEFAULT, save_fit
+    from estimator.paths import coefficients_dir
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    folder = coefficients_dir()
+    save_fit(dataclasses.replace(DEFAULT, name="fit-1"), 1, "a" * 64, {"gpu": "H100-SXM"}, "2026-01-01", folder)
+    (folder / "fit-2-truncated.json").write_text('{"schema_version": 1, "coeffi')
+    (folder / "fit-3-edited.json").write_text(json.dumps({"schema_version": 1, "fit_id": 3, "scope": {},
+                                                          "coefficients": {"per_gpu": {"H100-SXM": [0.8, "x", 1]}}}))
+    result = CliRunner().invoke(estimator, PLAN)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["performance"]["coefficients_source"] == "fit-1"
+    skipped = [w for w in plan["warnings"] if w.startswith("skipped the fit file")]
+    assert [w.split(":")[0] for w in skipped] == ["skipped the fit file fit-2-truncated.json",
+                                                  "skipped the fit file fit-3-edited.json"]
+    assert "not three positive numbers" in skipped[1]
+    # asked for by path, a broken file is an error, in one line
+    refused(estimator, PLAN + ["--coefficients", str(folder / "fit-3-edited.json")], "per_gpu[H100-SXM]")
