@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import os
 import shlex
+import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -244,9 +245,9 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
                f"{len(points)} point(s) in {mode} mode")
     try:
         records = runner.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         click.echo(summary_table(runner.stored))
-        sys.exit(130)
+        sys.exit(128 + getattr(err, "signum", signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
     click.echo(summary_table(records))
     warning = drift_warning(records)
     if warning:

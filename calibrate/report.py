@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.observations import from_runs
+from calibrate.vllm_log import is_memory_failure
 from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
 from estimator.performance import predict
@@ -86,7 +87,8 @@ def build_rows(store: Store, runs, fit_id: int | None = None) -> tuple[list[Row]
                 rows.append(Row(r.id, r.model, r.gpu, r.workload.get("concurrency"), metric,
                                 float(r.metrics[metric]), float(prediction[metric]), None, None,
                                 str(prediction.get("coefficients", "at run time")), None))
-        if r.benchmark == "startup" and "fits" in prediction:
+        # A start that failed for another reason than memory (a timeout, a bad flag) does not judge the memory plan.
+        if r.benchmark == "startup" and "fits" in prediction and (r.status == "ok" or is_memory_failure(r.error)):
             rows.append(Row(r.id, r.model, r.gpu, None, "started", 0.0 if r.status != "ok" else 1.0,
                             1.0 if prediction["fits"] else 0.0, None, None, "memory plan", None))
     return rows, notes

@@ -4,6 +4,7 @@ process group is always stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -96,6 +98,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a cancelled CI job, `timeout`, `systemctl stop`, a closed terminal), handled like
+    Ctrl-C: the point in progress is stored as interrupted and vLLM's process group is stopped."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def why_interrupted(err: KeyboardInterrupt) -> str:
+    return f"interrupted ({err.args[0]})" if isinstance(err, Stopped) else "interrupted (Ctrl-C)"
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """Within the block, SIGTERM and SIGHUP raise Stopped in the main thread (as SIGINT raises KeyboardInterrupt);
+    the previous handlers come back afterwards."""
+    def handler(signum, _frame):
+        raise Stopped(signum)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def stop_group(proc: subprocess.Popen | None) -> None:
     """SIGTERM the whole process group, then SIGKILL what is left after a grace period."""
     if proc is None:
@@ -124,8 +157,9 @@ class Runner:
     def __init__(self, request: PlanRequest, options: RunOptions, store: Store | None, host: HostRecord | None,
                  echo=print):
         self.request, self.options, self.store, self.host, self.echo = request, options, store, host, echo
-        self.log_dir = Path(options.log_dir or tempfile.mkdtemp(prefix="vllm-planner-run-"))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Logs and result files go to --log-dir when given (kept), else to a temporary directory made when the run
+        # starts and removed when it ends; the stored runs keep the log tails that matter.
+        self.log_dir = Path(options.log_dir) if options.log_dir else Path(tempfile.gettempdir()) / "vllm-planner-run"
         self.stored: list[RunRecord] = []
         self.started = time.monotonic()
 
@@ -273,14 +307,25 @@ class Runner:
     # --- running ----------------------------------------------------------------------------------------------
 
     def run(self) -> list[RunRecord]:
+        temporary = None
+        if self.options.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            temporary = tempfile.TemporaryDirectory(prefix="vllm-planner-run-")
+            self.log_dir = Path(temporary.name)
         try:
-            if self.options.mode == "serve":
-                self._run_serve()
-            else:
-                self._run_throughput()
-        except KeyboardInterrupt:
-            self.echo("interrupted: the point in progress is stored as interrupted; earlier points are kept")
+            with stop_signals_interrupt():
+                if self.options.mode == "serve":
+                    self._run_serve()
+                else:
+                    self._run_throughput()
+        except KeyboardInterrupt as err:
+            self.echo(f"{why_interrupted(err)}: the point in progress is stored as interrupted; earlier points are "
+                      "kept")
             raise
+        finally:
+            if temporary is not None:
+                temporary.cleanup()
         return self.stored
 
     def _wait_healthy(self, proc: subprocess.Popen, port: int, log_path: Path) -> str | None:
@@ -318,9 +363,11 @@ class Runner:
                 fits = plan.memory.fits
                 record = self._failed(plan, points[0], "startup", "failed", failure, log_path.read_text(errors="replace"),
                                       started, sampler.samples)
-                self.echo(f"vLLM did not start: {failure}. The plan predicted it "
-                          f"{'fits (a miss of the memory plan)' if fits else 'does not fit'}; stored as run "
-                          f"{record.id}")
+                if vllm_log.is_memory_failure(failure):
+                    verdict = f"The plan predicted it {'fits (a miss of the memory plan)' if fits else 'does not fit'}"
+                else:
+                    verdict = "Not a memory failure, so the memory plan is not judged"
+                self.echo(f"vLLM did not start: {failure}. {verdict}; stored as run {record.id}")
                 return
             for index, point in enumerate(points):
                 current = point
@@ -347,8 +394,8 @@ class Runner:
             self._failed(plan, current, "serve", "failed",
                          f"timeout: the benchmark ran past {self.options.timeout_s:g} s",
                          log_path.read_text(errors="replace"), started)
-        except KeyboardInterrupt:
-            self._failed(plan, current, "serve", "interrupted", "interrupted (Ctrl-C)",
+        except KeyboardInterrupt as err:
+            self._failed(plan, current, "serve", "interrupted", why_interrupted(err),
                          log_path.read_text(errors="replace"), started)
             raise
         finally:
@@ -382,8 +429,8 @@ class Runner:
                 self._progress(index, point, self._failed(
                     plan, point, "throughput", "failed", f"timeout: ran past {self.options.timeout_s:g} s",
                     log_path.read_text(errors="replace"), began))
-            except KeyboardInterrupt:
-                self._failed(plan, point, "throughput", "interrupted", "interrupted (Ctrl-C)",
+            except KeyboardInterrupt as err:
+                self._failed(plan, point, "throughput", "interrupted", why_interrupted(err),
                              log_path.read_text(errors="replace"), began)
                 raise
             finally:

@@ -54,6 +54,14 @@ FAILURES = (
 )
 
 
+# The failures that say something about the memory plan; a timeout or a bad flag does not.
+MEMORY_FAILURES = ("out of memory", "no room for the KV cache")
+
+
+def is_memory_failure(reason: str | None) -> bool:
+    return bool(reason) and reason.split(":", 1)[0] in MEMORY_FAILURES
+
+
 def parse(text: str) -> dict:
     """Memory figures found in the log (only those present)."""
     out: dict = {}

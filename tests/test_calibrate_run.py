@@ -48,14 +48,15 @@ def vllm_processes(model, kind: str | None = None) -> list[int]:
     return pids
 
 
-def calibrate(tiny, db, *args, wait=True):
+def calibrate(tiny, db, *args, wait=True, env=None):
     model, python = tiny
     argv = [sys.executable, "-m", "calibrate", "run", "--model", str(model), "--input-len", "64", "--output-len",
             "32", "--load-format", "dummy", "--max-model-len", "2048", "--enforce-eager", "--vllm-python",
             python, "--db", db, "--timeout", "300", *args]
+    env = dict(os.environ, **(env or {}))
     if not wait:
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900)
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
 
 
 def test_serve_mode_sweep_then_fit_and_report(tiny, tmp_path):
@@ -146,22 +147,27 @@ def test_a_server_killed_mid_sweep_keeps_earlier_points_and_stores_the_failure(t
     assert vllm_processes(tiny[0]) == []
 
 
-def test_ctrl_c_stores_the_point_as_interrupted_and_stops_vllm(tiny, tmp_path):
+@pytest.mark.parametrize("sig, status, why", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                              (signal.SIGTERM, 143, "interrupted (SIGTERM)")])
+def test_ctrl_c_or_sigterm_stores_the_point_as_interrupted_and_stops_vllm(tiny, tmp_path, sig, status, why):
     db = f"sqlite:///{tmp_path}/r.db"
-    proc = calibrate(tiny, db, "--concurrency", "1,2", "--num-prompts", "400", wait=False)
+    scratch = tmp_path / "tmp"  # calibrate's temporary directories go here, and must be gone at the end
+    scratch.mkdir()
+    proc = calibrate(tiny, db, "--concurrency", "1,2", "--num-prompts", "400", wait=False, env={"TMPDIR": str(scratch)})
     deadline = time.time() + 600
     for line in proc.stdout:
         if "[1/2] concurrency 1: running" in line or time.time() > deadline:
             break
     time.sleep(3)
     assert vllm_processes(tiny[0], "serve"), "the vLLM server was not found"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     output = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 130, output[-3000:]
+    assert proc.returncode == status, output[-3000:]
     [run] = Store.open(db).list_runs()
-    assert (run.status, run.error, run.workload["concurrency"]) == ("interrupted", "interrupted (Ctrl-C)", 1)
+    assert (run.status, run.error, run.workload["concurrency"]) == ("interrupted", why, 1)
     time.sleep(2)
     assert vllm_processes(tiny[0]) == []
+    assert not [p for p in scratch.iterdir() if p.name.startswith("vllm-planner-run-")]
 
 
 def test_a_start_vllm_refuses_is_stored_as_a_miss_of_the_memory_plan(tiny, tmp_path):

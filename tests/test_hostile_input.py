@@ -302,3 +302,28 @@ def test_a_broken_fit_file_is_skipped_with_a_warning_and_never_blocks_plans(tmp_
     assert "not three positive numbers" in skipped[1]
     # asked for by path, a broken file is an error, in one line
     refused(estimator, PLAN + ["--coefficients", str(folder / "fit-3-edited.json")], "per_gpu[H100-SXM]")
+
+
+def test_only_a_memory_failure_judges_the_memory_plan():
+    from calibrate.vllm_log import failure_reason, is_memory_failure
+
+    assert is_memory_failure(failure_reason("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"))
+    assert is_memory_failure(failure_reason("ValueError: No available memory for the cache blocks."))
+    assert not is_memory_failure("timeout: /health did not answer within 900 s")
+    assert not is_memory_failure(failure_reason("vllm serve: error: unrecognized arguments: --bogus"))
+    assert not is_memory_failure(None)
+
+
+def test_sigterm_and_sighup_raise_like_ctrl_c_inside_a_run_and_not_after():
+    import signal
+
+    from calibrate.runner import Stopped, stop_signals_interrupt, why_interrupted
+
+    before = signal.getsignal(signal.SIGTERM)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with pytest.raises(KeyboardInterrupt) as caught, stop_signals_interrupt():
+            os.kill(os.getpid(), sig)
+        assert isinstance(caught.value, Stopped) and caught.value.signum == sig
+        assert why_interrupted(caught.value) == f"interrupted ({signal.Signals(sig).name})"
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert why_interrupted(KeyboardInterrupt()) == "interrupted (Ctrl-C)"
