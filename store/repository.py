@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
+from estimator.redact import mask_known
 from store import migrate
 from store.db import describe, make_engine, resolve_url
 from store.errors import StoreError
@@ -37,7 +38,7 @@ def _immediate_transactions(engine: Engine) -> None:
 
 
 def _connection_error(url: str, err: Exception) -> StoreError:
-    reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+    reason = mask_known(str(getattr(err, "orig", err)).strip().splitlines()[0], url)
     return StoreError(f"cannot open the results database {describe(url)}: {reason}; check --db or "
                       "VLLM_PLANNER_DB")
 

@@ -327,3 +327,32 @@ def test_sigterm_and_sighup_raise_like_ctrl_c_inside_a_run_and_not_after():
         assert why_interrupted(caught.value) == f"interrupted ({signal.Signals(sig).name})"
     assert signal.getsignal(signal.SIGTERM) == before
     assert why_interrupted(KeyboardInterrupt()) == "interrupted (Ctrl-C)"
+
+
+# --- secrets ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://alice:s3cr3t@127.0.0.1:1/results",
+    "postgresql://alice:p@ss-s3cr3t@127.0.0.1:1/results",
+    "postgresql://alice@127.0.0.1:1/results?password=s3cr3t",
+    "postgresql://127.0.0.1:1/results?sslmode=disable&password=s3cr3t",
+    "host=127.0.0.1 port=1 password=s3cr3t dbname=results",
+])
+def test_a_password_in_any_form_of_database_url_never_reaches_a_message(url):
+    result = CliRunner().invoke(calibrate, ["runs", "list", "--db", url])
+    assert result.exit_code == 1
+    assert "s3cr3t" not in result.output and "s3cr3t" not in result.stderr
+    assert "***" in result.stderr or "not a database URL" in result.stderr
+
+
+def test_vllm_does_not_inherit_the_results_database_url(monkeypatch):
+    from calibrate.runner import Runner, RunOptions, Point
+    from estimator.plan import PlanRequest
+
+    monkeypatch.setenv("VLLM_PLANNER_DB", "postgresql://alice:s3cr3t@db/results")
+    options = RunOptions(mode="serve", points=(Point(concurrency=1),), input_len=64, output_len=16,
+                         vllm_command=("vllm",))
+    runner = Runner(PlanRequest(model="Qwen/Qwen3-0.6B", gpu="H100"), options, None, None, echo=lambda s: None)
+    env = runner.env()
+    assert "VLLM_PLANNER_DB" not in env and "s3cr3t" not in " ".join(env.values())
