@@ -8,6 +8,8 @@ per-rank weight bytes and quantized sizes all come from one list.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -485,12 +487,61 @@ def _derived_max_len(text: dict, family: str) -> tuple[int, str, int | None]:
     return int(length), key, longrope_len
 
 
+# The kinds of the config.json keys the planner reads (at any depth: text_config, rope_scaling, quantization_config).
+# A value of another kind ("bits": "four", a string max_position_embeddings, tie_word_embeddings: "no") is an error
+# naming the key, never a guess and never a crash further on.
+INT_KEYS = frozenset((
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size",
+    "intermediate_size_mlp", "moe_intermediate_size", "shared_expert_intermediate_size", "vocab_size",
+    "max_position_embeddings", "original_max_position_embeddings", "max_seq_len", "max_sequence_length",
+    "seq_length", "n_positions", "sliding_window", "num_experts", "num_local_experts", "n_routed_experts",
+    "num_experts_per_tok", "n_shared_experts", "first_k_dense_replace", "kv_lora_rank", "q_lora_rank",
+    "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group", "sliding_window_pattern",
+    "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size"))
+BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
+                       "zero_point", "norm_topk_prob", "use_qk_norm"))
+STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
+DICT_KEYS = frozenset(("rope_scaling", "rope_parameters", "quantization_config", "text_config", "vision_config"))
+NUMBER_KEYS = frozenset(("rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",
+                         "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "rms_norm_eps",
+                         "layer_norm_eps", "routed_scaling_factor"))
+
+
+def check_kinds(raw: dict, model_id: str, prefix: str = "") -> None:
+    """Refuse a config.json whose known keys hold values of the wrong kind, naming the key and the model."""
+    for key, value in raw.items():
+        where = f"{prefix}{key}"
+        if value is None:
+            continue
+        scalar = key in INT_KEYS or key in BOOL_KEYS or key in NUMBER_KEYS or key in STRING_LIST_KEYS
+        if isinstance(value, dict) and not scalar:
+            check_kinds(value, model_id, f"{where}.")
+            continue
+        wrong = None
+        if key in DICT_KEYS:
+            wrong = "an object"
+        elif key in STRING_LIST_KEYS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            wrong = "a list of strings"
+        elif key in INT_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
+            if not (isinstance(value, float) and math.isfinite(value) and value == int(value)):
+                wrong = "an integer"
+        elif key in BOOL_KEYS and not isinstance(value, bool):
+            wrong = "true or false"
+        elif key in NUMBER_KEYS and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                     or not math.isfinite(value)):
+            wrong = "a finite number"
+        if wrong:
+            raise PlannerError(f"config.json of {model_id} has {where}={value!r}; expected {wrong} (fix the "
+                               "config.json)")
+
+
 def from_config(raw: dict, model_id: str) -> ModelArch:
     """Read a config.json dict into a ModelArch, or raise PlannerError naming what is wrong."""
     if not isinstance(raw, dict):
         raise PlannerError(f"config.json of {model_id} is not a JSON object (fix the config.json)")
+    check_kinds(raw, model_id)
     archs = raw.get("architectures")
-    if not archs or not isinstance(archs, list):
+    if not archs or not isinstance(archs, list) or not isinstance(archs[0], str):
         raise PlannerError(f"config.json of {model_id} has no 'architectures' list; the planner needs it to know "
                            "the model's structure (fix the config.json)")
     arch = archs[0]
@@ -502,6 +553,9 @@ def from_config(raw: dict, model_id: str) -> ModelArch:
     text = _Config(_text_config(c) if uses_text else raw, model_id)
     inv = _Inventory()
     attention, extra = build(c, inv, family)
+    if extra.get("experts_per_token", 0) > extra.get("num_experts", 0) > 0:
+        raise PlannerError(f"config.json of {model_id} routes each token to {extra['experts_per_token']} of "
+                           f"{extra['num_experts']} experts; fix the config.json")
     hidden, heads, kv, hd = (text.int("hidden_size"), text.int("num_attention_heads"),
                              text.int("num_key_value_heads", text.get("num_attention_heads")), 0)
     hd = extra.pop("head_dim", None) or text.get("head_dim") or hidden // heads

@@ -59,6 +59,17 @@ class OneLineErrors(click.Group):
     def expected_errors(self) -> tuple[type[BaseException], ...]:
         return self.expected
 
+    def main(self, args=None, *rest, **kwargs):
+        """Arguments whose bytes are not UTF-8 arrive as surrogate escapes: refused here, in one line, before any
+        of them is matched leniently against a name (or printed and crashes the terminal's encoder)."""
+        import sys
+
+        for arg in sys.argv[1:] if args is None else args:
+            if isinstance(arg, str) and any(0xDC80 <= ord(ch) <= 0xDCFF for ch in arg):
+                click.echo(f"Error: the argument {printable(arg)} is not UTF-8 text; retype it", err=True)
+                sys.exit(2)
+        return super().main(args, *rest, **kwargs)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from estimator.errors import PlannerError
@@ -12,6 +13,34 @@ KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parall
         "max_model_len", "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype", "max_num_seqs",
         "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
         "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients")
+
+
+POSITIVE_INTS = ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
+                 "max_num_batched_tokens", "block_size", "input_len", "output_len", "concurrency")
+POSITIVE_NUMBERS = ("gpu_memory_gib", "gpu_memory_utilization", "request_rate", "ttft_ms", "tpot_ms")
+SWITCHES = ("enforce_eager",)
+
+
+def _check_kind(path: str, key: str, value) -> None:
+    """A profile value of the wrong kind is refused naming the profile and the key (`enforce_eager: "false"` is a
+    string, and would otherwise turn eager mode on)."""
+    if value is None:
+        return
+    if key in POSITIVE_INTS:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        expected = "a positive integer"
+    elif key in POSITIVE_NUMBERS:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        expected = "a positive finite number"
+    elif key in SWITCHES:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif key == "coefficients":
+        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+        expected = "default, latest, a fit id or a path"
+    else:
+        ok, expected = isinstance(value, str), "a string"
+    if not ok:
+        raise PlannerError(f"profile {path}: {key} is {value!r}; expected {expected} (fix or regenerate it)")
 
 
 def profile_dict(flags: dict) -> dict:
@@ -35,7 +64,12 @@ def load_profile(path: str) -> dict:
     unknown = sorted(set(data["flags"]) - set(KEYS))
     if unknown:
         raise PlannerError(f"profile {path} has unknown keys {', '.join(unknown)}; regenerate it")
-    return data["flags"]
+    for key, value in data["flags"].items():
+        _check_kind(path, key, value)
+    flags = dict(data["flags"])
+    if isinstance(flags.get("coefficients"), int):
+        flags["coefficients"] = str(flags["coefficients"])  # a fit id, as --coefficients takes it
+    return flags
 
 
 def merge(profile: dict, flags: dict) -> dict:

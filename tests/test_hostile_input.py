@@ -4,6 +4,7 @@ three lines on stderr, nothing on stdout under --json, and the results database 
 import json
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -356,3 +357,145 @@ def test_vllm_does_not_inherit_the_results_database_url(monkeypatch):
     runner = Runner(PlanRequest(model="Qwen/Qwen3-0.6B", gpu="H100"), options, None, None, echo=lambda s: None)
     env = runner.env()
     assert "VLLM_PLANNER_DB" not in env and "s3cr3t" not in " ".join(env.values())
+
+
+# --- config.json and profile values of the wrong kind ------------------------------------------------------------
+
+
+def model_dir_with(tmp_path, model, change):
+    from estimator.model_source import catalog_config
+
+    config = catalog_config(model)
+    change(config)
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+@pytest.mark.parametrize("model, change, expected", [
+    ("Qwen/Qwen3-0.6B", lambda c: c.update(tie_word_embeddings="no"), "tie_word_embeddings='no'; expected true or false"),
+    ("Qwen/Qwen3-0.6B", lambda c: c.update(max_position_embeddings="40960"),
+     "max_position_embeddings='40960'; expected an integer"),
+    ("Qwen/Qwen3-0.6B", lambda c: c.update(sliding_window="4096"), "sliding_window='4096'; expected an integer"),
+    ("Qwen/Qwen3-0.6B", lambda c: c.update(hidden_size=float("nan")), "hidden_size=nan; expected an integer"),
+    ("Qwen/Qwen3-0.6B", lambda c: c.update(rope_theta="big"), "rope_theta='big'; expected a finite number"),
+    ("meta-llama/Llama-3.1-8B-Instruct", lambda c: c["rope_scaling"].update(factor="8"),
+     "rope_scaling.factor='8'; expected a finite number"),
+    ("Qwen/Qwen2.5-72B-Instruct-GPTQ-Int4", lambda c: c["quantization_config"].update(bits="four"),
+     "quantization_config.bits='four'; expected an integer"),
+])
+def test_a_config_value_of_the_wrong_kind_names_the_key_and_the_model(tmp_path, model, change, expected):
+    directory = model_dir_with(tmp_path, model, change)
+    line = refused(estimator, ["plan", "--model", str(directory), "--gpu", "H100", "--json"], expected)
+    assert f"config.json of {directory}" in line
+
+
+def test_every_catalog_config_passes_the_kind_checks():
+    from estimator.architecture import from_config
+    from estimator.model_source import catalog_config, catalog_ids
+
+    for model in catalog_ids():
+        from_config(catalog_config(model), model)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("enforce_eager", "false", "enforce_eager is 'false'; expected true or false"),
+    ("num_gpus", 0, "num_gpus is 0; expected a positive integer"),
+    ("gpu_memory_utilization", ".nan", "gpu_memory_utilization is nan; expected a positive finite number"),
+    ("max_model_len", "4096", "max_model_len is '4096'; expected a positive integer"),
+    ("model", 7, "model is 7; expected a string"),
+])
+def test_a_profile_value_of_the_wrong_kind_names_the_profile_and_the_key(tmp_path, key, value, expected):
+    path = tmp_path / "profile.yaml"
+    literal = value if isinstance(value, str) and value.startswith(".") else json.dumps(value)
+    path.write_text(f"schema_version: 1\nflags:\n  model: Qwen/Qwen3-0.6B\n  gpu: H100\n  {key}: {literal}\n")
+    refused(estimator, ["plan", "--profile", str(path), "--json"], f"profile {path}: {expected}")
+
+
+@pytest.mark.parametrize("argv_tail", [[b"--model", b"Qwen/Qwen3-\xff"], [b"--gpu", b"H\xfe100"]])
+def test_a_flag_that_is_not_utf8_is_one_line(argv_tail):
+    import subprocess
+    import sys
+
+    args = [a.decode("utf-8", "surrogateescape") for a in argv_tail]
+    base = ["--model", "Qwen/Qwen3-0.6B", "--gpu", "H100"]
+    run = subprocess.run([sys.executable, "-m", "estimator", "plan", *base, *[os.fsencode(a) for a in args]],
+                         capture_output=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=120)
+    assert run.returncode != 0
+    err = run.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err and 1 <= len([x for x in err.splitlines() if x.strip()]) <= 3, err
+
+
+# --- property tests: whatever config.json or profile holds, the planner answers or refuses in one line -----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6)
+CONFIG_KEYS = sorted(("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                      "intermediate_size", "vocab_size", "max_position_embeddings", "sliding_window",
+                      "tie_word_embeddings", "rope_theta", "rope_scaling", "torch_dtype", "quantization_config",
+                      "architectures", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                      "layer_types", "use_sliding_window", "max_window_layers"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(["Qwen/Qwen3-0.6B", "Qwen/Qwen3-30B-A3B", "meta-llama/Llama-3.1-8B-Instruct",
+                              "Qwen/Qwen2.5-72B-Instruct-GPTQ-Int4", "google/gemma-3-27b-it"]),
+       changes=st.dictionaries(st.sampled_from(CONFIG_KEYS), JSON_VALUES | st.integers(-3, 70000),
+                               min_size=1, max_size=3))
+def test_any_config_json_is_planned_or_refused_with_a_planner_error(model, changes):
+    from estimator.architecture import from_config
+    from estimator.errors import PlannerError
+    from estimator.model_source import catalog_config
+    from estimator.plan import PlanRequest, make_plan
+    from estimator.workload import Workload
+
+    import tempfile
+
+    config = {**catalog_config(model), **changes}
+    try:
+        arch = from_config(config, "hypothesis-model")
+    except PlannerError as err:
+        assert str(err) and "\n" not in str(err)
+        return
+    assert arch.num_layers > 0 and arch.hidden_size > 0
+    with tempfile.TemporaryDirectory() as directory:  # and the whole plan, from a model directory
+        (Path(directory) / "config.json").write_text(json.dumps(config, allow_nan=True))
+        try:
+            plan = make_plan(PlanRequest(model=directory, gpu="H100", max_model_len=1024), None,
+                             Workload(256, 64, concurrency=4))
+        except PlannerError as err:
+            assert str(err) and "\n" not in str(err)
+            return
+        assert plan.memory.num_gpu_blocks >= 0
+
+
+PROFILE_KEYS = ("num_gpus", "max_model_len", "gpu_memory_utilization", "enforce_eager", "block_size", "dtype",
+                "request_rate", "concurrency", "input_len", "kv_cache_dtype", "coefficients", "goal")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(values=st.dictionaries(st.sampled_from(PROFILE_KEYS),
+                              st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=8)
+                              | st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=4))
+def test_any_profile_is_planned_or_refused_in_one_line(tmp_path, values):
+    import yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"schema_version": 1, "flags": {"model": "Qwen/Qwen3-0.6B", "gpu": "H100",
+                                                                   **values}}))
+    result = CliRunner().invoke(estimator, ["plan", "--profile", str(path), "--json"])
+    if result.exit_code == 0:
+        plan = json.loads(result.stdout)
+        assert plan["config"]["enforce_eager"] is (values.get("enforce_eager") is True)
+    else:
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        lines = [x for x in result.stderr.splitlines() if x.strip()]
+        assert 1 <= len(lines) <= 3 and "unexpected" not in result.stderr, result.stderr
