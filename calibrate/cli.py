@@ -130,6 +130,7 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
     adds nothing."""
     from calibrate.importers import ImportFailure, Overrides, expand, parse_file
     from store import Store
+    from store.errors import StoreError
 
     store = Store.open(db)
     over = Overrides(model=model, gpu=gpu, num_gpus=num_gpus, input_len=input_len, output_len=output_len,
@@ -147,7 +148,12 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
             failures += 1
             continue
         earlier = [r.id for r in store.list_runs(source_file=parsed.path) if r.content_hash != parsed.content_hash]
-        added = store.import_runs(parsed.records, parsed.content_hash)
+        try:
+            added = store.import_runs(parsed.records, parsed.content_hash)
+        except StoreError as err:  # this file only: the ones after it are still imported
+            click.echo(f"error: {parsed.path}: {err}", err=True)
+            failures += 1
+            continue
         click.echo(f"{parsed.path}: {added} run(s) imported" if added else
                    f"{parsed.path}: already imported, nothing added")
         if added and earlier:

@@ -37,6 +37,23 @@ def _immediate_transactions(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Text columns have lengths (PostgreSQL enforces them, SQLite does not): one rule, read from the models.
+TEXT_LIMITS = {name: Run.__table__.c[name].type.length for name in ("model", "gpu", "vllm_version", "benchmark",
+                                                                     "status")}
+INTEGER_LIMIT = 2**63 - 1  # BIGINT
+
+
+def check_fits(record: RunRecord, index: int) -> None:
+    """Refuse a record whose text is longer than its column or whose integers overflow one."""
+    for name, limit in TEXT_LIMITS.items():
+        value = getattr(record, name)
+        if isinstance(value, str) and len(value) > limit:
+            raise StoreError(f"record {index}: {name} is {len(value)} characters long, more than the {limit} the "
+                             "results database holds; shorten it")
+    if record.num_gpus is not None and not 0 < record.num_gpus <= 2**31 - 1:
+        raise StoreError(f"record {index}: num_gpus {record.num_gpus} is out of range")
+
+
 def _connection_error(url: str, err: Exception) -> StoreError:
     reason = mask_known(str(getattr(err, "orig", err)).strip().splitlines()[0], url)
     return StoreError(f"cannot open the results database {describe(url)}: {reason}; check --db or "
@@ -136,7 +153,10 @@ class Store:
 
     def import_runs(self, records: list[RunRecord], content_hash: str | None) -> int:
         """Store the records of one source file in one transaction. Returns how many were added: 0 when a file
-        with this content hash was imported before (also by a concurrent process)."""
+        with this content hash was imported before (also by a concurrent process). A record the database cannot
+        hold is refused, naming the field, before anything of the file is written."""
+        for index, record in enumerate(records):
+            check_fits(record, index)
         try:
             with Session(self.engine) as session, session.begin():
                 if content_hash and session.scalar(select(Run.id).where(Run.content_hash == content_hash).limit(1)):
@@ -148,6 +168,9 @@ class Store:
             return 0
         except OperationalError as err:
             raise _connection_error(self.url, err) from None
+        except DatabaseError as err:  # PostgreSQL is stricter than SQLite: nothing of the file was kept
+            reason = mask_known(str(getattr(err, "orig", err)).strip().splitlines()[0], self.url)
+            raise StoreError(f"the database refused these runs ({reason}); nothing of them was stored") from None
 
     def add_run(self, record: RunRecord) -> int:
         with Session(self.engine) as session, session.begin():
