@@ -49,11 +49,11 @@ class Run(Base):
     source_file: Mapped[str | None] = mapped_column(Text)
     content_hash: Mapped[str | None] = mapped_column(String(64))
     record_index: Mapped[int]
-    model: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(1024))
     gpu: Mapped[str | None] = mapped_column(String(128))
     num_gpus: Mapped[int | None]
     benchmark: Mapped[str] = mapped_column(String(16))
-    vllm_version: Mapped[str | None] = mapped_column(String(64))
+    vllm_version: Mapped[str | None] = mapped_column(String(255))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

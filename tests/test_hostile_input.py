@@ -504,13 +504,13 @@ def test_any_profile_is_planned_or_refused_in_one_line(tmp_path, values):
 def test_a_file_the_database_cannot_hold_is_refused_and_the_files_after_it_are_imported(tmp_path, db_url):
     from store import Store
 
-    long_name = "org/" + "m" * 300
+    long_name = "org/" + "m" * 1030
     bad, good = tmp_path / "bad.csv", tmp_path / "good.csv"
     bad.write_text(CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,50\n" + f"{long_name},H100,serve,128,64,1,10,50\n")
     good.write_text(CSV_HEAD + "Qwen/Qwen3-8B,H100,serve,128,64,1,10,50\n")
     assert CliRunner().invoke(calibrate, ["db", "upgrade", "--db", db_url]).exit_code == 0  # PostgreSQL: by hand
     result = CliRunner().invoke(calibrate, ["import", str(bad), str(good), "--db", db_url])
     assert result.exit_code == 1
-    assert f"error: {bad}: record 1: model is 304 characters long, more than the 255" in result.stderr
+    assert f"error: {bad}: record 1: model is 1034 characters long, more than the 1024" in result.stderr
     assert f"{good}: 1 run(s) imported" in result.stdout
     assert [r.source_file for r in Store.open(db_url).list_runs()] == [str(good)]

@@ -13,13 +13,13 @@ from store.models import Base
 
 
 def test_one_linear_history_with_a_single_head():
-    assert migrate.heads() == ["0003"] and migrate.head() == "0003"
+    assert migrate.heads() == ["0004"] and migrate.head() == "0004"
 
 
 def test_upgrade_from_empty_matches_the_models(db_url):
     engine = make_engine(db_url)
     migrate.upgrade(engine)
-    assert migrate.current(engine) == "0003"
+    assert migrate.current(engine) == "0004"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
@@ -62,13 +62,13 @@ def test_downgrade_and_back_up_keeps_rows(db_url):
     migrate.downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(engine)
-    assert migrate.current(engine) == "0003"
+    assert migrate.current(engine) == "0004"
 
 
 def test_sqlite_is_created_and_upgraded_on_first_use(tmp_path):
     url = f"sqlite:///{tmp_path}/deep/dir/results.db"
     store = Store.open(url)
-    assert store.revision() == "0003" and (tmp_path / "deep/dir/results.db").exists()
+    assert store.revision() == "0004" and (tmp_path / "deep/dir/results.db").exists()
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -89,13 +89,13 @@ def test_postgres_behind_is_a_clear_error_until_db_upgrade(pg_url):
     db_url = pg_url
     r = CliRunner().invoke(main, ["runs", "list", "--db", db_url])
     assert r.exit_code == 1
-    assert "is at schema revision none (empty) but this vllm-planner needs 0003: run `calibrate db upgrade" in r.output
+    assert "is at schema revision none (empty) but this vllm-planner needs 0004: run `calibrate db upgrade" in r.output
     r = CliRunner().invoke(main, ["db", "current", "--db", db_url])
-    assert r.output == "empty (head 0003, behind: run `calibrate db upgrade`)\n"
+    assert r.output == "empty (head 0004, behind: run `calibrate db upgrade`)\n"
     r = CliRunner().invoke(main, ["db", "upgrade", "--db", db_url])
-    assert r.exit_code == 0 and r.output == "empty -> 0003\n"
+    assert r.exit_code == 0 and r.output == "empty -> 0004\n"
     r = CliRunner().invoke(main, ["db", "upgrade", "--db", db_url])
-    assert r.output == "already at 0003\n"
+    assert r.output == "already at 0004\n"
     assert CliRunner().invoke(main, ["runs", "list", "--db", db_url]).exit_code == 0
 
 
