@@ -43,12 +43,12 @@ def _date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _labels(values: tuple[str, ...]) -> dict:
+def _labels(values: tuple[str, ...], flag: str = "--label") -> dict:
     out = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{item!r}: labels are KEY=VALUE")
+            raise click.BadParameter(f"{item!r}: {flag} takes KEY=VALUE", param_hint=flag)
         out[key] = value
     return out
 
@@ -235,7 +235,7 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
     options = RunOptions(mode=mode, points=points, input_len=input_len, output_len=output_len,
                          vllm_command=command, num_prompts=num_prompts,
                          load_format=load_format, timeout_s=timeout, vllm_args=tuple(vllm_args),
-                         env=_labels(env_items), labels=_labels(labels), log_dir=log_dir)
+                         env=_labels(env_items, "--env"), labels=_labels(labels), log_dir=log_dir)
     runner = Runner(request, options, None, None, echo=click.echo)
     runner.plan_for(points[0])  # a model or flag the planner cannot use fails here, before anything starts
     if dry_run:

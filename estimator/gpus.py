@@ -172,9 +172,16 @@ def _nominal_gb(spec: GpuSpec) -> float:
     return float(raw.get("memory_nominal_gb") or spec.memory_gib * GIB / 1e9)
 
 
+# A sanity bound for a custom device's memory: the largest accelerators hold a few hundred GiB; CPU hosts a few TiB.
+MAX_DEVICE_GIB = 65536.0
+
+
 def custom(memory_gib: float, like: GpuSpec | None = None) -> GpuSpec:
     """A device given only by its memory; speed fields come from ``like`` when a GPU was also named."""
     memory_gib = positive_number("--gpu-memory-gib", memory_gib)
+    if memory_gib > MAX_DEVICE_GIB:
+        raise PlannerError(f"--gpu-memory-gib {memory_gib:g} is more than any device has (at most {MAX_DEVICE_GIB:g}); "
+                           "give the memory of one GPU in GiB")
     if like is not None and like.vendor == "cpu":
         return cpu_device(memory_gib)
     base = like or GpuSpec("custom", "unknown", memory_gib, None, None, None, None, "unknown",

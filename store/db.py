@@ -25,6 +25,9 @@ def default_path() -> Path:
 
 def resolve_url(url: str | None) -> tuple[str, bool]:
     """(URL, whether it is the default SQLite file)."""
+    if url is not None and not url.strip():
+        raise StoreError("--db is empty; give a database URL (sqlite:///PATH or postgresql+psycopg://...) or leave "
+                         "it out for the default SQLite file")
     if url:
         return url, False
     if os.environ.get(ENV_VAR):

@@ -514,3 +514,24 @@ def test_a_file_the_database_cannot_hold_is_refused_and_the_files_after_it_are_i
     assert f"error: {bad}: record 1: model is 1034 characters long, more than the 1024" in result.stderr
     assert f"{good}: 1 run(s) imported" in result.stdout
     assert [r.source_file for r in Store.open(db_url).list_runs()] == [str(good)]
+
+
+@pytest.mark.parametrize("cli, args, expected", [
+    (calibrate, ["runs", "list", "--db", ""], "--db is empty"),
+    (calibrate, ["run", "--model", "Qwen/Qwen3-0.6B", "--concurrency", "4", "--env", "X"], "--env takes KEY=VALUE"),
+    (estimator, ["plan", "--model", "Qwen/Qwen3-0.6B", "--gpu-memory-gib", "1e308"], "more than any device has"),
+    (calibrate, ["runs", "list", "--db", "sqlite:////nonexistent-dir/\0x.db"], None),
+])
+def test_more_hostile_flags_are_one_line(cli, args, expected):
+    refused(cli, args, expected)
+
+
+def test_a_corrupt_sqlite_file_is_one_line_and_left_as_it_was(tmp_path):
+    db = tmp_path / "r.db"
+    assert CliRunner().invoke(calibrate, ["db", "upgrade", "--db", f"sqlite:///{db}"]).exit_code == 0
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 3] + b"\0garbage" * 50)
+    before = db.read_bytes()
+    line = refused(calibrate, ["runs", "list", "--db", f"sqlite:///{db}"])
+    assert "database disk image is malformed" in line or "file is not a database" in line
+    assert db.read_bytes() == before
