@@ -279,6 +279,10 @@ def serve_record(data: dict, index: int) -> RunRecord:
             value = _metric(data, key)
             if value is not None:
                 metrics[key], notes[key] = value, f"vllm bench serve: {key}"
+    rates = [m for m in ("request_throughput", "output_tokens_per_s", "total_tokens_per_s") if m in metrics]
+    if rates and not metrics.get("duration_s"):
+        # vllm bench serve divides by the run's duration; a rate without one was not written by it
+        raise ValueError(f"{rates[0]} is given but no duration (a vllm bench serve result always has one)")
     if "total_tokens_per_s" not in metrics and metrics.get("duration_s"):
         tokens = (metrics.get("total_input_tokens") or 0) + (metrics.get("total_output_tokens") or 0)
         metrics["total_tokens_per_s"] = tokens / metrics["duration_s"]

@@ -232,7 +232,8 @@ def test_a_vllm_result_with_a_non_numeric_metric_or_more_completed_than_sent_is_
     db = tmp_path / "r.db"
     for change, expected in (({"output_throughput": "fast"}, "output_throughput is 'fast', not a finite number"),
                              ({"completed": 12}, "12 requests completed (and 0 failed) of 10 sent"),
-                             ({"mean_ttft_ms": -1.0}, "mean_ttft_ms is -1, negative")):
+                             ({"mean_ttft_ms": -1.0}, "mean_ttft_ms is -1, negative"),
+                             ({"duration": None}, "request_throughput is given but no duration")):
         path = tmp_path / "r.json"
         path.write_text(json.dumps({**base, **change}))
         result = CliRunner().invoke(calibrate, ["import", str(path), "--gpu", "H100", "--db", f"sqlite:///{db}"])
