@@ -19,6 +19,7 @@ from estimator.errors import PlannerError
 from estimator.redact import mask_secrets
 
 DEBUG_ENV = "VLLM_PLANNER_DEBUG"
+SHORT_FLAGS = {"--tensor-parallel-size": "-tp", "--pipeline-parallel-size": "-pp", "--quantization": "-q"}
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 OS_ADVICE = {
@@ -64,7 +65,8 @@ class OneLineErrors(click.Group):
         of them is matched leniently against a name (or printed and crashes the terminal's encoder)."""
         import sys
 
-        for arg in sys.argv[1:] if args is None else args:
+        self.argv = list(sys.argv[1:] if args is None else args)
+        for arg in self.argv:
             if isinstance(arg, str) and any(0xDC80 <= ord(ch) <= 0xDCFF for ch in arg):
                 click.echo(f"Error: the argument {printable(arg)} is not UTF-8 text; retype it", err=True)
                 sys.exit(2)
@@ -76,7 +78,7 @@ class OneLineErrors(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
             raise
         except self.expected_errors() as err:
-            raise click.ClickException(printable(str(err))) from None
+            raise click.ClickException(printable(self.as_typed(str(err)))) from None
         except OSError as err:
             raise click.ClickException(os_error_line(err)) from None
         except RecursionError:
@@ -89,6 +91,14 @@ class OneLineErrors(click.Group):
             raise click.ClickException(printable(
                 f"unexpected {type(err).__name__}: {err} (a bug in vllm-planner; rerun with {DEBUG_ENV}=1 for the "
                 "traceback and report it)")) from None
+
+    def as_typed(self, message: str) -> str:
+        """The message with each flag spelled as the user typed it (-tp rather than --tensor-parallel-size)."""
+        argv = getattr(self, "argv", [])
+        for long, short in SHORT_FLAGS.items():
+            if short in argv and long not in argv:
+                message = message.replace(long, short)
+        return message
 
     def command(self, *args, **kwargs):
         kwargs.setdefault("context_settings", CONTEXT_SETTINGS)

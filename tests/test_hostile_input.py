@@ -536,3 +536,10 @@ def test_a_corrupt_sqlite_file_is_one_line_and_left_as_it_was(tmp_path):
     line = refused(calibrate, ["runs", "list", "--db", f"sqlite:///{db}"])
     assert "database disk image is malformed" in line or "file is not a database" in line
     assert db.read_bytes() == before
+
+
+def test_messages_name_the_flag_as_the_user_typed_it():
+    short = refused(estimator, ["plan", "--model", "Qwen/Qwen3-0.6B", "--gpu", "H100", "-tp", "3"])
+    assert short == "Error: -tp 3 does not divide the 16 attention heads of this model; use a divisor of 16"
+    long = refused(estimator, ["plan", "--model", "Qwen/Qwen3-0.6B", "--gpu", "H100", "--tensor-parallel-size", "3"])
+    assert long.startswith("Error: --tensor-parallel-size 3 does not divide")
