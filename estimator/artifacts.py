@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from estimator.errors import PlannerError
-from estimator.plan import Plan
+from estimator.plan import Plan, serve_argv
 from estimator.profile import profile_dict
 from estimator.serve_config import VLLM_REFERENCE_VERSION
 
@@ -32,7 +32,13 @@ def image(plan: Plan) -> str:
 
 
 def gpus_per_instance(plan: Plan) -> int:
-    return plan.config.world_size
+    """GPUs one server uses: tensor x pipeline parallel, times the data-parallel replicas it runs."""
+    return plan.config.world_size * plan.data_parallel_size
+
+
+def separate_servers(plan: Plan) -> int:
+    """Servers to run: the search's replicas as separate servers, or one (which may hold them as data parallel)."""
+    return plan.replicas if plan.data_parallel_size == 1 else 1
 
 
 def comment_text(text: str) -> str:
@@ -51,11 +57,21 @@ def serve_script(plan: Plan) -> str:
 
 
 def compose(plan: Plan) -> dict:
+    """One service per server; separate replicas each get their own GPUs and port."""
+    servers = separate_servers(plan)
+    if servers == 1:
+        return {"services": {"vllm": _compose_service(plan, PORT, None)}}
+    n = gpus_per_instance(plan)
+    return {"services": {f"vllm-{i}": _compose_service(plan, PORT + i, [str(g) for g in range(i * n, (i + 1) * n)])
+                         for i in range(servers)}}
+
+
+def _compose_service(plan: Plan, host_port: int, device_ids: list[str] | None) -> dict:
     n = gpus_per_instance(plan)
     service = {
         "image": image(plan),
         "command": plan.serve_argv + ["--port", str(PORT)],
-        "ports": [f"{PORT}:{PORT}"],
+        "ports": [f"{host_port}:{PORT}"],
         "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},
         "volumes": [f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE}"],
         "shm_size": SHM_SIZE,
@@ -67,10 +83,13 @@ def compose(plan: Plan) -> dict:
     if plan.gpu.vendor == "amd":
         service["devices"] = ["/dev/kfd", "/dev/dri"]
         service["group_add"] = ["video"]
+        if device_ids:
+            service["environment"]["HIP_VISIBLE_DEVICES"] = ",".join(device_ids)
     else:
-        service["deploy"] = {"resources": {"reservations": {"devices": [
-            {"driver": "nvidia", "count": n, "capabilities": ["gpu"]}]}}}
-    return {"services": {"vllm": service}}
+        device = {"driver": "nvidia", "capabilities": ["gpu"]}
+        device.update({"device_ids": device_ids} if device_ids else {"count": n})
+        service["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
+    return service
 
 
 def kubernetes(plan: Plan, name: str = "vllm") -> list[dict]:
@@ -93,7 +112,7 @@ def kubernetes(plan: Plan, name: str = "vllm") -> list[dict]:
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"replicas": (plan.search or {}).get("best", {}).get("replicas", 1),
+        "spec": {"replicas": separate_servers(plan),
                  "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}}, "spec": {
                      "containers": [container],
@@ -112,7 +131,9 @@ def bench_argv(plan: Plan) -> list[str]:
     throughput offline (with the same engine flags) when the plan is for saturation."""
     w = plan.workload
     if w.saturated:
-        return ["vllm", "bench", "throughput", "--model", plan.source.id, *plan.serve_argv[1:],
+        # one engine: vllm bench throughput measures a single replica's share
+        return ["vllm", "bench", "throughput", "--model", plan.source.id,
+                *serve_argv(plan.source.id, plan.config)[1:],
                 "--dataset-name", "random", "--input-len", str(w.input_len), "--output-len", str(w.output_len),
                 "--num-prompts", "1000", "--output-json", "bench-throughput.json"]
     argv = ["vllm", "bench", "serve", "--backend", "vllm", "--model", plan.source.id, "--host", "127.0.0.1",

@@ -59,6 +59,9 @@ def workload_options(f):
         click.option("--tpot-ms", type=float, default=None, help="SLO on the median time per output token."),
         click.option("--goal", type=click.Choice(["throughput", "latency", "balanced"]), default=None),
         click.option("--search", is_flag=True, default=None, help="Search the flags left out for the goal."),
+        click.option("--replicas-as", type=click.Choice(["data-parallel", "separate"]), default=None,
+                     help="With --search, how spare GPUs run further replicas: --data-parallel-size in one vllm "
+                          "serve (default), or separate servers behind one Service."),
         click.option("--profile", type=click.Path(dir_okay=False), default=None,
                      help="A profile written by `estimator generate`; flags given here override it."),
         click.option("--coefficients", default=None, metavar="default|latest|FIT_ID|PATH",
@@ -82,9 +85,13 @@ def build_plan(flags: dict):
     workload_keys = ("input_len", "output_len", "concurrency", "request_rate", "ttft_ms", "tpot_ms", "goal")
     workload = Workload(**{k: flags[k] for k in workload_keys if flags.get(k) is not None})
     request = PlanRequest(**{k: v for k, v in flags.items()
-                             if k not in (*workload_keys, "search", "profile", "coefficients") and v is not None})
+                             if k not in (*workload_keys, "search", "profile", "coefficients", "replicas_as")
+                             and v is not None})
     if flags.get("search"):
-        return plan_with_search(request, workload, coefficients_choice=flags.get("coefficients"))
+        return plan_with_search(request, workload, coefficients_choice=flags.get("coefficients"),
+                                replicas_as=flags.get("replicas_as") or "data-parallel")
+    if flags.get("replicas_as"):
+        raise click.UsageError("--replicas-as applies to --search, which chooses the replicas")
     return make_plan(request, workload=workload, coefficients_choice=flags.get("coefficients"))
 
 

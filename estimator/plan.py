@@ -96,11 +96,17 @@ class Plan:
     workload: Workload = Workload()
     performance: Prediction | None = None  # None where the GPU's speed is unknown or the plan does not fit
     search: dict | None = None  # the configuration search's result, when one ran
+    data_parallel_size: int = 1  # replicas inside one `vllm serve` (--data-parallel-size); 1 otherwise
     quant: object = None  # the QuantScheme the weights use (checkpoint's or online)
 
     @property
     def serve_argv(self) -> list[str]:
-        return serve_argv(self.source.id, self.config)
+        return serve_argv(self.source.id, self.config, self.data_parallel_size)
+
+    @property
+    def replicas(self) -> int:
+        """Instances of the configuration: inside one server (data parallel) or as separate servers."""
+        return int((self.search or {}).get("best", {}).get("replicas", 1))
 
     @property
     def serve_command(self) -> str:
@@ -131,7 +137,8 @@ class Plan:
                          "memory_gib_per_gpu": round(self.gpu.memory_gib, 4), "gpu_source": self.gpu.source,
                          "spec": self.gpu.to_dict()},
             "config": {f: getattr(c, f) for f in SERVE_FLAGS} | {"resolved_dtype": c.resolved_dtype,
-                                                                  "defaults": list(c.defaults)},
+                                                                  "defaults": list(c.defaults),
+                                                                  "data_parallel_size": self.data_parallel_size},
             "memory": self.memory.to_dict() | {"relaxations": [r.to_dict() for r in self.relaxations],
                                                "summary": self.limit_summary()},
             "serve": {"argv": self.serve_argv, "command": self.serve_command,
@@ -168,7 +175,7 @@ def performance_dict(p: Prediction | None, workload: Workload, coefficients: Coe
     return out
 
 
-def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
+def serve_argv(model_id: str, c: ServeConfig, data_parallel_size: int = 1) -> list[str]:
     """`vllm serve` arguments, vLLM spellings, leaving out what equals vLLM's default."""
     argv = [model_id]
 
@@ -179,6 +186,8 @@ def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
         add("tensor-parallel-size", c.tensor_parallel_size)
     if c.pipeline_parallel_size != 1:
         add("pipeline-parallel-size", c.pipeline_parallel_size)
+    if data_parallel_size != 1:
+        add("data-parallel-size", data_parallel_size)
     if "max_model_len" in c.explicit:
         add("max-model-len", c.max_model_len)
     if "gpu_memory_utilization" in c.explicit and c.gpu_memory_utilization != 0.92:
@@ -277,10 +286,16 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
                 tuple(notes), coefficients, workload, performance, quant=quant)
 
 
+REPLICAS_AS = ("data-parallel", "separate")
+
+
 def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coefficients | None = None,
-                     coefficients_choice: str | None = None) -> Plan:
+                     coefficients_choice: str | None = None, replicas_as: str = "data-parallel") -> Plan:
     """Search the flags the request leaves open, then plan the best configuration (one replica's share of
-    the workload) and attach the search's result."""
+    the workload) and attach the search's result. Spare GPUs run further replicas, rendered as vLLM runs them:
+    --data-parallel-size in one server, or separate servers behind a Service (``replicas_as``)."""
+    if replicas_as not in REPLICAS_AS:
+        raise PlannerError(f"--replicas-as {replicas_as} is not one of {', '.join(REPLICAS_AS)}")
     from estimator.search import search
 
     gpu, detected_count, _ = _gpu(request)
@@ -298,12 +313,28 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     chosen = dataclasses.replace(request, num_gpus=best["gpus_per_replica"], **{
         k: best[k] for k in ("tensor_parallel_size", "pipeline_parallel_size", "quantization", "kv_cache_dtype",
                              "max_model_len", "max_num_seqs", "max_num_batched_tokens")})
-    plan = make_plan(chosen, coefficients, workload.per_replica(best["replicas"]))
-    note = (f"{best['replicas']} replicas of this configuration use the {num_gpus} GPUs; each serves "
-            f"1/{best['replicas']} of the workload (the performance above is per replica)") \
-        if best["replicas"] > 1 else None
+    replicas = best["replicas"]
+    plan = make_plan(chosen, coefficients, workload.per_replica(replicas))
+    note = None
+    if replicas > 1:
+        how = f"--data-parallel-size {replicas} in one vllm serve" if replicas_as == "data-parallel" else \
+            f"{replicas} separate servers behind one Service"
+        note = (f"{replicas} replicas of this configuration use the {replicas * best['gpus_per_replica']} GPUs "
+                f"({how}); the workload is split between them ({_split(workload, replicas)}) and the performance "
+                f"above is one replica's; {best['busy_replicas']:g} replica(s) are busy, for "
+                f"{best['output_tokens_per_s']:,.0f} output tok/s in all")
     return dataclasses.replace(plan, search=result.to_dict(),
+                               data_parallel_size=replicas if replicas_as == "data-parallel" else 1,
                                warnings=plan.warnings + ((note,) if note else ()) + tuple(coefficient_notes))
+
+
+def _split(workload: Workload, replicas: int) -> str:
+    share = workload.per_replica(replicas)
+    if share.concurrency:
+        return f"at most {share.concurrency} concurrent requests each"
+    if share.request_rate:
+        return f"{share.request_rate:g} requests/s each"
+    return "each runs at saturation"
 
 
 def largest_fitting_max_model_len(arch, gpu, flags, coefficients) -> int:

@@ -45,6 +45,7 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         return {"candidates": self.candidates, "fitting": self.fitting, "feasible": self.feasible, "best": self.best,
+                "replicas": self.best["replicas"] if self.best else None,
                 "reasons": list(self.reasons), "pareto": list(self.pareto), "closest": self.closest,
                 "seconds": round(self.seconds, 4)}
 
@@ -82,9 +83,9 @@ def _options(arch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload)
 
 def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
     """All candidates, as columns of equal length."""
-    rows: dict[str, list] = {k: [] for k in ("tp", "pp", "quant", "replicas", *GRID_FIELDS, "fits", "weights_fit",
-                                             "weights_gib", "output_tps", "ttft_ms", "tpot_ms", "latency_ms",
-                                             "saturated", "batch")}
+    rows: dict[str, list] = {k: [] for k in ("tp", "pp", "quant", "replicas", "busy", *GRID_FIELDS, "fits",
+                                             "weights_fit", "weights_gib", "output_tps", "ttft_ms", "tpot_ms",
+                                             "latency_ms", "saturated", "batch")}
     grid = list(itertools.product(options["kv_cache_dtype"], options["max_model_len"], options["max_num_seqs"],
                                   options["max_num_batched_tokens"]))
     kv, mml, seqs, tokens = (np.array(col) for col in zip(*grid))
@@ -112,7 +113,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
         prediction = predict(perf_inputs(arch, gpu, cfg, scheme, pool.num_blocks,
                                          workload.per_replica(replicas)), co)
         n = len(kv)
-        for key, value in (("tp", tp), ("pp", pp), ("quant", quant), ("replicas", replicas)):
+        for key, value in (("tp", tp), ("pp", pp), ("quant", quant), ("replicas", replicas),
+                           ("busy", workload.busy_replicas(replicas))):
             rows[key] += [value] * n
         for key, value in (("kv_cache_dtype", kv), ("max_model_len", mml), ("max_num_seqs", seqs),
                            ("max_num_batched_tokens", tokens)):
@@ -120,7 +122,9 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
         rows["fits"] += list(fits)
         rows["weights_fit"] += [bool(pool.weights_fit)] * n
         rows["weights_gib"] += [max(weights) / GIB] * n
-        rows["output_tps"] += list(np.broadcast_to(prediction.output_tokens_per_s * replicas, (n,)))
+        # The total is what the busy replicas make: a replica with no request adds nothing.
+        rows["output_tps"] += list(np.broadcast_to(prediction.output_tokens_per_s * workload.busy_replicas(replicas),
+                                                   (n,)))
         for key, attr in (("ttft_ms", "ttft_ms"), ("tpot_ms", "tpot_ms"), ("latency_ms", "request_latency_ms"),
                           ("saturated", "saturated"), ("batch", "batch")):
             rows[key] += list(np.broadcast_to(getattr(prediction, attr), (n,)))
@@ -156,6 +160,7 @@ def _flags(c, i) -> dict:
 def _metrics(c, i) -> dict:
     world = int(c["tp"][i] * c["pp"][i])
     return {"replicas": int(c["replicas"][i]), "gpus_per_replica": world,
+            "busy_replicas": round(float(c["busy"][i]), 2),
             "output_tokens_per_s": round(float(c["output_tps"][i]), 1),
             "output_tokens_per_s_per_gpu": round(float(c["output_tps"][i]) / (world * int(c["replicas"][i])), 1),
             "tokens_per_s_per_user": round(float(_per_user(c)[i]), 2),

@@ -49,6 +49,18 @@ class Workload:
                        request_rate=self.request_rate / replicas if self.request_rate else None,
                        num_prompts=-(-self.num_prompts // replicas) if self.num_prompts else None)
 
+    def busy_replicas(self, replicas: int) -> float:
+        """How many replicas' worth of work the workload gives ``replicas`` identical instances, each priced at
+        ``per_replica``'s share: a closed loop of C users keeps at most C of them busy (64 users on 256 replicas
+        are 64 replicas' worth, not 256), and C users split as ceil(C / R) per replica count C / ceil(C / R)
+        replicas; an open-loop rate splits evenly; a finite set of prompts like a closed loop."""
+        if replicas <= 1:
+            return 1.0
+        total = self.concurrency or self.num_prompts
+        if total and not self.request_rate:
+            return total / -(-total // replicas)
+        return float(replicas)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -18,6 +18,8 @@ SEARCHES = [
     ("Qwen/Qwen3-30B-A3B", "L40S", 4, Workload(concurrency=32, ttft_ms=500, goal="throughput")),
     ("deepseek-ai/DeepSeek-V2-Lite-Chat", "A100-SXM4-80GB", 2, Workload(goal="latency", request_rate=2.0)),
     ("google/gemma-3-27b-it", "L4", 8, Workload()),
+    # spare GPUs as data-parallel replicas: --data-parallel-size in the argv
+    ("Qwen/Qwen3-8B", "H100", 8, Workload(1024, 256, concurrency=256, goal="throughput")),
 ]
 
 pytestmark = pytest.mark.vllm
@@ -55,6 +57,11 @@ def checked(vllm_py, tmp_path_factory):
     items = [{"kind": "serve", "argv": a} for a in argvs] + benches
     result = run_in_vllm(vllm_py, SCRIPT, items)
     return argvs + [b["argv"] for b in benches], result
+
+
+def test_a_data_parallel_argv_is_among_those_checked(checked):
+    argvs, _ = checked
+    assert any("--data-parallel-size" in argv for argv in argvs)
 
 
 def test_rendered_argv_is_valid_for_vllm(checked):

@@ -1,0 +1,88 @@
+"""Issue 13: spare GPUs run replicas the way vLLM runs them, and a replica with no request adds nothing."""
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from estimator.artifacts import compose, kubernetes, serve_script
+from estimator.cli import main as estimator
+from estimator.plan import PlanRequest, make_plan, plan_with_search
+from estimator.workload import Workload
+
+
+def test_busy_replicas_never_exceed_the_requests_that_keep_them_busy():
+    assert Workload(concurrency=64).busy_replicas(256) == 64
+    assert Workload(concurrency=100).busy_replicas(8) == pytest.approx(100 / 13)
+    assert Workload(concurrency=8).busy_replicas(8) == 8
+    assert Workload(request_rate=3.0).busy_replicas(4) == 4
+    assert Workload(num_prompts=3).busy_replicas(8) == 3
+    assert Workload().busy_replicas(5) == 5  # saturation: every replica full
+    assert Workload(concurrency=64).busy_replicas(1) == 1
+
+
+def test_64_requests_on_256_gpus_are_64_replicas_worth_not_256():
+    workload = Workload(256, 64, concurrency=64, goal="throughput")
+    plan = plan_with_search(PlanRequest(model="Qwen/Qwen3-0.6B", gpu="H100", num_gpus=256), workload)
+    best = plan.search["best"]
+    one = make_plan(PlanRequest(model="Qwen/Qwen3-0.6B", gpu="H100",
+                                tensor_parallel_size=best["gpus_per_replica"], quantization=best["quantization"],
+                                max_num_seqs=best["max_num_seqs"], max_num_batched_tokens=best["max_num_batched_tokens"],
+                                max_model_len=best["max_model_len"], kv_cache_dtype=best["kv_cache_dtype"]),
+                    workload=Workload(256, 64, concurrency=1))
+    assert best["replicas"] * best["gpus_per_replica"] <= 256
+    assert best["busy_replicas"] <= 64
+    # the offered load bounds the total: 64 users, each at most one single-user replica's speed
+    assert best["output_tokens_per_s"] <= 64 * float(one.performance.output_tokens_per_s) * 1.001
+
+
+def test_replicas_render_as_data_parallel_in_one_server():
+    plan = plan_with_search(PlanRequest(model="Qwen/Qwen3-8B", gpu="H100", num_gpus=8),
+                            Workload(1024, 256, concurrency=256, goal="throughput"))
+    replicas = plan.replicas
+    assert replicas > 1, plan.search["best"]
+    assert plan.data_parallel_size == replicas
+    argv = plan.serve_argv
+    assert argv[argv.index("--data-parallel-size") + 1] == str(replicas)
+    data = plan.to_dict()
+    assert data["config"]["data_parallel_size"] == replicas and data["search"]["replicas"] == replicas
+    assert f"--data-parallel-size {replicas} in one vllm serve" in " ".join(plan.warnings)
+    service = compose(plan)["services"]["vllm"]
+    assert service["command"][:len(argv)] == argv
+    gpus = plan.config.world_size * replicas
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == gpus
+    deployment = kubernetes(plan)[0]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert "--data-parallel-size" in serve_script(plan)
+
+
+def test_replicas_render_as_separate_servers_when_asked():
+    plan = plan_with_search(PlanRequest(model="Qwen/Qwen3-8B", gpu="H100", num_gpus=8),
+                            Workload(1024, 256, concurrency=256, goal="throughput"), replicas_as="separate")
+    replicas = plan.replicas
+    assert replicas > 1 and plan.data_parallel_size == 1 and "--data-parallel-size" not in plan.serve_argv
+    services = compose(plan)["services"]
+    assert sorted(services) == [f"vllm-{i}" for i in range(replicas)]
+    ids = [services[f"vllm-{i}"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+           for i in range(replicas)]
+    assert len({g for group in ids for g in group}) == replicas * plan.config.world_size  # no GPU shared
+    assert len({tuple(s["ports"]) for s in services.values()}) == replicas
+    assert kubernetes(plan)[0]["spec"]["replicas"] == replicas
+
+
+def test_the_cli_takes_replicas_as_with_search_only(tmp_path):
+    base = ["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "H100", "--num-gpus", "8", "--concurrency", "256",
+            "--goal", "throughput", "--json"]
+    result = CliRunner().invoke(estimator, base + ["--search", "--replicas-as", "separate"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["config"]["data_parallel_size"] == 1 and data["search"]["replicas"] > 1
+    refused = CliRunner().invoke(estimator, base + ["--replicas-as", "separate"])
+    assert refused.exit_code == 2 and "--replicas-as applies to --search" in refused.stderr
+    out = tmp_path / "deploy"
+    generated = CliRunner().invoke(estimator, ["generate", *base[1:-1], "--search", "--output-dir", str(out)])
+    assert generated.exit_code == 0, generated.output
+    assert "--data-parallel-size" in (out / "serve.sh").read_text()
+    assert yaml.safe_load((out / "kubernetes.yaml").read_text().split("---")[0])["spec"]["replicas"] == 1
