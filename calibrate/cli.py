@@ -128,7 +128,7 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
     """Import benchmark results: vllm bench serve/throughput JSON, --append-result JSON lines, vllm bench sweep
     directories, guidellm reports, or the documented CSV. Each file is one transaction; importing a file again
     adds nothing."""
-    from calibrate.importers import ImportFailure, Overrides, expand, parse_file
+    from calibrate.importers import ImportFailure, Overrides, expand, stream_file
     from store import Store
     from store.errors import StoreError
 
@@ -142,26 +142,45 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
     failures = len(problems)
     for path in files:
         try:
-            parsed = parse_file(path, over)
-        except ImportFailure as err:
-            click.echo(f"error: {err}", err=True)
+            streamed = stream_file(path, over)
+            if store.has_content(streamed.content_hash):
+                click.echo(f"{streamed.path}: already imported, nothing added")
+                continue
+            earlier = store.run_ids_from(streamed.path, other_than=streamed.content_hash)
+            added = store.import_batches(streamed.batches, streamed.content_hash)
+        except (ImportFailure, StoreError) as err:  # this file only: the ones after it are still imported
+            message = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
+            click.echo(f"error: {message}", err=True)
             failures += 1
             continue
-        earlier = [r.id for r in store.list_runs(source_file=parsed.path) if r.content_hash != parsed.content_hash]
-        try:
-            added = store.import_runs(parsed.records, parsed.content_hash)
-        except StoreError as err:  # this file only: the ones after it are still imported
-            click.echo(f"error: {parsed.path}: {err}", err=True)
-            failures += 1
-            continue
-        click.echo(f"{parsed.path}: {added} run(s) imported" if added else
-                   f"{parsed.path}: already imported, nothing added")
+        click.echo(f"{streamed.path}: {added} run(s) imported" if added else
+                   f"{streamed.path}: already imported, nothing added")
+        for reason in streamed.refused[:MAX_REFUSALS_SHOWN]:
+            click.echo(f"{streamed.path}: not stored: {reason}", err=True)
+        if len(streamed.refused) > MAX_REFUSALS_SHOWN:
+            click.echo(f"{streamed.path}: ... and {len(streamed.refused) - MAX_REFUSALS_SHOWN} more not stored",
+                       err=True)
         if added and earlier:
-            ids = " ".join(str(i) for i in earlier)
-            click.echo(f"{parsed.path}: an earlier version of this file is stored as run(s) {ids}; to replace it, "
+            ids = _id_ranges(earlier)
+            click.echo(f"{streamed.path}: an earlier version of this file is stored as run(s) {ids}; to replace it, "
                        f"`calibrate runs delete {ids}`", err=True)
     if failures:
         raise click.ClickException(f"{failures} file(s) could not be imported; nothing from them was written")
+
+
+MAX_REFUSALS_SHOWN = 5
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """1 2 3 7 -> "1-3 7": how `calibrate runs delete` takes them."""
+    out, start = [], None
+    for i, value in enumerate(ids):
+        if start is None:
+            start = value
+        if i + 1 == len(ids) or ids[i + 1] != value + 1:
+            out.append(str(start) if start == value else f"{start}-{value}")
+            start = None
+    return " ".join(out)
 
 
 def _numbers(text: str | None, kind, flag: str) -> list:
@@ -409,17 +428,34 @@ def runs_show(run_id, db, as_json) -> None:
         click.echo("log tail:\n" + record.log_tail)
 
 
+class IdRange(click.ParamType):
+    """A run id or an inclusive range of them: 7, or 1-200000."""
+
+    name = "ID|FIRST-LAST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, range):
+            return value
+        first, sep, last = str(value).partition("-")
+        low = RECORD_ID.convert(first, param, ctx)
+        high = RECORD_ID.convert(last, param, ctx) if sep else low
+        if high < low:
+            self.fail(f"{value!r}: the range ends before it starts", param, ctx)
+        return range(low, high + 1)
+
+
 @runs.command("delete")
-@click.argument("run_ids", type=RECORD_ID, nargs=-1, required=True)
+@click.argument("run_ids", type=IdRange(), nargs=-1, required=True)
 @db_option
 def runs_delete(run_ids, db) -> None:
-    """Delete runs (and their memory samples)."""
+    """Delete runs (and their memory samples): ids or ranges of them (1-3 7)."""
     from store import Store
 
-    n = Store.open(db).delete_runs(list(run_ids))
+    ids = sorted({i for ids in run_ids for i in ids})
+    n = Store.open(db).delete_runs(ids)
     click.echo(f"{n} run(s) deleted")
-    if n < len(set(run_ids)):
-        raise click.ClickException(f"{len(set(run_ids)) - n} of the ids did not exist")
+    if n < len(ids):
+        raise click.ClickException(f"{len(ids) - n} of the ids did not exist")
 
 
 @runs.command("export")

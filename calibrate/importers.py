@@ -19,10 +19,11 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from stat import S_ISREG
+from typing import Iterator
 
 from store.records import RunRecord
 
@@ -171,7 +172,7 @@ def _rate(value):
 MAX_FILE_BYTES = 2 * 1024**3  # read whole: larger results are not benchmark files anyone wrote by hand
 
 
-def _read_text(path: Path) -> tuple[str, str]:
+def _read_text_check(path: Path) -> None:
     try:
         info = path.stat()
     except OSError as err:
@@ -179,8 +180,15 @@ def _read_text(path: Path) -> tuple[str, str]:
     if not S_ISREG(info.st_mode):
         # a FIFO or a device would block or never end
         raise ImportFailure(f"{path}: not a regular file; give a benchmark result file")
-    if info.st_size > MAX_FILE_BYTES:
-        raise ImportFailure(f"{path}: {info.st_size / 1024**3:.1f} GiB is too large for a benchmark result")
+    if info.st_size == 0:
+        raise ImportFailure(f"{path}: the file is empty")
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    _read_text_check(path)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ImportFailure(f"{path}: {path.stat().st_size / 1024**3:.1f} GiB is too large to read whole; give it "
+                            "as CSV or JSON lines (.jsonl), which are read row by row")
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -434,7 +442,12 @@ def guidellm_records(report: dict) -> list[RunRecord]:
 
 
 def csv_records(path: Path, text: str) -> list[RunRecord]:
-    reader = csv.DictReader(io.StringIO(text))
+    return list(csv_rows(path, io.StringIO(text)))
+
+
+def csv_rows(path: Path, lines) -> Iterator[RunRecord]:
+    """The documented CSV's rows as records, one at a time (``lines``: any iterable of text lines)."""
+    reader = csv.DictReader(lines)
     header = reader.fieldnames or []
     missing = [c for c in ("model", "benchmark") if c not in header]
     if missing:
@@ -444,9 +457,10 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
     if unknown:
         raise ImportFailure(f"{path}: unknown CSV column(s) {', '.join(unknown)}; the columns are "
                             f"{', '.join(CSV_COLUMNS)}")
-    records = []
+    count = 0
     for index, row in enumerate(reader):
         line = index + 2
+        count += 1
 
         def value(column):
             cell = (row.get(column) or "").strip()
@@ -481,15 +495,14 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
         metrics = {k: values[k] for k in CSV_METRICS if values.get(k) is not None}
         metric_notes = {k: f"CSV column {k}" for k in metrics}
         mean_lengths_from_rates(workload, metrics, metric_notes, half_unit(row.get("request_throughput") or ""))
-        records.append(RunRecord(
+        yield RunRecord(
             model=values["model"], benchmark=values["benchmark"], gpu=values.get("gpu"),
             num_gpus=values.get("num_gpus"), config=config, workload=workload, metrics=metrics,
             metric_notes=metric_notes, vllm_version=values.get("vllm_version"),
             record_index=index, labels={"source": values["source"]} if values.get("source") else {},
-            notes=values.get("notes")))
-    if not records:
+            notes=values.get("notes"))
+    if not count:
         raise ImportFailure(f"{path}: the CSV has a header but no rows")
-    return records
 
 
 def csv_row(record: RunRecord) -> dict:
@@ -534,14 +547,113 @@ def parse_file(path: Path, over: Overrides = Overrides()) -> ParsedFile:
             raise ImportFailure(f"{path}: {err} (expected vllm bench serve or throughput JSON, JSON lines from "
                                 "--append-result, a vllm bench sweep directory, guidellm report JSON, or the "
                                 "documented CSV)") from None
-    records = [replace(_apply(r, over), source="imported", source_file=where, content_hash=digest) for r in records]
-    csv_file = path.suffix.lower() == ".csv"
-    for r in records:
-        check_record(r, f"{path}: " + (f"line {r.record_index + 2}" if csv_file else f"record {r.record_index}"))
-    kept, refused = _canonical_gpus(records, csv_lines=path.suffix.lower() == ".csv")
+    kept, refused = [], []
+    for record in records:
+        finished = _finish(record, path, digest, over, refused)
+        if finished is not None:
+            kept.append(finished)
     if records and not kept:
         raise ImportFailure(f"{path}: no record can be stored ({refused[0]}{' ...' if len(refused) > 1 else ''})")
     return ParsedFile(where, digest, kept, tuple(refused))
+
+
+def _finish(record: RunRecord, path: Path, digest: str, over: Overrides, refused: list) -> RunRecord | None:
+    """A parsed record as it is stored: overrides applied, provenance set, numbers checked, GPU name made the
+    catalog's (or None, with the reason added to ``refused``)."""
+    csv_file = path.suffix.lower() == ".csv"
+    record = replace(_apply(record, over), source="imported", source_file=str(path), content_hash=digest)
+    where = f"line {record.record_index + 2}" if csv_file else f"record {record.record_index}"
+    check_record(record, f"{path}: {where}")
+    kept, why = _canonical_gpus([record], csv_lines=csv_file)
+    refused.extend(why)
+    return kept[0] if kept else None
+
+
+STREAM_BATCH = 2000  # records per insert: memory is bounded by a batch, not by the file
+
+
+@dataclass
+class StreamedFile:
+    """A result file read as it is stored: its hash first (to skip a file imported before without parsing it),
+    then its records in batches. ``refused`` fills as the batches are read."""
+
+    path: str
+    content_hash: str
+    batches: Iterator[list[RunRecord]]
+    refused: list = field(default_factory=list)
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stream_file(path: Path, over: Overrides = Overrides(), batch_size: int = STREAM_BATCH) -> StreamedFile:
+    """Like parse_file, for files of any size: the documented CSV and JSON lines (--append-result) are read row by
+    row; other formats, which are small, are parsed whole into one batch. Errors (ImportFailure) surface while the
+    batches are read, so a caller storing them in one transaction keeps all of the file or nothing."""
+    suffix = path.suffix.lower()
+    _read_text_check(path)
+    digest = _file_hash(path)
+    refused: list[str] = []
+    if suffix == ".csv":
+        records = _rows_of(path, lambda f: csv_rows(path, f))
+    elif suffix in (".jsonl", ".ndjson"):
+        records = _rows_of(path, lambda f: _json_lines_rows(path, f))
+    else:
+        parsed = parse_file(path, over)
+        return StreamedFile(parsed.path, parsed.content_hash, iter([parsed.records] if parsed.records else []),
+                            list(parsed.refused))
+
+    def batches() -> Iterator[list[RunRecord]]:
+        batch, stored = [], 0
+        for record in records:
+            finished = _finish(record, path, digest, over, refused)
+            if finished is not None:
+                batch.append(finished)
+            if len(batch) >= batch_size:
+                stored += len(batch)
+                yield batch
+                batch = []
+        if batch:
+            stored += len(batch)
+            yield batch
+        if not stored and refused:
+            raise ImportFailure(f"{path}: no record can be stored ({refused[0]}{' ...' if len(refused) > 1 else ''})")
+
+    return StreamedFile(str(path), digest, batches(), refused)
+
+
+def _rows_of(path: Path, reader) -> Iterator[RunRecord]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            yield from reader(f)
+    except UnicodeDecodeError as err:
+        raise ImportFailure(f"{path}: not UTF-8 text (byte {err.start}); is it a benchmark result?") from None
+
+
+def _json_lines_rows(path: Path, lines) -> Iterator[RunRecord]:
+    index = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise ImportFailure(f"{path}: line {number} is not valid JSON ({getattr(err, 'msg', err)}); the file "
+                                "may be truncated") from None
+        if not _is_serve(data):
+            raise ImportFailure(f"{path}: line {number} is not a vllm bench serve result")
+        try:
+            yield serve_record(data, index)
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            raise ImportFailure(f"{path}: line {number}: {err}") from None
+        index += 1
+    if not index:
+        raise ImportFailure(f"{path}: the file is empty")
 
 
 def _canonical_gpus(records: list[RunRecord], csv_lines: bool) -> tuple[list[RunRecord], list[str]]:

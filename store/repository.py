@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from alembic.util import CommandError
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, event, func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
@@ -41,6 +41,7 @@ def _immediate_transactions(engine: Engine) -> None:
 TEXT_LIMITS = {name: Run.__table__.c[name].type.length for name in ("model", "gpu", "vllm_version", "benchmark",
                                                                      "status")}
 INTEGER_LIMIT = 2**63 - 1  # BIGINT
+DELETE_CHUNK = 900  # ids per DELETE ... IN (...): under SQLite's oldest limit of 999 bound variables
 
 
 def check_fits(record: RunRecord, index: int) -> None:
@@ -141,29 +142,66 @@ class Store:
 
     @staticmethod
     def _row(record: RunRecord, host_id: int | None) -> Run:
-        return Run(
+        return Run(**Store._values(record, host_id),
+                   memory_samples=[MemorySampleRow(t_s=s.t_s, device=s.device, used_bytes=s.used_bytes)
+                                   for s in record.memory_samples])
+
+    @staticmethod
+    def _values(record: RunRecord, host_id: int | None) -> dict:
+        """A run's columns (one rule for the ORM row and the bulk insert)."""
+        return dict(
             host_id=host_id, status=record.status, source=record.source, source_file=record.source_file,
             content_hash=record.content_hash, record_index=record.record_index, model=record.model, gpu=record.gpu,
             num_gpus=record.num_gpus, benchmark=record.benchmark, vllm_version=record.vllm_version,
             started_at=record.started_at, finished_at=record.finished_at, created_at=_now(), config=record.config,
             workload=record.workload, metrics=record.metrics, metric_notes=record.metric_notes,
             prediction=record.prediction, error=record.error, log_tail=record.log_tail, labels=record.labels or None,
-            notes=record.notes, memory_samples=[MemorySampleRow(t_s=s.t_s, device=s.device, used_bytes=s.used_bytes)
-                            for s in record.memory_samples])
+            notes=record.notes)
+
+    def has_content(self, content_hash: str) -> bool:
+        """Whether a file with this content was imported before."""
+        try:
+            with Session(self.engine) as session:
+                return session.scalar(select(Run.id).where(Run.content_hash == content_hash).limit(1)) is not None
+        except OperationalError as err:
+            raise _connection_error(self.url, err) from None
+
+    def run_ids_from(self, source_file: str, other_than: str | None = None) -> list[int]:
+        """Ids of the runs imported from a file (path as given), except those with content hash ``other_than``."""
+        query = select(Run.id).where(Run.source_file == source_file).order_by(Run.id)
+        if other_than:
+            query = query.where((Run.content_hash != other_than) | Run.content_hash.is_(None))
+        with Session(self.engine) as session:
+            return list(session.scalars(query))
 
     def import_runs(self, records: list[RunRecord], content_hash: str | None) -> int:
-        """Store the records of one source file in one transaction. Returns how many were added: 0 when a file
-        with this content hash was imported before (also by a concurrent process). A record the database cannot
-        hold is refused, naming the field, before anything of the file is written."""
-        for index, record in enumerate(records):
-            check_fits(record, index)
+        """Store the records of one source file in one transaction (see import_batches)."""
+        return self.import_batches([records], content_hash)
+
+    def import_batches(self, batches, content_hash: str | None) -> int:
+        """Store the batches of records of one source file in one transaction: all of the file or nothing, with
+        memory bounded by a batch (each is inserted and let go before the next is read; an error raised while
+        reading one rolls the whole file back). Returns how many were added: 0 when a file with this content
+        hash was imported before (also by a concurrent process). A record the database cannot hold is refused,
+        naming the field."""
+        added = 0
         try:
             with Session(self.engine) as session, session.begin():
                 if content_hash and session.scalar(select(Run.id).where(Run.content_hash == content_hash).limit(1)):
                     return 0
-                for record in records:
-                    session.add(self._row(record, self._host_id(session, record.host)))
-            return len(records)
+                for batch in batches:
+                    for record in batch:
+                        check_fits(record, record.record_index)
+                    plain = [r for r in batch if r.host is None and not r.memory_samples]
+                    if plain:
+                        session.execute(insert(Run), [self._values(r, None) for r in plain])
+                    for record in batch:
+                        if record.host is not None or record.memory_samples:
+                            session.add(self._row(record, self._host_id(session, record.host)))
+                    session.flush()
+                    session.expunge_all()
+                    added += len(batch)
+            return added
         except IntegrityError:
             return 0
         except OperationalError as err:
@@ -190,8 +228,14 @@ class Store:
                 row.memory_samples.append(MemorySampleRow(t_s=s.t_s, device=s.device, used_bytes=s.used_bytes))
 
     def delete_runs(self, run_ids: list[int]) -> int:
+        """Delete runs (their memory samples cascade), in one transaction, in chunks the driver can bind."""
+        ids = sorted(set(run_ids))
+        deleted = 0
         with Session(self.engine) as session, session.begin():
-            return session.execute(delete(Run).where(Run.id.in_(run_ids))).rowcount
+            for start in range(0, len(ids), DELETE_CHUNK):
+                chunk = ids[start:start + DELETE_CHUNK]
+                deleted += session.execute(delete(Run).where(Run.id.in_(chunk))).rowcount
+        return deleted
 
     def add_fit(self, fit: FitRecord) -> int:
         with Session(self.engine) as session, session.begin():

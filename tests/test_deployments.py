@@ -1,4 +1,4 @@
-"""Issue 13: spare GPUs run replicas the way vLLM runs them, and a replica with no request adds nothing."""
+"""Issue 13: replicas as vLLM runs them (a replica with no request adds nothing), and imports that stream."""
 
 import json
 
@@ -7,6 +7,7 @@ import yaml
 from click.testing import CliRunner
 
 from estimator.artifacts import compose, kubernetes, serve_script
+from calibrate.cli import main as calibrate_cli
 from estimator.cli import main as estimator
 from estimator.plan import PlanRequest, make_plan, plan_with_search
 from estimator.workload import Workload
@@ -86,3 +87,69 @@ def test_the_cli_takes_replicas_as_with_search_only(tmp_path):
     assert generated.exit_code == 0, generated.output
     assert "--data-parallel-size" in (out / "serve.sh").read_text()
     assert yaml.safe_load((out / "kubernetes.yaml").read_text().split("---")[0])["spec"]["replicas"] == 1
+
+
+# --- imports that stream (issue 13) ---------------------------------------------------------------------------
+
+
+def write_rows(path, rows):
+    import csv
+
+    from calibrate.importers import CSV_COLUMNS
+
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for i in range(rows):
+            writer.writerow({"model": "Qwen/Qwen3-8B", "gpu": "H100", "benchmark": "serve", "input_len": 128 + i % 64,
+                             "output_len": 64, "concurrency": 1 + i % 8, "output_tokens_per_s": 100 + i % 50,
+                             "notes": f"row {i}"})
+
+
+def test_a_streamed_import_stores_every_row_in_batches_and_a_bad_row_late_in_the_file_keeps_none(tmp_path):
+    from calibrate.importers import stream_file
+    from store import Store
+
+    path = tmp_path / "runs.csv"
+    write_rows(path, 5000)
+    streamed = stream_file(path, batch_size=1000)
+    batches = list(streamed.batches)
+    assert [len(b) for b in batches] == [1000] * 5
+    db = f"sqlite:///{tmp_path}/r.db"
+    result = CliRunner().invoke(calibrate_cli, ["import", str(path), "--db", db])
+    assert result.exit_code == 0 and result.stdout == f"{path}: 5000 run(s) imported\n"
+    with path.open("a") as f:  # the same rows again, and a broken one at the very end
+        f.write("Qwen/Qwen3-8B,H100,,,,,,,,,,,serve,128,64,1,,,,-1,,,,,,,,,,\n")
+    before = len(Store.open(db).list_runs())
+    result = CliRunner().invoke(calibrate_cli, ["import", str(path), "--db", db])
+    assert result.exit_code == 1 and "line 5002: output_tokens_per_s is -1, negative" in result.stderr
+    assert len(Store.open(db).list_runs()) == before  # the 5000 rows read before it were rolled back
+
+
+def test_kill_9_in_the_middle_of_a_streamed_import_leaves_none_of_the_file(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from store import Store
+
+    path = tmp_path / "big.csv"
+    write_rows(path, 150_000)
+    db_path = tmp_path / "r.db"
+    db = f"sqlite:///{db_path}"
+    assert CliRunner().invoke(calibrate_cli, ["db", "upgrade", "--db", db]).exit_code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "calibrate", "import", str(path), "--db", db],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wal = tmp_path / "r.db-wal"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (wal.exists() and wal.stat().st_size > 2_000_000):
+        time.sleep(0.05)  # batches are being written inside the open transaction
+    assert proc.poll() is None, "the import finished before it could be interrupted; give it more rows"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert Store.open(db).list_runs() == []
+    # and the file imports whole afterwards
+    result = CliRunner().invoke(calibrate_cli, ["import", str(path), "--db", db])
+    assert result.exit_code == 0 and result.stdout.endswith("150000 run(s) imported\n")
