@@ -29,6 +29,7 @@ class ModelSource:
     checkpoint_params: dict[str, int] | None = None  # dtype -> parameters, from safetensors headers
     tokenizer_max_length: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    generation_config: dict | None = None  # the checkpoint's sampling defaults, when it publishes them
 
 
 @lru_cache(maxsize=1)
@@ -114,57 +115,99 @@ def _from_directory(directory: Path, model_id: str, kind: str, notes: tuple[str,
     return ModelSource(model_id, kind, config, counts, _tokenizer_max_length(directory), notes)
 
 
+# How long to wait for the hub before saying it cannot be reached: huggingface_hub's own etag timeout when the user
+# lowered it (HF_HUB_ETAG_TIMEOUT), at most this. Its default retry loop (about 24 s on a refused connection) is
+# not used: one probe answers whether the hub is there.
+MAX_HUB_WAIT_S = 4.0
+
+
+def _hub_error(repo_id: str, revision: str | None, err: Exception, wait: float) -> PlannerError:
+    """One line for what went wrong between us and the hub, naming what to do."""
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HFValidationError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    offline = "download it once online, or set HF_HUB_OFFLINE=1 to use the local cache only, or pass a local " \
+              "directory with its config.json (see `estimator models` for the catalog)"
+    if isinstance(err, HFValidationError):
+        return PlannerError(f"{repo_id!r} is neither a directory, a catalog model nor a valid Hugging Face repo id; "
+                            "see `estimator models` for the catalog")
+    if isinstance(err, GatedRepoError):
+        return PlannerError(f"{repo_id} is gated on the hub: accept its license on huggingface.co, then set HF_TOKEN "
+                            "or run `huggingface-cli login` (or pass a local directory)")
+    if isinstance(err, RevisionNotFoundError):
+        return PlannerError(f"{repo_id} has no revision {revision!r} on the hub; check --revision")
+    if isinstance(err, RepositoryNotFoundError):
+        return PlannerError(f"{repo_id} was not found on the Hugging Face hub (or it is private: set HF_TOKEN or run "
+                            "`huggingface-cli login`); check the id, or see `estimator models` for the catalog")
+    if isinstance(err, EntryNotFoundError) and not isinstance(err, LocalEntryNotFoundError):
+        return PlannerError(f"{repo_id} has no config.json on the hub; the planner needs a transformers-style "
+                            "checkpoint")
+    # huggingface_hub's HTTP client (httpx, or httpx2 in newer releases) is told apart by its exception names
+    kinds = {c.__name__ for c in type(err).__mro__}
+    if "TimeoutException" in kinds:
+        return PlannerError(f"the Hugging Face hub did not answer within {wait:g} s for {repo_id}; {offline}")
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or isinstance(err, OfflineModeIsEnabled):
+        return PlannerError(f"{repo_id} is not in the bundled catalog or the local Hugging Face cache and "
+                            "HF_HUB_OFFLINE is set; unset it to fetch the config once, or pass a local directory with "
+                            "its config.json (see `estimator models` for the catalog)")
+    if kinds & {"TransportError", "NetworkError", "RemoteProtocolError"} or \
+            isinstance(err, (LocalEntryNotFoundError, OSError)):
+        return PlannerError(f"{repo_id} is not in the bundled catalog or the local Hugging Face cache and the hub "
+                            f"cannot be reached ({type(err).__name__}); {offline}")
+    return PlannerError(f"could not fetch config.json of {repo_id} from the hub ({type(err).__name__}: {err}); "
+                        f"{offline}")
+
+
 def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
+    """config.json (and generation_config.json) through huggingface_hub: the local cache first, then the hub
+    with one bounded probe; safetensors metadata for exact parameter counts where the hub has them."""
+    # huggingface_hub's telemetry fetches an "agent harness" registry from the hub while building its request
+    # headers (3 s more when the hub is slow); a planner that only reads configs does without, unless told.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
-        from huggingface_hub import constants, hf_hub_download
-        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HFValidationError,
-                                            LocalEntryNotFoundError, RepositoryNotFoundError)
+        from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
     except ImportError:  # pragma: no cover - huggingface_hub is a dependency
         raise PlannerError(f"{repo_id} is not in the bundled catalog and huggingface_hub is not installed") from None
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    wait = min(float(constants.HF_HUB_ETAG_TIMEOUT), MAX_HUB_WAIT_S)
+    online = False
     try:
         try:  # the cache first: instant, and the only place to look when offline
             config_path = Path(hf_hub_download(repo_id, "config.json", revision=revision, local_files_only=True))
         except LocalEntryNotFoundError:
             if constants.HF_HUB_OFFLINE:
                 raise
-            hub_logger = logging.getLogger("huggingface_hub")
-            level = hub_logger.level
-            hub_logger.setLevel(logging.ERROR)  # its retry chatter is not for our users; the error below is
-            try:
-                config_path = Path(hf_hub_download(repo_id, "config.json", revision=revision))
-            finally:
-                hub_logger.setLevel(level)
-    except HFValidationError:
-        raise PlannerError(f"{repo_id!r} is neither a directory, a catalog model nor a valid Hugging Face repo id; "
-                           "see `estimator models` for the catalog") from None
-    except LocalEntryNotFoundError:
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
-        raise PlannerError(f"{repo_id} is not in the bundled catalog or the local Hugging Face cache and {why}; "
-                           "download it once online, or pass a local directory with its config.json "
-                           "(see `estimator models` for the catalog)") from None
-    except GatedRepoError:
-        raise PlannerError(f"{repo_id} is gated on the hub; accept its license and log in "
-                           "(huggingface-cli login), or pass a local directory") from None
-    except RepositoryNotFoundError:
-        raise PlannerError(f"{repo_id} was not found on the Hugging Face hub; check the id (see `estimator models` "
-                           "for the bundled catalog)") from None
-    except EntryNotFoundError:
-        raise PlannerError(f"{repo_id} has no config.json on the hub; the planner needs a transformers-style "
-                           "checkpoint") from None
-    except OSError as err:
-        raise PlannerError(f"could not fetch config.json of {repo_id}: {err}") from None
+            # One HEAD, no retries: is the hub there, and does it have the file?
+            get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision), timeout=wait)
+            config_path = Path(hf_hub_download(repo_id, "config.json", revision=revision, etag_timeout=wait))
+            online = True
+    except Exception as err:  # noqa: BLE001 - every hub failure becomes one line naming what to do
+        raise _hub_error(repo_id, revision, err, wait) from None
     source = _from_directory(config_path.parent, repo_id, "hub")
-    if source.checkpoint_params is None and not constants.HF_HUB_OFFLINE:
+    generation = None
+    try:
+        generation_path = Path(hf_hub_download(repo_id, "generation_config.json", revision=revision,
+                                               local_files_only=not online, etag_timeout=wait))
+        generation = read_config(generation_path, f"generation_config.json of {repo_id}")
+    except (EntryNotFoundError, PlannerError, OSError, ValueError):
+        pass  # optional: vLLM runs without one
+    except Exception:  # noqa: BLE001 - a network failure here leaves the defaults; config.json was read
+        pass
+    counts, notes = source.checkpoint_params, ()
+    if counts is None and online:
         try:
             from huggingface_hub import HfApi
 
-            meta = HfApi().get_safetensors_metadata(repo_id, revision=revision)
+            meta = HfApi().get_safetensors_metadata(repo_id, revision=revision, timeout=wait)
             counts = {str(k): int(v) for k, v in meta.parameter_count.items()}
-            return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length)
-        except Exception as err:  # metadata is a cross-check only: any failure leaves it out
-            note = f"safetensors metadata of {repo_id} unavailable ({type(err).__name__}); counts are from config.json"
-            return ModelSource(repo_id, "hub", source.config, None, source.tokenizer_max_length, (note,))
-    return source
+        except Exception as err:  # noqa: BLE001 - metadata is a cross-check only: any failure leaves it out
+            notes = (f"safetensors metadata of {repo_id} unavailable ({type(err).__name__}); counts are from "
+                     "config.json",)
+    return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length, notes, generation)
 
 
 def resolve(model: str, revision: str | None = None) -> ModelSource:

@@ -126,6 +126,7 @@ class Plan:
                 "id": self.source.id, "source": self.source.kind, "architecture": a.architecture,
                 "model_type": a.model_type, "num_params": a.num_params, "active_params": a.active_params,
                 "checkpoint_params": self.source.checkpoint_params,
+                "generation_config": self.source.generation_config,
                 "kv_bytes_per_token": a.kv_bytes_per_token(c.kv_dtype_bytes), "num_layers": a.num_layers,
                 "hidden_size": a.hidden_size, "num_attention_heads": a.num_heads, "num_kv_heads": a.num_kv_heads,
                 "head_dim": a.head_dim, "vocab_size": a.vocab_size, "max_model_len": a.derived_max_model_len,
