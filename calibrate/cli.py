@@ -3,6 +3,7 @@ one-line messages here, in one place."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import os
@@ -124,7 +125,10 @@ def db_current(db: str | None) -> None:
 @click.option("--output-len", type=POSITIVE_INT, default=None, help="Output tokens (vllm bench throughput files).")
 @click.option("--vllm-version", default=None)
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE stored with every run; repeatable.")
-def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version, labels, **config) -> None:
+@click.option("--progress/--no-progress", "progress", default=None,
+              help="Show rows imported as they go (default for large files when the output is a terminal).")
+def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version, labels, progress,
+            **config) -> None:
     """Import benchmark results: vllm bench serve/throughput JSON, --append-result JSON lines, vllm bench sweep
     directories, guidellm reports, or the documented CSV. Each file is one transaction; importing a file again
     adds nothing."""
@@ -147,7 +151,9 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
                 click.echo(f"{streamed.path}: already imported, nothing added")
                 continue
             earlier = store.run_ids_from(streamed.path, other_than=streamed.content_hash)
-            added = store.import_batches(streamed.batches, streamed.content_hash)
+            show = progress if progress is not None else (sys.stdout.isatty() and path.stat().st_size > LARGE_IMPORT)
+            with rows_progress(streamed.path, streamed.batches, show) as batches:
+                added = store.import_batches(batches, streamed.content_hash)
         except (ImportFailure, StoreError) as err:  # this file only: the ones after it are still imported
             message = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
             click.echo(f"error: {message}", err=True)
@@ -169,6 +175,27 @@ def import_(paths, db, model, gpu, num_gpus, input_len, output_len, vllm_version
 
 
 MAX_REFUSALS_SHOWN = 5
+LARGE_IMPORT = 4 * 1024**2  # bytes: files above this show their progress in a terminal
+
+
+@contextlib.contextmanager
+def rows_progress(label: str, batches, show: bool):
+    """The batches, counted on a live progress line (rich) as they are stored, when ``show``."""
+    if not show:
+        yield batches
+        return
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TextColumn("rows"),
+                  TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(f"importing {label}", total=None)
+
+        def counted():
+            for batch in batches:
+                yield batch
+                bar.advance(task, len(batch))
+
+        yield counted()
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -225,11 +252,14 @@ def _vllm_command(text: str) -> tuple[str, ...]:
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None, help="Where vLLM's logs go.")
 @db_option
 @click.option("--dry-run", is_flag=True, help="Print the commands without running anything.")
+@click.option("--progress/--no-progress", "progress", default=None,
+              help="A live display (default when the output is a terminal), or plain lines.")
 def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, load_format, vllm_command,
-         vllm_python, vllm_args, env_items, timeout, labels, log_dir, db, dry_run, **flags) -> None:
+         vllm_python, vllm_args, env_items, timeout, labels, log_dir, db, dry_run, progress, **flags) -> None:
     """Measure real vLLM on this host: start it with the planned configuration, drive each point with
     `vllm bench`, and store every point (failures included) beside the estimator's prediction."""
     from calibrate.host import nvidia_gpus, probe
+    from calibrate.progress import choose as choose_display
     from calibrate.runner import Point, Runner, RunOptions, drift_warning, python_launcher, summary_table
     from estimator.plan import PlanRequest
     from store import Store
@@ -268,6 +298,7 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
     runner = Runner(request, options, store, host, echo=click.echo)
     click.echo(f"host {host.hostname}: {host.gpu_count} x {host.gpu_name}, vLLM {host.vllm_version or 'unknown'}; "
                f"{len(points)} point(s) in {mode} mode")
+    runner.set_display(choose_display(click.echo, progress))
     try:
         records = runner.run()
     except KeyboardInterrupt as err:

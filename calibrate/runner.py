@@ -21,6 +21,7 @@ from pathlib import Path
 
 from calibrate import vllm_log
 from calibrate.importers import Overrides, parse_file
+from calibrate.progress import Lines
 from calibrate.sampler import MemorySampler
 from estimator.plan import Plan, PlanRequest, make_plan
 from estimator.redact import mask_secrets
@@ -100,6 +101,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tail_of(path: Path, size: int = 65536) -> str:
+    """The end of a log that may be long (enough to find the latest start-up phase)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 class Stopped(KeyboardInterrupt):
     """SIGTERM or SIGHUP (a cancelled CI job, `timeout`, `systemctl stop`, a closed terminal), handled like
     Ctrl-C: the point in progress is stored as interrupted and vLLM's process group is stopped."""
@@ -160,6 +171,7 @@ class Runner:
                  echo=print):
         self.request, self.options, self.store, self.host = request, options, store, host
         self.echo = lambda text: echo(mask_secrets(text))  # commands and logs may carry a connection string
+        self.display = Lines(self.echo)  # what run() shows; set_display() puts a live one in its place
         # Logs and result files go to --log-dir when given (kept), else to a temporary directory made when the run
         # starts and removed when it ends; the stored runs keep the log tails that matter.
         self.log_dir = Path(options.log_dir) if options.log_dir else Path(tempfile.gettempdir()) / "vllm-planner-run"
@@ -290,16 +302,18 @@ class Runner:
 
     # --- progress ---------------------------------------------------------------------------------------------
 
+    def set_display(self, display) -> None:
+        """Show progress on ``display`` (calibrate.progress: a live display, or lines); messages go there too."""
+        self.display = display
+        self.echo = lambda text: display.message(mask_secrets(text))
+
     def _starting(self, index: int, point: Point) -> None:
         label = point.label if self.options.mode == "serve" or point.concurrency is None else \
             f"max-num-seqs {point.concurrency}"
-        self.echo(f"[{index + 1}/{len(self.options.points)}] {label}: running ({self._prompts(point)} requests), "
-                  f"elapsed {time.monotonic() - self.started:.0f} s")
+        self.display.point_started(index, len(self.options.points), label, f"{self._prompts(point)} requests")
 
     def _progress(self, index: int, point: Point, record: RunRecord) -> None:
-        n = len(self.options.points)
-        elapsed = time.monotonic() - self.started
-        left = elapsed / (index + 1) * (n - index - 1)
+        measured = predicted = None
         if record.status == "ok":
             measured = record.metrics.get("output_tokens_per_s")
             predicted = (record.prediction or {}).get("output_tokens_per_s")
@@ -307,7 +321,7 @@ class Runner:
             what = f"{measured:,.1f} output tok/s{vs}" if measured is not None else "measured"
         else:
             what = f"{record.status}: {record.error}"
-        self.echo(f"[{index + 1}/{n}] {point.label}: {what}; elapsed {elapsed:.0f} s, about {left:.0f} s left")
+        self.display.point_finished(index, len(self.options.points), point.label, measured, predicted, what)
 
     # --- running ----------------------------------------------------------------------------------------------
 
@@ -329,6 +343,7 @@ class Runner:
                       "kept")
             raise
         finally:
+            self.display.close()
             if temporary is not None:
                 temporary.cleanup()
         return self.stored
@@ -336,12 +351,14 @@ class Runner:
     def _wait_healthy(self, proc: subprocess.Popen, port: int, log_path: Path) -> str | None:
         deadline = time.monotonic() + self.options.timeout_s
         while time.monotonic() < deadline:
+            self.display.vllm_state(vllm_log.phase(_tail_of(log_path)))
             if proc.poll() is not None:
                 log = log_path.read_text(errors="replace")
                 return vllm_log.failure_reason(log) or f"vLLM exited with code {proc.returncode} before /health answered"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                     if response.status == 200:
+                        self.display.vllm_state("serving")
                         return None
             except OSError:
                 pass

@@ -54,6 +54,26 @@ FAILURES = (
 )
 
 
+# Where a starting server is, by the last of these lines its log holds (vLLM V1's own messages).
+PHASES = (
+    ("loading weights", r"Starting to load model|Loading model from scratch|Loading safetensors checkpoint"),
+    ("profiling memory", r"Loading weights took|Model loading took|Loading model weights took"),
+    ("capturing CUDA graphs", r"Capturing CUDA graph|Capturing cudagraph"),
+    ("starting the API server", r"init engine \(profile, create kv cache|Graph capturing finished|KV cache size:"),
+    ("serving", r"Starting vLLM API server|Application startup complete|Uvicorn running on"),
+)
+
+
+def phase(text: str) -> str:
+    """The start-up phase a vLLM log shows (its latest marker), "starting" before any."""
+    latest, where = "starting", -1
+    for name, pattern in PHASES:
+        for match in re.finditer(pattern, text):
+            if match.start() > where:
+                latest, where = name, match.start()
+    return latest
+
+
 # The failures that say something about the memory plan; a timeout or a bad flag does not.
 MEMORY_FAILURES = ("out of memory", "no room for the KV cache")
 
