@@ -18,6 +18,7 @@ import click
 from estimator.cli import plan_options
 from estimator.cli_errors import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, RECORD_ID, OneLineErrors, json_text
 from estimator.errors import PlannerError
+from store.records import BENCHMARKS, STATUSES
 
 
 class _Group(OneLineErrors):
@@ -58,8 +59,8 @@ def run_filters(f):
     options = [
         click.option("--model", default=None), click.option("--gpu", default=None),
         click.option("--vllm-version", default=None),
-        click.option("--status", type=click.Choice(["ok", "failed", "interrupted", "running"]), default=None),
-        click.option("--benchmark", type=click.Choice(["serve", "throughput", "startup"]), default=None),
+        click.option("--status", type=click.Choice(STATUSES), default=None),
+        click.option("--benchmark", type=click.Choice(BENCHMARKS), default=None),
         click.option("--since", default=None, help="Runs started on or after this date."),
         click.option("--until", default=None, help="Runs started before this date."),
         click.option("--label", "labels", multiple=True, help="KEY=VALUE; repeatable."),

@@ -15,7 +15,7 @@ from estimator.validate import fraction, positive_int, positive_number
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
-from estimator.serve_config import VLLM_REFERENCE_VERSION, ServeConfig, resolve
+from estimator.serve_config import DEFAULT_GPU_MEMORY_UTILIZATION, VLLM_REFERENCE_VERSION, ServeConfig, resolve
 from estimator.workload import Workload
 
 SCHEMA_VERSION = 1
@@ -191,7 +191,7 @@ def serve_argv(model_id: str, c: ServeConfig, data_parallel_size: int = 1) -> li
         add("data-parallel-size", data_parallel_size)
     if "max_model_len" in c.explicit:
         add("max-model-len", c.max_model_len)
-    if "gpu_memory_utilization" in c.explicit and c.gpu_memory_utilization != 0.92:
+    if "gpu_memory_utilization" in c.explicit and c.gpu_memory_utilization != DEFAULT_GPU_MEMORY_UTILIZATION:
         add("gpu-memory-utilization", c.gpu_memory_utilization)
     if c.dtype != "auto":
         add("dtype", c.dtype)

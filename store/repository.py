@@ -91,10 +91,25 @@ class Store:
             return store
         store._check_known(revision)
         if engine.dialect.name == "sqlite":
+            if revision is not None:  # a database with data in it: keep a copy of it as it was
+                store.backup_sqlite(f"before-{migrate.head()}")
             store.upgrade()
             return store
         raise StoreError(f"the results database {describe(url)} is at schema revision {revision or 'none (empty)'} "
                          f"but this vllm-planner needs {migrate.head()}: run `calibrate db upgrade --db URL`")
+
+    def backup_sqlite(self, tag: str) -> str | None:
+        """Copy an SQLite database file beside itself (FILE.TAG.bak) with SQLite's online backup, so an automatic
+        upgrade can be undone by hand. Returns the copy's path."""
+        import sqlite3
+
+        path = self.engine.url.database
+        if not path or path == ":memory:":
+            return None
+        target = f"{path}.{tag}.bak"
+        with sqlite3.connect(path) as source, sqlite3.connect(target) as copy:
+            source.backup(copy)
+        return target
 
     def _check_known(self, revision: str | None) -> None:
         if revision is None:

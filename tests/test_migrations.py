@@ -117,3 +117,35 @@ def test_unreachable_and_malformed_databases():
     assert r.exit_code == 1 and r.output.startswith("Error: --db 'not a url' is not a database URL")
     r = CliRunner().invoke(main, ["runs", "list", "--db", "mysql://x/y"])
     assert r.exit_code == 1 and "only SQLite and PostgreSQL are supported" in r.output
+
+
+def test_an_sqlite_database_behind_is_backed_up_before_its_automatic_upgrade(tmp_path):
+    db = tmp_path / "results.db"
+    engine = make_engine(f"sqlite:///{db}")
+    migrate.upgrade(engine, "0003")
+    with engine.begin() as conn:
+        _insert_run(conn, 7)
+    engine.dispose()
+    store = Store.open(f"sqlite:///{db}")  # brings it to the head, keeping a copy first
+    assert store.revision() == migrate.head()
+    backup = tmp_path / f"results.db.before-{migrate.head()}.bak"
+    assert backup.exists()
+    old = make_engine(f"sqlite:///{backup}")
+    assert migrate.current(old) == "0003"
+    with old.connect() as conn:
+        assert conn.execute(text("SELECT id FROM runs")).scalars().all() == [7]
+    assert [r.id for r in store.list_runs()] == [7]
+
+
+def test_alembic_check_finds_the_migrations_and_the_models_in_agreement(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from tests.conftest import ROOT
+
+    db = f"sqlite:///{tmp_path}/results.db"
+    migrate.upgrade(make_engine(db))
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", db)
+    command.check(cfg)  # raises when the models have changes no migration holds
