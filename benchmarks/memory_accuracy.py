@@ -1,0 +1,150 @@
+"""How right the memory plan is on real vLLM start-ups: the public corpus' logged memory, field by field.
+
+    python benchmarks/memory_accuracy.py [--corpus ../shared/corpus/memory_public.csv]
+
+For each logged start-up the planner can represent (a catalog model, a GPU it can place or the memory the log
+states, the flags the row gives), the plan's per-GPU weights, activation peak, non-torch and CUDA-graph memory
+and KV cache GiB, and the engine's KV tokens, are printed beside the logged figures; then the median and mean
+absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), and the
+rows that cannot be represented, by reason. The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
+older logs are marked with their version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # catalog models only
+
+import numpy as np  # noqa: E402
+
+from estimator.errors import PlannerError  # noqa: E402
+from estimator.gpus import resolve_written  # noqa: E402
+from estimator.model_source import catalog_ids  # noqa: E402
+from estimator.plan import PlanRequest, make_plan  # noqa: E402
+from estimator.serve_config import VLLM_REFERENCE_VERSION  # noqa: E402
+from estimator.workload import Workload  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "memory_public.csv"
+PER_GPU = ("weights_gib", "activation_peak_gib", "non_torch_gib", "cuda_graph_gib", "kv_cache_gib")
+PLAN_FIELD = {"weights_gib": "weights_gib", "activation_peak_gib": "activation_gib", "non_torch_gib": "non_torch_gib",
+              "cuda_graph_gib": "cuda_graph_gib", "kv_cache_gib": "kv_cache_gib"}
+ABSOLUTE = ("cuda_graph_gib",)  # near zero (or negative) in the logs: errors in GiB
+REMARK = re.compile(r"\s*\([^)]*\)")
+COUNT = re.compile(r"\s+x\s*\d+\b", re.IGNORECASE)
+
+
+def bare(cell: str) -> str:
+    return REMARK.sub("", cell or "").strip()
+
+
+def number(cell: str):
+    match = re.match(r"^\s*(-?[0-9][0-9,]*\.?[0-9]*)", cell or "")
+    return float(match.group(1).replace(",", "")) if match else None
+
+
+def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
+    """The plan request a logged start-up describes, or why it cannot be represented."""
+    model = bare(row["model"])
+    if "FAILED" in (row.get("notes") or ""):
+        return None, "a failed start-up (nothing to compare)"
+    catalog = {m.lower(): m for m in catalog_ids()}
+    if model.lower() not in catalog:
+        return None, "model not in the bundled catalog (or only a local path is named)"
+    flags = {"model": catalog[model.lower()]}
+    gpu_cell = COUNT.sub("", bare(row["gpu"]))
+    try:
+        flags["gpu"] = resolve_written(gpu_cell).name if gpu_cell else None
+    except PlannerError:
+        flags["gpu"] = None
+    if flags["gpu"] is None:
+        total = number(row.get("gpu_total_gib"))
+        if not total:
+            return None, "GPU not named and its memory not logged"
+        flags["gpu_memory_gib"] = total
+    for column, key, kind in (("tp", "tensor_parallel_size", int), ("pp", "pipeline_parallel_size", int),
+                              ("max_model_len", "max_model_len", int), ("max_num_seqs", "max_num_seqs", int),
+                              ("max_num_batched_tokens", "max_num_batched_tokens", int),
+                              ("block_size", "block_size", int), ("gpu_memory_utilization", "gpu_memory_utilization",
+                                                                  float)):
+        value = number(row.get(column))
+        if value is not None:
+            flags[key] = kind(value)
+    for column in ("dtype", "kv_cache_dtype"):
+        value = bare(row.get(column))
+        if value and value != "auto":
+            flags[column] = value
+    quantization = bare(row.get("quantization")).split()[0] if bare(row.get("quantization")) else None
+    if quantization and quantization.lower() != "none":
+        flags["quantization"] = quantization
+    if (row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes"):
+        flags["enforce_eager"] = True
+    tp = flags.get("tensor_parallel_size", 1) * flags.get("pipeline_parallel_size", 1)
+    flags["num_gpus"] = tp
+    return PlanRequest(**flags), None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    args = parser.parse_args()
+    rows = list(csv.DictReader(open(args.corpus, encoding="utf-8")))
+    errors: dict[str, list[float]] = collections.defaultdict(list)
+    unrepresented = collections.Counter()
+    print(f"{args.corpus}: {len(rows)} start-ups; the plan assumes vLLM {VLLM_REFERENCE_VERSION}\n")
+    print(f"{'line':>4} {'model':34} {'gpu':14} {'vLLM':10} " + " ".join(f"{f[:-4]:>16}" for f in PER_GPU)
+          + f" {'KV tokens':>22}")
+    for line, row in enumerate(rows, start=2):
+        request, why = request_of(row)
+        if request is None:
+            unrepresented[why] += 1
+            continue
+        try:
+            plan = make_plan(request, workload=Workload(min(1024, (request.max_model_len or 2048) // 2), 16,
+                                                        concurrency=1))
+        except PlannerError as err:
+            unrepresented[f"the planner refuses it: {str(err)[:90]}"] += 1
+            continue
+        gpu = plan.memory.per_gpu
+        cells = []
+        for field in PER_GPU:
+            logged = number(row.get(field))
+            predicted = getattr(gpu, PLAN_FIELD[field])
+            if logged is None:
+                cells.append(f"{'-':>8}/{predicted:7.2f}")
+                continue
+            cells.append(f"{logged:8.2f}/{predicted:7.2f}")
+            if field in ABSOLUTE:
+                errors[field].append(abs(predicted - logged))
+            elif logged > 0:
+                errors[field].append(abs(predicted / logged - 1))
+        logged_tokens = number(row.get("kv_cache_tokens"))
+        tokens = plan.memory.kv_cache_tokens
+        if logged_tokens:
+            errors["kv_cache_tokens"].append(abs(tokens / logged_tokens - 1))
+        version = bare(row.get("vllm_version"))[:10] or "?"
+        print(f"{line:4d} {plan.source.id[:34]:34} {plan.gpu.name[:14]:14} {version:10} " + " ".join(cells)
+              + f" {(f'{logged_tokens:,.0f}' if logged_tokens else '-'):>10}/{tokens:,}")
+    print("\nlogged/predicted per GPU (GiB); KV tokens engine-wide\n")
+    print("Absolute error: median  mean  (rows)")
+    for field in (*PER_GPU, "kv_cache_tokens"):
+        e = np.array(errors.get(field, []))
+        if not len(e):
+            print(f"  {field:22} no logged values among the representable rows")
+        elif field in ABSOLUTE:
+            print(f"  {field:22} {np.median(e):6.2f} GiB {np.mean(e):6.2f} GiB ({len(e)})")
+        else:
+            print(f"  {field:22} {100 * np.median(e):6.1f}%  {100 * np.mean(e):6.1f}%  ({len(e)})")
+    print("\nRows the planner cannot represent, by reason")
+    for why, count in unrepresented.most_common():
+        print(f"  {count:3d}  {why}")
+
+
+if __name__ == "__main__":
+    main()
