@@ -3,6 +3,7 @@ exactly the plan's) and its measured metrics, in arrays."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ from estimator.coefficients import DEFAULT
 from estimator.errors import PlannerError
 from estimator.performance import PerfInputs, perf_inputs
 from estimator.plan import SERVE_FLAGS, PlanRequest, make_plan
-from estimator.serve_config import V0_MAX_NUM_SEQS, is_v0_engine
+from estimator.serve_config import V0_MAX_NUM_SEQS, batch_defaults, is_v0_engine
 from estimator.workload import Workload
 from store.records import RunRecord
 
@@ -44,6 +45,12 @@ def plan_of(run: RunRecord):
     request = PlanRequest(model=run.model, gpu=run.gpu, num_gpus=run.num_gpus, **flags)
     workload = workload_of(run)
     plan = make_plan(request, DEFAULT, workload)
+    if run.benchmark == "throughput" and not {"max_num_batched_tokens", "max_num_seqs"} <= set(flags):
+        # `vllm bench throughput` runs the LLM class, whose batch defaults are larger than `vllm serve`'s
+        tokens, seqs = batch_defaults(plan.gpu, plan.config.world_size, offline=True)
+        offline = {"max_num_batched_tokens": tokens, "max_num_seqs": min(seqs, tokens)} | flags
+        plan = make_plan(dataclasses.replace(request, max_num_batched_tokens=offline["max_num_batched_tokens"],
+                                             max_num_seqs=offline["max_num_seqs"]), DEFAULT, workload)
     cap = run.workload.get("concurrency")
     if workload.request_rate and cap and plan.performance is not None and (
             plan.performance.saturated or plan.performance.batch > int(cap)):

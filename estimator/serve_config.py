@@ -86,15 +86,16 @@ def is_v0_engine(vllm_version: str | None) -> bool:
     return bool(found) and (int(found.group(1)), int(found.group(2))) < (0, 8)
 
 
-def batch_defaults(gpu: GpuSpec, world_size: int = 1) -> tuple[int, int]:
-    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks on this GPU (EngineArgs.get_batch_defaults)."""
+def batch_defaults(gpu: GpuSpec, world_size: int = 1, offline: bool = False) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) that vLLM picks on this GPU (EngineArgs.get_batch_defaults): for
+    `vllm serve`, or with ``offline`` for the LLM class (`vllm bench throughput`), which batches more tokens."""
     if gpu.vendor == "cpu":
-        return 2048 * world_size, 128 * world_size
+        return (4096 * world_size, 256 * world_size) if offline else (2048 * world_size, 128 * world_size)
     if gpu.memory_gib >= 160:
         return 16384, 1024
     if gpu.memory_gib >= 70 and "a100" not in gpu.name.lower():
-        return 8192, 1024
-    return 2048, 256
+        return (16384 if offline else 8192), 1024
+    return (8192 if offline else 2048), 256
 
 
 def default_block_size(arch: ModelArch, gpu: GpuSpec) -> tuple[int, str]:

@@ -1,0 +1,71 @@
+"""Issue 12: the speed model pinned term by term on a toy configuration whose answer is worked out by hand, so a
+change to any term (efficiencies, the kernel floor, KV reads, prefill chunks, the step overhead) fails here."""
+
+import dataclasses
+
+import pytest
+
+from estimator.coefficients import PRIOR
+from estimator.performance import PerfInputs, predict
+
+TOY = dict(
+    gpu="toy", mem_bw=1e12, peak_flops=1e14, attn_peak_flops=1e14, link="pcie", link_bw=1e10, tp=1, pp=1,
+    dense_bytes=1e10, expert_bytes=0.0, num_experts=0, experts_per_token=0, flops_per_token=2e10, lm_head_flops=0.0,
+    attn_flops_full=0.0, attn_flops_window=0.0, kv_full=1e5, kv_window=0.0, window=0, layers=10, hidden=4096,
+    act_bytes=2, active_params_rank=1e10, batch_cap=64, max_num_batched_tokens=2048, eager=0, graph_max=0,
+    weight_only_low_bit=0, input_len=100, output_len=10, concurrency=1, request_rate=0.0, num_prompts=0, online=0,
+    rocm=0)
+COEFFICIENTS = dataclasses.replace(
+    PRIOR, per_gpu={"toy": [0.5, 0.5, 1.0]}, size_exponent=0.0, layer_overhead_us=10.0, seq_overhead_us=0.0,
+    request_overhead_ms=0.0, wave_sync=0.0, attention_bandwidth_factor=0.5)
+
+
+def test_one_sequence_by_hand():
+    p = predict(PerfInputs(**TOY), COEFFICIENTS)
+    # decode step: 10 GB of weights at 0.5 x 1 TB/s = 20 ms; KV: 1e5 B/token x (100 + 10/2) tokens at
+    # 0.5 x 0.5 x 1 TB/s = 0.042 ms; 2e10 FLOPs at 0.5 x 100 TFLOP/s = 0.4 ms is under the bandwidth time;
+    # fixed: 1 ms per step + 10 layers x 10 us = 1.1 ms.
+    tpot = 0.020 + 0.000042 + 0.0011
+    assert float(p.tpot_ms) == pytest.approx(tpot * 1e3, rel=1e-9)
+    # first token: one 100-token chunk, 2e12 FLOPs at 50 TFLOP/s = 40 ms (compute-bound), plus the fixed 1.1 ms
+    ttft = 0.040 + 0.0011
+    assert float(p.ttft_ms) == pytest.approx(ttft * 1e3, rel=1e-9)
+    latency = ttft + 9 * tpot
+    assert float(p.request_latency_ms) == pytest.approx(latency * 1e3, rel=1e-9)
+    assert float(p.output_tokens_per_s) == pytest.approx(10 / latency, rel=1e-9)  # offline: no API server cap
+    assert float(p.total_tokens_per_s) == pytest.approx(110 / latency, rel=1e-9)
+
+
+def test_four_sequences_by_hand():
+    p = predict(PerfInputs(**dict(TOY, concurrency=4)), COEFFICIENTS)
+    # decode of 4: the weights once (20 ms), KV four times (0.168 ms), 8e10 FLOPs (1.6 ms) still under; and each
+    # finished request's replacement brings 100 prompt tokens per 10 steps: 3 x 100 / 10 = 30 tokens a step,
+    # arriving as one 100-token chunk in 30% of the steps (a 104-token step: 2.08e12 FLOPs = 41.6 ms).
+    plain = 0.020 + 4 * 0.000042 + 0.0011
+    mixed = max(0.020 + 4 * 0.000042, 104 * 2e10 / 5e13) + 0.0011
+    tpot = 0.7 * plain + 0.3 * mixed
+    assert float(p.tpot_ms) == pytest.approx(tpot * 1e3, rel=1e-9)
+    # its own prompt rides with the 3 others' decode: 103 tokens = 2.06e12 FLOPs
+    ttft = max(0.020 + 3 * 0.000042, 103 * 2e10 / 5e13) + 0.0011
+    assert float(p.ttft_ms) == pytest.approx(ttft * 1e3, rel=1e-9)
+    assert float(p.output_tokens_per_s) == pytest.approx(4 * 10 / (ttft + 9 * tpot), rel=1e-9)
+
+
+def test_the_api_server_caps_what_an_online_server_passes_on():
+    online = dataclasses.replace(COEFFICIENTS, api_request_ms=100.0, api_token_us=1000.0)
+    p = predict(PerfInputs(**dict(TOY, concurrency=4, online=1)), online)
+    cap = 1 / (0.100 + 10 * 0.001)  # 9.1 requests/s: the server, not the engine, binds
+    offline = predict(PerfInputs(**dict(TOY, concurrency=4)), online)
+    assert float(offline.output_tokens_per_s) / 10 > cap  # the engine alone would go faster
+    assert float(p.output_tokens_per_s) == pytest.approx(cap * 10, rel=1e-9)
+
+
+def test_tensor_parallel_adds_two_all_reduces_per_layer_by_hand():
+    co = dataclasses.replace(COEFFICIENTS, tp_efficiency={"nvlink": 0.7, "xgmi": 0.55, "pcie": 0.45},
+                             allreduce_latency_us={"nvlink": 8.0, "xgmi": 12.0, "pcie": 25.0})
+    one = predict(PerfInputs(**TOY), co)
+    two = predict(PerfInputs(**dict(TOY, tp=2)), co)  # the byte and FLOP counts are per rank already
+    # one decode token: 4096 x 2 bytes, of which a ring all-reduce moves 2 x (2-1)/2 over the link at 0.45 x 10 GB/s,
+    # after 25 us of latency; two all-reduces per layer, 10 layers
+    per_all_reduce = 25e-6 + 4096 * 2 * 2 * 0.5 / (1e10 * 0.45)
+    assert float(two.tpot_ms - one.tpot_ms) == pytest.approx(2 * 10 * per_all_reduce * 1e3, rel=1e-9)
