@@ -11,7 +11,7 @@ import time
 
 from estimator import architecture, gpus
 from estimator.coefficients import DEFAULT
-from estimator.model_source import _catalog
+from estimator.model_source import catalog_configs
 from estimator.search import search
 from estimator.workload import Workload
 
@@ -32,7 +32,7 @@ def main():
     print(f"{'case':60} {'candidates':>10} {'median':>9} {'max':>8} {'per 10k':>8}")
     worst = 0.0
     for model, gpu, n, workload in CASES:
-        arch = architecture.from_config(_catalog()[model], model)
+        arch = architecture.from_config(catalog_configs()[model], model)
         times, result = [], None
         for _ in range(runs):
             start = time.perf_counter()

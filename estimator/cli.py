@@ -149,10 +149,10 @@ def gpus(as_json: bool) -> None:
 def models(as_json: bool) -> None:
     """The bundled model catalog (usable with no network)."""
     from estimator.architecture import from_config
-    from estimator.model_source import _catalog
+    from estimator.model_source import catalog_configs
 
     rows = []
-    for model_id, config in sorted(_catalog().items()):
+    for model_id, config in sorted(catalog_configs().items()):
         arch = from_config(config, model_id)
         rows.append({"id": model_id, "architecture": arch.architecture, "num_params": arch.num_params,
                      "active_params": arch.active_params, "max_model_len": arch.derived_max_model_len,

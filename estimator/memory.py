@@ -95,7 +95,7 @@ def pp_layer_ranges(num_layers: int, pp: int) -> list[range]:
     return out
 
 
-def _shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
+def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
     if t.shard in ("col", "row"):
         return 1 / tp
     if t.shard == "kv":
@@ -121,7 +121,7 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
     stage_of_layer = {layer: s for s, r in enumerate(ranges) for layer in r}
     out = [0.0] * pp
     for t in arch.tensors:
-        nbytes = tensor_bytes(t, cfg.dtype_bytes, quant) * _shard_fraction(t, arch, cfg.tensor_parallel_size)
+        nbytes = tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, cfg.tensor_parallel_size)
         if t.layer is not None:
             out[stage_of_layer[t.layer]] += nbytes
         elif t.place == "last":

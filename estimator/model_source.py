@@ -37,6 +37,11 @@ def _catalog() -> dict[str, dict]:
     return json.loads(resources.files("estimator").joinpath("data/models.json").read_text())["models"]
 
 
+def catalog_configs() -> dict[str, dict]:
+    """Every bundled model's config.json, by id (shared: do not modify)."""
+    return _catalog()
+
+
 def catalog_ids() -> list[str]:
     return sorted(_catalog())
 

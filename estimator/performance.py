@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.gpus import GpuSpec
-from estimator.memory import (_shard_fraction, blocks_per_request, graph_padded, kv_cache_groups,
+from estimator.memory import (shard_fraction, blocks_per_request, graph_padded, kv_cache_groups,
                               largest_capture_size, pp_layer_ranges, tensor_bytes)
 from estimator.quantization import QuantScheme
 from estimator.workload import Workload
@@ -128,7 +128,7 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
             (t.place == "last" and stage == pp - 1) or (t.place == "first" and stage == 0))
         if not in_stage or t.kind == "vision":
             continue
-        share = _shard_fraction(t, arch, tp)
+        share = shard_fraction(t, arch, tp)
         nbytes = tensor_bytes(t, dtype_bytes, quant) * share
         if t.kind == "expert":
             expert += nbytes

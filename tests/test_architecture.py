@@ -6,7 +6,7 @@ import pytest
 
 from estimator import architecture
 from estimator.errors import PlannerError
-from estimator.model_source import _catalog
+from estimator.model_source import catalog_configs
 
 # Totals published for these checkpoints (safetensors metadata / model cards).
 PUBLISHED_TOTALS = {
@@ -47,7 +47,7 @@ PUBLISHED_TOTALS = {
 
 
 def arch(model_id: str):
-    return architecture.from_config(_catalog()[model_id], model_id)
+    return architecture.from_config(catalog_configs()[model_id], model_id)
 
 
 @pytest.mark.parametrize("model_id,total", PUBLISHED_TOTALS.items())
@@ -56,7 +56,7 @@ def test_parameter_count_equals_published_total(model_id, total):
 
 
 def test_catalog_has_forty_models_across_the_required_families():
-    ids = list(_catalog())
+    ids = list(catalog_configs())
     assert len(ids) >= 40
     archs = {arch(i).architecture for i in ids}
     assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "MistralForCausalLM",
@@ -131,7 +131,7 @@ def test_derived_max_model_len_follows_vllm():
     assert arch("google/gemma-3-4b-it").default_max_model_len() == 131072  # gemma3 linear factor ignored
     phi35 = arch("microsoft/Phi-3.5-mini-instruct")  # longrope: vLLM defaults to the original length
     assert phi35.default_max_model_len() == 4096 and phi35.derived_max_model_len == 131072
-    linear = dict(_catalog()["meta-llama/Meta-Llama-3-8B-Instruct"], rope_scaling={"type": "linear", "factor": 2.0})
+    linear = dict(catalog_configs()["meta-llama/Meta-Llama-3-8B-Instruct"], rope_scaling={"type": "linear", "factor": 2.0})
     assert architecture.from_config(linear, "x").default_max_model_len() == 16384
 
 
@@ -146,7 +146,7 @@ def test_quantization_configs_are_read():
 
 
 def config(**changes):
-    base = dict(_catalog()["meta-llama/Llama-3.1-8B-Instruct"])
+    base = dict(catalog_configs()["meta-llama/Llama-3.1-8B-Instruct"])
     base.update(changes)
     return base
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from estimator import architecture, gpus
 from estimator.coefficients import DEFAULT, Coefficients
 from estimator.memory import cudagraph_capture_sizes, plan_memory, pp_layer_ranges, weights_per_stage
-from estimator.model_source import _catalog
+from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan
 from estimator.serve_config import resolve
 
@@ -17,7 +17,7 @@ GIB = 1024**3
 
 
 def arch(model_id):
-    return architecture.from_config(_catalog()[model_id], model_id)
+    return architecture.from_config(catalog_configs()[model_id], model_id)
 
 
 def weights(model_id, gpu="H100", **flags):

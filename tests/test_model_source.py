@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from estimator.errors import PlannerError
-from estimator.model_source import _catalog, resolve, safetensors_param_counts
+from estimator.model_source import catalog_configs, resolve, safetensors_param_counts
 from tests.conftest import ROOT, write_config
 
-LLAMA = _catalog()["meta-llama/Llama-3.1-8B-Instruct"]
+LLAMA = catalog_configs()["meta-llama/Llama-3.1-8B-Instruct"]
 
 
 def write_safetensors(path, tensors):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from estimator import architecture, gpus
 from estimator.coefficients import DEFAULT, Coefficients
-from estimator.model_source import _catalog, catalog_ids
+from estimator.model_source import catalog_configs, catalog_ids
 from estimator.performance import compute_peak, perf_inputs, predict, roofline_step_seconds, weight_split
 from estimator.plan import PlanRequest, make_plan
 from estimator.workload import Workload
@@ -62,7 +62,7 @@ def test_queueing_beyond_the_batch_shows_in_ttft():
 
 
 def test_moe_computes_only_active_parameters_but_reads_touched_experts():
-    arch = architecture.from_config(_catalog()["mistralai/Mixtral-8x7B-Instruct-v0.1"], "m")
+    arch = architecture.from_config(catalog_configs()["mistralai/Mixtral-8x7B-Instruct-v0.1"], "m")
     dense, expert, flops, head, active = weight_split(arch, 1, 1, 2, None)
     embeddings, norms = 2 * 32000 * 4096, (2 * 32 + 1) * 4096
     assert flops == pytest.approx(2 * (arch.active_params - embeddings - norms))  # top-2 of 8 experts per token

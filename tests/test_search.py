@@ -7,13 +7,13 @@ from estimator import architecture, gpus
 from estimator.cli import main
 from estimator.coefficients import DEFAULT
 from estimator.errors import PlannerError
-from estimator.model_source import _catalog
+from estimator.model_source import catalog_configs
 from estimator.search import search
 from estimator.workload import Workload
 
 
 def run(model, gpu, num_gpus, workload, fixed=None):
-    arch = architecture.from_config(_catalog()[model], model)
+    arch = architecture.from_config(catalog_configs()[model], model)
     return search(arch, gpus.lookup(gpu), num_gpus, fixed or {}, workload, DEFAULT)
 
 
@@ -84,6 +84,6 @@ def test_cli_search_output_and_errors():
 
 
 def test_search_needs_a_known_speed():
-    arch = architecture.from_config(_catalog()["meta-llama/Llama-3.1-8B-Instruct"], "m")
+    arch = architecture.from_config(catalog_configs()["meta-llama/Llama-3.1-8B-Instruct"], "m")
     with pytest.raises(PlannerError, match="the search needs the GPU's speed"):
         search(arch, gpus.custom(40.0), 1, {}, Workload(), DEFAULT)

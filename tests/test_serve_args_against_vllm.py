@@ -6,7 +6,7 @@ import pytest
 
 from estimator.artifacts import bench_argv
 from estimator.errors import PlannerError
-from estimator.model_source import _catalog, catalog_ids
+from estimator.model_source import catalog_configs, catalog_ids
 from estimator.plan import PlanRequest, make_plan, plan_with_search
 from estimator.serve_config import VLLM_REFERENCE_VERSION
 from estimator.workload import Workload
@@ -40,7 +40,7 @@ def checked(vllm_py, tmp_path_factory):
     for model_id in catalog_ids():
         # vLLM resolves the model argument while building its engine arguments; offline, a hub id it has not
         # cached is an error, so it is given the same config.json in a local directory instead.
-        local = str(write_config(tmp_path_factory.mktemp("model"), _catalog()[model_id]))
+        local = str(write_config(tmp_path_factory.mktemp("model"), catalog_configs()[model_id]))
         for variant in VARIANTS:
             try:
                 plan = make_plan(PlanRequest(model=model_id, **variant))
@@ -50,7 +50,7 @@ def checked(vllm_py, tmp_path_factory):
             argvs.append([local, *plan.serve_argv[1:]])
     for model_id, gpu, num_gpus, workload in SEARCHES:
         plan = plan_with_search(PlanRequest(model=model_id, gpu=gpu, num_gpus=num_gpus), workload)
-        local = str(write_config(tmp_path_factory.mktemp("model"), _catalog()[model_id]))
+        local = str(write_config(tmp_path_factory.mktemp("model"), catalog_configs()[model_id]))
         argvs.append([local, *plan.serve_argv[1:]])
         kind = " ".join(bench_argv(plan)[1:3])
         benches.append({"kind": kind, "argv": bench_argv(plan)[3:]})
