@@ -380,10 +380,8 @@ def report_(db, fit_id, fmt, output, plot_dir, fail_above_mape, **filters) -> No
         raise click.ClickException("no runs match; see `calibrate runs list`")
     rows, notes = report.build_rows(store, runs, fit_id)
     summary = report.summarise(rows)
-    fits = [f for f in store.list_fits() if fit_id is None or f.id == fit_id]
-    gpus = {r.gpu for r in runs}
-    matching = [f for f in fits if f.scope.get("gpu") in (None, *gpus)]
-    drift_note = report.drift(rows, max(matching, key=lambda f: f.id).created_at.isoformat() if matching else None)
+    judged = store.get_fit(fit_id) if fit_id is not None else store.latest_fit({r.gpu for r in runs})
+    drift_note = report.drift(rows, judged.created_at.isoformat() if judged else None)
     text = {"table": lambda: report.table(rows, summary), "json": lambda: report.to_json(rows, summary, notes, drift_note),
             "csv": lambda: report.to_csv(rows), "html": lambda: report.to_html(rows, summary, notes, drift_note)}[fmt]()
     if output:

@@ -62,7 +62,7 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
     base = choose("default", gpus[0] if gpus else "cpu")
     payload = json.dumps([[r.id, r.metrics] for r in obs.runs], sort_keys=True, default=str)
     inputs_hash = hashlib.sha256((payload + json.dumps(base.to_dict(), sort_keys=True)).encode()).hexdigest()
-    existing = next((f for f in store.list_fits() if f.inputs_hash == inputs_hash), None)
+    existing = store.find_fit_by_hash(inputs_hash)
     fitter = CoefficientFitter(base=base, name=name or "fit").fit(obs.inputs, obs.measured)
     memory_coefficients, memory_values, memory_errors, memory_refused = fit_memory(obs.runs, fitter.coefficients_)
     cv, how, cv_base = _cross_validate(obs, {"base": base}, base)

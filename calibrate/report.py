@@ -53,10 +53,8 @@ class Row:
 def _coefficients_for(store: Store, fit_id: int | None, gpu: str) -> Coefficients:
     if fit_id is None:
         return choose(None, gpu)
-    for fit in store.list_fits():
-        if fit.id == fit_id:
-            return Coefficients.from_dict({**fit.coefficients, "name": f"fit-{fit_id}"})
-    raise PlannerError(f"fit {fit_id} does not exist; see `calibrate fit`")
+    fit = store.get_fit(fit_id)
+    return Coefficients.from_dict({**fit.coefficients, "name": f"fit-{fit_id}"})
 
 
 def build_rows(store: Store, runs, fit_id: int | None = None) -> tuple[list[Row], list[str]]:

@@ -310,10 +310,32 @@ class Store:
             raise StoreError(f"run {run_id} does not exist (see `calibrate runs list`)")
         return runs[0]
 
+    @staticmethod
+    def _fit_record(r: Fit) -> FitRecord:
+        return FitRecord(id=r.id, name=r.name, coefficients=r.coefficients, standard_errors=r.standard_errors,
+                         covariance=r.covariance, metrics=r.metrics, scope=r.scope, inputs_hash=r.inputs_hash,
+                         run_ids=tuple(r.run_ids), software=r.software, created_at=r.created_at)
+
     def list_fits(self) -> list[FitRecord]:
         with Session(self.engine) as session:
-            rows = session.scalars(select(Fit).order_by(Fit.id)).all()
-            return [FitRecord(id=r.id, name=r.name, coefficients=r.coefficients, standard_errors=r.standard_errors,
-                              covariance=r.covariance, metrics=r.metrics, scope=r.scope, inputs_hash=r.inputs_hash,
-                              run_ids=tuple(r.run_ids), software=r.software, created_at=r.created_at)
-                    for r in rows]
+            return [self._fit_record(r) for r in session.scalars(select(Fit).order_by(Fit.id)).all()]
+
+    def get_fit(self, fit_id: int) -> FitRecord:
+        """One fit by id; a StoreError naming the id when there is none."""
+        with Session(self.engine) as session:
+            row = session.get(Fit, fit_id)
+            if row is None:
+                raise StoreError(f"fit {fit_id} does not exist; see `calibrate fit`")
+            return self._fit_record(row)
+
+    def find_fit_by_hash(self, inputs_hash: str) -> FitRecord | None:
+        """The fit made from exactly these inputs before, if any (fits are not repeated)."""
+        with Session(self.engine) as session:
+            row = session.scalars(select(Fit).where(Fit.inputs_hash == inputs_hash).order_by(Fit.id).limit(1)).first()
+            return self._fit_record(row) if row is not None else None
+
+    def latest_fit(self, gpus: set[str] | None = None) -> FitRecord | None:
+        """The newest fit whose scope covers one of ``gpus`` (any GPU when its scope names none; any fit when
+        ``gpus`` is None)."""
+        fits = [f for f in self.list_fits() if gpus is None or f.scope.get("gpu") in (None, *gpus)]
+        return max(fits, key=lambda f: f.id) if fits else None

@@ -110,3 +110,15 @@ def test_runs_cli(db_url, store):
     assert missing.exit_code == 1 and missing.output == "Error: run 9999 does not exist (see `calibrate runs list`)\n"
     bad_date = cli.invoke(main, ["runs", "list", "--db", db_url, "--since", "yesterday"])
     assert bad_date.exit_code == 2 and "'yesterday' is not a date" in bad_date.output
+
+
+def test_fits_are_found_by_id_by_inputs_and_by_gpu(store):
+    first = store.add_fit(FitRecord(name="a", coefficients={}, scope={"gpu": "H100-SXM"}, inputs_hash="a" * 64))
+    second = store.add_fit(FitRecord(name="b", coefficients={}, scope={"gpu": "L4"}, inputs_hash="b" * 64))
+    third = store.add_fit(FitRecord(name="c", coefficients={}, scope={}, inputs_hash="c" * 64))
+    assert store.get_fit(second).name == "b"
+    with pytest.raises(StoreError, match="fit 99 does not exist"):
+        store.get_fit(99)
+    assert store.find_fit_by_hash("a" * 64).id == first and store.find_fit_by_hash("d" * 64) is None
+    assert store.latest_fit({"H100-SXM"}).id == third  # a fit with no GPU scope covers every GPU
+    assert store.latest_fit(None).id == third
