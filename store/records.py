@@ -25,8 +25,16 @@ def _parse_time(value) -> datetime | None:
 
 
 def _from(cls, data: dict):
+    """The fields of ``cls`` in a stored dict, after checking the format it was written in: a newer one may mean
+    things this version cannot read, an older one is read as it is (every change so far only added fields)."""
+    from store.errors import StoreError
+
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StoreError(f"a {cls.__name__} written in format {version!r}, newer than this vllm-planner reads "
+                         f"({SCHEMA_VERSION}); upgrade vllm-planner")
     known = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in known}
+    return {k: v for k, v in data.items() if k in known and k != "schema_version"}
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,12 @@ def test_fits_are_found_by_id_by_inputs_and_by_gpu(store):
     assert store.find_fit_by_hash("a" * 64).id == first and store.find_fit_by_hash("d" * 64) is None
     assert store.latest_fit({"H100-SXM"}).id == third  # a fit with no GPU scope covers every GPU
     assert store.latest_fit(None).id == third
+
+
+def test_a_record_in_a_newer_format_is_refused_with_what_to_do():
+    data = run().to_dict()
+    assert RunRecord.from_dict(data) == run()
+    with pytest.raises(StoreError, match="format 99, newer than this vllm-planner reads"):
+        RunRecord.from_dict({**data, "schema_version": 99})
+    with pytest.raises(StoreError, match="upgrade vllm-planner"):
+        FitRecord.from_dict({"name": "x", "coefficients": {}, "schema_version": 2**40})
