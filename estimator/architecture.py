@@ -212,6 +212,16 @@ def _layer_norms(inv: _Inventory, i: int, hidden: int) -> None:
     inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
 
 
+# Families whose transformers config class ties the LM head to the embeddings when config.json does not say
+# (GemmaConfig, Gemma2Config, Gemma3TextConfig, GraniteMoeConfig default tie_word_embeddings=True; the others False).
+TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "granitemoe"))
+
+
+def tied_embeddings(raw: dict, family: str) -> bool:
+    """Whether the LM head shares the embedding matrix: the one rule the tensor inventory and ModelArch use."""
+    return bool(raw.get("tie_word_embeddings", family in TIED_BY_DEFAULT))
+
+
 def _embeddings(inv: _Inventory, vocab: int, hidden: int, tied: bool, final_norm_bias=False):
     inv.add("model.embed_tokens", vocab, hidden, "vocab", "embedding", place="first")
     inv.norm("model.norm", hidden, place="last", with_bias=final_norm_bias)
@@ -268,7 +278,7 @@ def _dense(c: _Config, inv: _Inventory, family: str):
             ("pre_feedforward_layernorm", "post_feedforward_layernorm") if gemma else ())
         for nm in norms:
             inv.norm(f"model.layers.{i}.{nm}", hidden, i)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", gemma)))
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     return _gqa_layers(c, _layer_windows(c, n, family)), {}
 
 
@@ -283,7 +293,7 @@ def _block_sparse_moe(c: _Config, inv: _Inventory, family: str):
         inv.add(f"model.layers.{i}.block_sparse_moe.{router}", experts, hidden, "rep", "router", i)
         _experts(inv, f"model.layers.{i}.block_sparse_moe", hidden, inter, i, experts, topk)
         _layer_norms(inv, i, hidden)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", family == "granitemoe")))
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=inter)
 
@@ -302,7 +312,7 @@ def _qwen3_moe(c: _Config, inv: _Inventory, family: str):
         else:
             _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
         _layer_norms(inv, i, hidden)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=moe_inter)
 
@@ -342,7 +352,7 @@ def _deepseek(c: _Config, inv: _Inventory, family: str):
         else:
             _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
         _layer_norms(inv, i, hidden)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora)] * n
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
                       head_dim=nope + rope)
@@ -358,7 +368,7 @@ def _gpt_oss(c: _Config, inv: _Inventory, family: str):
         inv.linear(f"model.layers.{i}.mlp.router", hidden, experts, "rep", i, bias=True, kind="router")
         _experts(inv, f"model.layers.{i}.mlp", hidden, inter, i, experts, topk, bias=True)
         _layer_norms(inv, i, hidden)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=inter)
 
@@ -379,7 +389,7 @@ def _llama4_text(c: _Config, inv: _Inventory, family: str):
         else:
             _gated_mlp(inv, p, hidden, dense_inter, i)
         _layer_norms(inv, i, hidden)
-    _embeddings(inv, c.int("vocab_size"), hidden, bool(c.get("tie_word_embeddings", False)))
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     chunk = c.get("attention_chunk_size")
     no_rope = c.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n)]
     attn = [AttentionLayer("chunked", kv, hd, hd, chunk) if chunk and no_rope[i] else AttentionLayer("full", kv, hd, hd)
@@ -569,7 +579,7 @@ def from_config(raw: dict, model_id: str) -> ModelArch:
         architecture=arch, model_type=str(raw.get("model_type", family)), hidden_size=hidden,
         num_layers=text.int("num_hidden_layers"), vocab_size=text.int("vocab_size"), num_heads=heads,
         num_kv_heads=kv, head_dim=int(hd), intermediate_size=int(inter), dtype=dtype,
-        tie_word_embeddings=bool(text.get("tie_word_embeddings", family in ("gemma2", "gemma3"))),
+        tie_word_embeddings=tied_embeddings(text.raw, family),
         tensors=tuple(inv.tensors), attention=tuple(attention),
         quant=quantization.from_config(raw.get("quantization_config") or text.get("quantization_config")),
         derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, **extra,

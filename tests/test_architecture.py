@@ -174,3 +174,17 @@ def test_catalog_file_is_plain_config_json_values():
     assert data["schema_version"] == 1
     for model_id, cfg in data["models"].items():
         assert isinstance(cfg["architectures"], list), model_id
+
+
+def test_the_lm_head_and_tie_word_embeddings_agree_for_every_family_when_config_json_is_silent():
+    from estimator.architecture import from_config
+    from estimator.model_source import catalog_configs
+
+    for model_id, config in catalog_configs().items():
+        silent = {k: v for k, v in config.items() if k != "tie_word_embeddings"}
+        for text_key in ("text_config",):
+            if isinstance(silent.get(text_key), dict):
+                silent[text_key] = {k: v for k, v in silent[text_key].items() if k != "tie_word_embeddings"}
+        arch = from_config(silent, model_id)
+        has_head = any(t.name == "lm_head" for t in arch.tensors)
+        assert has_head != arch.tie_word_embeddings, model_id
