@@ -10,6 +10,7 @@ capacity and "maximum concurrency" count the blocks a max_model_len request need
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 from estimator.architecture import AttentionLayer, ModelArch, Tensor
 from estimator.coefficients import Coefficients
@@ -114,24 +115,28 @@ def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> floa
     return t.numel * dtype_bytes
 
 
+def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
+    """The tensors one pipeline stage holds (the one rule the memory plan and the speed model share): its layers',
+    the embeddings on the first stage, the final norm and LM head on the last, and with tied embeddings the last
+    stage's own copy of the embedding matrix, which is its LM head (vLLM llama.py et al.)."""
+    layers = set(pp_layer_ranges(arch.num_layers, pp)[stage])
+    last = stage == pp - 1
+    for t in arch.tensors:
+        if t.layer is not None:
+            if t.layer in layers:
+                yield t
+        elif t.place == "last":
+            if last:
+                yield t
+        elif stage == 0 or (last and t.name == "model.embed_tokens" and arch.tie_word_embeddings):
+            yield t
+
+
 def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None) -> list[float]:
     """Weight bytes on one TP rank of each pipeline stage."""
-    pp = cfg.pipeline_parallel_size
-    ranges = pp_layer_ranges(arch.num_layers, pp)
-    stage_of_layer = {layer: s for s, r in enumerate(ranges) for layer in r}
-    out = [0.0] * pp
-    for t in arch.tensors:
-        nbytes = tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, cfg.tensor_parallel_size)
-        if t.layer is not None:
-            out[stage_of_layer[t.layer]] += nbytes
-        elif t.place == "last":
-            out[-1] += nbytes
-        else:
-            out[0] += nbytes
-            # With tied embeddings the last stage builds its own copy for the LM head (vLLM llama.py et al.).
-            if t.name == "model.embed_tokens" and arch.tie_word_embeddings and pp > 1:
-                out[-1] += nbytes
-    return out
+    pp, tp = cfg.pipeline_parallel_size, cfg.tensor_parallel_size
+    return [sum(tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp)
+                for t in stage_tensors(arch, pp, stage)) for stage in range(pp)]
 
 
 # --- transient and fixed overheads -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.gpus import GpuSpec
 from estimator.memory import (shard_fraction, blocks_per_request, graph_padded, kv_cache_groups,
-                              largest_capture_size, pp_layer_ranges, tensor_bytes)
+                              largest_capture_size, pp_layer_ranges, stage_tensors, tensor_bytes)
 from estimator.quantization import QuantScheme
 from estimator.workload import Workload
 from estimator.xp import as_float, ceil, clip, is_array, maximum, minimum, where
@@ -121,12 +121,10 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
     stage with the most layers."""
     ranges = pp_layer_ranges(arch.num_layers, pp)
     stage = max(range(pp), key=lambda s: len(ranges[s]))
-    layers = set(ranges[stage])
+    last = stage == pp - 1
     dense = expert = flops = head = active = 0.0
-    for t in arch.tensors:
-        in_stage = t.layer in layers if t.layer is not None else (
-            (t.place == "last" and stage == pp - 1) or (t.place == "first" and stage == 0))
-        if not in_stage or t.kind == "vision":
+    for t in stage_tensors(arch, pp, stage):
+        if t.kind == "vision":
             continue
         share = shard_fraction(t, arch, tp)
         nbytes = tensor_bytes(t, dtype_bytes, quant) * share
@@ -135,12 +133,10 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
         else:
             dense += nbytes
         if t.name == "lm_head" or (t.name == "model.embed_tokens" and arch.tie_word_embeddings):
-            head = 2 * t.numel * share
+            head = 2 * t.numel * share if last else 0.0  # the LM head runs on the last stage only
         elif t.kind in ("linear", "expert", "router"):  # matmuls; norms and biases are not
             flops += 2 * t.active_numel * share
             active += t.active_numel * share
-    if stage != pp - 1:
-        head = 0.0
     return dense, expert, flops, head, active + head / 2
 
 

@@ -154,3 +154,22 @@ def test_plan_json_gains_performance_and_workload():
 def test_custom_device_without_speed_says_so():
     plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu_memory_gib=40))
     assert plan.performance is None and any("no speed estimate" in w for w in plan.warnings)
+
+
+def test_the_speed_model_and_the_memory_plan_put_the_same_tensors_on_each_stage():
+    # Llama-3.2-1B ties its LM head to the embeddings: with PP the last stage holds its own copy, and the speed
+    # model must read those bytes and run the LM head's FLOPs there, as the memory plan counts them.
+    from estimator.architecture import from_config
+    from estimator.gpus import lookup
+    from estimator.memory import pp_layer_ranges, weights_per_stage
+    from estimator.model_source import catalog_configs
+    from estimator.serve_config import resolve
+
+    model = next(m for m, c in catalog_configs().items() if c.get("tie_word_embeddings") and "Llama-3.2" in m)
+    arch = from_config(catalog_configs()[model], model)
+    cfg, quant, _ = resolve(arch, lookup("H100"), 2, pipeline_parallel_size=2, max_model_len=4096)
+    per_stage = weights_per_stage(arch, cfg, quant)
+    dense, expert, _, head, _ = weight_split(arch, 1, 2, cfg.dtype_bytes, quant)
+    slowest = max(range(2), key=lambda s: len(pp_layer_ranges(arch.num_layers, 2)[s]))
+    assert dense + expert == pytest.approx(per_stage[slowest])
+    assert (head > 0) == (slowest == 1)
