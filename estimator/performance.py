@@ -248,17 +248,10 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
         """Seconds for one stage to run one step: n_dec decoding sequences, n_pre prompt tokens."""
         tokens = n_dec + n_pre
         # A batch that fits a CUDA graph runs as the next capture size: the padding rows cost GEMM FLOPs.
-        padded = graph_padded(tokens, x.graph_max)
-        experts = maximum(x.num_experts, 1)
-        touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
-        ctx_win_dec = minimum(ctx_dec, where(x.window > 0, x.window, ctx_dec))
-        ctx_win_pre = minimum(ctx_pre, where(x.window > 0, x.window, ctx_pre))
-        weights = (x.dense_bytes + x.expert_bytes * touched / moe_factor) / weight_bw
-        kv = n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec) / kv_bw
-        gemm = x.flops_per_token * padded + x.lm_head_flops * n_dec
-        attn = n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
-            + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)
-        t = maximum(weights + kv, gemm / flops_rate + attn / (attn_rate * attention))
+        experts, kv_bytes, gemm, attn = step_work(x, n_dec, n_pre, ctx_dec, ctx_pre,
+                                                  graph_padded(tokens, x.graph_max))
+        weights = (x.dense_bytes + experts / moe_factor) / weight_bw
+        t = maximum(weights + kv_bytes / kv_bw, gemm / flops_rate + attn / (attn_rate * attention))
         payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / maximum(x.tp, 1)
         allreduce = where(x.tp > 1, 2 * x.layers * (ar_lat + payload / (x.link_bw * tp_eff)), 0.0)
         return t + allreduce + fixed + co.seq_overhead_us * 1e-6 * n_dec
@@ -333,13 +326,24 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
                       log_sigma_latency=co.log_sigma_latency)
 
 
+def step_work(x: PerfInputs, n_dec, n_pre, ctx_dec, ctx_pre, gemm_tokens):
+    """What one step of one stage moves and computes, before any efficiency: (routed-expert bytes the batch
+    touches, KV-cache bytes its decoding sequences read, GEMM FLOPs for ``gemm_tokens`` rows, attention FLOPs).
+    The one rule for the step's work, priced by predict() and bounded by roofline_step_seconds()."""
+    tokens = n_dec + n_pre
+    experts = maximum(x.num_experts, 1)
+    touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
+    ctx_win_dec = minimum(ctx_dec, where(x.window > 0, x.window, ctx_dec))
+    ctx_win_pre = minimum(ctx_pre, where(x.window > 0, x.window, ctx_pre))
+    kv_bytes = n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec)
+    gemm = x.flops_per_token * gemm_tokens + x.lm_head_flops * n_dec
+    attn = n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
+        + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)
+    return x.expert_bytes * touched, kv_bytes, gemm, attn
+
+
 def roofline_step_seconds(x: PerfInputs, n_dec, ctx) -> object:
     """The hardware bound of a pure decode step for n_dec sequences: no efficiency, no overhead."""
-    experts = maximum(x.num_experts, 1)
-    touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** n_dec, 0.0)
-    ctx_win = minimum(ctx, where(x.window > 0, x.window, ctx))
-    read = x.dense_bytes + x.expert_bytes * touched + n_dec * (x.kv_full * ctx + x.kv_window * ctx_win)
-    gemm = (x.flops_per_token + x.lm_head_flops) * n_dec
-    attn = n_dec * (x.attn_flops_full * ctx + x.attn_flops_window * ctx_win)
-    return maximum(read / x.mem_bw, gemm / x.peak_flops + attn / x.attn_peak_flops)
+    experts, kv_bytes, gemm, attn = step_work(x, n_dec, 0.0, ctx, ctx, n_dec)
+    return maximum((x.dense_bytes + experts + kv_bytes) / x.mem_bw, gemm / x.peak_flops + attn / x.attn_peak_flops)
 
