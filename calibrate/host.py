@@ -7,9 +7,9 @@ import platform
 import socket
 import subprocess
 
+from estimator.gpus import GIB
 from store.records import HostRecord
 
-GIB = 1024**3
 
 
 def _cpu_name() -> str:

@@ -23,7 +23,7 @@ from store import Store
 
 SPEED = {"output_tokens_per_s": "output_tokens_per_s", "mean_ttft_ms": "ttft_ms", "mean_tpot_ms": "tpot_ms"}
 MEMORY = ("kv_cache_tokens", "weights_gib", "kv_cache_gib")
-DRIFT_MIN_RUNS = 3
+DRIFT_MIN_RUNS = 2  # points judged before drift is called
 DRIFT_SHARE = 0.5  # more than half of the newer runs outside their 80% interval
 
 
@@ -116,14 +116,18 @@ def summarise(rows: list[Row]) -> dict:
     return out
 
 
+def drifted(outside: int, judged: int) -> bool:
+    """The one drift rule, for `calibrate run` and `calibrate report`: enough points judged, and more than
+    DRIFT_SHARE of them outside the 80% interval they were predicted with."""
+    return judged >= DRIFT_MIN_RUNS and outside / judged > DRIFT_SHARE
+
+
 def drift(rows: list[Row], fitted_at: str | None) -> str | None:
     """Runs measured after the coefficients were fitted that fall outside their 80% interval."""
     newer = [r for r in rows if r.metric == "output_tokens_per_s" and r.inside is not None
              and (fitted_at is None or (r.started_at or "") > fitted_at)]
-    if len(newer) < DRIFT_MIN_RUNS or fitted_at is None:
-        return None
     outside = [r for r in newer if not r.inside]
-    if len(outside) / len(newer) <= DRIFT_SHARE:
+    if fitted_at is None or not drifted(len(outside), len(newer)):
         return None
     return (f"drift: {len(outside)} of {len(newer)} runs measured since the fit fall outside its 80% interval "
             "(a vLLM, driver or GPU change?): refit with `calibrate fit`")

