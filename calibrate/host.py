@@ -7,6 +7,7 @@ import platform
 import socket
 import subprocess
 
+from estimator import nvml
 from estimator.gpus import GIB
 from store.records import HostRecord
 
@@ -24,27 +25,13 @@ def _cpu_name() -> str:
 
 
 def nvidia_gpus() -> list[dict]:
-    """[{name, memory_gib}] of the NVIDIA GPUs NVML sees (empty without a driver), plus driver and CUDA."""
+    """[{name, memory_gib, driver, cuda}] of the NVIDIA GPUs NVML sees (empty without a driver)."""
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no NVML library, or no driver: this host has no NVIDIA GPU for us
+        found = nvml.host()
+    except nvml.NoNvml:  # no NVML library, or no driver: this host has no NVIDIA GPU for us
         return []
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            out.append({"name": name.decode() if isinstance(name, bytes) else name,
-                        "memory_gib": pynvml.nvmlDeviceGetMemoryInfo(handle).total / GIB,
-                        "driver": driver.decode() if isinstance(driver, bytes) else driver,
-                        "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}"})
-        return out
-    finally:
-        pynvml.nvmlShutdown()
+    return [{"name": d.name, "memory_gib": d.memory_total_bytes / GIB, "driver": found.driver_version,
+             "cuda": found.cuda_version} for d in found.devices]
 
 
 def vllm_version(vllm_command: list[str]) -> str | None:

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+from estimator import nvml
 from store.records import MemorySample
 
 INTERVAL_S = 0.5
@@ -42,11 +43,8 @@ class MemorySampler:
 
     def __enter__(self) -> "MemorySampler":
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-        except Exception:  # no NVIDIA driver: sample host memory instead
+            self._nvml = nvml.UsedMemory().__enter__()
+        except nvml.NoNvml:  # no NVIDIA driver: sample host memory instead
             self._nvml = None
         self._thread.start()
         return self
@@ -55,14 +53,13 @@ class MemorySampler:
         self._stop.set()
         self._thread.join(timeout=5)
         if self._nvml is not None:
-            self._nvml.nvmlShutdown()
+            self._nvml.__exit__(None, None, None)
 
     def sample(self) -> None:
         t = round(time.monotonic() - self.start, 3)
         if self._nvml is not None:
-            for i in range(self._nvml.nvmlDeviceGetCount()):
-                used = self._nvml.nvmlDeviceGetMemoryInfo(self._nvml.nvmlDeviceGetHandleByIndex(i)).used
-                self.samples.append(MemorySample(t, f"cuda:{i}", int(used)))
+            for i, used in enumerate(self._nvml.read()):
+                self.samples.append(MemorySample(t, f"cuda:{i}", used))
         elif self.pgid is not None:
             self.samples.append(MemorySample(t, "cpu", _group_rss(self.pgid)))
 

@@ -1,4 +1,4 @@
-"""The bundled GPU catalog, name matching (nvidia-smi names included), pynvml detection and custom devices."""
+"""The bundled GPU catalog, name matching (nvidia-smi names included), NVML detection and custom devices."""
 
 from __future__ import annotations
 
@@ -192,25 +192,15 @@ def custom(memory_gib: float, like: GpuSpec | None = None) -> GpuSpec:
 
 def detect() -> tuple[GpuSpec, int]:
     """The local GPUs through NVML: (spec of GPU 0 with its exact memory, number of GPUs)."""
+    from estimator import nvml
+
     try:
-        import pynvml  # nvidia-ml-py; imported here so planning never needs it
-    except ImportError as err:  # pragma: no cover - nvidia-ml-py is a dependency
-        raise PlannerError("--gpu auto needs the nvidia-ml-py package (pip install nvidia-ml-py)") from err
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as err:
-        raise PlannerError(f"--gpu auto found no NVIDIA driver ({err}); name the GPU with --gpu NAME or give "
-                           "--gpu-memory-gib") from None
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        if count == 0:
-            raise PlannerError("--gpu auto found no NVIDIA GPU; name one with --gpu NAME")
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        name = pynvml.nvmlDeviceGetName(handle)
-        name = name.decode() if isinstance(name, bytes) else name
-        total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-    finally:
-        pynvml.nvmlShutdown()
+        found = nvml.host()
+    except nvml.NoNvml as err:
+        raise PlannerError(f"--gpu auto found {err}; name the GPU with --gpu NAME or give --gpu-memory-gib") from None
+    if not found.devices:
+        raise PlannerError("--gpu auto found no NVIDIA GPU; name one with --gpu NAME")
+    count, name, total = len(found.devices), found.devices[0].name, found.devices[0].memory_total_bytes
     try:
         known = lookup(name)
     except PlannerError:
