@@ -192,3 +192,17 @@ def test_a_sequence_that_does_not_fit_reports_the_longest_that_does():
 def test_max_num_seqs_binds_when_the_pool_holds_more():
     p = plan(model="Qwen/Qwen2.5-0.5B-Instruct", gpu="H100", max_model_len=2048, max_num_seqs=64)
     assert p.memory.binding_constraint == "max_num_seqs" and p.memory.max_concurrency > 64
+
+
+def test_hybrid_kv_groups_of_nearly_equal_size_merge_into_one_group_size():
+    # vLLM (_get_kv_cache_groups_uniform_page_size) uses the largest type's layer count as the group size when it
+    # is under 1.5x the smallest: 15 sliding and 11 full layers make 2 groups, not 3 (15 split as 8 + 7).
+    from estimator.memory import kv_cache_groups
+
+    config = dict(catalog_configs()["google/gemma-3-1b-it"])
+    config["layer_types"] = ["sliding_attention"] * 15 + ["full_attention"] * 11
+    groups = kv_cache_groups(architecture.from_config(config, "hybrid"))
+    assert [(spec[0], len(layers)) for spec, layers in groups] == [("sliding", 15), ("full", 11)]
+    config["layer_types"] = ["sliding_attention"] * 20 + ["full_attention"] * 6  # 20 > 1.5 x 6: groups of 6
+    groups = kv_cache_groups(architecture.from_config(config, "hybrid"))
+    assert sorted(len(layers) for _, layers in groups) == [5, 5, 5, 5, 6]
