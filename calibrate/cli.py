@@ -240,7 +240,8 @@ def _vllm_command(text: str) -> tuple[str, ...]:
 @click.option("--concurrency", "concurrency_list", default=None, help="Points to measure, e.g. 1,8,32,128.")
 @click.option("--request-rate", "rate_list", default=None, help="Request rates to measure instead, e.g. 2,8.")
 @click.option("--mode", type=click.Choice(["serve", "throughput"]), default="serve", show_default=True)
-@click.option("--num-prompts", type=POSITIVE_INT, default=None, help="Requests per point (default 5 x concurrency, >= 20).")
+@click.option("--num-prompts", type=POSITIVE_INT, default=None,
+              help="Requests per point (default 5 x concurrency, >= 20).")
 @click.option("--load-format", default=None, help="'dummy' measures with random weights, downloading none.")
 @click.option("--vllm-command", default="vllm", show_default=True, help="How to run vLLM, e.g. /venv/bin/vllm.")
 @click.option("--vllm-python", default=None, type=click.Path(dir_okay=False),

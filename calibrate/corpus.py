@@ -83,7 +83,8 @@ def unnamed_checkpoint(record: RunRecord, method: str, bits: int) -> RunRecord:
     base = catalog_config(record.model)
     if base is None:
         return record  # refused when planned, naming the model
-    directory = Path(tempfile.gettempdir()) / "vllm-planner-corpus" / f"{record.model.replace('/', '--')}-{method}-{bits}bit"
+    name = f"{record.model.replace('/', '--')}-{method}-{bits}bit"
+    directory = Path(tempfile.gettempdir()) / "vllm-planner-corpus" / name
     directory.mkdir(parents=True, exist_ok=True)
     config = {**base, "quantization_config": {**DEFAULT_QUANT_CONFIG[method], "bits": bits}}
     (directory / "config.json").write_text(json.dumps(config, sort_keys=True))

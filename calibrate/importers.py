@@ -172,7 +172,7 @@ def _rate(value):
 MAX_FILE_BYTES = 2 * 1024**3  # read whole: larger results are not benchmark files anyone wrote by hand
 
 
-def _read_text_check(path: Path) -> None:
+def _check_regular_file(path: Path) -> None:
     try:
         info = path.stat()
     except OSError as err:
@@ -185,7 +185,7 @@ def _read_text_check(path: Path) -> None:
 
 
 def _read_text(path: Path) -> tuple[str, str]:
-    _read_text_check(path)
+    _check_regular_file(path)
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ImportFailure(f"{path}: {path.stat().st_size / 1024**3:.1f} GiB is too large to read whole; give it "
                             "as CSV or JSON lines (.jsonl), which are read row by row")
@@ -215,16 +215,19 @@ def _load_json(path: Path, text: str):
 
 
 def _load_json_lines(path: Path, text: str) -> list:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    return [data for _, data in _json_lines(path, text.splitlines())]
+
+
+def _json_lines(path: Path, lines) -> Iterator[tuple[int, object]]:
+    """(line number, value) for each non-empty line of a JSON-lines file (--append-result)."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ImportFailure(f"{path}: line {number} is not valid JSON ({err.msg}); the file may be "
-                                "truncated") from None
-    return rows
+            yield number, json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise ImportFailure(f"{path}: line {number} is not valid JSON ({getattr(err, 'msg', err)}); the file "
+                                "may be truncated") from None
 
 
 def _started(value) -> datetime | None:
@@ -553,8 +556,12 @@ def parse_file(path: Path, over: Overrides = Overrides()) -> ParsedFile:
         if finished is not None:
             kept.append(finished)
     if records and not kept:
-        raise ImportFailure(f"{path}: no record can be stored ({refused[0]}{' ...' if len(refused) > 1 else ''})")
+        raise _none_stored(path, refused)
     return ParsedFile(where, digest, kept, tuple(refused))
+
+
+def _none_stored(path: Path, refused: list[str]) -> ImportFailure:
+    return ImportFailure(f"{path}: no record can be stored ({refused[0]}{' ...' if len(refused) > 1 else ''})")
 
 
 def _finish(record: RunRecord, path: Path, digest: str, over: Overrides, refused: list) -> RunRecord | None:
@@ -596,7 +603,7 @@ def stream_file(path: Path, over: Overrides = Overrides(), batch_size: int = STR
     row; other formats, which are small, are parsed whole into one batch. Errors (ImportFailure) surface while the
     batches are read, so a caller storing them in one transaction keeps all of the file or nothing."""
     suffix = path.suffix.lower()
-    _read_text_check(path)
+    _check_regular_file(path)
     digest = _file_hash(path)
     refused: list[str] = []
     if suffix == ".csv":
@@ -622,7 +629,7 @@ def stream_file(path: Path, over: Overrides = Overrides(), batch_size: int = STR
             stored += len(batch)
             yield batch
         if not stored and refused:
-            raise ImportFailure(f"{path}: no record can be stored ({refused[0]}{' ...' if len(refused) > 1 else ''})")
+            raise _none_stored(path, refused)
 
     return StreamedFile(str(path), digest, batches(), refused)
 
@@ -637,14 +644,7 @@ def _rows_of(path: Path, reader) -> Iterator[RunRecord]:
 
 def _json_lines_rows(path: Path, lines) -> Iterator[RunRecord]:
     index = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise ImportFailure(f"{path}: line {number} is not valid JSON ({getattr(err, 'msg', err)}); the file "
-                                "may be truncated") from None
+    for number, data in _json_lines(path, lines):
         if not _is_serve(data):
             raise ImportFailure(f"{path}: line {number} is not a vllm bench serve result")
         try:
@@ -689,9 +689,9 @@ def expand(paths: list[str]) -> tuple[list[Path], list[str]]:
     return out, problems
 
 
-# Metrics that are counts, rates or durations: never negative. Latency percentiles and the like are checked too.
 def check_record(record: RunRecord, where: str) -> None:
-    """A record is stored only when its numbers can be true: finite, not negative, and consistent."""
+    """A record is stored only when its numbers can be true: finite and not negative (every metric is a count, a
+    rate, a duration or a latency), and consistent."""
     for name, value in record.metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ImportFailure(f"{where}: {name} is {value!r}, not a number; fix or remove it")

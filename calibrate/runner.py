@@ -176,7 +176,6 @@ class Runner:
         # starts and removed when it ends; the stored runs keep the log tails that matter.
         self.log_dir = Path(options.log_dir) if options.log_dir else Path(tempfile.gettempdir()) / "vllm-planner-run"
         self.stored: list[RunRecord] = []
-        self.started = time.monotonic()
 
     # --- plans and commands -----------------------------------------------------------------------------------
 

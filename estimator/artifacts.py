@@ -5,15 +5,13 @@ YAML is written by PyYAML from plain data; every file carries the same `vllm ser
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shlex
-import tempfile
 from pathlib import Path
 
 from estimator.errors import PlannerError
+from estimator.paths import write_atomically
 from estimator.plan import Plan, serve_argv
 from estimator.profile import profile_dict
 from estimator.serve_config import VLLM_REFERENCE_VERSION
@@ -170,23 +168,6 @@ def _manifest(out: Path) -> dict:
         return {}
 
 
-def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place: a reader sees the old file or the new
-    one, never half of one, and a failure leaves the old file as it was."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_all(plan: Plan, output_dir: str, flags: dict, force: bool = False) -> list[str]:
     """Write the plan's files into ``output_dir``. A file there that generate did not write (or that was edited
     since) is not overwritten unless ``force``."""
@@ -218,8 +199,8 @@ def write_all(plan: Plan, output_dir: str, flags: dict, force: bool = False) -> 
     written, manifest = [], {}
     for name, text in files.items():
         data = text.encode("utf-8")
-        _write_atomically(out / name, data, 0o755 if name.endswith(".sh") else 0o644)
+        write_atomically(out / name, data, 0o755 if name.endswith(".sh") else 0o644)
         manifest[name] = _sha256(data)
         written.append(str(out / name))
-    _write_atomically(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    write_atomically(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return written

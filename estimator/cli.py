@@ -7,6 +7,7 @@ import click
 
 from estimator.cli_errors import OneLineErrors, json_text
 from estimator.errors import PlannerError
+from estimator.workload import GOALS, REPLICAS_AS
 
 
 class _Group(OneLineErrors):
@@ -57,9 +58,9 @@ def workload_options(f):
         click.option("--request-rate", type=float, default=None, help="Requests per second (Poisson)."),
         click.option("--ttft-ms", type=float, default=None, help="SLO on the median time to first token."),
         click.option("--tpot-ms", type=float, default=None, help="SLO on the median time per output token."),
-        click.option("--goal", type=click.Choice(["throughput", "latency", "balanced"]), default=None),
+        click.option("--goal", type=click.Choice(GOALS), default=None),
         click.option("--search", is_flag=True, default=None, help="Search the flags left out for the goal."),
-        click.option("--replicas-as", type=click.Choice(["data-parallel", "separate"]), default=None,
+        click.option("--replicas-as", type=click.Choice(REPLICAS_AS), default=None,
                      help="With --search, how spare GPUs run further replicas: --data-parallel-size in one vllm "
                           "serve (default), or separate servers behind one Service."),
         click.option("--profile", type=click.Path(dir_okay=False), default=None,

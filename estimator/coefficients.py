@@ -198,23 +198,14 @@ def save_fit(co: Coefficients, fit_id: int, inputs_hash: str, scope: dict, creat
     import json
     from pathlib import Path
 
-    import os
-    import tempfile
+    from estimator.paths import write_atomically
 
     path = Path(directory) / f"fit-{fit_id}-{inputs_hash[:12]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"schema_version": FILE_SCHEMA_VERSION, "fit_id": fit_id, "created_at": created_at,
                        "scope": scope, "adopt": adopt, "coefficients": co.to_dict()}, indent=2)
     # Written beside and renamed into place: a killed fit leaves no half-written file for plans to trip on.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, text.encode("utf-8"))
     return str(path)
 
 
@@ -272,7 +263,7 @@ def choose(choice: str | None, gpu: str, vllm_version: str | None = None, direct
     for path in sorted(folder.glob("fit-*.json")) if folder.exists() else []:
         try:
             data = _read(path)
-            Coefficients.from_dict(data["coefficients"])
+            coefficients = Coefficients.from_dict(data["coefficients"])
         except PlannerError as err:
             if notes is not None:
                 notes.append(f"skipped the fit file {path.name}: {err}")
@@ -284,10 +275,10 @@ def choose(choice: str | None, gpu: str, vllm_version: str | None = None, direct
             continue
         if vllm_version and scope.get("vllm_version") not in (None, vllm_version):
             continue
-        matching.append((data.get("created_at") or "", data.get("fit_id") or 0, data))
+        matching.append((data.get("created_at") or "", data.get("fit_id") or 0, coefficients))
     if not matching:
         if choice == "latest":
             raise PlannerError(f"no fit for {gpu} in {folder}; measure with `calibrate run` and fit with "
                                "`calibrate fit`, or use --coefficients default")
         return DEFAULT
-    return Coefficients.from_dict(max(matching, key=lambda m: (m[0], m[1]))[2]["coefficients"])
+    return max(matching, key=lambda m: (m[0], m[1]))[2]

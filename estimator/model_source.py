@@ -8,7 +8,6 @@ give exact per-dtype parameter counts of the checkpoint.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import struct
 from dataclasses import dataclass, field
@@ -176,7 +175,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
         from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
     except ImportError:  # pragma: no cover - huggingface_hub is a dependency
         raise PlannerError(f"{repo_id} is not in the bundled catalog and huggingface_hub is not installed") from None
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     wait = min(float(constants.HF_HUB_ETAG_TIMEOUT), MAX_HUB_WAIT_S)
     online = False
@@ -198,9 +197,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
         generation_path = Path(hf_hub_download(repo_id, "generation_config.json", revision=revision,
                                                local_files_only=not online, etag_timeout=wait))
         generation = read_config(generation_path, f"generation_config.json of {repo_id}")
-    except (EntryNotFoundError, PlannerError, OSError, ValueError):
-        pass  # optional: vLLM runs without one
-    except Exception:  # noqa: BLE001 - a network failure here leaves the defaults; config.json was read
+    except Exception:  # noqa: BLE001 - optional (vLLM runs without one): missing, unreadable or unreachable
         pass
     counts, notes = source.checkpoint_params, ()
     if counts is None and online:

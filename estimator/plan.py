@@ -16,7 +16,7 @@ from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import DEFAULT_GPU_MEMORY_UTILIZATION, VLLM_REFERENCE_VERSION, ServeConfig, resolve
-from estimator.workload import Workload
+from estimator.workload import REPLICAS_AS, Workload
 
 SCHEMA_VERSION = 1
 DEFAULT_GPU = "H100-SXM"
@@ -285,9 +285,6 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
                      "queue grows without bound, so TTFT and latency are unbounded")
     return Plan(request, source, arch, gpu, num_gpus or config.world_size, config, memory, relaxations,
                 tuple(notes), coefficients, workload, performance, quant=quant)
-
-
-REPLICAS_AS = ("data-parallel", "separate")
 
 
 def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coefficients | None = None,

@@ -12,6 +12,8 @@ SCHEMA_VERSION = 1
 DEFAULT_INPUT_LEN = 1024
 DEFAULT_OUTPUT_LEN = 128
 GOALS = ("throughput", "latency", "balanced")
+# How a search's spare GPUs run further replicas: --data-parallel-size in one server, or separate servers.
+REPLICAS_AS = ("data-parallel", "separate")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ def _immediate_transactions(engine: Engine) -> None:
 # Text columns have lengths (PostgreSQL enforces them, SQLite does not): one rule, read from the models.
 TEXT_LIMITS = {name: Run.__table__.c[name].type.length for name in ("model", "gpu", "vllm_version", "benchmark",
                                                                      "status")}
-INTEGER_LIMIT = 2**63 - 1  # BIGINT
 DELETE_CHUNK = 900  # ids per DELETE ... IN (...): under SQLite's oldest limit of 999 bound variables
 
 
@@ -55,8 +54,13 @@ def check_fits(record: RunRecord, index: int) -> None:
         raise StoreError(f"record {index}: num_gpus {record.num_gpus} is out of range")
 
 
+def _driver_reason(err: Exception, url: str) -> str:
+    """The first line of what the database driver said, with the URL's passwords hidden."""
+    return mask_known(str(getattr(err, "orig", err)).strip().splitlines()[0], url)
+
+
 def _connection_error(url: str, err: Exception) -> StoreError:
-    reason = mask_known(str(getattr(err, "orig", err)).strip().splitlines()[0], url)
+    reason = _driver_reason(err, url)
     return StoreError(f"cannot open the results database {describe(url)}: {reason}; check --db or "
                       "VLLM_PLANNER_DB")
 
@@ -189,10 +193,6 @@ class Store:
         with Session(self.engine) as session:
             return list(session.scalars(query))
 
-    def import_runs(self, records: list[RunRecord], content_hash: str | None) -> int:
-        """Store the records of one source file in one transaction (see import_batches)."""
-        return self.import_batches([records], content_hash)
-
     def import_batches(self, batches, content_hash: str | None) -> int:
         """Store the batches of records of one source file in one transaction: all of the file or nothing, with
         memory bounded by a batch (each is inserted and let go before the next is read; an error raised while
@@ -222,8 +222,8 @@ class Store:
         except OperationalError as err:
             raise _connection_error(self.url, err) from None
         except DatabaseError as err:  # PostgreSQL is stricter than SQLite: nothing of the file was kept
-            reason = mask_known(str(getattr(err, "orig", err)).strip().splitlines()[0], self.url)
-            raise StoreError(f"the database refused these runs ({reason}); nothing of them was stored") from None
+            raise StoreError(f"the database refused these runs ({_driver_reason(err, self.url)}); nothing of them "
+                             "was stored") from None
 
     def add_run(self, record: RunRecord) -> int:
         with Session(self.engine) as session, session.begin():

@@ -178,7 +178,7 @@ def test_generate_never_overwrites_files_it_did_not_write(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
-    from estimator import artifacts
+    from estimator import paths
 
     out = tmp_path / "out"
     args = ["generate", "--model", "Qwen/Qwen3-0.6B", "--gpu", "H100", "--output-dir", str(out)]
@@ -188,7 +188,7 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(artifacts.os, "replace", disk_full)
+    monkeypatch.setattr(paths.os, "replace", disk_full)
     line = refused(estimator, args + ["--max-model-len", "4096"])
     assert line == "Error: the disk is full; free space or write elsewhere"
     assert (out / "serve.sh").read_bytes() == before
