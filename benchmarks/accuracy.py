@@ -22,14 +22,13 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
+from fit_defaults import DEFAULT_CORPUS
 
-from calibrate.corpus import leave_one_source_out, load  # noqa: E402
-from calibrate.fit import METRICS  # noqa: E402
-from estimator.coefficients import DEFAULT, PRIOR  # noqa: E402
-from estimator.performance import Z80, predict  # noqa: E402
-
-from fit_defaults import DEFAULT_CORPUS  # noqa: E402
+from calibrate.corpus import leave_one_source_out, load
+from calibrate.fit import METRICS
+from estimator.coefficients import DEFAULT, PRIOR
+from estimator.performance import Z80, predict
 
 SHORT = {"output_tokens_per_s": "out tok/s", "mean_ttft_ms": "TTFT", "mean_tpot_ms": "TPOT"}
 
@@ -90,7 +89,9 @@ def main() -> None:
     args = parser.parse_args()
     corpus = load(args.corpus)
     obs = corpus.observations
-    as_dict = lambda p: {a: np.asarray(getattr(p, a), dtype=float) for a in METRICS.values()}  # noqa: E731
+    def as_dict(p):
+        return {a: np.asarray(getattr(p, a), dtype=float) for a in METRICS.values()}
+
     defaults = predict(obs.inputs, DEFAULT)
     preds = {"prior": as_dict(predict(obs.inputs, PRIOR)), "defaults": as_dict(defaults),
              "LOSO": leave_one_source_out(corpus, PRIOR)}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # catalog models only; never wait on a hub
 
-from calibrate.corpus import groups, leave_one_source_out, load  # noqa: E402
-from calibrate.fit import CoefficientFitter  # noqa: E402
-from estimator.coefficients import PRIOR, SHIPPED_FILE, SHIPPED_SCHEMA_VERSION  # noqa: E402
+from calibrate.corpus import groups, leave_one_source_out, load
+from calibrate.fit import CoefficientFitter
+from estimator.coefficients import PRIOR, SHIPPED_FILE, SHIPPED_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "throughput_public.csv"

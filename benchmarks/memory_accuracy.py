@@ -21,14 +21,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # catalog models only
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from estimator.errors import PlannerError  # noqa: E402
-from estimator.gpus import resolve_written  # noqa: E402
-from estimator.model_source import catalog_ids  # noqa: E402
-from estimator.plan import PlanRequest, make_plan  # noqa: E402
-from estimator.serve_config import VLLM_REFERENCE_VERSION  # noqa: E402
-from estimator.workload import Workload  # noqa: E402
+from estimator.errors import PlannerError
+from estimator.gpus import resolve_written
+from estimator.model_source import catalog_ids
+from estimator.plan import PlanRequest, make_plan
+from estimator.serve_config import VLLM_REFERENCE_VERSION
+from estimator.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "memory_public.csv"

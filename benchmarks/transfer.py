@@ -16,14 +16,13 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
+from fit_defaults import DEFAULT_CORPUS
 
-from calibrate.corpus import groups, load  # noqa: E402
-from calibrate.fit import CoefficientFitter  # noqa: E402
-from estimator.coefficients import DEFAULT, PRIOR  # noqa: E402
-from estimator.performance import predict  # noqa: E402
-
-from fit_defaults import DEFAULT_CORPUS  # noqa: E402
+from calibrate.corpus import groups, load
+from calibrate.fit import CoefficientFitter
+from estimator.coefficients import DEFAULT, PRIOR
+from estimator.performance import predict
 
 LIGHT = 8  # running sequences: the "concurrency up to 8"
 

@@ -114,7 +114,7 @@ class CoefficientFitter:
     def _parameters(self, x: PerfInputs, measured: dict) -> tuple[list[Parameter], list[str]]:
         params, refused = [], []
         for gpu in sorted(set(x.gpu.tolist())):
-            for key, value in zip(GPU_KEYS, self.base.gpu_efficiency(gpu)):
+            for key, value in zip(GPU_KEYS, self.base.gpu_efficiency(gpu), strict=True):
                 params.append(Parameter(f"gpu:{gpu}:{key}", value, PRIORS[key]))
         sizes = x.active_params_rank
         if sizes.max() / max(sizes.min(), 1.0) >= SIZE_SPREAD_TO_IDENTIFY:
@@ -159,7 +159,7 @@ class CoefficientFitter:
         tp = dict(self.base.tp_efficiency)
         latency = dict(self.base.allreduce_latency_us)
         changes = {}
-        for p, v in zip(params, values):
+        for p, v in zip(params, values, strict=True):
             kind, _, rest = p.name.partition(":")
             if kind == "gpu":
                 gpu, key = rest.rsplit(":", 1)
@@ -191,7 +191,7 @@ class CoefficientFitter:
             parts.append(np.where(ok, ratio, 0.0))
         return np.concatenate(parts)
 
-    def fit(self, inputs: PerfInputs, measured: dict, groups=None) -> "CoefficientFitter":
+    def fit(self, inputs: PerfInputs, measured: dict, groups=None) -> CoefficientFitter:
         """``measured``: metric name -> array over the rows of ``inputs`` (nan where not measured). ``groups``
         (optional, one label per row, e.g. the source): rows of one group are not independent, so each group
         weighs as about sqrt(its size) rows rather than its size."""
@@ -213,7 +213,7 @@ class CoefficientFitter:
         upper = np.array([p.z_bounds[1] for p in params])
 
         def values_of(z):
-            return [p.from_z(v) for p, v in zip(params, z)]
+            return [p.from_z(v) for p, v in zip(params, z, strict=True)]
 
         def fun(z):
             data = self._residuals(predict(inputs, self.coefficients(values_of(z), params)), measured) * weight
@@ -226,8 +226,8 @@ class CoefficientFitter:
                                max_nfev=self.max_nfev)
         values = values_of(result.x)
         self.params_, self.refused_ = params, refused
-        self.coef_ = {p.name: v for p, v in zip(params, values)}
-        self.moved_ = {p.name: float(z) for p, z in zip(params, result.x)}  # in prior widths
+        self.coef_ = {p.name: v for p, v in zip(params, values, strict=True)}
+        self.moved_ = {p.name: float(z) for p, z in zip(params, result.x, strict=True)}  # in prior widths
         n_data = len(used)
         jac = result.jac
         data_jac = jac[:n_data][used]
@@ -241,9 +241,9 @@ class CoefficientFitter:
         sd_z = np.sqrt(np.maximum(np.diag(cov_z), 0.0))
         self.covariance_ = cov_z
         self.stderr_ = {p.name: float(s * p.spec.width * (v if p.spec.log else 1.0))
-                        for p, s, v in zip(params, sd_z, values)}
+                        for p, s, v in zip(params, sd_z, values, strict=True)}
         self.unidentified_ = [f"{p.name}: the data do not inform it (posterior {s:.2f} of its prior width); it stays "
-                              f"at its prior {p.prior:g}" for p, s in zip(params, sd_z) if s > UNIDENTIFIED_SHARE]
+                              f"at its prior {p.prior:g}" for p, s in zip(params, sd_z, strict=True) if s > UNIDENTIFIED_SHARE]
         self.residuals_ = residuals
         self.n_points_ = int(used.sum())
         # Interval width: the residual spread plus the fitted parameters' own uncertainty at the data, per metric,

@@ -15,8 +15,8 @@ from calibrate.memory_fit import fit_memory
 from calibrate.observations import from_runs
 from estimator.coefficients import choose, save_fit
 from estimator.errors import PlannerError
-from estimator.performance import predict
 from estimator.paths import coefficients_dir
+from estimator.performance import predict
 from store import FitRecord, Store
 
 

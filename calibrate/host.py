@@ -12,7 +12,6 @@ from estimator.gpus import GIB
 from store.records import HostRecord
 
 
-
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:

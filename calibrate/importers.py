@@ -19,11 +19,11 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from stat import S_ISREG
-from typing import Iterator
 
 from store.records import RunRecord
 
@@ -118,7 +118,7 @@ def _flag_value(cell: str) -> str:
     fp8) and short dtype names are spelled as vLLM takes them. What is left is not interpreted further: a
     value vLLM does not know is refused when the run is planned, with the reason."""
     bare = re.sub(r"\s*\([^)]*\)\s*$", "", cell).strip() or cell
-    if "/" in bare and "auto" in (choices := [c.strip() for c in bare.split("/")]):
+    if "/" in bare and "auto" in [c.strip() for c in bare.split("/")]:
         # "bf16/auto": the source did not say, and without the flag vLLM takes "auto".
         return "auto"
     return DTYPE_SPELLINGS.get(bare, bare)
@@ -387,58 +387,63 @@ def guidellm_records(report: dict) -> list[RunRecord]:
     benches = report.get("benchmarks")
     if not isinstance(benches, list) or not benches:
         raise ValueError("a guidellm report without benchmarks")
-    records = []
-    for index, bench in enumerate(benches):
-        metrics_in = bench.get("metrics")
-        if not isinstance(metrics_in, dict):
-            raise ValueError(f"guidellm benchmark {index} has no metrics")
-        metrics, notes = {}, {}
-        pairs = (("request_throughput", "requests_per_second", "mean"),
-                 ("output_tokens_per_s", "output_tokens_per_second", "mean"),
-                 ("total_tokens_per_s", "tokens_per_second", "mean"))
-        for name, key, stat in pairs:
-            value = _g(metrics_in.get(key), stat)
-            if value is not None:
-                metrics[name], notes[name] = value, f"guidellm: {key}.{stat}"
-        for stat, label in (("mean", "mean"), ("median", "median"), ("p99", "p99")):
-            for name, key in (("ttft", "time_to_first_token_ms"), ("itl", "inter_token_latency_ms")):
-                value = _g(metrics_in.get(key), stat)
-                if value is not None:
-                    metrics[f"{label}_{name}_ms"], notes[f"{label}_{name}_ms"] = value, f"guidellm: {key}.{stat}"
-            # vLLM's TPOT excludes the first token, as guidellm's inter-token latency does; guidellm's own
-            # time_per_output_token includes it, so it is kept under another name.
-            value = _g(metrics_in.get("inter_token_latency_ms"), stat)
-            if value is not None:
-                metrics[f"{label}_tpot_ms"] = value
-                notes[f"{label}_tpot_ms"] = f"guidellm: inter_token_latency_ms.{stat} (first token excluded, as " \
-                                            "vLLM's TPOT)"
-            value = _g(metrics_in.get("time_per_output_token_ms"), stat)
-            if value is not None:
-                metrics[f"{label}_tpot_incl_first_ms"] = value
-                notes[f"{label}_tpot_incl_first_ms"] = f"guidellm: time_per_output_token_ms.{stat}"
-            value = _g(metrics_in.get("request_latency"), stat)
-            if value is not None:
-                metrics[f"{label}_e2el_ms"] = value * 1000
-                notes[f"{label}_e2el_ms"] = f"guidellm: request_latency.{stat} (seconds) x 1000"
-        strategy = _guidellm_strategy(bench)
-        kind = strategy.get("type_") or strategy.get("type")
-        workload = _guidellm_lengths(bench, metrics_in)
-        if kind == "synchronous":
-            workload["concurrency"] = 1
-        elif kind == "concurrent" and strategy.get("streams"):
-            workload["concurrency"] = int(strategy["streams"])
-        elif kind in ("constant", "poisson", "async") and strategy.get("rate"):
-            workload["request_rate"] = float(strategy["rate"])
-        totals = bench.get("request_totals") or (bench.get("run_stats") or {}).get("requests_made") or {}
-        if isinstance(totals, dict):
-            metrics["completed"] = _number(totals.get("successful"))
-            metrics["failed"] = _number(totals.get("errored"))
-        records.append(RunRecord(
-            model=_guidellm_model(report, bench) or "unknown", benchmark="serve", workload=workload,
-            metrics={k: v for k, v in metrics.items() if v is not None}, metric_notes=notes, record_index=index,
-            started_at=_started(bench.get("start_time") or (bench.get("run_stats") or {}).get("start_time")),
-            labels={"strategy": kind} if kind else {}))
-    return records
+    return [_guidellm_record(report, bench, index) for index, bench in enumerate(benches)]
+
+
+# guidellm's (metric, statistic) for each rate vLLM's benchmark reports.
+_GUIDELLM_RATES = (("request_throughput", "requests_per_second", "mean"),
+                   ("output_tokens_per_s", "output_tokens_per_second", "mean"),
+                   ("total_tokens_per_s", "tokens_per_second", "mean"))
+
+
+def _guidellm_metrics(metrics_in: dict) -> tuple[dict, dict]:
+    """guidellm's metrics under vLLM's benchmark names, with a note saying where each came from."""
+    metrics, notes = {}, {}
+
+    def take(name: str, key: str, stat: str, note: str, scale: float = 1.0) -> None:
+        value = _g(metrics_in.get(key), stat)
+        if value is not None:
+            metrics[name], notes[name] = value * scale, note
+
+    for name, key, stat in _GUIDELLM_RATES:
+        take(name, key, stat, f"guidellm: {key}.{stat}")
+    for stat in ("mean", "median", "p99"):
+        for name, key in (("ttft", "time_to_first_token_ms"), ("itl", "inter_token_latency_ms")):
+            take(f"{stat}_{name}_ms", key, stat, f"guidellm: {key}.{stat}")
+        # vLLM's TPOT excludes the first token, as guidellm's inter-token latency does; guidellm's own
+        # time_per_output_token includes it, so it is kept under another name.
+        take(f"{stat}_tpot_ms", "inter_token_latency_ms", stat,
+             f"guidellm: inter_token_latency_ms.{stat} (first token excluded, as vLLM's TPOT)")
+        take(f"{stat}_tpot_incl_first_ms", "time_per_output_token_ms", stat,
+             f"guidellm: time_per_output_token_ms.{stat}")
+        take(f"{stat}_e2el_ms", "request_latency", stat, f"guidellm: request_latency.{stat} (seconds) x 1000",
+             scale=1000)
+    return metrics, notes
+
+
+def _guidellm_record(report: dict, bench: dict, index: int) -> RunRecord:
+    metrics_in = bench.get("metrics")
+    if not isinstance(metrics_in, dict):
+        raise ValueError(f"guidellm benchmark {index} has no metrics")
+    metrics, notes = _guidellm_metrics(metrics_in)
+    strategy = _guidellm_strategy(bench)
+    kind = strategy.get("type_") or strategy.get("type")
+    workload = _guidellm_lengths(bench, metrics_in)
+    if kind == "synchronous":
+        workload["concurrency"] = 1
+    elif kind == "concurrent" and strategy.get("streams"):
+        workload["concurrency"] = int(strategy["streams"])
+    elif kind in ("constant", "poisson", "async") and strategy.get("rate"):
+        workload["request_rate"] = float(strategy["rate"])
+    totals = bench.get("request_totals") or (bench.get("run_stats") or {}).get("requests_made") or {}
+    if isinstance(totals, dict):
+        metrics["completed"] = _number(totals.get("successful"))
+        metrics["failed"] = _number(totals.get("errored"))
+    return RunRecord(
+        model=_guidellm_model(report, bench) or "unknown", benchmark="serve", workload=workload,
+        metrics={k: v for k, v in metrics.items() if v is not None}, metric_notes=notes, record_index=index,
+        started_at=_started(bench.get("start_time") or (bench.get("run_stats") or {}).get("start_time")),
+        labels={"strategy": kind} if kind else {})
 
 
 # --- CSV ---------------------------------------------------------------------------------------------------------
@@ -451,7 +456,16 @@ def csv_records(path: Path, text: str) -> list[RunRecord]:
 def csv_rows(path: Path, lines) -> Iterator[RunRecord]:
     """The documented CSV's rows as records, one at a time (``lines``: any iterable of text lines)."""
     reader = csv.DictReader(lines)
-    header = reader.fieldnames or []
+    header = _csv_header(path, reader.fieldnames or [])
+    count = 0
+    for index, row in enumerate(reader):
+        count += 1
+        yield _csv_record(path, header, row, index)
+    if not count:
+        raise ImportFailure(f"{path}: the CSV has a header but no rows")
+
+
+def _csv_header(path: Path, header: list[str]) -> list[str]:
     missing = [c for c in ("model", "benchmark") if c not in header]
     if missing:
         raise ImportFailure(f"{path}: CSV without the column(s) {', '.join(missing)}; the columns are "
@@ -460,52 +474,52 @@ def csv_rows(path: Path, lines) -> Iterator[RunRecord]:
     if unknown:
         raise ImportFailure(f"{path}: unknown CSV column(s) {', '.join(unknown)}; the columns are "
                             f"{', '.join(CSV_COLUMNS)}")
-    count = 0
-    for index, row in enumerate(reader):
-        line = index + 2
-        count += 1
+    return header
 
-        def value(column):
-            cell = (row.get(column) or "").strip()
-            if not cell:
-                return None
-            if column == "request_rate" and _rate(cell) == ALL_AT_ONCE:
-                return ALL_AT_ONCE
-            if column in INT_FIELDS:
-                number = _number(cell)
-                if number is None or number != int(number):
-                    raise ImportFailure(f"{path}: line {line}, column {column}: {cell!r} is not an integer")
-                return int(number)
-            if column in CSV_METRICS or column in ("gpu_memory_utilization", "request_rate"):
-                number = _number(cell)
-                if number is None:
-                    raise ImportFailure(f"{path}: line {line}, column {column}: {cell!r} is not a number")
-                return number
-            return cell
 
-        values = {c: value(c) for c in header}
-        if not values.get("model"):
-            raise ImportFailure(f"{path}: line {line} has no model")
-        if values.get("benchmark") not in ("throughput", "serve"):
-            raise ImportFailure(f"{path}: line {line}: benchmark must be throughput or serve, got "
-                                f"{values.get('benchmark')!r}")
-        config = {k: values[k] for k in CONFIG_KEYS if values.get(k) is not None}
-        for key in ("dtype", "quantization", "kv_cache_dtype"):
-            if isinstance(config.get(key), str):
-                config[key] = _flag_value(config[key])
-        workload = {k: values[k] for k in ("input_len", "output_len", "concurrency", "request_rate", "num_prompts")
-                    if values.get(k) is not None}
-        metrics = {k: values[k] for k in CSV_METRICS if values.get(k) is not None}
-        metric_notes = {k: f"CSV column {k}" for k in metrics}
-        mean_lengths_from_rates(workload, metrics, metric_notes, half_unit(row.get("request_throughput") or ""))
-        yield RunRecord(
-            model=values["model"], benchmark=values["benchmark"], gpu=values.get("gpu"),
-            num_gpus=values.get("num_gpus"), config=config, workload=workload, metrics=metrics,
-            metric_notes=metric_notes, vllm_version=values.get("vllm_version"),
-            record_index=index, labels={"source": values["source"]} if values.get("source") else {},
-            notes=values.get("notes"))
-    if not count:
-        raise ImportFailure(f"{path}: the CSV has a header but no rows")
+def _csv_cell(path: Path, line: int, column: str, raw: str | None):
+    """One CSV cell as the type its column holds; an empty cell is None."""
+    cell = (raw or "").strip()
+    if not cell:
+        return None
+    if column == "request_rate" and _rate(cell) == ALL_AT_ONCE:
+        return ALL_AT_ONCE
+    if column in INT_FIELDS:
+        number = _number(cell)
+        if number is None or number != int(number):
+            raise ImportFailure(f"{path}: line {line}, column {column}: {cell!r} is not an integer")
+        return int(number)
+    if column in CSV_METRICS or column in ("gpu_memory_utilization", "request_rate"):
+        number = _number(cell)
+        if number is None:
+            raise ImportFailure(f"{path}: line {line}, column {column}: {cell!r} is not a number")
+        return number
+    return cell
+
+
+def _csv_record(path: Path, header: list[str], row: dict, index: int) -> RunRecord:
+    line = index + 2  # the header is line 1
+    values = {c: _csv_cell(path, line, c, row.get(c)) for c in header}
+    if not values.get("model"):
+        raise ImportFailure(f"{path}: line {line} has no model")
+    if values.get("benchmark") not in ("throughput", "serve"):
+        raise ImportFailure(f"{path}: line {line}: benchmark must be throughput or serve, got "
+                            f"{values.get('benchmark')!r}")
+    config = {k: values[k] for k in CONFIG_KEYS if values.get(k) is not None}
+    for key in ("dtype", "quantization", "kv_cache_dtype"):
+        if isinstance(config.get(key), str):
+            config[key] = _flag_value(config[key])
+    workload = {k: values[k] for k in ("input_len", "output_len", "concurrency", "request_rate", "num_prompts")
+                if values.get(k) is not None}
+    metrics = {k: values[k] for k in CSV_METRICS if values.get(k) is not None}
+    metric_notes = {k: f"CSV column {k}" for k in metrics}
+    mean_lengths_from_rates(workload, metrics, metric_notes, half_unit(row.get("request_throughput") or ""))
+    return RunRecord(
+        model=values["model"], benchmark=values["benchmark"], gpu=values.get("gpu"),
+        num_gpus=values.get("num_gpus"), config=config, workload=workload, metrics=metrics,
+        metric_notes=metric_notes, vllm_version=values.get("vllm_version"),
+        record_index=index, labels={"source": values["source"]} if values.get("source") else {},
+        notes=values.get("notes"))
 
 
 def csv_row(record: RunRecord) -> dict:

@@ -26,7 +26,7 @@ class Observations:
     runs: tuple[RunRecord, ...]  # the runs used, in row order
     skipped: tuple[str, ...]  # "run N: why"
 
-    def take(self, index) -> "Observations":
+    def take(self, index) -> Observations:
         index = np.asarray(index)
         return Observations(self.inputs.take(index), {m: v[index] for m, v in self.measured.items()},
                             tuple(self.runs[i] for i in index), self.skipped)

@@ -209,7 +209,7 @@ def figures(rows: list[Row]) -> dict[str, bytes]:
         for metric in SPEED:
             points = [(r.concurrency, r.error * 100) for r in group if r.metric == metric]
             if points:
-                ax.plot(*zip(*sorted(points)), "o-", label=metric)
+                ax.plot(*zip(*sorted(points), strict=True), "o-", label=metric)
         ax.axhline(0, color="k", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("concurrency")

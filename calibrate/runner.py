@@ -23,10 +23,10 @@ from calibrate import vllm_log
 from calibrate.importers import Overrides, parse_file
 from calibrate.progress import Lines
 from calibrate.sampler import MemorySampler
+from estimator.gpus import GIB
 from estimator.plan import Plan, PlanRequest, make_plan
 from estimator.redact import mask_secrets
 from estimator.workload import Workload
-from estimator.gpus import GIB
 from store import HostRecord, RunRecord, Store
 from store.db import ENV_VAR as DB_ENV_VAR
 

@@ -41,7 +41,7 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._nvml = None
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         try:
             self._nvml = nvml.UsedMemory().__enter__()
         except nvml.NoNvml:  # no NVIDIA driver: sample host memory instead

@@ -9,9 +9,8 @@ per-rank weight bytes and quantized sizes all come from one list.
 from __future__ import annotations
 
 import math
-
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from estimator import quantization
 from estimator.errors import PlannerError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 from estimator.cli_errors import OneLineErrors, json_text

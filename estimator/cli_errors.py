@@ -85,7 +85,7 @@ class OneLineErrors(click.Group):
             raise click.ClickException("the input is nested too deeply to read; is it the file you meant?") from None
         except MemoryError:
             raise click.ClickException("the input is too large to read in memory") from None
-        except Exception as err:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        except Exception as err:
             if os.environ.get(DEBUG_ENV):
                 raise
             raise click.ClickException(printable(

@@ -140,7 +140,7 @@ class Coefficients:
         return hash(repr(self.to_dict()))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Coefficients":
+    def from_dict(cls, data: dict) -> Coefficients:
         """A coefficient set from stored values; a value of the wrong kind is refused, naming the key (a fit file
         edited by hand must fail here, not deep inside a prediction)."""
         import math

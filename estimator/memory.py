@@ -9,8 +9,8 @@ capacity and "maximum concurrency" count the blocks a max_model_len request need
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 from estimator.architecture import AttentionLayer, ModelArch, Tensor
 from estimator.coefficients import Coefficients
@@ -308,7 +308,7 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
     ranges = pp_layer_ranges(arch.num_layers, pp)
     total, budget = gpu.memory_bytes, float(pool.budget)
     num_blocks = int(pool.num_blocks)
-    stage_blocks = [int(max(0, a // b)) for a, b in zip(pool.available, pool.bytes_per_block)]
+    stage_blocks = [int(max(0, a // b)) for a, b in zip(pool.available, pool.bytes_per_block, strict=True)]
     bind = stage_blocks.index(min(stage_blocks))
 
     def memory(s: int) -> GpuMemory:

@@ -127,9 +127,15 @@ MAX_HUB_WAIT_S = 4.0
 
 def _hub_error(repo_id: str, revision: str | None, err: Exception, wait: float) -> PlannerError:
     """One line for what went wrong between us and the hub, naming what to do."""
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HFValidationError,
-                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = "download it once online, or set HF_HUB_OFFLINE=1 to use the local cache only, or pass a local " \
               "directory with its config.json (see `estimator models` for the catalog)"
@@ -189,7 +195,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
             get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision), timeout=wait)
             config_path = Path(hf_hub_download(repo_id, "config.json", revision=revision, etag_timeout=wait))
             online = True
-    except Exception as err:  # noqa: BLE001 - every hub failure becomes one line naming what to do
+    except Exception as err:
         raise _hub_error(repo_id, revision, err, wait) from None
     source = _from_directory(config_path.parent, repo_id, "hub")
     generation = None
@@ -197,7 +203,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
         generation_path = Path(hf_hub_download(repo_id, "generation_config.json", revision=revision,
                                                local_files_only=not online, etag_timeout=wait))
         generation = read_config(generation_path, f"generation_config.json of {repo_id}")
-    except Exception:  # noqa: BLE001 - optional (vLLM runs without one): missing, unreadable or unreachable
+    except Exception:
         pass
     counts, notes = source.checkpoint_params, ()
     if counts is None and online:
@@ -206,7 +212,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
 
             meta = HfApi().get_safetensors_metadata(repo_id, revision=revision, timeout=wait)
             counts = {str(k): int(v) for k, v in meta.parameter_count.items()}
-        except Exception as err:  # noqa: BLE001 - metadata is a cross-check only: any failure leaves it out
+        except Exception as err:
             notes = (f"safetensors metadata of {repo_id} unavailable ({type(err).__name__}); counts are from "
                      "config.json",)
     return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length, notes, generation)

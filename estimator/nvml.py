@@ -62,7 +62,7 @@ def host() -> Host:
 class UsedMemory:
     """Memory in use on each GPU, read repeatedly within one NVML session (a sampler's view)."""
 
-    def __enter__(self) -> "UsedMemory":
+    def __enter__(self) -> UsedMemory:
         self._session = session()
         self._nvml = self._session.__enter__()
         return self

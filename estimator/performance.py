@@ -19,8 +19,16 @@ from dataclasses import dataclass, fields
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.gpus import GpuSpec
-from estimator.memory import (shard_fraction, blocks_per_request, graph_padded, kv_cache_groups,
-                              largest_capture_size, pp_layer_ranges, stage_tensors, tensor_bytes)
+from estimator.memory import (
+    blocks_per_request,
+    graph_padded,
+    kv_cache_groups,
+    largest_capture_size,
+    pp_layer_ranges,
+    shard_fraction,
+    stage_tensors,
+    tensor_bytes,
+)
 from estimator.quantization import QuantScheme
 from estimator.workload import Workload
 from estimator.xp import as_float, ceil, clip, is_array, maximum, minimum, where
@@ -69,7 +77,7 @@ class PerfInputs:
     num_prompts: object = 0  # requests in all (0: unbounded): an offline run admits no more than these at once
     online: object = 1  # 1: served through the API server (vllm serve); 0: offline engine (vllm bench throughput)
 
-    def take(self, index) -> "PerfInputs":
+    def take(self, index) -> PerfInputs:
         """The subset of configurations at ``index`` (scalars are shared)."""
         return PerfInputs(**{f.name: (v[index] if is_array(v := getattr(self, f.name)) and v.ndim else v)
                              for f in fields(self)})

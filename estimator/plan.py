@@ -11,11 +11,11 @@ from estimator import architecture, gpus, model_source
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
-from estimator.validate import fraction, positive_int, positive_number
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import DEFAULT_GPU_MEMORY_UTILIZATION, VLLM_REFERENCE_VERSION, ServeConfig, resolve
+from estimator.validate import fraction, positive_int, positive_number
 from estimator.workload import REPLICAS_AS, Workload
 
 SCHEMA_VERSION = 1
@@ -64,7 +64,7 @@ class PlanRequest:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PlanRequest":
+    def from_dict(cls, data: dict) -> PlanRequest:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -88,7 +88,7 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
                                              "latency_ms", "saturated", "batch")}
     grid = list(itertools.product(options["kv_cache_dtype"], options["max_model_len"], options["max_num_seqs"],
                                   options["max_num_batched_tokens"]))
-    kv, mml, seqs, tokens = (np.array(col) for col in zip(*grid))
+    kv, mml, seqs, tokens = (np.array(col) for col in zip(*grid, strict=True))
     for tp, pp, quant in itertools.product(options["tp"], options["pp"], options["quant"]):
         if tp * pp > num_gpus:
             continue

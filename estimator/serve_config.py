@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from estimator import quantization
 from estimator.architecture import DTYPE_BYTES, ModelArch
 from estimator.errors import PlannerError
-from estimator.validate import fraction, positive_int
 from estimator.gpus import GIB, GpuSpec
 from estimator.quantization import QuantScheme
+from estimator.validate import fraction, positive_int
 
 VLLM_REFERENCE_VERSION = "0.32.0"
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py
@@ -154,6 +154,90 @@ def _resolve_quant(flag: str | None, arch: ModelArch) -> tuple[QuantScheme | Non
     return quantization.online(method), flag
 
 
+def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size: int | None,
+                    pipeline_parallel_size: int | None, defaults: list) -> tuple[int, int]:
+    """(tp, pp): by default every GPU in tensor parallel; refused where vLLM would refuse the split."""
+    pp = pipeline_parallel_size or 1
+    if tensor_parallel_size is None:
+        tp = max(1, (num_gpus or 1) // pp)
+        if num_gpus and num_gpus > 1:
+            defaults.append(f"tensor-parallel-size={tp} (all {num_gpus} GPUs in tensor parallel)")
+    else:
+        tp = tensor_parallel_size
+    if num_gpus is not None and tp * pp > num_gpus:
+        raise PlannerError(f"--tensor-parallel-size {tp} x --pipeline-parallel-size {pp} needs {tp * pp} GPUs but "
+                           f"--num-gpus is {num_gpus}; raise --num-gpus or lower the parallel sizes")
+    if arch.num_heads % tp:
+        raise PlannerError(f"--tensor-parallel-size {tp} does not divide the {arch.num_heads} attention heads of "
+                           f"this model; use a divisor of {arch.num_heads}")
+    kv = arch.num_kv_heads
+    if not arch.is_mla and ((kv >= tp and kv % tp) or (kv < tp and tp % kv)):
+        raise PlannerError(f"--tensor-parallel-size {tp} and the model's {kv} KV heads: one must divide the other; "
+                           f"use a divisor or multiple of {kv}")
+    if pp > arch.num_layers:
+        raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
+    return tp, pp
+
+
+def _max_model_len(arch: ModelArch, max_model_len: int | None, defaults: list) -> int:
+    if max_model_len is None:
+        max_len = arch.default_max_model_len()
+        defaults.append(f"max-model-len={max_len} (the model's {arch.max_len_key})")
+        return int(max_len)
+    if max_model_len > arch.derived_max_model_len:
+        raise PlannerError(f"--max-model-len {max_model_len} exceeds the model's maximum of "
+                           f"{arch.derived_max_model_len} ({arch.max_len_key} in config.json); use "
+                           f"{arch.derived_max_model_len} or less")
+    return int(max_model_len)
+
+
+def _kv_cache_dtype(flag: str | None, gpu: GpuSpec) -> str:
+    kv_dtype = flag or "auto"
+    if kv_dtype not in KV_CACHE_DTYPE_BYTES:
+        raise PlannerError(f"--kv-cache-dtype {kv_dtype} is not supported by the planner; use one of "
+                           f"{', '.join(KV_CACHE_DTYPE_BYTES)}")
+    if kv_dtype.startswith("fp8") and gpu.source != "custom" and gpu.vendor == "nvidia" \
+            and (gpu.compute_capability or 0) < 8.0:
+        raise PlannerError(f"--kv-cache-dtype {kv_dtype} needs compute capability 8.0 or newer; {gpu.name} has "
+                           f"{gpu.arch}")
+    return kv_dtype
+
+
+def _batch_budget(gpu: GpuSpec, num_gpus_used: int, max_len: int, max_num_seqs: int | None,
+                  max_num_batched_tokens: int | None, defaults: list) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) with vLLM's serve defaults filled in as EngineArgs does."""
+    default_tokens, default_seqs = batch_defaults(gpu, num_gpus_used)
+    seqs_given = max_num_seqs is not None
+    if not seqs_given:
+        max_num_seqs = default_seqs
+    if max_num_batched_tokens is None:
+        # EngineArgs: the default never exceeds what max_num_seqs sequences of max_model_len could use.
+        max_num_batched_tokens = min(default_tokens, max_num_seqs * int(max_len))
+        defaults.append(f"max-num-batched-tokens={max_num_batched_tokens} (vLLM's serve default for {gpu.name})")
+    if not seqs_given:
+        # ... and a defaulted max_num_seqs never exceeds the tokens a step may hold.
+        max_num_seqs = min(default_seqs, max_num_batched_tokens)
+        defaults.append(f"max-num-seqs={max_num_seqs} (vLLM's serve default for {gpu.name})")
+    if max_num_batched_tokens < max_num_seqs:
+        raise PlannerError(f"--max-num-batched-tokens {max_num_batched_tokens} is below --max-num-seqs {max_num_seqs}: "
+                           "vLLM needs a token per running sequence in every step; raise it to "
+                           f"{max_num_seqs} or lower --max-num-seqs")
+    return int(max_num_seqs), int(max_num_batched_tokens)
+
+
+def _block_size(arch: ModelArch, gpu: GpuSpec, block_size: int | None, defaults: list) -> int:
+    if block_size is None:
+        block_size, why = default_block_size(arch, gpu)
+        defaults.append(f"block-size={block_size} ({why})")
+        return block_size
+    multiple = block_size_multiple(arch, gpu)
+    if block_size % multiple:
+        lower, upper = block_size - block_size % multiple, block_size - block_size % multiple + multiple
+        raise PlannerError(f"--block-size {block_size}: vLLM's attention kernels on {gpu.name} take multiples of "
+                           f"{multiple}; use " + (f"{lower} or {upper}" if lower else f"{upper}"))
+    return int(block_size)
+
+
 def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_parallel_size: int | None = None,
             pipeline_parallel_size: int | None = None, max_model_len: int | None = None,
             gpu_memory_utilization: float | None = None, dtype: str | None = None,
@@ -177,73 +261,17 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         _positive(name, value)
     fraction("--gpu-memory-utilization", gpu_memory_utilization)
 
-    pp = pipeline_parallel_size or 1
-    if tensor_parallel_size is None:
-        tp = max(1, (num_gpus or 1) // pp)
-        if num_gpus and num_gpus > 1:
-            defaults.append(f"tensor-parallel-size={tp} (all {num_gpus} GPUs in tensor parallel)")
-    else:
-        tp = tensor_parallel_size
-    if num_gpus is not None and tp * pp > num_gpus:
-        raise PlannerError(f"--tensor-parallel-size {tp} x --pipeline-parallel-size {pp} needs {tp * pp} GPUs but "
-                           f"--num-gpus is {num_gpus}; raise --num-gpus or lower the parallel sizes")
-    if arch.num_heads % tp:
-        raise PlannerError(f"--tensor-parallel-size {tp} does not divide the {arch.num_heads} attention heads of "
-                           f"this model; use a divisor of {arch.num_heads}")
-    kv = arch.num_kv_heads
-    if not arch.is_mla and ((kv >= tp and kv % tp) or (kv < tp and tp % kv)):
-        raise PlannerError(f"--tensor-parallel-size {tp} and the model's {kv} KV heads: one must divide the other; "
-                           f"use a divisor or multiple of {kv}")
-    if pp > arch.num_layers:
-        raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
-
-    derived = arch.default_max_model_len()
-    if max_model_len is None:
-        max_len = derived
-        defaults.append(f"max-model-len={max_len} (the model's {arch.max_len_key})")
-    elif max_model_len > arch.derived_max_model_len:
-        raise PlannerError(f"--max-model-len {max_model_len} exceeds the model's maximum of "
-                           f"{arch.derived_max_model_len} ({arch.max_len_key} in config.json); use "
-                           f"{arch.derived_max_model_len} or less")
-    else:
-        max_len = max_model_len
-
+    tp, pp = _parallel_sizes(arch, num_gpus, tensor_parallel_size, pipeline_parallel_size, defaults)
+    max_len = _max_model_len(arch, max_model_len, defaults)
     quant, quant_method = _resolve_quant(quantization_method, arch)
     resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, quant, warnings)
-    kv_dtype = kv_cache_dtype or "auto"
-    if kv_dtype not in KV_CACHE_DTYPE_BYTES:
-        raise PlannerError(f"--kv-cache-dtype {kv_dtype} is not supported by the planner; use one of "
-                           f"{', '.join(KV_CACHE_DTYPE_BYTES)}")
-    if kv_dtype.startswith("fp8") and gpu.source != "custom" and gpu.vendor == "nvidia" \
-            and (gpu.compute_capability or 0) < 8.0:
-        raise PlannerError(f"--kv-cache-dtype {kv_dtype} needs compute capability 8.0 or newer; {gpu.name} has "
-                           f"{gpu.arch}")
-
-    default_tokens, default_seqs = batch_defaults(gpu, tp * pp)
-    seqs_given = max_num_seqs is not None
-    if not seqs_given:
-        max_num_seqs = default_seqs
-    if max_num_batched_tokens is None:
-        # EngineArgs: the default never exceeds what max_num_seqs sequences of max_model_len could use.
-        max_num_batched_tokens = min(default_tokens, max_num_seqs * int(max_len))
-        defaults.append(f"max-num-batched-tokens={max_num_batched_tokens} (vLLM's serve default for {gpu.name})")
-    if not seqs_given:
-        # ... and a defaulted max_num_seqs never exceeds the tokens a step may hold.
-        max_num_seqs = min(default_seqs, max_num_batched_tokens)
-        defaults.append(f"max-num-seqs={max_num_seqs} (vLLM's serve default for {gpu.name})")
-    if block_size is None:
-        block_size, why = default_block_size(arch, gpu)
-        defaults.append(f"block-size={block_size} ({why})")
-    else:
-        multiple = block_size_multiple(arch, gpu)
-        if block_size % multiple:
-            lower, upper = block_size - block_size % multiple, block_size - block_size % multiple + multiple
-            raise PlannerError(f"--block-size {block_size}: vLLM's attention kernels on {gpu.name} take multiples of "
-                               f"{multiple}; use " + (f"{lower} or {upper}" if lower else f"{upper}"))
-    if max_num_batched_tokens < max_num_seqs:
-        raise PlannerError(f"--max-num-batched-tokens {max_num_batched_tokens} is below --max-num-seqs {max_num_seqs}: "
-                           "vLLM needs a token per running sequence in every step; raise it to "
-                           f"{max_num_seqs} or lower --max-num-seqs")
+    kv_dtype = _kv_cache_dtype(kv_cache_dtype, gpu)
+    # A bad block size is reported before a bad batch budget; the defaults are listed budget first.
+    block_defaults: list[str] = []
+    block = _block_size(arch, gpu, block_size, block_defaults)
+    max_num_seqs, max_num_batched_tokens = _batch_budget(gpu, tp * pp, max_len, max_num_seqs,
+                                                         max_num_batched_tokens, defaults)
+    defaults.extend(block_defaults)
     if gpu_memory_utilization is None:
         gpu_memory_utilization = DEFAULT_GPU_MEMORY_UTILIZATION
         defaults.append(f"gpu-memory-utilization={DEFAULT_GPU_MEMORY_UTILIZATION} (vLLM default)")
@@ -251,10 +279,10 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         raise PlannerError("--gpu-memory-utilization leaves no memory at all; raise it")
 
     cfg = ServeConfig(
-        tensor_parallel_size=tp, pipeline_parallel_size=pp, max_model_len=int(max_len),
+        tensor_parallel_size=tp, pipeline_parallel_size=pp, max_model_len=max_len,
         gpu_memory_utilization=float(gpu_memory_utilization), dtype=dtype or "auto", quantization=quant_method,
-        kv_cache_dtype=kv_dtype, max_num_seqs=int(max_num_seqs), max_num_batched_tokens=int(max_num_batched_tokens),
-        block_size=int(block_size), enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype,
+        kv_cache_dtype=kv_dtype, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+        block_size=block, enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype,
         explicit=frozenset(given), defaults=tuple(defaults),
     )
     return cfg, quant, warnings

@@ -43,7 +43,7 @@ class Workload:
         """No concurrency and no rate: offline throughput with the largest batch the configuration admits."""
         return self.concurrency is None and self.request_rate is None
 
-    def per_replica(self, replicas: int) -> "Workload":
+    def per_replica(self, replicas: int) -> Workload:
         """The share of this workload one of ``replicas`` identical instances serves."""
         if replicas <= 1 or self.saturated:
             return self
@@ -67,6 +67,6 @@ class Workload:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Workload":
+    def from_dict(cls, data: dict) -> Workload:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -54,11 +54,33 @@ def _sqlite_lock(engine: Engine):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _migrating(engine: Engine):
+    """A connection in a transaction for Alembic. On SQLite, foreign keys are off while it runs: batch mode
+    rebuilds a table by dropping it, and with them on, that drop cascades (a rebuilt ``runs`` deleted every memory
+    sample). Integrity is checked before the transaction commits."""
+    sqlite = engine.dialect.name == "sqlite"
+    with _sqlite_lock(engine), engine.connect() as conn:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys = OFF")  # only takes effect outside a transaction
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migration left rows pointing at rows that do not exist; nothing "
+                                       "was changed")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+                conn.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with _sqlite_lock(engine), engine.begin() as conn:
+    with _migrating(engine) as conn:
         command.upgrade(config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with _sqlite_lock(engine), engine.begin() as conn:
+    with _migrating(engine) as conn:
         command.downgrade(config(conn), revision)

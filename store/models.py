@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Every constraint and index has a name that is the same on every backend (PostgreSQL would otherwise call a
+# foreign key runs_host_id_fkey and SQLite leave it unnamed), so a migration can drop or change one by name.
+# Migration 0005 gave the existing ones these names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Host(Base):
@@ -28,7 +39,7 @@ class Host(Base):
     cpu: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    runs: Mapped[list["Run"]] = relationship(back_populates="host")
+    runs: Mapped[list[Run]] = relationship(back_populates="host")
 
 
 class Run(Base):
@@ -68,7 +79,7 @@ class Run(Base):
     notes: Mapped[str | None] = mapped_column(Text)
 
     host: Mapped[Host | None] = relationship(back_populates="runs")
-    memory_samples: Mapped[list["MemorySampleRow"]] = relationship(
+    memory_samples: Mapped[list[MemorySampleRow]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="MemorySampleRow.t_s")
 
 

@@ -61,7 +61,7 @@ class HostRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HostRecord":
+    def from_dict(cls, data: dict) -> HostRecord:
         return cls(**_from(cls, data))
 
 
@@ -113,7 +113,7 @@ class RunRecord:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunRecord":
+    def from_dict(cls, data: dict) -> RunRecord:
         d = _from(cls, data)
         d["started_at"], d["finished_at"] = _parse_time(d.get("started_at")), _parse_time(d.get("finished_at"))
         d["host"] = HostRecord.from_dict(d["host"]) if d.get("host") else None
@@ -145,7 +145,7 @@ class FitRecord:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FitRecord":
+    def from_dict(cls, data: dict) -> FitRecord:
         d = _from(cls, data)
         d["created_at"] = _parse_time(d.get("created_at"))
         d["run_ids"] = tuple(d.get("run_ids") or ())

@@ -73,7 +73,7 @@ class Store:
     # --- opening -------------------------------------------------------------------------------------------
 
     @classmethod
-    def connect(cls, url: str | None = None) -> "Store":
+    def connect(cls, url: str | None = None) -> Store:
         """A store on the database, whatever its schema revision (for `calibrate db`)."""
         url, _ = resolve_url(url)
         engine = make_engine(url)
@@ -82,7 +82,7 @@ class Store:
         return cls(engine, url)
 
     @classmethod
-    def open(cls, url: str | None = None) -> "Store":
+    def open(cls, url: str | None = None) -> Store:
         """Connect; an SQLite file is created and brought to the current schema on first use, a PostgreSQL
         database that is behind is an error telling the user to run `calibrate db upgrade`."""
         store = cls.connect(url)

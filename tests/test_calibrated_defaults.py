@@ -251,7 +251,6 @@ def test_four_bit_gemms_lose_more_to_many_tokens_than_to_one():
 
 def test_a_decode_batch_runs_padded_to_the_next_cuda_graph_size():
     from estimator.memory import cudagraph_capture_sizes, graph_padded
-    from estimator.serve_config import resolve
 
     plan = make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="H100"), DEFAULT, Workload(128, 128, concurrency=1))
     sizes = cudagraph_capture_sizes(plan.config, plan.gpu)

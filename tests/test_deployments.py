@@ -6,8 +6,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from estimator.artifacts import compose, kubernetes, serve_script
 from calibrate.cli import main as calibrate_cli
+from estimator.artifacts import compose, kubernetes, serve_script
 from estimator.cli import main as estimator
 from estimator.plan import PlanRequest, make_plan, plan_with_search
 from estimator.workload import Workload

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from calibrate.cli import main as calibrate
 from estimator.cli import main as estimator
@@ -349,7 +351,7 @@ def test_a_password_in_any_form_of_database_url_never_reaches_a_message(url):
 
 
 def test_vllm_does_not_inherit_the_results_database_url(monkeypatch):
-    from calibrate.runner import Runner, RunOptions, Point
+    from calibrate.runner import Point, Runner, RunOptions
     from estimator.plan import PlanRequest
 
     monkeypatch.setenv("VLLM_PLANNER_DB", "postgresql://alice:s3cr3t@db/results")
@@ -430,8 +432,6 @@ def test_a_flag_that_is_not_utf8_is_one_line(argv_tail):
 
 # --- property tests: whatever config.json or profile holds, the planner answers or refuses in one line -----------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=True, allow_infinity=True)
@@ -451,13 +451,13 @@ CONFIG_KEYS = sorted(("hidden_size", "num_hidden_layers", "num_attention_heads",
        changes=st.dictionaries(st.sampled_from(CONFIG_KEYS), JSON_VALUES | st.integers(-3, 70000),
                                min_size=1, max_size=3))
 def test_any_config_json_is_planned_or_refused_with_a_planner_error(model, changes):
+    import tempfile
+
     from estimator.architecture import from_config
     from estimator.errors import PlannerError
     from estimator.model_source import catalog_config
     from estimator.plan import PlanRequest, make_plan
     from estimator.workload import Workload
-
-    import tempfile
 
     config = {**catalog_config(model), **changes}
     try:

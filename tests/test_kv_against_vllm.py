@@ -59,7 +59,7 @@ def compared(vllm_py):
     plans = [make_plan(PlanRequest(**case)) for case in CASES]
     reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_kv_reference.py",
                             [_reference_case(p) for p in plans])
-    return list(zip(CASES, plans, reference))
+    return list(zip(CASES, plans, reference, strict=True))
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['model'].split('/')[1]}-{c['gpu']}" for c in CASES])

@@ -17,7 +17,7 @@ def test_wheel_ships_the_migrations_and_they_run(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"migrations/env.py", "migrations/script.py.mako", "migrations/versions/0001_hosts_runs_memory_samples.py",
             "migrations/versions/0002_fits_and_run_labels.py", "migrations/versions/0003_run_notes.py",
-            "migrations/versions/0004_wider_model_and_version.py",
+            "migrations/versions/0004_wider_model_and_version.py", "migrations/versions/0005_named_constraints.py",
             "estimator/data/models.json", "estimator/data/gpus.json", "estimator/data/default_coefficients.json"} <= names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -29,4 +29,4 @@ def test_wheel_ships_the_migrations_and_they_run(tmp_path):
                           f"{db!r}]; main()"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     location, result = out.stdout.splitlines()
-    assert location.startswith(str(target)) and result == "empty -> 0004"
+    assert location.startswith(str(target)) and result == "empty -> 0005"

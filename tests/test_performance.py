@@ -1,5 +1,7 @@
 """The performance model: physical bounds and the shapes a serving engine shows."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,7 +15,8 @@ from estimator.plan import PlanRequest, make_plan
 from estimator.workload import Workload
 
 
-def inputs(model, gpu="H100", workload=Workload(), **flags):
+def inputs(model, gpu="H100", workload=None, **flags):
+    workload = workload or Workload()
     plan = make_plan(PlanRequest(model=model, gpu=gpu, **flags), workload=workload)
     quant = plan.arch.quant if plan.arch.quant else (
         __import__("estimator.quantization", fromlist=["online"]).online(plan.config.quantization)
@@ -47,8 +50,8 @@ def test_decode_per_user_falls_and_total_rises_until_the_batch_caps():
         p = predict(x, DEFAULT)
         per_user.append(1000 / float(p.tpot_ms))
         total.append(float(p.output_tokens_per_s))
-    assert all(a > b for a, b in zip(per_user[:6], per_user[1:6]))  # more users, slower tokens for each
-    assert all(a < b for a, b in zip(total[:6], total[1:6]))  # ... but more tokens in all
+    assert all(a > b for a, b in pairwise(per_user[:6]))  # more users, slower tokens for each
+    assert all(a < b for a, b in pairwise(total[:6]))  # ... but more tokens in all
     assert total[5] == pytest.approx(total[6]) == pytest.approx(total[7])  # max_num_seqs=32: the rest queue
 
 

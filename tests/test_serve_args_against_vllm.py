@@ -67,7 +67,7 @@ def test_a_data_parallel_argv_is_among_those_checked(checked):
 def test_rendered_argv_is_valid_for_vllm(checked):
     argvs, result = checked
     assert len(argvs) >= 200
-    bad = [(argv, err) for argv, err in zip(argvs, result["errors"]) if err]
+    bad = [(argv, err) for argv, err in zip(argvs, result["errors"], strict=True) if err]
     assert not bad, bad[:5]
 
 

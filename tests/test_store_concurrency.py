@@ -39,7 +39,7 @@ def test_four_processes_import_at_once(db_url, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
              for files in _results(tmp_path)]
     outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert "locked" not in out + err
         assert out.count("run(s) imported") == 100

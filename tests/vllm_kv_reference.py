@@ -12,8 +12,7 @@ from types import SimpleNamespace as NS
 import torch
 from vllm.config.vllm import VllmConfig
 from vllm.v1.core import kv_cache_utils as K
-from vllm.v1.kv_cache_interface import (ChunkedLocalAttentionSpec, FullAttentionSpec, MLAAttentionSpec,
-                                        SlidingWindowSpec)
+from vllm.v1.kv_cache_interface import ChunkedLocalAttentionSpec, FullAttentionSpec, MLAAttentionSpec, SlidingWindowSpec
 from vllm.v1.kv_cache_layout import KVCacheLayout
 
 DTYPES = {2: torch.bfloat16, 1: torch.float8_e4m3fn}
