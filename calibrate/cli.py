@@ -8,7 +8,6 @@ import csv
 import dataclasses
 import os
 import shlex
-import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,8 @@ from estimator.cli import plan_options
 from estimator.cli_errors import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, RECORD_ID, OneLineErrors, json_text
 from estimator.errors import PlannerError
 from store.records import BENCHMARKS, STATUSES
+
+REPORT_FORMATS = ("table", "json", "csv", "html")  # calibrate.report.Report.render; that module loads numpy
 
 
 class _Group(OneLineErrors):
@@ -260,21 +261,14 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
          vllm_python, vllm_args, env_items, timeout, labels, log_dir, db, dry_run, progress, **flags) -> None:
     """Measure real vLLM on this host: start it with the planned configuration, drive each point with
     `vllm bench`, and store every point (failures included) beside the estimator's prediction."""
-    from calibrate.host import nvidia_gpus, probe
+    from calibrate.host import nvidia_gpus
     from calibrate.progress import choose as choose_display
-    from calibrate.runner import Point, Runner, RunOptions, drift_warning, python_launcher, summary_table
+    from calibrate.runner import Runner, RunOptions, measure, points_for, python_launcher, summary_table
     from estimator.plan import PlanRequest
     from store import Store
 
-    concurrency = _numbers(concurrency_list, int, "--concurrency")
-    rates = _numbers(rate_list, float, "--request-rate")
-    if concurrency and rates:
-        raise click.UsageError("give --concurrency or --request-rate, not both")
-    if mode == "throughput" and rates:
-        raise click.UsageError("--mode throughput runs offline: give --concurrency (the engine's max-num-seqs) "
-                               "or neither")
-    points = tuple(Point(concurrency=c) for c in concurrency) or tuple(Point(request_rate=r) for r in rates) or \
-        (Point(concurrency=1) if mode == "serve" else Point(),)
+    points = points_for(mode, _numbers(concurrency_list, int, "--concurrency"),
+                        _numbers(rate_list, float, "--request-rate"))
     if not flags.get("model"):
         raise click.UsageError("Missing option '--model'.")
     if not flags.get("gpu") and flags.get("gpu_memory_gib") is None:
@@ -282,37 +276,29 @@ def run_(input_len, output_len, concurrency_list, rate_list, mode, num_prompts, 
     request = PlanRequest(**{k: v for k, v in flags.items() if v is not None})
     if vllm_python and not os.access(vllm_python, os.X_OK):
         raise click.ClickException(f"--vllm-python {vllm_python!r} is not an executable Python")
-    command = python_launcher(vllm_python) if vllm_python else tuple(shlex.split(vllm_command))
     options = RunOptions(mode=mode, points=points, input_len=input_len, output_len=output_len,
-                         vllm_command=command, num_prompts=num_prompts,
-                         load_format=load_format, timeout_s=timeout, vllm_args=tuple(vllm_args),
-                         env=_labels(env_items, "--env"), labels=_labels(labels), log_dir=log_dir)
-    runner = Runner(request, options, None, None, echo=click.echo)
-    runner.plan_for(points[0])  # a model or flag the planner cannot use fails here, before anything starts
+                         vllm_command=python_launcher(vllm_python) if vllm_python else tuple(shlex.split(vllm_command)),
+                         num_prompts=num_prompts, load_format=load_format, timeout_s=timeout,
+                         vllm_args=tuple(vllm_args), env=_labels(env_items, "--env"), labels=_labels(labels),
+                         log_dir=log_dir)
+    dry = Runner(request, options, None, None, echo=click.echo)
+    dry.plan_for(points[0])  # a model or flag the planner cannot use fails here, before anything starts
     if dry_run:
-        for argv in runner.commands():
+        for argv in dry.commands():
             click.echo(shlex.join(argv))
         return
     if not vllm_python:
         options = dataclasses.replace(options, vllm_command=_vllm_command(vllm_command))
-    store = Store.open(db)
-    host = probe(list(options.vllm_command))
-    runner = Runner(request, options, store, host, echo=click.echo)
-    click.echo(f"host {host.hostname}: {host.gpu_count} x {host.gpu_name}, vLLM {host.vllm_version or 'unknown'}; "
-               f"{len(points)} point(s) in {mode} mode")
-    runner.set_display(choose_display(click.echo, progress))
-    try:
-        records = runner.run()
-    except KeyboardInterrupt as err:
-        click.echo(summary_table(runner.stored))
-        sys.exit(128 + getattr(err, "signum", signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
-    click.echo(summary_table(records))
-    warning = drift_warning(records)
-    if warning:
-        click.echo(warning)
-    bad = [r for r in records if r.status != "ok"]
-    if bad:
-        raise click.ClickException(f"{len(bad)} of {len(records)} stored run(s) did not succeed: {bad[0].error}")
+    result = measure(request, options, Store.open(db), echo=click.echo,
+                     display=lambda: choose_display(click.echo, progress))
+    click.echo(summary_table(list(result.records)))
+    if result.stopped_by is not None:
+        sys.exit(128 + result.stopped_by)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
+    if result.drift:
+        click.echo(result.drift)
+    if result.failed:
+        raise click.ClickException(f"{len(result.failed)} of {len(result.records)} stored run(s) did not succeed: "
+                                   f"{result.failed[0].error}")
 
 
 @main.command("fit")
@@ -334,37 +320,17 @@ def fit_(db, gpu, model, vllm_version, since, name, labels, as_json) -> None:
     result = run_fit(store, gpu=gpu, model=model, vllm_version=vllm_version, since=_date(since), name=name,
                      labels=_labels(labels))
     if as_json:
-        click.echo(json_text(result))
+        click.echo(json_text(result.to_dict()))
         return
-    click.echo(f"fit {result['fit_id']} ({result['name']}) on {result['runs']} run(s), {result['points']} points"
-               + (" - the same runs were fitted before, as this fit" if result["existing"] else ""))
-    click.echo(f"{'coefficient':<44} {'value':>9} {'std err':>9} {'prior':>9} {'moved':>7}")
-    for key, value in result["coefficients"].items():
-        moved = result["moved"].get(key)
-        click.echo(f"{key:<44} {value:9.4f} {result['standard_errors'][key]:9.4f} {result['before'][key]:9.4f} "
-                   + (f"{moved:+6.2f}w" if moved is not None else "       "))
-    click.echo("(moved: how far the data moved each term from its prior, in prior widths)")
-    for message in result["unidentified"]:
-        click.echo(f"unidentified: {message}")
-    for message in result["refused"]:
-        click.echo(f"not fitted: {message}")
-    for message in result["skipped"]:
-        click.echo(f"skipped: {message}")
-    cv = result["metrics"].get("cv_median_ape_output")
-    click.echo(f"median |error| on output tok/s: {result['metrics']['median_ape_output']:.1%} fitted"
-               + (f", {cv:.1%} cross-validated ({result['metrics']['cv']})" if cv is not None else
-                  f" ({result['metrics']['cv']})"))
-    if result["adopted"]:
-        click.echo(f"coefficients for `estimator plan`: {result['file']}")
-    else:
-        click.echo(f"not adopted: {result['not_adopted']}; kept in {result['file']}")
+    for line in result.lines():
+        click.echo(line)
 
 
 @main.command("report")
 @db_option
 @run_filters
 @click.option("--fit", "fit_id", type=RECORD_ID, default=None, help="Judge this fit (default: the set plans use now).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table")
+@click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="table")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="File to write (default: stdout).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write PNG plots here (parity per metric, error against concurrency).")
@@ -372,33 +338,27 @@ def fit_(db, gpu, model, vllm_version, since, name, labels, as_json) -> None:
               help="Exit 1 when a speed metric's mean absolute percentage error is above this.")
 def report_(db, fit_id, fmt, output, plot_dir, fail_above_mape, **filters) -> None:
     """Predicted against measured for every run and metric, error figures, interval coverage and drift."""
-    from calibrate import report
+    from calibrate.report import build_report, write_plots
     from store import Store
 
     store = Store.open(db)
     runs = _select(store, **filters)
     if not runs:
         raise click.ClickException("no runs match; see `calibrate runs list`")
-    rows, notes = report.build_rows(store, runs, fit_id)
-    summary = report.summarise(rows)
-    judged = store.get_fit(fit_id) if fit_id is not None else store.latest_fit({r.gpu for r in runs})
-    drift_note = report.drift(rows, judged.created_at.isoformat() if judged else None)
-    text = {"table": lambda: report.table(rows, summary), "json": lambda: report.to_json(rows, summary, notes, drift_note),
-            "csv": lambda: report.to_csv(rows), "html": lambda: report.to_html(rows, summary, notes, drift_note)}[fmt]()
+    report = build_report(store, runs, fit_id)
+    text = report.render(fmt)
+    text += "" if text.endswith("\n") else "\n"
     if output:
-        Path(output).write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+        Path(output).write_text(text, encoding="utf-8")
     else:
-        click.echo(text)
-    if plot_dir:
-        for path in report.write_plots(rows, plot_dir):
-            click.echo(f"plot: {path}", err=True)
-    if drift_note and fmt == "table":
-        click.echo(drift_note, err=True)
-    if fail_above_mape is not None:
-        over = [(m, f["mape"]) for m, f in summary["by_metric"].items()
-                if m in report.SPEED and f["mape"] * 100 > fail_above_mape]
-        if over:
-            raise click.ClickException("; ".join(f"{m} MAPE {v:.1%} is above {fail_above_mape:g}%" for m, v in over))
+        click.echo(text, nl=False)
+    for path in write_plots(report.rows, plot_dir) if plot_dir else ():
+        click.echo(f"plot: {path}", err=True)
+    if report.drift_note and fmt == "table":
+        click.echo(report.drift_note, err=True)
+    over = report.speed_errors_above(fail_above_mape) if fail_above_mape is not None else []
+    if over:
+        raise click.ClickException("; ".join(over))
 
 
 @main.group()

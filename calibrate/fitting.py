@@ -19,6 +19,69 @@ from estimator.paths import coefficients_dir
 from estimator.performance import predict
 from store import FitRecord, Store
 
+FIT_RESULT_SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What `calibrate fit` did: the stored fit, its coefficients beside their priors, and why a term or a run
+    was left alone. `calibrate fit --json` prints ``to_dict()``."""
+
+    fit_id: int
+    name: str
+    existing: bool  # the same runs were fitted before; this is that fit
+    runs: int
+    points: int
+    coefficients: dict[str, float]
+    standard_errors: dict[str, float]
+    before: dict[str, float]  # each coefficient's prior (or the value plans used before)
+    moved: dict[str, float]  # how far the data moved each term, in prior widths
+    unidentified: tuple[str, ...]
+    adopted: bool  # later plans use it
+    not_adopted: str | None
+    refused: tuple[str, ...]
+    skipped: tuple[str, ...]
+    metrics: dict
+    scope: dict
+    inputs_hash: str
+    file: str  # the coefficient file written
+    schema_version: int = FIT_RESULT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FitResult:
+        version = data.get("schema_version")
+        if version != FIT_RESULT_SCHEMA_VERSION:
+            raise PlannerError(f"a fit result of schema version {version}; this vllm-planner reads version "
+                               f"{FIT_RESULT_SCHEMA_VERSION}: run `calibrate fit` again with this version")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in fields}
+        return cls(**values)
+
+    def lines(self) -> list[str]:
+        """The result as `calibrate fit` prints it."""
+        out = [f"fit {self.fit_id} ({self.name}) on {self.runs} run(s), {self.points} points"
+               + (" - the same runs were fitted before, as this fit" if self.existing else ""),
+               f"{'coefficient':<44} {'value':>9} {'std err':>9} {'prior':>9} {'moved':>7}"]
+        for key, value in self.coefficients.items():
+            moved = self.moved.get(key)
+            out.append(f"{key:<44} {value:9.4f} {self.standard_errors[key]:9.4f} {self.before[key]:9.4f} "
+                       + (f"{moved:+6.2f}w" if moved is not None else "       "))
+        out.append("(moved: how far the data moved each term from its prior, in prior widths)")
+        out += [f"unidentified: {m}" for m in self.unidentified]
+        out += [f"not fitted: {m}" for m in self.refused]
+        out += [f"skipped: {m}" for m in self.skipped]
+        cv = self.metrics.get("cv_median_ape_output")
+        out.append(f"median |error| on output tok/s: {self.metrics['median_ape_output']:.1%} fitted"
+                   + (f", {cv:.1%} cross-validated ({self.metrics['cv']})" if cv is not None else
+                      f" ({self.metrics['cv']})"))
+        out.append(f"coefficients for `estimator plan`: {self.file}" if self.adopted else
+                   f"not adopted: {self.not_adopted}; kept in {self.file}")
+        return out
+
 
 def _ape(pred, measured) -> np.ndarray:
     ok = np.isfinite(measured) & (measured > 0)
@@ -53,7 +116,9 @@ def _cross_validate(obs, fitter_args, base=None) -> tuple[float | None, str, flo
     return (float(np.median(errors)) if errors else None), how, (float(np.median(unfitted)) if unfitted else None)
 
 
-def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None, name=None, labels=None) -> dict:
+def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None, name=None,
+            labels=None) -> FitResult:
+    """Fit the stored runs that match, store the fit (once per set of runs) and write its coefficient file."""
     runs = store.list_runs(gpu=gpu, model=model, vllm_version=vllm_version, status="ok", since=since, labels=labels)
     if not runs:
         raise PlannerError("no successful runs match; see `calibrate runs list`")
@@ -96,12 +161,12 @@ def run_fit(store: Store, *, gpu=None, model=None, vllm_version=None, since=None
                     adopt=adopt)
     before = {p.name: p.prior for p in fitter.params_}
     before.update({k: (1.0 if k.endswith("_scale") else getattr(fitter.coefficients_, k)) for k in memory_values})
-    return {"fit_id": fit_id, "name": named.name, "existing": existing is not None, "runs": len(obs.runs),
-            "points": fitter.n_points_, "coefficients": {**fitter.coef_, **memory_values},
-            "standard_errors": {**fitter.stderr_, **memory_errors}, "before": before,
-            "moved": fitter.moved_, "unidentified": fitter.unidentified_, "adopted": adopt, "not_adopted": why_not,
-            "refused": fitter.refused_ + memory_refused, "skipped": list(obs.skipped), "metrics": metrics,
-            "scope": scope, "inputs_hash": inputs_hash, "file": path}
+    return FitResult(
+        fit_id=fit_id, name=named.name, existing=existing is not None, runs=len(obs.runs), points=fitter.n_points_,
+        coefficients={**fitter.coef_, **memory_values}, standard_errors={**fitter.stderr_, **memory_errors},
+        before=before, moved=dict(fitter.moved_), unidentified=tuple(fitter.unidentified_), adopted=adopt,
+        not_adopted=why_not, refused=tuple(fitter.refused_ + memory_refused), skipped=tuple(obs.skipped),
+        metrics=metrics, scope=scope, inputs_hash=inputs_hash, file=str(path))
 
 
 def _version() -> str | None:

@@ -274,3 +274,37 @@ def write_plots(rows: list[Row], directory: str) -> list[str]:
         (out / name).write_bytes(data)
         paths.append(str(out / name))
     return paths
+
+
+@dataclass(frozen=True)
+class Report:
+    """Predicted against measured for a set of runs, judged with one coefficient set: what `calibrate report`
+    renders."""
+
+    rows: list[Row]
+    summary: dict
+    notes: list[str]
+    drift_note: str | None
+
+    def render(self, fmt: str) -> str:
+        if fmt == "table":
+            return table(self.rows, self.summary)
+        if fmt == "json":
+            return to_json(self.rows, self.summary, self.notes, self.drift_note)
+        if fmt == "csv":
+            return to_csv(self.rows)
+        if fmt == "html":
+            return to_html(self.rows, self.summary, self.notes, self.drift_note)
+        raise PlannerError(f"report format {fmt!r}: use table, json, csv or html")
+
+    def speed_errors_above(self, percent: float) -> list[str]:
+        """The speed metrics whose mean absolute percentage error is above ``percent``, worded for a CI gate."""
+        return [f"{m} MAPE {f['mape']:.1%} is above {percent:g}%" for m, f in self.summary["by_metric"].items()
+                if m in SPEED and f["mape"] * 100 > percent]
+
+
+def build_report(store: Store, runs, fit_id: int | None = None) -> Report:
+    """Judge ``runs`` with fit ``fit_id`` (default: the coefficients plans use now for their GPUs)."""
+    rows, notes = build_rows(store, runs, fit_id)
+    judged = store.get_fit(fit_id) if fit_id is not None else store.latest_fit({r.gpu for r in runs})
+    return Report(rows, summarise(rows), notes, drift(rows, judged.created_at.isoformat() if judged else None))

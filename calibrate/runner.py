@@ -23,6 +23,7 @@ from calibrate import vllm_log
 from calibrate.importers import Overrides, parse_file
 from calibrate.progress import Lines
 from calibrate.sampler import MemorySampler
+from estimator.errors import PlannerError
 from estimator.gpus import GIB
 from estimator.plan import Plan, PlanRequest, make_plan
 from estimator.redact import mask_secrets
@@ -364,53 +365,65 @@ class Runner:
             time.sleep(HEALTH_POLL_S)
         return f"timeout: /health did not answer within {self.options.timeout_s:g} s"
 
+    def _start_server(self, plan: Plan, port: int, log_path: Path) -> subprocess.Popen:
+        self.echo(f"starting vLLM: {shlex.join(self.serve_command(plan, port))} (log: {log_path})")
+        with log_path.open("w") as log_file:
+            return subprocess.Popen(self.serve_command(plan, port), stdout=log_file, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=self.env(), start_new_session=True)
+
+    def _startup_failed(self, plan: Plan, failure: str, log_path: Path, started, samples) -> None:
+        """vLLM never became healthy: stored as a failed start-up, and judged against the memory plan only when
+        it ran out of memory."""
+        record = self._failed(plan, self.options.points[0], "startup", "failed", failure,
+                              log_path.read_text(errors="replace"), started, samples)
+        if vllm_log.is_memory_failure(failure):
+            verdict = f"The plan predicted it {'fits (a miss of the memory plan)' if plan.memory.fits else 'does not fit'}"
+        else:
+            verdict = "Not a memory failure, so the memory plan is not judged"
+        self.echo(f"vLLM did not start: {failure}. {verdict}; stored as run {record.id}")
+
+    def _serve_point(self, index: int, point: Point, plan: Plan, proc: subprocess.Popen, port: int,
+                     log_path: Path, sampler: MemorySampler) -> bool:
+        """Drive one point against the running server and store it. False when vLLM died, so no point is left
+        to measure."""
+        result = self.log_dir / f"point{index}.json"
+        t0, began = time.monotonic() - sampler.start, _now()
+        bench = subprocess.run(self.bench_serve_command(plan, point, port, result), capture_output=True,
+                               text=True, env=self.env(), timeout=self.options.timeout_s)
+        log = log_path.read_text(errors="replace")
+        if proc.poll() is None and bench.returncode == 0 and result.exists():
+            self._progress(index, point, self._measured(plan, point, result, log, began, sampler.since(t0)))
+            return True
+        died = proc.poll() is not None
+        if died:
+            reason = vllm_log.failure_reason(log) or f"vLLM exited with code {proc.returncode} during the benchmark"
+        else:
+            reason = f"vllm bench serve failed (exit {bench.returncode}): {vllm_log.tail(bench.stderr, 3)}"
+        record = self._failed(plan, point, "serve", "failed", reason, log + "\n" + bench.stderr[-4000:], began,
+                              sampler.since(t0))
+        self._progress(index, point, record)
+        return not died
+
     def _run_serve(self) -> None:
+        """One server for all points: start it, wait for /health, then drive each point in turn."""
         points = self.options.points
         plan = self.plan_for(points[0])
         port = free_port()
         log_path = self.log_dir / "vllm-serve.log"
-        self.echo(f"starting vLLM: {shlex.join(self.serve_command(plan, port))} (log: {log_path})")
-        started = _now()
-        proc = None
-        current = points[0]
-        sampler = None
+        started, proc, sampler, current = _now(), None, None, points[0]
         try:
-            with log_path.open("w") as log_file:
-                proc = subprocess.Popen(self.serve_command(plan, port), stdout=log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=self.env(), start_new_session=True)
+            proc = self._start_server(plan, port, log_path)
             sampler = MemorySampler(proc.pid).__enter__()
             failure = self._wait_healthy(proc, port, log_path)
             if failure:
-                fits = plan.memory.fits
-                record = self._failed(plan, points[0], "startup", "failed", failure, log_path.read_text(errors="replace"),
-                                      started, sampler.samples)
-                if vllm_log.is_memory_failure(failure):
-                    verdict = f"The plan predicted it {'fits (a miss of the memory plan)' if fits else 'does not fit'}"
-                else:
-                    verdict = "Not a memory failure, so the memory plan is not judged"
-                self.echo(f"vLLM did not start: {failure}. {verdict}; stored as run {record.id}")
+                self._startup_failed(plan, failure, log_path, started, sampler.samples)
                 return
             for index, point in enumerate(points):
                 current = point
                 self._starting(index, point)
                 plan = self.plan_for(point)
-                result = self.log_dir / f"point{index}.json"
-                t0, began = time.monotonic() - sampler.start, _now()
-                bench = subprocess.run(self.bench_serve_command(plan, point, port, result), capture_output=True,
-                                       text=True, env=self.env(), timeout=self.options.timeout_s)
-                log = log_path.read_text(errors="replace")
-                if proc.poll() is not None or bench.returncode != 0 or not result.exists():
-                    died = proc.poll() is not None
-                    reason = (vllm_log.failure_reason(log) or f"vLLM exited with code {proc.returncode} during the "
-                              "benchmark") if died else \
-                        f"vllm bench serve failed (exit {bench.returncode}): {vllm_log.tail(bench.stderr, 3)}"
-                    record = self._failed(plan, point, "serve", "failed", reason, log + "\n" + bench.stderr[-4000:],
-                                          began, sampler.since(t0))
-                    self._progress(index, point, record)
-                    if died:
-                        return
-                    continue
-                self._progress(index, point, self._measured(plan, point, result, log, began, sampler.since(t0)))
+                if not self._serve_point(index, point, plan, proc, port, log_path, sampler):
+                    return
         except subprocess.TimeoutExpired:
             self._failed(plan, current, "serve", "failed",
                          f"timeout: the benchmark ran past {self.options.timeout_s:g} s",
@@ -456,6 +469,51 @@ class Runner:
                 raise
             finally:
                 stop_group(proc)
+
+
+def points_for(mode: str, concurrency: list[int], rates: list[float]) -> tuple[Point, ...]:
+    """The points a run measures: the concurrencies or the request rates given; by default one user (serve) or
+    the largest batch the engine admits (throughput)."""
+    if concurrency and rates:
+        raise PlannerError("give --concurrency or --request-rate, not both")
+    if mode == "throughput" and rates:
+        raise PlannerError("--mode throughput runs offline: give --concurrency (the engine's max-num-seqs) or "
+                           "neither")
+    return tuple(Point(concurrency=c) for c in concurrency) or tuple(Point(request_rate=r) for r in rates) or \
+        ((Point(concurrency=1),) if mode == "serve" else (Point(),))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What `calibrate run` did on this host: the stored points, and what to tell the user about them."""
+
+    host: HostRecord
+    records: tuple[RunRecord, ...]
+    stopped_by: int | None = None  # the signal that stopped the run early (earlier points are stored)
+    drift: str | None = None  # the points fell outside their intervals: time to refit
+
+    @property
+    def failed(self) -> tuple[RunRecord, ...]:
+        return tuple(r for r in self.records if r.status != "ok")
+
+
+def measure(request: PlanRequest, options: RunOptions, store: Store, *, echo=print, display=None) -> Measurement:
+    """Probe this host, then start real vLLM for every point of ``options`` and store each point (failures
+    included) beside its prediction. ``display``: a callable making the progress display (default: lines).
+    Ctrl-C, SIGTERM or SIGHUP end the run with the point in progress stored as interrupted."""
+    from calibrate.host import probe
+
+    host = probe(list(options.vllm_command))
+    runner = Runner(request, options, store, host, echo=echo)
+    echo(f"host {host.hostname}: {host.gpu_count} x {host.gpu_name}, vLLM {host.vllm_version or 'unknown'}; "
+         f"{len(options.points)} point(s) in {options.mode} mode")
+    if display is not None:
+        runner.set_display(display())
+    try:
+        records = runner.run()
+    except KeyboardInterrupt as err:
+        return Measurement(host, tuple(runner.stored), stopped_by=getattr(err, "signum", signal.SIGINT))
+    return Measurement(host, tuple(records), drift=drift_warning(records))
 
 
 def drift_warning(records: list[RunRecord]) -> str | None:

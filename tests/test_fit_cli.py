@@ -5,14 +5,18 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from calibrate.cli import main as calibrate
+from calibrate.fitting import FitResult, run_fit
 from calibrate.importers import CSV_COLUMNS
 from estimator.cli import main as estimator
 from estimator.coefficients import DEFAULT
+from estimator.errors import PlannerError
 from estimator.plan import PlanRequest, make_plan
 from estimator.workload import Workload
+from store import Store
 
 TRUE = dataclasses.replace(DEFAULT, per_gpu={"L40S": [0.55, 0.4, 3.0]})
 MODELS = ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct")
@@ -53,6 +57,19 @@ def test_fit_then_plan_with_it(tmp_path):
     assert any(m.startswith("tp_efficiency[pcie]") for m in fit["refused"])
     again = json.loads(CliRunner().invoke(calibrate, ["fit", "--db", db, "--json"]).output)
     assert again["existing"] and again["fit_id"] == fit["fit_id"] and again["coefficients"] == fit["coefficients"]
+
+    # The library call returns the same result, typed; its dict form is what --json printed.
+    result = run_fit(Store.open(db))
+    assert isinstance(result, FitResult) and result.fit_id == fit["fit_id"] and result.existing
+    assert FitResult.from_dict(result.to_dict()) == result
+    assert {k: v for k, v in result.to_dict().items() if k != "existing"} == \
+        {k: v for k, v in fit.items() if k != "existing"}
+    with pytest.raises(PlannerError, match="schema version 2; this vllm-planner reads version 1"):
+        FitResult.from_dict({**fit, "schema_version": 2})
+    text = CliRunner().invoke(calibrate, ["fit", "--db", db]).output.splitlines()
+    assert text[0] == f"fit {fit['fit_id']} ({fit['name']}) on 12 run(s), 36 points - the same runs were fitted " \
+        "before, as this fit"
+    assert text[-1] == f"coefficients for `estimator plan`: {fit['file']}"
 
     args = ["plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L40S", "--concurrency", "8",
             "--input-len", "1000", "--output-len", "200", "--max-model-len", "4096", "--json"]

@@ -64,3 +64,24 @@ def test_drift_when_newer_runs_fall_outside_the_interval():
     assert drift(old + [row(9, 100.0, "2026-11-02T00:00:00")] * 3, fitted) is None
     note = drift(old + [row(9, 200.0, "2026-11-02T00:00:00")] * 3, fitted)
     assert note.startswith("drift: 3 of 3 runs measured since the fit fall outside its 80% interval")
+
+
+def test_the_report_as_a_library_call_renders_every_format_the_command_offers(tmp_path):
+    import pytest
+
+    from calibrate.cli import REPORT_FORMATS
+    from calibrate.report import build_report
+    from estimator.errors import PlannerError
+    from store import Store
+
+    store = Store.open(_db(tmp_path))
+    report = build_report(store, store.list_runs())
+    assert len(report.rows) == 36 and report.drift_note is None
+    for fmt in REPORT_FORMATS:
+        shown = CliRunner().invoke(calibrate, ["report", "--db", str(store.engine.url), "--format", fmt]).output
+        assert report.render(fmt).splitlines() == shown.splitlines()
+    with pytest.raises(PlannerError, match="report format 'xml'"):
+        report.render("xml")
+    assert report.speed_errors_above(1e9) == []
+    assert sorted(m.split()[0] for m in report.speed_errors_above(0)) == ["mean_tpot_ms", "mean_ttft_ms",
+                                                                         "output_tokens_per_s"]
