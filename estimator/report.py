@@ -65,7 +65,8 @@ def _performance_lines(plan: Plan) -> list[str]:
 
 def _search_lines(search: dict) -> list[str]:
     lines = [f"Search ({search['seconds'] * 1000:.0f} ms)"] + [f"  {r}" for r in search["reasons"]]
-    lines.append(f"  Pareto set, output tok/s per GPU against tok/s per user ({len(search['pareto'])} points):")
+    count = len(search["pareto"])
+    lines.append(f"  Pareto set, output tok/s per GPU against tok/s per user ({count} point{'s' * (count != 1)}):")
     for p in search["pareto"][:8]:
         lines.append(f"    {p['output_tokens_per_s_per_gpu']:9.1f} per GPU  {p['tokens_per_s_per_user']:7.1f} per user  "
                      f"tp {p['tensor_parallel_size']} pp {p['pipeline_parallel_size']} x{p['replicas']} "

@@ -131,3 +131,34 @@ def test_python_dash_m_entry_points():
     for module in ("estimator", "calibrate"):
         out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT)
         assert out.returncode == 0 and "Usage:" in out.stdout
+
+
+def _plan_both(*args):
+    base = ["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "L40S", "--max-model-len", "4096", *args]
+    text, as_json = CliRunner().invoke(main, base), CliRunner().invoke(main, base + ["--json"])
+    assert text.exit_code == 0 and as_json.exit_code == 0, text.output
+    return text.output.splitlines(), json.loads(as_json.output)
+
+
+def test_the_text_plan_shows_the_json_plan_s_figures_for_each_kind_of_load():
+    lines, plan = _plan_both("--request-rate", "2")
+    p = plan["performance"]
+    head = lines.index("Performance at 2.0 requests/s (1024 in / 128 out), coefficients default; p10-p90 in brackets")
+    lo, hi = p["interval"]["output_tokens_per_s"]
+    assert lines[head + 1] == f"  output   {p['output_tokens_per_s']:10.1f} tok/s [{lo:.1f} - {hi:.1f}]"
+    assert lines[head + 3].startswith(f"  TTFT     {p['ttft_ms']:10.1f} ms")
+
+    lines, plan = _plan_both("--request-rate", "1000")  # past what the server can take: queues grow without end
+    assert plan["performance"]["ttft_ms"] is None and "  TTFT     unbounded (saturated)" in lines
+    assert "  latency  unbounded (saturated)" in lines
+
+    lines, plan = _plan_both("--concurrency", "16", "--num-gpus", "2", "--search")
+    search = plan["search"]
+    start = next(i for i, line in enumerate(lines) if line.startswith("Search ("))
+    assert lines[start + 1:start + 1 + len(search["reasons"])] == [f"  {r}" for r in search["reasons"]]
+    count = len(search["pareto"])
+    assert lines[start + 1 + len(search["reasons"])] == \
+        f"  Pareto set, output tok/s per GPU against tok/s per user ({count} point{'s' * (count != 1)}):"
+    best = search["pareto"][0]
+    assert lines[start + 2 + len(search["reasons"])].split()[:2] == [f"{best['output_tokens_per_s_per_gpu']:.1f}",
+                                                                    "per"]
