@@ -136,6 +136,14 @@ class _Config:
     def get(self, key, default=None):
         return self.raw.get(key, default)
 
+    def flag(self, key: str) -> bool:
+        """A true/false key (absent: false); anything else is an error naming it."""
+        value = self.raw.get(key, False)
+        if not isinstance(value, bool):
+            raise PlannerError(f"config.json of {self.model_id} has {key}={value!r}; expected true or false (fix the "
+                               "config.json)")
+        return value
+
     def int(self, key: str, default: int | None = None, minimum: int = 1) -> int:
         value = self.raw.get(key, default)
         if value is None:
@@ -212,8 +220,9 @@ def _layer_norms(inv: _Inventory, i: int, hidden: int) -> None:
 
 
 # Families whose transformers config class ties the LM head to the embeddings when config.json does not say
-# (GemmaConfig, Gemma2Config, Gemma3TextConfig, GraniteMoeConfig default tie_word_embeddings=True; the others False).
-TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "granitemoe"))
+# (GemmaConfig, Gemma2Config, Gemma3TextConfig, GraniteMoeConfig and CohereConfig default tie_word_embeddings=True;
+# the others False).
+TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "granitemoe", "cohere"))
 
 
 def tied_embeddings(raw: dict, family: str) -> bool:
@@ -232,14 +241,14 @@ def _layer_windows(c: _Config, n: int, family: str) -> list[str]:
     """Per-layer attention kind: 'full' or 'sliding', as vLLM's model code decides it."""
     layer_types = c.get("layer_types")
     window = c.get("sliding_window")
-    if family in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window", False):
+    if family in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and not c.get("use_sliding_window", False):
         return ["full"] * n
     if layer_types:
         if len(layer_types) != n:
             raise PlannerError(f"config.json of {c.model_id} lists {len(layer_types)} layer_types for {n} layers "
                                "(fix the config.json)")
         return ["sliding" if t == "sliding_attention" and window else "full" for t in layer_types]
-    if family in ("qwen2", "qwen3", "qwen3_moe"):
+    if family in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe"):
         first = c.int("max_window_layers", n, minimum=0)
         return ["sliding" if window and i >= first else "full" for i in range(n)]
     if family == "gemma2":
@@ -262,58 +271,114 @@ def _gqa_layers(c: _Config, kinds: list[str]) -> list[AttentionLayer]:
 # --- families ------------------------------------------------------------------------------------------
 
 
-def _dense(c: _Config, inv: _Inventory, family: str):
-    """Llama, Mistral, Qwen2/3, Granite, Phi-3/4 (fused qkv/gate_up hold the same tensors), Gemma 2/3."""
+@dataclass(frozen=True)
+class Experts:
+    """Where a family's routed experts sit and what comes with them."""
+
+    count: str  # the config key of the number of routed experts
+    width: str = "moe_intermediate_size"  # the config key of one expert's intermediate size
+    block: str = "mlp"  # the module that holds them: mlp | block_sparse_moe
+    router: str = "gate"  # the router's name inside that module
+    router_bias: bool = False  # a per-expert score-correction bias beside the router (GLM-4.5)
+    shared: str = "none"  # none | sized: one shared expert of shared_expert_intermediate_size with a one-wide
+    #                       gate (Qwen2-MoE) | count: n_shared_experts experts of the routed width (GLM-4.5)
+    dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
+    #                      decoder_sparse_step, Qwen) | first_k (first_k_dense_replace, GLM-4.5)
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """A decoder family as data: Llama's layer (GQA attention with q/k/v/o projections, a gated MLP, an RMSNorm
+    before each) and what this family does differently. A family of this shape is one entry in DECODERS."""
+
+    qkv_bias: str = "config"  # config (bias_key) | always | never
+    o_bias: str = "config"  # config | never
+    bias_key: str = "attention_bias"
+    qk_norm: str = "none"  # none | head: one head wide, shared by all heads (Qwen3, Gemma 3, GLM-4.5) |
+    #                        heads: every head its own (Cohere)
+    qk_norm_key: str | None = None  # the config key that switches the q/k norms on; None: always there
+    norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
+    norm_bias: bool = False  # LayerNorm with a bias in place of RMSNorm (Phi-3.5-MoE), final norm included
+    lm_head_bias_key: str | None = None  # the config key that gives the LM head a bias (Phi-3.5-MoE)
+    experts: Experts | None = None
+
+
+_GEMMA_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                "post_feedforward_layernorm")
+_BLOCK_SPARSE = dict(count="num_local_experts", width="intermediate_size", block="block_sparse_moe")
+
+# family -> its decoder, as vLLM's model code builds it (vllm/model_executor/models/<family>.py)
+DECODERS: dict[str, Decoder] = {
+    "llama": Decoder(), "mistral": Decoder(), "granite": Decoder(), "phi3": Decoder(),
+    "internlm2": Decoder(bias_key="bias"),  # fused wqkv and w1/w3 hold the same tensors as Llama's
+    "qwen2": Decoder(qkv_bias="always"),
+    "qwen3": Decoder(qk_norm="head"),
+    "gemma2": Decoder(norms=_GEMMA_NORMS),
+    "gemma3": Decoder(qk_norm="head", norms=_GEMMA_NORMS),
+    "cohere": Decoder(qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",)),  # parallel block
+    "mixtral": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**_BLOCK_SPARSE)),
+    "granitemoe": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**_BLOCK_SPARSE, router="router.layer")),
+    "phimoe": Decoder(norm_bias=True, lm_head_bias_key="lm_head_bias", experts=Experts(**_BLOCK_SPARSE)),
+    "qwen3_moe": Decoder(o_bias="never", qk_norm="head", experts=Experts("num_experts", dense="sparse_step")),
+    "qwen2_moe": Decoder(qkv_bias="always", o_bias="never",
+                         experts=Experts("num_experts", shared="sized", dense="sparse_step")),
+    "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
+                        experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k")),
+}
+
+
+def _is_moe_layer(c: _Config, e: Experts, i: int) -> bool:
+    if e.dense == "sparse_step":
+        return i not in set(c.get("mlp_only_layers") or []) and (i + 1) % c.int("decoder_sparse_step", 1) == 0
+    if e.dense == "first_k":
+        return i >= c.int("first_k_dense_replace", 0, minimum=0)
+    return True
+
+
+def _moe_block(c: _Config, inv: _Inventory, e: Experts, i: int, hidden: int) -> None:
+    experts, topk, width = c.int(e.count), c.int("num_experts_per_tok"), c.int(e.width)
+    prefix = f"model.layers.{i}.{e.block}"
+    inv.add(f"{prefix}.{e.router}", experts, hidden, "rep", "router", i)
+    if e.router_bias:
+        inv.add(f"{prefix}.{e.router}.e_score_correction_bias", experts, 1, "rep", "router", i)
+    _experts(inv, prefix, hidden, width, i, experts, topk)
+    if e.shared == "sized":
+        _gated_mlp(inv, f"{prefix}.shared_expert", hidden, c.int("shared_expert_intermediate_size"), i)
+        inv.add(f"{prefix}.shared_expert_gate", 1, hidden, "rep", "router", i)
+    elif e.shared == "count" and c.int("n_shared_experts", 0, minimum=0):
+        _gated_mlp(inv, f"{prefix}.shared_experts", hidden, width * c.int("n_shared_experts"), i)
+
+
+def _decoder(c: _Config, inv: _Inventory, family: str):
+    """Every family in DECODERS: dense (Llama, Qwen, Gemma, Cohere ...) and MoE (Mixtral, Qwen-MoE, GLM-4.5 ...)."""
+    d = DECODERS[family]
     n = c.int("num_hidden_layers")
-    hidden, _, _, _ = _attention_dims(c)
-    inter = c.int("intermediate_size")
-    qkv_bias = family == "qwen2" or bool(c.get("attention_bias", False))
-    o_bias = bool(c.get("attention_bias", False))
-    gemma = family in ("gemma2", "gemma3")
+    hidden, heads, kv, hd = _attention_dims(c)
+    config_bias = c.flag(d.bias_key)
+    qkv_bias = d.qkv_bias == "always" or (d.qkv_bias == "config" and config_bias)
+    o_bias = d.o_bias == "config" and config_bias
+    qk_norm = d.qk_norm if d.qk_norm_key is None or c.flag(d.qk_norm_key) else "none"
     for i in range(n):
-        _gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=family in ("qwen3", "gemma3"))
-        _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, inter, i, bias=bool(c.get("mlp_bias", False)))
-        norms = ("input_layernorm", "post_attention_layernorm") + (
-            ("pre_feedforward_layernorm", "post_feedforward_layernorm") if gemma else ())
-        for nm in norms:
-            inv.norm(f"model.layers.{i}.{nm}", hidden, i)
-    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
-    return _gqa_layers(c, _layer_windows(c, n, family)), {}
-
-
-def _block_sparse_moe(c: _Config, inv: _Inventory, family: str):
-    """Mixtral and Granite-MoE: every layer routes to top-k of its experts (router naming differs)."""
-    n = c.int("num_hidden_layers")
-    hidden, _, _, _ = _attention_dims(c)
-    inter, experts, topk = c.int("intermediate_size"), c.int("num_local_experts"), c.int("num_experts_per_tok")
-    router = "gate" if family == "mixtral" else "router.layer"
-    for i in range(n):
-        _gqa_attention(inv, c, i, False, False, False)
-        inv.add(f"model.layers.{i}.block_sparse_moe.{router}", experts, hidden, "rep", "router", i)
-        _experts(inv, f"model.layers.{i}.block_sparse_moe", hidden, inter, i, experts, topk)
-        _layer_norms(inv, i, hidden)
-    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
-    return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
-                                                               moe_intermediate_size=inter)
-
-
-def _qwen3_moe(c: _Config, inv: _Inventory, family: str):
-    n = c.int("num_hidden_layers")
-    hidden, _, _, _ = _attention_dims(c)
-    moe_inter, experts, topk = c.int("moe_intermediate_size"), c.int("num_experts"), c.int("num_experts_per_tok")
-    step = c.int("decoder_sparse_step", 1)
-    dense_layers = set(c.get("mlp_only_layers") or [])
-    for i in range(n):
-        _gqa_attention(inv, c, i, bool(c.get("attention_bias", False)), False, qk_norm=True)
-        if i not in dense_layers and (i + 1) % step == 0:
-            inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)
-            _experts(inv, f"model.layers.{i}.mlp", hidden, moe_inter, i, experts, topk)
+        _gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=qk_norm == "head")
+        if qk_norm == "heads":  # a norm per head, split with the heads over TP
+            inv.add(f"model.layers.{i}.self_attn.q_norm", heads * hd, 1, "col", "norm", i)
+            inv.add(f"model.layers.{i}.self_attn.k_norm", kv * hd, 1, "kv", "norm", i)
+        if d.experts is not None and _is_moe_layer(c, d.experts, i):
+            _moe_block(c, inv, d.experts, i, hidden)
         else:
-            _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
-        _layer_norms(inv, i, hidden)
-    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
-    return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
-                                                               moe_intermediate_size=moe_inter)
+            _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i,
+                       bias=bool(c.get("mlp_bias", False)))
+        for name in d.norms:
+            inv.norm(f"model.layers.{i}.{name}", hidden, i, with_bias=d.norm_bias)
+    vocab = c.int("vocab_size")
+    _embeddings(inv, vocab, hidden, tied_embeddings(c.raw, family), final_norm_bias=d.norm_bias)
+    if d.lm_head_bias_key and c.flag(d.lm_head_bias_key):
+        inv.add("lm_head.bias", vocab, 1, "vocab", "bias", place="last")
+    extra = {}
+    if d.experts is not None:
+        extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int("num_experts_per_tok"),
+                     moe_intermediate_size=c.int(d.experts.width))
+    return _gqa_layers(c, _layer_windows(c, n, family)), extra
 
 
 def _deepseek(c: _Config, inv: _Inventory, family: str):
@@ -419,7 +484,7 @@ def _vision_encoder(inv: _Inventory, v: _Config, prefix: str, class_token: bool,
 
 def _gemma3_mm(c: _Config, inv: _Inventory, family: str):
     text = _Config(_text_config(c), c.model_id)
-    attn, extra = _dense(text, inv, "gemma3")
+    attn, extra = _decoder(text, inv, "gemma3")
     v = _Config(c.get("vision_config") or {}, c.model_id)
     vh = _vision_encoder(inv, v, "vision_tower.vision_model", class_token=False, conv_bias=True)
     inv.add("vision_tower.vision_model.post_layernorm", 2 * vh, 1, "rep", "vision", place="first")
@@ -449,18 +514,23 @@ Builder = Callable[[_Config, _Inventory, str], tuple]
 
 # architectures[0] of config.json -> (family, builder, uses text_config)
 ARCHITECTURES: dict[str, tuple[str, Builder, bool]] = {
-    "LlamaForCausalLM": ("llama", _dense, False),
-    "MistralForCausalLM": ("mistral", _dense, False),
-    "Qwen2ForCausalLM": ("qwen2", _dense, False),
-    "Qwen3ForCausalLM": ("qwen3", _dense, False),
-    "GraniteForCausalLM": ("granite", _dense, False),
-    "Phi3ForCausalLM": ("phi3", _dense, False),
-    "Gemma2ForCausalLM": ("gemma2", _dense, False),
-    "Gemma3ForCausalLM": ("gemma3", _dense, False),
+    "LlamaForCausalLM": ("llama", _decoder, False),
+    "MistralForCausalLM": ("mistral", _decoder, False),
+    "Qwen2ForCausalLM": ("qwen2", _decoder, False),
+    "Qwen3ForCausalLM": ("qwen3", _decoder, False),
+    "GraniteForCausalLM": ("granite", _decoder, False),
+    "Phi3ForCausalLM": ("phi3", _decoder, False),
+    "InternLM2ForCausalLM": ("internlm2", _decoder, False),
+    "CohereForCausalLM": ("cohere", _decoder, False),
+    "Gemma2ForCausalLM": ("gemma2", _decoder, False),
+    "Gemma3ForCausalLM": ("gemma3", _decoder, False),
     "Gemma3ForConditionalGeneration": ("gemma3", _gemma3_mm, True),
-    "MixtralForCausalLM": ("mixtral", _block_sparse_moe, False),
-    "GraniteMoeForCausalLM": ("granitemoe", _block_sparse_moe, False),
-    "Qwen3MoeForCausalLM": ("qwen3_moe", _qwen3_moe, False),
+    "MixtralForCausalLM": ("mixtral", _decoder, False),
+    "GraniteMoeForCausalLM": ("granitemoe", _decoder, False),
+    "PhiMoEForCausalLM": ("phimoe", _decoder, False),
+    "Qwen2MoeForCausalLM": ("qwen2_moe", _decoder, False),
+    "Qwen3MoeForCausalLM": ("qwen3_moe", _decoder, False),
+    "Glm4MoeForCausalLM": ("glm4_moe", _decoder, False),
     "DeepseekV2ForCausalLM": ("deepseek", _deepseek, False),
     "DeepseekV3ForCausalLM": ("deepseek", _deepseek, False),
     "GptOssForCausalLM": ("gpt_oss", _gpt_oss, False),
@@ -506,9 +576,10 @@ INT_KEYS = frozenset((
     "seq_length", "n_positions", "sliding_window", "num_experts", "num_local_experts", "n_routed_experts",
     "num_experts_per_tok", "n_shared_experts", "first_k_dense_replace", "kv_lora_rank", "q_lora_rank",
     "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group", "sliding_window_pattern",
-    "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size"))
+    "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size",
+    "decoder_sparse_step", "moe_layer_freq"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
-                       "zero_point", "norm_topk_prob", "use_qk_norm"))
+                       "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
 DICT_KEYS = frozenset(("rope_scaling", "rope_parameters", "quantization_config", "text_config", "vision_config"))
 NUMBER_KEYS = frozenset(("rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",
@@ -544,6 +615,22 @@ def check_kinds(raw: dict, model_id: str, prefix: str = "") -> None:
                                "config.json)")
 
 
+def _closest(arch: str) -> str:
+    """Names the supported architecture nearest an unknown one, as a pointer only: planning a checkpoint as another
+    architecture would be a guess."""
+    import difflib
+
+    def stem(name: str) -> str:  # "Qwen3NextForCausalLM" -> "Qwen3Next": every name shares the suffixes
+        return name.split("For", 1)[0]
+
+    stems = {stem(name): name for name in sorted(ARCHITECTURES, key=len, reverse=True)}  # the plainest wins
+    near = [stems[s] for s in difflib.get_close_matches(stem(arch), list(stems), n=1, cutoff=0.7)]
+    if not near:
+        return ""
+    return (f"the closest supported is {near[0]} (family {ARCHITECTURES[near[0]][0]}), which is a different "
+            "model and is not used in its place; ")
+
+
 def from_config(raw: dict, model_id: str) -> ModelArch:
     """Read a config.json dict into a ModelArch, or raise PlannerError naming what is wrong."""
     if not isinstance(raw, dict):
@@ -555,8 +642,8 @@ def from_config(raw: dict, model_id: str) -> ModelArch:
                            "the model's structure (fix the config.json)")
     arch = archs[0]
     if arch not in ARCHITECTURES:
-        raise PlannerError(f"architecture {arch} of {model_id} is not supported by the planner; supported: "
-                           f"{', '.join(sorted(ARCHITECTURES))}")
+        raise PlannerError(f"architecture {arch} of {model_id} is not supported by the planner; "
+                           f"{_closest(arch)}supported: {', '.join(sorted(ARCHITECTURES))}")
     family, build, uses_text = ARCHITECTURES[arch]
     c = _Config(raw, model_id)
     text = _Config(_text_config(c) if uses_text else raw, model_id)

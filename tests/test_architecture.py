@@ -46,6 +46,53 @@ PUBLISHED_TOTALS = {
 }
 
 
+# Totals as model cards round them: (total, active or None, how close the card's rounding allows, source).
+# GLM's cards count the multi-token-prediction layer, which vLLM loads only for speculative decoding, and leave
+# the embeddings out of "active".
+PUBLISHED_ROUNDED = {
+    "Qwen/Qwen1.5-MoE-A2.7B-Chat": (14.3e9, 2.7e9, 0.005, "model card: 14.3B in total, 2.7B activated"),
+    "Qwen/Qwen2-57B-A14B-Instruct": (57.4e9, 14.2e9, 0.005, "hub: 57.4B; the name: A14B"),
+    "microsoft/Phi-3.5-MoE-instruct": (41.9e9, 6.6e9, 0.005, "hub: 41.9B; model card: 6.6B active"),
+    "CohereForAI/c4ai-command-r-v01": (35e9, None, 0.005, "model card: 35 billion"),
+    "CohereForAI/c4ai-command-r-plus": (104e9, None, 0.005, "model card: 104 billion"),
+    "internlm/internlm2_5-7b-chat": (7.74e9, None, 0.005, "hub: 7.74B"),
+    "zai-org/GLM-4.5-Air": (106e9, 12e9, 0.02, "model card: 106B total, 12B active (with MTP, without embeddings)"),
+    "zai-org/GLM-4.6": (355e9, 32e9, 0.02, "model card: 355B total, 32B active (with MTP, without embeddings)"),
+}
+
+
+@pytest.mark.parametrize("model_id", PUBLISHED_ROUNDED)
+def test_added_families_match_their_model_cards(model_id):
+    total, active, share, _ = PUBLISHED_ROUNDED[model_id]
+    a = arch(model_id)
+    assert abs(a.num_params / total - 1) <= share
+    if active is not None:
+        embeddings = sum(t.numel for t in a.tensors if t.kind == "embedding") if model_id.startswith("zai") else 0
+        assert abs((a.active_params - embeddings) / active - 1) <= max(share, 0.02)
+
+
+def test_a_family_of_the_common_shape_is_one_entry_of_data():
+    # Cohere is Llama's layer with one norm (attention and MLP in parallel), per-head q/k norms when asked for,
+    # and tied embeddings: its whole description is one Decoder.
+    assert architecture.DECODERS["cohere"] == architecture.Decoder(
+        qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",))
+    plus = arch("CohereForAI/c4ai-command-r-plus")
+    q_norm = [t for t in plus.tensors if t.name == "model.layers.0.self_attn.q_norm"]
+    assert [(t.rows, t.shard) for t in q_norm] == [(96 * 128, "col")] and plus.tie_word_embeddings
+    assert not any("q_norm" in t.name for t in arch("CohereForAI/c4ai-command-r-v01").tensors)
+    # Qwen2-MoE: a shared expert with its one-wide gate in every layer, beside 64 routed experts
+    qwen = arch("Qwen/Qwen2-57B-A14B-Instruct")
+    assert {t.name.split(".", 4)[-1] for t in qwen.tensors if t.layer == 0 and "shared_expert" in t.name} == {
+        "shared_expert.gate_proj", "shared_expert.up_proj", "shared_expert.down_proj", "shared_expert_gate"}
+    # GLM-4.5: the first first_k_dense_replace layers are dense, the rest routed with a shared expert
+    glm = arch("zai-org/GLM-4.6")
+    assert [any(t.kind == "expert" for t in glm.tensors if t.layer == i) for i in range(5)] == [False] * 3 + [True] * 2
+    # Phi-3.5-MoE: LayerNorms with biases and a biased LM head
+    phi = arch("microsoft/Phi-3.5-MoE-instruct")
+    assert {t.name: t.rows for t in phi.tensors if t.name in ("lm_head.bias", "model.norm")} == {
+        "lm_head.bias": 32064, "model.norm": 2 * 4096}
+
+
 def arch(model_id: str):
     return architecture.from_config(catalog_configs()[model_id], model_id)
 
@@ -62,7 +109,8 @@ def test_catalog_has_forty_models_across_the_required_families():
     assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "MistralForCausalLM",
             "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
             "DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "GptOssForCausalLM", "GraniteForCausalLM",
-            "Llama4ForConditionalGeneration"} <= archs
+            "Llama4ForConditionalGeneration", "Qwen2MoeForCausalLM", "PhiMoEForCausalLM", "CohereForCausalLM",
+            "InternLM2ForCausalLM", "Glm4MoeForCausalLM"} <= archs
 
 
 def test_moe_active_parameters_count_only_the_selected_experts():
@@ -153,7 +201,13 @@ def config(**changes):
 
 @pytest.mark.parametrize("raw,message", [
     (config(architectures=["LlamaForSequenceClassification"]),
-     "architecture LlamaForSequenceClassification of m is not supported by the planner; supported: "),
+     "architecture LlamaForSequenceClassification of m is not supported by the planner; the closest supported is "
+     "LlamaForCausalLM (family llama), which is a different model and is not used in its place; supported: "),
+    (config(architectures=["MambaForCausalLM"]),
+     "architecture MambaForCausalLM of m is not supported by the planner; supported: "),
+    (config(architectures=["Qwen3NextForCausalLM"]),
+     "architecture Qwen3NextForCausalLM of m is not supported by the planner; the closest supported is "
+     "Qwen3ForCausalLM (family qwen3), which is a different model and is not used in its place; supported: "),
     (config(architectures=None), "config.json of m has no 'architectures' list"),
     (config(hidden_size=None), "config.json of m has no 'hidden_size'"),
     (config(num_hidden_layers=-2), "config.json of m has num_hidden_layers=-2; expected an integer >= 1"),

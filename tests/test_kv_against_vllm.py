@@ -38,6 +38,15 @@ CASES = [
          max_model_len=131072),
     dict(model="mistralai/Mixtral-8x7B-Instruct-v0.1", gpu="A100-SXM4-80GB", tensor_parallel_size=2),
     dict(model="Qwen/Qwen2.5-72B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=131072 // 4),
+    # families added with issue 11
+    dict(model="Qwen/Qwen2-57B-A14B-Instruct", gpu="H100", tensor_parallel_size=2),
+    dict(model="Qwen/Qwen1.5-MoE-A2.7B-Chat", gpu="L4"),
+    dict(model="microsoft/Phi-3.5-MoE-instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=2, max_model_len=32768),
+    dict(model="CohereForAI/c4ai-command-r-plus", gpu="H100", tensor_parallel_size=4),
+    dict(model="CohereForAI/c4ai-command-r-v01", gpu="H100", tensor_parallel_size=2, kv_cache_dtype="fp8"),
+    dict(model="internlm/internlm2_5-7b-chat", gpu="L40S", max_model_len=32768),
+    dict(model="zai-org/GLM-4.5-Air", gpu="H200", tensor_parallel_size=2, max_model_len=65536),
+    dict(model="zai-org/GLM-4.6", gpu="H200", tensor_parallel_size=8, pipeline_parallel_size=2),
 ]
 
 
