@@ -248,18 +248,39 @@ def estimate(arch, gpu, config, quant, num_blocks, workload: Workload, coefficie
     return predict(perf_inputs(arch, gpu, config, quant, num_blocks, workload), coefficients)
 
 
-def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, workload: Workload | None = None,
-              coefficients_choice: str | None = None) -> Plan:
-    """A plan; ``coefficients`` given, or chosen by ``coefficients_choice`` (default|latest|FIT_ID|PATH; left out:
-    the latest fit for this GPU, else the defaults)."""
-    workload = workload or Workload()
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """What a plan starts from: the GPU, the coefficients and the model, each with its notes."""
+
+    gpu: GpuSpec
+    detected_count: int | None
+    gpu_notes: list
+    coefficients: Coefficients
+    coefficient_notes: list
+    source: model_source.ModelSource
+    arch: ModelArch
+    warnings: list
+
+
+def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficients_choice: str | None) -> _Inputs:
     gpu, detected_count, gpu_notes = _gpu(request)
     coefficient_notes: list[str] = []
     if coefficients is None:
         coefficients = choose(coefficients_choice, gpu.name, notes=coefficient_notes)
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
-    num_gpus = request.num_gpus or detected_count
+    return _Inputs(gpu, detected_count, gpu_notes, coefficients, coefficient_notes, source, arch, warnings)
+
+
+def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, workload: Workload | None = None,
+              coefficients_choice: str | None = None) -> Plan:
+    """A plan; ``coefficients`` given, or chosen by ``coefficients_choice`` (default|latest|FIT_ID|PATH; left out:
+    the latest fit for this GPU, else the defaults)."""
+    workload = workload or Workload()
+    x = _inputs(request, coefficients, coefficients_choice)
+    gpu, gpu_notes, coefficients, coefficient_notes, source, arch, warnings = (
+        x.gpu, x.gpu_notes, x.coefficients, x.coefficient_notes, x.source, x.arch, x.warnings)
+    num_gpus = request.num_gpus or x.detected_count
     flags = request.flags()
     config, quant, config_warnings = resolve(arch, gpu, num_gpus, **flags)
     config = dataclasses.replace(config, defaults=tuple(gpu_notes) + config.defaults)
@@ -296,13 +317,9 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
         raise PlannerError(f"--replicas-as {replicas_as} is not one of {', '.join(REPLICAS_AS)}")
     from estimator.search import search
 
-    gpu, detected_count, _ = _gpu(request)
-    coefficient_notes: list[str] = []
-    if coefficients is None:
-        coefficients = choose(coefficients_choice, gpu.name, notes=coefficient_notes)
-    source = model_source.resolve(request.model, request.revision)
-    arch, _ = _arch(source)
-    num_gpus = request.num_gpus or detected_count or 1
+    x = _inputs(request, coefficients, coefficients_choice)
+    gpu, coefficients, coefficient_notes, arch = x.gpu, x.coefficients, x.coefficient_notes, x.arch
+    num_gpus = request.num_gpus or x.detected_count or 1
     fixed = {f: getattr(request, f) for f in SERVE_FLAGS if getattr(request, f) not in (None, False)}
     result = search(arch, gpu, num_gpus, fixed, workload, coefficients)
     if result.best is None:
