@@ -22,12 +22,13 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=CASES, ids=list(CASES))
+# Function-scoped, so mutation testing (which maps each test to the code it runs) sees every test use the plan.
+@pytest.fixture(params=CASES, ids=list(CASES))
 def case(request):
     return request.param, make_plan(PlanRequest(**CASES[request.param]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def plan(case):
     return case[1]
 

@@ -1,0 +1,178 @@
+"""Issue 12: the memory plan pinned term by term on toy inputs whose answers are worked out by hand (the fast-suite
+twin of the vLLM-oracle tests in test_kv_against_vllm.py), so a change to any rule fails here too."""
+
+import dataclasses
+
+import pytest
+
+from estimator.architecture import AttentionLayer, ModelArch, Tensor
+from estimator.coefficients import PRIOR
+from estimator.gpus import GIB, lookup
+from estimator.memory import (
+    activation_bytes,
+    blocks_per_request,
+    cuda_graph_bytes,
+    graph_padded,
+    kv_cache_groups,
+    kv_pool,
+    largest_capture_size,
+    non_torch_bytes,
+    pp_layer_ranges,
+    shard_fraction,
+    stage_tensors,
+)
+from estimator.plan import PlanRequest, make_plan
+
+CO = dataclasses.replace(PRIOR, act_hidden_buffers=4.0, act_mlp_buffers=3.0, act_moe_buffers=2.0,
+                         sampler_fp32_copies=3.0, cuda_graph_mib_per_size=2.0, cuda_graph_mib_per_size_layer=0.5,
+                         non_torch_base_gib=0.25, non_torch_per_tp_rank_gib=0.125, non_torch_pp_gib=0.5)
+
+
+def toy_arch(**changes) -> ModelArch:
+    fields = dict(architecture="LlamaForCausalLM", model_type="llama", hidden_size=1000, num_layers=4,
+                  vocab_size=10_000, num_heads=8, num_kv_heads=2, head_dim=100, intermediate_size=3000,
+                  dtype="bfloat16", tie_word_embeddings=False, tensors=(), quant=None,
+                  attention=tuple(AttentionLayer("full", 2, 100, 100) for _ in range(4)))
+    fields.update(changes)
+    return ModelArch(**fields)
+
+
+def toy_config(**changes):
+    plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", max_model_len=4096))
+    base = dict(max_num_seqs=16, max_num_batched_tokens=512, block_size=16, max_model_len=4096,
+                tensor_parallel_size=1, pipeline_parallel_size=1, enforce_eager=False)
+    return dataclasses.replace(plan.config, **dict(base, **changes))
+
+
+def test_activation_peak_of_a_dense_model_by_hand():
+    cfg = toy_config()
+    # per token: 4 x 1000 hidden + (8 + 2 x 2) x 100 q/k/v + 3 x 3000 MLP = 4000 + 1200 + 9000, two bytes each
+    forward = 512 * (4000 + 1200 + 9000) * 2
+    assert activation_bytes(toy_arch(), cfg, CO, last_stage=False) == forward
+    # the last stage also runs the dummy sampler: 16 requests x 10,000 vocabulary x 4 bytes x 3 copies, beside
+    # the 512 tokens' hidden states; the forward pass is the larger here
+    sampler = 512 * 1000 * 2 + 16 * 10_000 * 4 * 3
+    assert sampler < forward and activation_bytes(toy_arch(), cfg, CO, last_stage=True) == forward
+    big_vocab = toy_arch(vocab_size=1_000_000)
+    assert activation_bytes(big_vocab, cfg, CO, last_stage=True) == 512 * 1000 * 2 + 16 * 1_000_000 * 4 * 3
+
+
+def test_activation_peak_under_tensor_parallelism_by_hand():
+    cfg = toy_config(tensor_parallel_size=4)
+    # a rank holds 8/4 q heads and max(1, 2/4) = 1 KV head: (2 + 2) x 100; the MLP's 3000 split four ways
+    per_token = 4 * 1000 + 4 * 100 + 3 * 3000 / 4
+    assert activation_bytes(toy_arch(), cfg, CO, last_stage=False) == 512 * per_token * 2
+
+
+def test_activation_peak_of_a_moe_model_by_hand():
+    moe = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=500, intermediate_size=100)
+    cfg = toy_config(tensor_parallel_size=2)
+    # two experts per token, each 2 x 500/2 intermediate plus the hidden width: 2 x (500 + 1000) = 3000, above
+    # the dense MLP's 3 x 100 / 2
+    per_token = 4 * 1000 + (4 + 2 * 1) * 100 + 2 * (2 * 500 / 2 + 1000)
+    assert activation_bytes(moe, cfg, CO, last_stage=False) == 512 * per_token * 2
+    wide_dense = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=500, intermediate_size=9000)
+    assert activation_bytes(wide_dense, cfg, CO, last_stage=False) == 512 * (4000 + 600 + 3 * 9000 / 2) * 2
+
+
+def test_fixed_overheads_by_hand():
+    assert non_torch_bytes(toy_config(), CO) == 0.25 * GIB
+    assert non_torch_bytes(toy_config(tensor_parallel_size=4), CO) == (0.25 + 3 * 0.125) * GIB
+    assert non_torch_bytes(toy_config(pipeline_parallel_size=2), CO) == (0.25 + 0.5) * GIB
+    # 16 sequences: graphs up to 32 tokens, sizes 1, 2, 4, 8, 16, 24, 32 = 7; each 2 MiB + 0.5 MiB x 10 layers
+    h100, b200 = lookup("H100"), lookup("B200")
+    assert largest_capture_size(toy_config(), h100) == 32
+    assert cuda_graph_bytes(toy_config(), h100, 10, CO) == 7 * (2 + 0.5 * 10) * 1024**2
+    assert largest_capture_size(toy_config(enforce_eager=True), h100) == 0
+    many = toy_config(max_num_seqs=1024, max_num_batched_tokens=8192)
+    assert largest_capture_size(many, h100) == 512 and largest_capture_size(many, b200) == 1024
+    assert largest_capture_size(toy_config(max_num_seqs=1024, max_num_batched_tokens=300), h100) == 300
+
+
+@pytest.mark.parametrize("tokens,largest,padded", [
+    (0, 512, 0), (1, 512, 1), (3, 512, 4), (9, 512, 16), (256, 512, 256), (257, 512, 272), (512, 512, 512),
+    (513, 512, 513), (5, 0, 5), (1, 1, 1), (2, 1, 2), (250, 252, 252)])
+def test_graph_padding_by_hand(tokens, largest, padded):
+    assert graph_padded(tokens, largest) == padded
+
+
+def test_blocks_a_request_takes_by_hand():
+    cfg = toy_config(max_model_len=4096, max_num_batched_tokens=512, block_size=16)
+    assert blocks_per_request(("full", None), cfg) == 256
+    # a sliding window of 1000 keeps window - 1 + the tokens in flight (pp + 1 = 2 batches of 512), + 1 block
+    assert blocks_per_request(("sliding", 1000), cfg) == -(-(999 + 1024) // 16) + 1 == 128
+    assert blocks_per_request(("sliding", 8000), cfg) == 256 + 1  # the window is longer than the request
+    # chunked local attention keeps one chunk and the tokens in flight
+    assert blocks_per_request(("chunked", 1000), cfg) == -(-(1000 + 1024) // 16) == 127
+    assert blocks_per_request(("chunked", 1000), toy_config(pipeline_parallel_size=2)) == -(-(1000 + 1536) // 16)
+    assert blocks_per_request(("full", None), cfg, max_len=100) == 7
+
+
+def test_kv_cache_groups_by_hand():
+    full, sliding = AttentionLayer("full", 2, 100, 100), AttentionLayer("sliding", 2, 100, 100, window=512)
+    chunked = AttentionLayer("chunked", 2, 100, 100, window=512)
+    assert kv_cache_groups(toy_arch()) == [(("full", None), [0, 1, 2, 3])]
+    # 5 sliding for each full layer (Gemma 3): groups of the smaller count
+    gemma = toy_arch(num_layers=12, attention=tuple(full if (i + 1) % 6 == 0 else sliding for i in range(12)))
+    # (the 10 sliding layers are 0-4 and 6-10; five groups take every fifth of them)
+    assert kv_cache_groups(gemma) == [(("sliding", 512), [0, 6]), (("sliding", 512), [1, 7]),
+                                      (("sliding", 512), [2, 8]), (("sliding", 512), [3, 9]),
+                                      (("sliding", 512), [4, 10]), (("full", None), [5, 11])]
+    # alternating (gpt-oss, Gemma 2): one group of each
+    alternating = toy_arch(attention=(sliding, full, sliding, full))
+    assert kv_cache_groups(alternating) == [(("sliding", 512), [0, 2]), (("full", None), [1, 3])]
+    # 4 against 3 is within 1.5x: the larger count sets the group size, one group of each
+    close = toy_arch(num_layers=7, attention=(sliding, full) * 3 + (sliding,))
+    assert kv_cache_groups(close) == [(("sliding", 512), [0, 2, 4, 6]), (("full", None), [1, 3, 5])]
+    # 3 against 2 is not (3 is not below 1.5 x 2): groups of 2, the sliding layers split in two
+    uneven = toy_arch(num_layers=5, attention=(sliding, full, sliding, full, sliding))
+    assert kv_cache_groups(uneven) == [(("sliding", 512), [0, 4]), (("sliding", 512), [2]), (("full", None), [1, 3])]
+    # chunked attention turns the hybrid manager off: every layer is full
+    llama4 = toy_arch(attention=(chunked, chunked, chunked, full))
+    assert kv_cache_groups(llama4) == [(("full", None), [0, 1, 2, 3])]
+    mla = toy_arch(attention=tuple(AttentionLayer("mla", 1, 576, 0) for _ in range(4)))
+    assert kv_cache_groups(mla) == [(("mla", None), [0, 1, 2, 3])]
+
+
+def test_pipeline_stages_and_shards_by_hand():
+    assert [list(r) for r in pp_layer_ranges(10, 3)] == [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
+    assert [list(r) for r in pp_layer_ranges(9, 4)] == [[0, 1], [2, 3], [4, 5, 6], [7, 8]]
+    arch = toy_arch(vocab_size=1000)
+    assert shard_fraction(Tensor("q", 1, 1, "col", "linear", 0), arch, 4) == 0.25
+    assert shard_fraction(Tensor("k", 1, 1, "kv", "linear", 0), arch, 8) == 0.5  # 2 KV heads: one per rank
+    assert shard_fraction(Tensor("e", 1, 1, "vocab", "embedding", None), arch, 3) == 342 / 1000  # 1024 / 3
+    assert shard_fraction(Tensor("n", 1, 1, "rep", "norm", 0), arch, 4) == 1.0
+
+
+def test_tensors_of_each_stage_by_hand():
+    tensors = (Tensor("model.embed_tokens", 10, 10, "vocab", "embedding", None, place="first"),
+               *(Tensor(f"model.layers.{i}.mlp", 1, 1, "col", "linear", i) for i in range(4)),
+               Tensor("model.norm", 10, 1, "rep", "norm", None, place="last"))
+    untied = toy_arch(tensors=tensors + (Tensor("lm_head", 10, 10, "vocab", "embedding", None, place="last"),))
+    tied = toy_arch(tensors=tensors, tie_word_embeddings=True)
+
+    def names(arch, stage):
+        return [t.name for t in stage_tensors(arch, 2, stage)]
+
+    assert names(untied, 0) == ["model.embed_tokens", "model.layers.0.mlp", "model.layers.1.mlp"]
+    assert names(untied, 1) == ["model.layers.2.mlp", "model.layers.3.mlp", "model.norm", "lm_head"]
+    # tied: the last stage keeps its own copy of the embeddings as its LM head
+    assert names(tied, 1) == ["model.embed_tokens", "model.layers.2.mlp", "model.layers.3.mlp", "model.norm"]
+    assert [t.name for t in stage_tensors(tied, 1, 0)] == [t.name for t in tensors]
+
+
+def test_the_pool_by_hand():
+    arch, cfg, gpu = toy_arch(), toy_config(gpu_memory_utilization=0.5), lookup("H100")
+    pool = kv_pool(arch, cfg, gpu, CO, [10 * GIB])
+    budget = -(-gpu.memory_bytes * 0.5 // 1)
+    page = 16 * 2 * 200 * 2  # 16 tokens x 2 KV heads x (100 K + 100 V) x 2 bytes
+    assert pool.budget == budget and pool.bytes_per_block == [page * 4]  # 4 layers in one group
+    available = budget - 10 * GIB - pool.non_torch - pool.activation[0] - pool.cuda_graphs[0]
+    assert pool.available == [available] and pool.num_blocks == available // (page * 4)
+    assert pool.per_request == 256 and pool.kv_fits and pool.weights_fit and pool.overheads_fit
+    # exactly one request and the null block: fits; one byte less: does not
+    tight = (257 * page * 4) - available
+    assert kv_pool(arch, cfg, gpu, CO, [10 * GIB - tight]).kv_fits
+    assert not kv_pool(arch, cfg, gpu, CO, [10 * GIB - tight + 1]).kv_fits
+    assert kv_pool(arch, cfg, gpu, CO, [budget]).weights_fit and not kv_pool(arch, cfg, gpu, CO, [budget + 1]).weights_fit
+    assert not kv_pool(arch, cfg, gpu, CO, [10 * GIB + available]).overheads_fit
