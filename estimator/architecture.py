@@ -482,23 +482,29 @@ def _vision_encoder(inv: _Inventory, v: _Config, prefix: str, class_token: bool,
     return hidden
 
 
-def _gemma3_mm(c: _Config, inv: _Inventory, family: str):
+def _text_and_vision(c: _Config, inv: _Inventory, text_builder, family: str, tower: str, class_token: bool,
+                     conv_bias: bool):
+    """A multimodal checkpoint's language model (from text_config) and its ViT tower (from vision_config)."""
     text = _Config(_text_config(c), c.model_id)
-    attn, extra = _decoder(text, inv, "gemma3")
+    attn, extra = text_builder(text, inv, family)
     v = _Config(c.get("vision_config") or {}, c.model_id)
-    vh = _vision_encoder(inv, v, "vision_tower.vision_model", class_token=False, conv_bias=True)
+    vh = _vision_encoder(inv, v, tower, class_token=class_token, conv_bias=conv_bias)
+    return text, v, vh, attn, dict(extra, multimodal=True)
+
+
+def _gemma3_mm(c: _Config, inv: _Inventory, family: str):
+    text, _, vh, attn, extra = _text_and_vision(c, inv, _decoder, "gemma3", "vision_tower.vision_model",
+                                                class_token=False, conv_bias=True)
     inv.add("vision_tower.vision_model.post_layernorm", 2 * vh, 1, "rep", "vision", place="first")
     inv.add("multi_modal_projector.mm_input_projection_weight", text.int("hidden_size"), vh, "rep", "vision",
             place="first")
     inv.add("multi_modal_projector.mm_soft_emb_norm", vh, 1, "rep", "vision", place="first")
-    return attn, dict(extra, multimodal=True)
+    return attn, extra
 
 
 def _llama4_mm(c: _Config, inv: _Inventory, family: str):
-    text = _Config(_text_config(c), c.model_id)
-    attn, extra = _llama4_text(text, inv, "llama4")
-    v = _Config(c.get("vision_config") or {}, c.model_id)
-    vh = _vision_encoder(inv, v, "vision_model", class_token=True, conv_bias=False)
+    text, v, vh, attn, extra = _text_and_vision(c, inv, _llama4_text, "llama4", "vision_model", class_token=True,
+                                                conv_bias=False)
     inv.add("vision_model.layernorm_pre+post", 4 * vh, 1, "rep", "vision", place="first")
     ratio = float(v.get("pixel_shuffle_ratio", 0.5))
     shuffled = int(vh / (ratio * ratio))
@@ -507,7 +513,7 @@ def _llama4_mm(c: _Config, inv: _Inventory, family: str):
     inv.add("vision_model.vision_adapter.mlp.fc2", proj_out, proj_in, "row", "vision", place="first")
     inv.add("multi_modal_projector.linear_1", text.int("hidden_size"), v.int("vision_output_dim"), "rep", "vision",
             place="first")
-    return attn, dict(extra, multimodal=True)
+    return attn, extra
 
 
 Builder = Callable[[_Config, _Inventory, str], tuple]
