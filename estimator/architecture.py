@@ -280,6 +280,7 @@ class Experts:
     block: str = "mlp"  # the module that holds them: mlp | block_sparse_moe
     router: str = "gate"  # the router's name inside that module
     router_bias: bool = False  # a per-expert score-correction bias beside the router (GLM-4.5)
+    router_bias_key: str | None = None  # ... or when this config key says so (MiniMax-M2: use_routing_bias)
     shared: str = "none"  # none | sized: one shared expert of shared_expert_intermediate_size with a one-wide
     #                       gate (Qwen2-MoE) | count: n_shared_experts experts of the routed width (GLM-4.5)
     dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
@@ -322,6 +323,8 @@ DECODERS: dict[str, Decoder] = {
     "qwen3_moe": Decoder(o_bias="never", qk_norm="head", experts=Experts("num_experts", dense="sparse_step")),
     "qwen2_moe": Decoder(qkv_bias="always", o_bias="never",
                          experts=Experts("num_experts", shared="sized", dense="sparse_step")),
+    # MiniMax-M2: q/k norms over all heads, 256 routed experts with a routing bias, no shared expert
+    "minimax_m2": Decoder(qk_norm="heads", experts=Experts(**dict(_BLOCK_SPARSE, router_bias_key="use_routing_bias"))),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
                         experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k")),
 }
@@ -339,7 +342,7 @@ def _moe_block(c: _Config, inv: _Inventory, e: Experts, i: int, hidden: int) -> 
     experts, topk, width = c.int(e.count), c.int("num_experts_per_tok"), c.int(e.width)
     prefix = f"model.layers.{i}.{e.block}"
     inv.add(f"{prefix}.{e.router}", experts, hidden, "rep", "router", i)
-    if e.router_bias:
+    if e.router_bias or (e.router_bias_key and c.flag(e.router_bias_key)):
         inv.add(f"{prefix}.{e.router}.e_score_correction_bias", experts, 1, "rep", "router", i)
     _experts(inv, prefix, hidden, width, i, experts, topk)
     if e.shared == "sized":
@@ -537,6 +540,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool]] = {
     "Qwen2MoeForCausalLM": ("qwen2_moe", _decoder, False),
     "Qwen3MoeForCausalLM": ("qwen3_moe", _decoder, False),
     "Glm4MoeForCausalLM": ("glm4_moe", _decoder, False),
+    "MiniMaxM2ForCausalLM": ("minimax_m2", _decoder, False),
     "DeepseekV2ForCausalLM": ("deepseek", _deepseek, False),
     "DeepseekV3ForCausalLM": ("deepseek", _deepseek, False),
     "GptOssForCausalLM": ("gpt_oss", _gpt_oss, False),
@@ -585,7 +589,7 @@ INT_KEYS = frozenset((
     "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size",
     "decoder_sparse_step", "moe_layer_freq"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
-                       "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias"))
+                       "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
 DICT_KEYS = frozenset(("rope_scaling", "rope_parameters", "quantization_config", "text_config", "vision_config"))
 NUMBER_KEYS = frozenset(("rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",

@@ -58,6 +58,7 @@ PUBLISHED_ROUNDED = {
     "internlm/internlm2_5-7b-chat": (7.74e9, None, 0.005, "hub: 7.74B"),
     "zai-org/GLM-4.5-Air": (106e9, 12e9, 0.02, "model card: 106B total, 12B active (with MTP, without embeddings)"),
     "zai-org/GLM-4.6": (355e9, 32e9, 0.02, "model card: 355B total, 32B active (with MTP, without embeddings)"),
+    "MiniMaxAI/MiniMax-M2": (230e9, 10e9, 0.02, "model card: 230B total, 10B active (without embeddings)"),
 }
 
 
@@ -67,7 +68,8 @@ def test_added_families_match_their_model_cards(model_id):
     a = arch(model_id)
     assert abs(a.num_params / total - 1) <= share
     if active is not None:
-        embeddings = sum(t.numel for t in a.tensors if t.kind == "embedding") if model_id.startswith("zai") else 0
+        embeddings = sum(t.numel for t in a.tensors if t.kind == "embedding") \
+            if model_id.startswith(("zai", "MiniMax")) else 0
         assert abs((a.active_params - embeddings) / active - 1) <= max(share, 0.02)
 
 
@@ -110,7 +112,7 @@ def test_catalog_has_forty_models_across_the_required_families():
             "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
             "DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "GptOssForCausalLM", "GraniteForCausalLM",
             "Llama4ForConditionalGeneration", "Qwen2MoeForCausalLM", "PhiMoEForCausalLM", "CohereForCausalLM",
-            "InternLM2ForCausalLM", "Glm4MoeForCausalLM"} <= archs
+            "InternLM2ForCausalLM", "Glm4MoeForCausalLM", "MiniMaxM2ForCausalLM"} <= archs
 
 
 def test_moe_active_parameters_count_only_the_selected_experts():

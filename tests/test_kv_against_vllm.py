@@ -47,6 +47,7 @@ CASES = [
     dict(model="internlm/internlm2_5-7b-chat", gpu="L40S", max_model_len=32768),
     dict(model="zai-org/GLM-4.5-Air", gpu="H200", tensor_parallel_size=2, max_model_len=65536),
     dict(model="zai-org/GLM-4.6", gpu="H200", tensor_parallel_size=8, pipeline_parallel_size=2),
+    dict(model="MiniMaxAI/MiniMax-M2", gpu="MI300X", tensor_parallel_size=2, max_model_len=131072),
 ]
 
 
