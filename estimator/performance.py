@@ -232,8 +232,21 @@ def _by_kind(link, table: dict):
     return numpy.array([table[k] for k in link.tolist()], dtype=float)
 
 
-def predict(x: PerfInputs, co: Coefficients) -> Prediction:
-    """Steady-state serving (or offline) performance of each configuration under its workload."""
+@dataclass(frozen=True)
+class _Rates:
+    """What the hardware achieves for this configuration: the datasheet peaks times the fitted efficiencies."""
+
+    weight_bw: object  # bytes/s for weights (lower for 4-bit weight-only GEMMs)
+    kv_bw: object  # bytes/s for KV reads in attention
+    flops_rate: object  # GEMM FLOP/s
+    attn_rate: object  # attention FLOP/s (16-bit, ROCm's share applied)
+    moe_factor: object  # the share of bandwidth routed experts reach
+    tp_eff: object  # the share of link bandwidth an all-reduce reaches
+    ar_lat: object  # seconds of latency per all-reduce
+    fixed: object  # seconds per step that do not scale with the work: launch, per-layer kernels, eager mode
+
+
+def _rates(x: PerfInputs, co: Coefficients) -> _Rates:
     bw_eff, fl_eff, step_ms = _gpu_coefficients(x.gpu, co)
     scale = minimum(1.0, (maximum(x.active_params_rank, 1.0) / co.size_reference_params) ** co.size_exponent)
     # Efficiencies above 1 would beat the datasheet: clipping keeps every prediction under the roofline.
@@ -241,43 +254,52 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     low_bit = x.weight_only_low_bit > 0
     flops_rate = x.peak_flops * clip(fl_eff * scale, 1e-3, 1.0) \
         * where(low_bit, clip(co.low_bit_compute_factor, 1e-3, 1.0), 1.0)
-    attn_rate = x.attn_peak_flops * clip(fl_eff * scale, 1e-3, 1.0)
-    weight_bw = bw * where(low_bit, clip(co.low_bit_weight_factor, 1e-3, 1.0), 1.0)
     # Attention kernels on ROCm (paged decode attention, prefill attention) reach a smaller share of the peaks.
     attention = where(as_float(x.rocm) > 0, clip(co.rocm_attention_factor, 1e-3, 1.0), 1.0)
-    kv_bw = bw * clip(co.attention_bandwidth_factor, 1e-3, 1.0) * attention
-    tp_eff = clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0)
-    ar_lat = _by_kind(x.link, co.allreduce_latency_us) * 1e-6
-    moe_factor = clip(co.moe_bandwidth_factor, 1e-3, 1.0) * where(as_float(x.rocm) > 0,
-                                                                  clip(co.rocm_moe_factor, 1e-3, 1.0), 1.0)
-    fixed = step_ms / MS + co.layer_overhead_us * 1e-6 * x.layers \
-        + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0)
+    return _Rates(
+        weight_bw=bw * where(low_bit, clip(co.low_bit_weight_factor, 1e-3, 1.0), 1.0),
+        kv_bw=bw * clip(co.attention_bandwidth_factor, 1e-3, 1.0) * attention,
+        flops_rate=flops_rate,
+        attn_rate=x.attn_peak_flops * clip(fl_eff * scale, 1e-3, 1.0) * attention,
+        moe_factor=clip(co.moe_bandwidth_factor, 1e-3, 1.0) * where(as_float(x.rocm) > 0,
+                                                                    clip(co.rocm_moe_factor, 1e-3, 1.0), 1.0),
+        tp_eff=clip(_by_kind(x.link, co.tp_efficiency), 1e-3, 1.0),
+        ar_lat=_by_kind(x.link, co.allreduce_latency_us) * 1e-6,
+        fixed=step_ms / MS + co.layer_overhead_us * 1e-6 * x.layers
+        + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0))
 
-    def stage_step(n_dec, n_pre, ctx_dec, ctx_pre):
+
+class _Engine:
+    """Step times and the steady state of one running batch, for one configuration (or an array of them)."""
+
+    def __init__(self, x: PerfInputs, co: Coefficients):
+        self.x, self.co, self.r = x, co, _rates(x, co)
+        self.inp, self.out = as_float(x.input_len), as_float(x.output_len)
+        self.budget = as_float(x.max_num_batched_tokens)
+        self.ctx_dec, self.ctx_pre = self.inp + self.out / 2, self.inp / 2
+
+    def stage_step(self, n_dec, n_pre):
         """Seconds for one stage to run one step: n_dec decoding sequences, n_pre prompt tokens."""
+        x, r = self.x, self.r
         tokens = n_dec + n_pre
         # A batch that fits a CUDA graph runs as the next capture size: the padding rows cost GEMM FLOPs.
-        experts, kv_bytes, gemm, attn = step_work(x, n_dec, n_pre, ctx_dec, ctx_pre,
+        experts, kv_bytes, gemm, attn = step_work(x, n_dec, n_pre, self.ctx_dec, self.ctx_pre,
                                                   graph_padded(tokens, x.graph_max))
-        weights = (x.dense_bytes + experts / moe_factor) / weight_bw
-        t = maximum(weights + kv_bytes / kv_bw, gemm / flops_rate + attn / (attn_rate * attention))
+        weights = (x.dense_bytes + experts / r.moe_factor) / r.weight_bw
+        t = maximum(weights + kv_bytes / r.kv_bw, gemm / r.flops_rate + attn / r.attn_rate)
         payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / maximum(x.tp, 1)
-        allreduce = where(x.tp > 1, 2 * x.layers * (ar_lat + payload / (x.link_bw * tp_eff)), 0.0)
-        return t + allreduce + fixed + co.seq_overhead_us * 1e-6 * n_dec
+        allreduce = where(x.tp > 1, 2 * x.layers * (r.ar_lat + payload / (x.link_bw * r.tp_eff)), 0.0)
+        return t + allreduce + r.fixed + self.co.seq_overhead_us * 1e-6 * n_dec
 
-    def engine_step(n_dec, n_pre, ctx_dec, ctx_pre):
+    def step(self, n_dec, n_pre):
         """One token for every running sequence, through all pipeline stages (microbatched)."""
-        micro = maximum(minimum(maximum(n_dec, 1), x.pp), 1)
-        stage = stage_step(n_dec / micro, n_pre / micro, ctx_dec, ctx_pre)
-        return x.pp * stage + (x.pp - 1) * co.pp_transfer_latency_us * 1e-6
+        micro = maximum(minimum(maximum(n_dec, 1), self.x.pp), 1)
+        stage = self.stage_step(n_dec / micro, n_pre / micro)
+        return self.x.pp * stage + (self.x.pp - 1) * self.co.pp_transfer_latency_us * 1e-6
 
-    inp, out = as_float(x.input_len), as_float(x.output_len)
-    cap = maximum(as_float(x.batch_cap), 1.0)
-    budget = as_float(x.max_num_batched_tokens)
-    ctx_dec, ctx_pre = inp + out / 2, inp / 2
-
-    def cycle(batch):
+    def cycle(self, batch):
         """(TTFT without queueing, TPOT, request latency) with ``batch`` sequences running."""
+        inp, out, budget = self.inp, self.out, self.budget
         batch = maximum(batch, 1.0)
         room = maximum(budget - batch, 1)
         chunk = maximum(minimum(inp, room), 1)
@@ -285,32 +307,41 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
         # step. They come as whole chunks in some steps (a share f of them), not spread over all steps.
         prefill = maximum(batch - 1, 0) * inp / maximum(out, 1)
         share = clip(prefill / chunk, 0, 1)
-        plain = engine_step(batch, 0.0, ctx_dec, ctx_pre)
-        mixed = engine_step(batch, where(prefill <= chunk, chunk, minimum(prefill, room)), ctx_dec, ctx_pre)
+        plain = self.step(batch, 0.0)
+        mixed = self.step(batch, where(prefill <= chunk, chunk, minimum(prefill, room)))
         tpot = where(prefill <= chunk, (1 - share) * plain + share * mixed, mixed)
         # Its own prompt: chunks of the step budget left by the other running sequences.
         own_chunk = maximum(minimum(inp, budget - (batch - 1)), 1)
-        ttft = co.request_overhead_ms / MS + ceil(inp / own_chunk) * engine_step(batch - 1, own_chunk, ctx_dec,
-                                                                                     ctx_pre)
+        ttft = self.co.request_overhead_ms / MS + ceil(inp / own_chunk) * self.step(batch - 1, own_chunk)
         return ttft, tpot, ttft + maximum(out - 1, 0) * tpot
 
-    conc = as_float(x.concurrency)
-    rate = as_float(x.request_rate)
-    prompts = as_float(x.num_prompts)
-    online = as_float(x.online) > 0
-    # An offline run admits all of its prompts, up to what the engine runs at once.
-    closed = where(conc > 0, conc, where(prompts > 0, minimum(prompts, cap), cap))
+
+def _running_batch(engine: _Engine, closed, cap, rate, frontend_rate):
+    """The sequences running at once: the closed loop's users (up to the engine's cap), or for an open loop
+    where batch = rate x latency settles (Little's law)."""
     batch = minimum(closed, cap)
-    # The API server is one process: each request and each streamed token costs it CPU time, which caps the
-    # requests per second it passes on, however fast the engine is.
-    frontend_rate = where(online, 1.0 / (co.api_request_ms / MS + out * co.api_token_us * 1e-6), math.inf)
-    # Open loop (request rate): the running batch settles where batch = rate x latency (Little's law).
     if (rate > 0).any() if is_array(rate) else rate > 0:
         open_batch = batch * 0 + 1.0
         for _ in range(40):
-            open_batch = minimum(cap, maximum(minimum(rate, frontend_rate) * cycle(open_batch)[2], 1.0))
+            open_batch = minimum(cap, maximum(minimum(rate, frontend_rate) * engine.cycle(open_batch)[2], 1.0))
         batch = where(rate > 0, open_batch, batch)
-    ttft, tpot, latency = cycle(batch)
+    return batch
+
+
+def predict(x: PerfInputs, co: Coefficients) -> Prediction:
+    """Steady-state serving (or offline) performance of each configuration under its workload."""
+    engine = _Engine(x, co)
+    inp, out, budget = engine.inp, engine.out, engine.budget
+    cap = maximum(as_float(x.batch_cap), 1.0)
+    conc, rate, prompts = as_float(x.concurrency), as_float(x.request_rate), as_float(x.num_prompts)
+    # An offline run admits all of its prompts, up to what the engine runs at once.
+    closed = where(conc > 0, conc, where(prompts > 0, minimum(prompts, cap), cap))
+    # The API server is one process: each request and each streamed token costs it CPU time, which caps the
+    # requests per second it passes on, however fast the engine is.
+    frontend_rate = where(as_float(x.online) > 0, 1.0 / (co.api_request_ms / MS + out * co.api_token_us * 1e-6),
+                          math.inf)
+    batch = _running_batch(engine, closed, cap, rate, frontend_rate)
+    ttft, tpot, latency = engine.cycle(batch)
     served = minimum(batch / latency, frontend_rate)  # requests/s the server sustains at this batch
     # Where the API server binds, tokens reach the clients more slowly than the engine makes them.
     stretch = maximum(batch / latency / served, 1.0)
@@ -320,7 +351,7 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     # are prefilled one after another, so a request waits on average for half of the others' prompts.
     others = maximum(batch - 1, 0) * inp / 2
     burst_chunk = maximum(minimum(budget, batch * inp), 1)
-    burst = co.wave_sync * others / burst_chunk * engine_step(0.0, burst_chunk, ctx_dec, ctx_pre)
+    burst = co.wave_sync * others / burst_chunk * engine.step(0.0, burst_chunk)
     # More users than running slots: the rest wait for a slot, each a share of a request's latency; a finite
     # set of prompts sent at once drains in waves, so on average half as long.
     drains = (prompts > 0) & (prompts <= closed)
