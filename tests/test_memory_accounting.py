@@ -17,35 +17,39 @@ CASES = {
     "three uneven pipeline stages": dict(model="google/gemma-2-27b-it", gpu="A100-SXM4-40GB",
                                          pipeline_parallel_size=3),
     "weights do not fit": dict(model="meta-llama/Llama-3.1-70B-Instruct", gpu="L40S"),
+    "weights do not fit, the first of three stages heaviest": dict(
+        model="meta-llama/Llama-3.1-70B-Instruct", gpu="L4", pipeline_parallel_size=3),
     "overheads do not fit": dict(model="Qwen/Qwen2.5-7B-Instruct", gpu="L4", gpu_memory_utilization=0.68),
+    "overheads do not fit on the last of three stages": dict(
+        model="google/gemma-2-27b-it", gpu="A100-SXM4-40GB", pipeline_parallel_size=3, gpu_memory_utilization=0.49),
     "one request does not fit": dict(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4", max_model_len=131072),
+    "one request does not fit on the last of three stages": dict(
+        model="google/gemma-2-27b-it", gpu="A100-SXM4-40GB", pipeline_parallel_size=3, gpu_memory_utilization=0.5),
 }
+BINDING = {"fits, max_num_seqs binds": (True, "max_num_seqs", 0), "fits, the KV pool binds": (True, "kv_cache", 0),
+           "three uneven pipeline stages": (True, "kv_cache", 2), "weights do not fit": (False, "weights", 0),
+           "weights do not fit, the first of three stages heaviest": (False, "weights", 0),
+           "overheads do not fit": (False, "overheads", 0),
+           "overheads do not fit on the last of three stages": (False, "overheads", 2),
+           "one request does not fit": (False, "kv_cache", 0),
+           "one request does not fit on the last of three stages": (False, "kv_cache", 2)}
+# Each test plans its case itself (no shared fixture): mutation testing maps a test to the code its body runs.
+names = pytest.mark.parametrize("name", CASES, ids=list(CASES))
 
 
-# Function-scoped, so mutation testing (which maps each test to the code it runs) sees every test use the plan.
-@pytest.fixture(params=CASES, ids=list(CASES))
-def case(request):
-    return request.param, make_plan(PlanRequest(**CASES[request.param]))
+def plan_of(name):
+    return make_plan(PlanRequest(**CASES[name]))
 
 
-@pytest.fixture
-def plan(case):
-    return case[1]
+@names
+def test_every_case_is_the_case_it_names(name):
+    m = plan_of(name).memory
+    assert (m.fits, m.binding_constraint, m.per_stage.index(m.per_gpu)) == BINDING[name]
 
 
-def test_every_case_is_the_case_it_names(case):
-    name, plan = case
-    m = plan.memory
-    binding = {"fits, max_num_seqs binds": (True, "max_num_seqs"), "fits, the KV pool binds": (True, "kv_cache"),
-               "weights do not fit": (False, "weights"), "overheads do not fit": (False, "overheads"),
-               "one request does not fit": (False, "kv_cache")}
-    if name in binding:
-        assert (m.fits, m.binding_constraint) == binding[name]
-    else:
-        assert m.fits and len(m.per_stage) == 3 and len({s.num_layers for s in m.per_stage}) == 2
-
-
-def test_each_stage_s_memory_adds_up_to_the_budget(plan):
+@names
+def test_each_stage_s_memory_adds_up_to_the_budget(name):
+    plan = plan_of(name)
     m, cfg, gpu = plan.memory, plan.config, plan.gpu
     budget = math.ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
     assert len(m.per_stage) == cfg.pipeline_parallel_size
@@ -60,7 +64,9 @@ def test_each_stage_s_memory_adds_up_to_the_budget(plan):
     assert m.per_gpu in m.per_stage
 
 
-def test_the_binding_stage_is_the_one_that_limits(plan):
+@names
+def test_the_binding_stage_is_the_one_that_limits(name):
+    plan = plan_of(name)
     m = plan.memory
     index = m.per_stage.index(m.per_gpu)
     if m.binding_constraint == "weights":
@@ -81,8 +87,9 @@ def test_the_binding_stage_is_the_one_that_limits(plan):
         assert m.reason.startswith(f"one request of max_model_len {plan.config.max_model_len} needs ")
 
 
-def test_the_json_says_exactly_what_the_plan_holds(plan):
-    m = plan.memory
+@names
+def test_the_json_says_exactly_what_the_plan_holds(name):
+    m = plan_of(name).memory
     data = m.to_dict()
     assert data == {
         "per_gpu": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in dataclasses.asdict(m.per_gpu).items()},
@@ -98,13 +105,16 @@ def test_the_json_says_exactly_what_the_plan_holds(plan):
                                     "cuda_graph_gib", "kv_cache_gib", "num_layers"}
 
 
-@pytest.mark.parametrize("max_num_seqs", [1, 2, 3, 4, 5, 100, 127, 128, 129, 135, 136, 200, 256, 257, 300])
-def test_capture_sizes_listed_and_counted_agree(max_num_seqs):
+@pytest.mark.parametrize("max_num_seqs,max_num_batched_tokens", [
+    (1, 8192), (2, 8192), (3, 8192), (4, 8192), (5, 8192), (100, 8192), (127, 8192), (128, 8192), (129, 8192),
+    (135, 8192), (136, 8192), (200, 8192), (256, 8192), (257, 8192), (300, 8192), (1024, 271), (1024, 287),
+    (1024, 255)])
+def test_capture_sizes_listed_and_counted_agree(max_num_seqs, max_num_batched_tokens):
     base = make_plan(PlanRequest(model="Qwen/Qwen2.5-7B-Instruct", gpu="H100", max_model_len=4096))
-    cfg = dataclasses.replace(base.config, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192)
+    cfg = dataclasses.replace(base.config, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens)
     largest = int(largest_capture_size(cfg, base.gpu))
     sizes = cudagraph_capture_sizes(cfg, base.gpu)
-    assert largest == min(2 * max_num_seqs, 512)
+    assert largest == min(2 * max_num_seqs, 512, max_num_batched_tokens)
     assert sizes == sorted(set(sizes)) and sizes[-1] <= largest and len(sizes) == num_capture_sizes(cfg, base.gpu)
     # every batch up to the largest runs in the smallest captured graph that holds it
     for tokens in range(1, largest + 1):
