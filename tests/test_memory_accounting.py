@@ -7,7 +7,13 @@ import math
 import pytest
 
 from estimator.gpus import GIB
-from estimator.memory import cudagraph_capture_sizes, graph_padded, largest_capture_size, num_capture_sizes
+from estimator.memory import (
+    cudagraph_capture_sizes,
+    graph_padded,
+    kv_cache_groups,
+    largest_capture_size,
+    num_capture_sizes,
+)
 from estimator.plan import PlanRequest, make_plan
 
 CASES = {
@@ -79,6 +85,20 @@ def test_the_binding_stage_is_the_one_that_limits(name):
     else:
         blocks = [a // m.bytes_per_block for a in m.available_kv_bytes]
         assert blocks[index] == min(blocks) and m.num_gpu_blocks == max(0, min(blocks))
+    # the figures that describe the pool, against their sources
+    cfg, arch = plan.config, plan.arch
+    assert (m.block_size, m.num_kv_cache_groups) == (cfg.block_size, len(kv_cache_groups(arch)))
+    assert m.kv_bytes_per_token_per_gpu == arch.attention[0].bytes_per_token(
+        cfg.kv_dtype_bytes, cfg.tensor_parallel_size) * m.per_gpu.num_layers
+    budget, available = m.per_gpu.budget_gib, m.available_kv_bytes[index] / GIB
+    if m.binding_constraint == "overheads":
+        assert m.reason.endswith(f"exceed the {budget:.2f} GiB budget by {-available:.2f} GiB")
+    if m.binding_constraint == "weights":
+        assert m.reason.endswith(f"({cfg.gpu_memory_utilization} x {m.per_gpu.total_gib:.2f} GiB)")
+    if not m.fits and m.binding_constraint == "kv_cache":
+        need = m.bytes_per_block * m.blocks_per_request / GIB
+        left = max(0.0, available - m.bytes_per_block / GIB)
+        assert m.reason.endswith(f"needs {need:.2f} GiB of KV cache but {left:.2f} GiB is available")
     if m.fits:
         assert m.max_concurrency == m.num_gpu_blocks / m.blocks_per_request
         assert m.kv_cache_tokens == int(m.max_concurrency * plan.config.max_model_len)

@@ -7,7 +7,7 @@ import pytest
 
 from estimator.architecture import AttentionLayer, ModelArch, Tensor
 from estimator.coefficients import PRIOR
-from estimator.gpus import GIB, lookup
+from estimator.gpus import GIB, cpu_device, lookup
 from estimator.memory import (
     activation_bytes,
     blocks_per_request,
@@ -87,6 +87,9 @@ def test_fixed_overheads_by_hand():
     many = toy_config(max_num_seqs=1024, max_num_batched_tokens=8192)
     assert largest_capture_size(many, h100) == 512 and largest_capture_size(many, b200) == 1024
     assert largest_capture_size(toy_config(max_num_seqs=1024, max_num_batched_tokens=300), h100) == 300
+    # vLLM's CPU backend captures no CUDA graphs at all
+    assert largest_capture_size(toy_config(), cpu_device(64.0)) == 0
+    assert cuda_graph_bytes(toy_config(), cpu_device(64.0), 10, CO) == 0
 
 
 @pytest.mark.parametrize("tokens,largest,padded", [
@@ -102,6 +105,8 @@ def test_blocks_a_request_takes_by_hand():
     # a sliding window of 1000 keeps window - 1 + the tokens in flight (pp + 1 = 2 batches of 512), + 1 block
     assert blocks_per_request(("sliding", 1000), cfg) == -(-(999 + 1024) // 16) + 1 == 128
     assert blocks_per_request(("sliding", 8000), cfg) == 256 + 1  # the window is longer than the request
+    # at block boundaries: window - 1 + 1024 tokens of 2048 (128 blocks) and 2049 (129 blocks), + 1
+    assert blocks_per_request(("sliding", 1025), cfg) == 129 and blocks_per_request(("sliding", 1026), cfg) == 130
     # chunked local attention keeps one chunk and the tokens in flight
     assert blocks_per_request(("chunked", 1000), cfg) == -(-(1000 + 1024) // 16) == 127
     assert blocks_per_request(("chunked", 1000), toy_config(pipeline_parallel_size=2)) == -(-(1000 + 1536) // 16)

@@ -27,8 +27,28 @@ KINDS = {
 }
 
 # Named survivors and why no test should catch them.
+_DIVIDES = "serve_config requires that the TP size and the (KV) heads divide one another, so // and / agree"
+_PADDING = "a boundary where the padded batch equals the batch anyway (graph_padded(t) == t there)"
 REASONS: dict[str, str] = {
     "estimator.memory.xǁGpuMemoryǁto_dict__mutmut_2": "round(n, 4) of the one int field (num_layers) is n",
+    "estimator.memory.x__layer_kind__mutmut_3": "a full layer has no window, so both branches give ('full', None)",
+    "estimator.memory.x__layer_kind__mutmut_5": "an MLA layer has no window: differs only for MLA beside chunked "
+                                                "layers, which no architecture has",
+    "estimator.memory.x_activation_bytes__mutmut_8": _DIVIDES,
+    "estimator.memory.x_activation_bytes__mutmut_12": _DIVIDES,
+    "estimator.memory.x_shard_fraction__mutmut_17": _DIVIDES,
+    "estimator.memory.x_graph_padded__mutmut_8": "256 tokens pad to 256 by either rule",
+    "estimator.memory.x_graph_padded__mutmut_60": _PADDING,
+    "estimator.memory.x_graph_padded__mutmut_61": _PADDING,
+    "estimator.memory.x_graph_padded__mutmut_63": _PADDING,
+    "estimator.memory.x_graph_padded__mutmut_64": _PADDING,
+    "estimator.memory.x_kv_cache_groups__mutmut_14": "every spec is the same in that branch (one kind of layer)",
+    "estimator.memory.x_kv_pool__mutmut_23": "KV groups need one page size: every layer's bytes per token agree",
+    "estimator.memory.x_kv_pool__mutmut_111": "one byte of the budget",
+    "estimator.memory.x_largest_capture_size__mutmut_10": "compute capability 1 is below 10 as 0 is",
+    "estimator.memory.x_plan_memory__mutmut_132": "every request takes at least one block, so per_request > 0",
+    "estimator.memory.x_plan_memory__mutmut_134": "every request takes at least one block, so per_request > 0",
+    "estimator.memory.x_plan_memory__mutmut_135": "a float ratio exactly equal to max_num_seqs",
 }
 
 
