@@ -110,3 +110,43 @@ def test_taking_one_configuration_of_several():
     one = x.take(1)
     assert int(one.concurrency) == 4 and int(one.input_len) == 200 and one.gpu == "toy" and one.mem_bw == 1e12
     assert float(predict(one, COEFFICIENTS).tpot_ms) == pytest.approx(float(predict(x, COEFFICIENTS).tpot_ms[1]))
+
+
+def _tpot(co, **changes):
+    return float(predict(PerfInputs(**dict(TOY, **changes)), co).tpot_ms)
+
+
+def test_the_factors_for_4_bit_weights_rocm_eager_mode_and_experts_by_hand():
+    base = _tpot(COEFFICIENTS)  # 20 ms of weights + 0.042 ms of KV + 1.1 ms fixed (test_one_sequence_by_hand)
+    # 4-bit weight-only GEMMs reach half the bandwidth on the weights: 20 ms more
+    low = dataclasses.replace(COEFFICIENTS, low_bit_weight_factor=0.5, low_bit_compute_factor=0.5)
+    assert _tpot(low, weight_only_low_bit=1) == pytest.approx(base + 20.0, rel=1e-9)
+    assert _tpot(low) == pytest.approx(base, rel=1e-9)  # ... and nothing changes for 16-bit weights
+    # ROCm: attention reaches half its bandwidth share, so the KV reads take twice as long
+    rocm = dataclasses.replace(COEFFICIENTS, rocm_attention_factor=0.5)
+    assert _tpot(rocm, rocm=1) == pytest.approx(base + 0.042, rel=1e-9)
+    assert _tpot(rocm) == pytest.approx(base, rel=1e-9)
+    # eager mode: 100 us more per layer and step, 10 layers
+    eager = dataclasses.replace(COEFFICIENTS, eager_overhead_us_per_layer=100.0)
+    assert _tpot(eager, eager=1) == pytest.approx(base + 1.0, rel=1e-9)
+    # routed experts: one sequence reads 2 of 8 experts (2e10 of 8e10 bytes) at the MoE share (0.5) of 0.5 TB/s
+    moe = dataclasses.replace(COEFFICIENTS, moe_bandwidth_factor=0.5, rocm_moe_factor=0.5, rocm_attention_factor=1.0)
+    experts = dict(expert_bytes=8e10, num_experts=8, experts_per_token=2)
+    assert _tpot(moe, **experts) == pytest.approx(base + 80.0, rel=1e-9)
+    assert _tpot(moe, rocm=1, **experts) == pytest.approx(base + 160.0, rel=1e-9)  # ROCm's fused MoE: half again
+    # factors above 1 would beat the datasheet: clipped to 1
+    fast = dataclasses.replace(COEFFICIENTS, low_bit_weight_factor=1.7, attention_bandwidth_factor=1.7,
+                               moe_bandwidth_factor=1.7)
+    assert _tpot(fast, weight_only_low_bit=1, kv_full=0.0, **experts) == pytest.approx(20.0 + 40.0 + 1.1, rel=1e-9)
+
+
+def test_an_open_loop_settles_where_batch_is_rate_times_latency():
+    p = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=20.0, online=1)), COEFFICIENTS)
+    assert float(p.batch) > 2 and not bool(p.saturated)
+    assert float(p.batch) == pytest.approx(20.0 * float(p.request_latency_ms) / 1e3, rel=1e-3)
+    assert float(p.output_tokens_per_s) == pytest.approx(20.0 * 10, rel=1e-9)
+    slow = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=10.0, online=1)), COEFFICIENTS)
+    assert 1 < float(slow.batch) < float(p.batch)  # fewer requests at once at a lower rate
+    # a rate so low that one request is done before the next arrives still runs a batch of one
+    idle = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=0.1, online=1)), COEFFICIENTS)
+    assert float(idle.batch) == 1.0
