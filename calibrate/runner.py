@@ -366,9 +366,10 @@ class Runner:
         return f"timeout: /health did not answer within {self.options.timeout_s:g} s"
 
     def _start_server(self, plan: Plan, port: int, log_path: Path) -> subprocess.Popen:
-        self.echo(f"starting vLLM: {shlex.join(self.serve_command(plan, port))} (log: {log_path})")
+        argv = self.serve_command(plan, port)
+        self.echo(f"starting vLLM: {shlex.join(argv)} (log: {log_path})")
         with log_path.open("w") as log_file:
-            return subprocess.Popen(self.serve_command(plan, port), stdout=log_file, stderr=subprocess.STDOUT,
+            return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=self.env(), start_new_session=True)
 
     def _startup_failed(self, plan: Plan, failure: str, log_path: Path, started, samples) -> None:

@@ -137,8 +137,10 @@ class _Config:
         return self.raw.get(key, default)
 
     def flag(self, key: str) -> bool:
-        """A true/false key (absent: false); anything else is an error naming it."""
-        value = self.raw.get(key, False)
+        """A true/false key (absent or null: false); anything else is an error naming it."""
+        value = self.raw.get(key)
+        if value is None:
+            return False
         if not isinstance(value, bool):
             raise PlannerError(f"config.json of {self.model_id} has {key}={value!r}; expected true or false (fix the "
                                "config.json)")

@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from store.errors import StoreError
+
 
 def config(connection=None) -> Config:
     cfg = Config()
@@ -68,8 +70,8 @@ def _migrating(engine: Engine):
             with conn.begin():
                 yield conn
                 if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
-                    raise RuntimeError("the migration left rows pointing at rows that do not exist; nothing "
-                                       "was changed")
+                    raise StoreError("the migration would leave rows pointing at rows that do not exist, so "
+                                     "nothing was changed; report it with the database's `calibrate db current`")
         finally:
             if sqlite:
                 conn.exec_driver_sql("PRAGMA foreign_keys = ON")

@@ -244,3 +244,11 @@ def test_the_lm_head_and_tie_word_embeddings_agree_for_every_family_when_config_
         arch = from_config(silent, model_id)
         has_head = any(t.name == "lm_head" for t in arch.tensors)
         assert has_head != arch.tie_word_embeddings, model_id
+
+
+def test_a_null_switch_is_off_and_a_wrong_kind_is_refused():
+    base = catalog_configs()["Qwen/Qwen2-57B-A14B-Instruct"]
+    assert arch("Qwen/Qwen2-57B-A14B-Instruct").num_params == architecture.from_config(
+        dict(base, attention_bias=None), "m").num_params
+    with pytest.raises(PlannerError, match="has use_qk_norm='yes'; expected true or false"):
+        architecture.from_config(dict(catalog_configs()["CohereForAI/c4ai-command-r-plus"], use_qk_norm="yes"), "m")
