@@ -41,7 +41,7 @@ def test_h20_is_not_an_h200():
 def test_unknown_name_lists_the_closest_known():
     with pytest.raises(PlannerError) as err:
         gpus.lookup("H300")
-    assert str(err.value) == ("unknown GPU 'H300': closest known: H200, GH200, MI300X; use one of the names in "
+    assert str(err.value) == ("unknown GPU 'H300': closest known: H200, GH200, H800; use one of the names in "
                               "`estimator gpus`, or --gpu-memory-gib for a custom device")
 
 
