@@ -6,7 +6,9 @@ For each logged start-up the planner can represent (a catalog model, a GPU it ca
 states, the flags the row gives), the plan's per-GPU weights, activation peak, non-torch and CUDA-graph memory
 and KV cache GiB, and the engine's KV tokens, are printed beside the logged figures; then the median and mean
 absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), and the
-rows that cannot be represented, by reason. The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
+rows that cannot be represented, by reason. A start-up that failed after logging its available KV memory (too
+little for max_model_len) is scored on that figure; a GPU the row does not name is placed by the memory the row
+writes for it. The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
 older logs are marked with their version.
 """
 
@@ -37,6 +39,9 @@ PLAN_FIELD = {"weights_gib": "weights_gib", "activation_peak_gib": "activation_g
               "cuda_graph_gib": "cuda_graph_gib", "kv_cache_gib": "kv_cache_gib"}
 ABSOLUTE = ("cuda_graph_gib",)  # near zero (or negative) in the logs: errors in GiB
 REMARK = re.compile(r"\s*\([^)]*\)")
+GIB_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*GiB")  # "(not named; ... shows a 94.97 GiB GPU)"
+EXPERT_PARALLEL = re.compile(r"enable-expert-parallel|expert.parallel", re.IGNORECASE)
+DECODE_CONTEXT_PARALLEL = re.compile(r"decode-context-parallel", re.IGNORECASE)
 COUNT = re.compile(r"\s+x\s*\d+\b", re.IGNORECASE)
 
 
@@ -52,8 +57,13 @@ def number(cell: str):
 def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     """The plan request a logged start-up describes, or why it cannot be represented."""
     model = bare(row["model"])
-    if "FAILED" in (row.get("notes") or ""):
-        return None, "a failed start-up (nothing to compare)"
+    notes = row.get("notes") or ""
+    if "FAILED" in notes and number(row.get("kv_cache_gib")) is None:
+        return None, "a failed start-up that logged no KV memory (nothing to compare)"
+    if EXPERT_PARALLEL.search(notes):
+        return None, "expert parallelism across data-parallel ranks (the planner shards experts by TP only)"
+    if DECODE_CONTEXT_PARALLEL.search(notes):
+        return None, "decode context parallelism (--decode-context-parallel-size), which the planner does not model"
     catalog = {m.lower(): m for m in catalog_ids()}
     if model.lower() not in catalog:
         return None, "model not in the bundled catalog (or only a local path is named)"
@@ -64,7 +74,8 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     except PlannerError:
         flags["gpu"] = None
     if flags["gpu"] is None:
-        total = number(row.get("gpu_total_gib"))
+        written = GIB_IN_TEXT.search(row.get("gpu") or "")
+        total = number(row.get("gpu_total_gib")) or (float(written.group(1)) if written else None)
         if not total:
             return None, "GPU not named and its memory not logged"
         flags["gpu_memory_gib"] = total

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from estimator import quantization
 from estimator.errors import PlannerError
@@ -105,6 +105,10 @@ class ModelArch:
     derived_max_model_len: int = 2048
     max_len_key: str = "max_position_embeddings"
     longrope_default_len: int | None = None  # vLLM defaults to original_max_position_embeddings for longrope
+    pooling: bool = False  # built for `--runner pooling` (embeddings): no LM head, no sampler
+    # Buffers the model allocates at construction per batched token, in hidden-size rows of the model dtype;
+    # vLLM counts them in "Model loading took" (Qwen3-VL: one deepstack buffer per tapped vision block).
+    buffer_rows_per_token: int = 0
 
     @property
     def num_params(self) -> int:
@@ -124,6 +128,17 @@ class ModelArch:
 
     def default_max_model_len(self) -> int:
         return self.longrope_default_len or self.derived_max_model_len
+
+
+RUNNERS = ("generate", "pooling")  # vllm/config/model.py RunnerType
+
+
+def as_pooling(arch: ModelArch) -> ModelArch:
+    """The model vLLM builds for `--runner pooling` (vllm/model_executor/models/adapters.py
+    _create_pooling_model_cls): the same backbone with the LM head and logits processor left out, so no LM
+    head weights (nor, with tied embeddings, the last stage's copy) and a pooler in place of the sampler."""
+    tensors = tuple(t for t in arch.tensors if t.name not in ("lm_head", "lm_head.bias"))
+    return replace(arch, tensors=tensors, tie_word_embeddings=False, pooling=True)
 
 
 class _Config:
@@ -521,10 +536,59 @@ def _llama4_mm(c: _Config, inv: _Inventory, family: str):
     return attn, extra
 
 
+def _qwen_vision(inv: _Inventory, v: _Config, text_hidden: int, qwen3: bool) -> None:
+    """The Qwen2.5-VL and Qwen3-VL vision towers (vllm/model_executor/models/qwen2_5_vl.py, qwen3_vl.py): a 3-D
+    patch convolution, pre-norm blocks with a fused biased QKV and a biased MLP (gated SiLU in Qwen2.5-VL, GELU
+    in Qwen3-VL), then a merger MLP over 2x2 merged patches into the text width; Qwen3-VL adds learned positions
+    and a 'deepstack' merger per tapped block. Linear layers split over TP as vLLM's default mm_encoder_tp_mode
+    'weights' does."""
+    h, inter, depth = v.int("hidden_size"), v.int("intermediate_size"), v.int("depth")
+    patch, temporal = v.int("patch_size"), v.int("temporal_patch_size", 2)
+    chans = v.int("in_channels", v.get("in_chans", 3))
+    merged = h * v.int("spatial_merge_size", 2) ** 2
+    out = v.int("out_hidden_size", text_hidden)
+    norm = 2 * h if qwen3 else h  # LayerNorm (weight, bias) in Qwen3-VL; RMSNorm in Qwen2.5-VL
+    p = "visual"
+    inv.add(f"{p}.patch_embed.proj", h, chans * temporal * patch * patch + (1 if qwen3 else 0), "rep", "vision",
+            place="first")
+    if qwen3:
+        inv.add(f"{p}.pos_embed", v.int("num_position_embeddings"), h, "rep", "vision", place="first")
+    for i in range(depth):
+        b = f"{p}.blocks.{i}"
+        inv.add(f"{b}.norm1+norm2", 2 * norm, 1, "rep", "vision", place="first")
+        inv.add(f"{b}.attn.qkv", 3 * h, h + 1, "col", "vision", place="first")
+        inv.add(f"{b}.attn.proj", h, h, "row", "vision", place="first")
+        if qwen3:
+            inv.add(f"{b}.mlp.linear_fc1", inter, h + 1, "col", "vision", place="first")
+        else:
+            inv.add(f"{b}.mlp.gate_up_proj", 2 * inter, h + 1, "col", "vision", place="first")
+        inv.add(f"{b}.mlp.down", h, inter, "row", "vision", place="first")
+        inv.add(f"{b}.biases", 2 * h, 1, "rep", "vision", place="first")  # attn.proj and the MLP's output
+    mergers = [("merger", norm)] + [(f"deepstack_merger_list.{k}", 2 * merged)
+                                    for k in range(len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0)]
+    for name, norm_size in mergers:
+        inv.add(f"{p}.{name}.norm", norm_size, 1, "rep", "vision", place="first")
+        inv.add(f"{p}.{name}.fc1", merged, merged + 1, "col", "vision", place="first")
+        inv.add(f"{p}.{name}.fc2", out, merged, "row", "vision", place="first")
+        inv.add(f"{p}.{name}.fc2.bias", out, 1, "rep", "vision", place="first")
+
+
+def _qwen_vl(c: _Config, inv: _Inventory, family: str):
+    """Qwen2.5-VL (text keys at the top level, or in text_config) and Qwen3-VL (dense and MoE)."""
+    text = _Config(_text_config(c) if isinstance(c.get("text_config"), dict) else c.raw, c.model_id)
+    attn, extra = _decoder(text, inv, family)
+    _qwen_vision(inv, _Config(c.get("vision_config") or {}, c.model_id), text.int("hidden_size"),
+                 qwen3=family != "qwen2")
+    # Qwen3VLForConditionalGeneration.__init__ allocates deepstack_input_embeds: one [max_num_batched_tokens,
+    # text hidden] tensor per tapped block (vllm/model_executor/models/qwen3_vl.py).
+    deepstack = len((c.get("vision_config") or {}).get("deepstack_visual_indexes") or []) if family != "qwen2" else 0
+    return attn, dict(extra, multimodal=True, buffer_rows_per_token=deepstack)
+
+
 Builder = Callable[[_Config, _Inventory, str], tuple]
 
-# architectures[0] of config.json -> (family, builder, uses text_config)
-ARCHITECTURES: dict[str, tuple[str, Builder, bool]] = {
+# architectures[0] of config.json -> (family, builder, uses text_config: True, False or "optional")
+ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "LlamaForCausalLM": ("llama", _decoder, False),
     "MistralForCausalLM": ("mistral", _decoder, False),
     "Qwen2ForCausalLM": ("qwen2", _decoder, False),
@@ -547,6 +611,9 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool]] = {
     "DeepseekV3ForCausalLM": ("deepseek", _deepseek, False),
     "GptOssForCausalLM": ("gpt_oss", _gpt_oss, False),
     "Llama4ForConditionalGeneration": ("llama4", _llama4_mm, True),
+    "Qwen2_5_VLForConditionalGeneration": ("qwen2", _qwen_vl, "optional"),
+    "Qwen3VLForConditionalGeneration": ("qwen3", _qwen_vl, True),
+    "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", _qwen_vl, True),
 }
 
 
@@ -589,7 +656,8 @@ INT_KEYS = frozenset((
     "num_experts_per_tok", "n_shared_experts", "first_k_dense_replace", "kv_lora_rank", "q_lora_rank",
     "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group", "sliding_window_pattern",
     "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size",
-    "decoder_sparse_step", "moe_layer_freq"))
+    "decoder_sparse_step", "moe_layer_freq", "depth", "out_hidden_size", "spatial_merge_size", "temporal_patch_size",
+    "num_position_embeddings", "patch_size", "in_channels", "in_chans"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
                        "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
@@ -658,7 +726,8 @@ def from_config(raw: dict, model_id: str) -> ModelArch:
                            f"{_closest(arch)}supported: {', '.join(sorted(ARCHITECTURES))}")
     family, build, uses_text = ARCHITECTURES[arch]
     c = _Config(raw, model_id)
-    text = _Config(_text_config(c) if uses_text else raw, model_id)
+    text = _Config(_text_config(c) if uses_text is True or (uses_text and isinstance(raw.get("text_config"), dict))
+                   else raw, model_id)
     inv = _Inventory()
     attention, extra = build(c, inv, family)
     if extra.get("experts_per_token", 0) > extra.get("num_experts", 0) > 0:

@@ -42,6 +42,8 @@ def plan_options(f):
         click.option("--max-num-batched-tokens", type=int, default=None),
         click.option("--block-size", type=int, default=None),
         click.option("--enforce-eager", is_flag=True, default=None),
+        click.option("--runner", type=click.Choice(("auto", "generate", "pooling")), default=None,
+                     help="As `vllm serve --runner`: pooling for embedding models (default: as vLLM decides)."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -132,11 +132,14 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
             yield t
 
 
-def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None) -> list[float]:
-    """Weight bytes on one TP rank of each pipeline stage."""
+def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None) -> list:
+    """What model loading takes on one TP rank of each pipeline stage: the weights, and on the first stage the
+    buffers the model allocates per batched token (ModelArch.buffer_rows_per_token)."""
     pp, tp = cfg.pipeline_parallel_size, cfg.tensor_parallel_size
+    buffers = arch.buffer_rows_per_token * cfg.max_num_batched_tokens * arch.hidden_size * cfg.dtype_bytes \
+        if arch.buffer_rows_per_token else 0
     return [sum(tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp)
-                for t in stage_tensors(arch, pp, stage)) for stage in range(pp)]
+                for t in stage_tensors(arch, pp, stage)) + (buffers if stage == 0 else 0) for stage in range(pp)]
 
 
 # --- transient and fixed overheads -----------------------------------------------------------------------
@@ -144,7 +147,8 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
 
 def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool) -> float:
     """Peak transient torch memory of vLLM's profile_run: one forward over max_num_batched_tokens tokens,
-    then (last stage) the dummy sampler over min(max_num_seqs, tokens) requests."""
+    then (last stage) the dummy sampler over min(max_num_seqs, tokens) requests. A pooling model runs its pooler
+    instead (gpu_model_runner._dummy_pooler_run), which keeps one hidden vector per request: no peak of its own."""
     tp, tokens = cfg.tensor_parallel_size, cfg.max_num_batched_tokens
     kv_heads_rank = max(1, arch.num_kv_heads // tp)
     qkv = (arch.num_heads // tp + 2 * kv_heads_rank) * arch.head_dim
@@ -154,7 +158,7 @@ def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_s
     else:
         mlp = co.act_mlp_buffers * arch.intermediate_size / tp
     forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv + mlp) * cfg.dtype_bytes
-    if not last_stage:
+    if not last_stage or arch.pooling:
         return forward
     num_reqs = minimum(cfg.max_num_seqs, tokens)
     sampler = num_reqs * arch.vocab_size * SAMPLER_LOGITS_BYTES * co.sampler_fp32_copies
@@ -298,7 +302,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
         # get_kv_cache_configs checks every worker: one null block held back, then a whole request.
         kv_fits = kv_fits & ((avail[s] - bpb[s]) >= bpb[s] * per_request)
     return Pool(budget, weights, act, non_torch, graphs, avail, bpb, smallest(blocks), per_request,
-                max(weights) <= budget, all_true([a > 0 for a in avail]), kv_fits)
+                all_true([w <= budget for w in weights]), all_true([a > 0 for a in avail]), kv_fits)
 
 
 def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,

@@ -29,11 +29,22 @@ class ModelSource:
     tokenizer_max_length: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     generation_config: dict | None = None  # the checkpoint's sampling defaults, when it publishes them
+    # The repo ships a sentence-transformers modules.json, which makes vLLM's `--runner auto` pick pooling
+    # (ModelConfig._get_default_runner_type, get_pooling_config).
+    sentence_transformers: bool = False
 
 
 @lru_cache(maxsize=1)
+def _catalog_file() -> dict:
+    return json.loads(resources.files("estimator").joinpath("data/models.json").read_text())
+
+
 def _catalog() -> dict[str, dict]:
-    return json.loads(resources.files("estimator").joinpath("data/models.json").read_text())["models"]
+    return _catalog_file()["models"]
+
+
+def _catalog_sentence_transformers() -> frozenset[str]:
+    return frozenset(_catalog_file().get("sentence_transformers", ()))
 
 
 def catalog_configs() -> dict[str, dict]:
@@ -116,7 +127,8 @@ def _from_directory(directory: Path, model_id: str, kind: str, notes: tuple[str,
         raise PlannerError(f"{directory} has no config.json; point --model at a model directory or a hub id")
     config = read_config(config_path, f"{config_path}")
     counts = safetensors_param_counts(sorted(directory.glob("*.safetensors")))
-    return ModelSource(model_id, kind, config, counts, _tokenizer_max_length(directory), notes)
+    return ModelSource(model_id, kind, config, counts, _tokenizer_max_length(directory), notes,
+                       sentence_transformers=(directory / "modules.json").is_file())
 
 
 # How long to wait for the hub before saying it cannot be reached: huggingface_hub's own etag timeout when the user
@@ -205,6 +217,12 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
         generation = read_config(generation_path, f"generation_config.json of {repo_id}")
     except Exception:
         pass
+    sentence_transformers = source.sentence_transformers
+    try:
+        hf_hub_download(repo_id, "modules.json", revision=revision, local_files_only=not online, etag_timeout=wait)
+        sentence_transformers = True
+    except Exception:
+        pass
     counts, notes = source.checkpoint_params, ()
     if counts is None and online:
         try:
@@ -215,7 +233,8 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
         except Exception as err:
             notes = (f"safetensors metadata of {repo_id} unavailable ({type(err).__name__}); counts are from "
                      "config.json",)
-    return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length, notes, generation)
+    return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length, notes, generation,
+                       sentence_transformers)
 
 
 def resolve(model: str, revision: str | None = None) -> ModelSource:
@@ -232,5 +251,6 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
         raise PlannerError(f"no such directory: {model}; give an existing model directory or a hub id")
     hit = _catalog_lookup(model)
     if hit:
-        return ModelSource(hit[0], "catalog", hit[1])
+        return ModelSource(hit[0], "catalog", hit[1],
+                           sentence_transformers=hit[0] in _catalog_sentence_transformers())
     return _from_hub(model, revision)

@@ -23,7 +23,7 @@ DEFAULT_GPU = "H100-SXM"
 # Flags of `estimator plan` that are `vllm serve` flags, by ServeConfig field.
 SERVE_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization",
                "dtype", "quantization", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
-               "block_size", "enforce_eager")
+               "block_size", "enforce_eager", "runner")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class PlanRequest:
     block_size: int | None = None
     enforce_eager: bool = False
     revision: str | None = None
+    runner: str | None = None  # generate | pooling; None: as vLLM decides (`--runner auto`)
 
     def __post_init__(self):
         if not isinstance(self.enforce_eager, bool) and self.enforce_eager is not None:
@@ -53,6 +54,11 @@ class PlanRequest:
                      "max_num_batched_tokens", "block_size"):
             positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         positive_number("--gpu-memory-gib", self.gpu_memory_gib)
+        if self.runner == "auto":
+            object.__setattr__(self, "runner", None)
+        if self.runner is not None and self.runner not in architecture.RUNNERS:
+            raise PlannerError(f"--runner {self.runner} is not one the planner models; use "
+                               f"{' or '.join(architecture.RUNNERS)} (or leave it out for vLLM's choice)")
         fraction("--gpu-memory-utilization", self.gpu_memory_utilization)
 
     def flags(self) -> dict:
@@ -204,6 +210,8 @@ def serve_argv(model_id: str, c: ServeConfig, data_parallel_size: int = 1) -> li
             add(field.replace("_", "-"), getattr(c, field))
     if c.enforce_eager:
         argv.append("--enforce-eager")
+    if "runner" in c.explicit:
+        add("runner", c.runner)
     return argv
 
 
@@ -269,6 +277,13 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
         coefficients = choose(coefficients_choice, gpu.name, notes=coefficient_notes)
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
+    if (request.runner or ("pooling" if source.sentence_transformers else "generate")) == "pooling":
+        arch = architecture.as_pooling(arch)
+        if request.runner is None:
+            warnings.append(f"{source.id} ships a sentence-transformers modules.json: vLLM serves it with --runner "
+                            "pooling (an embedding model), so it has no LM head and no sampler")
+        warnings.append("a pooling model answers after the prefill: its TTFT is the request latency, and the output "
+                        "token rates do not apply")
     return _Inputs(gpu, detected_count, gpu_notes, coefficients, coefficient_notes, source, arch, warnings)
 
 

@@ -7,6 +7,7 @@ the performance model evaluate in one call each. GPUs not used by one instance r
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -120,8 +121,9 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
                            ("max_num_batched_tokens", tokens)):
             rows[key] += list(value)
         rows["fits"] += list(fits)
-        rows["weights_fit"] += [bool(pool.weights_fit)] * n
-        rows["weights_gib"] += [max(weights) / GIB] * n
+        # With per-token model buffers (Qwen3-VL) the weights depend on max_num_batched_tokens: one per candidate.
+        rows["weights_fit"] += list(np.broadcast_to(pool.weights_fit, (n,)).astype(bool))
+        rows["weights_gib"] += list(np.broadcast_to(functools.reduce(np.maximum, weights) / GIB, (n,)))
         # The total is what the busy replicas make: a replica with no request adds nothing.
         rows["output_tps"] += list(np.broadcast_to(prediction.output_tokens_per_s * workload.busy_replicas(replicas),
                                                    (n,)))

@@ -38,7 +38,8 @@ class ServeConfig:
     max_num_batched_tokens: int
     block_size: int
     enforce_eager: bool
-    resolved_dtype: str = "bfloat16"  # what the weights and activations run in
+    resolved_dtype: str = "bfloat16"
+    runner: str = "generate"  # generate | pooling (--runner), as the model was built (ModelArch.pooling)  # what the weights and activations run in
     explicit: frozenset[str] = field(default_factory=frozenset)  # flags the user gave
     defaults: tuple[str, ...] = ()  # "flag=value (reason)" for each default filled in
 
@@ -243,7 +244,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
             gpu_memory_utilization: float | None = None, dtype: str | None = None,
             quantization_method: str | None = None, kv_cache_dtype: str | None = None,
             max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None,
-            block_size: int | None = None, enforce_eager: bool = False) -> tuple[ServeConfig, QuantScheme | None, list]:
+            block_size: int | None = None, enforce_eager: bool = False,
+            runner: str | None = None) -> tuple[ServeConfig, QuantScheme | None, list]:
     """Validate flags as vLLM would and fill in its defaults. Returns (config, quant scheme, warnings)."""
     warnings: list[str] = []
     defaults: list[str] = []
@@ -251,7 +253,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
                                 max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                                 dtype=dtype, quantization=quantization_method, kv_cache_dtype=kv_cache_dtype,
                                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                                block_size=block_size).items() if v is not None}
+                                block_size=block_size, runner=runner).items() if v is not None}
     if enforce_eager:
         given.add("enforce_eager")
     for name, value in (("tensor-parallel-size", tensor_parallel_size), ("pipeline-parallel-size", pipeline_parallel_size),
@@ -261,6 +263,10 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         _positive(name, value)
     fraction("--gpu-memory-utilization", gpu_memory_utilization)
 
+    model_runner = "pooling" if arch.pooling else "generate"
+    if runner is not None and runner != model_runner:
+        raise PlannerError(f"--runner {runner} but the model was built for --runner {model_runner}; "
+                           "plan it again with the runner you will serve it with")
     tp, pp = _parallel_sizes(arch, num_gpus, tensor_parallel_size, pipeline_parallel_size, defaults)
     max_len = _max_model_len(arch, max_model_len, defaults)
     quant, quant_method = _resolve_quant(quantization_method, arch)
@@ -282,7 +288,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         tensor_parallel_size=tp, pipeline_parallel_size=pp, max_model_len=max_len,
         gpu_memory_utilization=float(gpu_memory_utilization), dtype=dtype or "auto", quantization=quant_method,
         kv_cache_dtype=kv_dtype, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-        block_size=block, enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype,
+        block_size=block, enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype, runner=model_runner,
         explicit=frozenset(given), defaults=tuple(defaults),
     )
     return cfg, quant, warnings

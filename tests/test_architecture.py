@@ -43,6 +43,10 @@ PUBLISHED_TOTALS = {
     "openai/gpt-oss-20b": 20_914_757_184,
     "openai/gpt-oss-120b": 116_829_156_672,
     "ibm-granite/granite-3.1-8b-instruct": 8_170_848_256,
+    # vision-language checkpoints: the language model plus the vision tower and its mergers
+    "Qwen/Qwen2.5-VL-7B-Instruct": 8_292_166_656,
+    "Qwen/Qwen3-VL-8B-Instruct": 8_767_123_696,
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": 31_070_754_032,
 }
 
 
@@ -59,6 +63,10 @@ PUBLISHED_ROUNDED = {
     "zai-org/GLM-4.5-Air": (106e9, 12e9, 0.02, "model card: 106B total, 12B active (with MTP, without embeddings)"),
     "zai-org/GLM-4.6": (355e9, 32e9, 0.02, "model card: 355B total, 32B active (with MTP, without embeddings)"),
     "MiniMaxAI/MiniMax-M2": (230e9, 10e9, 0.02, "model card: 230B total, 10B active (without embeddings)"),
+    "Qwen/Qwen2.5-VL-3B-Instruct": (3.75e9, None, 0.005, "hub: 3.75B"),
+    "Qwen/Qwen2.5-VL-32B-Instruct": (33.5e9, None, 0.005, "hub: 33.5B"),
+    "Qwen/Qwen2.5-VL-72B-Instruct": (73.4e9, None, 0.005, "hub: 73.4B"),
+    "Qwen/Qwen3-VL-235B-A22B-Instruct": (236e9, None, 0.005, "hub: 236B"),
 }
 
 
@@ -252,3 +260,27 @@ def test_a_null_switch_is_off_and_a_wrong_kind_is_refused():
         dict(base, attention_bias=None), "m").num_params
     with pytest.raises(PlannerError, match="has use_qk_norm='yes'; expected true or false"):
         architecture.from_config(dict(catalog_configs()["CohereForAI/c4ai-command-r-plus"], use_qk_norm="yes"), "m")
+
+
+def test_qwen3_vl_deepstack_buffers_count_as_model_memory():
+    """Qwen3-VL allocates one [max_num_batched_tokens, hidden] buffer per deepstack level at construction, which
+    vLLM's "Model loading took" includes; Qwen2.5-VL has none."""
+    from estimator.gpus import GIB
+    from estimator.plan import PlanRequest, make_plan
+
+    def weights(model, tokens):
+        return make_plan(PlanRequest(model=model, gpu="H100", max_model_len=8192,
+                                     max_num_batched_tokens=tokens)).memory.per_gpu.weights_gib
+
+    assert weights("Qwen/Qwen3-VL-8B-Instruct", 8192) - weights("Qwen/Qwen3-VL-8B-Instruct", 4096) == \
+        pytest.approx(3 * 4096 * 4096 * 2 / GIB)
+    assert weights("Qwen/Qwen2.5-VL-7B-Instruct", 8192) == weights("Qwen/Qwen2.5-VL-7B-Instruct", 4096)
+
+
+def test_qwen2_5_vl_reads_its_text_keys_at_the_top_level_or_in_text_config():
+    flat = catalog_configs()["Qwen/Qwen2.5-VL-7B-Instruct"]
+    text_keys = {k: v for k, v in flat.items() if k not in ("architectures", "model_type", "vision_config")}
+    nested = {"architectures": flat["architectures"], "model_type": flat["model_type"],
+              "vision_config": flat["vision_config"], "text_config": text_keys}
+    assert architecture.from_config(nested, "nested").num_params == \
+        architecture.from_config(flat, "flat").num_params == 8_292_166_656

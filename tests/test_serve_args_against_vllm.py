@@ -22,6 +22,9 @@ SEARCHES = [
     ("Qwen/Qwen3-8B", "H100", 8, Workload(1024, 256, concurrency=256, goal="throughput")),
 ]
 
+# Flags that only some models take, each planned once beside the variants above.
+SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model_len=4096))]
+
 pytestmark = pytest.mark.vllm
 
 VARIANTS = [
@@ -48,6 +51,10 @@ def checked(vllm_py, tmp_path_factory):
                 continue  # e.g. TP 8 on a model whose heads it does not divide: refused before rendering
             assert plan.serve_argv[0] == model_id
             argvs.append([local, *plan.serve_argv[1:]])
+    for model_id, variant in SINGLE:
+        plan = make_plan(PlanRequest(model=model_id, **variant))
+        argvs.append([str(write_config(tmp_path_factory.mktemp("model"), catalog_configs()[model_id])),
+                      *plan.serve_argv[1:]])
     for model_id, gpu, num_gpus, workload in SEARCHES:
         plan = plan_with_search(PlanRequest(model=model_id, gpu=gpu, num_gpus=num_gpus), workload)
         local = str(write_config(tmp_path_factory.mktemp("model"), catalog_configs()[model_id]))
@@ -62,6 +69,11 @@ def checked(vllm_py, tmp_path_factory):
 def test_a_data_parallel_argv_is_among_those_checked(checked):
     argvs, _ = checked
     assert any("--data-parallel-size" in argv for argv in argvs)
+
+
+def test_a_pooling_argv_is_among_those_checked(checked):
+    argvs, _ = checked
+    assert any(a[a.index("--runner") + 1] == "pooling" for a in argvs if "--runner" in a)
 
 
 def test_rendered_argv_is_valid_for_vllm(checked):
