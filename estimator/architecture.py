@@ -254,28 +254,33 @@ def _embeddings(inv: _Inventory, vocab: int, hidden: int, tied: bool, final_norm
         inv.add("lm_head", vocab, hidden, "vocab", "embedding", place="last")
 
 
-def _layer_windows(c: _Config, n: int, family: str) -> list[str]:
-    """Per-layer attention kind: 'full' or 'sliding', as vLLM's model code decides it."""
+# How a family's model code picks its windowed layers when config.json has no layer_types (Decoder.windows):
+#   config: every layer windowed when sliding_window is set (llama.py-style, cache_config.sliding_window);
+#   qwen: none unless use_sliding_window, then the layers from max_window_layers on (qwen2.py, qwen3.py);
+#   alternate: the even layers (gemma2.py, gpt_oss.py);  pattern: all but every sliding_window_pattern-th
+#   layer (gemma3.py, default 6).
+WINDOW_RULES = ("config", "qwen", "alternate", "pattern")
+
+
+def _layer_windows(c: _Config, n: int, rule: str) -> list[str]:
+    """Per-layer attention kind: 'full' or 'sliding', as vLLM's model code decides it (rule: WINDOW_RULES)."""
     layer_types = c.get("layer_types")
     window = c.get("sliding_window")
-    if family in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and not c.get("use_sliding_window", False):
+    if rule == "qwen" and not c.get("use_sliding_window", False):
         return ["full"] * n
     if layer_types:
         if len(layer_types) != n:
             raise PlannerError(f"config.json of {c.model_id} lists {len(layer_types)} layer_types for {n} layers "
                                "(fix the config.json)")
         return ["sliding" if t == "sliding_attention" and window else "full" for t in layer_types]
-    if family in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe"):
+    if rule == "qwen":
         first = c.int("max_window_layers", n, minimum=0)
         return ["sliding" if window and i >= first else "full" for i in range(n)]
-    if family == "gemma2":
+    if rule == "alternate":
         return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
-    if family == "gemma3":
+    if rule == "pattern":
         pattern = c.int("sliding_window_pattern", 6)
         return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(n)]
-    if family == "gpt_oss":
-        return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
-    # llama.py-style models without layer_types fall back to cache_config.sliding_window for every layer.
     return ["sliding" if window else "full"] * n
 
 
@@ -319,6 +324,7 @@ class Decoder:
     norm_bias: bool = False  # LayerNorm with a bias in place of RMSNorm (Phi-3.5-MoE), final norm included
     lm_head_bias_key: str | None = None  # the config key that gives the LM head a bias (Phi-3.5-MoE)
     experts: Experts | None = None
+    windows: str = "config"  # which layers are windowed without layer_types: one of WINDOW_RULES
 
 
 _GEMMA_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
@@ -329,17 +335,18 @@ _BLOCK_SPARSE = dict(count="num_local_experts", width="intermediate_size", block
 DECODERS: dict[str, Decoder] = {
     "llama": Decoder(), "mistral": Decoder(), "granite": Decoder(), "phi3": Decoder(),
     "internlm2": Decoder(bias_key="bias"),  # fused wqkv and w1/w3 hold the same tensors as Llama's
-    "qwen2": Decoder(qkv_bias="always"),
-    "qwen3": Decoder(qk_norm="head"),
-    "gemma2": Decoder(norms=_GEMMA_NORMS),
-    "gemma3": Decoder(qk_norm="head", norms=_GEMMA_NORMS),
+    "qwen2": Decoder(qkv_bias="always", windows="qwen"),
+    "qwen3": Decoder(qk_norm="head", windows="qwen"),
+    "gemma2": Decoder(norms=_GEMMA_NORMS, windows="alternate"),
+    "gemma3": Decoder(qk_norm="head", norms=_GEMMA_NORMS, windows="pattern"),
     "cohere": Decoder(qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",)),  # parallel block
     "mixtral": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**_BLOCK_SPARSE)),
     "granitemoe": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**_BLOCK_SPARSE, router="router.layer")),
     "phimoe": Decoder(norm_bias=True, lm_head_bias_key="lm_head_bias", experts=Experts(**_BLOCK_SPARSE)),
-    "qwen3_moe": Decoder(o_bias="never", qk_norm="head", experts=Experts("num_experts", dense="sparse_step")),
+    "qwen3_moe": Decoder(o_bias="never", qk_norm="head", experts=Experts("num_experts", dense="sparse_step"),
+                         windows="qwen"),
     "qwen2_moe": Decoder(qkv_bias="always", o_bias="never",
-                         experts=Experts("num_experts", shared="sized", dense="sparse_step")),
+                         experts=Experts("num_experts", shared="sized", dense="sparse_step"), windows="qwen"),
     # MiniMax-M2: q/k norms over all heads, 256 routed experts with a routing bias, no shared expert
     "minimax_m2": Decoder(qk_norm="heads", experts=Experts(**dict(_BLOCK_SPARSE, router_bias_key="use_routing_bias"))),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
@@ -398,7 +405,7 @@ def _decoder(c: _Config, inv: _Inventory, family: str):
     if d.experts is not None:
         extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int("num_experts_per_tok"),
                      moe_intermediate_size=c.int(d.experts.width))
-    return _gqa_layers(c, _layer_windows(c, n, family)), extra
+    return _gqa_layers(c, _layer_windows(c, n, d.windows)), extra
 
 
 def _deepseek(c: _Config, inv: _Inventory, family: str):
@@ -453,7 +460,7 @@ def _gpt_oss(c: _Config, inv: _Inventory, family: str):
         _experts(inv, f"model.layers.{i}.mlp", hidden, inter, i, experts, topk, bias=True)
         _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
-    return _gqa_layers(c, _layer_windows(c, n, family)), dict(num_experts=experts, experts_per_token=topk,
+    return _gqa_layers(c, _layer_windows(c, n, "alternate")), dict(num_experts=experts, experts_per_token=topk,
                                                                moe_intermediate_size=inter)
 
 

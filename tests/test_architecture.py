@@ -284,3 +284,8 @@ def test_qwen2_5_vl_reads_its_text_keys_at_the_top_level_or_in_text_config():
               "vision_config": flat["vision_config"], "text_config": text_keys}
     assert architecture.from_config(nested, "nested").num_params == \
         architecture.from_config(flat, "flat").num_params == 8_292_166_656
+
+
+def test_every_decoder_names_a_known_window_rule():
+    assert {d.windows for d in architecture.DECODERS.values()} <= set(architecture.WINDOW_RULES)
+    assert architecture.DECODERS["gemma3"].windows == "pattern" and architecture.DECODERS["llama"].windows == "config"
