@@ -592,6 +592,44 @@ def _qwen_vl(c: _Config, inv: _Inventory, family: str):
     return attn, dict(extra, multimodal=True, buffer_rows_per_token=deepstack)
 
 
+def _mistral3(c: _Config, inv: _Inventory, family: str):
+    """Mistral 3 (Mistral-Small-3.1/3.2): the Mistral decoder and the Pixtral vision encoder (vllm/model_executor/
+    models/mistral3.py, pixtral.py PixtralHFVisionModel): a bias-free patch convolution, RMSNorm pre-norm blocks with
+    fused QKV and a gated SiLU MLP, every block up to vision_feature_layer built; then a projector: RMSNorm, a 2x2
+    patch merger and two linears into the text width."""
+    text = _Config(_text_config(c), c.model_id)
+    attn, extra = _decoder(text, inv, family)
+    v = _Config(c.get("vision_config") or {}, c.model_id)
+    h, inter, layers = v.int("hidden_size"), v.int("intermediate_size"), v.int("num_hidden_layers")
+    patch, chans = v.int("patch_size"), v.int("num_channels", 3)
+    feature = c.get("vision_feature_layer", -1)
+    deepest = max(feature) if isinstance(feature, list) and feature else feature
+    if not isinstance(deepest, int) or isinstance(deepest, bool):
+        raise PlannerError(f"config.json of {c.model_id} has vision_feature_layer={feature!r}; expected an integer "
+                           "or a list of integers (fix the config.json)")
+    built = deepest + layers + 1 if deepest < 0 else deepest  # vLLM's get_layer_index
+    p = "vision_tower"
+    inv.add(f"{p}.patch_conv", h, chans * patch * patch, "rep", "vision", place="first")
+    inv.add(f"{p}.ln_pre", h, 1, "rep", "vision", place="first")
+    for i in range(built):
+        b = f"{p}.transformer.layers.{i}"
+        inv.add(f"{b}.attention_norm+ffn_norm", 2 * h, 1, "rep", "vision", place="first")
+        inv.add(f"{b}.attention.qkv_proj", 3 * h, h, "col", "vision", place="first")
+        inv.add(f"{b}.attention.o_proj", h, h, "row", "vision", place="first")
+        inv.add(f"{b}.feed_forward.gate_up_proj", 2 * inter, h, "col", "vision", place="first")
+        inv.add(f"{b}.feed_forward.down_proj", h, inter, "row", "vision", place="first")
+    text_hidden, bias = text.int("hidden_size"), 1 if c.flag("multimodal_projector_bias") else 0
+    merge = c.int("spatial_merge_size", 2)
+    m = "multi_modal_projector"
+    inv.add(f"{m}.norm", h, 1, "rep", "vision", place="first")
+    inv.add(f"{m}.patch_merger.merging_layer", h, h * merge * merge, "rep", "vision", place="first")
+    inv.add(f"{m}.linear_1", text_hidden, h + bias, "col", "vision", place="first")
+    inv.add(f"{m}.linear_2", text_hidden, text_hidden, "row", "vision", place="first")
+    if bias:
+        inv.add(f"{m}.linear_2.bias", text_hidden, 1, "rep", "vision", place="first")
+    return attn, dict(extra, multimodal=True)
+
+
 Builder = Callable[[_Config, _Inventory, str], tuple]
 
 # architectures[0] of config.json -> (family, builder, uses text_config: True, False or "optional")
@@ -621,6 +659,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen2_5_VLForConditionalGeneration": ("qwen2", _qwen_vl, "optional"),
     "Qwen3VLForConditionalGeneration": ("qwen3", _qwen_vl, True),
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", _qwen_vl, True),
+    "Mistral3ForConditionalGeneration": ("mistral", _mistral3, True),
 }
 
 
@@ -664,9 +703,10 @@ INT_KEYS = frozenset((
     "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group", "sliding_window_pattern",
     "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size",
     "decoder_sparse_step", "moe_layer_freq", "depth", "out_hidden_size", "spatial_merge_size", "temporal_patch_size",
-    "num_position_embeddings", "patch_size", "in_channels", "in_chans"))
+    "num_position_embeddings", "patch_size", "in_channels", "in_chans", "num_channels"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
-                       "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias"))
+                       "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
+                       "multimodal_projector_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
 DICT_KEYS = frozenset(("rope_scaling", "rope_parameters", "quantization_config", "text_config", "vision_config"))
 NUMBER_KEYS = frozenset(("rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",

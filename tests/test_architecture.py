@@ -47,6 +47,7 @@ PUBLISHED_TOTALS = {
     "Qwen/Qwen2.5-VL-7B-Instruct": 8_292_166_656,
     "Qwen/Qwen3-VL-8B-Instruct": 8_767_123_696,
     "Qwen/Qwen3-VL-30B-A3B-Instruct": 31_070_754_032,
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503": 24_011_361_280,
 }
 
 
@@ -289,3 +290,13 @@ def test_qwen2_5_vl_reads_its_text_keys_at_the_top_level_or_in_text_config():
 def test_every_decoder_names_a_known_window_rule():
     assert {d.windows for d in architecture.DECODERS.values()} <= set(architecture.WINDOW_RULES)
     assert architecture.DECODERS["gemma3"].windows == "pattern" and architecture.DECODERS["llama"].windows == "config"
+
+
+def test_mistral3_builds_the_vision_blocks_up_to_the_feature_layer():
+    config = json.loads(json.dumps(catalog_configs()["mistralai/Mistral-Small-3.1-24B-Instruct-2503"]))
+    full = architecture.from_config(config, "m").num_params
+    config["vision_feature_layer"] = -2  # one block fewer: 4 x 1024^2 + 3 x 1024 x 4096 + 2 x 1024 parameters
+    assert full - architecture.from_config(config, "m").num_params == 16_779_264
+    config["vision_feature_layer"] = "last"
+    with pytest.raises(PlannerError, match="vision_feature_layer='last'; expected an integer"):
+        architecture.from_config(config, "m")
