@@ -64,12 +64,15 @@ class Tensor:
 class AttentionLayer:
     """The KV cache one decoder layer keeps, per token, before tensor parallelism."""
 
-    kind: str  # full | sliding | chunked | mla
+    kind: str  # full | sliding | chunked | mla | mamba (a linear-attention layer: a fixed state, no KV per token)
     num_kv_heads: int  # 1 for MLA (one shared latent)
     head_size: int  # K width; for MLA kv_lora_rank + qk_rope_head_dim
     head_size_v: int  # V width; 0 for MLA (no separate V)
     window: int | None = None  # sliding window or attention chunk, in tokens
     latent_value_width: int = 0  # MLA: attention output width per head over the latent (kv_lora_rank)
+    # mamba: the state one request keeps, as (rows split over TP ranks, columns) per tensor (vLLM's
+    # MambaStateShapeCalculator), in the model dtype unless mamba_ssm_cache_dtype says otherwise.
+    state: tuple[tuple[int, int], ...] = ()
 
     @property
     def attention_width(self) -> int:
@@ -79,6 +82,10 @@ class AttentionLayer:
     def bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1) -> float:
         heads = self.num_kv_heads if self.kind == "mla" else max(1, self.num_kv_heads // tp)
         return heads * (self.head_size + self.head_size_v) * kv_dtype_bytes
+
+    def state_bytes(self, state_dtype_bytes: float, tp: int = 1) -> float:
+        """Bytes of one request's state on one TP rank (0 for attention layers)."""
+        return sum(rows // tp * cols for rows, cols in self.state) * state_dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,15 @@ class ModelArch:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def attention_layer(self) -> AttentionLayer:
+        """The first layer that keeps KV per token: its page sets the block size of every group."""
+        return next(a for a in self.attention if a.kind != "mamba")
+
+    @property
+    def state_layers(self) -> tuple[AttentionLayer, ...]:
+        return tuple(a for a in self.attention if a.kind == "mamba")
 
     def kv_bytes_per_token(self, kv_dtype_bytes: float) -> float:
         """KV bytes one token adds across all layers at TP=1 (sliding layers included, as if unbounded)."""
@@ -408,6 +424,60 @@ def _decoder(c: _Config, inv: _Inventory, family: str):
     return _gqa_layers(c, _layer_windows(c, n, d.windows)), extra
 
 
+def _gated_delta_net(c: _Config, inv: _Inventory, i: int, hidden: int) -> AttentionLayer:
+    """A Gated DeltaNet linear-attention layer (vllm/model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py): fused
+    q/k/v/z and b/a input projections, a depthwise causal convolution over q/k/v, per-head dt bias and A, a gated
+    RMSNorm one value head wide and the output projection; its state is the convolution window and one
+    [value head, head_v x head_k] matrix per value head (MambaStateShapeCalculator.gated_delta_net_state_shape)."""
+    k_heads, v_heads = c.int("linear_num_key_heads"), c.int("linear_num_value_heads")
+    k_dim, v_dim, kernel = c.int("linear_key_head_dim"), c.int("linear_value_head_dim"), c.int("linear_conv_kernel_dim")
+    key, value = k_heads * k_dim, v_heads * v_dim
+    p = f"model.layers.{i}.linear_attn"
+    inv.linear(f"{p}.in_proj_qkvz", hidden, 2 * key + 2 * value, "col", i)
+    inv.linear(f"{p}.in_proj_ba", hidden, 2 * v_heads, "col", i)
+    inv.add(f"{p}.conv1d", 2 * key + value, kernel, "col", "norm", i)
+    inv.add(f"{p}.dt_bias+A_log", 2 * v_heads, 1, "col", "norm", i)
+    inv.norm(f"{p}.norm", v_dim, i)
+    inv.linear(f"{p}.out_proj", value, hidden, "row", i)
+    return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1), (v_heads, v_dim * k_dim)))
+
+
+def _qwen3_next(c: _Config, inv: _Inventory, family: str):
+    """Qwen3-Next: Gated DeltaNet layers with gated full attention every full_attention_interval layers
+    (layer_types when given), and a Qwen2-MoE block (routed experts, one gated shared expert) in every layer."""
+    n = c.int("num_hidden_layers")
+    hidden, heads, kv, hd = _attention_dims(c)
+    interval = c.int("full_attention_interval", 4)
+    kinds = c.get("layer_types") or ["full_attention" if (i + 1) % interval == 0 else "linear_attention"
+                                     for i in range(n)]
+    if len(kinds) != n or set(kinds) - {"full_attention", "linear_attention"}:
+        raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
+                           "expected full_attention or linear_attention per layer (fix the config.json)")
+    experts = Experts("num_experts", shared="sized", dense="sparse_step")
+    gate = 2 if c.get("attn_output_gate", True) is not False else 1
+    attn = []
+    for i in range(n):
+        if kinds[i] == "linear_attention":
+            attn.append(_gated_delta_net(c, inv, i, hidden))
+        else:
+            p = f"model.layers.{i}.self_attn"
+            inv.linear(f"{p}.q_proj", hidden, gate * heads * hd, "col", i)  # queries and their output gate
+            inv.linear(f"{p}.k_proj", hidden, kv * hd, "kv", i)
+            inv.linear(f"{p}.v_proj", hidden, kv * hd, "kv", i)
+            inv.linear(f"{p}.o_proj", heads * hd, hidden, "row", i)
+            inv.norm(f"{p}.q_norm", hd, i)
+            inv.norm(f"{p}.k_norm", hd, i)
+            attn.append(AttentionLayer("full", kv, hd, hd))
+        if _is_moe_layer(c, experts, i):
+            _moe_block(c, inv, experts, i, hidden)
+        else:
+            _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
+        _layer_norms(inv, i, hidden)
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    return attn, dict(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
+                      moe_intermediate_size=c.int("moe_intermediate_size"))
+
+
 def _deepseek(c: _Config, inv: _Inventory, family: str):
     """DeepSeek-V2/V3: multi-head latent attention and MoE with shared experts."""
     n = c.int("num_hidden_layers")
@@ -660,6 +730,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3VLForConditionalGeneration": ("qwen3", _qwen_vl, True),
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", _qwen_vl, True),
     "Mistral3ForConditionalGeneration": ("mistral", _mistral3, True),
+    "Qwen3NextForCausalLM": ("qwen3_next", _qwen3_next, False),
 }
 
 
@@ -703,7 +774,9 @@ INT_KEYS = frozenset((
     "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group", "sliding_window_pattern",
     "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size",
     "decoder_sparse_step", "moe_layer_freq", "depth", "out_hidden_size", "spatial_merge_size", "temporal_patch_size",
-    "num_position_embeddings", "patch_size", "in_channels", "in_chans", "num_channels"))
+    "num_position_embeddings", "patch_size", "in_channels", "in_chans", "num_channels", "full_attention_interval",
+    "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
+    "linear_conv_kernel_dim"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
                        "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
                        "multimodal_projector_bias"))

@@ -214,8 +214,14 @@ def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficien
 # --- KV cache groups and blocks ------------------------------------------------------------------------
 
 
+# With prefix caching (vLLM's default) a hybrid model's state layers run in mamba_cache_mode 'align'
+# (MambaModelConfig.verify_and_update_config): each request holds 2 state blocks per group
+# (MambaSpec.max_memory_usage_bytes, no speculative or prefill-checkpoint blocks).
+STATE_BLOCKS_PER_REQUEST = 2
+
+
 def _layer_kind(a: AttentionLayer, hybrid: bool) -> tuple[str, int | None]:
-    if a.kind in ("full", "mla"):
+    if a.kind in ("full", "mla", "mamba"):
         return a.kind, None
     return (a.kind, a.window) if hybrid else ("full", None)
 
@@ -255,6 +261,8 @@ def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=N
         return cdiv(minimum(window - 1 + in_flight, max_len), bs) + 1
     if kind == "chunked":
         return cdiv(minimum(window + in_flight, max_len), bs)
+    if kind == "mamba":
+        return STATE_BLOCKS_PER_REQUEST
     return cdiv(max_len, bs)
 
 
@@ -287,7 +295,9 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     budget = ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     non_torch = non_torch_bytes(cfg, co)
-    page = cfg.block_size * arch.attention[0].bytes_per_token(cfg.kv_dtype_bytes, tp)
+    # One page size for every group: a state layer's page is padded to the attention page (vLLM
+    # _align_hybrid_block_size chose the block size so that the attention page holds the state).
+    page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
     groups = kv_cache_groups(arch)
     per_request = sum(blocks_per_request(spec, cfg) for spec, _ in groups)
     act, graphs, avail, bpb, blocks = [], [], [], [], []
@@ -352,7 +362,7 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
         kv_cache_tokens=int(max_concurrency * cfg.max_model_len), max_concurrency=max_concurrency, fits=fits,
         binding_constraint=binding, reason=reason, block_size=cfg.block_size,
         num_kv_cache_groups=len(kv_cache_groups(arch)), bytes_per_block=int(page), blocks_per_request=per_request,
-        kv_bytes_per_token_per_gpu=arch.attention[0].bytes_per_token(
-            cfg.kv_dtype_bytes, cfg.tensor_parallel_size) * len(ranges[bind]),
+        kv_bytes_per_token_per_gpu=sum(arch.attention[i].bytes_per_token(cfg.kv_dtype_bytes, cfg.tensor_parallel_size)
+                                       for i in ranges[bind]),
         available_kv_bytes=tuple(int(a) for a in pool.available),
     )

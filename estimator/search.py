@@ -22,7 +22,7 @@ from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.memory import kv_pool, weights_per_stage
 from estimator.performance import perf_inputs, predict, speed_known
-from estimator.serve_config import KV_CACHE_DTYPE_BYTES, resolve
+from estimator.serve_config import KV_CACHE_DTYPE_BYTES, hybrid_block_size, resolve
 from estimator.workload import Workload
 
 TP_SIZES = (1, 2, 4, 8)
@@ -101,11 +101,15 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
         except PlannerError:
             continue  # a layout vLLM would refuse (TP not dividing the heads, ...)
         replicas = num_gpus // (tp * pp)
+        kv_bytes = np.array([KV_CACHE_DTYPE_BYTES[k] or base.dtype_bytes for k in kv])
+        # A hybrid model's block holds one linear-attention state: its size follows the KV dtype.
+        block_size = hybrid_block_size(arch, gpu, tp, kv_bytes, base.dtype_bytes, base.block_size) \
+            if arch.state_layers else base.block_size
         cfg = SimpleNamespace(
             tensor_parallel_size=tp, pipeline_parallel_size=pp, gpu_memory_utilization=base.gpu_memory_utilization,
-            block_size=base.block_size, enforce_eager=base.enforce_eager, resolved_dtype=base.resolved_dtype,
+            block_size=block_size, enforce_eager=base.enforce_eager, resolved_dtype=base.resolved_dtype,
             dtype_bytes=base.dtype_bytes, max_model_len=mml, max_num_seqs=seqs, max_num_batched_tokens=tokens,
-            kv_dtype_bytes=np.array([KV_CACHE_DTYPE_BYTES[k] or base.dtype_bytes for k in kv]))
+            kv_dtype_bytes=kv_bytes)
         weights = weights_per_stage(arch, cfg, scheme)
         pool = kv_pool(arch, cfg, gpu, co, weights)
         # vLLM refuses max_num_batched_tokens below max_num_seqs (SchedulerConfig validation).

@@ -14,6 +14,7 @@ from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.quantization import QuantScheme
 from estimator.validate import fraction, positive_int
+from estimator.xp import ceil, maximum
 
 VLLM_REFERENCE_VERSION = "0.32.0"
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py
@@ -119,6 +120,20 @@ def block_size_multiple(arch: ModelArch, gpu: GpuSpec) -> int:
     if gpu.vendor == "cpu":
         return 16 if arch.is_mla else 32
     return 16
+
+
+def hybrid_block_size(arch: ModelArch, gpu: GpuSpec, tp: int, kv_dtype_bytes, state_dtype_bytes: int, block_size):
+    """The block size vLLM settles on for a model with linear-attention (state) layers: the smallest multiple of
+    the kernel block (at least the configured block size) whose attention page holds one layer's state, since
+    every group shares one page size (Platform._align_hybrid_block_size; it may raise a --block-size given).
+    Works on arrays of KV dtypes (the search)."""
+    state = max(a.state_bytes(state_dtype_bytes, tp) for a in arch.state_layers)
+    per_token = arch.attention_layer.bytes_per_token(kv_dtype_bytes, tp)
+    kernel = block_size_multiple(arch, gpu)
+    align = maximum(kernel, block_size)
+    aligned = align * ceil(state / (align * per_token))
+    aligned = kernel * ceil(aligned / kernel)
+    return maximum(block_size, aligned)
 
 
 def _resolve_dtype(flag: str, arch: ModelArch, gpu: GpuSpec, quant: QuantScheme | None, warnings: list) -> str:
@@ -278,6 +293,14 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     max_num_seqs, max_num_batched_tokens = _batch_budget(gpu, tp * pp, max_len, max_num_seqs,
                                                          max_num_batched_tokens, defaults)
     defaults.extend(block_defaults)
+    if arch.state_layers:
+        kv_bytes = KV_CACHE_DTYPE_BYTES[kv_dtype] or DTYPE_BYTES[resolved_dtype]
+        aligned = int(hybrid_block_size(arch, gpu, tp, kv_bytes, DTYPE_BYTES[resolved_dtype], block))
+        if aligned != block:
+            defaults[:] = [d for d in defaults if not d.startswith("block-size=")]  # superseded
+            defaults.append(f"block-size={aligned} (vLLM raises the attention block until its page holds one "
+                            f"linear-attention state of {arch.state_layers[0].state_bytes(DTYPE_BYTES[resolved_dtype], tp):,.0f} bytes)")
+            block = aligned
     if gpu_memory_utilization is None:
         gpu_memory_utilization = DEFAULT_GPU_MEMORY_UTILIZATION
         defaults.append(f"gpu-memory-utilization={DEFAULT_GPU_MEMORY_UTILIZATION} (vLLM default)")

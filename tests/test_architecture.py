@@ -68,6 +68,8 @@ PUBLISHED_ROUNDED = {
     "Qwen/Qwen2.5-VL-32B-Instruct": (33.5e9, None, 0.005, "hub: 33.5B"),
     "Qwen/Qwen2.5-VL-72B-Instruct": (73.4e9, None, 0.005, "hub: 73.4B"),
     "Qwen/Qwen3-VL-235B-A22B-Instruct": (236e9, None, 0.005, "hub: 236B"),
+    # the hub's 81.3B counts the multi-token-prediction layer, which vLLM loads only for speculative decoding
+    "Qwen/Qwen3-Next-80B-A3B-Instruct": (80e9, None, 0.005, "model card: 80B in total"),
 }
 
 
@@ -216,8 +218,8 @@ def config(**changes):
      "LlamaForCausalLM (family llama), which is a different model and is not used in its place; supported: "),
     (config(architectures=["MambaForCausalLM"]),
      "architecture MambaForCausalLM of m is not supported by the planner; supported: "),
-    (config(architectures=["Qwen3NextForCausalLM"]),
-     "architecture Qwen3NextForCausalLM of m is not supported by the planner; the closest supported is "
+    (config(architectures=["Qwen3_5ForCausalLM"]),
+     "architecture Qwen3_5ForCausalLM of m is not supported by the planner; the closest supported is "
      "Qwen3ForCausalLM (family qwen3), which is a different model and is not used in its place; supported: "),
     (config(architectures=None), "config.json of m has no 'architectures' list"),
     (config(hidden_size=None), "config.json of m has no 'hidden_size'"),

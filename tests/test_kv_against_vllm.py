@@ -52,14 +52,22 @@ CASES = [
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,
          max_num_seqs=64, max_num_batched_tokens=8192),
     dict(model="mistralai/Mistral-Small-3.1-24B-Instruct-2503", gpu="H100", max_model_len=32768),
+    # hybrid: Gated DeltaNet state layers beside full attention
+    dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="H100", tensor_parallel_size=4, max_model_len=32768),
+    dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="H200", tensor_parallel_size=2, kv_cache_dtype="fp8"),
+    dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=4, max_model_len=262144,
+         max_num_seqs=64),
 ]
 
 
 def _reference_case(plan) -> dict:
     arch, cfg = plan.arch, plan.config
     tp = cfg.tensor_parallel_size
+    page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
     layers = [{"kind": a.kind, "window": a.window, "head_size": a.head_size,
-               "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp)}
+               "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp),
+               "state": [[rows // tp, cols] for rows, cols in a.state], "state_dtype_bytes": cfg.dtype_bytes,
+               "page": int(page)}
               for a in arch.attention]
     return {"layers": layers, "stages": [list(r) for r in pp_layer_ranges(arch.num_layers, cfg.pipeline_parallel_size)],
             "available": list(plan.memory.available_kv_bytes), "block_size": cfg.block_size,
@@ -92,6 +100,6 @@ def test_kv_pool_matches_vllm(compared, index):
 
 def test_cases_cover_both_outcomes_and_every_attention_kind(compared):
     kinds = {a.kind for _, plan, _ in compared for a in plan.arch.attention}
-    assert kinds == {"full", "sliding", "chunked", "mla"}
+    assert kinds == {"full", "sliding", "chunked", "mla", "mamba"}
     outcomes = {"error" in ref for _, _, ref in compared}
     assert outcomes == {True, False}

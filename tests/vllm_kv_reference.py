@@ -12,13 +12,24 @@ from types import SimpleNamespace as NS
 import torch
 from vllm.config.vllm import VllmConfig
 from vllm.v1.core import kv_cache_utils as K
-from vllm.v1.kv_cache_interface import ChunkedLocalAttentionSpec, FullAttentionSpec, MLAAttentionSpec, SlidingWindowSpec
+from vllm.v1.kv_cache_interface import (
+    ChunkedLocalAttentionSpec,
+    FullAttentionSpec,
+    MambaSpec,
+    MLAAttentionSpec,
+    SlidingWindowSpec,
+)
 from vllm.v1.kv_cache_layout import KVCacheLayout
 
 DTYPES = {2: torch.bfloat16, 1: torch.float8_e4m3fn}
 
 
 def spec(layer: dict, block_size: int, dtype):
+    if layer["kind"] == "mamba":  # a linear-attention state, padded to the attention page as vLLM pads it
+        state_dtype = DTYPES[layer["state_dtype_bytes"]]
+        return MambaSpec(block_size=block_size, shapes=tuple(tuple(s) for s in layer["state"]),
+                         dtypes=(state_dtype,) * len(layer["state"]), page_size_padded=layer["page"],
+                         mamba_cache_mode="align")
     common = dict(block_size=block_size, num_kv_heads=layer["kv_heads"], head_size=layer["head_size"], dtype=dtype)
     if layer["kind"] == "mla":
         return MLAAttentionSpec(**common, cache_dtype_str="auto")
@@ -35,7 +46,7 @@ def vllm_config(case: dict):
         model_config=NS(max_model_len=case["max_model_len"], original_max_model_len=case["max_model_len"]),
         scheduler_config=NS(disable_hybrid_kv_cache_manager=not case["hybrid"],
                             max_num_batched_tokens=case["max_num_batched_tokens"], async_scheduling=True),
-        cache_config=NS(num_gpu_blocks_override=None, prefix_cache_retention_interval=None,
+        cache_config=NS(num_gpu_blocks_override=None, prefix_cache_retention_interval=None, mamba_cache_mode="align",
                         get_resolved_kv_cache_layout=lambda: KVCacheLayout.LBHNC),
         attention_config=NS(hisparse_config=None),
         parallel_config=NS(decode_context_parallel_size=1, tensor_parallel_size=case["tp"],
