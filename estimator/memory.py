@@ -115,6 +115,39 @@ def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> floa
     return t.numel * dtype_bytes
 
 
+def mxfp4_expert_alignment(gpu: GpuSpec | None) -> tuple[int, int]:
+    """(hidden, intermediate per TP rank) multiples vLLM 0.32 pads MXFP4 expert weights to, by the MoE backend it
+    picks for them on this device (fused_moe/oracle/mxfp4.py _get_priority_backends_for_gpt_oss and
+    mxfp4_round_up_hidden_size_and_intermediate_size): the OAI Triton kernels on Hopper (64 on the intermediate
+    size); TRT-LLM on data-center Blackwell and Marlin on consumer Blackwell and before Hopper (256 and 128); Triton
+    or AITER on ROCm, where gpt-oss's SwiGLU variant takes the generic 256 and 256; the CPU kernel's 32."""
+    if gpu is None:
+        return 1, 1
+    if gpu.vendor == "amd":
+        return 256, 256
+    if gpu.vendor == "cpu":
+        return 32, 32
+    cc = gpu.compute_capability or 0.0
+    return (1, 64) if 9.0 <= cc < 10.0 else (256, 128)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return cdiv(value, multiple) * multiple
+
+
+def padded_expert_bytes(t: Tensor, arch: ModelArch, tp: int, quant: QuantScheme, gpu: GpuSpec | None) -> float:
+    """One TP rank's bytes of an MXFP4 expert tensor (or its bias) after vLLM pads the hidden size and the
+    per-rank intermediate size to its kernel's multiples."""
+    align_hidden, align_inter = mxfp4_expert_alignment(gpu)
+    hidden = _round_up(arch.hidden_size, align_hidden)
+    inter = _round_up(cdiv(arch.moe_intermediate_size, tp), align_inter)
+    gate_up = ".experts.gate_up_proj" in t.name
+    if t.kind == "bias":
+        return (2 * inter if gate_up else hidden) * t.copies * 2  # biases stay in 16 bits
+    rows, cols = (2 * inter, hidden) if gate_up else (hidden, inter)
+    return quant.linear_bytes(rows, cols, t.copies)
+
+
 def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
     """The tensors one pipeline stage holds (the one rule the memory plan and the speed model share): its layers',
     the embeddings on the first stage, the final norm and LM head on the last, and with tied embeddings the last
@@ -132,14 +165,23 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
             yield t
 
 
-def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None) -> list:
+def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:
+    """One TP rank's bytes of a tensor as vLLM holds it (MXFP4 experts padded for their kernel)."""
+    tp = cfg.tensor_parallel_size
+    if quant is not None and quant.method == "mxfp4" and ".experts." in t.name and t.kind in ("expert", "bias"):
+        return padded_expert_bytes(t, arch, tp, quant, gpu)
+    return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp)
+
+
+def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None,
+                      gpu: GpuSpec | None = None) -> list:
     """What model loading takes on one TP rank of each pipeline stage: the weights, and on the first stage the
     buffers the model allocates per batched token (ModelArch.buffer_rows_per_token)."""
-    pp, tp = cfg.pipeline_parallel_size, cfg.tensor_parallel_size
+    pp = cfg.pipeline_parallel_size
     buffers = arch.buffer_rows_per_token * cfg.max_num_batched_tokens * arch.hidden_size * cfg.dtype_bytes \
         if arch.buffer_rows_per_token else 0
-    return [sum(tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp)
-                for t in stage_tensors(arch, pp, stage)) + (buffers if stage == 0 else 0) for stage in range(pp)]
+    return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage))
+            + (buffers if stage == 0 else 0) for stage in range(pp)]
 
 
 # --- transient and fixed overheads -----------------------------------------------------------------------
@@ -317,7 +359,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
 
 def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
                 co: Coefficients) -> MemoryPlan:
-    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant))
+    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu))
     pp = cfg.pipeline_parallel_size
     ranges = pp_layer_ranges(arch.num_layers, pp)
     total, budget = gpu.memory_bytes, float(pool.budget)

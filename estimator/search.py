@@ -110,7 +110,7 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
             block_size=block_size, enforce_eager=base.enforce_eager, resolved_dtype=base.resolved_dtype,
             dtype_bytes=base.dtype_bytes, max_model_len=mml, max_num_seqs=seqs, max_num_batched_tokens=tokens,
             kv_dtype_bytes=kv_bytes)
-        weights = weights_per_stage(arch, cfg, scheme)
+        weights = weights_per_stage(arch, cfg, scheme, gpu)
         pool = kv_pool(arch, cfg, gpu, co, weights)
         # vLLM refuses max_num_batched_tokens below max_num_seqs (SchedulerConfig validation).
         valid = tokens >= seqs
