@@ -341,6 +341,7 @@ class Decoder:
     lm_head_bias_key: str | None = None  # the config key that gives the LM head a bias (Phi-3.5-MoE)
     experts: Experts | None = None
     windows: str = "config"  # which layers are windowed without layer_types: one of WINDOW_RULES
+    mlp: str = "gated"  # gated: gate, up and down projections | plain: up and down only (Nemotron's ReLU^2)
 
 
 _GEMMA_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
@@ -356,6 +357,12 @@ DECODERS: dict[str, Decoder] = {
     "gemma2": Decoder(norms=_GEMMA_NORMS, windows="alternate"),
     "gemma3": Decoder(qk_norm="head", norms=_GEMMA_NORMS, windows="pattern"),
     "cohere": Decoder(qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",)),  # parallel block
+    # OLMo 2 (served through vLLM's Transformers backend): norms after attention and after the MLP, q/k norms over
+    # all heads
+    "olmo2": Decoder(qk_norm="heads", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
+    "nemotron": Decoder(mlp="plain", norm_bias=True),  # LayerNorm1P (weight and bias), ReLU^2 MLP
+    "glm4": Decoder(o_bias="never", norms=("input_layernorm", "post_attention_layernorm", "post_self_attn_layernorm",
+                                           "post_mlp_layernorm")),
     "mixtral": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**_BLOCK_SPARSE)),
     "granitemoe": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**_BLOCK_SPARSE, router="router.layer")),
     "phimoe": Decoder(norm_bias=True, lm_head_bias_key="lm_head_bias", experts=Experts(**_BLOCK_SPARSE)),
@@ -408,6 +415,11 @@ def _decoder(c: _Config, inv: _Inventory, family: str):
             inv.add(f"model.layers.{i}.self_attn.k_norm", kv * hd, 1, "kv", "norm", i)
         if d.experts is not None and _is_moe_layer(c, d.experts, i):
             _moe_block(c, inv, d.experts, i, hidden)
+        elif d.mlp == "plain":
+            inv.linear(f"model.layers.{i}.mlp.up_proj", hidden, c.int("intermediate_size"), "col", i,
+                       bias=c.flag("mlp_bias"))
+            inv.linear(f"model.layers.{i}.mlp.down_proj", c.int("intermediate_size"), hidden, "row", i,
+                       bias=c.flag("mlp_bias"))
         else:
             _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i,
                        bias=bool(c.get("mlp_bias", False)))
@@ -730,6 +742,9 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3VLForConditionalGeneration": ("qwen3", _qwen_vl, True),
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", _qwen_vl, True),
     "Mistral3ForConditionalGeneration": ("mistral", _mistral3, True),
+    "Olmo2ForCausalLM": ("olmo2", _decoder, False),
+    "NemotronForCausalLM": ("nemotron", _decoder, False),
+    "Glm4ForCausalLM": ("glm4", _decoder, False),
     "Qwen3NextForCausalLM": ("qwen3_next", _qwen3_next, False),
 }
 

@@ -48,6 +48,7 @@ PUBLISHED_TOTALS = {
     "Qwen/Qwen3-VL-8B-Instruct": 8_767_123_696,
     "Qwen/Qwen3-VL-30B-A3B-Instruct": 31_070_754_032,
     "mistralai/Mistral-Small-3.1-24B-Instruct-2503": 24_011_361_280,
+    "allenai/OLMo-2-1124-7B-Instruct": 7_298_617_344,
 }
 
 
@@ -70,6 +71,11 @@ PUBLISHED_ROUNDED = {
     "Qwen/Qwen3-VL-235B-A22B-Instruct": (236e9, None, 0.005, "hub: 236B"),
     # the hub's 81.3B counts the multi-token-prediction layer, which vLLM loads only for speculative decoding
     "Qwen/Qwen3-Next-80B-A3B-Instruct": (80e9, None, 0.005, "model card: 80B in total"),
+    "allenai/OLMo-2-1124-13B-Instruct": (13.7e9, None, 0.005, "hub: 13.7B"),
+    "allenai/OLMo-2-0325-32B-Instruct": (32.2e9, None, 0.005, "hub: 32.2B"),
+    "nvidia/Nemotron-Mini-4B-Instruct": (4.19e9, None, 0.005, "hub: 4.19B"),
+    "THUDM/GLM-4-9B-0414": (9.4e9, None, 0.005, "hub: 9.4B"),
+    "THUDM/GLM-4-32B-0414": (32.6e9, None, 0.005, "hub: 32.6B"),
 }
 
 

@@ -52,6 +52,9 @@ CASES = [
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,
          max_num_seqs=64, max_num_batched_tokens=8192),
     dict(model="mistralai/Mistral-Small-3.1-24B-Instruct-2503", gpu="H100", max_model_len=32768),
+    dict(model="THUDM/GLM-4-32B-0414", gpu="L40S", tensor_parallel_size=4),  # 2 KV heads, replicated over TP 4
+    dict(model="allenai/OLMo-2-1124-13B-Instruct", gpu="A10G", pipeline_parallel_size=2),
+    dict(model="nvidia/Nemotron-Mini-4B-Instruct", gpu="T4"),
     # hybrid: Gated DeltaNet state layers beside full attention
     dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="H100", tensor_parallel_size=4, max_model_len=32768),
     dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="H200", tensor_parallel_size=2, kv_cache_dtype="fp8"),
