@@ -70,9 +70,11 @@ class AttentionLayer:
     head_size_v: int  # V width; 0 for MLA (no separate V)
     window: int | None = None  # sliding window or attention chunk, in tokens
     latent_value_width: int = 0  # MLA: attention output width per head over the latent (kv_lora_rank)
-    # mamba: the state one request keeps, as (rows split over TP ranks, columns) per tensor (vLLM's
-    # MambaStateShapeCalculator), in the model dtype unless mamba_ssm_cache_dtype says otherwise.
-    state: tuple[tuple[int, int], ...] = ()
+    # mamba: the state one request keeps, as (rows split over TP ranks, columns, groups) per tensor (vLLM's
+    # MambaStateShapeCalculator), in the model dtype unless mamba_ssm_cache_dtype says otherwise. Rows made of
+    # `groups` equal blocks are replicated up to one block per rank when the groups do not divide TP (Mamba2's
+    # B and C groups, extra_groups_for_head_shards); groups=0: plain split.
+    state: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def attention_width(self) -> int:
@@ -83,9 +85,14 @@ class AttentionLayer:
         heads = self.num_kv_heads if self.kind == "mla" else max(1, self.num_kv_heads // tp)
         return heads * (self.head_size + self.head_size_v) * kv_dtype_bytes
 
+    def state_shapes(self, tp: int = 1) -> list[tuple[int, int]]:
+        """One TP rank's state tensors, [rows, columns] each (none for attention layers)."""
+        return [(rows // tp if not groups or groups % tp == 0 else rows // groups, cols)
+                for rows, cols, groups in self.state]
+
     def state_bytes(self, state_dtype_bytes: float, tp: int = 1) -> float:
         """Bytes of one request's state on one TP rank (0 for attention layers)."""
-        return sum(rows // tp * cols for rows, cols in self.state) * state_dtype_bytes
+        return sum(rows * cols for rows, cols in self.state_shapes(tp)) * state_dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -451,7 +458,57 @@ def _gated_delta_net(c: _Config, inv: _Inventory, i: int, hidden: int) -> Attent
     inv.add(f"{p}.dt_bias+A_log", 2 * v_heads, 1, "col", "norm", i)
     inv.norm(f"{p}.norm", v_dim, i)
     inv.linear(f"{p}.out_proj", value, hidden, "row", i)
-    return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1), (v_heads, v_dim * k_dim)))
+    return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1, 0), (v_heads, v_dim * k_dim, 0)))
+
+
+def _mamba2(c: _Config, inv: _Inventory, i: int, hidden: int) -> AttentionLayer:
+    """A Mamba2 mixer (vllm/model_executor/layers/mamba/mamba_mixer2.py): one input projection to the gate, x, the B
+    and C groups and dt per head; a depthwise convolution over x, B and C; A, D and dt bias per head; a gated RMSNorm
+    and the output projection. The state: the convolution window, and [head_dim x state] per head
+    (MambaStateShapeCalculator.mamba2_state_shape). Parameters count the checkpoint's groups; the copies vLLM makes
+    of a single group under TP (a few MB per layer) are left out of the weights."""
+    inner = c.int("mamba_expand", 2) * hidden
+    groups, state, heads = c.int("mamba_n_groups", 1), c.int("mamba_d_state"), c.int("mamba_n_heads")
+    head_dim, kernel = c.int("mamba_d_head"), c.int("mamba_d_conv", 4)
+    bc = 2 * groups * state
+    p = f"model.layers.{i}.mamba"
+    inv.linear(f"{p}.in_proj", hidden, 2 * inner + bc + heads, "col", i, bias=c.flag("mamba_proj_bias"))
+    inv.add(f"{p}.conv1d", inner + bc, kernel + (1 if c.get("mamba_conv_bias", True) else 0), "col", "norm", i)
+    inv.add(f"{p}.A+D+dt_bias", 3 * heads, 1, "col", "norm", i)
+    inv.add(f"{p}.norm", inner, 1, "col", "norm", i)
+    inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=c.flag("mamba_proj_bias"))
+    return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (bc, kernel - 1, groups),
+                                                   (heads, head_dim * state, 0)))
+
+
+def _granite_hybrid(c: _Config, inv: _Inventory, family: str):
+    """Granite 4.0 (GraniteMoeHybrid): Mamba2 or attention per layer_types, then routed experts and a shared MLP
+    (either may be absent), RMSNorms before each."""
+    n = c.int("num_hidden_layers")
+    hidden, heads, kv, hd = _attention_dims(c)
+    kinds = c.get("layer_types") or ["attention"] * n
+    if len(kinds) != n or set(kinds) - {"mamba", "attention"}:
+        raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
+                           "expected mamba or attention per layer (fix the config.json)")
+    experts = c.int("num_local_experts", 0, minimum=0)
+    attn = []
+    for i in range(n):
+        if kinds[i] == "mamba":
+            attn.append(_mamba2(c, inv, i, hidden))
+        else:
+            _gqa_attention(inv, c, i, c.flag("attention_bias"), c.flag("attention_bias"), qk_norm=False)
+            attn.append(AttentionLayer("full", kv, hd, hd))
+        if experts:
+            _moe_block(c, inv, Experts(**dict(_BLOCK_SPARSE, router="router.layer")), i, hidden)
+        shared = c.int("shared_intermediate_size", 0, minimum=0)
+        if shared:
+            inv.linear(f"model.layers.{i}.shared_mlp.input_linear", hidden, 2 * shared, "col", i)
+            inv.linear(f"model.layers.{i}.shared_mlp.output_linear", shared, hidden, "row", i)
+        _layer_norms(inv, i, hidden)
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    extra = dict(num_experts=experts, experts_per_token=c.int("num_experts_per_tok"),
+                 moe_intermediate_size=c.int("intermediate_size")) if experts else {}
+    return attn, extra
 
 
 def _qwen3_next(c: _Config, inv: _Inventory, family: str):
@@ -745,6 +802,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Olmo2ForCausalLM": ("olmo2", _decoder, False),
     "NemotronForCausalLM": ("nemotron", _decoder, False),
     "Glm4ForCausalLM": ("glm4", _decoder, False),
+    "GraniteMoeHybridForCausalLM": ("granitemoehybrid", _granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", _qwen3_next, False),
 }
 
@@ -791,10 +849,11 @@ INT_KEYS = frozenset((
     "decoder_sparse_step", "moe_layer_freq", "depth", "out_hidden_size", "spatial_merge_size", "temporal_patch_size",
     "num_position_embeddings", "patch_size", "in_channels", "in_chans", "num_channels", "full_attention_interval",
     "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
-    "linear_conv_kernel_dim"))
+    "linear_conv_kernel_dim", "mamba_expand", "mamba_n_groups", "mamba_d_state", "mamba_n_heads", "mamba_d_head",
+    "mamba_d_conv", "shared_intermediate_size"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
                        "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
-                       "multimodal_projector_bias"))
+                       "multimodal_projector_bias", "mamba_proj_bias", "mamba_conv_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
 DICT_KEYS = frozenset(("rope_scaling", "rope_parameters", "quantization_config", "text_config", "vision_config"))
 NUMBER_KEYS = frozenset(("rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",

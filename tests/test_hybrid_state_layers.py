@@ -4,6 +4,9 @@ vLLM's own KV sizing agrees on blocks, tokens and groups (tests/test_kv_against_
 what that comparison takes as given: the state's size, the block size vLLM aligns to it, and the search's use of it.
 """
 
+import json
+from pathlib import Path
+
 import pytest
 
 from estimator.architecture import from_config
@@ -11,6 +14,7 @@ from estimator.errors import PlannerError
 from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan, plan_with_search
 from estimator.workload import Workload
+from tests.conftest import run_in_vllm
 
 NEXT = "Qwen/Qwen3-Next-80B-A3B-Instruct"
 
@@ -68,3 +72,38 @@ def test_layer_types_that_are_neither_kind_are_refused():
     config = dict(catalog_configs()[NEXT], layer_types=["sliding_attention"] * 48)
     with pytest.raises(PlannerError, match="expected full_attention or linear_attention per layer"):
         from_config(config, "bad")
+
+
+GRANITE = str(Path(__file__).parent / "fixtures" / "models" / "granite-hybrid")
+
+
+def granite():
+    return from_config(json.loads((Path(GRANITE) / "config.json").read_text()), GRANITE)
+
+
+def test_granite_hybrid_layers_follow_layer_types():
+    a = granite()
+    assert [i for i, layer in enumerate(a.attention) if layer.kind == "full"] == [5, 15, 25, 35]
+    assert len(a.state_layers) == 36 and a.num_experts == 64 and a.experts_per_token == 6
+    # Mamba2 mixer: in_proj to z, x (2 x 3072), B and C (2 x 128) and dt (48 heads), conv over x, B, C with a bias
+    names = {t.name.rsplit(".", 1)[-1]: t for t in a.tensors if t.layer == 0}
+    assert (names["in_proj"].rows, names["in_proj"].cols) == (2 * 3072 + 256 + 48, 1536)
+    assert (names["conv1d"].rows, names["conv1d"].cols) == (3072 + 256, 5)
+
+
+@pytest.mark.vllm
+def test_state_shapes_match_vllms_calculator(vllm_py):
+    """Per TP rank, including Mamba2's single B/C group copied to every rank, against vLLM's own calculator."""
+    granite_config = json.loads((Path(GRANITE) / "config.json").read_text())
+    next_config = catalog_configs()[NEXT]
+    cases, ours = [], []
+    for tp in (1, 2, 4):
+        cases.append(dict(granite_config, kind="mamba2", tp=tp))
+        ours.append(granite().state_layers[0].state_shapes(tp))
+        cases.append(dict(next_config, kind="gdn", tp=tp))
+        ours.append(arch().state_layers[0].state_shapes(tp))
+    reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py", cases)
+    for mine, theirs in zip(ours, reference, strict=True):
+        conv, temporal = theirs  # vLLM keeps the convolution window as one (channels, window) tensor
+        assert sum(rows for rows, _ in mine[:-1]) == conv[0] and {cols for _, cols in mine[:-1]} == {conv[1]}
+        assert list(mine[-1]) == [temporal[0], temporal[1] * temporal[2]]

@@ -60,6 +60,9 @@ CASES = [
     dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="H200", tensor_parallel_size=2, kv_cache_dtype="fp8"),
     dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=4, max_model_len=262144,
          max_num_seqs=64),
+    # Mamba2 state layers (a Granite 4.0 hybrid's shape), their single B/C group copied to both TP ranks
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "granite-hybrid"), gpu="L40S",
+         tensor_parallel_size=2, max_model_len=65536),
 ]
 
 
@@ -69,7 +72,7 @@ def _reference_case(plan) -> dict:
     page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
     layers = [{"kind": a.kind, "window": a.window, "head_size": a.head_size,
                "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp),
-               "state": [[rows // tp, cols] for rows, cols in a.state], "state_dtype_bytes": cfg.dtype_bytes,
+               "state": [list(shape) for shape in a.state_shapes(tp)], "state_dtype_bytes": cfg.dtype_bytes,
                "page": int(page)}
               for a in arch.attention]
     return {"layers": layers, "stages": [list(r) for r in pp_layer_ranges(arch.num_layers, cfg.pipeline_parallel_size)],
@@ -87,7 +90,7 @@ def compared(vllm_py):
     return list(zip(CASES, plans, reference, strict=True))
 
 
-@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['model'].split('/')[1]}-{c['gpu']}" for c in CASES])
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['model'].split('/')[-1]}-{c['gpu']}" for c in CASES])
 def test_kv_pool_matches_vllm(compared, index):
     case, plan, ref = compared[index]
     m = plan.memory

@@ -23,7 +23,9 @@ SEARCHES = [
 ]
 
 # Flags that only some models take, each planned once beside the variants above.
-SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model_len=4096))]
+SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model_len=4096)),
+          (str(Path(__file__).parent / "fixtures" / "models" / "granite-hybrid"),
+           dict(gpu="L40S", tensor_parallel_size=2, max_model_len=65536))]
 
 pytestmark = pytest.mark.vllm
 
@@ -53,8 +55,9 @@ def checked(vllm_py, tmp_path_factory):
             argvs.append([local, *plan.serve_argv[1:]])
     for model_id, variant in SINGLE:
         plan = make_plan(PlanRequest(model=model_id, **variant))
-        argvs.append([str(write_config(tmp_path_factory.mktemp("model"), catalog_configs()[model_id])),
-                      *plan.serve_argv[1:]])
+        local = model_id if Path(model_id).is_dir() else \
+            str(write_config(tmp_path_factory.mktemp("model"), catalog_configs()[model_id]))
+        argvs.append([local, *plan.serve_argv[1:]])
     for model_id, gpu, num_gpus, workload in SEARCHES:
         plan = plan_with_search(PlanRequest(model=model_id, gpu=gpu, num_gpus=num_gpus), workload)
         local = str(write_config(tmp_path_factory.mktemp("model"), catalog_configs()[model_id]))
