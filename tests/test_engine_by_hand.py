@@ -1,0 +1,95 @@
+"""Issue 12: the speed model's engine pinned around its step function. `_Engine.stage_step` is priced by hand in
+test_prediction_by_hand.py; here it is the unit, and what is built on it is checked term by term: pipeline
+microbatches and hand-offs, the prefill chunks a running batch leaves room for, the closed loop's waves and queue,
+and the open loop's settling."""
+
+import dataclasses
+import math
+
+import pytest
+
+from estimator.performance import PerfInputs, _Engine, predict
+from tests.test_prediction_by_hand import COEFFICIENTS, TOY
+
+CO = dataclasses.replace(COEFFICIENTS, pp_transfer_latency_us=50.0, request_overhead_ms=7.0, seq_overhead_us=3.0,
+                         wave_sync=1.0)
+
+
+def engine(**changes) -> _Engine:
+    return _Engine(PerfInputs(**dict(TOY, **changes)), CO)
+
+
+def test_pipeline_stages_run_microbatches_and_hand_off_between_stages():
+    e = engine(pp=2)
+    hand_off = 50e-6
+    assert e.step(1, 0) == pytest.approx(2 * e.stage_step(1, 0) + hand_off, rel=1e-12)  # one sequence: one micro
+    assert e.step(8, 100) == pytest.approx(2 * e.stage_step(4, 50) + hand_off, rel=1e-12)  # split in two
+    assert e.step(0, 300) == pytest.approx(2 * e.stage_step(0, 300) + hand_off, rel=1e-12)  # a prompt alone
+    e4 = engine(pp=4)
+    assert e4.step(2, 0) == pytest.approx(4 * e4.stage_step(1, 0) + 3 * hand_off, rel=1e-12)  # 2 of 4 stages
+    one = engine()
+    assert one.step(8, 100) == pytest.approx(one.stage_step(8, 100), rel=1e-12)  # no pipeline: no hand-off
+
+
+def test_sequence_overhead_is_per_decoding_sequence():
+    e, without = engine(), _Engine(PerfInputs(**TOY), dataclasses.replace(CO, seq_overhead_us=0.0))
+    assert e.stage_step(5, 40) - without.stage_step(5, 40) == pytest.approx(5 * 3e-6, rel=1e-9)
+
+
+@pytest.mark.parametrize("batch,mixed_prefill,own_chunk", [
+    (1, None, 100),  # alone: no other prompts; its own prompt in one 100-token chunk
+    (3, 100, 100),  # 2 others x 100 / 10 = 20 prompt tokens per step: a 100-token chunk in a fifth of the steps
+    (30, 290, 100),  # 29 x 10 = 290 > one chunk: every step carries all 290 prompt tokens (the budget allows)
+    (2000, 48, 49),  # the batch leaves 48 tokens of the 2,048 budget; its own prompt in chunks of 49
+])
+def test_a_running_batch_shares_each_step_with_prompt_chunks(batch, mixed_prefill, own_chunk):
+    e = engine(input_len=100, output_len=10, max_num_batched_tokens=2048)
+    ttft, tpot, latency = e.cycle(batch)
+    plain = e.step(batch, 0.0)
+    prefill = (batch - 1) * 100 / 10
+    if mixed_prefill is None:
+        assert tpot == pytest.approx(plain, rel=1e-12)
+    elif prefill <= 100:
+        share = prefill / 100
+        assert tpot == pytest.approx((1 - share) * plain + share * e.step(batch, mixed_prefill), rel=1e-12)
+    else:
+        assert tpot == pytest.approx(e.step(batch, mixed_prefill), rel=1e-12)
+    chunks = math.ceil(100 / own_chunk)
+    assert ttft == pytest.approx(7e-3 + chunks * e.step(batch - 1, own_chunk), rel=1e-12)
+    assert latency == pytest.approx(ttft + 9 * tpot, rel=1e-12)
+
+
+def test_a_closed_loop_waits_for_the_waves_prompts_and_for_a_slot():
+    x = PerfInputs(**dict(TOY, concurrency=16, batch_cap=64))
+    e = _Engine(x, CO)
+    p = predict(x, CO)
+    ttft, tpot, latency = e.cycle(16)
+    # 16 requests start together: each waits on average for half of the other 15 prompts, prefilled in chunks of
+    # min(budget, 16 x 100) tokens
+    burst = 15 * 100 / 2 / 1600 * e.step(0.0, 1600)
+    assert float(p.ttft_ms) == pytest.approx((ttft + burst) * 1e3, rel=1e-9)
+    assert float(p.batch) == 16
+    # 96 users but 64 slots: the 32 waiting ones wait half a latency each on average (96/64 - 1)
+    crowded = PerfInputs(**dict(TOY, concurrency=96, batch_cap=64))
+    q = predict(crowded, CO)
+    e64 = _Engine(crowded, CO)
+    ttft64, _, latency64 = e64.cycle(64)
+    burst64 = 63 * 100 / 2 / 2048 * e64.step(0.0, 2048)
+    assert float(q.ttft_ms) == pytest.approx((ttft64 + burst64 + 0.5 * latency64) * 1e3, rel=1e-9)
+    assert float(q.request_latency_ms) == pytest.approx((latency64 + 0.5 * latency64) * 1e3, rel=1e-9)
+    # the same 96 prompts sent at once and no more (an offline batch): the queue drains in waves, half as long
+    drained = PerfInputs(**dict(TOY, concurrency=96, batch_cap=64, num_prompts=96))
+    assert float(predict(drained, CO).request_latency_ms) == pytest.approx((latency64 + 0.25 * latency64) * 1e3,
+                                                                           rel=1e-9)
+
+
+def test_an_open_loop_settles_where_batch_equals_rate_times_latency():
+    x = PerfInputs(**dict(TOY, concurrency=0, request_rate=20.0, batch_cap=64))
+    p = predict(x, CO)
+    _, _, latency = _Engine(x, CO).cycle(float(p.batch))
+    assert float(p.batch) == pytest.approx(20.0 * latency, rel=1e-6)
+    assert float(p.output_tokens_per_s) == pytest.approx(20.0 * 10, rel=1e-9)  # it keeps up: rate x output
+    assert not bool(p.saturated)
+    # a rate beyond what 64 slots sustain: saturated, TTFT unbounded
+    flooded = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=1e4, batch_cap=64)), CO)
+    assert bool(flooded.saturated) and math.isinf(float(flooded.ttft_ms))
