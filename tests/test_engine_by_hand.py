@@ -93,3 +93,83 @@ def test_an_open_loop_settles_where_batch_equals_rate_times_latency():
     # a rate beyond what 64 slots sustain: saturated, TTFT unbounded
     flooded = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=1e4, batch_cap=64)), CO)
     assert bool(flooded.saturated) and math.isinf(float(flooded.ttft_ms))
+
+
+def test_a_rate_under_one_request_per_second_is_an_open_loop_too():
+    x = PerfInputs(**dict(TOY, concurrency=0, request_rate=0.5, batch_cap=64))
+    p = predict(x, CO)
+    e = _Engine(x, CO)
+    ttft, _, latency = e.cycle(float(p.batch))
+    assert float(p.batch) == pytest.approx(max(0.5 * latency, 1.0), rel=1e-6)  # a lone request at a time
+    assert float(p.output_tokens_per_s) == pytest.approx(0.5 * 10, rel=1e-9)
+    assert float(p.ttft_ms) == pytest.approx(ttft * 1e3, rel=1e-9)  # no wave, no queue: requests come one by one
+    assert float(p.request_latency_ms) == pytest.approx(latency * 1e3, rel=1e-9)
+
+
+def test_open_and_closed_loops_side_by_side_in_one_array():
+    import numpy as np
+
+    both = PerfInputs(**dict(TOY, concurrency=np.array([8.0, 0.0]), request_rate=np.array([0.0, 2.0]), batch_cap=64))
+    p = predict(both, CO)
+    closed = predict(PerfInputs(**dict(TOY, concurrency=8, batch_cap=64)), CO)
+    open_ = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=2.0, batch_cap=64)), CO)
+    assert p.batch[0] == closed.batch and p.batch[1] == pytest.approx(float(open_.batch), rel=1e-9)
+    assert p.ttft_ms[1] == pytest.approx(float(open_.ttft_ms), rel=1e-9)
+
+
+def test_one_output_token_and_a_full_step_budget():
+    e = engine(input_len=100, output_len=1, max_num_batched_tokens=2048)
+    ttft, tpot, latency = e.cycle(4)
+    assert latency == ttft  # the first token is the last
+    # 3 others x 100 prompt tokens per output token: 300 > a 100-token chunk, every step carries them
+    assert tpot == pytest.approx(e.step(4, 300), rel=1e-12)
+    p = predict(PerfInputs(**dict(TOY, output_len=1, concurrency=4)), CO)
+    assert float(p.total_tokens_per_s) == pytest.approx(float(p.output_tokens_per_s) * 101, rel=1e-12)
+    # a batch as large as the budget leaves one token of room: prompts advance a token per step
+    full = engine(input_len=100, output_len=10, max_num_batched_tokens=64)
+    _, tpot64, _ = full.cycle(64)
+    assert tpot64 == pytest.approx(full.step(64, 1), rel=1e-12)
+    ttft64, _, _ = full.cycle(64)
+    assert ttft64 == pytest.approx(7e-3 + 100 * full.step(63, 1), rel=1e-12)
+
+
+def test_one_slot_and_one_prompt():
+    one_slot = PerfInputs(**dict(TOY, concurrency=4, batch_cap=1))
+    p = predict(one_slot, CO)
+    _, _, latency = _Engine(one_slot, CO).cycle(1)
+    assert float(p.batch) == 1 and float(p.request_latency_ms) == pytest.approx((latency + 3 * latency) * 1e3)
+    single = predict(PerfInputs(**dict(TOY, concurrency=0, num_prompts=1, batch_cap=64)), CO)
+    assert float(single.batch) == 1  # an offline run of one prompt runs one sequence
+
+
+def test_itl_is_the_time_per_output_token():
+    p = predict(PerfInputs(**dict(TOY, concurrency=4)), CO)
+    assert float(p.itl_ms) == float(p.tpot_ms) > 1
+
+
+def test_saturation_starts_just_above_what_the_slots_or_the_api_server_sustain():
+    slow = dict(TOY, output_len=1000, concurrency=0, batch_cap=4)
+    _, _, latency = _Engine(PerfInputs(**dict(slow, request_rate=1.0)), CO).cycle(4)
+    sustained = 4 / latency  # requests/s that 4 slots serve
+    assert not bool(predict(PerfInputs(**dict(slow, request_rate=0.99 * sustained)), CO).saturated)
+    assert bool(predict(PerfInputs(**dict(slow, request_rate=1.5 * sustained)), CO).saturated)
+    # the API server: each request and streamed token costs it time, whatever the engine could do
+    served = dict(TOY, concurrency=0, batch_cap=4096, online=1, output_len=10)
+    busy = dataclasses.replace(CO, api_request_ms=500.0)  # a server passing on about 2 requests/s
+    frontend = 1 / (busy.api_request_ms / 1e3 + 10 * busy.api_token_us * 1e-6)
+    assert not bool(predict(PerfInputs(**dict(served, request_rate=0.99 * frontend)), busy).saturated)
+    assert bool(predict(PerfInputs(**dict(served, request_rate=1.5 * frontend)), busy).saturated)
+
+
+def test_an_api_server_that_binds_stretches_every_token():
+    # a closed loop of 64 users through the API server: the engine could finish more requests per second than
+    # the server passes on, so each token reaches its client later by the same factor
+    x = PerfInputs(**dict(TOY, concurrency=64, batch_cap=64, online=1))
+    p = predict(x, dataclasses.replace(CO, api_request_ms=50.0))
+    e = _Engine(x, dataclasses.replace(CO, api_request_ms=50.0))
+    _, tpot, latency = e.cycle(64)
+    frontend = 1 / (50.0 / 1e3 + 10 * CO.api_token_us * 1e-6)
+    stretch = (64 / latency) / frontend
+    assert stretch > 1
+    assert float(p.tpot_ms) == pytest.approx(tpot * stretch * 1e3, rel=1e-9)
+    assert float(p.output_tokens_per_s) == pytest.approx(frontend * 10, rel=1e-9)

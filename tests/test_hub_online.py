@@ -27,6 +27,10 @@ def hub():
         ("acme/tiny", "main", "model.safetensors"): safetensors_header({"BF16": PARAMETERS}),
         ("acme/tiny", "v1", "config.json"): json.dumps(pinned).encode(),
         ("acme/noconfig", "main", "README.md"): b"no config here",
+        # a sentence-transformers repository: vLLM serves it as a pooling (embedding) model
+        ("acme/embed", "main", "config.json"): json.dumps(config).encode(),
+        ("acme/embed", "main", "modules.json"): json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                              "type": "sentence_transformers.models.Transformer"}]).encode(),
     }
     with FakeHub(files) as server:
         yield server
@@ -54,6 +58,18 @@ def test_a_hub_model_is_planned_with_its_generation_config_and_exact_parameter_c
     cached, _ = plan("acme/tiny", "http://127.0.0.1:9", tmp_path, offline=True)
     assert cached.returncode == 0, cached.stderr
     assert json.loads(cached.stdout)["model"]["max_model_len"] == 40960
+
+
+def test_a_sentence_transformers_repo_on_the_hub_is_planned_for_pooling(hub, tmp_path):
+    generating, _ = plan("acme/tiny", hub.url, tmp_path)
+    assert json.loads(generating.stdout)["config"]["runner"] == "generate"
+    run, _ = plan("acme/embed", hub.url, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["config"]["runner"] == "pooling"
+    # and again from the cache, offline: modules.json was kept with the config
+    cached, _ = plan("acme/embed", "http://127.0.0.1:9", tmp_path, offline=True)
+    assert cached.returncode == 0, cached.stderr
+    assert json.loads(cached.stdout)["config"]["runner"] == "pooling"
 
 
 def test_a_revision_can_be_pinned(hub, tmp_path):
