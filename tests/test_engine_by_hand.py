@@ -88,6 +88,8 @@ def test_an_open_loop_settles_where_batch_equals_rate_times_latency():
     p = predict(x, CO)
     _, _, latency = _Engine(x, CO).cycle(float(p.batch))
     assert float(p.batch) == pytest.approx(20.0 * latency, rel=1e-6)
+    ttft, _, _ = _Engine(x, CO).cycle(float(p.batch))
+    assert float(p.ttft_ms) == pytest.approx(ttft * 1e3, rel=1e-6)  # arrivals are spread out: no wave to wait for
     assert float(p.output_tokens_per_s) == pytest.approx(20.0 * 10, rel=1e-9)  # it keeps up: rate x output
     assert not bool(p.saturated)
     # a rate beyond what 64 slots sustain: saturated, TTFT unbounded
@@ -109,10 +111,10 @@ def test_a_rate_under_one_request_per_second_is_an_open_loop_too():
 def test_open_and_closed_loops_side_by_side_in_one_array():
     import numpy as np
 
-    both = PerfInputs(**dict(TOY, concurrency=np.array([8.0, 0.0]), request_rate=np.array([0.0, 2.0]), batch_cap=64))
+    both = PerfInputs(**dict(TOY, concurrency=np.array([8.0, 0.0]), request_rate=np.array([0.0, 0.5]), batch_cap=64))
     p = predict(both, CO)
     closed = predict(PerfInputs(**dict(TOY, concurrency=8, batch_cap=64)), CO)
-    open_ = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=2.0, batch_cap=64)), CO)
+    open_ = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=0.5, batch_cap=64)), CO)
     assert p.batch[0] == closed.batch and p.batch[1] == pytest.approx(float(open_.batch), rel=1e-9)
     assert p.ttft_ms[1] == pytest.approx(float(open_.ttft_ms), rel=1e-9)
 
@@ -152,6 +154,11 @@ def test_saturation_starts_just_above_what_the_slots_or_the_api_server_sustain()
     _, _, latency = _Engine(PerfInputs(**dict(slow, request_rate=1.0)), CO).cycle(4)
     sustained = 4 / latency  # requests/s that 4 slots serve
     assert not bool(predict(PerfInputs(**dict(slow, request_rate=0.99 * sustained)), CO).saturated)
+    # under one request/s but longer than a second each: still no wave in the first token
+    steady = PerfInputs(**dict(slow, request_rate=0.9, batch_cap=64))
+    q = predict(steady, CO)
+    assert float(q.batch) > 1
+    assert float(q.ttft_ms) == pytest.approx(_Engine(steady, CO).cycle(float(q.batch))[0] * 1e3, rel=1e-6)
     assert bool(predict(PerfInputs(**dict(slow, request_rate=1.5 * sustained)), CO).saturated)
     # the API server: each request and streamed token costs it time, whatever the engine could do
     served = dict(TOY, concurrency=0, batch_cap=4096, online=1, output_len=10)
@@ -172,4 +179,49 @@ def test_an_api_server_that_binds_stretches_every_token():
     stretch = (64 / latency) / frontend
     assert stretch > 1
     assert float(p.tpot_ms) == pytest.approx(tpot * stretch * 1e3, rel=1e-9)
+    assert float(p.request_latency_ms) == pytest.approx(latency * stretch * 1e3, rel=1e-9)
     assert float(p.output_tokens_per_s) == pytest.approx(frontend * 10, rel=1e-9)
+
+
+def test_windowed_layers_attention_and_the_lm_head_add_to_a_step():
+    """Decode reads each windowed layer's KV over min(context, window) tokens, attention adds FLOPs per context
+    token (a decoding sequence's context: prompt + half the output; a prompt token's: half the prompt), and the
+    LM head runs once per decoding sequence."""
+    from estimator.performance import step_work
+
+    x = PerfInputs(**dict(TOY, kv_window=3e4, window=64, attn_flops_full=1e6, attn_flops_window=5e5,
+                          lm_head_flops=2e9))
+    experts, kv, gemm, attn = step_work(x, 4, 200, 105.0, 50.0, 204)
+    assert kv == pytest.approx(4 * (1e5 * 105 + 3e4 * 64))
+    assert gemm == pytest.approx(2e10 * 204 + 2e9 * 4)
+    assert attn == pytest.approx(4 * (1e6 * 105 + 5e5 * 64) + 200 * (1e6 * 50 + 5e5 * 50))
+    assert experts == 0
+    e = _Engine(x, CO)
+    assert (e.ctx_dec, e.ctx_pre) == (105.0, 50.0)
+
+
+def test_rates_are_clipped_at_the_datasheet_and_rocm_attention_is_slower():
+    import numpy as np
+
+    from estimator.performance import _rates
+
+    x = PerfInputs(**dict(TOY, link=np.array(["pcie"]), gpu=np.array(["toy"]), rocm=1, weight_only_low_bit=1))
+    # factors above 1 are refused: nothing runs faster than the datasheet
+    over = dataclasses.replace(CO, attention_bandwidth_factor=1.5, rocm_attention_factor=1.5, rocm_moe_factor=1.5,
+                               low_bit_compute_factor=1.5, tp_efficiency={"pcie": 1.5, "nvlink": 1.5, "xgmi": 1.5},
+                               per_gpu={"toy": [1.5, 1.5, 1.0]})
+    at_one = dataclasses.replace(over, attention_bandwidth_factor=1.0, rocm_attention_factor=1.0, rocm_moe_factor=1.0,
+                                 low_bit_compute_factor=1.0, tp_efficiency={"pcie": 1.0, "nvlink": 1.0, "xgmi": 1.0},
+                                 per_gpu={"toy": [1.0, 1.0, 1.0]})
+    r_over, r_one = _rates(x, over), _rates(x, at_one)
+    for field in ("kv_bw", "flops_rate", "attn_rate", "tp_eff", "moe_factor", "weight_bw"):
+        assert np.allclose(getattr(r_over, field), getattr(r_one, field)), field
+    # on ROCm attention runs at rocm_attention_factor of the CUDA rate, both for KV reads and attention FLOPs
+    half = dataclasses.replace(at_one, rocm_attention_factor=0.5)
+    assert np.allclose(_rates(x, half).attn_rate, 0.5 * r_one.attn_rate)
+    assert np.allclose(_rates(x, half).kv_bw, 0.5 * r_one.kv_bw)
+    # a small model reaches a lower share of the peak: the size term scales the compute efficiency down
+    small = dataclasses.replace(at_one, per_gpu={"toy": [0.5, 0.5, 1.0]}, size_exponent=0.5,
+                                size_reference_params=4e10)  # 1e10 / 4e10 = 1/4 -> scale 1/2
+    assert np.allclose(_rates(PerfInputs(**dict(TOY, rocm=0)), small).attn_rate, 1e14 * 0.5 * 0.5)
+    assert np.allclose(_rates(PerfInputs(**dict(TOY, rocm=0)), small).flops_rate, 1e14 * 0.5 * 0.5)

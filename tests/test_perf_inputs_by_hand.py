@@ -162,3 +162,23 @@ def test_intervals_of_one_configuration_are_plain_floats():
 def test_weight_only_low_bit_is_four_bit_weights_with_16_bit_math():
     w4a8 = QuantScheme("compressed-tensors", 4, fp8_compute=True)  # 4-bit weights, FP8 activations: FP8 GEMMs
     assert weight_only_low_bit(w4a8) == 0 and weight_only_low_bit(QuantScheme("gptq", 4)) == 1
+
+
+def test_the_peak_follows_the_activation_dtype_and_active_parameters_split_over_tp():
+    """MI100 runs BF16 at half its FP16 matrix rate (92.3 vs 184.6 TFLOP/s): a bfloat16 model gets the BF16 rate
+    for its GEMMs and its attention. Per rank, TP 2 holds half the active parameters."""
+    from estimator.gpus import lookup
+    from estimator.performance import perf_inputs, speed_known
+    from estimator.plan import PlanRequest, make_plan
+    from estimator.workload import Workload
+
+    def inputs(**flags):
+        plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", max_model_len=8192, **flags))
+        return perf_inputs(plan.arch, plan.gpu, plan.config, plan.quant, plan.memory.num_gpu_blocks, Workload())
+
+    mi100 = inputs(gpu="MI100")
+    assert mi100.peak_flops == 92.3e12 and mi100.attn_peak_flops == 92.3e12
+    assert inputs(gpu="MI100", dtype="float16").peak_flops == 184.6e12
+    one, two = inputs(gpu="H100"), inputs(gpu="H100", tensor_parallel_size=2, num_gpus=2)
+    assert two.active_params_rank == pytest.approx(one.active_params_rank / 2, rel=2e-3)
+    assert speed_known(lookup("T4"))  # FP16 tensor cores only: its speed is known
