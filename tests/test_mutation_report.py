@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
-import mutation_report  # noqa: E402
+import mutation_report
 
 
 def test_a_reason_applies_only_to_the_change_it_was_written_for():
