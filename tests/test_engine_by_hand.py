@@ -191,10 +191,10 @@ def test_windowed_layers_attention_and_the_lm_head_add_to_a_step():
 
     x = PerfInputs(**dict(TOY, kv_window=3e4, window=64, attn_flops_full=1e6, attn_flops_window=5e5,
                           lm_head_flops=2e9))
-    experts, kv, gemm, attn = step_work(x, 4, 200, 105.0, 50.0, 204)
+    experts, kv, gemm, attn = step_work(x, 4, 200, 105.0, 100.0, 204)
     assert kv == pytest.approx(4 * (1e5 * 105 + 3e4 * 64))
     assert gemm == pytest.approx(2e10 * 204 + 2e9 * 4)
-    assert attn == pytest.approx(4 * (1e6 * 105 + 5e5 * 64) + 200 * (1e6 * 50 + 5e5 * 50))
+    assert attn == pytest.approx(4 * (1e6 * 105 + 5e5 * 64) + 200 * (1e6 * 100 + 5e5 * 64))
     assert experts == 0
     e = _Engine(x, CO)
     assert (e.ctx_dec, e.ctx_pre) == (105.0, 50.0)

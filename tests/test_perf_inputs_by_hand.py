@@ -182,3 +182,5 @@ def test_the_peak_follows_the_activation_dtype_and_active_parameters_split_over_
     one, two = inputs(gpu="H100"), inputs(gpu="H100", tensor_parallel_size=2, num_gpus=2)
     assert two.active_params_rank == pytest.approx(one.active_params_rank / 2, rel=2e-3)
     assert speed_known(lookup("T4"))  # FP16 tensor cores only: its speed is known
+    assert not speed_known(dataclasses.replace(lookup("H100"), bf16_tflops=None, fp16_tflops=None))  # no FLOP/s
+    assert not speed_known(dataclasses.replace(lookup("H100"), memory_bandwidth_gbs=None))  # no bandwidth
