@@ -209,3 +209,53 @@ def test_mxfp4_experts_are_padded_for_the_kernel_vllm_picks_on_each_gpu():
         pytest.approx(experts_gib(3072, 1536) - experts_gib(2880, 1472), rel=1e-9)
     # memory_public.csv line 8: a gpt-oss-20b derivative on a GB10 logged 13.7193 GiB of weights
     assert weights("GB10") == pytest.approx(13.7193, rel=0.005)
+
+
+def test_each_mxfp4_expert_tensor_and_its_bias_by_hand():
+    """gpt-oss-20b on a GB10 (Marlin): the w13 weight of 32 experts is [2 x 2944, 3072] in MXFP4 (half a byte per
+    weight, a one-byte scale per 32); its bias [2 x 2944] stays 16-bit. On the CPU backend 2880 is already a multiple
+    of its 32, so nothing pads."""
+    from estimator.memory import padded_expert_bytes, rank_bytes, tensor_bytes
+
+    plan = make_plan(PlanRequest(model="openai/gpt-oss-20b", gpu="GB10", max_model_len=8192))
+    by_name = {t.name: t for t in plan.arch.tensors if t.layer == 0}
+    w13, w13_bias = by_name["model.layers.0.mlp.experts.gate_up_proj"], \
+        by_name["model.layers.0.mlp.experts.gate_up_proj.bias"]
+    w2, w2_bias = by_name["model.layers.0.mlp.experts.down_proj"], by_name["model.layers.0.mlp.experts.down_proj.bias"]
+    gb10 = lookup("GB10")
+    assert padded_expert_bytes(w13, plan.arch, 1, plan.quant, gb10) == 32 * (2 * 2944 * 3072 / 2 + 2 * 2944 * 96)
+    assert padded_expert_bytes(w13_bias, plan.arch, 1, plan.quant, gb10) == 32 * 2 * 2944 * 2
+    assert padded_expert_bytes(w2, plan.arch, 1, plan.quant, gb10) == 32 * (3072 * 2944 / 2 + 3072 * 92)
+    assert padded_expert_bytes(w2_bias, plan.arch, 1, plan.quant, gb10) == 32 * 3072 * 2
+    cpu_plan = make_plan(PlanRequest(model="openai/gpt-oss-20b", gpu_memory_gib=64.0, gpu="H100",
+                                     max_model_len=8192))
+    assert rank_bytes(w13, plan.arch, cpu_plan.config, plan.quant, cpu_device(64.0)) == \
+        32 * (2 * 2880 * 2880 / 2 + 2 * 2880 * 90)
+    # the speed model streams the checkpoint's experts in MXFP4 too (no padding there), attention in 16 bits
+    assert tensor_bytes(w13, 2, plan.quant) == 32 * (2 * 2880 * 2880 / 2 + 2 * 2880 * 90)
+    assert tensor_bytes(by_name["model.layers.0.self_attn.q_proj"], 2, plan.quant) == 4096 * 2880 * 2
+
+
+def test_a_stage_with_no_room_has_no_blocks_and_says_what_is_left():
+    plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4", gpu_memory_utilization=0.7))
+    assert not plan.memory.fits and plan.memory.num_gpu_blocks == 0
+    tight = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4", max_model_len=131072))
+    m = tight.memory
+    left = (m.available_kv_bytes[0] - m.bytes_per_block) / GIB  # one block is the null block vLLM holds back
+    assert not m.fits and m.reason.endswith(f"but {left:.2f} GiB is available")
+
+
+def test_kv_bytes_per_token_per_gpu_under_tensor_parallelism():
+    # Llama-3.1-70B at TP 4: 80 layers x (K and V) x 8/4 KV heads x 128 x 2 bytes
+    plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-70B-Instruct", gpu="H100", tensor_parallel_size=4,
+                                 max_model_len=8192))
+    assert plan.memory.kv_bytes_per_token_per_gpu == 80 * 2 * 2 * 128 * 2
+
+
+def test_per_token_model_buffers_sit_on_the_first_pipeline_stage_only():
+    def stages(pp, tokens):
+        return [s.weights_gib for s in make_plan(PlanRequest(
+            model="Qwen/Qwen3-VL-8B-Instruct", gpu="H100", pipeline_parallel_size=pp, num_gpus=pp, max_model_len=8192,
+            max_num_batched_tokens=tokens)).memory.per_stage]
+    first_more, last_more = (a - b for a, b in zip(stages(2, 8192), stages(2, 4096), strict=True))
+    assert first_more == pytest.approx(3 * 4096 * 4096 * 2 / GIB) and last_more == 0

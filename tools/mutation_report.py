@@ -40,6 +40,7 @@ _DENSE = "a dense model has no expert bytes, so how many experts a step touches 
 _NO_WINDOW = "without a window there are no windowed KV bytes or FLOPs to scale (kv_window = 0)"
 _NDIM = "a numpy array always has ndim, so the default is never read"
 _ONE_CHUNK = "at exactly one chunk of prefill both branches run step(batch, chunk)"
+_EVEN = "every MXFP4 checkpoint's hidden and intermediate sizes are even (multiples of its 32-wide blocks)"
 REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.xǁGpuMemoryǁto_dict__mutmut_2": (
         "(isinstance(v, float)) or True", "round(n, 4) of the one int field (num_layers) is n"),
@@ -61,6 +62,20 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_largest_capture_size__mutmut_10": (
         "(gpu.compute_capability or 1)", "compute capability 1 is below 10 as 0 is"),
     "estimator.memory.x_plan_memory__mutmut_134": ("(per_request) or True", _ONE_BLOCK),
+    "estimator.memory.x_plan_memory__mutmut_136": ("if per_request else 1.0", _ONE_BLOCK),
+    "estimator.memory.x_plan_memory__mutmut_137": ("max_concurrency > cfg.max_num_seqs",
+                                                   "a float ratio exactly equal to max_num_seqs"),
+    "estimator.memory.x__layer_kind__mutmut_7": ('("full", "mla", "MAMBA")', "a state layer has no window, so both "
+                                                 "branches give ('mamba', None)"),
+    "estimator.memory.x_kv_pool__mutmut_110": ("a > 1 for a in avail", "one byte of the budget"),
+    "estimator.memory.x_mxfp4_expert_alignment__mutmut_2": ("return 2, 1", _EVEN),
+    "estimator.memory.x_mxfp4_expert_alignment__mutmut_3": ("return 1, 2", _EVEN),
+    "estimator.memory.x_mxfp4_expert_alignment__mutmut_16": ("compute_capability or 1.0", "a device without a "
+                                                             "compute capability is outside Hopper either way"),
+    "estimator.memory.x_mxfp4_expert_alignment__mutmut_19": ("(2, 64) if", _EVEN),
+    "estimator.memory.x_weights_per_stage__mutmut_4": ("(arch.buffer_rows_per_token) or True", "zero buffer rows "
+                                                       "make zero bytes; the guard only keeps scalars scalar"),
+    "estimator.memory.x_weights_per_stage__mutmut_31": ("stage == 0 else 1)", "one byte of a stage's weights"),
     # --- the speed model
     "estimator.performance.x__by_kind__mutmut_3": ("dtype=None", _FLOATS),
     "estimator.performance.x__by_kind__mutmut_5": ("link.tolist()], )", _FLOATS),
