@@ -239,7 +239,8 @@ def test_each_mxfp4_expert_tensor_and_its_bias_by_hand():
 def test_a_stage_with_no_room_has_no_blocks_and_says_what_is_left():
     plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4", gpu_memory_utilization=0.7))
     assert not plan.memory.fits and plan.memory.num_gpu_blocks == 0
-    tight = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4", max_model_len=131072))
+    tight = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4", max_model_len=131072,
+                                  block_size=256))  # 32 MiB blocks: one block shows in the reason's 0.01 GiB
     m = tight.memory
     left = (m.available_kv_bytes[0] - m.bytes_per_block) / GIB  # one block is the null block vLLM holds back
     assert not m.fits and m.reason.endswith(f"but {left:.2f} GiB is available")
