@@ -233,7 +233,7 @@ def _by_kind(link, table: dict):
 
 
 @dataclass(frozen=True)
-class _Rates:
+class AchievedRates:
     """What the hardware achieves for this configuration: the datasheet peaks times the fitted efficiencies."""
 
     weight_bw: object  # bytes/s for weights (lower for 4-bit weight-only GEMMs)
@@ -246,7 +246,7 @@ class _Rates:
     fixed: object  # seconds per step that do not scale with the work: launch, per-layer kernels, eager mode
 
 
-def _rates(x: PerfInputs, co: Coefficients) -> _Rates:
+def achieved_rates(x: PerfInputs, co: Coefficients) -> AchievedRates:
     bw_eff, fl_eff, step_ms = _gpu_coefficients(x.gpu, co)
     scale = minimum(1.0, (maximum(x.active_params_rank, 1.0) / co.size_reference_params) ** co.size_exponent)
     # Efficiencies above 1 would beat the datasheet: clipping keeps every prediction under the roofline.
@@ -256,7 +256,7 @@ def _rates(x: PerfInputs, co: Coefficients) -> _Rates:
         * where(low_bit, clip(co.low_bit_compute_factor, 1e-3, 1.0), 1.0)
     # Attention kernels on ROCm (paged decode attention, prefill attention) reach a smaller share of the peaks.
     attention = where(as_float(x.rocm) > 0, clip(co.rocm_attention_factor, 1e-3, 1.0), 1.0)
-    return _Rates(
+    return AchievedRates(
         weight_bw=bw * where(low_bit, clip(co.low_bit_weight_factor, 1e-3, 1.0), 1.0),
         kv_bw=bw * clip(co.attention_bandwidth_factor, 1e-3, 1.0) * attention,
         flops_rate=flops_rate,
@@ -269,11 +269,11 @@ def _rates(x: PerfInputs, co: Coefficients) -> _Rates:
         + where(x.eager, co.eager_overhead_us_per_layer * 1e-6 * x.layers, 0.0))
 
 
-class _Engine:
+class Engine:
     """Step times and the steady state of one running batch, for one configuration (or an array of them)."""
 
     def __init__(self, x: PerfInputs, co: Coefficients):
-        self.x, self.co, self.r = x, co, _rates(x, co)
+        self.x, self.co, self.r = x, co, achieved_rates(x, co)
         self.inp, self.out = as_float(x.input_len), as_float(x.output_len)
         self.budget = as_float(x.max_num_batched_tokens)
         self.ctx_dec, self.ctx_pre = self.inp + self.out / 2, self.inp / 2
@@ -316,7 +316,7 @@ class _Engine:
         return ttft, tpot, ttft + maximum(out - 1, 0) * tpot
 
 
-def _running_batch(engine: _Engine, closed, cap, rate, frontend_rate):
+def _running_batch(engine: Engine, closed, cap, rate, frontend_rate):
     """The sequences running at once: the closed loop's users (up to the engine's cap), or for an open loop
     where batch = rate x latency settles (Little's law)."""
     batch = minimum(closed, cap)
@@ -330,7 +330,7 @@ def _running_batch(engine: _Engine, closed, cap, rate, frontend_rate):
 
 def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     """Steady-state serving (or offline) performance of each configuration under its workload."""
-    engine = _Engine(x, co)
+    engine = Engine(x, co)
     inp, out, budget = engine.inp, engine.out, engine.budget
     cap = maximum(as_float(x.batch_cap), 1.0)
     conc, rate, prompts = as_float(x.concurrency), as_float(x.request_rate), as_float(x.num_prompts)

@@ -1,4 +1,4 @@
-"""Issue 12: the speed model's engine pinned around its step function. `_Engine.stage_step` is priced by hand in
+"""Issue 12: the speed model's engine pinned around its step function. `Engine.stage_step` is priced by hand in
 test_prediction_by_hand.py; here it is the unit, and what is built on it is checked term by term: pipeline
 microbatches and hand-offs, the prefill chunks a running batch leaves room for, the closed loop's waves and queue,
 and the open loop's settling."""
@@ -8,15 +8,15 @@ import math
 
 import pytest
 
-from estimator.performance import PerfInputs, _Engine, predict
+from estimator.performance import Engine, PerfInputs, predict
 from tests.test_prediction_by_hand import COEFFICIENTS, TOY
 
 CO = dataclasses.replace(COEFFICIENTS, pp_transfer_latency_us=50.0, request_overhead_ms=7.0, seq_overhead_us=3.0,
                          wave_sync=1.0)
 
 
-def engine(**changes) -> _Engine:
-    return _Engine(PerfInputs(**dict(TOY, **changes)), CO)
+def engine(**changes) -> Engine:
+    return Engine(PerfInputs(**dict(TOY, **changes)), CO)
 
 
 def test_pipeline_stages_run_microbatches_and_hand_off_between_stages():
@@ -32,7 +32,7 @@ def test_pipeline_stages_run_microbatches_and_hand_off_between_stages():
 
 
 def test_sequence_overhead_is_per_decoding_sequence():
-    e, without = engine(), _Engine(PerfInputs(**TOY), dataclasses.replace(CO, seq_overhead_us=0.0))
+    e, without = engine(), Engine(PerfInputs(**TOY), dataclasses.replace(CO, seq_overhead_us=0.0))
     assert e.stage_step(5, 40) - without.stage_step(5, 40) == pytest.approx(5 * 3e-6, rel=1e-9)
 
 
@@ -61,7 +61,7 @@ def test_a_running_batch_shares_each_step_with_prompt_chunks(batch, mixed_prefil
 
 def test_a_closed_loop_waits_for_the_waves_prompts_and_for_a_slot():
     x = PerfInputs(**dict(TOY, concurrency=16, batch_cap=64))
-    e = _Engine(x, CO)
+    e = Engine(x, CO)
     p = predict(x, CO)
     ttft, tpot, latency = e.cycle(16)
     # 16 requests start together: each waits on average for half of the other 15 prompts, prefilled in chunks of
@@ -72,7 +72,7 @@ def test_a_closed_loop_waits_for_the_waves_prompts_and_for_a_slot():
     # 96 users but 64 slots: the 32 waiting ones wait half a latency each on average (96/64 - 1)
     crowded = PerfInputs(**dict(TOY, concurrency=96, batch_cap=64))
     q = predict(crowded, CO)
-    e64 = _Engine(crowded, CO)
+    e64 = Engine(crowded, CO)
     ttft64, _, latency64 = e64.cycle(64)
     burst64 = 63 * 100 / 2 / 2048 * e64.step(0.0, 2048)
     assert float(q.ttft_ms) == pytest.approx((ttft64 + burst64 + 0.5 * latency64) * 1e3, rel=1e-9)
@@ -86,9 +86,9 @@ def test_a_closed_loop_waits_for_the_waves_prompts_and_for_a_slot():
 def test_an_open_loop_settles_where_batch_equals_rate_times_latency():
     x = PerfInputs(**dict(TOY, concurrency=0, request_rate=20.0, batch_cap=64))
     p = predict(x, CO)
-    _, _, latency = _Engine(x, CO).cycle(float(p.batch))
+    _, _, latency = Engine(x, CO).cycle(float(p.batch))
     assert float(p.batch) == pytest.approx(20.0 * latency, rel=1e-6)
-    ttft, _, _ = _Engine(x, CO).cycle(float(p.batch))
+    ttft, _, _ = Engine(x, CO).cycle(float(p.batch))
     assert float(p.ttft_ms) == pytest.approx(ttft * 1e3, rel=1e-6)  # arrivals are spread out: no wave to wait for
     assert float(p.output_tokens_per_s) == pytest.approx(20.0 * 10, rel=1e-9)  # it keeps up: rate x output
     assert not bool(p.saturated)
@@ -100,7 +100,7 @@ def test_an_open_loop_settles_where_batch_equals_rate_times_latency():
 def test_a_rate_under_one_request_per_second_is_an_open_loop_too():
     x = PerfInputs(**dict(TOY, concurrency=0, request_rate=0.5, batch_cap=64))
     p = predict(x, CO)
-    e = _Engine(x, CO)
+    e = Engine(x, CO)
     ttft, _, latency = e.cycle(float(p.batch))
     assert float(p.batch) == pytest.approx(max(0.5 * latency, 1.0), rel=1e-6)  # a lone request at a time
     assert float(p.output_tokens_per_s) == pytest.approx(0.5 * 10, rel=1e-9)
@@ -138,7 +138,7 @@ def test_one_output_token_and_a_full_step_budget():
 def test_one_slot_and_one_prompt():
     one_slot = PerfInputs(**dict(TOY, concurrency=4, batch_cap=1))
     p = predict(one_slot, CO)
-    _, _, latency = _Engine(one_slot, CO).cycle(1)
+    _, _, latency = Engine(one_slot, CO).cycle(1)
     assert float(p.batch) == 1 and float(p.request_latency_ms) == pytest.approx((latency + 3 * latency) * 1e3)
     single = predict(PerfInputs(**dict(TOY, concurrency=0, num_prompts=1, batch_cap=64)), CO)
     assert float(single.batch) == 1  # an offline run of one prompt runs one sequence
@@ -151,14 +151,14 @@ def test_itl_is_the_time_per_output_token():
 
 def test_saturation_starts_just_above_what_the_slots_or_the_api_server_sustain():
     slow = dict(TOY, output_len=1000, concurrency=0, batch_cap=4)
-    _, _, latency = _Engine(PerfInputs(**dict(slow, request_rate=1.0)), CO).cycle(4)
+    _, _, latency = Engine(PerfInputs(**dict(slow, request_rate=1.0)), CO).cycle(4)
     sustained = 4 / latency  # requests/s that 4 slots serve
     assert not bool(predict(PerfInputs(**dict(slow, request_rate=0.99 * sustained)), CO).saturated)
     # under one request/s but longer than a second each: still no wave in the first token
     steady = PerfInputs(**dict(slow, request_rate=0.9, batch_cap=64))
     q = predict(steady, CO)
     assert float(q.batch) > 1
-    assert float(q.ttft_ms) == pytest.approx(_Engine(steady, CO).cycle(float(q.batch))[0] * 1e3, rel=1e-6)
+    assert float(q.ttft_ms) == pytest.approx(Engine(steady, CO).cycle(float(q.batch))[0] * 1e3, rel=1e-6)
     assert bool(predict(PerfInputs(**dict(slow, request_rate=1.5 * sustained)), CO).saturated)
     # the API server: each request and streamed token costs it time, whatever the engine could do
     served = dict(TOY, concurrency=0, batch_cap=4096, online=1, output_len=10)
@@ -173,7 +173,7 @@ def test_an_api_server_that_binds_stretches_every_token():
     # the server passes on, so each token reaches its client later by the same factor
     x = PerfInputs(**dict(TOY, concurrency=64, batch_cap=64, online=1))
     p = predict(x, dataclasses.replace(CO, api_request_ms=50.0))
-    e = _Engine(x, dataclasses.replace(CO, api_request_ms=50.0))
+    e = Engine(x, dataclasses.replace(CO, api_request_ms=50.0))
     _, tpot, latency = e.cycle(64)
     frontend = 1 / (50.0 / 1e3 + 10 * CO.api_token_us * 1e-6)
     stretch = (64 / latency) / frontend
@@ -196,14 +196,14 @@ def test_windowed_layers_attention_and_the_lm_head_add_to_a_step():
     assert gemm == pytest.approx(2e10 * 204 + 2e9 * 4)
     assert attn == pytest.approx(4 * (1e6 * 105 + 5e5 * 64) + 200 * (1e6 * 100 + 5e5 * 64))
     assert experts == 0
-    e = _Engine(x, CO)
+    e = Engine(x, CO)
     assert (e.ctx_dec, e.ctx_pre) == (105.0, 50.0)
 
 
 def test_rates_are_clipped_at_the_datasheet_and_rocm_attention_is_slower():
     import numpy as np
 
-    from estimator.performance import _rates
+    from estimator.performance import achieved_rates
 
     x = PerfInputs(**dict(TOY, link=np.array(["pcie"]), gpu=np.array(["toy"]), rocm=1, weight_only_low_bit=1))
     # factors above 1 are refused: nothing runs faster than the datasheet
@@ -213,15 +213,15 @@ def test_rates_are_clipped_at_the_datasheet_and_rocm_attention_is_slower():
     at_one = dataclasses.replace(over, attention_bandwidth_factor=1.0, rocm_attention_factor=1.0, rocm_moe_factor=1.0,
                                  low_bit_compute_factor=1.0, tp_efficiency={"pcie": 1.0, "nvlink": 1.0, "xgmi": 1.0},
                                  per_gpu={"toy": [1.0, 1.0, 1.0]})
-    r_over, r_one = _rates(x, over), _rates(x, at_one)
+    r_over, r_one = achieved_rates(x, over), achieved_rates(x, at_one)
     for field in ("kv_bw", "flops_rate", "attn_rate", "tp_eff", "moe_factor", "weight_bw"):
         assert np.allclose(getattr(r_over, field), getattr(r_one, field)), field
     # on ROCm attention runs at rocm_attention_factor of the CUDA rate, both for KV reads and attention FLOPs
     half = dataclasses.replace(at_one, rocm_attention_factor=0.5)
-    assert np.allclose(_rates(x, half).attn_rate, 0.5 * r_one.attn_rate)
-    assert np.allclose(_rates(x, half).kv_bw, 0.5 * r_one.kv_bw)
+    assert np.allclose(achieved_rates(x, half).attn_rate, 0.5 * r_one.attn_rate)
+    assert np.allclose(achieved_rates(x, half).kv_bw, 0.5 * r_one.kv_bw)
     # a small model reaches a lower share of the peak: the size term scales the compute efficiency down
     small = dataclasses.replace(at_one, per_gpu={"toy": [0.5, 0.5, 1.0]}, size_exponent=0.5,
                                 size_reference_params=4e10)  # 1e10 / 4e10 = 1/4 -> scale 1/2
-    assert np.allclose(_rates(PerfInputs(**dict(TOY, rocm=0)), small).attn_rate, 1e14 * 0.5 * 0.5)
-    assert np.allclose(_rates(PerfInputs(**dict(TOY, rocm=0)), small).flops_rate, 1e14 * 0.5 * 0.5)
+    assert np.allclose(achieved_rates(PerfInputs(**dict(TOY, rocm=0)), small).attn_rate, 1e14 * 0.5 * 0.5)
+    assert np.allclose(achieved_rates(PerfInputs(**dict(TOY, rocm=0)), small).flops_rate, 1e14 * 0.5 * 0.5)

@@ -81,7 +81,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.performance.x__by_kind__mutmut_5": ("link.tolist()], )", _FLOATS),
     "estimator.performance.x__gpu_coefficients__mutmut_7": ("dtype=None", _FLOATS),
     "estimator.performance.x__gpu_coefficients__mutmut_9": ("gpu.tolist()], )", _FLOATS),
-    "estimator.performance.x__rates__mutmut_18": ("maximum(x.active_params_rank, 2.0)",
+    "estimator.performance.x_achieved_rates__mutmut_18": ("maximum(x.active_params_rank, 2.0)",
                                                  "no model has fewer than two active parameters per rank"),
     "estimator.performance.x__running_batch__mutmut_8": ("(rate >= 0).any()", _CLOSED_UNTOUCHED),
     "estimator.performance.x__running_batch__mutmut_11": ("else rate >= 0", _CLOSED_UNTOUCHED),
@@ -113,14 +113,14 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.performance.xǁPredictionǁinterval__mutmut_33": ('"ndim", None)', _NDIM),
     "estimator.performance.xǁPredictionǁinterval__mutmut_36": ('"ndim", )', _NDIM),
     "estimator.performance.xǁPredictionǁinterval__mutmut_39": ('"ndim", 1)', _NDIM),
-    "estimator.performance.xǁ_Engineǁcycle__mutmut_24": ("minimum(inp, room), 2)", "room is at least 1 and a "
+    "estimator.performance.xǁEngineǁcycle__mutmut_24": ("minimum(inp, room), 2)", "room is at least 1 and a "
                                                         "prompt at least a token: a 1-token chunk pads to 2 only "
                                                         "when both are 1, where the next step carries it anyway"),
-    "estimator.performance.xǁ_Engineǁcycle__mutmut_49": ("clip(prefill / chunk, 0, 2)", "above one chunk per step "
+    "estimator.performance.xǁEngineǁcycle__mutmut_49": ("clip(prefill / chunk, 0, 2)", "above one chunk per step "
                                                         "the step is `mixed` whatever the share"),
-    "estimator.performance.xǁ_Engineǁcycle__mutmut_67": ("where(prefill < chunk", _ONE_CHUNK),
-    "estimator.performance.xǁ_Engineǁcycle__mutmut_79": ("where(prefill < chunk", _ONE_CHUNK),
-    "estimator.performance.xǁ_Engineǁstage_step__mutmut_48": ("maximum(x.tp, 2)", "at TP 1 there is no all-reduce "
+    "estimator.performance.xǁEngineǁcycle__mutmut_67": ("where(prefill < chunk", _ONE_CHUNK),
+    "estimator.performance.xǁEngineǁcycle__mutmut_79": ("where(prefill < chunk", _ONE_CHUNK),
+    "estimator.performance.xǁEngineǁstage_step__mutmut_48": ("maximum(x.tp, 2)", "at TP 1 there is no all-reduce "
                                                              "(its payload is multiplied by tp - 1 = 0)"),
 }
 
