@@ -443,6 +443,15 @@ def _decoder(c: _Config, inv: _Inventory, family: str):
     return _gqa_layers(c, _layer_windows(c, n, d.windows)), extra
 
 
+def _layer_types(c: _Config, n: int, allowed: tuple[str, str], default: list[str]) -> list[str]:
+    """A hybrid model's layer_types (or its default pattern), one of ``allowed`` per layer, or an error naming them."""
+    kinds = c.get("layer_types") or default
+    if len(kinds) != n or set(kinds) - set(allowed):
+        raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
+                           f"expected {allowed[0]} or {allowed[1]} per layer (fix the config.json)")
+    return kinds
+
+
 def _gated_delta_net(c: _Config, inv: _Inventory, i: int, hidden: int) -> AttentionLayer:
     """A Gated DeltaNet linear-attention layer (vllm/model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py): fused
     q/k/v/z and b/a input projections, a depthwise causal convolution over q/k/v, per-head dt bias and A, a gated
@@ -486,10 +495,7 @@ def _granite_hybrid(c: _Config, inv: _Inventory, family: str):
     (either may be absent), RMSNorms before each."""
     n = c.int("num_hidden_layers")
     hidden, heads, kv, hd = _attention_dims(c)
-    kinds = c.get("layer_types") or ["attention"] * n
-    if len(kinds) != n or set(kinds) - {"mamba", "attention"}:
-        raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
-                           "expected mamba or attention per layer (fix the config.json)")
+    kinds = _layer_types(c, n, ("mamba", "attention"), ["attention"] * n)
     experts = c.int("num_local_experts", 0, minimum=0)
     attn = []
     for i in range(n):
@@ -517,11 +523,8 @@ def _qwen3_next(c: _Config, inv: _Inventory, family: str):
     n = c.int("num_hidden_layers")
     hidden, heads, kv, hd = _attention_dims(c)
     interval = c.int("full_attention_interval", 4)
-    kinds = c.get("layer_types") or ["full_attention" if (i + 1) % interval == 0 else "linear_attention"
-                                     for i in range(n)]
-    if len(kinds) != n or set(kinds) - {"full_attention", "linear_attention"}:
-        raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
-                           "expected full_attention or linear_attention per layer (fix the config.json)")
+    kinds = _layer_types(c, n, ("full_attention", "linear_attention"),
+                         ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n)])
     experts = Experts("num_experts", shared="sized", dense="sparse_step")
     gate = 2 if c.get("attn_output_gate", True) is not False else 1
     attn = []
@@ -721,7 +724,7 @@ def _qwen_vision(inv: _Inventory, v: _Config, text_hidden: int, qwen3: bool) -> 
 
 def _qwen_vl(c: _Config, inv: _Inventory, family: str):
     """Qwen2.5-VL (text keys at the top level, or in text_config) and Qwen3-VL (dense and MoE)."""
-    text = _Config(_text_config(c) if isinstance(c.get("text_config"), dict) else c.raw, c.model_id)
+    text = _Config(_language_config(c, "optional"), c.model_id)
     attn, extra = _decoder(text, inv, family)
     _qwen_vision(inv, _Config(c.get("vision_config") or {}, c.model_id), text.int("hidden_size"),
                  qwen3=family != "qwen2")
@@ -817,6 +820,14 @@ def _text_config(c: _Config) -> dict:
         if key not in merged and key in c.raw:
             merged[key] = c.raw[key]
     return merged
+
+
+def _language_config(c: _Config, uses_text: bool | str) -> dict:
+    """The language model's keys: text_config (required when uses_text is True; used when present for
+    "optional"), else the top level."""
+    if uses_text is True or (uses_text == "optional" and isinstance(c.get("text_config"), dict)):
+        return _text_config(c)
+    return c.raw
 
 
 def _derived_max_len(text: dict, family: str) -> tuple[int, str, int | None]:
@@ -920,8 +931,7 @@ def from_config(raw: dict, model_id: str) -> ModelArch:
                            f"{_closest(arch)}supported: {', '.join(sorted(ARCHITECTURES))}")
     family, build, uses_text = ARCHITECTURES[arch]
     c = _Config(raw, model_id)
-    text = _Config(_text_config(c) if uses_text is True or (uses_text and isinstance(raw.get("text_config"), dict))
-                   else raw, model_id)
+    text = _Config(_language_config(c, uses_text), model_id)
     inv = _Inventory()
     attention, extra = build(c, inv, family)
     if extra.get("experts_per_token", 0) > extra.get("num_experts", 0) > 0:

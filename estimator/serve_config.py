@@ -39,8 +39,8 @@ class ServeConfig:
     max_num_batched_tokens: int
     block_size: int
     enforce_eager: bool
-    resolved_dtype: str = "bfloat16"
-    runner: str = "generate"  # generate | pooling (--runner), as the model was built (ModelArch.pooling)  # what the weights and activations run in
+    resolved_dtype: str = "bfloat16"  # what the weights and activations run in
+    runner: str = "generate"  # generate | pooling (--runner), as the model was built (ModelArch.pooling)
     explicit: frozenset[str] = field(default_factory=frozenset)  # flags the user gave
     defaults: tuple[str, ...] = ()  # "flag=value (reason)" for each default filled in
 
@@ -290,17 +290,16 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     # A bad block size is reported before a bad batch budget; the defaults are listed budget first.
     block_defaults: list[str] = []
     block = _block_size(arch, gpu, block_size, block_defaults)
-    max_num_seqs, max_num_batched_tokens = _batch_budget(gpu, tp * pp, max_len, max_num_seqs,
-                                                         max_num_batched_tokens, defaults)
-    defaults.extend(block_defaults)
     if arch.state_layers:
         kv_bytes = KV_CACHE_DTYPE_BYTES[kv_dtype] or DTYPE_BYTES[resolved_dtype]
         aligned = int(hybrid_block_size(arch, gpu, tp, kv_bytes, DTYPE_BYTES[resolved_dtype], block))
         if aligned != block:
-            defaults[:] = [d for d in defaults if not d.startswith("block-size=")]  # superseded
-            defaults.append(f"block-size={aligned} (vLLM raises the attention block until its page holds one "
-                            f"linear-attention state of {arch.state_layers[0].state_bytes(DTYPE_BYTES[resolved_dtype], tp):,.0f} bytes)")
             block = aligned
+            block_defaults = [f"block-size={aligned} (vLLM raises the attention block until its page holds one "
+                              "linear-attention state)"]
+    max_num_seqs, max_num_batched_tokens = _batch_budget(gpu, tp * pp, max_len, max_num_seqs,
+                                                         max_num_batched_tokens, defaults)
+    defaults.extend(block_defaults)
     if gpu_memory_utilization is None:
         gpu_memory_utilization = DEFAULT_GPU_MEMORY_UTILIZATION
         defaults.append(f"gpu-memory-utilization={DEFAULT_GPU_MEMORY_UTILIZATION} (vLLM default)")

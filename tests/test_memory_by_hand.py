@@ -227,9 +227,7 @@ def test_each_mxfp4_expert_tensor_and_its_bias_by_hand():
     assert padded_expert_bytes(w13_bias, plan.arch, 1, plan.quant, gb10) == 32 * 2 * 2944 * 2
     assert padded_expert_bytes(w2, plan.arch, 1, plan.quant, gb10) == 32 * (3072 * 2944 / 2 + 3072 * 92)
     assert padded_expert_bytes(w2_bias, plan.arch, 1, plan.quant, gb10) == 32 * 3072 * 2
-    cpu_plan = make_plan(PlanRequest(model="openai/gpt-oss-20b", gpu_memory_gib=64.0, gpu="H100",
-                                     max_model_len=8192))
-    assert rank_bytes(w13, plan.arch, cpu_plan.config, plan.quant, cpu_device(64.0)) == \
+    assert rank_bytes(w13, plan.arch, plan.config, plan.quant, cpu_device(64.0)) == \
         32 * (2 * 2880 * 2880 / 2 + 2 * 2880 * 90)
     # the speed model streams the checkpoint's experts in MXFP4 too (no padding there), attention in 16 bits
     assert tensor_bytes(w13, 2, plan.quant) == 32 * (2 * 2880 * 2880 / 2 + 2 * 2880 * 90)
