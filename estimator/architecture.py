@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from estimator import quantization
 from estimator.errors import PlannerError
 from estimator.quantization import QuantScheme
+from estimator.xp import where
 
 # How a tensor is split over tensor-parallel ranks (mirrors vLLM's parallel linear layers):
 #   col / row: ColumnParallelLinear / RowParallelLinear, 1/tp each;  kv: K/V projections, split by KV head
@@ -44,7 +45,9 @@ class Tensor:
     rows: int
     cols: int
     shard: str
-    kind: str  # linear | expert | embedding | norm | bias | router | vision | derived
+    # linear | expert | embedding | norm | bias | router | vision | derived | unquantized (a linear layer vLLM
+    # builds with quant_config=None, so it stays in the model dtype in a quantized checkpoint)
+    kind: str
     layer: int | None  # decoder layer index; None for tensors outside the decoder stack
     place: str = "layer"  # layer | first | last: the pipeline stage of non-layer tensors
     copies: int = 1  # routed experts
@@ -75,6 +78,14 @@ class AttentionLayer:
     # `groups` equal blocks are replicated up to one block per rank when the groups do not divide TP (Mamba2's
     # B and C groups, extra_groups_for_head_shards); groups=0: plain split.
     state: tuple[tuple[int, int, int], ...] = ()
+    # Sparse MLA (DeepSeek Sparse Attention): bytes per token of the lightning indexer's K cache, which vLLM keeps
+    # beside the latent in the same block (DeepseekV32IndexerCache: index_head_dim fp8 values and one fp32 scale
+    # per 128 of them, uint8 whatever the KV dtype); 0 for dense attention.
+    indexer_bytes: int = 0
+    # Sparse MLA: bytes per token of the latent entry with a 16-bit and with an 8-bit KV cache, as the attention
+    # backend vLLM picks on the device lays it out (serve_config.sparse_mla_layout; None: the plain
+    # head_size x KV dtype layout).
+    entry_bytes: tuple[int, int] | None = None
 
     @property
     def attention_width(self) -> int:
@@ -82,8 +93,11 @@ class AttentionLayer:
         return self.head_size + (self.latent_value_width if self.kind == "mla" else self.head_size_v)
 
     def bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1) -> float:
+        if self.entry_bytes is not None:
+            sixteen_bit, eight_bit = self.entry_bytes
+            return where(kv_dtype_bytes == 1, eight_bit, sixteen_bit * kv_dtype_bytes / 2) + self.indexer_bytes
         heads = self.num_kv_heads if self.kind == "mla" else max(1, self.num_kv_heads // tp)
-        return heads * (self.head_size + self.head_size_v) * kv_dtype_bytes
+        return heads * (self.head_size + self.head_size_v) * kv_dtype_bytes + self.indexer_bytes
 
     def state_shapes(self, tp: int = 1) -> list[tuple[int, int]]:
         """One TP rank's state tensors, [rows, columns] each (none for attention layers)."""
@@ -123,6 +137,10 @@ class ModelArch:
     # Buffers the model allocates at construction per batched token, in hidden-size rows of the model dtype;
     # vLLM counts them in "Model loading took" (Qwen3-VL: one deepstack buffer per tapped vision block).
     buffer_rows_per_token: int = 0
+    # Sparse MLA: the top-k token indices the indexer picks (index_topk in config.json); vLLM allocates an int32
+    # [max_num_batched_tokens, index_topk] buffer for them when it builds the model (deepseek_v2.py
+    # DeepseekV2Model). 0: dense attention.
+    index_topk: int = 0
 
     @property
     def num_params(self) -> int:
@@ -135,6 +153,10 @@ class ModelArch:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def is_sparse_mla(self) -> bool:
+        return self.index_topk > 0
 
     @property
     def attention_layer(self) -> AttentionLayer:
@@ -560,6 +582,7 @@ def _deepseek(c: _Config, inv: _Inventory, family: str):
     experts, topk, moe_inter = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
     shared = c.int("n_shared_experts", 0, minimum=0)
     first_dense, freq = c.int("first_k_dense_replace", 0, minimum=0), c.int("moe_layer_freq", 1)
+    sparse = _sparse_indexer(c, n)
     for i in range(n):
         p = f"model.layers.{i}.self_attn"
         if q_lora:
@@ -568,6 +591,8 @@ def _deepseek(c: _Config, inv: _Inventory, family: str):
             inv.linear(f"{p}.q_b_proj", q_lora, heads * (nope + rope), "col", i)
         else:
             inv.linear(f"{p}.q_proj", hidden, heads * (nope + rope), "col", i)
+        if sparse:
+            _indexer(inv, f"{p}.indexer", hidden, q_lora or hidden, sparse, i)
         inv.linear(f"{p}.kv_a_proj_with_mqa", hidden, kv_lora + rope, "rep", i)
         inv.norm(f"{p}.kv_a_layernorm", kv_lora, i)
         inv.linear(f"{p}.kv_b_proj", kv_lora, heads * (nope + v), "col", i)
@@ -586,9 +611,39 @@ def _deepseek(c: _Config, inv: _Inventory, family: str):
             _gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
         _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
-    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora)] * n
+    indexer_bytes = sparse["head_dim"] + sparse["head_dim"] // INDEXER_QUANT_BLOCK * 4 if sparse else 0
+    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes)] * n
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
-                      head_dim=nope + rope)
+                      head_dim=nope + rope, index_topk=sparse["topk"] if sparse else 0)
+
+
+# The indexer's K cache quantizes index_head_dim values to fp8 in blocks of this many, one fp32 scale each
+# (deepseek_v32/attention.py DeepseekV32Indexer.quant_block_size).
+INDEXER_QUANT_BLOCK = 128
+
+
+def _sparse_indexer(c: _Config, n: int) -> dict | None:
+    """DeepSeek Sparse Attention's lightning indexer, when config.json names one (index_topk, as vLLM decides
+    is_v32): its heads, head size and top-k. vLLM skips the indexer on some layers when index_topk_freq or
+    index_topk_pattern say so; those layers' caches form groups of their own, which the planner does not model."""
+    if c.get("index_topk") is None:
+        return None
+    freq, pattern = c.get("index_topk_freq", 1), c.get("index_topk_pattern")
+    if freq != 1 or (pattern is not None and "S" in str(pattern)[:n]):
+        raise PlannerError(f"config.json of {c.model_id} skips the sparse-attention indexer on some layers "
+                           f"(index_topk_freq={freq!r}, index_topk_pattern={pattern!r}); the planner models DSA "
+                           "checkpoints with an indexer on every layer only")
+    return dict(heads=c.int("index_n_heads"), head_dim=c.int("index_head_dim"), topk=c.int("index_topk"))
+
+
+def _indexer(inv: _Inventory, p: str, hidden: int, q_lora: int, sparse: dict, i: int) -> None:
+    """One layer's lightning indexer (deepseek_v32/attention.py DeepseekV32Indexer): a replicated query
+    projection from the query latent (quantized with the model), and the key and head-weight projections, which
+    vLLM fuses into one GEMM kept in the model dtype (quant_config=None), with a LayerNorm on the key."""
+    heads, head_dim = sparse["heads"], sparse["head_dim"]
+    inv.linear(f"{p}.wq_b", q_lora, heads * head_dim, "rep", i)
+    inv.linear(f"{p}.wk_weights_proj", hidden, head_dim + heads, "rep", i, kind="unquantized")
+    inv.norm(f"{p}.k_norm", head_dim, i, with_bias=True)
 
 
 def _gpt_oss(c: _Config, inv: _Inventory, family: str):
@@ -796,6 +851,10 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "MiniMaxM2ForCausalLM": ("minimax_m2", _decoder, False),
     "DeepseekV2ForCausalLM": ("deepseek", _deepseek, False),
     "DeepseekV3ForCausalLM": ("deepseek", _deepseek, False),
+    # DeepSeek Sparse Attention: GLM-5's glm_moe_dsa runs vLLM's same DeepSeek-V3.2 model code
+    # (vllm/models/deepseek_v32/__init__.py).
+    "DeepseekV32ForCausalLM": ("deepseek", _deepseek, False),
+    "GlmMoeDsaForCausalLM": ("deepseek", _deepseek, False),
     "GptOssForCausalLM": ("gpt_oss", _gpt_oss, False),
     "Llama4ForConditionalGeneration": ("llama4", _llama4_mm, True),
     "Qwen2_5_VLForConditionalGeneration": ("qwen2", _qwen_vl, "optional"),
@@ -807,6 +866,33 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Glm4ForCausalLM": ("glm4", _decoder, False),
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", _granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", _qwen3_next, False),
+}
+
+
+# Architectures vLLM served once and has since removed, with the last version that served each (vLLM 0.32's
+# model_executor/models/registry.py _PREVIOUSLY_SUPPORTED_MODELS; tests check the two agree). Llama 3.2 Vision
+# (Mllama) went with the V0 engine's encoder-decoder support.
+VLLM_REFERENCE_VERSION = "0.32.0"  # the vLLM whose behaviour the planner follows (serve_config re-exports it)
+REMOVED_FROM_VLLM = {
+    "MotifForCausalLM": "0.10.2", "Phi3SmallForCausalLM": "0.9.2", "Phi4FlashForCausalLM": "0.10.2",
+    "Phi4MultimodalForCausalLM": "0.12.0", "JAISLMHeadModel": "0.22.0", "ErnieModel": "0.23.0",
+    "ErnieForSequenceClassification": "0.23.0", "ErnieForTokenClassification": "0.23.0",
+    "InternLM2VEForCausalLM": "0.23.0", "QWenLMHeadModel": "0.23.0", "QwenVLForConditionalGeneration": "0.23.0",
+    "InternLMForCausalLM": "0.23.0", "DonutForConditionalGeneration": "0.10.2",
+    "MllamaForConditionalGeneration": "0.10.2", "XverseForCausalLM": "0.23.0", "Dots1ForCausalLM": "0.23.0",
+    "BambaForCausalLM": "0.23.0", "MiniMaxForCausalLM": "0.23.0", "MiniMaxText01ForCausalLM": "0.23.0",
+    "MiniMaxM1ForCausalLM": "0.23.0", "MiniMaxVL01ForConditionalGeneration": "0.23.0",
+    "BaiChuanForCausalLM": "0.23.0", "BaichuanForCausalLM": "0.23.0", "AquilaModel": "0.24.0",
+    "AquilaForCausalLM": "0.24.0", "Grok1ModelForCausalLM": "0.24.0", "Grok1ForCausalLM": "0.24.0",
+    "TarsierForConditionalGeneration": "0.24.0", "Tarsier2ForConditionalGeneration": "0.23.0",
+    "MantisForConditionalGeneration": "0.24.0", "MusicFlamingoForConditionalGeneration": "0.24.0",
+    "AyaVisionForConditionalGeneration": "0.24.0", "TeleChatForCausalLM": "0.25.0", "PersimmonForCausalLM": "0.25.0",
+    "FuyuForCausalLM": "0.25.0", "Plamo2ForCausalLM": "0.26.0", "OuroForCausalLM": "0.26.0",
+    "ArcticForCausalLM": "0.28.0", "ChameleonForConditionalGeneration": "0.28.0", "Cheers": "0.28.0",
+    "CheersForConditionalGeneration": "0.28.0", "Fairseq2LlamaForCausalLM": "0.28.0",
+    "FireRedLIDForConditionalGeneration": "0.28.0", "GritLM": "0.28.0", "HCXVisionForCausalLM": "0.28.0",
+    "MPTForCausalLM": "0.28.0", "MptForCausalLM": "0.28.0", "RWForCausalLM": "0.28.0",
+    "StableLMEpochForCausalLM": "0.28.0", "PrithviGeoSpatialMAE": "0.28.0",
 }
 
 
@@ -855,7 +941,7 @@ INT_KEYS = frozenset((
     "max_position_embeddings", "original_max_position_embeddings", "max_seq_len", "max_sequence_length",
     "seq_length", "n_positions", "sliding_window", "num_experts", "num_local_experts", "n_routed_experts",
     "num_experts_per_tok", "n_shared_experts", "first_k_dense_replace", "kv_lora_rank", "q_lora_rank",
-    "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group", "sliding_window_pattern",
+    "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "index_topk", "index_n_heads", "index_head_dim", "n_group", "topk_group", "sliding_window_pattern",
     "attention_chunk_size", "max_window_layers", "bits", "w_bit", "group_size", "q_group_size",
     "decoder_sparse_step", "moe_layer_freq", "depth", "out_hidden_size", "spatial_merge_size", "temporal_patch_size",
     "num_position_embeddings", "patch_size", "in_channels", "in_chans", "num_channels", "full_attention_interval",
@@ -926,6 +1012,10 @@ def from_config(raw: dict, model_id: str) -> ModelArch:
         raise PlannerError(f"config.json of {model_id} has no 'architectures' list; the planner needs it to know "
                            "the model's structure (fix the config.json)")
     arch = archs[0]
+    if arch in REMOVED_FROM_VLLM:
+        raise PlannerError(f"architecture {arch} of {model_id} was removed from vLLM after {REMOVED_FROM_VLLM[arch]}; "
+                           f"the planner follows vLLM {VLLM_REFERENCE_VERSION}, which cannot serve it: choose another model "
+                           f"(vllm=={REMOVED_FROM_VLLM[arch]} still serves it, but the planner does not model it)")
     if arch not in ARCHITECTURES:
         raise PlannerError(f"architecture {arch} of {model_id} is not supported by the planner; "
                            f"{_closest(arch)}supported: {', '.join(sorted(ARCHITECTURES))}")

@@ -21,6 +21,7 @@ from estimator.xp import all_true, ceil, maximum, minimum, smallest, where
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
 SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
+INT32_BYTES = 4  # a sparse MLA model's top-k token indices are int32
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 
 
@@ -175,13 +176,15 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
 
 def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None,
                       gpu: GpuSpec | None = None) -> list:
-    """What model loading takes on one TP rank of each pipeline stage: the weights, and on the first stage the
-    buffers the model allocates per batched token (ModelArch.buffer_rows_per_token)."""
+    """What model loading takes on one TP rank of each pipeline stage: the weights, on the first stage the
+    buffers the model allocates per batched token (ModelArch.buffer_rows_per_token), and on every stage a sparse
+    MLA model's int32 top-k index buffer (ModelArch.index_topk)."""
     pp = cfg.pipeline_parallel_size
     buffers = arch.buffer_rows_per_token * cfg.max_num_batched_tokens * arch.hidden_size * cfg.dtype_bytes \
         if arch.buffer_rows_per_token else 0
+    topk_indices = arch.index_topk * INT32_BYTES * cfg.max_num_batched_tokens
     return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage))
-            + (buffers if stage == 0 else 0) for stage in range(pp)]
+            + (buffers if stage == 0 else 0) + topk_indices for stage in range(pp)]
 
 
 # --- transient and fixed overheads -----------------------------------------------------------------------

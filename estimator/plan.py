@@ -14,7 +14,13 @@ from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
-from estimator.serve_config import DEFAULT_GPU_MEMORY_UTILIZATION, VLLM_REFERENCE_VERSION, ServeConfig, resolve
+from estimator.serve_config import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    VLLM_REFERENCE_VERSION,
+    ServeConfig,
+    resolve,
+    sparse_mla_layout,
+)
 from estimator.validate import fraction, positive_int, positive_number
 from estimator.workload import REPLICAS_AS, Workload
 
@@ -277,6 +283,7 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
         coefficients = choose(coefficients_choice, gpu.name, notes=coefficient_notes)
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
+    arch = sparse_mla_layout(arch, gpu)
     if (request.runner or ("pooling" if source.sentence_transformers else "generate")) == "pooling":
         arch = architecture.as_pooling(arch)
         if request.runner is None:

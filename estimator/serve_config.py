@@ -6,17 +6,16 @@ is recorded in ``defaults`` so the report can say so.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from estimator import quantization
-from estimator.architecture import DTYPE_BYTES, ModelArch
+from estimator.architecture import DTYPE_BYTES, VLLM_REFERENCE_VERSION, ModelArch
 from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.quantization import QuantScheme
 from estimator.validate import fraction, positive_int
 from estimator.xp import ceil, maximum
 
-VLLM_REFERENCE_VERSION = "0.32.0"
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py
 DEFAULT_BLOCK_SIZE = 16  # CacheConfig.DEFAULT_BLOCK_SIZE
 DTYPE_CHOICES = ("auto", "half", "float16", "bfloat16", "float", "float32")  # vllm ModelDType
@@ -105,6 +104,8 @@ def default_block_size(arch: ModelArch, gpu: GpuSpec) -> tuple[int, str]:
     if gpu.vendor == "cpu":
         return CPU_BLOCK_SIZE, "vLLM's CPU backend"
     cc = gpu.compute_capability
+    if arch.is_sparse_mla and gpu.vendor == "nvidia":
+        return SPARSE_MLA_BLOCK_SIZE, "the sparse-attention indexer's backend on NVIDIA GPUs"
     if arch.is_mla and gpu.vendor == "nvidia" and cc is not None:
         if cc >= 10.0:
             return 128, "CUTLASS MLA backend on Blackwell"
@@ -119,7 +120,38 @@ def block_size_multiple(arch: ModelArch, gpu: GpuSpec) -> int:
     MultipleOf(32) for the CPU backend, 16 for its MLA backend)."""
     if gpu.vendor == "cpu":
         return 16 if arch.is_mla else 32
+    if arch.is_sparse_mla and gpu.vendor == "nvidia":
+        return SPARSE_MLA_BLOCK_SIZE
     return 16
+
+
+# DeepSeek Sparse Attention's indexer cache takes 64-token blocks on CUDA (DeepseekV32IndexerBackend
+# get_supported_kernel_block_sizes), and every sparse MLA backend there takes multiples of 32 or 64.
+SPARSE_MLA_BLOCK_SIZE = 64
+# DeepSeek's packed fp8 latent (fp8_ds_mla): 512 fp8 NoPE values, 4 fp32 scales, 64 bf16 RoPE values per token
+# (MLAAttention.get_kv_cache_spec state_content_bytes; flashmla_sparse.py).
+FP8_DS_MLA_BYTES = 656
+
+
+def sparse_mla_layout(arch: ModelArch, gpu: GpuSpec) -> ModelArch:
+    """A DSA model's latent cache as the sparse MLA backend vLLM 0.32 picks on this GPU lays it out
+    (platforms/cuda.py backend priorities, each backend's KV dtypes): on Hopper FlashAttention-MLA-sparse keeps
+    16 bits and fp8 falls to FlashMLA-sparse, which packs fp8_ds_mla; on data-center Blackwell FlashMLA-sparse
+    keeps 16 bits and FlashInfer stores plain fp8; consumer Blackwell's FlashInfer backend packs fp8_ds_mla even
+    for --kv-cache-dtype auto; ROCm's AITER backend stores the plain layout. Before Hopper vLLM has no sparse
+    MLA backend on NVIDIA GPUs."""
+    if not arch.is_sparse_mla or gpu.vendor != "nvidia" or gpu.compute_capability is None:
+        return arch
+    cc = gpu.compute_capability
+    if cc < 9.0:
+        raise PlannerError(f"{arch.architecture} uses DeepSeek Sparse Attention, which vLLM {VLLM_REFERENCE_VERSION} "
+                           f"runs on Hopper (compute capability 9.0) or newer NVIDIA GPUs only; {gpu.name} has "
+                           f"{cc}: choose an H100/H200/B200-class --gpu")
+    plain = arch.attention_layer.head_size
+    entry = {9: (2 * plain, FP8_DS_MLA_BYTES), 10: (2 * plain, plain), 12: (FP8_DS_MLA_BYTES, FP8_DS_MLA_BYTES)}
+    layout = entry.get(int(cc), (2 * plain, plain))
+    return replace(arch, attention=tuple(replace(a, entry_bytes=layout) if a.indexer_bytes else a
+                                         for a in arch.attention))
 
 
 def hybrid_block_size(arch: ModelArch, gpu: GpuSpec, tp: int, kv_dtype_bytes, state_dtype_bytes: int, block_size):

@@ -227,6 +227,9 @@ def config(**changes):
     (config(architectures=["Qwen3_5ForCausalLM"]),
      "architecture Qwen3_5ForCausalLM of m is not supported by the planner; the closest supported is "
      "Qwen3ForCausalLM (family qwen3), which is a different model and is not used in its place; supported: "),
+    (config(architectures=["MllamaForConditionalGeneration"]),
+     "architecture MllamaForConditionalGeneration of m was removed from vLLM after 0.10.2; the planner follows vLLM "
+     "0.32.0, which cannot serve it: choose another model"),
     (config(architectures=None), "config.json of m has no 'architectures' list"),
     (config(hidden_size=None), "config.json of m has no 'hidden_size'"),
     (config(num_hidden_layers=-2), "config.json of m has num_hidden_layers=-2; expected an integer >= 1"),
@@ -308,3 +311,37 @@ def test_mistral3_builds_the_vision_blocks_up_to_the_feature_layer():
     config["vision_feature_layer"] = "last"
     with pytest.raises(PlannerError, match="vision_feature_layer='last'; expected an integer"):
         architecture.from_config(config, "m")
+
+
+# DeepSeek's inference code (DeepSeek-V3.2-Exp inference/model.py, class Indexer): per layer a query projection
+# from the query latent (q_lora_rank 1536 -> 64 heads x 128), a key projection (7168 -> 128) with a LayerNorm
+# (weight and bias), and the heads' weights (7168 -> 64).
+DSA_INDEXER_PER_LAYER = 1536 * 64 * 128 + 7168 * 128 + 2 * 128 + 7168 * 64
+
+
+@pytest.mark.parametrize("model_id", ["deepseek-ai/DeepSeek-V3.2-Exp", "deepseek-ai/DeepSeek-V3.2"])
+def test_deepseek_sparse_attention_adds_an_indexer_to_each_of_v3s_layers(model_id):
+    # No exact published total: the hub's 685B counts the multi-token-prediction layer (as it does for V3), so
+    # the check is V3's exact published total plus the indexer of each of the 61 layers.
+    dsa = arch(model_id)
+    assert dsa.num_params == PUBLISHED_TOTALS["deepseek-ai/DeepSeek-V3"] + 61 * DSA_INDEXER_PER_LAYER
+    assert dsa.num_params + 14e9 == pytest.approx(685e9, rel=0.005)  # with the MTP module's 14B, the hub's 685B
+    assert dsa.index_topk == 2048 and dsa.is_sparse_mla and not arch("deepseek-ai/DeepSeek-V3").is_sparse_mla
+    # The fused key/weights projection is built with quant_config=None: it stays bf16 in the fp8 checkpoint.
+    kinds = {t.name.rsplit(".", 1)[-1]: t.kind for t in dsa.tensors if t.layer == 0 and ".indexer." in t.name}
+    assert kinds == {"wq_b": "linear", "wk_weights_proj": "unquantized", "k_norm": "norm"}
+    # Per token and layer: the 576-wide latent plus the indexer's 128 fp8 key values and one fp32 scale.
+    assert dsa.attention[0].bytes_per_token(2) == 576 * 2 + 132
+
+
+def test_glm5s_dsa_checkpoints_build_as_deepseek_v32():
+    raw = dict(catalog_configs()["deepseek-ai/DeepSeek-V3.2"], architectures=["GlmMoeDsaForCausalLM"],
+               model_type="glm_moe_dsa")
+    assert architecture.from_config(raw, "glm").tensors == arch("deepseek-ai/DeepSeek-V3.2").tensors
+
+
+@pytest.mark.parametrize("keys", [dict(index_topk_freq=2), dict(index_topk_pattern="FSFS" * 16)])
+def test_a_dsa_checkpoint_that_skips_the_indexer_on_some_layers_fails_closed(keys):
+    raw = dict(catalog_configs()["deepseek-ai/DeepSeek-V3.2"], **keys)
+    with pytest.raises(PlannerError, match="skips the sparse-attention indexer on some layers"):
+        architecture.from_config(raw, "dsa")

@@ -5,8 +5,18 @@ from pathlib import Path
 
 import pytest
 
+from estimator.architecture import ARCHITECTURES, REMOVED_FROM_VLLM, from_config
+from estimator.errors import PlannerError
 from estimator.gpus import cpu_device, lookup
-from estimator.serve_config import DEFAULT_BLOCK_SIZE, DEFAULT_GPU_MEMORY_UTILIZATION, batch_defaults
+from estimator.model_source import catalog_configs
+from estimator.serve_config import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    FP8_DS_MLA_BYTES,
+    SPARSE_MLA_BLOCK_SIZE,
+    batch_defaults,
+    sparse_mla_layout,
+)
 from tests.conftest import run_in_vllm
 
 pytestmark = pytest.mark.vllm
@@ -37,3 +47,46 @@ def test_the_batch_defaults_are_vllms_for_every_gpu(vllm_defaults, context):
 def test_gpu_memory_utilization_and_block_size_defaults_are_vllms(vllm_defaults):
     assert DEFAULT_GPU_MEMORY_UTILIZATION == vllm_defaults["gpu_memory_utilization"]
     assert DEFAULT_BLOCK_SIZE == vllm_defaults["block_size"]
+
+
+# DeepSeek Sparse Attention: which sparse MLA backend vLLM picks per (compute capability major, KV dtype), and
+# whether that backend stores DeepSeek's packed fp8 latent (fp8_ds_mla: FlashMLA-sparse for a quantized cache,
+# consumer Blackwell's FlashInfer backend always; mla_attention.py _canonicalize_sparse_mla_kv_cache_dtype).
+SPARSE_PICKS = {(9, "auto"): ("FLASH_ATTN_MLA_SPARSE", False), (9, "fp8"): ("FLASHMLA_SPARSE", True),
+                (10, "auto"): ("FLASHMLA_SPARSE", False), (10, "fp8"): ("FLASHINFER_MLA_SPARSE", False),
+                (12, "auto"): ("FLASHINFER_MLA_SPARSE_SM120", True), (12, "fp8"): ("FLASHINFER_MLA_SPARSE_SM120", True)}
+SPARSE_GPUS = {9: "H200", 10: "B200", 12: "RTX-PRO-6000"}
+
+
+def _picked(facts: dict, major: int, kv: str) -> str | None:
+    backends = facts["sparse_backends"]
+    return next((name for name in facts["sparse_priorities"][f"{major}-{kv}"]
+                 if name in backends and kv in backends[name]["kv_dtypes"] and major in backends[name]["majors"]),
+                None)
+
+
+@pytest.mark.parametrize("major,kv", SPARSE_PICKS)
+def test_the_sparse_mla_layout_follows_the_backend_vllm_picks(vllm_defaults, major, kv):
+    backend, packed = SPARSE_PICKS[major, kv]
+    assert _picked(vllm_defaults, major, kv) == backend
+    arch = sparse_mla_layout(from_config(catalog_configs()["deepseek-ai/DeepSeek-V3.2"], "v3.2"),
+                             lookup(SPARSE_GPUS[major]))
+    kv_bytes = 1 if kv == "fp8" else 2
+    latent = FP8_DS_MLA_BYTES if packed else 576 * kv_bytes
+    assert arch.attention[0].bytes_per_token(kv_bytes, 8) == latent + 128 + 4  # + the indexer's fp8 key, fp32 scale
+
+
+def test_no_sparse_mla_backend_runs_before_hopper(vllm_defaults):
+    assert all(m >= 9 for b in vllm_defaults["sparse_backends"].values() for m in b["majors"])
+    with pytest.raises(PlannerError, match="Hopper"):
+        sparse_mla_layout(from_config(catalog_configs()["deepseek-ai/DeepSeek-V3.2"], "v3.2"),
+                          lookup("A100-SXM4-80GB"))
+
+
+def test_the_sparse_mla_block_size_is_the_indexer_backends(vllm_defaults):
+    assert vllm_defaults["indexer_block_sizes"] == [SPARSE_MLA_BLOCK_SIZE]
+
+
+def test_every_supported_architecture_is_registered_in_vllm_and_removed_ones_are_named(vllm_defaults):
+    assert set(ARCHITECTURES) <= set(vllm_defaults["architectures"])
+    assert REMOVED_FROM_VLLM == vllm_defaults["previously_supported"]

@@ -63,17 +63,27 @@ CASES = [
     # Mamba2 state layers (a Granite 4.0 hybrid's shape), their single B/C group copied to both TP ranks
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "granite-hybrid"), gpu="L40S",
          tensor_parallel_size=2, max_model_len=65536),
+    # DeepSeek Sparse Attention: the indexer's K cache shares each block with the latent. On Hopper an fp8 cache
+    # is FlashMLA-sparse's packed fp8_ds_mla; on data-center Blackwell FlashInfer's plain fp8; on consumer
+    # Blackwell fp8_ds_mla even for auto.
+    dict(model="deepseek-ai/DeepSeek-V3.2-Exp", gpu="H200", tensor_parallel_size=8, max_model_len=131072),
+    dict(model="deepseek-ai/DeepSeek-V3.2-Exp", gpu="H200", tensor_parallel_size=8, kv_cache_dtype="fp8",
+         mla_cache="fp8_ds_mla"),
+    dict(model="deepseek-ai/DeepSeek-V3.2", gpu="B200", tensor_parallel_size=8, kv_cache_dtype="fp8"),
+    dict(model="deepseek-ai/DeepSeek-V3.2", gpu="RTX-PRO-6000", tensor_parallel_size=8, mla_cache="fp8_ds_mla"),
+    dict(model="deepseek-ai/DeepSeek-V3.2", gpu="H100", tensor_parallel_size=8, pipeline_parallel_size=2,
+         max_model_len=32768),
 ]
 
 
-def _reference_case(plan) -> dict:
+def _reference_case(plan, mla_cache: str) -> dict:
     arch, cfg = plan.arch, plan.config
     tp = cfg.tensor_parallel_size
     page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
     layers = [{"kind": a.kind, "window": a.window, "head_size": a.head_size,
                "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp),
                "state": [list(shape) for shape in a.state_shapes(tp)], "state_dtype_bytes": cfg.dtype_bytes,
-               "page": int(page)}
+               "page": int(page), "indexer_bytes": a.indexer_bytes, "mla_cache": mla_cache}
               for a in arch.attention]
     return {"layers": layers, "stages": [list(r) for r in pp_layer_ranges(arch.num_layers, cfg.pipeline_parallel_size)],
             "available": list(plan.memory.available_kv_bytes), "block_size": cfg.block_size,
@@ -84,9 +94,10 @@ def _reference_case(plan) -> dict:
 
 @pytest.fixture(scope="module")
 def compared(vllm_py):
-    plans = [make_plan(PlanRequest(**case)) for case in CASES]
+    plans = [make_plan(PlanRequest(**{k: v for k, v in case.items() if k != "mla_cache"})) for case in CASES]
     reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_kv_reference.py",
-                            [_reference_case(p) for p in plans])
+                            [_reference_case(p, case.get("mla_cache", "auto")) for case, p in zip(CASES, plans,
+                                                                                             strict=True)])
     return list(zip(CASES, plans, reference, strict=True))
 
 

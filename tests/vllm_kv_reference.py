@@ -18,6 +18,7 @@ from vllm.v1.kv_cache_interface import (
     MambaSpec,
     MLAAttentionSpec,
     SlidingWindowSpec,
+    SparseCacheRole,
 )
 from vllm.v1.kv_cache_layout import KVCacheLayout
 
@@ -31,13 +32,23 @@ def spec(layer: dict, block_size: int, dtype):
                          dtypes=(state_dtype,) * len(layer["state"]), page_size_padded=layer["page"],
                          mamba_cache_mode="align")
     common = dict(block_size=block_size, num_kv_heads=layer["kv_heads"], head_size=layer["head_size"], dtype=dtype)
+    if layer["kind"] == "mla" and layer.get("mla_cache") == "fp8_ds_mla":
+        # As MLAAttention.get_kv_cache_spec builds DeepSeek's packed fp8 latent: a uint8 blob of 656 bytes.
+        return MLAAttentionSpec(**dict(common, dtype=torch.uint8), max_tp_shards=1, cache_dtype_str="fp8_ds_mla",
+                                state_content_bytes=656, is_index_group_leader=bool(layer.get("indexer_bytes")))
     if layer["kind"] == "mla":
-        return MLAAttentionSpec(**common, cache_dtype_str="auto")
+        return MLAAttentionSpec(**common, cache_dtype_str="auto", is_index_group_leader=bool(layer.get("indexer_bytes")))
     if layer["kind"] == "sliding":
         return SlidingWindowSpec(**common, sliding_window=layer["window"])
     if layer["kind"] == "chunked":
         return ChunkedLocalAttentionSpec(**common, attention_chunk_size=layer["window"])
     return FullAttentionSpec(**common)
+
+
+def indexer_spec(layer: dict, block_size: int):
+    """A sparse MLA layer's indexer K cache, as DeepseekV32IndexerCache.get_kv_cache_spec builds it."""
+    return MLAAttentionSpec(block_size=block_size, num_kv_heads=1, max_tp_shards=1, head_size=layer["indexer_bytes"],
+                            dtype=torch.uint8, cache_role=SparseCacheRole.INDEXER)
 
 
 def vllm_config(case: dict):
@@ -65,6 +76,9 @@ def run(case: dict) -> dict:
     dtype = DTYPES[case["kv_dtype_bytes"]]
     specs = [spec(layer, case["block_size"], dtype) for layer in case["layers"]]
     per_worker = [{f"model.layers.{i}.attn": specs[i] for i in stage} for stage in case["stages"]]
+    for worker, stage in zip(per_worker, case["stages"], strict=True):
+        worker.update({f"model.layers.{i}.indexer.k_cache": indexer_spec(case["layers"][i], case["block_size"])
+                       for i in stage if case["layers"][i].get("indexer_bytes")})
     try:
         configs = K.get_kv_cache_configs(cfg, per_worker, case["available"])
     except ValueError as err:
