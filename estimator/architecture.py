@@ -67,7 +67,9 @@ class Tensor:
 class AttentionLayer:
     """The KV cache one decoder layer keeps, per token, before tensor parallelism."""
 
-    kind: str  # full | sliding | chunked | mla | mamba (a linear-attention layer: a fixed state, no KV per token)
+    # full | sliding | chunked | mla | mamba (a linear-attention layer: a fixed state, no KV per token) | none (a
+    # layer with no attention and no cache: Nemotron-H's MLP and MoE layers)
+    kind: str
     num_kv_heads: int  # 1 for MLA (one shared latent)
     head_size: int  # K width; for MLA kv_lora_rank + qk_rope_head_dim
     head_size_v: int  # V width; 0 for MLA (no separate V)
@@ -78,6 +80,9 @@ class AttentionLayer:
     # `groups` equal blocks are replicated up to one block per rank when the groups do not divide TP (Mamba2's
     # B and C groups, extra_groups_for_head_shards); groups=0: plain split.
     state: tuple[tuple[int, int, int], ...] = ()
+    # Bytes per element of each state tensor when the model fixes its dtype (Nemotron-H keeps the SSM state in
+    # float32); 0 or absent: the model dtype.
+    state_dtype_bytes: tuple[int, ...] = ()
     # Sparse MLA (DeepSeek Sparse Attention): bytes per token of the lightning indexer's K cache, which vLLM keeps
     # beside the latent in the same block (DeepseekV32IndexerCache: index_head_dim fp8 values and one fp32 scale
     # per 128 of them, uint8 whatever the KV dtype); 0 for dense attention.
@@ -104,9 +109,16 @@ class AttentionLayer:
         return [(rows // tp if not groups or groups % tp == 0 else rows // groups, cols)
                 for rows, cols, groups in self.state]
 
+    def state_dtypes(self, model_dtype_bytes: float) -> list[float]:
+        """Bytes per element of each state tensor."""
+        fixed = self.state_dtype_bytes + (0,) * (len(self.state) - len(self.state_dtype_bytes))
+        return [b or model_dtype_bytes for b in fixed]
+
     def state_bytes(self, state_dtype_bytes: float, tp: int = 1) -> float:
-        """Bytes of one request's state on one TP rank (0 for attention layers)."""
-        return sum(rows * cols for rows, cols in self.state_shapes(tp)) * state_dtype_bytes
+        """Bytes of one request's state on one TP rank (0 for attention layers), ``state_dtype_bytes`` being the
+        model dtype's."""
+        return sum(rows * cols * b for (rows, cols), b in zip(self.state_shapes(tp), self.state_dtypes(state_dtype_bytes),
+                                                               strict=True))
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,7 @@ class ModelArch:
     @property
     def attention_layer(self) -> AttentionLayer:
         """The first layer that keeps KV per token: its page sets the block size of every group."""
-        return next(a for a in self.attention if a.kind != "mamba")
+        return next(a for a in self.attention if a.kind not in ("mamba", "none"))
 
     @property
     def state_layers(self) -> tuple[AttentionLayer, ...]:
@@ -492,24 +504,44 @@ def _gated_delta_net(c: _Config, inv: _Inventory, i: int, hidden: int) -> Attent
     return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1, 0), (v_heads, v_dim * k_dim, 0)))
 
 
-def _mamba2(c: _Config, inv: _Inventory, i: int, hidden: int) -> AttentionLayer:
+@dataclass(frozen=True)
+class Mamba2:
+    """A Mamba2 mixer's sizes, read from each family's own config keys."""
+
+    inner: int  # the expanded width (heads x head_dim)
+    groups: int  # B and C groups
+    state: int  # SSM state size
+    heads: int
+    head_dim: int
+    kernel: int  # convolution width
+    conv_bias: bool
+    proj_bias: bool
+    ssm_state_bytes: int = 0  # bytes per element of the SSM state when the model fixes it (0: the model dtype)
+
+
+def _mamba2(inv: _Inventory, i: int, hidden: int, m: Mamba2, prefix: str) -> AttentionLayer:
     """A Mamba2 mixer (vllm/model_executor/layers/mamba/mamba_mixer2.py): one input projection to the gate, x, the B
     and C groups and dt per head; a depthwise convolution over x, B and C; A, D and dt bias per head; a gated RMSNorm
     and the output projection. The state: the convolution window, and [head_dim x state] per head
     (MambaStateShapeCalculator.mamba2_state_shape). Parameters count the checkpoint's groups; the copies vLLM makes
     of a single group under TP (a few MB per layer) are left out of the weights."""
-    inner = c.int("mamba_expand", 2) * hidden
-    groups, state, heads = c.int("mamba_n_groups", 1), c.int("mamba_d_state"), c.int("mamba_n_heads")
-    head_dim, kernel = c.int("mamba_d_head"), c.int("mamba_d_conv", 4)
-    bc = 2 * groups * state
-    p = f"model.layers.{i}.mamba"
-    inv.linear(f"{p}.in_proj", hidden, 2 * inner + bc + heads, "col", i, bias=c.flag("mamba_proj_bias"))
-    inv.add(f"{p}.conv1d", inner + bc, kernel + (1 if c.get("mamba_conv_bias", True) else 0), "col", "norm", i)
+    inner, bc, heads, kernel = m.inner, 2 * m.groups * m.state, m.heads, m.kernel
+    p = f"model.layers.{i}.{prefix}"
+    inv.linear(f"{p}.in_proj", hidden, 2 * inner + bc + heads, "col", i, bias=m.proj_bias)
+    inv.add(f"{p}.conv1d", inner + bc, kernel + (1 if m.conv_bias else 0), "col", "norm", i)
     inv.add(f"{p}.A+D+dt_bias", 3 * heads, 1, "col", "norm", i)
     inv.add(f"{p}.norm", inner, 1, "col", "norm", i)
-    inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=c.flag("mamba_proj_bias"))
-    return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (bc, kernel - 1, groups),
-                                                   (heads, head_dim * state, 0)))
+    inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=m.proj_bias)
+    return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (bc, kernel - 1, m.groups),
+                                                   (heads, m.head_dim * m.state, 0)),
+                          state_dtype_bytes=(0, 0, m.ssm_state_bytes))
+
+
+def _granite_mamba(c: _Config, hidden: int) -> Mamba2:
+    return Mamba2(inner=c.int("mamba_expand", 2) * hidden, groups=c.int("mamba_n_groups", 1),
+                  state=c.int("mamba_d_state"), heads=c.int("mamba_n_heads"), head_dim=c.int("mamba_d_head"),
+                  kernel=c.int("mamba_d_conv", 4), conv_bias=bool(c.get("mamba_conv_bias", True)),
+                  proj_bias=c.flag("mamba_proj_bias"))
 
 
 def _granite_hybrid(c: _Config, inv: _Inventory, family: str):
@@ -522,7 +554,7 @@ def _granite_hybrid(c: _Config, inv: _Inventory, family: str):
     attn = []
     for i in range(n):
         if kinds[i] == "mamba":
-            attn.append(_mamba2(c, inv, i, hidden))
+            attn.append(_mamba2(inv, i, hidden, _granite_mamba(c, hidden), "mamba"))
         else:
             _gqa_attention(inv, c, i, c.flag("attention_bias"), c.flag("attention_bias"), qk_norm=False)
             attn.append(AttentionLayer("full", kv, hd, hd))
@@ -537,6 +569,69 @@ def _granite_hybrid(c: _Config, inv: _Inventory, family: str):
     extra = dict(num_experts=experts, experts_per_token=c.int("num_experts_per_tok"),
                  moe_intermediate_size=c.int("intermediate_size")) if experts else {}
     return attn, extra
+
+
+# Nemotron-H keeps the Mamba2 SSM state in float32 unless config.json names mamba_ssm_cache_dtype
+# (vllm/model_executor/models/config.py NemotronHForCausalLMConfig.DEFAULT_MAMBA_SSM_CACHE_DTYPE).
+NEMOTRON_H_SSM_DTYPE = "float32"
+NEMOTRON_H_LAYERS = {"M": "Mamba2", "*": "attention", "-": "MLP", "E": "MoE"}  # hybrid_override_pattern letters
+
+
+def _nemotron_h(c: _Config, inv: _Inventory, family: str):
+    """Nemotron-H (vllm/model_executor/models/nemotron_h.py): one mixer per layer as hybrid_override_pattern spells
+    it (M Mamba2, * GQA attention, - a non-gated relu2 MLP, E routed non-gated experts with a sigmoid router and its
+    score-correction bias, shared experts, optionally through a latent projection), an RMSNorm before each."""
+    pattern = c.get("hybrid_override_pattern")
+    n = c.int("num_hidden_layers")
+    if not isinstance(pattern, str) or len(pattern) != n or set(pattern) - set(NEMOTRON_H_LAYERS):
+        raise PlannerError(f"config.json of {c.model_id} has hybrid_override_pattern={pattern!r}; expected one of "
+                           f"{''.join(NEMOTRON_H_LAYERS)} per layer for its {n} layers (fix the config.json)")
+    hidden, heads, kv, hd = _attention_dims(c)
+    ssm_dtype = c.get("mamba_ssm_cache_dtype") or NEMOTRON_H_SSM_DTYPE
+    if ssm_dtype not in DTYPE_BYTES:
+        raise PlannerError(f"config.json of {c.model_id} has mamba_ssm_cache_dtype={ssm_dtype!r}; expected one of "
+                           f"{', '.join(DTYPE_BYTES)}")
+    mamba = Mamba2(inner=c.int("mamba_num_heads") * c.int("mamba_head_dim"), groups=c.int("n_groups"),
+                   state=c.int("ssm_state_size"), heads=c.int("mamba_num_heads"), head_dim=c.int("mamba_head_dim"),
+                   kernel=c.int("conv_kernel"), conv_bias=bool(c.get("use_conv_bias", True)),
+                   proj_bias=c.flag("use_bias"), ssm_state_bytes=DTYPE_BYTES[ssm_dtype])
+    attn, extra = [], {}
+    for i, kind in enumerate(pattern):
+        inv.norm(f"model.layers.{i}.norm", hidden, i)
+        p = f"model.layers.{i}.mixer"
+        if kind == "M":
+            attn.append(_mamba2(inv, i, hidden, mamba, "mixer"))
+            continue
+        attn.append(AttentionLayer("full", kv, hd, hd) if kind == "*" else AttentionLayer("none", 0, 0, 0))
+        if kind == "*":
+            _gqa_attention(inv, c, i, qkv_bias=False, o_bias=False, qk_norm=False)
+        elif kind == "-":
+            inv.linear(f"{p}.up_proj", hidden, c.int("intermediate_size"), "col", i, bias=c.flag("mlp_bias"))
+            inv.linear(f"{p}.down_proj", c.int("intermediate_size"), hidden, "row", i, bias=c.flag("mlp_bias"))
+        else:
+            extra = _nemotron_moe(c, inv, p, hidden, i)
+    _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    return attn, extra
+
+
+def _nemotron_moe(c: _Config, inv: _Inventory, p: str, hidden: int, i: int) -> dict:
+    experts, topk, width = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
+    inv.add(f"{p}.gate", experts, hidden, "rep", "router", i)
+    inv.add(f"{p}.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
+    latent = c.get("moe_latent_size")
+    if latent is not None:
+        latent = c.int("moe_latent_size")
+        inv.linear(f"{p}.fc1_latent_proj", hidden, latent, "rep", i)
+        inv.linear(f"{p}.fc2_latent_proj", latent, hidden, "rep", i)
+    routed = latent or hidden
+    inv.linear(f"{p}.experts.up_proj", routed, width, "col", i, copies=experts, active=topk)
+    inv.linear(f"{p}.experts.down_proj", width, routed, "row", i, copies=experts, active=topk)
+    shared = c.int("n_shared_experts", 0, minimum=0)
+    if shared:
+        inter = c.int("moe_shared_expert_intermediate_size") * shared
+        inv.linear(f"{p}.shared_experts.up_proj", hidden, inter, "col", i)
+        inv.linear(f"{p}.shared_experts.down_proj", inter, hidden, "row", i)
+    return dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=width)
 
 
 def _qwen3_next(c: _Config, inv: _Inventory, family: str):
@@ -866,6 +961,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Glm4ForCausalLM": ("glm4", _decoder, False),
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", _granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", _qwen3_next, False),
+    "NemotronHForCausalLM": ("nemotron_h", _nemotron_h, False),
 }
 
 
@@ -947,8 +1043,10 @@ INT_KEYS = frozenset((
     "num_position_embeddings", "patch_size", "in_channels", "in_chans", "num_channels", "full_attention_interval",
     "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
     "linear_conv_kernel_dim", "mamba_expand", "mamba_n_groups", "mamba_d_state", "mamba_n_heads", "mamba_d_head",
-    "mamba_d_conv", "shared_intermediate_size"))
+    "mamba_d_conv", "shared_intermediate_size", "mamba_num_heads", "mamba_head_dim", "n_groups", "ssm_state_size",
+    "conv_kernel", "moe_shared_expert_intermediate_size", "moe_latent_size"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
+                       "use_bias", "use_conv_bias",
                        "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
                        "multimodal_projector_bias", "mamba_proj_bias", "mamba_conv_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))

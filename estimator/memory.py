@@ -276,11 +276,11 @@ def kv_cache_groups(arch: ModelArch) -> list[tuple[tuple[str, int | None], list[
     models split each type into groups of equal size (kv_cache_utils._get_kv_cache_groups_uniform_page_size).
     Chunked local attention turns the hybrid manager off by default, so those layers count as full."""
     hybrid = not any(a.kind == "chunked" for a in arch.attention)
-    specs = [_layer_kind(a, hybrid) for a in arch.attention]
-    if len(set(specs)) == 1:
-        return [(specs[0], list(range(len(specs))))]
+    specs = {i: _layer_kind(a, hybrid) for i, a in enumerate(arch.attention) if a.kind != "none"}
+    if len(set(specs.values())) == 1:
+        return [(next(iter(specs.values())), list(specs))]
     buckets: dict[tuple, list[int]] = {}
-    for i, s in enumerate(specs):
+    for i, s in specs.items():
         buckets.setdefault(s, []).append(i)
     sizes = [len(v) for v in buckets.values()]
     group_size = min(sizes)

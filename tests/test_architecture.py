@@ -76,6 +76,8 @@ PUBLISHED_ROUNDED = {
     "nvidia/Nemotron-Mini-4B-Instruct": (4.19e9, None, 0.005, "hub: 4.19B"),
     "THUDM/GLM-4-9B-0414": (9.4e9, None, 0.005, "hub: 9.4B"),
     "THUDM/GLM-4-32B-0414": (32.6e9, None, 0.005, "hub: 32.6B"),
+    "nvidia/NVIDIA-Nemotron-Nano-9B-v2": (8.89e9, None, 0.001, "hub: 8.89B"),
+    "nvidia/NVIDIA-Nemotron-Nano-12B-v2": (12.3e9, None, 0.001, "hub: 12.3B"),
 }
 
 

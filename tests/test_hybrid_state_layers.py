@@ -107,3 +107,71 @@ def test_state_shapes_match_vllms_calculator(vllm_py):
         conv, temporal = theirs  # vLLM keeps the convolution window as one (channels, window) tensor
         assert sum(rows for rows, _ in mine[:-1]) == conv[0] and {cols for _, cols in mine[:-1]} == {conv[1]}
         assert list(mine[-1]) == [temporal[0], temporal[1] * temporal[2]]
+
+
+NANO = "nvidia/NVIDIA-Nemotron-Nano-9B-v2"
+
+
+def nano():
+    return from_config(catalog_configs()[NANO], NANO)
+
+
+def test_nemotron_h_builds_one_mixer_per_pattern_letter():
+    a = nano()
+    pattern = catalog_configs()[NANO]["hybrid_override_pattern"]
+    assert [layer.kind for layer in a.attention] == [{"M": "mamba", "*": "full", "-": "none"}[k] for k in pattern]
+    assert len(a.state_layers) == 27 and a.kv_bytes_per_token(2) == 4 * 8 * 128 * 2 * 2
+    # Mamba2 with 128 heads of 80 (inner 10240), 8 groups of state 128: in_proj to z, x, B, C and dt
+    names = {t.name.rsplit(".", 1)[-1]: t for t in a.tensors if t.layer == 0}
+    assert (names["in_proj"].rows, names["in_proj"].cols) == (2 * 10240 + 2 * 8 * 128 + 128, 4480)
+    # the MLP layer: relu2 with no gate, up then down
+    mlp = {t.name.rsplit(".", 1)[-1]: (t.rows, t.cols) for t in a.tensors if t.layer == 1 and t.kind == "linear"}
+    assert mlp == {"up_proj": (15680, 4480), "down_proj": (4480, 15680)}
+
+
+def test_nemotron_h_keeps_its_ssm_state_in_float32():
+    # conv window (x, B, C: 10240 + 2 x 8 x 128 channels, 3 wide) in bf16, the SSM state 128 x 80 x 128 in fp32
+    state = nano().state_layers[0]
+    assert state.state_bytes(2) == (10240 + 2048) * 3 * 2 + 128 * 80 * 128 * 4 == 5_316_608
+    # the attention page (8 KV heads x 128 x K and V x 2 bytes = 4096 bytes a token) must hold it: 1298 tokens,
+    # rounded up to the kernel's 16
+    assert make_plan(PlanRequest(model=NANO, gpu="A10G", max_model_len=32768)).config.block_size == 1312
+    halved = dict(catalog_configs()[NANO], mamba_ssm_cache_dtype="bfloat16")
+    assert from_config(halved, "n").state_layers[0].state_bytes(2) == (10240 + 2048) * 3 * 2 + 128 * 80 * 128 * 2
+
+
+def test_nemotron_h_routed_experts_by_hand():
+    # A Nemotron-3-style MoE layer ("E"): sigmoid router with its bias, 8 non-gated experts of 96 through a
+    # 32-wide latent projection, one shared expert of 64.
+    raw = dict(catalog_configs()[NANO], hybrid_override_pattern="M*E", num_hidden_layers=3, n_routed_experts=8,
+               num_experts_per_tok=2, moe_intermediate_size=96, n_shared_experts=1,
+               moe_shared_expert_intermediate_size=64, moe_latent_size=32)
+    a = from_config(raw, "moe")
+    layer = {t.name.split(".mixer.", 1)[-1]: t for t in a.tensors if t.layer == 2}
+    assert {k: (t.rows, t.cols, t.copies) for k, t in layer.items() if k != "model.layers.2.norm"} == {
+        "gate": (8, 4480, 1), "gate.e_score_correction_bias": (8, 1, 1), "fc1_latent_proj": (32, 4480, 1),
+        "fc2_latent_proj": (4480, 32, 1), "experts.up_proj": (96, 32, 8), "experts.down_proj": (32, 96, 8),
+        "shared_experts.up_proj": (64, 4480, 1), "shared_experts.down_proj": (4480, 64, 1)}
+    assert (a.num_experts, a.experts_per_token, a.moe_intermediate_size) == (8, 2, 96)
+    assert a.active_params == a.num_params - 6 * 2 * 96 * 32
+
+
+@pytest.mark.parametrize("pattern", ["M*", "M*X", None])
+def test_a_pattern_that_does_not_spell_the_layers_is_refused(pattern):
+    raw = dict(catalog_configs()[NANO], hybrid_override_pattern=pattern, num_hidden_layers=3)
+    with pytest.raises(PlannerError, match="hybrid_override_pattern"):
+        from_config(raw, "n")
+
+
+@pytest.mark.vllm
+def test_nemotron_h_state_shapes_and_dtypes_match_vllm(vllm_py):
+    config = catalog_configs()[NANO]
+    reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py",
+                            [dict(config, kind="nemotron_h", tp=tp) for tp in (1, 2, 4, 8)])
+    for tp, theirs in zip((1, 2, 4, 8), reference, strict=True):
+        mine = nano().state_layers[0]
+        conv, temporal = theirs["shapes"]
+        shapes = mine.state_shapes(tp)
+        assert sum(rows for rows, _ in shapes[:-1]) == conv[0] and {cols for _, cols in shapes[:-1]} == {conv[1]}
+        assert list(shapes[-1]) == [temporal[0], temporal[1] * temporal[2]]
+        assert mine.state_dtypes(2) == [theirs["dtype_bytes"][0]] * 2 + [theirs["dtype_bytes"][1]]

@@ -63,6 +63,10 @@ CASES = [
     # Mamba2 state layers (a Granite 4.0 hybrid's shape), their single B/C group copied to both TP ranks
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "granite-hybrid"), gpu="L40S",
          tensor_parallel_size=2, max_model_len=65536),
+    # Nemotron-H: Mamba2 layers with a float32 SSM state, attention, and layers with no cache at all (MLP)
+    dict(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", max_model_len=32768),
+    dict(model="nvidia/NVIDIA-Nemotron-Nano-12B-v2", gpu="L40S", tensor_parallel_size=2, kv_cache_dtype="fp8"),
+    dict(model="nvidia/NVIDIA-Nemotron-Nano-12B-v2", gpu="L4", pipeline_parallel_size=2, max_model_len=131072),
     # DeepSeek Sparse Attention: the indexer's K cache shares each block with the latent. On Hopper an fp8 cache
     # is FlashMLA-sparse's packed fp8_ds_mla; on data-center Blackwell FlashInfer's plain fp8; on consumer
     # Blackwell fp8_ds_mla even for auto.
@@ -82,7 +86,7 @@ def _reference_case(plan, mla_cache: str) -> dict:
     page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
     layers = [{"kind": a.kind, "window": a.window, "head_size": a.head_size,
                "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp),
-               "state": [list(shape) for shape in a.state_shapes(tp)], "state_dtype_bytes": cfg.dtype_bytes,
+               "state": [list(shape) for shape in a.state_shapes(tp)], "state_dtype_bytes": a.state_dtypes(cfg.dtype_bytes),
                "page": int(page), "indexer_bytes": a.indexer_bytes, "mla_cache": mla_cache}
               for a in arch.attention]
     return {"layers": layers, "stages": [list(r) for r in pp_layer_ranges(arch.num_layers, cfg.pipeline_parallel_size)],
@@ -117,6 +121,6 @@ def test_kv_pool_matches_vllm(compared, index):
 
 def test_cases_cover_both_outcomes_and_every_attention_kind(compared):
     kinds = {a.kind for _, plan, _ in compared for a in plan.arch.attention}
-    assert kinds == {"full", "sliding", "chunked", "mla", "mamba"}
+    assert kinds == {"full", "sliding", "chunked", "mla", "mamba", "none"}
     outcomes = {"error" in ref for _, _, ref in compared}
     assert outcomes == {True, False}

@@ -22,14 +22,13 @@ from vllm.v1.kv_cache_interface import (
 )
 from vllm.v1.kv_cache_layout import KVCacheLayout
 
-DTYPES = {2: torch.bfloat16, 1: torch.float8_e4m3fn}
+DTYPES = {4: torch.float32, 2: torch.bfloat16, 1: torch.float8_e4m3fn}
 
 
 def spec(layer: dict, block_size: int, dtype):
     if layer["kind"] == "mamba":  # a linear-attention state, padded to the attention page as vLLM pads it
-        state_dtype = DTYPES[layer["state_dtype_bytes"]]
         return MambaSpec(block_size=block_size, shapes=tuple(tuple(s) for s in layer["state"]),
-                         dtypes=(state_dtype,) * len(layer["state"]), page_size_padded=layer["page"],
+                         dtypes=tuple(DTYPES[b] for b in layer["state_dtype_bytes"]), page_size_padded=layer["page"],
                          mamba_cache_mode="align")
     common = dict(block_size=block_size, num_kv_heads=layer["kv_heads"], head_size=layer["head_size"], dtype=dtype)
     if layer["kind"] == "mla" and layer.get("mla_cache") == "fp8_ds_mla":
@@ -74,8 +73,8 @@ def vllm_config(case: dict):
 def run(case: dict) -> dict:
     cfg = vllm_config(case)
     dtype = DTYPES[case["kv_dtype_bytes"]]
-    specs = [spec(layer, case["block_size"], dtype) for layer in case["layers"]]
-    per_worker = [{f"model.layers.{i}.attn": specs[i] for i in stage} for stage in case["stages"]]
+    specs = [spec(layer, case["block_size"], dtype) if layer["kind"] != "none" else None for layer in case["layers"]]
+    per_worker = [{f"model.layers.{i}.attn": specs[i] for i in stage if specs[i]} for stage in case["stages"]]
     for worker, stage in zip(per_worker, case["stages"], strict=True):
         worker.update({f"model.layers.{i}.indexer.k_cache": indexer_spec(case["layers"][i], case["block_size"])
                        for i in stage if case["layers"][i].get("indexer_bytes")})

@@ -10,7 +10,27 @@ from vllm.model_executor.layers.mamba.mamba_utils import MambaStateShapeCalculat
 mamba_utils.is_conv_state_dim_first = lambda: True  # (channels, window), the layout the planner writes
 
 
-def shapes(case: dict) -> list:
+def nemotron_h(case: dict) -> dict:
+    """Nemotron-H's per-rank state shapes and the bytes per element of each state tensor, the SSM state's dtype
+    chosen by vLLM's own NemotronHForCausalLMConfig."""
+    from types import SimpleNamespace as NS
+
+    import torch
+    from vllm.model_executor.layers.mamba.mamba_utils import MambaStateDtypeCalculator
+    from vllm.model_executor.models.config import NemotronHForCausalLMConfig
+
+    cache = NS(mamba_ssm_cache_dtype="auto")
+    NemotronHForCausalLMConfig.update_mamba_ssm_cache_dtype(cache_config=cache, hf_config=NS(**case))
+    dtypes = MambaStateDtypeCalculator.mamba2_state_dtype(torch.bfloat16, "auto", cache.mamba_ssm_cache_dtype)
+    heads, head_dim = case["mamba_num_heads"], case["mamba_head_dim"]
+    out = Calc.mamba2_state_shape(case["tp"], heads * head_dim, case["n_groups"], heads, head_dim,
+                                  case["ssm_state_size"], case["conv_kernel"])
+    return {"shapes": [list(s) for s in out], "dtype_bytes": [d.itemsize for d in dtypes]}
+
+
+def shapes(case: dict) -> list | dict:
+    if case["kind"] == "nemotron_h":
+        return nemotron_h(case)
     if case["kind"] == "mamba2":
         out = Calc.mamba2_state_shape(case["tp"], case["mamba_expand"] * case["hidden_size"], case["mamba_n_groups"],
                                       case["mamba_n_heads"], case["mamba_d_head"], case["mamba_d_state"],
