@@ -54,6 +54,16 @@ def number(cell: str):
     return float(match.group(1).replace(",", "")) if match else None
 
 
+def catalog_match(model: str) -> str | None:
+    """The catalog id a logged model names: the id itself, or a bare repository name (a local copy's directory
+    name) that exactly one catalog entry ends in."""
+    catalog = {m.lower(): m for m in catalog_ids()}
+    if model.lower() in catalog:
+        return catalog[model.lower()]
+    by_name = [m for m in catalog_ids() if "/" not in model and m.split("/", 1)[-1].lower() == model.lower()]
+    return by_name[0] if len(by_name) == 1 else None
+
+
 def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     """The plan request a logged start-up describes, or why it cannot be represented."""
     model = bare(row["model"])
@@ -64,10 +74,10 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
         return None, "expert parallelism across data-parallel ranks (the planner shards experts by TP only)"
     if DECODE_CONTEXT_PARALLEL.search(notes):
         return None, "decode context parallelism (--decode-context-parallel-size), which the planner does not model"
-    catalog = {m.lower(): m for m in catalog_ids()}
-    if model.lower() not in catalog:
+    model_id = catalog_match(model)
+    if model_id is None:
         return None, "model not in the bundled catalog (or only a local path is named)"
-    flags = {"model": catalog[model.lower()]}
+    flags = {"model": model_id}
     gpu_cell = COUNT.sub("", bare(row["gpu"]))
     try:
         flags["gpu"] = resolve_written(gpu_cell).name if gpu_cell else None

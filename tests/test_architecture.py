@@ -347,3 +347,49 @@ def test_a_dsa_checkpoint_that_skips_the_indexer_on_some_layers_fails_closed(key
     raw = dict(catalog_configs()["deepseek-ai/DeepSeek-V3.2"], **keys)
     with pytest.raises(PlannerError, match="skips the sparse-attention indexer on some layers"):
         architecture.from_config(raw, "dsa")
+
+
+# Catalog entries whose config.json is another entry's with a few keys changed (the hub's files differ only there):
+# each names its base and the keys that differ, so a copying mistake fails here.
+DERIVED = {
+    "Qwen/Qwen2.5-Coder-7B-Instruct": ("Qwen/Qwen2.5-7B-Instruct", set()),
+    "Qwen/Qwen2.5-Coder-14B-Instruct": ("Qwen/Qwen2.5-14B-Instruct", set()),
+    "Qwen/Qwen2.5-Coder-32B-Instruct": ("Qwen/Qwen2.5-32B-Instruct", set()),
+    "Qwen/Qwen3-4B-Instruct-2507": ("Qwen/Qwen3-4B", {"max_position_embeddings", "rope_theta"}),
+    "Qwen/Qwen3-4B-Thinking-2507": ("Qwen/Qwen3-4B", {"max_position_embeddings", "rope_theta"}),
+    "Qwen/Qwen3-30B-A3B-Thinking-2507": ("Qwen/Qwen3-30B-A3B-Instruct-2507", set()),
+    "Qwen/Qwen3-30B-A3B-Instruct-2507-FP8": ("Qwen/Qwen3-30B-A3B-Instruct-2507", {"quantization_config"}),
+    "Qwen/Qwen3-235B-A22B-Instruct-2507": ("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", {"quantization_config"}),
+    "Qwen/Qwen3-235B-A22B-Thinking-2507": ("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", {"quantization_config"}),
+    "RedHatAI/DeepSeek-R1-Distill-Qwen-7B-FP8-dynamic": ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+                                                         {"quantization_config"}),
+    "RedHatAI/DeepSeek-R1-Distill-Qwen-14B-FP8-dynamic": ("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+                                                          {"quantization_config"}),
+    "RedHatAI/DeepSeek-R1-Distill-Qwen-32B-FP8-dynamic": ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+                                                          {"quantization_config"}),
+    "deepseek-ai/DeepSeek-V3.2-Exp": ("deepseek-ai/DeepSeek-V3", {"architectures", "model_type", "index_head_dim",
+                                                                  "index_n_heads", "index_topk",
+                                                                  "quantization_config"}),
+}
+
+
+@pytest.mark.parametrize("model_id", DERIVED)
+def test_derived_catalog_entries_differ_from_their_base_only_where_named(model_id):
+    base, changed = DERIVED[model_id]
+    entry, origin = catalog_configs()[model_id], catalog_configs()[base]
+    differing = {k for k in entry.keys() | origin.keys() if entry.get(k) != origin.get(k)}
+    assert differing == changed
+    if "quantization_config" not in changed:
+        assert arch(model_id).num_params == arch(base).num_params
+
+
+def test_an_fp8_dynamic_checkpoint_by_hand():
+    # compressed-tensors FP8 with per-channel weight scales: every linear layer 1 byte a weight and one fp32 scale
+    # per output row; the embeddings, LM head (ignored), norms and biases stay 16-bit.
+    from estimator.memory import tensor_bytes
+
+    a = arch("RedHatAI/DeepSeek-R1-Distill-Qwen-14B-FP8-dynamic")
+    linear = [t for t in a.tensors if t.kind == "linear" and t.name != "lm_head"]
+    assert sum(tensor_bytes(t, 2, a.quant) for t in linear) == sum(t.numel + 4 * t.rows for t in linear)
+    head = next(t for t in a.tensors if t.name == "lm_head")
+    assert tensor_bytes(head, 2, a.quant) == 2 * 152064 * 5120
