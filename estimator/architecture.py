@@ -87,6 +87,7 @@ class AttentionLayer:
     # beside the latent in the same block (DeepseekV32IndexerCache: index_head_dim fp8 values and one fp32 scale
     # per 128 of them, uint8 whatever the KV dtype); 0 for dense attention.
     indexer_bytes: int = 0
+    indexer_width: int = 0  # index_n_heads x index_head_dim: the indexer's score FLOPs per context token / 2
     # Sparse MLA: bytes per token of the latent entry with a 16-bit and with an 8-bit KV cache, as the attention
     # backend vLLM picks on the device lays it out (serve_config.sparse_mla_layout; None: the plain
     # head_size x KV dtype layout).
@@ -707,7 +708,8 @@ def _deepseek(c: _Config, inv: _Inventory, family: str):
         _layer_norms(inv, i, hidden)
     _embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     indexer_bytes = sparse["head_dim"] + sparse["head_dim"] // INDEXER_QUANT_BLOCK * 4 if sparse else 0
-    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes)] * n
+    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes,
+                           indexer_width=sparse["heads"] * sparse["head_dim"] if sparse else 0)] * n
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
                       head_dim=nope + rope, index_topk=sparse["topk"] if sparse else 0)
 

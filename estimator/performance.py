@@ -76,6 +76,9 @@ class PerfInputs:
     rocm: object = 0  # 1 on AMD GPUs (ROCm kernels)
     num_prompts: object = 0  # requests in all (0: unbounded): an offline run admits no more than these at once
     online: object = 1  # 1: served through the API server (vllm serve); 0: offline engine (vllm bench throughput)
+    # Bytes per rank each decoding sequence moves per step through its linear-attention states (read and written
+    # back whole by every Mamba / Gated DeltaNet layer on the stage), whatever its context length
+    state_bytes: object = 0
 
     def take(self, index) -> PerfInputs:
         """The subset of configurations at ``index`` (scalars are shared)."""
@@ -148,23 +151,30 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
     return dense, expert, flops, head, active + head / 2
 
 
-def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float):
+def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float, state_dtype_bytes: float = 2):
     """Per token and context token on the stage with most layers: (full FLOPs, windowed FLOPs, full KV
-    bytes, windowed KV bytes, window)."""
+    bytes, windowed KV bytes, window, layers, state bytes a decoding sequence reads and writes per step).
+    DeepSeek Sparse Attention splits a layer in two: its indexer scores every context token (a full term; it is
+    replicated, not split over TP), and the latent attention reads only the index_topk tokens it picks, which
+    costs what a window of that many tokens does."""
     ranges = pp_layer_ranges(arch.num_layers, pp)
     layers = max(ranges, key=len)
     heads = arch.num_heads // tp
-    full_f = win_f = full_kv = win_kv = 0.0
+    full_f = win_f = full_kv = win_kv = state = 0.0
     window = 0
     for i in layers:
         a = arch.attention[i]
         flops = 2 * heads * a.attention_width  # QK^T and PV over one context token
         kv = a.bytes_per_token(kv_dtype_bytes, tp)
-        if a.window:
+        state += 2 * a.state_bytes(state_dtype_bytes, tp)
+        if a.indexer_bytes:
+            full_f, full_kv = full_f + 2 * a.indexer_width, full_kv + a.indexer_bytes
+            win_f, win_kv, window = win_f + flops, win_kv + kv - a.indexer_bytes, arch.index_topk
+        elif a.window:
             win_f, win_kv, window = win_f + flops, win_kv + kv, a.window
         else:
             full_f, full_kv = full_f + flops, full_kv + kv
-    return full_f, win_f, full_kv, win_kv, window, len(layers)
+    return full_f, win_f, full_kv, win_kv, window, len(layers), state
 
 
 def batch_cap(arch: ModelArch, cfg, num_blocks, workload: Workload):
@@ -179,7 +189,8 @@ def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, n
     """The prediction's inputs for one (TP, PP, quantization) layout; other fields of cfg may be arrays."""
     tp, pp = int(cfg.tensor_parallel_size), int(cfg.pipeline_parallel_size)
     dense, expert, flops, head, active = weight_split(arch, tp, pp, cfg.dtype_bytes, quant)
-    full_f, win_f, full_kv, win_kv, window, layers = attention_terms(arch, tp, pp, cfg.kv_dtype_bytes)
+    full_f, win_f, full_kv, win_kv, window, layers, state = attention_terms(arch, tp, pp, cfg.kv_dtype_bytes,
+                                                                             cfg.dtype_bytes)
     return PerfInputs(
         gpu=gpu.name, mem_bw=gpu.memory_bandwidth_gbs * 1e9, peak_flops=compute_peak(gpu, quant, cfg.resolved_dtype),
         # Attention multiplies queries by the cached keys and values in 16 bits (an FP8 KV cache is dequantized
@@ -195,7 +206,7 @@ def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, n
         weight_only_low_bit=weight_only_low_bit(quant), input_len=workload.input_len,
         output_len=workload.output_len, concurrency=workload.concurrency or 0,
         request_rate=workload.request_rate or 0.0, num_prompts=workload.num_prompts or 0,
-        online=0 if workload.saturated else 1, rocm=int(gpu.vendor == "amd"),
+        online=0 if workload.saturated else 1, rocm=int(gpu.vendor == "amd"), state_bytes=state,
     )
 
 
@@ -375,7 +386,7 @@ def step_work(x: PerfInputs, n_dec, n_pre, ctx_dec, ctx_pre, gemm_tokens):
     touched = where(x.num_experts > 0, 1 - (1 - x.experts_per_token / experts) ** tokens, 0.0)
     ctx_win_dec = minimum(ctx_dec, where(x.window > 0, x.window, ctx_dec))
     ctx_win_pre = minimum(ctx_pre, where(x.window > 0, x.window, ctx_pre))
-    kv_bytes = n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec)
+    kv_bytes = n_dec * (x.kv_full * ctx_dec + x.kv_window * ctx_win_dec + x.state_bytes)
     gemm = x.flops_per_token * gemm_tokens + x.lm_head_flops * n_dec
     attn = n_dec * (x.attn_flops_full * ctx_dec + x.attn_flops_window * ctx_win_dec) \
         + n_pre * (x.attn_flops_full * ctx_pre + x.attn_flops_window * ctx_win_pre)

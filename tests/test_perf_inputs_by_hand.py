@@ -60,10 +60,32 @@ def test_attention_work_per_context_token_by_hand():
     arch = toy_arch([full, sliding, full, sliding, full])
     # TP 2: 4 query heads a rank, each 2 x (100 K + 100 V) FLOPs per context token; one KV head a rank:
     # (100 + 100) x 2 bytes per layer
-    assert attention_terms(arch, 2, 1, 2) == (3 * 2 * 4 * 200, 2 * 2 * 4 * 200, 3 * 400.0, 2 * 400.0, 512, 5)
+    assert attention_terms(arch, 2, 1, 2) == (3 * 2 * 4 * 200, 2 * 2 * 4 * 200, 3 * 400.0, 2 * 400.0, 512, 5, 0.0)
     # PP 2: the stage with most layers (0, 1, 2) sets the pace
-    assert attention_terms(arch, 1, 2, 1) == (2 * 2 * 8 * 200, 1 * 2 * 8 * 200, 2 * 400.0, 1 * 400.0, 512, 3)
-    assert attention_terms(toy_arch([full] * 2), 1, 1, 2)[1:] == (0.0, 2 * 800.0, 0.0, 0, 2)  # no windowed layers
+    assert attention_terms(arch, 1, 2, 1) == (2 * 2 * 8 * 200, 1 * 2 * 8 * 200, 2 * 400.0, 1 * 400.0, 512, 3, 0.0)
+    assert attention_terms(toy_arch([full] * 2), 1, 1, 2)[1:] == (0.0, 2 * 800.0, 0.0, 0, 2, 0.0)  # no windows
+
+
+def test_a_linear_attention_state_is_read_and_written_whole_each_decode_step():
+    # a Mamba2-like state: 300 x 3 convolution rows and 4 x 1000 SSM values, the SSM in fp32
+    state = AttentionLayer("mamba", 0, 0, 0, state=((300, 3, 0), (4, 1000, 0)), state_dtype_bytes=(0, 4))
+    arch = toy_arch([state, AttentionLayer("full", 2, 100, 100), state])
+    assert attention_terms(arch, 1, 1, 2, 2)[-1] == 2 * 2 * (300 * 3 * 2 + 4 * 1000 * 4)
+    assert attention_terms(arch, 2, 1, 2, 2)[-1] == 2 * 2 * (150 * 3 * 2 + 2 * 1000 * 4)  # split over TP
+    x = PerfInputs(**dict(TOY, state_bytes=1e9))
+    y = PerfInputs(**TOY)
+    # a billion bytes a decoding sequence a step slows decode, and the more the more sequences there are
+    assert predict(x, COEFFICIENTS).tpot_ms > predict(y, COEFFICIENTS).tpot_ms
+
+
+def test_sparse_attention_reads_the_top_k_and_its_indexer_scores_everything():
+    plan = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V3.2", gpu="H200", tensor_parallel_size=8,
+                                 max_model_len=32768))
+    full_f, win_f, full_kv, win_kv, window, layers, state = attention_terms(plan.arch, 8, 1, 2)
+    # the indexer: 64 heads x 128 per context token, replicated, and its 132-byte key; the latent attention:
+    # 16 heads a rank x (576 + 512), and the 1152-byte latent, over at most index_topk tokens
+    assert (full_f, full_kv) == (61 * 2 * 64 * 128, 61 * 132.0)
+    assert (win_f, win_kv, window, state) == (61 * 2 * 16 * (576 + 512), 61 * 1152.0, 2048, 0.0)
 
 
 def test_the_batch_the_kv_pool_holds_by_hand():
