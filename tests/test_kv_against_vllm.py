@@ -67,6 +67,7 @@ CASES = [
     dict(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", max_model_len=32768),
     dict(model="nvidia/NVIDIA-Nemotron-Nano-12B-v2", gpu="L40S", tensor_parallel_size=2, kv_cache_dtype="fp8"),
     dict(model="nvidia/NVIDIA-Nemotron-Nano-12B-v2", gpu="L4", pipeline_parallel_size=2, max_model_len=131072),
+    dict(model="nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", gpu="H100", tensor_parallel_size=2),
     # DeepSeek Sparse Attention: the indexer's K cache shares each block with the latent. On Hopper an fp8 cache
     # is FlashMLA-sparse's packed fp8_ds_mla; on data-center Blackwell FlashInfer's plain fp8; on consumer
     # Blackwell fp8_ds_mla even for auto.
