@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from estimator.architecture import AttentionLayer, ModelArch, Tensor
+from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.gpus import GIB, GpuSpec
+from estimator.inventory import AttentionLayer, Tensor
 from estimator.quantization import QuantScheme
 from estimator.serve_config import ServeConfig
 from estimator.xp import all_true, ceil, maximum, minimum, smallest, where

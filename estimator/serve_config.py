@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from estimator import quantization
-from estimator.architecture import DTYPE_BYTES, VLLM_REFERENCE_VERSION, ModelArch
+from estimator.architecture import VLLM_REFERENCE_VERSION, ModelArch
 from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
+from estimator.inventory import DTYPE_BYTES
 from estimator.quantization import QuantScheme
 from estimator.validate import fraction, positive_int
 from estimator.xp import ceil, maximum

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from estimator import architecture
+from estimator import architecture, decoders
 from estimator.errors import PlannerError
 from estimator.model_source import catalog_configs
 
@@ -98,7 +98,7 @@ def test_added_families_match_their_model_cards(model_id):
 def test_a_family_of_the_common_shape_is_one_entry_of_data():
     # Cohere is Llama's layer with one norm (attention and MLP in parallel), per-head q/k norms when asked for,
     # and tied embeddings: its whole description is one Decoder.
-    assert architecture.DECODERS["cohere"] == architecture.Decoder(
+    assert decoders.DECODERS["cohere"] == decoders.Decoder(
         qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",))
     plus = arch("CohereForAI/c4ai-command-r-plus")
     q_norm = [t for t in plus.tensors if t.name == "model.layers.0.self_attn.q_norm"]
@@ -304,8 +304,8 @@ def test_qwen2_5_vl_reads_its_text_keys_at_the_top_level_or_in_text_config():
 
 
 def test_every_decoder_names_a_known_window_rule():
-    assert {d.windows for d in architecture.DECODERS.values()} <= set(architecture.WINDOW_RULES)
-    assert architecture.DECODERS["gemma3"].windows == "pattern" and architecture.DECODERS["llama"].windows == "config"
+    assert {d.windows for d in decoders.DECODERS.values()} <= set(decoders.WINDOW_RULES)
+    assert decoders.DECODERS["gemma3"].windows == "pattern" and decoders.DECODERS["llama"].windows == "config"
 
 
 def test_mistral3_builds_the_vision_blocks_up_to_the_feature_layer():

@@ -5,9 +5,10 @@ import dataclasses
 
 import pytest
 
-from estimator.architecture import AttentionLayer, ModelArch, Tensor
+from estimator.architecture import ModelArch
 from estimator.coefficients import PRIOR
 from estimator.gpus import GIB, cpu_device, lookup
+from estimator.inventory import AttentionLayer, Tensor
 from estimator.memory import (
     activation_bytes,
     blocks_per_request,

@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from estimator.architecture import AttentionLayer, ModelArch
+from estimator.architecture import ModelArch
 from estimator.gpus import lookup
+from estimator.inventory import AttentionLayer
 from estimator.performance import (
     PerfInputs,
     attention_terms,

@@ -1,0 +1,299 @@
+"""Decoder families: the common Llama-shaped decoder as data (``DECODERS``), and the builders of families that
+differ in kind (DeepSeek MLA with its sparse-attention indexer, gpt-oss, Llama 4's text model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from estimator.errors import PlannerError
+from estimator.inventory import (
+    AttentionLayer,
+    Config,
+    Inventory,
+    add_embeddings,
+    attention_dims,
+    gated_mlp,
+    gqa_attention,
+    layer_norms,
+    routed_experts,
+    tied_embeddings,
+)
+
+# How a family's model code picks its windowed layers when config.json has no layer_types (Decoder.windows):
+#   config: every layer windowed when sliding_window is set (llama.py-style, cache_config.sliding_window);
+#   qwen: none unless use_sliding_window, then the layers from max_window_layers on (qwen2.py, qwen3.py);
+#   alternate: the even layers (gemma2.py, gpt_oss.py);  pattern: all but every sliding_window_pattern-th
+#   layer (gemma3.py, default 6).
+WINDOW_RULES = ("config", "qwen", "alternate", "pattern")
+
+
+def layer_windows(c: Config, n: int, rule: str) -> list[str]:
+    """Per-layer attention kind: 'full' or 'sliding', as vLLM's model code decides it (rule: WINDOW_RULES)."""
+    layer_types = c.get("layer_types")
+    window = c.get("sliding_window")
+    if rule == "qwen" and not c.get("use_sliding_window", False):
+        return ["full"] * n
+    if layer_types:
+        if len(layer_types) != n:
+            raise PlannerError(f"config.json of {c.model_id} lists {len(layer_types)} layer_types for {n} layers "
+                               "(fix the config.json)")
+        return ["sliding" if t == "sliding_attention" and window else "full" for t in layer_types]
+    if rule == "qwen":
+        first = c.int("max_window_layers", n, minimum=0)
+        return ["sliding" if window and i >= first else "full" for i in range(n)]
+    if rule == "alternate":
+        return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
+    if rule == "pattern":
+        pattern = c.int("sliding_window_pattern", 6)
+        return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(n)]
+    return ["sliding" if window else "full"] * n
+
+
+def gqa_layers(c: Config, kinds: list[str]) -> list[AttentionLayer]:
+    _, _, kv, hd = attention_dims(c)
+    window = c.get("sliding_window")
+    return [AttentionLayer(k, kv, hd, hd, window if k == "sliding" else None) for k in kinds]
+
+
+# --- families ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Experts:
+    """Where a family's routed experts sit and what comes with them."""
+
+    count: str  # the config key of the number of routed experts
+    width: str = "moe_intermediate_size"  # the config key of one expert's intermediate size
+    block: str = "mlp"  # the module that holds them: mlp | block_sparse_moe
+    router: str = "gate"  # the router's name inside that module
+    router_bias: bool = False  # a per-expert score-correction bias beside the router (GLM-4.5)
+    router_bias_key: str | None = None  # ... or when this config key says so (MiniMax-M2: use_routing_bias)
+    shared: str = "none"  # none | sized: one shared expert of shared_expert_intermediate_size with a one-wide
+    #                       gate (Qwen2-MoE) | count: n_shared_experts experts of the routed width (GLM-4.5)
+    dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
+    #                      decoder_sparse_step, Qwen) | first_k (first_k_dense_replace, GLM-4.5)
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """A decoder family as data: Llama's layer (GQA attention with q/k/v/o projections, a gated MLP, an RMSNorm
+    before each) and what this family does differently. A family of this shape is one entry in DECODERS."""
+
+    qkv_bias: str = "config"  # config (bias_key) | always | never
+    o_bias: str = "config"  # config | never
+    bias_key: str = "attention_bias"
+    qk_norm: str = "none"  # none | head: one head wide, shared by all heads (Qwen3, Gemma 3, GLM-4.5) |
+    #                        heads: every head its own (Cohere)
+    qk_norm_key: str | None = None  # the config key that switches the q/k norms on; None: always there
+    norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
+    norm_bias: bool = False  # LayerNorm with a bias in place of RMSNorm (Phi-3.5-MoE), final norm included
+    lm_head_bias_key: str | None = None  # the config key that gives the LM head a bias (Phi-3.5-MoE)
+    experts: Experts | None = None
+    windows: str = "config"  # which layers are windowed without layer_types: one of WINDOW_RULES
+    mlp: str = "gated"  # gated: gate, up and down projections | plain: up and down only (Nemotron's ReLU^2)
+
+
+GEMMA_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                "post_feedforward_layernorm")
+BLOCK_SPARSE = dict(count="num_local_experts", width="intermediate_size", block="block_sparse_moe")
+
+# family -> its decoder, as vLLM's model code builds it (vllm/model_executor/models/<family>.py)
+DECODERS: dict[str, Decoder] = {
+    "llama": Decoder(), "mistral": Decoder(), "granite": Decoder(), "phi3": Decoder(),
+    "internlm2": Decoder(bias_key="bias"),  # fused wqkv and w1/w3 hold the same tensors as Llama's
+    "qwen2": Decoder(qkv_bias="always", windows="qwen"),
+    "qwen3": Decoder(qk_norm="head", windows="qwen"),
+    "gemma2": Decoder(norms=GEMMA_NORMS, windows="alternate"),
+    "gemma3": Decoder(qk_norm="head", norms=GEMMA_NORMS, windows="pattern"),
+    "cohere": Decoder(qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",)),  # parallel block
+    # OLMo 2 (served through vLLM's Transformers backend): norms after attention and after the MLP, q/k norms over
+    # all heads
+    "olmo2": Decoder(qk_norm="heads", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
+    "nemotron": Decoder(mlp="plain", norm_bias=True),  # LayerNorm1P (weight and bias), ReLU^2 MLP
+    "glm4": Decoder(o_bias="never", norms=("input_layernorm", "post_attention_layernorm", "post_self_attn_layernorm",
+                                           "post_mlp_layernorm")),
+    "mixtral": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**BLOCK_SPARSE)),
+    "granitemoe": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**BLOCK_SPARSE, router="router.layer")),
+    "phimoe": Decoder(norm_bias=True, lm_head_bias_key="lm_head_bias", experts=Experts(**BLOCK_SPARSE)),
+    "qwen3_moe": Decoder(o_bias="never", qk_norm="head", experts=Experts("num_experts", dense="sparse_step"),
+                         windows="qwen"),
+    "qwen2_moe": Decoder(qkv_bias="always", o_bias="never",
+                         experts=Experts("num_experts", shared="sized", dense="sparse_step"), windows="qwen"),
+    # MiniMax-M2: q/k norms over all heads, 256 routed experts with a routing bias, no shared expert
+    "minimax_m2": Decoder(qk_norm="heads", experts=Experts(**dict(BLOCK_SPARSE, router_bias_key="use_routing_bias"))),
+    "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
+                        experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k")),
+}
+
+
+def is_moe_layer(c: Config, e: Experts, i: int) -> bool:
+    if e.dense == "sparse_step":
+        return i not in set(c.get("mlp_only_layers") or []) and (i + 1) % c.int("decoder_sparse_step", 1) == 0
+    if e.dense == "first_k":
+        return i >= c.int("first_k_dense_replace", 0, minimum=0)
+    return True
+
+
+def moe_block(c: Config, inv: Inventory, e: Experts, i: int, hidden: int) -> None:
+    experts, topk, width = c.int(e.count), c.int("num_experts_per_tok"), c.int(e.width)
+    prefix = f"model.layers.{i}.{e.block}"
+    inv.add(f"{prefix}.{e.router}", experts, hidden, "rep", "router", i)
+    if e.router_bias or (e.router_bias_key and c.flag(e.router_bias_key)):
+        inv.add(f"{prefix}.{e.router}.e_score_correction_bias", experts, 1, "rep", "router", i)
+    routed_experts(inv, prefix, hidden, width, i, experts, topk)
+    if e.shared == "sized":
+        gated_mlp(inv, f"{prefix}.shared_expert", hidden, c.int("shared_expert_intermediate_size"), i)
+        inv.add(f"{prefix}.shared_expert_gate", 1, hidden, "rep", "router", i)
+    elif e.shared == "count" and c.int("n_shared_experts", 0, minimum=0):
+        gated_mlp(inv, f"{prefix}.shared_experts", hidden, width * c.int("n_shared_experts"), i)
+
+
+def decoder(c: Config, inv: Inventory, family: str):
+    """Every family in DECODERS: dense (Llama, Qwen, Gemma, Cohere ...) and MoE (Mixtral, Qwen-MoE, GLM-4.5 ...)."""
+    d = DECODERS[family]
+    n = c.int("num_hidden_layers")
+    hidden, heads, kv, hd = attention_dims(c)
+    config_bias = c.flag(d.bias_key)
+    qkv_bias = d.qkv_bias == "always" or (d.qkv_bias == "config" and config_bias)
+    o_bias = d.o_bias == "config" and config_bias
+    qk_norm = d.qk_norm if d.qk_norm_key is None or c.flag(d.qk_norm_key) else "none"
+    for i in range(n):
+        gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=qk_norm == "head")
+        if qk_norm == "heads":  # a norm per head, split with the heads over TP
+            inv.add(f"model.layers.{i}.self_attn.q_norm", heads * hd, 1, "col", "norm", i)
+            inv.add(f"model.layers.{i}.self_attn.k_norm", kv * hd, 1, "kv", "norm", i)
+        if d.experts is not None and is_moe_layer(c, d.experts, i):
+            moe_block(c, inv, d.experts, i, hidden)
+        elif d.mlp == "plain":
+            inv.linear(f"model.layers.{i}.mlp.up_proj", hidden, c.int("intermediate_size"), "col", i,
+                       bias=c.flag("mlp_bias"))
+            inv.linear(f"model.layers.{i}.mlp.down_proj", c.int("intermediate_size"), hidden, "row", i,
+                       bias=c.flag("mlp_bias"))
+        else:
+            gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i,
+                       bias=bool(c.get("mlp_bias", False)))
+        for name in d.norms:
+            inv.norm(f"model.layers.{i}.{name}", hidden, i, with_bias=d.norm_bias)
+    vocab = c.int("vocab_size")
+    add_embeddings(inv, vocab, hidden, tied_embeddings(c.raw, family), final_norm_bias=d.norm_bias)
+    if d.lm_head_bias_key and c.flag(d.lm_head_bias_key):
+        inv.add("lm_head.bias", vocab, 1, "vocab", "bias", place="last")
+    extra = {}
+    if d.experts is not None:
+        extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int("num_experts_per_tok"),
+                     moe_intermediate_size=c.int(d.experts.width))
+    return gqa_layers(c, layer_windows(c, n, d.windows)), extra
+
+
+def deepseek(c: Config, inv: Inventory, family: str):
+    """DeepSeek-V2/V3: multi-head latent attention and MoE with shared experts."""
+    n = c.int("num_hidden_layers")
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    q_lora = c.get("q_lora_rank")
+    kv_lora, nope, rope, v = (c.int("kv_lora_rank"), c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"),
+                              c.int("v_head_dim"))
+    experts, topk, moe_inter = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
+    shared = c.int("n_shared_experts", 0, minimum=0)
+    first_dense, freq = c.int("first_k_dense_replace", 0, minimum=0), c.int("moe_layer_freq", 1)
+    sparse = _sparse_indexer(c, n)
+    for i in range(n):
+        p = f"model.layers.{i}.self_attn"
+        if q_lora:
+            inv.linear(f"{p}.q_a_proj", hidden, q_lora, "rep", i)
+            inv.norm(f"{p}.q_a_layernorm", q_lora, i)
+            inv.linear(f"{p}.q_b_proj", q_lora, heads * (nope + rope), "col", i)
+        else:
+            inv.linear(f"{p}.q_proj", hidden, heads * (nope + rope), "col", i)
+        if sparse:
+            _indexer(inv, f"{p}.indexer", hidden, q_lora or hidden, sparse, i)
+        inv.linear(f"{p}.kv_a_proj_with_mqa", hidden, kv_lora + rope, "rep", i)
+        inv.norm(f"{p}.kv_a_layernorm", kv_lora, i)
+        inv.linear(f"{p}.kv_b_proj", kv_lora, heads * (nope + v), "col", i)
+        inv.linear(f"{p}.o_proj", heads * v, hidden, "row", i)
+        # vLLM's MLA splits kv_b_proj into W_UK_T and W_UV (absorbed decode path), kept in the model dtype
+        # beside kv_b_proj itself (vllm/model_executor/layers/attention/mla_attention.py).
+        inv.add(f"{p}.mla_attn.W_UK_T+W_UV", heads * (nope + v), kv_lora, "col", "derived", i)
+        if i >= first_dense and i % freq == 0:
+            inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)
+            if c.get("topk_method") == "noaux_tc":
+                inv.add(f"model.layers.{i}.mlp.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
+            routed_experts(inv, f"model.layers.{i}.mlp", hidden, moe_inter, i, experts, topk)
+            if shared:
+                gated_mlp(inv, f"model.layers.{i}.mlp.shared_experts", hidden, moe_inter * shared, i)
+        else:
+            gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
+        layer_norms(inv, i, hidden)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    indexer_bytes = sparse["head_dim"] + sparse["head_dim"] // INDEXER_QUANT_BLOCK * 4 if sparse else 0
+    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes,
+                           indexer_width=sparse["heads"] * sparse["head_dim"] if sparse else 0)] * n
+    return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
+                      head_dim=nope + rope, index_topk=sparse["topk"] if sparse else 0)
+
+
+# The indexer's K cache quantizes index_head_dim values to fp8 in blocks of this many, one fp32 scale each
+# (deepseek_v32/attention.py DeepseekV32Indexer.quant_block_size).
+INDEXER_QUANT_BLOCK = 128
+
+
+def _sparse_indexer(c: Config, n: int) -> dict | None:
+    """DeepSeek Sparse Attention's lightning indexer, when config.json names one (index_topk, as vLLM decides
+    is_v32): its heads, head size and top-k. vLLM skips the indexer on some layers when index_topk_freq or
+    index_topk_pattern say so; those layers' caches form groups of their own, which the planner does not model."""
+    if c.get("index_topk") is None:
+        return None
+    freq, pattern = c.get("index_topk_freq", 1), c.get("index_topk_pattern")
+    if freq != 1 or (pattern is not None and "S" in str(pattern)[:n]):
+        raise PlannerError(f"config.json of {c.model_id} skips the sparse-attention indexer on some layers "
+                           f"(index_topk_freq={freq!r}, index_topk_pattern={pattern!r}); the planner models DSA "
+                           "checkpoints with an indexer on every layer only")
+    return dict(heads=c.int("index_n_heads"), head_dim=c.int("index_head_dim"), topk=c.int("index_topk"))
+
+
+def _indexer(inv: Inventory, p: str, hidden: int, q_lora: int, sparse: dict, i: int) -> None:
+    """One layer's lightning indexer (deepseek_v32/attention.py DeepseekV32Indexer): a replicated query
+    projection from the query latent (quantized with the model), and the key and head-weight projections, which
+    vLLM fuses into one GEMM kept in the model dtype (quant_config=None), with a LayerNorm on the key."""
+    heads, head_dim = sparse["heads"], sparse["head_dim"]
+    inv.linear(f"{p}.wq_b", q_lora, heads * head_dim, "rep", i)
+    inv.linear(f"{p}.wk_weights_proj", hidden, head_dim + heads, "rep", i, kind="unquantized")
+    inv.norm(f"{p}.k_norm", head_dim, i, with_bias=True)
+
+
+def gpt_oss(c: Config, inv: Inventory, family: str):
+    n = c.int("num_hidden_layers")
+    hidden, _, _, _ = attention_dims(c)
+    inter, experts = c.int("intermediate_size"), c.int("num_local_experts")
+    topk = c.int("num_experts_per_tok", c.get("experts_per_token"))
+    for i in range(n):
+        gqa_attention(inv, c, i, True, True, False, sinks=True)
+        inv.linear(f"model.layers.{i}.mlp.router", hidden, experts, "rep", i, bias=True, kind="router")
+        routed_experts(inv, f"model.layers.{i}.mlp", hidden, inter, i, experts, topk, bias=True)
+        layer_norms(inv, i, hidden)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    return gqa_layers(c, layer_windows(c, n, "alternate")), dict(num_experts=experts, experts_per_token=topk,
+                                                               moe_intermediate_size=inter)
+
+
+def llama4_text(c: Config, inv: Inventory, family: str):
+    n = c.int("num_hidden_layers")
+    hidden, _, kv, hd = attention_dims(c)
+    moe_inter, dense_inter = c.int("intermediate_size"), c.int("intermediate_size_mlp")
+    experts, topk = c.int("num_local_experts"), c.int("num_experts_per_tok")
+    step = c.int("interleave_moe_layer_step", 1)
+    for i in range(n):
+        gqa_attention(inv, c, i, bool(c.get("attention_bias", False)), False, False)  # qk norm is parameter-free
+        p = f"language_model.model.layers.{i}.feed_forward"
+        if (i + 1) % step == 0:
+            inv.add(f"{p}.router", experts, hidden, "rep", "router", i)
+            routed_experts(inv, p, hidden, moe_inter, i, experts, topk)
+            gated_mlp(inv, f"{p}.shared_expert", hidden, moe_inter, i)
+        else:
+            gated_mlp(inv, p, hidden, dense_inter, i)
+        layer_norms(inv, i, hidden)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    chunk = c.get("attention_chunk_size")
+    no_rope = c.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n)]
+    attn = [AttentionLayer("chunked", kv, hd, hd, chunk) if chunk and no_rope[i] else AttentionLayer("full", kv, hd, hd)
+            for i in range(n)]
+    return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter)

@@ -1,0 +1,211 @@
+"""Hybrid models: linear-attention layers (Gated DeltaNet, Mamba2) that keep a fixed state per request beside
+full attention (Qwen3-Next, Granite 4.0, Nemotron-H)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from estimator.decoders import BLOCK_SPARSE, Experts, is_moe_layer, moe_block
+from estimator.errors import PlannerError
+from estimator.inventory import (
+    DTYPE_BYTES,
+    AttentionLayer,
+    Config,
+    Inventory,
+    add_embeddings,
+    attention_dims,
+    gated_mlp,
+    gqa_attention,
+    layer_norms,
+    tied_embeddings,
+)
+
+
+def layer_kinds(c: Config, n: int, allowed: tuple[str, str], default: list[str]) -> list[str]:
+    """A hybrid model's layer_types (or its default pattern), one of ``allowed`` per layer, or an error naming them."""
+    kinds = c.get("layer_types") or default
+    if len(kinds) != n or set(kinds) - set(allowed):
+        raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
+                           f"expected {allowed[0]} or {allowed[1]} per layer (fix the config.json)")
+    return kinds
+
+
+def gated_delta_net(c: Config, inv: Inventory, i: int, hidden: int) -> AttentionLayer:
+    """A Gated DeltaNet linear-attention layer (vllm/model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py): fused
+    q/k/v/z and b/a input projections, a depthwise causal convolution over q/k/v, per-head dt bias and A, a gated
+    RMSNorm one value head wide and the output projection; its state is the convolution window and one
+    [value head, head_v x head_k] matrix per value head (MambaStateShapeCalculator.gated_delta_net_state_shape)."""
+    k_heads, v_heads = c.int("linear_num_key_heads"), c.int("linear_num_value_heads")
+    k_dim, v_dim, kernel = c.int("linear_key_head_dim"), c.int("linear_value_head_dim"), c.int("linear_conv_kernel_dim")
+    key, value = k_heads * k_dim, v_heads * v_dim
+    p = f"model.layers.{i}.linear_attn"
+    inv.linear(f"{p}.in_proj_qkvz", hidden, 2 * key + 2 * value, "col", i)
+    inv.linear(f"{p}.in_proj_ba", hidden, 2 * v_heads, "col", i)
+    inv.add(f"{p}.conv1d", 2 * key + value, kernel, "col", "norm", i)
+    inv.add(f"{p}.dt_bias+A_log", 2 * v_heads, 1, "col", "norm", i)
+    inv.norm(f"{p}.norm", v_dim, i)
+    inv.linear(f"{p}.out_proj", value, hidden, "row", i)
+    return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1, 0), (v_heads, v_dim * k_dim, 0)))
+
+
+@dataclass(frozen=True)
+class Mamba2:
+    """A Mamba2 mixer's sizes, read from each family's own config keys."""
+
+    inner: int  # the expanded width (heads x head_dim)
+    groups: int  # B and C groups
+    state: int  # SSM state size
+    heads: int
+    head_dim: int
+    kernel: int  # convolution width
+    conv_bias: bool
+    proj_bias: bool
+    ssm_state_bytes: int = 0  # bytes per element of the SSM state when the model fixes it (0: the model dtype)
+
+
+def mamba2(inv: Inventory, i: int, hidden: int, m: Mamba2, prefix: str) -> AttentionLayer:
+    """A Mamba2 mixer (vllm/model_executor/layers/mamba/mamba_mixer2.py): one input projection to the gate, x, the B
+    and C groups and dt per head; a depthwise convolution over x, B and C; A, D and dt bias per head; a gated RMSNorm
+    and the output projection. The state: the convolution window, and [head_dim x state] per head
+    (MambaStateShapeCalculator.mamba2_state_shape). Parameters count the checkpoint's groups; the copies vLLM makes
+    of a single group under TP (a few MB per layer) are left out of the weights."""
+    inner, bc, heads, kernel = m.inner, 2 * m.groups * m.state, m.heads, m.kernel
+    p = f"model.layers.{i}.{prefix}"
+    inv.linear(f"{p}.in_proj", hidden, 2 * inner + bc + heads, "col", i, bias=m.proj_bias)
+    inv.add(f"{p}.conv1d", inner + bc, kernel + (1 if m.conv_bias else 0), "col", "norm", i)
+    inv.add(f"{p}.A+D+dt_bias", 3 * heads, 1, "col", "norm", i)
+    inv.add(f"{p}.norm", inner, 1, "col", "norm", i)
+    inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=m.proj_bias)
+    return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (bc, kernel - 1, m.groups),
+                                                   (heads, m.head_dim * m.state, 0)),
+                          state_dtype_bytes=(0, 0, m.ssm_state_bytes))
+
+
+def _granite_mamba(c: Config, hidden: int) -> Mamba2:
+    return Mamba2(inner=c.int("mamba_expand", 2) * hidden, groups=c.int("mamba_n_groups", 1),
+                  state=c.int("mamba_d_state"), heads=c.int("mamba_n_heads"), head_dim=c.int("mamba_d_head"),
+                  kernel=c.int("mamba_d_conv", 4), conv_bias=bool(c.get("mamba_conv_bias", True)),
+                  proj_bias=c.flag("mamba_proj_bias"))
+
+
+def granite_hybrid(c: Config, inv: Inventory, family: str):
+    """Granite 4.0 (GraniteMoeHybrid): Mamba2 or attention per layer_types, then routed experts and a shared MLP
+    (either may be absent), RMSNorms before each."""
+    n = c.int("num_hidden_layers")
+    hidden, heads, kv, hd = attention_dims(c)
+    kinds = layer_kinds(c, n, ("mamba", "attention"), ["attention"] * n)
+    experts = c.int("num_local_experts", 0, minimum=0)
+    attn = []
+    for i in range(n):
+        if kinds[i] == "mamba":
+            attn.append(mamba2(inv, i, hidden, _granite_mamba(c, hidden), "mamba"))
+        else:
+            gqa_attention(inv, c, i, c.flag("attention_bias"), c.flag("attention_bias"), qk_norm=False)
+            attn.append(AttentionLayer("full", kv, hd, hd))
+        if experts:
+            moe_block(c, inv, Experts(**dict(BLOCK_SPARSE, router="router.layer")), i, hidden)
+        shared = c.int("shared_intermediate_size", 0, minimum=0)
+        if shared:
+            inv.linear(f"model.layers.{i}.shared_mlp.input_linear", hidden, 2 * shared, "col", i)
+            inv.linear(f"model.layers.{i}.shared_mlp.output_linear", shared, hidden, "row", i)
+        layer_norms(inv, i, hidden)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    extra = dict(num_experts=experts, experts_per_token=c.int("num_experts_per_tok"),
+                 moe_intermediate_size=c.int("intermediate_size")) if experts else {}
+    return attn, extra
+
+
+# Nemotron-H keeps the Mamba2 SSM state in float32 unless config.json names mamba_ssm_cache_dtype
+# (vllm/model_executor/models/config.py NemotronHForCausalLMConfig.DEFAULT_MAMBA_SSM_CACHE_DTYPE).
+NEMOTRON_H_SSM_DTYPE = "float32"
+NEMOTRON_H_LAYERS = {"M": "Mamba2", "*": "attention", "-": "MLP", "E": "MoE"}  # hybrid_override_pattern letters
+
+
+def nemotron_h(c: Config, inv: Inventory, family: str):
+    """Nemotron-H (vllm/model_executor/models/nemotron_h.py): one mixer per layer as hybrid_override_pattern spells
+    it (M Mamba2, * GQA attention, - a non-gated relu2 MLP, E routed non-gated experts with a sigmoid router and its
+    score-correction bias, shared experts, optionally through a latent projection), an RMSNorm before each."""
+    pattern = c.get("hybrid_override_pattern")
+    n = c.int("num_hidden_layers")
+    if not isinstance(pattern, str) or len(pattern) != n or set(pattern) - set(NEMOTRON_H_LAYERS):
+        raise PlannerError(f"config.json of {c.model_id} has hybrid_override_pattern={pattern!r}; expected one of "
+                           f"{''.join(NEMOTRON_H_LAYERS)} per layer for its {n} layers (fix the config.json)")
+    hidden, heads, kv, hd = attention_dims(c)
+    ssm_dtype = c.get("mamba_ssm_cache_dtype") or NEMOTRON_H_SSM_DTYPE
+    if ssm_dtype not in DTYPE_BYTES:
+        raise PlannerError(f"config.json of {c.model_id} has mamba_ssm_cache_dtype={ssm_dtype!r}; expected one of "
+                           f"{', '.join(DTYPE_BYTES)}")
+    mamba = Mamba2(inner=c.int("mamba_num_heads") * c.int("mamba_head_dim"), groups=c.int("n_groups"),
+                   state=c.int("ssm_state_size"), heads=c.int("mamba_num_heads"), head_dim=c.int("mamba_head_dim"),
+                   kernel=c.int("conv_kernel"), conv_bias=bool(c.get("use_conv_bias", True)),
+                   proj_bias=c.flag("use_bias"), ssm_state_bytes=DTYPE_BYTES[ssm_dtype])
+    attn, extra = [], {}
+    for i, kind in enumerate(pattern):
+        inv.norm(f"model.layers.{i}.norm", hidden, i)
+        p = f"model.layers.{i}.mixer"
+        if kind == "M":
+            attn.append(mamba2(inv, i, hidden, mamba, "mixer"))
+            continue
+        attn.append(AttentionLayer("full", kv, hd, hd) if kind == "*" else AttentionLayer("none", 0, 0, 0))
+        if kind == "*":
+            gqa_attention(inv, c, i, qkv_bias=False, o_bias=False, qk_norm=False)
+        elif kind == "-":
+            inv.linear(f"{p}.up_proj", hidden, c.int("intermediate_size"), "col", i, bias=c.flag("mlp_bias"))
+            inv.linear(f"{p}.down_proj", c.int("intermediate_size"), hidden, "row", i, bias=c.flag("mlp_bias"))
+        else:
+            extra = _nemotron_moe(c, inv, p, hidden, i)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    return attn, extra
+
+
+def _nemotron_moe(c: Config, inv: Inventory, p: str, hidden: int, i: int) -> dict:
+    experts, topk, width = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
+    inv.add(f"{p}.gate", experts, hidden, "rep", "router", i)
+    inv.add(f"{p}.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
+    latent = c.get("moe_latent_size")
+    if latent is not None:
+        latent = c.int("moe_latent_size")
+        inv.linear(f"{p}.fc1_latent_proj", hidden, latent, "rep", i)
+        inv.linear(f"{p}.fc2_latent_proj", latent, hidden, "rep", i)
+    routed = latent or hidden
+    inv.linear(f"{p}.experts.up_proj", routed, width, "col", i, copies=experts, active=topk)
+    inv.linear(f"{p}.experts.down_proj", width, routed, "row", i, copies=experts, active=topk)
+    shared = c.int("n_shared_experts", 0, minimum=0)
+    if shared:
+        inter = c.int("moe_shared_expert_intermediate_size") * shared
+        inv.linear(f"{p}.shared_experts.up_proj", hidden, inter, "col", i)
+        inv.linear(f"{p}.shared_experts.down_proj", inter, hidden, "row", i)
+    return dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=width)
+
+
+def qwen3_next(c: Config, inv: Inventory, family: str):
+    """Qwen3-Next: Gated DeltaNet layers with gated full attention every full_attention_interval layers
+    (layer_types when given), and a Qwen2-MoE block (routed experts, one gated shared expert) in every layer."""
+    n = c.int("num_hidden_layers")
+    hidden, heads, kv, hd = attention_dims(c)
+    interval = c.int("full_attention_interval", 4)
+    kinds = layer_kinds(c, n, ("full_attention", "linear_attention"),
+                         ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n)])
+    experts = Experts("num_experts", shared="sized", dense="sparse_step")
+    gate = 2 if c.get("attn_output_gate", True) is not False else 1
+    attn = []
+    for i in range(n):
+        if kinds[i] == "linear_attention":
+            attn.append(gated_delta_net(c, inv, i, hidden))
+        else:
+            p = f"model.layers.{i}.self_attn"
+            inv.linear(f"{p}.q_proj", hidden, gate * heads * hd, "col", i)  # queries and their output gate
+            inv.linear(f"{p}.k_proj", hidden, kv * hd, "kv", i)
+            inv.linear(f"{p}.v_proj", hidden, kv * hd, "kv", i)
+            inv.linear(f"{p}.o_proj", heads * hd, hidden, "row", i)
+            inv.norm(f"{p}.q_norm", hd, i)
+            inv.norm(f"{p}.k_norm", hd, i)
+            attn.append(AttentionLayer("full", kv, hd, hd))
+        if is_moe_layer(c, experts, i):
+            moe_block(c, inv, experts, i, hidden)
+        else:
+            gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
+        layer_norms(inv, i, hidden)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    return attn, dict(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
+                      moe_intermediate_size=c.int("moe_intermediate_size"))

@@ -1,0 +1,149 @@
+"""Multimodal checkpoints: the language model and its vision tower (SigLIP, Llama 4, Qwen-VL, Pixtral)."""
+
+from __future__ import annotations
+
+from estimator.decoders import decoder, llama4_text
+from estimator.errors import PlannerError
+from estimator.inventory import Config, Inventory, language_config, text_config
+
+
+def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool):
+    """A ViT encoder (SigLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears."""
+    hidden, inter, layers = v.int("hidden_size"), v.int("intermediate_size"), v.int("num_hidden_layers")
+    patch, image, chans = v.int("patch_size"), v.int("image_size"), v.int("num_channels", 3)
+    patches = (image // patch) ** 2 + (1 if class_token else 0)
+    inv.add(f"{prefix}.patch_embedding", hidden, chans * patch * patch + (1 if conv_bias else 0), "rep", "vision",
+            place="first")
+    inv.add(f"{prefix}.position_embedding", patches, hidden, "rep", "vision", place="first")
+    if class_token:
+        inv.add(f"{prefix}.class_embedding", hidden, 1, "rep", "vision", place="first")
+    for i in range(layers):
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            inv.add(f"{prefix}.layers.{i}.self_attn.{proj}", hidden, hidden + 1, "col", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.self_attn.o_proj", hidden, hidden, "row", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.mlp.fc1", inter, hidden + 1, "col", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.mlp.fc2", hidden, inter, "row", "vision", place="first")
+        inv.add(f"{prefix}.layers.{i}.biases", 2 * hidden, 1, "rep", "vision", place="first")  # o_proj, fc2
+        inv.add(f"{prefix}.layers.{i}.norms", 4 * hidden, 1, "rep", "vision", place="first")  # two LayerNorms
+    return hidden
+
+
+def text_and_vision(c: Config, inv: Inventory, text_builder, family: str, tower: str, class_token: bool,
+                     conv_bias: bool):
+    """A multimodal checkpoint's language model (from text_config) and its ViT tower (from vision_config)."""
+    text = Config(text_config(c), c.model_id)
+    attn, extra = text_builder(text, inv, family)
+    v = Config(c.get("vision_config") or {}, c.model_id)
+    vh = _vision_encoder(inv, v, tower, class_token=class_token, conv_bias=conv_bias)
+    return text, v, vh, attn, dict(extra, multimodal=True)
+
+
+def gemma3_mm(c: Config, inv: Inventory, family: str):
+    text, _, vh, attn, extra = text_and_vision(c, inv, decoder, "gemma3", "vision_tower.vision_model",
+                                                class_token=False, conv_bias=True)
+    inv.add("vision_tower.vision_model.post_layernorm", 2 * vh, 1, "rep", "vision", place="first")
+    inv.add("multi_modal_projector.mm_input_projection_weight", text.int("hidden_size"), vh, "rep", "vision",
+            place="first")
+    inv.add("multi_modal_projector.mm_soft_emb_norm", vh, 1, "rep", "vision", place="first")
+    return attn, extra
+
+
+def llama4_mm(c: Config, inv: Inventory, family: str):
+    text, v, vh, attn, extra = text_and_vision(c, inv, llama4_text, "llama4", "vision_model", class_token=True,
+                                                conv_bias=False)
+    inv.add("vision_model.layernorm_pre+post", 4 * vh, 1, "rep", "vision", place="first")
+    ratio = float(v.get("pixel_shuffle_ratio", 0.5))
+    shuffled = int(vh / (ratio * ratio))
+    proj_in, proj_out = v.int("projector_input_dim"), v.int("projector_output_dim")
+    inv.add("vision_model.vision_adapter.mlp.fc1", proj_in, shuffled, "col", "vision", place="first")
+    inv.add("vision_model.vision_adapter.mlp.fc2", proj_out, proj_in, "row", "vision", place="first")
+    inv.add("multi_modal_projector.linear_1", text.int("hidden_size"), v.int("vision_output_dim"), "rep", "vision",
+            place="first")
+    return attn, extra
+
+
+def _qwen_vision(inv: Inventory, v: Config, text_hidden: int, qwen3: bool) -> None:
+    """The Qwen2.5-VL and Qwen3-VL vision towers (vllm/model_executor/models/qwen2_5_vl.py, qwen3_vl.py): a 3-D
+    patch convolution, pre-norm blocks with a fused biased QKV and a biased MLP (gated SiLU in Qwen2.5-VL, GELU
+    in Qwen3-VL), then a merger MLP over 2x2 merged patches into the text width; Qwen3-VL adds learned positions
+    and a 'deepstack' merger per tapped block. Linear layers split over TP as vLLM's default mm_encoder_tp_mode
+    'weights' does."""
+    h, inter, depth = v.int("hidden_size"), v.int("intermediate_size"), v.int("depth")
+    patch, temporal = v.int("patch_size"), v.int("temporal_patch_size", 2)
+    chans = v.int("in_channels", v.get("in_chans", 3))
+    merged = h * v.int("spatial_merge_size", 2) ** 2
+    out = v.int("out_hidden_size", text_hidden)
+    norm = 2 * h if qwen3 else h  # LayerNorm (weight, bias) in Qwen3-VL; RMSNorm in Qwen2.5-VL
+    p = "visual"
+    inv.add(f"{p}.patch_embed.proj", h, chans * temporal * patch * patch + (1 if qwen3 else 0), "rep", "vision",
+            place="first")
+    if qwen3:
+        inv.add(f"{p}.pos_embed", v.int("num_position_embeddings"), h, "rep", "vision", place="first")
+    for i in range(depth):
+        b = f"{p}.blocks.{i}"
+        inv.add(f"{b}.norm1+norm2", 2 * norm, 1, "rep", "vision", place="first")
+        inv.add(f"{b}.attn.qkv", 3 * h, h + 1, "col", "vision", place="first")
+        inv.add(f"{b}.attn.proj", h, h, "row", "vision", place="first")
+        if qwen3:
+            inv.add(f"{b}.mlp.linear_fc1", inter, h + 1, "col", "vision", place="first")
+        else:
+            inv.add(f"{b}.mlp.gate_up_proj", 2 * inter, h + 1, "col", "vision", place="first")
+        inv.add(f"{b}.mlp.down", h, inter, "row", "vision", place="first")
+        inv.add(f"{b}.biases", 2 * h, 1, "rep", "vision", place="first")  # attn.proj and the MLP's output
+    mergers = [("merger", norm)] + [(f"deepstack_merger_list.{k}", 2 * merged)
+                                    for k in range(len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0)]
+    for name, norm_size in mergers:
+        inv.add(f"{p}.{name}.norm", norm_size, 1, "rep", "vision", place="first")
+        inv.add(f"{p}.{name}.fc1", merged, merged + 1, "col", "vision", place="first")
+        inv.add(f"{p}.{name}.fc2", out, merged, "row", "vision", place="first")
+        inv.add(f"{p}.{name}.fc2.bias", out, 1, "rep", "vision", place="first")
+
+
+def qwen_vl(c: Config, inv: Inventory, family: str):
+    """Qwen2.5-VL (text keys at the top level, or in text_config) and Qwen3-VL (dense and MoE)."""
+    text = Config(language_config(c, "optional"), c.model_id)
+    attn, extra = decoder(text, inv, family)
+    _qwen_vision(inv, Config(c.get("vision_config") or {}, c.model_id), text.int("hidden_size"),
+                 qwen3=family != "qwen2")
+    # Qwen3VLForConditionalGeneration.__init__ allocates deepstack_input_embeds: one [max_num_batched_tokens,
+    # text hidden] tensor per tapped block (vllm/model_executor/models/qwen3_vl.py).
+    deepstack = len((c.get("vision_config") or {}).get("deepstack_visual_indexes") or []) if family != "qwen2" else 0
+    return attn, dict(extra, multimodal=True, buffer_rows_per_token=deepstack)
+
+
+def mistral3(c: Config, inv: Inventory, family: str):
+    """Mistral 3 (Mistral-Small-3.1/3.2): the Mistral decoder and the Pixtral vision encoder (vllm/model_executor/
+    models/mistral3.py, pixtral.py PixtralHFVisionModel): a bias-free patch convolution, RMSNorm pre-norm blocks with
+    fused QKV and a gated SiLU MLP, every block up to vision_feature_layer built; then a projector: RMSNorm, a 2x2
+    patch merger and two linears into the text width."""
+    text = Config(text_config(c), c.model_id)
+    attn, extra = decoder(text, inv, family)
+    v = Config(c.get("vision_config") or {}, c.model_id)
+    h, inter, layers = v.int("hidden_size"), v.int("intermediate_size"), v.int("num_hidden_layers")
+    patch, chans = v.int("patch_size"), v.int("num_channels", 3)
+    feature = c.get("vision_feature_layer", -1)
+    deepest = max(feature) if isinstance(feature, list) and feature else feature
+    if not isinstance(deepest, int) or isinstance(deepest, bool):
+        raise PlannerError(f"config.json of {c.model_id} has vision_feature_layer={feature!r}; expected an integer "
+                           "or a list of integers (fix the config.json)")
+    built = deepest + layers + 1 if deepest < 0 else deepest  # vLLM's get_layer_index
+    p = "vision_tower"
+    inv.add(f"{p}.patch_conv", h, chans * patch * patch, "rep", "vision", place="first")
+    inv.add(f"{p}.ln_pre", h, 1, "rep", "vision", place="first")
+    for i in range(built):
+        b = f"{p}.transformer.layers.{i}"
+        inv.add(f"{b}.attention_norm+ffn_norm", 2 * h, 1, "rep", "vision", place="first")
+        inv.add(f"{b}.attention.qkv_proj", 3 * h, h, "col", "vision", place="first")
+        inv.add(f"{b}.attention.o_proj", h, h, "row", "vision", place="first")
+        inv.add(f"{b}.feed_forward.gate_up_proj", 2 * inter, h, "col", "vision", place="first")
+        inv.add(f"{b}.feed_forward.down_proj", h, inter, "row", "vision", place="first")
+    text_hidden, bias = text.int("hidden_size"), 1 if c.flag("multimodal_projector_bias") else 0
+    merge = c.int("spatial_merge_size", 2)
+    m = "multi_modal_projector"
+    inv.add(f"{m}.norm", h, 1, "rep", "vision", place="first")
+    inv.add(f"{m}.patch_merger.merging_layer", h, h * merge * merge, "rep", "vision", place="first")
+    inv.add(f"{m}.linear_1", text_hidden, h + bias, "col", "vision", place="first")
+    inv.add(f"{m}.linear_2", text_hidden, text_hidden, "row", "vision", place="first")
+    if bias:
+        inv.add(f"{m}.linear_2.bias", text_hidden, 1, "rep", "vision", place="first")
+    return attn, dict(extra, multimodal=True)
