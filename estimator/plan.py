@@ -283,7 +283,7 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
         coefficients = choose(coefficients_choice, gpu.name, notes=coefficient_notes)
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
-    arch = sparse_mla_layout(arch, gpu)
+    arch = sparse_mla_layout(arch, gpu, warnings)
     if (request.runner or ("pooling" if source.sentence_transformers else "generate")) == "pooling":
         arch = architecture.as_pooling(arch)
         if request.runner is None:

@@ -134,13 +134,19 @@ SPARSE_MLA_BLOCK_SIZE = 64
 FP8_DS_MLA_BYTES = 656
 
 
-def sparse_mla_layout(arch: ModelArch, gpu: GpuSpec) -> ModelArch:
+# Sparse MLA checkpoints whose KV cache vLLM stores in fp8 on data-center Blackwell when --kv-cache-dtype is auto
+# (model_executor/models/config.py GlmMoeDsaForCausalLM.verify_and_update_config).
+FP8_KV_BY_DEFAULT_ON_BLACKWELL = ("GlmMoeDsaForCausalLM",)
+
+
+def sparse_mla_layout(arch: ModelArch, gpu: GpuSpec, notes: list | None = None) -> ModelArch:
     """A DSA model's latent cache as the sparse MLA backend vLLM 0.32 picks on this GPU lays it out
     (platforms/cuda.py backend priorities, each backend's KV dtypes): on Hopper FlashAttention-MLA-sparse keeps
     16 bits and fp8 falls to FlashMLA-sparse, which packs fp8_ds_mla; on data-center Blackwell FlashMLA-sparse
     keeps 16 bits and FlashInfer stores plain fp8; consumer Blackwell's FlashInfer backend packs fp8_ds_mla even
     for --kv-cache-dtype auto; ROCm's AITER backend stores the plain layout. Before Hopper vLLM has no sparse
-    MLA backend on NVIDIA GPUs."""
+    MLA backend on NVIDIA GPUs. GLM-5's checkpoints take an fp8 cache on data-center Blackwell even for auto
+    (said in ``notes``)."""
     if not arch.is_sparse_mla or gpu.vendor != "nvidia" or gpu.compute_capability is None:
         return arch
     cc = gpu.compute_capability
@@ -151,6 +157,11 @@ def sparse_mla_layout(arch: ModelArch, gpu: GpuSpec) -> ModelArch:
     plain = arch.attention_layer.head_size
     entry = {9: (2 * plain, FP8_DS_MLA_BYTES), 10: (2 * plain, plain), 12: (FP8_DS_MLA_BYTES, FP8_DS_MLA_BYTES)}
     layout = entry.get(int(cc), (2 * plain, plain))
+    if int(cc) == 10 and arch.architecture in FP8_KV_BY_DEFAULT_ON_BLACKWELL:
+        layout = (plain, plain)  # auto means fp8_e4m3 here: FlashInfer's plain fp8 latent
+        if notes is not None:
+            notes.append(f"vLLM stores {arch.architecture}'s KV cache in fp8_e4m3 on {gpu.name} even with "
+                         "--kv-cache-dtype auto; the plan sizes it so")
     return replace(arch, attention=tuple(replace(a, entry_bytes=layout) if a.indexer_bytes else a
                                          for a in arch.attention))
 

@@ -78,6 +78,8 @@ PUBLISHED_ROUNDED = {
     "THUDM/GLM-4-32B-0414": (32.6e9, None, 0.005, "hub: 32.6B"),
     "nvidia/NVIDIA-Nemotron-Nano-9B-v2": (8.89e9, None, 0.001, "hub: 8.89B"),
     "nvidia/NVIDIA-Nemotron-Nano-12B-v2": (12.3e9, None, 0.001, "hub: 12.3B"),
+    # DeepSeek Sparse Attention on GLM's MoE; the announcement's totals leave the MTP layer out
+    "zai-org/GLM-5": (744e9, 40e9, 0.005, "announcement: 744B parameters, 40B active (without embeddings)"),
     # the card's 3.2B active counts the LM head but not the embedding lookup; with it, 3.6B
     "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": (31.6e9, 3.6e9, 0.005,
                                                    "model card: 31.6B total, 3.6B active including embeddings"),

@@ -13,6 +13,7 @@ from estimator.serve_config import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_GPU_MEMORY_UTILIZATION,
     FP8_DS_MLA_BYTES,
+    FP8_KV_BY_DEFAULT_ON_BLACKWELL,
     SPARSE_MLA_BLOCK_SIZE,
     batch_defaults,
     sparse_mla_layout,
@@ -90,3 +91,11 @@ def test_the_sparse_mla_block_size_is_the_indexer_backends(vllm_defaults):
 def test_every_supported_architecture_is_registered_in_vllm_and_removed_ones_are_named(vllm_defaults):
     assert set(ARCHITECTURES) <= set(vllm_defaults["architectures"])
     assert REMOVED_FROM_VLLM == vllm_defaults["previously_supported"]
+
+
+def test_the_sparse_mla_models_vllm_gives_an_fp8_cache_by_default_on_blackwell(vllm_defaults):
+    forced = {key.rsplit("-", 1)[0] for key, dtype in vllm_defaults["default_kv_dtypes"].items()
+              if key.endswith("-100") and dtype != "auto"}
+    assert forced == set(FP8_KV_BY_DEFAULT_ON_BLACKWELL)
+    # ... and only on data-center Blackwell
+    assert all(dtype == "auto" for key, dtype in vllm_defaults["default_kv_dtypes"].items() if not key.endswith("-100"))

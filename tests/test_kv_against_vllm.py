@@ -78,6 +78,7 @@ CASES = [
     dict(model="deepseek-ai/DeepSeek-V3.2", gpu="RTX-PRO-6000", tensor_parallel_size=8, mla_cache="fp8_ds_mla"),
     dict(model="deepseek-ai/DeepSeek-V3.2", gpu="H100", tensor_parallel_size=8, pipeline_parallel_size=2,
          max_model_len=32768),
+    dict(model="zai-org/GLM-5", gpu="B200", tensor_parallel_size=8, max_model_len=65536, kv_cache_dtype="fp8"),
 ]
 
 

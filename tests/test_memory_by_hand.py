@@ -279,3 +279,15 @@ def test_a_sparse_mla_page_by_hand(gpu, kv, block, latent):
     assert plan.config.block_size == block
     # one group of 61 layers; each block holds the latent and the indexer's 132-byte key of each token
     assert plan.memory.bytes_per_block == 61 * block * (latent + 132)
+
+
+def test_glm5_takes_an_fp8_cache_on_data_center_blackwell_even_for_auto():
+    def page(gpu):
+        plan = make_plan(PlanRequest(model="zai-org/GLM-5", gpu=gpu, tensor_parallel_size=8, max_model_len=8192,
+                                     quantization="fp8"))
+        return plan.memory.bytes_per_block, plan.warnings
+    b200, notes = page("B200")
+    assert b200 == 78 * 64 * (576 + 132)  # FlashInfer's plain fp8 latent and the indexer key
+    assert any("fp8_e4m3" in n and "GlmMoeDsaForCausalLM" in n for n in notes)
+    h200, notes = page("H200")
+    assert h200 == 78 * 64 * (1152 + 132) and not any("fp8_e4m3" in n for n in notes)

@@ -83,6 +83,27 @@ def sparse_mla_facts() -> dict:
     return {"indexer_block_sizes": sizes, "sparse_backends": backends, "sparse_priorities": priorities}
 
 
+def default_kv_dtypes() -> dict:
+    """The KV cache dtype vLLM's per-model config hooks leave for --kv-cache-dtype auto, per compute capability
+    family (the hooks ask the platform, which is stubbed here)."""
+    from types import SimpleNamespace as NS
+
+    from vllm.model_executor.models import config as model_configs
+    from vllm.platforms import current_platform
+
+    out = {}
+    for name in ("GlmMoeDsaForCausalLM", "DeepseekV32ForCausalLM"):
+        for family in (90, 100, 120):
+            cfg = NS(cache_config=NS(cache_dtype="auto"), speculative_config=None,
+                     parallel_config=NS(set_dcp_defaults=lambda **kwargs: None),
+                     model_config=NS(hf_config=NS(index_topk=2048)))
+            with mock.patch.object(current_platform, "is_cuda", lambda: True), \
+                    mock.patch.object(current_platform, "is_device_capability_family", lambda f, fam=family: f == fam):
+                getattr(model_configs, name).verify_and_update_config(cfg)
+            out[f"{name}-{family}"] = cfg.cache_config.cache_dtype
+    return out
+
+
 def registry_facts() -> dict:
     from vllm.model_executor.models.registry import _PREVIOUSLY_SUPPORTED_MODELS, ModelRegistry
 
@@ -94,4 +115,5 @@ if __name__ == "__main__":
     devices = json.load(sys.stdin)
     print(json.dumps({"batch": [batch_defaults(d) for d in devices],
                       "gpu_memory_utilization": EngineArgs.gpu_memory_utilization,  # the class default
-                      "block_size": CacheConfig.DEFAULT_BLOCK_SIZE, **sparse_mla_facts(), **registry_facts()}))
+                      "block_size": CacheConfig.DEFAULT_BLOCK_SIZE, **sparse_mla_facts(), **registry_facts(),
+                      "default_kv_dtypes": default_kv_dtypes()}))
