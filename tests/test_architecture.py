@@ -77,6 +77,7 @@ PUBLISHED_ROUNDED = {
     "THUDM/GLM-4-9B-0414": (9.4e9, None, 0.005, "hub: 9.4B"),
     "THUDM/GLM-4-32B-0414": (32.6e9, None, 0.005, "hub: 32.6B"),
     "nvidia/NVIDIA-Nemotron-Nano-9B-v2": (8.89e9, None, 0.001, "hub: 8.89B"),
+    "mistralai/Ministral-8B-Instruct-2410": (8.02e9, None, 0.001, "hub: 8.02B"),
     "nvidia/NVIDIA-Nemotron-Nano-12B-v2": (12.3e9, None, 0.001, "hub: 12.3B"),
     # DeepSeek Sparse Attention on GLM's MoE; the announcement's totals leave the MTP layer out
     "zai-org/GLM-5": (744e9, 40e9, 0.005, "announcement: 744B parameters, 40B active (without embeddings)"),
@@ -358,6 +359,8 @@ def test_a_dsa_checkpoint_that_skips_the_indexer_on_some_layers_fails_closed(key
 # each names its base and the keys that differ, so a copying mistake fails here.
 DERIVED = {
     "Qwen/Qwen2.5-Coder-7B-Instruct": ("Qwen/Qwen2.5-7B-Instruct", set()),
+    "mistralai/Devstral-Small-2505": ("mistralai/Mistral-Small-24B-Instruct-2501",
+                                      {"max_position_embeddings", "rope_theta"}),
     "Qwen/Qwen2.5-Coder-14B-Instruct": ("Qwen/Qwen2.5-14B-Instruct", set()),
     "Qwen/Qwen2.5-Coder-32B-Instruct": ("Qwen/Qwen2.5-32B-Instruct", set()),
     "Qwen/Qwen3-4B-Instruct-2507": ("Qwen/Qwen3-4B", {"max_position_embeddings", "rope_theta"}),
