@@ -246,6 +246,10 @@ def config(**changes):
      "quantization method 'bitsandbytes' in config.json is not supported by the planner"),
     (config(torch_dtype="int8"), "config.json of m has torch_dtype='int8'"),
     ([1, 2], "config.json of m is not a JSON object"),
+    ({k: v for k, v in catalog_configs()["deepseek-ai/DeepSeek-V3.2"].items() if k != "index_n_heads"},
+     "config.json of m has no 'index_n_heads'"),
+    (dict(catalog_configs()["nvidia/NVIDIA-Nemotron-Nano-9B-v2"], mamba_ssm_cache_dtype="fp4"),
+     "config.json of m has mamba_ssm_cache_dtype='fp4'; expected one of float32, bfloat16, float16"),
 ])
 def test_bad_configs_fail_closed(raw, message):
     with pytest.raises(PlannerError) as err:
