@@ -6,8 +6,8 @@ For each logged start-up the planner can represent (a catalog model, a GPU it ca
 states, the flags the row gives), the plan's per-GPU weights, activation peak, non-torch and CUDA-graph memory
 and KV cache GiB, and the engine's KV tokens, are printed beside the logged figures; then the median and mean
 absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), and the
-rows that cannot be represented, by reason. A start-up that failed after logging its available KV memory (too
-little for max_model_len) is scored on that figure; a GPU the row does not name is placed by the memory the row
+rows that cannot be represented, by reason. A start-up that failed is scored on what it logged before failing
+(its weights, or the available KV memory that was too little for max_model_len); a GPU the row does not name is placed by the memory the row
 writes for it. The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
 older logs are marked with their version.
 """
@@ -68,8 +68,8 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     """The plan request a logged start-up describes, or why it cannot be represented."""
     model = bare(row["model"])
     notes = row.get("notes") or ""
-    if "FAILED" in notes and number(row.get("kv_cache_gib")) is None:
-        return None, "a failed start-up that logged no KV memory (nothing to compare)"
+    if "FAILED" in notes and all(number(row.get(field)) is None for field in (*PER_GPU, "kv_cache_tokens")):
+        return None, "a failed start-up that logged no memory figure (nothing to compare)"
     if EXPERT_PARALLEL.search(notes):
         return None, "expert parallelism across data-parallel ranks (the planner shards experts by TP only)"
     if DECODE_CONTEXT_PARALLEL.search(notes):
