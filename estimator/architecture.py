@@ -18,7 +18,16 @@ from estimator import quantization
 from estimator.decoders import decoder, deepseek, gpt_oss
 from estimator.errors import PlannerError
 from estimator.hybrid import granite_hybrid, nemotron_h, qwen3_next
-from estimator.inventory import DTYPE_BYTES, AttentionLayer, Config, Inventory, Tensor, language_config, tied_embeddings
+from estimator.inventory import (
+    DTYPE_BYTES,
+    AttentionLayer,
+    Config,
+    Inventory,
+    Tensor,
+    VisionProfile,
+    language_config,
+    tied_embeddings,
+)
 from estimator.quantization import QuantScheme
 from estimator.vision import gemma3_mm, llama4_mm, mistral3, qwen_vl
 
@@ -58,6 +67,8 @@ class ModelArch:
     # Buffers the model allocates at construction per batched token, in hidden-size rows of the model dtype;
     # vLLM counts them in "Model loading took" (Qwen3-VL: one deepstack buffer per tapped vision block).
     buffer_rows_per_token: int = 0
+    # The vision tower's profiling pass, where config.json fixes its item size (Gemma 3); None: not modelled
+    vision: VisionProfile | None = None
     # Sparse MLA: the top-k token indices the indexer picks (index_topk in config.json); vLLM allocates an int32
     # [max_num_batched_tokens, index_topk] buffer for them when it builds the model (deepseek_v2.py
     # DeepseekV2Model). 0: dense attention.

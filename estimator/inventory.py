@@ -107,6 +107,19 @@ class AttentionLayer:
                                                                strict=True))
 
 
+@dataclass(frozen=True)
+class VisionProfile:
+    """The largest item vLLM's encoder profiling pass feeds a vision tower (gpu_model_runner.profile_run: as many
+    of them as the encoder budget holds, through the tower at once), for towers whose item size config.json fixes.
+    """
+
+    tokens_per_item: int  # prompt placeholders one image takes: the encoder output rows kept for it
+    patches_per_item: int  # ViT positions one image runs through the tower
+    pixels_per_item: int  # channels x height x width of its pixel values, in the model dtype
+    hidden: int  # the tower's width
+    intermediate: int  # its MLP width (column-parallel: split over TP)
+
+
 class Config:
     """Typed reads of a config.json dict with error messages that name the model and key."""
 

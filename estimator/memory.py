@@ -191,10 +191,51 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
 # --- transient and fixed overheads -----------------------------------------------------------------------
 
 
-def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool) -> float:
-    """Peak transient torch memory of vLLM's profile_run: one forward over max_num_batched_tokens tokens,
-    then (last stage) the dummy sampler over min(max_num_seqs, tokens) requests. A pooling model runs its pooler
-    instead (gpu_model_runner._dummy_pooler_run), which keeps one hidden vector per request: no peak of its own."""
+# vLLM's default cap on items of one modality in a prompt (config/multimodal.py get_limit_per_prompt).
+MM_ITEMS_PER_PROMPT = 999
+# A ViT encoder layer's peak per patch (siglip.py SiglipEncoderLayer, SiglipMLP): the residual stream and the
+# norm output feeding the MLP, then fc1's output and its activation (column-parallel: split over TP).
+VISION_HIDDEN_ROWS = 2
+VISION_MLP_ROWS = 2
+
+
+def encoder_items(cfg: ServeConfig, tokens_per_item):
+    """Items of the largest kind the encoder profiling pass runs at once (multimodal/encoder_budget.py
+    MultiModalBudget._get_max_items): what the encoder budget holds, at least one, and no more than max_num_seqs
+    prompts carry."""
+    budget = maximum(cfg.max_num_batched_tokens, tokens_per_item)
+    per_prompt = maximum(1, minimum(MM_ITEMS_PER_PROMPT, cfg.max_model_len // tokens_per_item))
+    return maximum(1, minimum(budget // tokens_per_item, cfg.max_num_seqs * per_prompt))
+
+
+def encoder_profile_bytes(arch: ModelArch, cfg: ServeConfig) -> tuple:
+    """(what the vision tower's profiling pass holds while the language model's dummy forward runs, its own peak
+    on top of that): vLLM runs as many of the largest item as the encoder budget (max_num_batched_tokens, at least
+    one item) and the decoder (max_num_seqs prompts of up to 999 items that fit max_model_len) allow through the
+    tower at once, and keeps their pixel values and encoder outputs to the end of profile_run
+    (multimodal/encoder_budget.py, gpu_model_runner.profile_run)."""
+    v = arch.vision
+    if v is None:
+        return 0, 0
+    items = encoder_items(cfg, v.tokens_per_item)
+    held = items * (v.pixels_per_item + v.tokens_per_item * arch.hidden_size) * cfg.dtype_bytes
+    tower = items * v.patches_per_item * (VISION_HIDDEN_ROWS * v.hidden
+                                          + VISION_MLP_ROWS * v.intermediate / cfg.tensor_parallel_size)
+    return held, tower * cfg.dtype_bytes
+
+
+def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
+                     first_stage: bool = True) -> float:
+    """Peak transient torch memory of vLLM's profile_run: on the first stage of a multimodal model the vision
+    tower's pass (encoder_profile_bytes), then one forward over max_num_batched_tokens tokens, then (last stage)
+    the dummy sampler over min(max_num_seqs, tokens) requests. A pooling model runs its pooler instead
+    (gpu_model_runner._dummy_pooler_run), which keeps one hidden vector per request: no peak of its own."""
+    held, tower = encoder_profile_bytes(arch, cfg) if first_stage else (0, 0)
+    return held + maximum(tower, _decoder_activation_bytes(arch, cfg, co, last_stage))
+
+
+def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool) -> float:
+    """The language model's part of the peak: its forward, then the sampler's."""
     tp, tokens = cfg.tensor_parallel_size, cfg.max_num_batched_tokens
     kv_heads_rank = max(1, arch.num_kv_heads // tp)
     qkv = (arch.num_heads // tp + 2 * kv_heads_rank) * arch.head_dim
@@ -349,7 +390,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     act, graphs, avail, bpb, blocks = [], [], [], [], []
     kv_fits = True
     for s, layers in enumerate(ranges):
-        act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1))
+        act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0))
         graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co))
         avail.append(budget - weights[s] - non_torch - act[s] - graphs[s])
         in_stage = set(layers)

