@@ -118,6 +118,9 @@ class VisionProfile:
     pixels_per_item: int  # channels x height x width of its pixel values, in the model dtype
     hidden: int  # the tower's width
     intermediate: int  # its MLP width (column-parallel: split over TP)
+    # A block's peak per patch, in rows of each width, as the tower's code keeps them (see the builders)
+    hidden_rows: int
+    mlp_rows: int
 
 
 class Config:

@@ -193,10 +193,6 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
 
 # vLLM's default cap on items of one modality in a prompt (config/multimodal.py get_limit_per_prompt).
 MM_ITEMS_PER_PROMPT = 999
-# A ViT encoder layer's peak per patch (siglip.py SiglipEncoderLayer, SiglipMLP): the residual stream and the
-# norm output feeding the MLP, then fc1's output and its activation (column-parallel: split over TP).
-VISION_HIDDEN_ROWS = 2
-VISION_MLP_ROWS = 2
 
 
 def encoder_items(cfg: ServeConfig, tokens_per_item):
@@ -219,8 +215,8 @@ def encoder_profile_bytes(arch: ModelArch, cfg: ServeConfig) -> tuple:
         return 0, 0
     items = encoder_items(cfg, v.tokens_per_item)
     held = items * (v.pixels_per_item + v.tokens_per_item * arch.hidden_size) * cfg.dtype_bytes
-    tower = items * v.patches_per_item * (VISION_HIDDEN_ROWS * v.hidden
-                                          + VISION_MLP_ROWS * v.intermediate / cfg.tensor_parallel_size)
+    tower = items * v.patches_per_item * (v.hidden_rows * v.hidden + v.mlp_rows * v.intermediate
+                                          / cfg.tensor_parallel_size)
     return held, tower * cfg.dtype_bytes
 
 

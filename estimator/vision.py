@@ -49,9 +49,11 @@ def gemma3_mm(c: Config, inv: Inventory, family: str):
     # to mm_tokens_per_image placeholders (gemma3_mm.py get_num_image_tokens).
     v = Config(c.get("vision_config") or {}, c.model_id)
     side = v.int("image_size") // v.int("patch_size")
+    # SigLIP's block at its MLP (siglip.py SiglipEncoderLayer, SiglipMLP) holds the residual stream (added in
+    # place) and the norm output, then fc1's output and its activation.
     profile = VisionProfile(tokens_per_item=c.int("mm_tokens_per_image", 256), patches_per_item=side * side,
                             pixels_per_item=v.int("num_channels", 3) * v.int("image_size") ** 2, hidden=vh,
-                            intermediate=v.int("intermediate_size"))
+                            intermediate=v.int("intermediate_size"), hidden_rows=2, mlp_rows=2)
     return attn, dict(extra, vision=profile)
 
 
@@ -153,4 +155,12 @@ def mistral3(c: Config, inv: Inventory, family: str):
     inv.add(f"{m}.linear_2", text_hidden, text_hidden, "row", "vision", place="first")
     if bias:
         inv.add(f"{m}.linear_2.bias", text_hidden, 1, "rep", "vision", place="first")
-    return attn, dict(extra, multimodal=True)
+    # The largest image is image_size square (pixtral.py PixtralHFEncoderInfo): one patch per patch_size, one
+    # placeholder per merged square of them. Pixtral's block at its MLP (pixtral.py
+    # PixtralHFTransformerBlock) holds its input, the attention output (still named r), their sum h and h's norm,
+    # then gate_up's two halves and their SiLU product.
+    image = v.int("image_size")
+    profile = VisionProfile(tokens_per_item=(image // (patch * merge)) ** 2, patches_per_item=(image // patch) ** 2,
+                            pixels_per_item=chans * image * image, hidden=h, intermediate=inter, hidden_rows=4,
+                            mlp_rows=3)
+    return attn, dict(extra, multimodal=True, vision=profile)

@@ -319,3 +319,14 @@ def test_the_vision_tower_runs_on_the_first_pipeline_stage_only():
     first, last = plan.memory.per_stage
     tower = 32 * 4096 * (2 * 1152 + 2 * 4304) * 2
     assert first.activation_gib * GIB >= tower and last.activation_gib * GIB < tower
+
+
+def test_mistral3s_pixtral_profiling_pass_by_hand():
+    plan = make_plan(PlanRequest(model="mistralai/Mistral-Small-3.1-24B-Instruct-2503", gpu="H100",
+                                 max_model_len=32768, max_num_batched_tokens=8192, tensor_parallel_size=2))
+    # the largest image is 1540 px square: 110 x 110 patches of 14, one placeholder per 2 x 2 of them (3025);
+    # 8192 batched tokens hold two. Pixtral's block peaks at 4 rows of 1024 and 3 of its 4096-wide MLP, split
+    # over TP 2.
+    held = 2 * (3 * 1540 * 1540 + 3025 * 5120) * 2
+    tower = 2 * 12100 * (4 * 1024 + 3 * 4096 / 2) * 2
+    assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
