@@ -151,7 +151,7 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
     return dense, expert, flops, head, active + head / 2
 
 
-def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float, state_dtype_bytes: float = 2):
+def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float, state_dtype_bytes: float):
     """Per token and context token on the stage with most layers: (full FLOPs, windowed FLOPs, full KV
     bytes, windowed KV bytes, window, layers, state bytes a decoding sequence reads and writes per step).
     DeepSeek Sparse Attention splits a layer in two: its indexer scores every context token (a full term; it is

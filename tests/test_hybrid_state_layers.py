@@ -175,3 +175,12 @@ def test_nemotron_h_state_shapes_and_dtypes_match_vllm(vllm_py):
         assert sum(rows for rows, _ in shapes[:-1]) == conv[0] and {cols for _, cols in shapes[:-1]} == {conv[1]}
         assert list(shapes[-1]) == [temporal[0], temporal[1] * temporal[2]]
         assert mine.state_dtypes(2) == [theirs["dtype_bytes"][0]] * 2 + [theirs["dtype_bytes"][1]]
+
+
+def test_nemotron_h_layers_without_attention_join_no_kv_cache_group():
+    from estimator.memory import kv_cache_groups
+
+    a = nano()
+    grouped = sorted(i for _, layers in kv_cache_groups(a) for i in layers)
+    assert grouped == [i for i, layer in enumerate(a.attention) if layer.kind in ("mamba", "full")]
+    assert {spec for spec, _ in kv_cache_groups(a)} == {("mamba", None), ("full", None)}

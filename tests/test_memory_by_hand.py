@@ -13,6 +13,7 @@ from estimator.memory import (
     activation_bytes,
     blocks_per_request,
     cuda_graph_bytes,
+    encoder_items,
     encoder_profile_bytes,
     graph_padded,
     kv_cache_groups,
@@ -310,7 +311,21 @@ def test_gemma3s_vision_tower_profiling_pass_by_hand(flags, images):
     decoder = activation_bytes(language, plan.config, plan.coefficients, last_stage=True)
     assert plan.memory.per_gpu.activation_gib * GIB == pytest.approx(held + max(tower, decoder), rel=1e-12)
     assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
+    assert activation_bytes(plan.arch, plan.config, plan.coefficients, last_stage=True) == held + max(tower, decoder)
+    assert encoder_profile_bytes(language, plan.config) == (0, 0)  # a text-only model has no tower pass
     assert not plan.warnings or not any("vision encoder" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize("tokens,seqs,max_len,per_item,items", [
+    (8192, 1024, 131072, 256, 32), (128, 16, 8192, 256, 1), (8192, 2, 300, 256, 2), (8192, 1, 200, 256, 1),
+    (16384, 64, 32768, 3080, 5), (8192, 3, 700, 256, 6)])
+def test_encoder_items_by_hand(tokens, seqs, max_len, per_item, items):
+    # what the encoder budget holds (at least one), capped by max_num_seqs prompts of as many whole items as fit
+    # max_model_len (at least one each)
+    cfg = dataclasses.replace(make_plan(PlanRequest(model="google/gemma-3-4b-it", gpu="H100",
+                                                    max_model_len=8192)).config,
+                              max_num_batched_tokens=tokens, max_num_seqs=seqs, max_model_len=max_len)
+    assert encoder_items(cfg, per_item) == items
 
 
 def test_the_vision_tower_runs_on_the_first_pipeline_stage_only():
@@ -319,6 +334,10 @@ def test_the_vision_tower_runs_on_the_first_pipeline_stage_only():
     first, last = plan.memory.per_stage
     tower = 32 * 4096 * (2 * 1152 + 2 * 4304) * 2
     assert first.activation_gib * GIB >= tower and last.activation_gib * GIB < tower
+    language = dataclasses.replace(plan.arch, vision=None)
+    assert last.activation_gib * GIB == activation_bytes(language, plan.config, plan.coefficients, last_stage=True)
+    assert activation_bytes(plan.arch, plan.config, plan.coefficients, last_stage=True, first_stage=False) == \
+        last.activation_gib * GIB
 
 
 def test_mistral3s_pixtral_profiling_pass_by_hand():

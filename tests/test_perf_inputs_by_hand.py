@@ -61,10 +61,10 @@ def test_attention_work_per_context_token_by_hand():
     arch = toy_arch([full, sliding, full, sliding, full])
     # TP 2: 4 query heads a rank, each 2 x (100 K + 100 V) FLOPs per context token; one KV head a rank:
     # (100 + 100) x 2 bytes per layer
-    assert attention_terms(arch, 2, 1, 2) == (3 * 2 * 4 * 200, 2 * 2 * 4 * 200, 3 * 400.0, 2 * 400.0, 512, 5, 0.0)
+    assert attention_terms(arch, 2, 1, 2, 2) == (3 * 2 * 4 * 200, 2 * 2 * 4 * 200, 3 * 400.0, 2 * 400.0, 512, 5, 0.0)
     # PP 2: the stage with most layers (0, 1, 2) sets the pace
-    assert attention_terms(arch, 1, 2, 1) == (2 * 2 * 8 * 200, 1 * 2 * 8 * 200, 2 * 400.0, 1 * 400.0, 512, 3, 0.0)
-    assert attention_terms(toy_arch([full] * 2), 1, 1, 2)[1:] == (0.0, 2 * 800.0, 0.0, 0, 2, 0.0)  # no windows
+    assert attention_terms(arch, 1, 2, 1, 2) == (2 * 2 * 8 * 200, 1 * 2 * 8 * 200, 2 * 400.0, 1 * 400.0, 512, 3, 0.0)
+    assert attention_terms(toy_arch([full] * 2), 1, 1, 2, 2)[1:] == (0.0, 2 * 800.0, 0.0, 0, 2, 0.0)  # no windows
 
 
 def test_a_linear_attention_state_is_read_and_written_whole_each_decode_step():
@@ -82,7 +82,7 @@ def test_a_linear_attention_state_is_read_and_written_whole_each_decode_step():
 def test_sparse_attention_reads_the_top_k_and_its_indexer_scores_everything():
     plan = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V3.2", gpu="H200", tensor_parallel_size=8,
                                  max_model_len=32768))
-    full_f, win_f, full_kv, win_kv, window, layers, state = attention_terms(plan.arch, 8, 1, 2)
+    full_f, win_f, full_kv, win_kv, window, layers, state = attention_terms(plan.arch, 8, 1, 2, 2)
     # the indexer: 64 heads x 128 per context token, replicated, and its 132-byte key; the latent attention:
     # 16 heads a rank x (576 + 512), and the 1152-byte latent, over at most index_topk tokens
     assert (full_f, full_kv) == (61 * 2 * 64 * 128, 61 * 132.0)
@@ -207,3 +207,13 @@ def test_the_peak_follows_the_activation_dtype_and_active_parameters_split_over_
     assert speed_known(lookup("T4"))  # FP16 tensor cores only: its speed is known
     assert not speed_known(dataclasses.replace(lookup("H100"), bf16_tflops=None, fp16_tflops=None))  # no FLOP/s
     assert not speed_known(dataclasses.replace(lookup("H100"), memory_bandwidth_gbs=None))  # no bandwidth
+
+
+def test_the_speed_model_is_fed_the_state_traffic_of_a_hybrid_model():
+    from estimator.performance import perf_inputs
+
+    plan = make_plan(PlanRequest(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="H200", tensor_parallel_size=2,
+                                 max_model_len=32768))
+    x = perf_inputs(plan.arch, plan.gpu, plan.config, plan.quant, plan.memory.num_gpu_blocks, Workload())
+    # 36 Gated DeltaNet layers, each state read and written back whole, one TP 2 rank's share, bf16
+    assert x.state_bytes == 36 * 2 * plan.arch.state_layers[0].state_bytes(2, 2) > 0

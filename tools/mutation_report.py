@@ -49,8 +49,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x__layer_kind__mutmut_5": (
         '("full", "MLA", "mamba")', "an MLA layer has no window: differs only for MLA beside chunked layers, which "
                                     "no architecture has"),
-    "estimator.memory.x_activation_bytes__mutmut_8": ("arch.num_kv_heads / tp)", _DIVIDES),
-    "estimator.memory.x_activation_bytes__mutmut_12": ("(arch.num_heads / tp + 2", _DIVIDES),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_8": ("arch.num_kv_heads / tp)", _DIVIDES),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_12": ("(arch.num_heads / tp + 2", _DIVIDES),
+    "estimator.memory.x_activation_bytes__mutmut_10": ("else (0, 1)", "a one-byte tower never exceeds the language "
+                                                                      "model's own forward"),
     "estimator.memory.x_shard_fraction__mutmut_17": ("max(1, arch.num_kv_heads / tp)", _DIVIDES),
     "estimator.memory.x_graph_padded__mutmut_8": ("where(tokens < 256,", "256 tokens pad to 256 by either rule"),
     "estimator.memory.x_graph_padded__mutmut_60": ("(largest >= 0)", _PADDING),
@@ -67,7 +69,7 @@ REASONS: dict[str, tuple[str, str]] = {
                                                    "a float ratio exactly equal to max_num_seqs"),
     "estimator.memory.x__layer_kind__mutmut_7": ('("full", "mla", "MAMBA")', "a state layer has no window, so both "
                                                  "branches give ('mamba', None)"),
-    "estimator.memory.x_kv_pool__mutmut_110": ("a > 1 for a in avail", "one byte of the budget"),
+    "estimator.memory.x_kv_pool__mutmut_114": ("a > 1 for a in avail", "one byte of the budget"),
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_2": ("return 2, 1", _EVEN),
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_3": ("return 1, 2", _EVEN),
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_16": ("compute_capability or 1.0", "a device without a "
@@ -75,7 +77,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_19": ("(2, 64) if", _EVEN),
     "estimator.memory.x_weights_per_stage__mutmut_4": ("(arch.buffer_rows_per_token) or True", "zero buffer rows "
                                                        "make zero bytes; the guard only keeps scalars scalar"),
-    "estimator.memory.x_weights_per_stage__mutmut_31": ("stage == 0 else 1)", "one byte of a stage's weights"),
+    "estimator.memory.x_weights_per_stage__mutmut_35": ("stage == 0 else 1)", "one byte of a stage's weights"),
     # --- the speed model
     "estimator.performance.x__by_kind__mutmut_3": ("dtype=None", _FLOATS),
     "estimator.performance.x__by_kind__mutmut_5": ("link.tolist()], )", _FLOATS),
