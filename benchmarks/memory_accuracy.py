@@ -57,11 +57,11 @@ def number(cell: str):
 def catalog_match(model: str) -> str | None:
     """The catalog id a logged model names: the id itself, or a bare repository name (a local copy's directory
     name) that exactly one catalog entry ends in."""
-    catalog = {m.lower(): m for m in catalog_ids()}
-    if model.lower() in catalog:
-        return catalog[model.lower()]
-    by_name = [m for m in catalog_ids() if "/" not in model and m.split("/", 1)[-1].lower() == model.lower()]
-    return by_name[0] if len(by_name) == 1 else None
+    name = model.lower()
+    ids = catalog_ids()
+    matches = [m for m in ids if m.lower() == name] or \
+        [m for m in ids if "/" not in name and m.split("/", 1)[-1].lower() == name]
+    return matches[0] if len(matches) == 1 else None
 
 
 def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:

@@ -243,7 +243,9 @@ def _sparse_indexer(c: Config, n: int) -> dict | None:
     if c.get("index_topk") is None:
         return None
     freq, pattern = c.get("index_topk_freq", 1), c.get("index_topk_pattern")
-    if freq != 1 or (pattern is not None and "S" in str(pattern)[:n]):
+    # the pattern is one letter per layer, a string or a list; S skips the indexer (anything else: not understood)
+    skipping = pattern is not None and (not isinstance(pattern, (str, list)) or "S" in list(pattern)[:n])
+    if freq != 1 or skipping:
         raise PlannerError(f"config.json of {c.model_id} skips the sparse-attention indexer on some layers "
                            f"(index_topk_freq={freq!r}, index_topk_pattern={pattern!r}); the planner models DSA "
                            "checkpoints with an indexer on every layer only")

@@ -140,20 +140,23 @@ def nemotron_h(c: Config, inv: Inventory, family: str):
                    kernel=c.int("conv_kernel"), conv_bias=bool(c.get("use_conv_bias", True)),
                    proj_bias=c.flag("use_bias"), ssm_state_bytes=DTYPE_BYTES[ssm_dtype])
     attn, extra = [], {}
+    no_cache = AttentionLayer("none", 0, 0, 0)
     for i, kind in enumerate(pattern):
         inv.norm(f"model.layers.{i}.norm", hidden, i)
         p = f"model.layers.{i}.mixer"
         if kind == "M":
             attn.append(mamba2(inv, i, hidden, mamba, "mixer"))
-            continue
-        attn.append(AttentionLayer("full", kv, hd, hd) if kind == "*" else AttentionLayer("none", 0, 0, 0))
-        if kind == "*":
+        elif kind == "*":
             gqa_attention(inv, c, i, qkv_bias=False, o_bias=False, qk_norm=False)
+            attn.append(AttentionLayer("full", kv, hd, hd))
         elif kind == "-":
-            inv.linear(f"{p}.up_proj", hidden, c.int("intermediate_size"), "col", i, bias=c.flag("mlp_bias"))
-            inv.linear(f"{p}.down_proj", c.int("intermediate_size"), hidden, "row", i, bias=c.flag("mlp_bias"))
+            inter = c.int("intermediate_size")
+            inv.linear(f"{p}.up_proj", hidden, inter, "col", i, bias=c.flag("mlp_bias"))
+            inv.linear(f"{p}.down_proj", inter, hidden, "row", i, bias=c.flag("mlp_bias"))
+            attn.append(no_cache)
         else:
             extra = _nemotron_moe(c, inv, p, hidden, i)
+            attn.append(no_cache)
     add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     return attn, extra
 
@@ -162,9 +165,8 @@ def _nemotron_moe(c: Config, inv: Inventory, p: str, hidden: int, i: int) -> dic
     experts, topk, width = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
     inv.add(f"{p}.gate", experts, hidden, "rep", "router", i)
     inv.add(f"{p}.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
-    latent = c.get("moe_latent_size")
-    if latent is not None:
-        latent = c.int("moe_latent_size")
+    latent = c.int("moe_latent_size") if c.get("moe_latent_size") is not None else None
+    if latent:
         inv.linear(f"{p}.fc1_latent_proj", hidden, latent, "rep", i)
         inv.linear(f"{p}.fc2_latent_proj", latent, hidden, "rep", i)
     routed = latent or hidden

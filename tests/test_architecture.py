@@ -352,7 +352,8 @@ def test_glm5s_dsa_checkpoints_build_as_deepseek_v32():
     assert architecture.from_config(raw, "glm").tensors == arch("deepseek-ai/DeepSeek-V3.2").tensors
 
 
-@pytest.mark.parametrize("keys", [dict(index_topk_freq=2), dict(index_topk_pattern="FSFS" * 16)])
+@pytest.mark.parametrize("keys", [dict(index_topk_freq=2), dict(index_topk_pattern="FSFS" * 16),
+                                  dict(index_topk_pattern=["F"] * 60 + ["S"]), dict(index_topk_pattern=7)])
 def test_a_dsa_checkpoint_that_skips_the_indexer_on_some_layers_fails_closed(keys):
     raw = dict(catalog_configs()["deepseek-ai/DeepSeek-V3.2"], **keys)
     with pytest.raises(PlannerError, match="skips the sparse-attention indexer on some layers"):

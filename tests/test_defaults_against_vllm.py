@@ -2,12 +2,14 @@
 defaults of `vllm serve`, gpu_memory_utilization and the block size."""
 
 from pathlib import Path
+from types import SimpleNamespace as NS
 
 import pytest
 
 from estimator.architecture import ARCHITECTURES, REMOVED_FROM_VLLM, from_config
 from estimator.errors import PlannerError
 from estimator.gpus import cpu_device, lookup
+from estimator.memory import encoder_items
 from estimator.model_source import catalog_configs
 from estimator.serve_config import (
     DEFAULT_BLOCK_SIZE,
@@ -107,10 +109,6 @@ def test_the_sparse_mla_models_vllm_gives_an_fp8_cache_by_default_on_blackwell(v
 
 
 def test_the_encoder_profiling_pass_runs_as_many_items_as_vllms_budget(vllm_defaults):
-    from types import SimpleNamespace as NS
-
-    from estimator.memory import encoder_items
-
     ours = [encoder_items(NS(max_num_batched_tokens=t, max_num_seqs=s, max_model_len=m), per_item)
             for t, s, m, per_item in ENCODER_CASES]
     assert ours == vllm_defaults["encoder_items"]
