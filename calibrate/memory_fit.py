@@ -41,7 +41,7 @@ def fit_memory(runs, co: Coefficients) -> tuple[Coefficients, dict, dict, list[s
             continue
         cfg, pp = plan.config, plan.config.pipeline_parallel_size
         if m.get("activation_gib"):
-            predicted = activation_bytes(plan.arch, cfg, co, last_stage=True) / GIB
+            predicted = activation_bytes(plan.arch, cfg, co, last_stage=True, gpu=plan.gpu) / GIB
             act.append(m["activation_gib"] / predicted)
         if m.get("cuda_graph_gib") and not cfg.enforce_eager:
             layers = len(pp_layer_ranges(plan.arch.num_layers, pp)[0])

@@ -39,6 +39,7 @@ class GpuSpec:
     arch: str  # CUDA compute capability ("9.0") or AMD gfx target
     interconnect: Interconnect
     source: str = "catalog"  # catalog | detected | custom
+    compute_units: int | None = None  # SMs (NVIDIA) or CUs (AMD); None where unknown (a custom device)
 
     @property
     def memory_bytes(self) -> int:
@@ -82,7 +83,7 @@ def _catalog() -> tuple[dict[str, GpuSpec], dict[str, str]]:
             name=g["name"], vendor=g["vendor"], memory_gib=g["memory_gib"],
             memory_bandwidth_gbs=g["memory_bandwidth_gbs"], bf16_tflops=g["bf16_tflops"],
             fp16_tflops=g["fp16_tflops"], fp8_tflops=g["fp8_tflops"], arch=g["arch"],
-            interconnect=Interconnect(**g["interconnect"]),
+            interconnect=Interconnect(**g["interconnect"]), compute_units=g["compute_units"],
         )
         specs[spec.name] = spec
         for alias in [spec.name, *g["aliases"]]:
@@ -187,7 +188,8 @@ def custom(memory_gib: float, like: GpuSpec | None = None) -> GpuSpec:
     base = like or GpuSpec("custom", "unknown", memory_gib, None, None, None, None, "unknown",
                            Interconnect("pcie", 4, 64.0))
     return GpuSpec(base.name if like else "custom", base.vendor, float(memory_gib), base.memory_bandwidth_gbs,
-                   base.bf16_tflops, base.fp16_tflops, base.fp8_tflops, base.arch, base.interconnect, "custom")
+                   base.bf16_tflops, base.fp16_tflops, base.fp8_tflops, base.arch, base.interconnect, "custom",
+                   base.compute_units)
 
 
 def detect() -> tuple[GpuSpec, int]:

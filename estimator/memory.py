@@ -18,10 +18,12 @@ from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import AttentionLayer, Tensor
 from estimator.quantization import QuantScheme
 from estimator.serve_config import ServeConfig
-from estimator.xp import all_true, ceil, maximum, minimum, smallest, where
+from estimator.xp import all_true, ceil, maximum, minimum, next_power_of_two, smallest, where
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
 SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
+# A device whose compute units the catalog lacks (a custom one): an H100's 132 SMs, the commonest serving part.
+ASSUMED_COMPUTE_UNITS = 132
 INT32_BYTES = 4  # a sparse MLA model's top-k token indices are int32
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 
@@ -221,16 +223,34 @@ def encoder_profile_bytes(arch: ModelArch, cfg: ServeConfig) -> tuple:
 
 
 def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
-                     first_stage: bool = True) -> float:
+                     first_stage: bool = True, *, gpu: GpuSpec) -> float:
     """Peak transient torch memory of vLLM's profile_run: on the first stage of a multimodal model the vision
     tower's pass (encoder_profile_bytes), then one forward over max_num_batched_tokens tokens, then (last stage)
     the dummy sampler over min(max_num_seqs, tokens) requests. A pooling model runs its pooler instead
     (gpu_model_runner._dummy_pooler_run), which keeps one hidden vector per request: no peak of its own."""
     held, tower = encoder_profile_bytes(arch, cfg) if first_stage else (0, 0)
-    return held + maximum(tower, _decoder_activation_bytes(arch, cfg, co, last_stage))
+    return held + maximum(tower, _decoder_activation_bytes(arch, cfg, co, last_stage, gpu))
 
 
-def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool) -> float:
+def sampler_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, gpu: GpuSpec, num_reqs) -> float:
+    """Peak of vLLM's dummy sampler run over num_reqs rows of the vocabulary (gpu_model_runner._dummy_sampler_run,
+    v1/sample/sampler.py): compute_logits' model-dtype logits stay referenced while Sampler.forward casts them to
+    float32 (a float32 model's cast is the same tensor); the float32 working copies (co.sampler_fp32_copies: the
+    logits, the softmax probabilities and random_sample's exponential noise, or FlashInfer's masked logits and
+    probabilities); and on a GPU the Triton top-k/top-p kernel's scratch buffer, min(next_pow2(min(units, rows)),
+    units) float32 rows of the vocabulary, cached for the process's life (topk_topp_triton.py)."""
+    vocab = arch.vocab_size
+    model_logits = cfg.dtype_bytes if cfg.dtype_bytes < SAMPLER_LOGITS_BYTES else 0
+    working = num_reqs * vocab * (SAMPLER_LOGITS_BYTES * co.sampler_fp32_copies + model_logits)
+    if gpu.vendor == "cpu":
+        return working
+    units = gpu.compute_units or ASSUMED_COMPUTE_UNITS
+    buffer_rows = minimum(next_power_of_two(minimum(units, num_reqs)), units)
+    return working + buffer_rows * vocab * SAMPLER_LOGITS_BYTES
+
+
+def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
+                              gpu: GpuSpec) -> float:
     """The language model's part of the peak: its forward, then the sampler's."""
     tp, tokens = cfg.tensor_parallel_size, cfg.max_num_batched_tokens
     kv_heads_rank = max(1, arch.num_kv_heads // tp)
@@ -244,9 +264,8 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     if not last_stage or arch.pooling:
         return forward
     num_reqs = minimum(cfg.max_num_seqs, tokens)
-    sampler = num_reqs * arch.vocab_size * SAMPLER_LOGITS_BYTES * co.sampler_fp32_copies
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
-    return maximum(forward, hidden_alive + sampler)
+    return maximum(forward, hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs))
 
 
 def non_torch_bytes(cfg: ServeConfig, co: Coefficients) -> float:
@@ -386,7 +405,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     act, graphs, avail, bpb, blocks = [], [], [], [], []
     kv_fits = True
     for s, layers in enumerate(ranges):
-        act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0))
+        act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0, gpu=gpu))
         graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co))
         avail.append(budget - weights[s] - non_torch - act[s] - graphs[s])
         in_stage = set(layers)

@@ -41,6 +41,14 @@ def ceil(x):
     return _np().ceil(x) if is_array(x) else float(math.ceil(x))
 
 
+def next_power_of_two(x):
+    """The smallest power of two >= x (x >= 1), as triton.next_power_of_2 computes it."""
+    if is_array(x):
+        np = _np()
+        return np.exp2(np.ceil(np.log2(np.maximum(x, 1))))
+    return 1 << max(int(math.ceil(x)) - 1, 0).bit_length()
+
+
 def as_float(x):
     return _np().asarray(x, dtype=float) if is_array(x) else float(x)
 

@@ -14,6 +14,12 @@ def test_catalog_covers_the_required_accelerators():
     for g in gpus.catalog():
         assert g.memory_gib > 0 and g.memory_bandwidth_gbs > 0 and (g.bf16_tflops or g.fp16_tflops)
         assert g.interconnect.kind in ("nvlink", "xgmi", "pcie")
+        assert isinstance(g.compute_units, int) and 10 <= g.compute_units <= 304, g.name
+    # a few datasheet figures: SMs on NVIDIA parts, CUs on AMD ones (one MI250X die, as vLLM sees it)
+    units = {name: gpus.lookup(name).compute_units for name in ("H100-SXM", "H100-PCIE", "A100-SXM4-80GB", "L4",
+                                                                 "RTX-4090", "B200", "MI300X", "MI250X")}
+    assert units == {"H100-SXM": 132, "H100-PCIE": 114, "A100-SXM4-80GB": 108, "L4": 58, "RTX-4090": 128,
+                     "B200": 148, "MI300X": 304, "MI250X": 110}
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -48,6 +54,7 @@ def test_unknown_name_lists_the_closest_known():
 def test_custom_memory_keeps_the_named_gpus_speed():
     custom = gpus.custom(40.0, like=gpus.lookup("H100"))
     assert custom.memory_gib == 40.0 and custom.memory_bandwidth_gbs == 3350 and custom.source == "custom"
+    assert custom.compute_units == 132 and gpus.custom(40.0).compute_units is None
     with pytest.raises(PlannerError):
         gpus.custom(0)
 

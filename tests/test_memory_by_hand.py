@@ -7,7 +7,7 @@ import pytest
 
 from estimator.architecture import ModelArch
 from estimator.coefficients import PRIOR
-from estimator.gpus import GIB, cpu_device, lookup
+from estimator.gpus import GIB, cpu_device, custom, lookup
 from estimator.inventory import AttentionLayer, Tensor
 from estimator.memory import (
     activation_bytes,
@@ -21,6 +21,7 @@ from estimator.memory import (
     largest_capture_size,
     non_torch_bytes,
     pp_layer_ranges,
+    sampler_bytes,
     shard_fraction,
     stage_tensors,
 )
@@ -48,23 +49,42 @@ def toy_config(**changes):
 
 
 def test_activation_peak_of_a_dense_model_by_hand():
-    cfg = toy_config()
+    cfg, h100 = toy_config(), lookup("H100")
     # per token: 4 x 1000 hidden + (8 + 2 x 2) x 100 q/k/v + 3 x 3000 MLP = 4000 + 1200 + 9000, two bytes each
     forward = 512 * (4000 + 1200 + 9000) * 2
-    assert activation_bytes(toy_arch(), cfg, CO, last_stage=False) == forward
-    # the last stage also runs the dummy sampler: 16 requests x 10,000 vocabulary x 4 bytes x 3 copies, beside
-    # the 512 tokens' hidden states; the forward pass is the larger here
-    sampler = 512 * 1000 * 2 + 16 * 10_000 * 4 * 3
-    assert sampler < forward and activation_bytes(toy_arch(), cfg, CO, last_stage=True) == forward
+    assert activation_bytes(toy_arch(), cfg, CO, last_stage=False, gpu=h100) == forward
+    # the last stage also runs the dummy sampler over 16 requests: the bf16 logits (2 bytes) beside 3 float32
+    # copies of the 10,000-word vocabulary, the Triton kernel's buffer of min(next_pow2(min(132 SMs, 16)), 132)
+    # = 16 float32 rows, and the 512 tokens' hidden states; the forward pass is the larger here
+    sampler = 512 * 1000 * 2 + 16 * 10_000 * (4 * 3 + 2) + 16 * 10_000 * 4
+    assert sampler < forward and activation_bytes(toy_arch(), cfg, CO, last_stage=True, gpu=h100) == forward
     big_vocab = toy_arch(vocab_size=1_000_000)
-    assert activation_bytes(big_vocab, cfg, CO, last_stage=True) == 512 * 1000 * 2 + 16 * 1_000_000 * 4 * 3
+    assert activation_bytes(big_vocab, cfg, CO, last_stage=True, gpu=h100) == \
+        512 * 1000 * 2 + 16 * 1_000_000 * (4 * 3 + 2) + 16 * 1_000_000 * 4
+
+
+def test_dummy_sampler_by_hand():
+    vocab, h100, l4 = toy_arch(vocab_size=100_000), lookup("H100"), lookup("L4")
+    many = toy_config(max_num_seqs=1024)
+    # 1024 requests: the Triton buffer stops at the GPU's compute units (132 SMs on an H100, 58 on an L4)
+    assert sampler_bytes(vocab, many, CO, h100, 1024) == 1024 * 100_000 * 14 + 132 * 100_000 * 4
+    assert sampler_bytes(vocab, many, CO, l4, 1024) == 1024 * 100_000 * 14 + 58 * 100_000 * 4
+    # 100 requests on an H100: 128 programs' worth of rows, the next power of two
+    assert sampler_bytes(vocab, many, CO, h100, 100) == 100 * 100_000 * 14 + 128 * 100_000 * 4
+    # a float32 model's cast to float32 is the same tensor: no model-dtype copy
+    fp32 = dataclasses.replace(many, dtype="float32", resolved_dtype="float32")
+    assert fp32.dtype_bytes == 4
+    assert sampler_bytes(vocab, fp32, CO, h100, 1024) == 1024 * 100_000 * 12 + 132 * 100_000 * 4
+    # vLLM's CPU backend has no Triton buffer; a custom device is assumed to have an H100's 132 SMs
+    assert sampler_bytes(vocab, many, CO, cpu_device(64.0), 1024) == 1024 * 100_000 * 14
+    assert sampler_bytes(vocab, many, CO, custom(40.0), 1024) == 1024 * 100_000 * 14 + 132 * 100_000 * 4
 
 
 def test_activation_peak_under_tensor_parallelism_by_hand():
     cfg = toy_config(tensor_parallel_size=4)
     # a rank holds 8/4 q heads and max(1, 2/4) = 1 KV head: (2 + 2) x 100; the MLP's 3000 split four ways
     per_token = 4 * 1000 + 4 * 100 + 3 * 3000 / 4
-    assert activation_bytes(toy_arch(), cfg, CO, last_stage=False) == 512 * per_token * 2
+    assert activation_bytes(toy_arch(), cfg, CO, last_stage=False, gpu=lookup("H100")) == 512 * per_token * 2
 
 
 def test_activation_peak_of_a_moe_model_by_hand():
@@ -73,9 +93,9 @@ def test_activation_peak_of_a_moe_model_by_hand():
     # two experts per token, each 2 x 500/2 intermediate plus the hidden width: 2 x (500 + 1000) = 3000, above
     # the dense MLP's 3 x 100 / 2
     per_token = 4 * 1000 + (4 + 2 * 1) * 100 + 2 * (2 * 500 / 2 + 1000)
-    assert activation_bytes(moe, cfg, CO, last_stage=False) == 512 * per_token * 2
+    assert activation_bytes(moe, cfg, CO, last_stage=False, gpu=lookup("H100")) == 512 * per_token * 2
     wide_dense = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=500, intermediate_size=9000)
-    assert activation_bytes(wide_dense, cfg, CO, last_stage=False) == 512 * (4000 + 600 + 3 * 9000 / 2) * 2
+    assert activation_bytes(wide_dense, cfg, CO, last_stage=False, gpu=lookup("H100")) == 512 * (4000 + 600 + 3 * 9000 / 2) * 2
 
 
 def test_fixed_overheads_by_hand():
@@ -308,10 +328,10 @@ def test_gemma3s_vision_tower_profiling_pass_by_hand(flags, images):
     held = images * (3 * 896 * 896 + 256 * 2560) * 2
     tower = images * 4096 * (2 * 1152 + 2 * 4304) * 2
     language = dataclasses.replace(plan.arch, vision=None)
-    decoder = activation_bytes(language, plan.config, plan.coefficients, last_stage=True)
+    decoder = activation_bytes(language, plan.config, plan.coefficients, last_stage=True, gpu=plan.gpu)
     assert plan.memory.per_gpu.activation_gib * GIB == pytest.approx(held + max(tower, decoder), rel=1e-12)
     assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
-    assert activation_bytes(plan.arch, plan.config, plan.coefficients, last_stage=True) == held + max(tower, decoder)
+    assert activation_bytes(plan.arch, plan.config, plan.coefficients, last_stage=True, gpu=plan.gpu) == held + max(tower, decoder)
     assert encoder_profile_bytes(language, plan.config) == (0, 0)  # a text-only model has no tower pass
     assert not any("vision encoder" in w for w in plan.warnings)
 
@@ -335,8 +355,9 @@ def test_the_vision_tower_runs_on_the_first_pipeline_stage_only():
     tower = 32 * 4096 * (2 * 1152 + 2 * 4304) * 2
     assert first.activation_gib * GIB >= tower and last.activation_gib * GIB < tower
     language = dataclasses.replace(plan.arch, vision=None)
-    assert last.activation_gib * GIB == activation_bytes(language, plan.config, plan.coefficients, last_stage=True)
-    assert activation_bytes(plan.arch, plan.config, plan.coefficients, last_stage=True, first_stage=False) == \
+    assert last.activation_gib * GIB == activation_bytes(language, plan.config, plan.coefficients, last_stage=True, gpu=plan.gpu)
+    assert activation_bytes(plan.arch, plan.config, plan.coefficients, last_stage=True, first_stage=False,
+                            gpu=plan.gpu) == \
         last.activation_gib * GIB
 
 

@@ -20,7 +20,7 @@ def runs(activation_scale=1.6, graph_scale=0.7, base=0.3, per_rank=0.2):
             flags = dict(tensor_parallel_size=tp, max_num_batched_tokens=tokens, max_num_seqs=256, max_model_len=8192)
             plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", **flags),
                              workload=Workload(1000, 200, concurrency=8))
-            act = activation_bytes(plan.arch, plan.config, DEFAULT, last_stage=True) / GIB * activation_scale
+            act = activation_bytes(plan.arch, plan.config, DEFAULT, last_stage=True, gpu=plan.gpu) / GIB * activation_scale
             graphs = cuda_graph_bytes(plan.config, plan.gpu, plan.arch.num_layers, DEFAULT) / GIB * graph_scale
             out.append(RunRecord(model="meta-llama/Llama-3.1-8B-Instruct", benchmark="serve", gpu="H100-SXM",
                                  num_gpus=tp, config=flags, workload={"input_len": 1000, "output_len": 200,
