@@ -67,7 +67,7 @@ class ModelArch:
     # Buffers the model allocates at construction per batched token, in hidden-size rows of the model dtype;
     # vLLM counts them in "Model loading took" (Qwen3-VL: one deepstack buffer per tapped vision block).
     buffer_rows_per_token: int = 0
-    # The vision tower's profiling pass, where config.json fixes its item size (Gemma 3); None: not modelled
+    # The vision tower's profiling pass, where the configs fix its item size; None: not modelled
     vision: VisionProfile | None = None
     # Sparse MLA: the top-k token indices the indexer picks (index_topk in config.json); vLLM allocates an int32
     # [max_num_batched_tokens, index_topk] buffer for them when it builds the model (deepseek_v2.py
@@ -276,8 +276,9 @@ def _closest(arch: str) -> str:
             "model and is not used in its place; ")
 
 
-def from_config(raw: dict, model_id: str) -> ModelArch:
-    """Read a config.json dict into a ModelArch, or raise PlannerError naming what is wrong."""
+def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> ModelArch:
+    """Read a config.json dict (and the processor's configs, where a vision tower's profiling depends on them)
+    into a ModelArch, or raise PlannerError naming what is wrong."""
     if not isinstance(raw, dict):
         raise PlannerError(f"config.json of {model_id} is not a JSON object (fix the config.json)")
     check_kinds(raw, model_id)
@@ -294,7 +295,7 @@ def from_config(raw: dict, model_id: str) -> ModelArch:
         raise PlannerError(f"architecture {arch} of {model_id} is not supported by the planner; "
                            f"{_closest(arch)}supported: {', '.join(sorted(ARCHITECTURES))}")
     family, build, uses_text = ARCHITECTURES[arch]
-    c = Config(raw, model_id)
+    c = Config(raw, model_id, preprocessor)
     text = Config(language_config(c, uses_text), model_id)
     inv = Inventory()
     attention, extra = build(c, inv, family)

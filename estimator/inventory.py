@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from estimator.errors import PlannerError
-from estimator.xp import where
+from estimator.xp import maximum, minimum, where
 
 # How a tensor is split over tensor-parallel ranks (mirrors vLLM's parallel linear layers):
 #   col / row: ColumnParallelLinear / RowParallelLinear, 1/tp each;  kv: K/V projections, split by KV head
@@ -110,25 +110,41 @@ class AttentionLayer:
 @dataclass(frozen=True)
 class VisionProfile:
     """The largest item vLLM's encoder profiling pass feeds a vision tower (gpu_model_runner.profile_run: as many
-    of them as the encoder budget holds, through the tower at once), for towers whose item size config.json fixes.
+    of them as the encoder budget holds, through the tower at once), where config.json (and, for Qwen-VL, the
+    processor's preprocessor_config.json) fixes its size.
     """
 
     tokens_per_item: int  # prompt placeholders one image takes: the encoder output rows kept for it
     patches_per_item: int  # ViT positions one image runs through the tower
-    pixels_per_item: int  # channels x height x width of its pixel values, in the model dtype
+    pixels_per_item: int  # values of its pixel tensor (channels x height x width), in the model dtype
     hidden: int  # the tower's width
     intermediate: int  # its MLP width (column-parallel: split over TP)
     # A block's peak per patch, in rows of each width, as the tower's code keeps them (see the builders)
     hidden_rows: int
     mlp_rows: int
+    # Encoder output per placeholder, in rows of the text width (Qwen3-VL adds one per deepstack level)
+    output_rows: int = 1
+    # A video item repeats the largest image in up to this many temporal slices, as many as max_model_len holds
+    # (Qwen2-VL's dummy video); 1: the item is one image whatever the context length.
+    max_slices: int = 1
+
+    def slices(self, max_model_len):
+        """Temporal slices of the profiled item at this context length (qwen2_vl.py
+        get_num_frames_with_most_features: frames while their tokens fit max_model_len, at most the cap)."""
+        if self.max_slices == 1:
+            return 1
+        return maximum(1, minimum(max_model_len // self.tokens_per_item, self.max_slices))
 
 
 class Config:
     """Typed reads of a config.json dict with error messages that name the model and key."""
 
-    def __init__(self, raw: dict, model_id: str):
+    def __init__(self, raw: dict, model_id: str, preprocessor: dict | None = None):
         self.raw = raw
         self.model_id = model_id
+        # The processor's preprocessor_config.json (and video_preprocessor_config.json), where the model ships
+        # them: {"image": {...}, "video": {...}}
+        self.preprocessor = preprocessor or {}
 
     def get(self, key, default=None):
         return self.raw.get(key, default)

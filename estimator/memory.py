@@ -211,12 +211,13 @@ def encoder_profile_bytes(arch: ModelArch, cfg: ServeConfig) -> tuple:
     on top of that): vLLM runs as many of the largest item as the encoder budget (max_num_batched_tokens, at least
     one item) and the decoder (max_num_seqs prompts of up to 999 items that fit max_model_len) allow through the
     tower at once, and keeps their pixel values and encoder outputs to the end of profile_run
-    (multimodal/encoder_budget.py, gpu_model_runner.profile_run)."""
+    (multimodal/encoder_budget.py, gpu_model_runner.profile_run). A video item is several slices of the image."""
     v = arch.vision
     if v is None:
         return 0, 0
-    items = encoder_items(cfg, v.tokens_per_item)
-    held = items * (v.pixels_per_item + v.tokens_per_item * arch.hidden_size) * cfg.dtype_bytes
+    slices = v.slices(cfg.max_model_len)
+    items = encoder_items(cfg, v.tokens_per_item * slices) * slices
+    held = items * (v.pixels_per_item + v.tokens_per_item * v.output_rows * arch.hidden_size) * cfg.dtype_bytes
     tower = items * v.patches_per_item * (v.hidden_rows * v.hidden + v.mlp_rows * v.intermediate
                                           / cfg.tensor_parallel_size)
     return held, tower * cfg.dtype_bytes

@@ -32,6 +32,9 @@ class ModelSource:
     # The repo ships a sentence-transformers modules.json, which makes vLLM's `--runner auto` pick pooling
     # (ModelConfig._get_default_runner_type, get_pooling_config).
     sentence_transformers: bool = False
+    # The processor's preprocessor_config.json and video_preprocessor_config.json, where the model ships them:
+    # {"image": {...}, "video": {...}} (a Qwen-VL tower's profiled item depends on their pixel limits).
+    preprocessor: dict | None = None
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +48,20 @@ def _catalog() -> dict[str, dict]:
 
 def _catalog_sentence_transformers() -> frozenset[str]:
     return frozenset(_catalog_file().get("sentence_transformers", ()))
+
+
+def _catalog_preprocessor(model_id: str) -> dict | None:
+    return _catalog_file().get("preprocessor_configs", {}).get(model_id)
+
+
+# The processor configs read beside config.json: {role: file name}
+PROCESSOR_FILES = {"image": "preprocessor_config.json", "video": "video_preprocessor_config.json"}
+
+
+def _read_processor_files(paths: dict[str, Path], model_id: str) -> dict | None:
+    found = {role: read_config(path, f"{PROCESSOR_FILES[role]} of {model_id}") for role, path in paths.items()
+             if path.is_file()}
+    return found or None
 
 
 def catalog_configs() -> dict[str, dict]:
@@ -127,8 +144,10 @@ def _from_directory(directory: Path, model_id: str, kind: str, notes: tuple[str,
         raise PlannerError(f"{directory} has no config.json; point --model at a model directory or a hub id")
     config = read_config(config_path, f"{config_path}")
     counts = safetensors_param_counts(sorted(directory.glob("*.safetensors")))
+    preprocessor = _read_processor_files({role: directory / name for role, name in PROCESSOR_FILES.items()},
+                                         model_id)
     return ModelSource(model_id, kind, config, counts, _tokenizer_max_length(directory), notes,
-                       sentence_transformers=(directory / "modules.json").is_file())
+                       sentence_transformers=(directory / "modules.json").is_file(), preprocessor=preprocessor)
 
 
 # How long to wait for the hub before saying it cannot be reached: huggingface_hub's own etag timeout when the user
@@ -223,6 +242,14 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
         sentence_transformers = True
     except Exception:
         pass
+    fetched = {}
+    for role, name in PROCESSOR_FILES.items():
+        try:
+            fetched[role] = Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=not online,
+                                                 etag_timeout=wait))
+        except Exception:
+            pass
+    preprocessor = _read_processor_files(fetched, repo_id) or source.preprocessor
     counts, notes = source.checkpoint_params, ()
     if counts is None and online:
         try:
@@ -234,7 +261,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
             notes = (f"safetensors metadata of {repo_id} unavailable ({type(err).__name__}); counts are from "
                      "config.json",)
     return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length, notes, generation,
-                       sentence_transformers)
+                       sentence_transformers, preprocessor)
 
 
 def resolve(model: str, revision: str | None = None) -> ModelSource:
@@ -252,5 +279,6 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
     hit = _catalog_lookup(model)
     if hit:
         return ModelSource(hit[0], "catalog", hit[1],
-                           sentence_transformers=hit[0] in _catalog_sentence_transformers())
+                           sentence_transformers=hit[0] in _catalog_sentence_transformers(),
+                           preprocessor=_catalog_preprocessor(hit[0]))
     return _from_hub(model, revision)

@@ -239,7 +239,7 @@ def _gpu(request: PlanRequest) -> tuple[GpuSpec, int | None, list[str]]:
 
 
 def _arch(source: model_source.ModelSource) -> tuple[ModelArch, list[str]]:
-    arch = architecture.from_config(source.config, source.id)
+    arch = architecture.from_config(source.config, source.id, source.preprocessor)
     warnings = list(source.notes)
     if source.tokenizer_max_length and source.tokenizer_max_length < arch.derived_max_model_len:
         arch = dataclasses.replace(arch, derived_max_model_len=source.tokenizer_max_length,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from estimator.decoders import decoder, llama4_text
 from estimator.errors import PlannerError
 from estimator.inventory import Config, Inventory, VisionProfile, language_config, text_config
@@ -108,16 +110,82 @@ def _qwen_vision(inv: Inventory, v: Config, text_hidden: int, qwen3: bool) -> No
         inv.add(f"{p}.{name}.fc2.bias", out, 1, "rep", "vision", place="first")
 
 
+# vLLM's cap on a dummy video's frames (qwen2_vl.py _MAX_FRAMES_PER_VIDEO), and the aspect ratio the Qwen-VL
+# processors accept (transformers' smart_resize MAX_RATIO, which get_image_size_with_most_features keeps within).
+MAX_FRAMES_PER_VIDEO = 14
+MAX_ASPECT_RATIO = 200
+
+
+def processor_max_pixels(processor: dict | None, model_id: str, name: str) -> int | None:
+    """The most pixels a Qwen-VL processor keeps of one image (or one frame pair): max_pixels, else
+    size.longest_edge (transformers' Qwen2VLImageProcessor lets max_pixels override size); None when the processor
+    config names neither."""
+    if not isinstance(processor, dict):
+        return None
+    value = processor.get("max_pixels")
+    if value is None and isinstance(processor.get("size"), dict):
+        value = processor["size"].get("longest_edge")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PlannerError(f"{name} of {model_id} has a largest size of {value!r} pixels; expected a positive "
+                           f"integer (fix the {name})")
+    return value
+
+
+def most_features(max_pixels: int, unit: int) -> int:
+    """Placeholders of the image with the most features within max_pixels (qwen2_vl.py
+    get_image_size_with_most_features): the largest count of unit x unit squares whose closest factor pair keeps
+    the aspect ratio within MAX_ASPECT_RATIO; the processor keeps that image as it is."""
+    for tokens in range(max_pixels // (unit * unit), 0, -1):
+        rows = next(d for d in range(math.isqrt(tokens), 0, -1) if tokens % d == 0)
+        if tokens // rows / rows <= MAX_ASPECT_RATIO:
+            return tokens
+    return 0
+
+
+def _qwen_profile(c: Config, v: Config, qwen3: bool) -> VisionProfile | None:
+    """The item vLLM profiles a Qwen-VL tower with. The budget takes the modality with the most placeholders
+    (encoder_budget.py get_modality_with_max_tokens; a video on a tie). Qwen2.5-VL: a video of the largest image
+    repeated in as many 2-frame slices as max_model_len holds, at most 14 frames, so at least the image.
+    Qwen3-VL: the larger of the largest image and a 2-frame video at the video processor's pixel limit
+    (qwen3_vl.py get_max_video_tokens). None when the processor config is not at hand."""
+    image_max = processor_max_pixels(c.preprocessor.get("image"), c.model_id, "preprocessor_config.json")
+    if image_max is None:
+        return None
+    patch, merge, temporal = v.int("patch_size"), v.int("spatial_merge_size", 2), v.int("temporal_patch_size", 2)
+    unit = patch * merge
+    tokens, max_slices = most_features(image_max, unit), -(-MAX_FRAMES_PER_VIDEO // temporal)
+    if qwen3:
+        max_slices = 1
+        video = c.preprocessor.get("video")
+        video_max = processor_max_pixels(video, c.model_id, "video_preprocessor_config.json")
+        if video_max is not None:
+            frames = Config(video, c.model_id).int("temporal_patch_size", temporal)
+            tokens = max(tokens, most_features(video_max // frames, unit))
+    patches = tokens * merge * merge
+    chans = v.int("in_channels", v.get("in_chans", 3))
+    deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
+    # A block at its MLP (qwen2_5_vl.py Qwen2_5_VisionBlock, qwen3_vl.py Qwen3_VisionBlock) holds the residual
+    # stream and the norm output, then the gated MLP's gate_up output and SiLU product (Qwen2.5-VL) or fc1's output
+    # and its GELU (Qwen3-VL). Pixel values are [patches, channels x temporal_patch_size x patch x patch].
+    return VisionProfile(tokens_per_item=tokens, patches_per_item=patches,
+                         pixels_per_item=patches * chans * temporal * patch * patch, hidden=v.int("hidden_size"),
+                         intermediate=v.int("intermediate_size"), hidden_rows=2, mlp_rows=2 if qwen3 else 3,
+                         output_rows=1 + deepstack, max_slices=max_slices)
+
+
 def qwen_vl(c: Config, inv: Inventory, family: str):
     """Qwen2.5-VL (text keys at the top level, or in text_config) and Qwen3-VL (dense and MoE)."""
     text = Config(language_config(c, "optional"), c.model_id)
     attn, extra = decoder(text, inv, family)
-    _qwen_vision(inv, Config(c.get("vision_config") or {}, c.model_id), text.int("hidden_size"),
-                 qwen3=family != "qwen2")
+    v = Config(c.get("vision_config") or {}, c.model_id)
+    qwen3 = family != "qwen2"
+    _qwen_vision(inv, v, text.int("hidden_size"), qwen3=qwen3)
     # Qwen3VLForConditionalGeneration.__init__ allocates deepstack_input_embeds: one [max_num_batched_tokens,
     # text hidden] tensor per tapped block (vllm/model_executor/models/qwen3_vl.py).
-    deepstack = len((c.get("vision_config") or {}).get("deepstack_visual_indexes") or []) if family != "qwen2" else 0
-    return attn, dict(extra, multimodal=True, buffer_rows_per_token=deepstack)
+    deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
+    return attn, dict(extra, multimodal=True, buffer_rows_per_token=deepstack, vision=_qwen_profile(c, v, qwen3))
 
 
 def mistral3(c: Config, inv: Inventory, family: str):

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from estimator.model_source import catalog_config
+from estimator.plan import PlanRequest, make_plan
 from tests.fake_hub import SLOW_S, FakeHub, safetensors_header
 
 PARAMETERS = 596_049_920  # Qwen3-0.6B's published total
@@ -27,6 +28,10 @@ def hub():
         ("acme/tiny", "main", "model.safetensors"): safetensors_header({"BF16": PARAMETERS}),
         ("acme/tiny", "v1", "config.json"): json.dumps(pinned).encode(),
         ("acme/noconfig", "main", "README.md"): b"no config here",
+        # a Qwen2.5-VL repository: its preprocessor_config.json sizes the vision tower's profiling pass
+        ("acme/vl", "main", "config.json"): json.dumps(catalog_config("Qwen/Qwen2.5-VL-7B-Instruct")).encode(),
+        ("acme/vl", "main", "preprocessor_config.json"): json.dumps({"min_pixels": 3136,
+                                                                     "max_pixels": 12845056}).encode(),
         # a sentence-transformers repository: vLLM serves it as a pooling (embedding) model
         ("acme/embed", "main", "config.json"): json.dumps(config).encode(),
         ("acme/embed", "main", "modules.json"): json.dumps([{"idx": 0, "name": "0", "path": "",
@@ -45,6 +50,16 @@ def plan(model, hub_url, tmp_path, *extra, offline=False, timeout_s="1"):
     run = subprocess.run([sys.executable, "-m", "estimator", "plan", "--model", model, "--gpu", "H100", "--json",
                           *extra], capture_output=True, text=True, env=env, timeout=120)
     return run, time.monotonic() - start
+
+
+def test_a_hub_vision_model_is_planned_with_its_processor_config(hub, tmp_path):
+    run, _ = plan("acme/vl", hub.url, tmp_path, "--max-model-len", "32768")
+    assert run.returncode == 0, run.stderr
+    fetched = json.loads(run.stdout)
+    catalog = make_plan(PlanRequest(model="Qwen/Qwen2.5-VL-7B-Instruct", gpu="H100", max_model_len=32768))
+    assert fetched["memory"]["per_gpu"]["activation_gib"] == pytest.approx(catalog.memory.per_gpu.activation_gib,
+                                                                          abs=1e-4)  # JSON rounds to 4 places
+    assert not any("vision encoder" in w for w in fetched["warnings"])
 
 
 def test_a_hub_model_is_planned_with_its_generation_config_and_exact_parameter_counts(hub, tmp_path):

