@@ -194,7 +194,8 @@ class Runner:
         # vLLM has no business with the results database (its URL may hold a password)
         env = {k: v for k, v in os.environ.items() if k != DB_ENV_VAR}
         env["VLLM_HOST_IP"] = "127.0.0.1"
-        if self.plan_for(self.options.points[0]).gpu.vendor == "cpu" and "VLLM_CPU_KVCACHE_SPACE" not in env \
+        plan = self.plan_for(self.options.points[0])
+        if plan.gpu.vendor == "cpu" and "VLLM_CPU_KVCACHE_SPACE" not in env and not plan.config.kv_cache_memory_bytes \
                 and not any(a.startswith("--kv-cache-memory-bytes") for a in self.options.vllm_args):
             # vLLM's CPU backend sizes against NUMA node 0 and fails with the default utilization on small hosts
             env["VLLM_CPU_KVCACHE_SPACE"] = "1"
@@ -258,7 +259,9 @@ class Runner:
         config = {k: getattr(c, k) for k in ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len",
                                              "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype",
                                              "max_num_seqs", "max_num_batched_tokens", "block_size",
-                                             "enforce_eager")}
+                                             "enforce_eager", "runner", "language_model_only",
+                                             "kv_cache_memory_bytes")}
+        config["limit_mm_per_prompt"] = dict(c.limit_mm_per_prompt)
         config["argv"] = plan.serve_argv
         return dict(model=plan.source.id, gpu=plan.gpu.name, num_gpus=c.world_size, config=config,
                     workload={"input_len": self.options.input_len, "output_len": self.options.output_len,

@@ -60,6 +60,9 @@ class ModelArch:
     moe_intermediate_size: int = 0
     is_mla: bool = False
     multimodal: bool = False
+    # The modalities its vision tower serves (vLLM's _mark_tower_model): with all of them limited to 0 per prompt,
+    # vLLM does not build the tower at all
+    tower_modalities: tuple[str, ...] = ()
     derived_max_model_len: int = 2048
     max_len_key: str = "max_position_embeddings"
     longrope_default_len: int | None = None  # vLLM defaults to original_max_position_embeddings for longrope
@@ -116,6 +119,15 @@ def as_pooling(arch: ModelArch) -> ModelArch:
     head weights (nor, with tied embeddings, the last stage's copy) and a pooler in place of the sampler."""
     tensors = tuple(t for t in arch.tensors if t.name not in ("lm_head", "lm_head.bias"))
     return replace(arch, tensors=tensors, tie_word_embeddings=False, pooling=True)
+
+
+def without_tower(arch: ModelArch) -> ModelArch:
+    """The model vLLM builds when every modality of its tower is limited to 0 per prompt (--limit-mm-per-prompt,
+    --language-model-only): the tower and its projector are left out (interfaces.py _mark_tower_model puts a
+    StageMissingLayer in their place), so are their weights, the profiling pass and Qwen3-VL's deepstack
+    buffers (allocated only beside a built tower)."""
+    tensors = tuple(t for t in arch.tensors if t.kind != "vision")
+    return replace(arch, tensors=tensors, vision=None, multimodal=False, buffer_rows_per_token=0)
 
 
 Builder = Callable[[Config, Inventory, str], tuple]

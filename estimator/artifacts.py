@@ -13,7 +13,7 @@ from pathlib import Path
 from estimator.errors import PlannerError
 from estimator.paths import write_atomically
 from estimator.plan import Plan, serve_argv
-from estimator.profile import profile_dict
+from estimator.profile import profile_dict, profile_value
 from estimator.serve_config import VLLM_REFERENCE_VERSION
 
 PORT = 8000
@@ -182,7 +182,7 @@ def write_all(plan: Plan, output_dir: str, flags: dict, force: bool = False) -> 
         "profile.yaml": _yaml(profile_dict(dict(
             flags, model=plan.source.id, num_gpus=plan.config.world_size if flags.get("search") else flags.get("num_gpus"),
             gpu=plan.gpu.name if plan.gpu.source == "catalog" else flags.get("gpu"),
-            **{k: getattr(plan.config, k) for k in plan.config.explicit}))),
+            **{k: profile_value(k, getattr(plan.config, k)) for k in plan.config.explicit}))),
         "plan.json": json.dumps(plan.to_dict(), indent=2) + "\n",
     }
     previous = _manifest(out)

@@ -44,6 +44,12 @@ def plan_options(f):
         click.option("--enforce-eager", is_flag=True, default=None),
         click.option("--runner", type=click.Choice(("auto", "generate", "pooling")), default=None,
                      help="As `vllm serve --runner`: pooling for embedding models (default: as vLLM decides)."),
+        click.option("--limit-mm-per-prompt", default=None, metavar="JSON",
+                     help='Items per prompt by modality, as vLLM takes it: \'{"image": 2, "video": 0}\'.'),
+        click.option("--language-model-only", is_flag=True, default=None,
+                     help="As vLLM: no multimodal inputs, and no vision tower loaded."),
+        click.option("--kv-cache-memory-bytes", default=None, metavar="BYTES",
+                     help="The KV cache per GPU, as vLLM takes it (64M, 25.6g, ...): no budget, no utilization."),
     ]
     for option in reversed(options):
         f = option(f)

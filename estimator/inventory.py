@@ -108,15 +108,31 @@ class AttentionLayer:
 
 
 @dataclass(frozen=True)
-class VisionProfile:
-    """The largest item vLLM's encoder profiling pass feeds a vision tower (gpu_model_runner.profile_run: as many
-    of them as the encoder budget holds, through the tower at once), where config.json (and, for Qwen-VL, the
-    processor's preprocessor_config.json) fixes its size.
-    """
+class VisionItem:
+    """The largest item of one modality as vLLM's encoder profiling pass builds it."""
 
-    tokens_per_item: int  # prompt placeholders one image takes: the encoder output rows kept for it
-    patches_per_item: int  # ViT positions one image runs through the tower
-    pixels_per_item: int  # values of its pixel tensor (channels x height x width), in the model dtype
+    tokens: int  # prompt placeholders it takes: the encoder output rows kept for it
+    patches: int  # ViT positions it runs through the tower
+    pixels: int  # values of its pixel tensor, in the model dtype
+    # A video repeats it in up to this many temporal slices, as many as max_model_len holds (Qwen2-VL's dummy
+    # video); 1: one slice whatever the context length.
+    max_slices: int = 1
+
+    def slices(self, max_model_len):
+        """Temporal slices at this context length (qwen2_vl.py get_num_frames_with_most_features: frames while
+        their tokens fit max_model_len, at most the cap, at least one)."""
+        if self.max_slices == 1:
+            return 1
+        return maximum(1, minimum(max_model_len // self.tokens, self.max_slices))
+
+
+@dataclass(frozen=True)
+class VisionProfile:
+    """What vLLM's encoder profiling pass feeds a vision tower (gpu_model_runner.profile_run: as many of the
+    largest item as the encoder budget holds, through the tower at once), where config.json (and, for Qwen-VL,
+    the processor's preprocessor configs) fixes the items' sizes."""
+
+    image: VisionItem
     hidden: int  # the tower's width
     intermediate: int  # its MLP width (column-parallel: split over TP)
     # A block's peak per patch, in rows of each width, as the tower's code keeps them (see the builders)
@@ -124,16 +140,7 @@ class VisionProfile:
     mlp_rows: int
     # Encoder output per placeholder, in rows of the text width (Qwen3-VL adds one per deepstack level)
     output_rows: int = 1
-    # A video item repeats the largest image in up to this many temporal slices, as many as max_model_len holds
-    # (Qwen2-VL's dummy video); 1: the item is one image whatever the context length.
-    max_slices: int = 1
-
-    def slices(self, max_model_len):
-        """Temporal slices of the profiled item at this context length (qwen2_vl.py
-        get_num_frames_with_most_features: frames while their tokens fit max_model_len, at most the cap)."""
-        if self.max_slices == 1:
-            return 1
-        return maximum(1, minimum(max_model_len // self.tokens_per_item, self.max_slices))
+    video: VisionItem | None = None  # None: the tower takes images only
 
 
 class Config:

@@ -17,7 +17,7 @@ from estimator.coefficients import Coefficients
 from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import AttentionLayer, Tensor
 from estimator.quantization import QuantScheme
-from estimator.serve_config import ServeConfig
+from estimator.serve_config import MM_ITEMS_PER_PROMPT, ServeConfig
 from estimator.xp import all_true, ceil, maximum, minimum, next_power_of_two, smallest, where
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
@@ -193,34 +193,44 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
 # --- transient and fixed overheads -----------------------------------------------------------------------
 
 
-# vLLM's default cap on items of one modality in a prompt (config/multimodal.py get_limit_per_prompt).
-MM_ITEMS_PER_PROMPT = 999
-
-
-def encoder_items(cfg: ServeConfig, tokens_per_item):
-    """Items of the largest kind the encoder profiling pass runs at once (multimodal/encoder_budget.py
+def encoder_items(cfg: ServeConfig, tokens_per_item, mm_limit=MM_ITEMS_PER_PROMPT):
+    """Items of the profiled kind the encoder profiling pass runs at once (multimodal/encoder_budget.py
     MultiModalBudget._get_max_items): what the encoder budget holds, at least one, and no more than max_num_seqs
-    prompts carry."""
+    prompts of up to mm_limit items (--limit-mm-per-prompt) that fit max_model_len carry."""
     budget = maximum(cfg.max_num_batched_tokens, tokens_per_item)
-    per_prompt = maximum(1, minimum(MM_ITEMS_PER_PROMPT, cfg.max_model_len // tokens_per_item))
+    per_prompt = maximum(1, minimum(mm_limit, cfg.max_model_len // tokens_per_item))
     return maximum(1, minimum(budget // tokens_per_item, cfg.max_num_seqs * per_prompt))
 
 
 def encoder_profile_bytes(arch: ModelArch, cfg: ServeConfig) -> tuple:
     """(what the vision tower's profiling pass holds while the language model's dummy forward runs, its own peak
-    on top of that): vLLM runs as many of the largest item as the encoder budget (max_num_batched_tokens, at least
-    one item) and the decoder (max_num_seqs prompts of up to 999 items that fit max_model_len) allow through the
-    tower at once, and keeps their pixel values and encoder outputs to the end of profile_run
-    (multimodal/encoder_budget.py, gpu_model_runner.profile_run). A video item is several slices of the image."""
+    on top of that): vLLM profiles the modality whose item has the most placeholders among those a prompt may
+    carry (a video on a tie; encoder_budget.py get_modality_with_max_tokens), runs as many of its items as the
+    encoder budget (max_num_batched_tokens, at least one item) and the decoder (max_num_seqs prompts of up to
+    the modality's limit that fit max_model_len) allow through the tower at once, and keeps their pixel values
+    and encoder outputs to the end of profile_run (gpu_model_runner.profile_run). A video item is several
+    slices."""
     v = arch.vision
     if v is None:
         return 0, 0
-    slices = v.slices(cfg.max_model_len)
-    items = encoder_items(cfg, v.tokens_per_item * slices) * slices
-    held = items * (v.pixels_per_item + v.tokens_per_item * v.output_rows * arch.hidden_size) * cfg.dtype_bytes
-    tower = items * v.patches_per_item * (v.hidden_rows * v.hidden + v.mlp_rows * v.intermediate
-                                          / cfg.tensor_parallel_size)
-    return held, tower * cfg.dtype_bytes
+    passes = []
+    for modality, item in (("image", v.image), ("video", v.video)):
+        limit = cfg.mm_limit(modality)
+        if item is None or limit == 0:
+            continue
+        slices = item.slices(cfg.max_model_len)
+        count = encoder_items(cfg, item.tokens * slices, limit) * slices
+        held = count * (item.pixels + item.tokens * v.output_rows * arch.hidden_size) * cfg.dtype_bytes
+        tower = count * item.patches * (v.hidden_rows * v.hidden + v.mlp_rows * v.intermediate
+                                        / cfg.tensor_parallel_size) * cfg.dtype_bytes
+        passes.append((item.tokens * slices, held, tower))
+    if not passes:
+        return 0, 0
+    if len(passes) == 1:
+        return passes[0][1:]
+    (image_tokens, image_held, image_tower), (video_tokens, video_held, video_tower) = passes
+    video = video_tokens >= image_tokens
+    return where(video, video_held, image_held), where(video, video_tower, image_tower)
 
 
 def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
@@ -395,7 +405,10 @@ class Pool:
 def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[float]) -> Pool:
     """Everything vLLM decides before it starts, for one (TP, PP) layout and weights per stage."""
     tp, pp = int(cfg.tensor_parallel_size), int(cfg.pipeline_parallel_size)
-    budget = ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
+    # --kv-cache-memory-bytes: vLLM still profiles, then reserves exactly that per GPU, whatever the budget
+    # (gpu_worker.determine_available_memory); what must fit is then the whole device.
+    reserved = getattr(cfg, "kv_cache_memory_bytes", None)
+    budget = gpu.memory_bytes if reserved else ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     non_torch = non_torch_bytes(cfg, co)
     # One page size for every group: a state layer's page is padded to the attention page (vLLM
@@ -408,7 +421,8 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     for s, layers in enumerate(ranges):
         act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0, gpu=gpu))
         graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co))
-        avail.append(budget - weights[s] - non_torch - act[s] - graphs[s])
+        spare = budget - weights[s] - non_torch - act[s] - graphs[s]
+        avail.append(where(spare >= reserved, reserved, spare - reserved) if reserved else spare)
         in_stage = set(layers)
         bpb.append(max(sum(1 for i in members if i in in_stage) for _, members in groups) * page)
         blocks.append(maximum(0, avail[s] // bpb[s]))
@@ -445,6 +459,10 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
         fits, binding = False, "overheads"
         reason = (f"no memory left for the KV cache: weights, activation peak, non-torch and CUDA graph memory "
                   f"exceed the {budget / GIB:.2f} GiB budget by {-float(pool.available[bind]) / GIB:.2f} GiB")
+        if cfg.kv_cache_memory_bytes:
+            reason = (f"the {cfg.kv_cache_memory_bytes / GIB:.2f} GiB of --kv-cache-memory-bytes does not fit: with "
+                      f"the weights, activation peak, non-torch and CUDA graph memory it exceeds the GPU's "
+                      f"{budget / GIB:.2f} GiB by {-float(pool.available[bind]) / GIB:.2f} GiB")
     elif not pool.kv_fits:
         fits = False
         bpb = pool.bytes_per_block[bind]

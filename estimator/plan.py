@@ -16,12 +16,15 @@ from estimator.memory import MemoryPlan, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
+    MM_ITEMS_PER_PROMPT,
     VLLM_REFERENCE_VERSION,
     ServeConfig,
+    limit_mm_json,
+    mm_limits,
     resolve,
     sparse_mla_layout,
 )
-from estimator.validate import fraction, positive_int, positive_number
+from estimator.validate import byte_count, fraction, positive_int, positive_number
 from estimator.workload import REPLICAS_AS, Workload
 
 SCHEMA_VERSION = 1
@@ -29,7 +32,8 @@ DEFAULT_GPU = "H100-SXM"
 # Flags of `estimator plan` that are `vllm serve` flags, by ServeConfig field.
 SERVE_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization",
                "dtype", "quantization", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
-               "block_size", "enforce_eager", "runner")
+               "block_size", "enforce_eager", "runner", "limit_mm_per_prompt", "language_model_only",
+               "kv_cache_memory_bytes")
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,20 @@ class PlanRequest:
     enforce_eager: bool = False
     revision: str | None = None
     runner: str | None = None  # generate | pooling; None: as vLLM decides (`--runner auto`)
+    limit_mm_per_prompt: tuple[tuple[str, int], ...] | str | dict | None = None  # as --limit-mm-per-prompt takes it
+    language_model_only: bool = False
+    kv_cache_memory_bytes: int | str | None = None  # as --kv-cache-memory-bytes takes it ("64M", "25.6g", ...)
 
     def __post_init__(self):
         if not isinstance(self.enforce_eager, bool) and self.enforce_eager is not None:
             raise PlannerError(f"--enforce-eager is a switch (true or false), got {self.enforce_eager!r}")
         object.__setattr__(self, "enforce_eager", bool(self.enforce_eager))
+        if not isinstance(self.language_model_only, bool) and self.language_model_only is not None:
+            raise PlannerError(f"--language-model-only is a switch (true or false), got {self.language_model_only!r}")
+        object.__setattr__(self, "language_model_only", bool(self.language_model_only))
+        object.__setattr__(self, "limit_mm_per_prompt", mm_limits(self.limit_mm_per_prompt) or None)
+        object.__setattr__(self, "kv_cache_memory_bytes",
+                           byte_count("--kv-cache-memory-bytes", self.kv_cache_memory_bytes))
         for name in ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
                      "max_num_batched_tokens", "block_size"):
             positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
@@ -149,7 +162,8 @@ class Plan:
             "hardware": {"gpu": self.gpu.name, "num_gpus": self.num_gpus,
                          "memory_gib_per_gpu": round(self.gpu.memory_gib, 4), "gpu_source": self.gpu.source,
                          "spec": self.gpu.to_dict()},
-            "config": {f: getattr(c, f) for f in SERVE_FLAGS} | {"resolved_dtype": c.resolved_dtype,
+            "config": {f: getattr(c, f) for f in SERVE_FLAGS} | {"limit_mm_per_prompt": dict(c.limit_mm_per_prompt),
+                                                                  "resolved_dtype": c.resolved_dtype,
                                                                   "defaults": list(c.defaults),
                                                                   "data_parallel_size": self.data_parallel_size},
             "memory": self.memory.to_dict() | {"relaxations": [r.to_dict() for r in self.relaxations],
@@ -214,11 +228,18 @@ def serve_argv(model_id: str, c: ServeConfig, data_parallel_size: int = 1) -> li
     for field in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
         if field in c.explicit:
             add(field.replace("_", "-"), getattr(c, field))
+    if c.kv_cache_memory_bytes:
+        add("kv-cache-memory-bytes", c.kv_cache_memory_bytes)
     if c.enforce_eager:
         argv.append("--enforce-eager")
     if "runner" in c.explicit:
         add("runner", c.runner)
-    return argv
+    return argv + _multimodal_argv(c)
+
+
+def _multimodal_argv(c: ServeConfig) -> list[str]:
+    limits = ["--limit-mm-per-prompt", limit_mm_json(c.limit_mm_per_prompt)] if c.limit_mm_per_prompt else []
+    return limits + (["--language-model-only"] if c.language_model_only else [])
 
 
 def _gpu(request: PlanRequest) -> tuple[GpuSpec, int | None, list[str]]:
@@ -284,6 +305,10 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
     arch = sparse_mla_layout(arch, gpu, warnings)
+    limits = dict(request.limit_mm_per_prompt or ())
+    if arch.tower_modalities and (request.language_model_only or
+                                  all(limits.get(m, MM_ITEMS_PER_PROMPT) == 0 for m in arch.tower_modalities)):
+        arch = architecture.without_tower(arch)
     if (request.runner or ("pooling" if source.sentence_transformers else "generate")) == "pooling":
         arch = architecture.as_pooling(arch)
         if request.runner is None:
@@ -408,7 +433,7 @@ def _relaxations(arch, gpu, base: dict, config: ServeConfig, memory: MemoryPlan,
     if tp2 <= 8 and arch.num_heads % tp2 == 0 and (arch.is_mla or arch.num_kv_heads % tp2 == 0
                                                    or tp2 % arch.num_kv_heads == 0):
         options.append(("--tensor-parallel-size", str(tp2), {"tensor_parallel_size": tp2}))
-    if config.gpu_memory_utilization < 0.95:
+    if config.gpu_memory_utilization < 0.95 and not config.kv_cache_memory_bytes:
         options.append(("--gpu-memory-utilization", "0.95", {"gpu_memory_utilization": 0.95}))
     out = []
     for flag, value, change in options:

@@ -12,13 +12,14 @@ SCHEMA_VERSION = 1
 KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parallel_size", "pipeline_parallel_size",
         "max_model_len", "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype", "max_num_seqs",
         "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
-        "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients")
+        "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients", "limit_mm_per_prompt",
+        "language_model_only", "kv_cache_memory_bytes")
 
 
 POSITIVE_INTS = ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
                  "max_num_batched_tokens", "block_size", "input_len", "output_len", "concurrency")
 POSITIVE_NUMBERS = ("gpu_memory_gib", "gpu_memory_utilization", "request_rate", "ttft_ms", "tpot_ms")
-SWITCHES = ("enforce_eager",)
+SWITCHES = ("enforce_eager", "language_model_only")
 
 
 def _check_kind(path: str, key: str, value) -> None:
@@ -34,6 +35,11 @@ def _check_kind(path: str, key: str, value) -> None:
         expected = "a positive finite number"
     elif key in SWITCHES:
         ok, expected = isinstance(value, bool), "true or false"
+    elif key == "kv_cache_memory_bytes":
+        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+        expected = "a number of bytes (1073741824, 64M, 25.6g)"
+    elif key == "limit_mm_per_prompt":
+        ok, expected = isinstance(value, (str, dict)), "counts per modality (a mapping, or its JSON)"
     elif key == "coefficients":
         ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
         expected = "default, latest, a fit id or a path"
@@ -41,6 +47,15 @@ def _check_kind(path: str, key: str, value) -> None:
         ok, expected = isinstance(value, str), "a string"
     if not ok:
         raise PlannerError(f"profile {path}: {key} is {value!r}; expected {expected} (fix or regenerate it)")
+
+
+def profile_value(key: str, value):
+    """A configuration value as a profile holds it: multimodal limits as the JSON string the flag takes."""
+    if key == "limit_mm_per_prompt" and value:
+        from estimator.serve_config import limit_mm_json
+
+        return limit_mm_json(value)
+    return value
 
 
 def profile_dict(flags: dict) -> dict:

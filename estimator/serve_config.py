@@ -6,6 +6,7 @@ is recorded in ``defaults`` so the report can say so.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
 
 from estimator import quantization
@@ -14,7 +15,7 @@ from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import DTYPE_BYTES
 from estimator.quantization import QuantScheme
-from estimator.validate import fraction, positive_int
+from estimator.validate import byte_count, fraction, positive_int
 from estimator.xp import ceil, maximum
 
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py
@@ -41,6 +42,9 @@ class ServeConfig:
     enforce_eager: bool
     resolved_dtype: str = "bfloat16"  # what the weights and activations run in
     runner: str = "generate"  # generate | pooling (--runner), as the model was built (ModelArch.pooling)
+    limit_mm_per_prompt: tuple[tuple[str, int], ...] = ()  # --limit-mm-per-prompt counts given, by modality
+    language_model_only: bool = False  # --language-model-only: every modality limited to 0
+    kv_cache_memory_bytes: int | None = None  # --kv-cache-memory-bytes: the KV pool per GPU, no budget
     explicit: frozenset[str] = field(default_factory=frozenset)  # flags the user gave
     defaults: tuple[str, ...] = ()  # "flag=value (reason)" for each default filled in
 
@@ -52,6 +56,10 @@ class ServeConfig:
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES[self.resolved_dtype]
 
+    def mm_limit(self, modality: str) -> int:
+        """Items of a modality a prompt may carry (MultiModalConfig.get_limit_per_prompt)."""
+        return 0 if self.language_model_only else dict(self.limit_mm_per_prompt).get(modality, MM_ITEMS_PER_PROMPT)
+
     @property
     def kv_dtype_bytes(self) -> int:
         return KV_CACHE_DTYPE_BYTES[self.kv_cache_dtype] or self.dtype_bytes
@@ -61,6 +69,50 @@ class ServeConfig:
         d["explicit"] = sorted(self.explicit)
         d["defaults"] = list(self.defaults)
         return d
+
+
+# vLLM's default cap on items of one modality in a prompt (config/multimodal.py get_limit_per_prompt).
+MM_ITEMS_PER_PROMPT = 999
+# --limit-mm-per-prompt options that resize vLLM's dummy items (config/multimodal.py ImageDummyOptions,
+# VideoDummyOptions, AudioDummyOptions); only "count" leaves the profiled item as the processor sizes it.
+DUMMY_SIZE_OPTIONS = ("width", "height", "num_frames", "length")
+
+
+def mm_limits(value, label: str = "--limit-mm-per-prompt") -> tuple[tuple[str, int], ...]:
+    """--limit-mm-per-prompt as vLLM takes it (a JSON object: modality -> count, or -> {"count": N}) as sorted
+    (modality, count) pairs; sizes for the dummy items are refused, since they change what vLLM profiles."""
+    if value is None or value == ():
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise PlannerError(f"{label} {value!r} is not JSON; give counts per modality, e.g. "
+                               "'{\"image\": 2, \"video\": 0}'") from None
+    if isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise PlannerError(f"{label} {value!r} is not a JSON object; give counts per modality, e.g. "
+                           "'{\"image\": 2, \"video\": 0}'")
+    pairs = []
+    for modality, limit in value.items():
+        if isinstance(limit, dict):
+            sized = sorted(set(limit) & set(DUMMY_SIZE_OPTIONS))
+            if sized:
+                raise PlannerError(f"{label}: {modality} sets {', '.join(sized)} for vLLM's dummy items, which "
+                                   "changes the profiled item; the planner does not model it: give a count only")
+            if set(limit) - {"count"}:
+                raise PlannerError(f"{label}: {modality} has options {sorted(limit)}; expected a count")
+            limit = limit.get("count", MM_ITEMS_PER_PROMPT)
+        if not isinstance(modality, str) or isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise PlannerError(f"{label}: {modality} -> {limit!r}; expected a count >= 0 of items per prompt")
+        pairs.append((modality, limit))
+    return tuple(sorted(pairs))
+
+
+def limit_mm_json(pairs) -> str:
+    """The --limit-mm-per-prompt value for (modality, count) pairs."""
+    return json.dumps(dict(pairs), separators=(",", ":"))
 
 
 def _positive(name: str, value):
@@ -304,7 +356,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
             quantization_method: str | None = None, kv_cache_dtype: str | None = None,
             max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None,
             block_size: int | None = None, enforce_eager: bool = False,
-            runner: str | None = None) -> tuple[ServeConfig, QuantScheme | None, list]:
+            runner: str | None = None, limit_mm_per_prompt=None, language_model_only: bool = False,
+            kv_cache_memory_bytes=None) -> tuple[ServeConfig, QuantScheme | None, list]:
     """Validate flags as vLLM would and fill in its defaults. Returns (config, quant scheme, warnings)."""
     warnings: list[str] = []
     defaults: list[str] = []
@@ -315,6 +368,16 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
                                 block_size=block_size, runner=runner).items() if v is not None}
     if enforce_eager:
         given.add("enforce_eager")
+    limits = mm_limits(limit_mm_per_prompt)
+    kv_cache_memory_bytes = byte_count("--kv-cache-memory-bytes", kv_cache_memory_bytes)
+    given |= {name for name, value in (("limit_mm_per_prompt", limits), ("language_model_only", language_model_only),
+                                       ("kv_cache_memory_bytes", kv_cache_memory_bytes)) if value}
+    if kv_cache_memory_bytes and gpu_memory_utilization is not None:
+        warnings.append("--gpu-memory-utilization is ignored with --kv-cache-memory-bytes: vLLM then reserves "
+                        "exactly that KV cache per GPU and skips the budget (gpu_worker.determine_available_memory)")
+    if (limits or language_model_only) and not arch.tower_modalities:
+        warnings.append(f"{'--limit-mm-per-prompt' if limits else '--language-model-only'} has no effect: "
+                        f"{arch.architecture} takes text only")
     for name, value in (("tensor-parallel-size", tensor_parallel_size), ("pipeline-parallel-size", pipeline_parallel_size),
                         ("max-model-len", max_model_len), ("max-num-seqs", max_num_seqs),
                         ("max-num-batched-tokens", max_num_batched_tokens), ("block-size", block_size),
@@ -346,7 +409,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     defaults.extend(block_defaults)
     if gpu_memory_utilization is None:
         gpu_memory_utilization = DEFAULT_GPU_MEMORY_UTILIZATION
-        defaults.append(f"gpu-memory-utilization={DEFAULT_GPU_MEMORY_UTILIZATION} (vLLM default)")
+        unused = "; unused with --kv-cache-memory-bytes" if kv_cache_memory_bytes else ""
+        defaults.append(f"gpu-memory-utilization={DEFAULT_GPU_MEMORY_UTILIZATION} (vLLM default{unused})")
     if gpu.memory_gib * GIB * gpu_memory_utilization < 1:
         raise PlannerError("--gpu-memory-utilization leaves no memory at all; raise it")
 
@@ -355,6 +419,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         gpu_memory_utilization=float(gpu_memory_utilization), dtype=dtype or "auto", quantization=quant_method,
         kv_cache_dtype=kv_dtype, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
         block_size=block, enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype, runner=model_runner,
+        limit_mm_per_prompt=limits, language_model_only=bool(language_model_only),
+        kv_cache_memory_bytes=kv_cache_memory_bytes,
         explicit=frozenset(given), defaults=tuple(defaults),
     )
     return cfg, quant, warnings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 
 from estimator.errors import PlannerError
 
@@ -43,3 +44,29 @@ def fraction(flag: str, value):
     if value is not None and not 0 < value <= 1:
         raise PlannerError(f"{flag} must be in (0, 1], got {value:g}")
     return value
+
+
+# vLLM's human_readable_int (vllm/utils/argparse_utils.py): k/m/g/t are powers of 1000 and may carry decimals,
+# K/M/G/T powers of 1024 and may not.
+_DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_BINARY = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def byte_count(flag: str, value):
+    """None, or a positive number of bytes given as vLLM's --kv-cache-memory-bytes takes it ("64M", "25.6g",
+    "1073741824") or as an integer."""
+    if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+        return positive_int(flag, value)
+    text = str(value).strip() if isinstance(value, str) else None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT])", text or "")
+    count = None
+    if match and match.group(2) in _DECIMAL:
+        count = int(float(match.group(1)) * _DECIMAL[match.group(2)])
+    elif match and "." not in match.group(1):
+        count = int(match.group(1)) * _BINARY[match.group(2)]
+    elif text is not None and re.fullmatch(r"[+-]?\d+", text):
+        count = int(text)
+    if count is None or count <= 0:
+        raise PlannerError(f"{flag} must be a positive number of bytes (e.g. 1073741824, 64M or 25.6g), "
+                           f"got {value!r}")
+    return count

@@ -6,7 +6,7 @@ import math
 
 from estimator.decoders import decoder, llama4_text
 from estimator.errors import PlannerError
-from estimator.inventory import Config, Inventory, VisionProfile, language_config, text_config
+from estimator.inventory import Config, Inventory, VisionItem, VisionProfile, language_config, text_config
 
 
 def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool):
@@ -37,7 +37,7 @@ def text_and_vision(c: Config, inv: Inventory, text_builder, family: str, tower:
     attn, extra = text_builder(text, inv, family)
     v = Config(c.get("vision_config") or {}, c.model_id)
     vh = _vision_encoder(inv, v, tower, class_token=class_token, conv_bias=conv_bias)
-    return text, v, vh, attn, dict(extra, multimodal=True)
+    return text, v, vh, attn, dict(extra, multimodal=True, tower_modalities=("image",))
 
 
 def gemma3_mm(c: Config, inv: Inventory, family: str):
@@ -53,9 +53,9 @@ def gemma3_mm(c: Config, inv: Inventory, family: str):
     side = v.int("image_size") // v.int("patch_size")
     # SigLIP's block at its MLP (siglip.py SiglipEncoderLayer, SiglipMLP) holds the residual stream (added in
     # place) and the norm output, then fc1's output and its activation.
-    profile = VisionProfile(tokens_per_item=c.int("mm_tokens_per_image", 256), patches_per_item=side * side,
-                            pixels_per_item=v.int("num_channels", 3) * v.int("image_size") ** 2, hidden=vh,
-                            intermediate=v.int("intermediate_size"), hidden_rows=2, mlp_rows=2)
+    image = VisionItem(tokens=c.int("mm_tokens_per_image", 256), patches=side * side,
+                       pixels=v.int("num_channels", 3) * v.int("image_size") ** 2)
+    profile = VisionProfile(image, hidden=vh, intermediate=v.int("intermediate_size"), hidden_rows=2, mlp_rows=2)
     return attn, dict(extra, vision=profile)
 
 
@@ -145,34 +145,36 @@ def most_features(max_pixels: int, unit: int) -> int:
 
 
 def _qwen_profile(c: Config, v: Config, qwen3: bool) -> VisionProfile | None:
-    """The item vLLM profiles a Qwen-VL tower with. The budget takes the modality with the most placeholders
-    (encoder_budget.py get_modality_with_max_tokens; a video on a tie). Qwen2.5-VL: a video of the largest image
-    repeated in as many 2-frame slices as max_model_len holds, at most 14 frames, so at least the image.
-    Qwen3-VL: the larger of the largest image and a 2-frame video at the video processor's pixel limit
-    (qwen3_vl.py get_max_video_tokens). None when the processor config is not at hand."""
+    """The items vLLM profiles a Qwen-VL tower with. Qwen2.5-VL: the largest image, and a video of it repeated in
+    as many 2-frame slices as max_model_len holds, at most 14 frames. Qwen3-VL: the largest image, and a 2-frame
+    video at the video processor's pixel limit (qwen3_vl.py get_max_video_tokens). None when the processor
+    config is not at hand."""
     image_max = processor_max_pixels(c.preprocessor.get("image"), c.model_id, "preprocessor_config.json")
     if image_max is None:
         return None
     patch, merge, temporal = v.int("patch_size"), v.int("spatial_merge_size", 2), v.int("temporal_patch_size", 2)
-    unit = patch * merge
-    tokens, max_slices = most_features(image_max, unit), -(-MAX_FRAMES_PER_VIDEO // temporal)
+    unit, chans = patch * merge, v.int("in_channels", v.get("in_chans", 3))
+
+    def item(tokens: int, max_slices: int = 1) -> VisionItem:
+        # pixel values are [patches, channels x temporal_patch_size x patch x patch]
+        patches = tokens * merge * merge
+        return VisionItem(tokens, patches, patches * chans * temporal * patch * patch, max_slices)
+
+    image = item(most_features(image_max, unit))
+    video = item(image.tokens, -(-MAX_FRAMES_PER_VIDEO // temporal))
     if qwen3:
-        max_slices = 1
-        video = c.preprocessor.get("video")
-        video_max = processor_max_pixels(video, c.model_id, "video_preprocessor_config.json")
+        video = None
+        config = c.preprocessor.get("video")
+        video_max = processor_max_pixels(config, c.model_id, "video_preprocessor_config.json")
         if video_max is not None:
-            frames = Config(video, c.model_id).int("temporal_patch_size", temporal)
-            tokens = max(tokens, most_features(video_max // frames, unit))
-    patches = tokens * merge * merge
-    chans = v.int("in_channels", v.get("in_chans", 3))
+            frames = Config(config, c.model_id).int("temporal_patch_size", temporal)
+            video = item(most_features(video_max // frames, unit))
     deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
     # A block at its MLP (qwen2_5_vl.py Qwen2_5_VisionBlock, qwen3_vl.py Qwen3_VisionBlock) holds the residual
     # stream and the norm output, then the gated MLP's gate_up output and SiLU product (Qwen2.5-VL) or fc1's output
-    # and its GELU (Qwen3-VL). Pixel values are [patches, channels x temporal_patch_size x patch x patch].
-    return VisionProfile(tokens_per_item=tokens, patches_per_item=patches,
-                         pixels_per_item=patches * chans * temporal * patch * patch, hidden=v.int("hidden_size"),
-                         intermediate=v.int("intermediate_size"), hidden_rows=2, mlp_rows=2 if qwen3 else 3,
-                         output_rows=1 + deepstack, max_slices=max_slices)
+    # and its GELU (Qwen3-VL).
+    return VisionProfile(image, hidden=v.int("hidden_size"), intermediate=v.int("intermediate_size"), hidden_rows=2,
+                         mlp_rows=2 if qwen3 else 3, output_rows=1 + deepstack, video=video)
 
 
 def qwen_vl(c: Config, inv: Inventory, family: str):
@@ -185,7 +187,8 @@ def qwen_vl(c: Config, inv: Inventory, family: str):
     # Qwen3VLForConditionalGeneration.__init__ allocates deepstack_input_embeds: one [max_num_batched_tokens,
     # text hidden] tensor per tapped block (vllm/model_executor/models/qwen3_vl.py).
     deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
-    return attn, dict(extra, multimodal=True, buffer_rows_per_token=deepstack, vision=_qwen_profile(c, v, qwen3))
+    return attn, dict(extra, multimodal=True, tower_modalities=("image", "video"), buffer_rows_per_token=deepstack,
+                      vision=_qwen_profile(c, v, qwen3))
 
 
 def mistral3(c: Config, inv: Inventory, family: str):
@@ -228,7 +231,7 @@ def mistral3(c: Config, inv: Inventory, family: str):
     # PixtralHFTransformerBlock) holds its input, the attention output (still named r), their sum h and h's norm,
     # then gate_up's two halves and their SiLU product.
     image = v.int("image_size")
-    profile = VisionProfile(tokens_per_item=(image // (patch * merge)) ** 2, patches_per_item=(image // patch) ** 2,
-                            pixels_per_item=chans * image * image, hidden=h, intermediate=inter, hidden_rows=4,
+    item = VisionItem(tokens=(image // (patch * merge)) ** 2, patches=(image // patch) ** 2, pixels=chans * image * image)
+    profile = VisionProfile(item, hidden=h, intermediate=inter, hidden_rows=4,
                             mlp_rows=3)
-    return attn, dict(extra, multimodal=True, vision=profile)
+    return attn, dict(extra, multimodal=True, tower_modalities=("image",), vision=profile)

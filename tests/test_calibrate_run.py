@@ -183,6 +183,19 @@ def test_a_start_vllm_refuses_is_stored_as_a_miss_of_the_memory_plan(tiny, tmp_p
     assert vllm_processes(tiny[0]) == []
 
 
+def test_the_kv_cache_vllm_reserves_for_kv_cache_memory_bytes_is_the_planned_one(tiny, tmp_path):
+    db = f"sqlite:///{tmp_path}/r.db"
+    out = calibrate(tiny, db, "--concurrency", "1", "--kv-cache-memory-bytes", "64M",
+                    "--env", "VLLM_ENABLE_V1_MULTIPROCESSING=0")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    [run] = Store.open(db).list_runs()
+    assert run.config["kv_cache_memory_bytes"] == 64 * 2**20
+    argv = run.config["argv"]
+    assert argv[argv.index("--kv-cache-memory-bytes") + 1] == str(64 * 2**20)
+    # vLLM reserves exactly that, whatever the budget: its logged capacity is the planned one, to the token
+    assert run.metrics["kv_cache_tokens"] == run.prediction["kv_cache_tokens"] > 0
+
+
 @pytest.mark.parametrize("args,message", [
     (["--model", "nobody/nothing"], "Error: nobody/nothing is not in the bundled catalog"),
     (["--dtype", "bf16"], "Error: --dtype bf16 is not a vLLM dtype"),

@@ -408,6 +408,8 @@ def test_every_catalog_config_passes_the_kind_checks():
     ("gpu_memory_utilization", ".nan", "gpu_memory_utilization is nan; expected a positive finite number"),
     ("max_model_len", "4096", "max_model_len is '4096'; expected a positive integer"),
     ("model", 7, "model is 7; expected a string"),
+    ("limit_mm_per_prompt", 2, "limit_mm_per_prompt is 2; expected counts per modality (a mapping, or its JSON)"),
+    ("language_model_only", "yes", "language_model_only is 'yes'; expected true or false"),
 ])
 def test_a_profile_value_of_the_wrong_kind_names_the_profile_and_the_key(tmp_path, key, value, expected):
     path = tmp_path / "profile.yaml"
@@ -478,7 +480,8 @@ def test_any_config_json_is_planned_or_refused_with_a_planner_error(model, chang
 
 
 PROFILE_KEYS = ("num_gpus", "max_model_len", "gpu_memory_utilization", "enforce_eager", "block_size", "dtype",
-                "request_rate", "concurrency", "input_len", "kv_cache_dtype", "coefficients", "goal")
+                "request_rate", "concurrency", "input_len", "kv_cache_dtype", "coefficients", "goal",
+                "limit_mm_per_prompt", "language_model_only", "kv_cache_memory_bytes")
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -12,6 +12,7 @@ import pytest
 from estimator.architecture import from_config
 from estimator.errors import PlannerError
 from estimator.gpus import GIB
+from estimator.inventory import VisionItem
 from estimator.memory import encoder_profile_bytes
 from estimator.model_source import catalog_config, resolve
 from estimator.plan import PlanRequest, make_plan
@@ -26,13 +27,15 @@ NOT_MODELLED = "the vision encoder's profiling activations are not modelled"
 
 def test_qwen25_vl_is_profiled_with_a_video_as_long_as_the_context_allows():
     plan = make_plan(PlanRequest(model=QWEN25, gpu="H100", max_model_len=32768))
-    v = plan.arch.vision
+    image, video = plan.arch.vision.image, plan.arch.vision.video
     # 12,845,056 pixels at most: 16,384 squares of 28 x 28 (14-pixel patches merged 2 x 2), a 128 x 128 grid
-    assert (v.tokens_per_item, v.patches_per_item) == (16384, 65536)
-    assert v.pixels_per_item == 65536 * 3 * 2 * 14 * 14  # [patches, channels x 2 frames x 14 x 14]
-    # 32,768 tokens hold two 2-frame slices of that image: one video item of 32,768 placeholders fills the encoder
-    # budget (max(8192 batched tokens, one item)), and both slices go through the tower at once
-    assert v.slices(32768) == 2 and v.slices(8192) == 1 and v.slices(128000) == 7 and v.slices(10**6) == 7
+    assert (image.tokens, image.patches) == (16384, 65536) and image.slices(128000) == 1
+    assert image.pixels == 65536 * 3 * 2 * 14 * 14  # [patches, channels x 2 frames x 14 x 14]
+    # the video repeats that image: 32,768 tokens hold two 2-frame slices, one video item of 32,768 placeholders
+    # fills the encoder budget (max(8192 batched tokens, one item)), and both slices go through the tower at once
+    assert (video.tokens, video.patches, video.pixels) == (image.tokens, image.patches, image.pixels)
+    assert video.slices(32768) == 2 and video.slices(8192) == 1 and video.slices(128000) == 7
+    assert video.slices(10**6) == 7
     held = 2 * (65536 * 3 * 2 * 14 * 14 + 16384 * 3584) * 2
     # Qwen2.5-VL's block at its MLP: the residual stream and the norm output (2 x 1280), gate_up and the SiLU
     # product (3 x 3420), bf16
@@ -49,10 +52,11 @@ def test_qwen25_vl_is_profiled_with_a_video_as_long_as_the_context_allows():
 def test_qwen3_vl_is_profiled_with_its_largest_image_and_deepstack_outputs():
     plan = make_plan(PlanRequest(model=QWEN3, gpu="H100", max_model_len=32768, tensor_parallel_size=2,
                                  num_gpus=2))
-    v = plan.arch.vision
+    image, video = plan.arch.vision.image, plan.arch.vision.video
     # the image: 16,777,216 pixels in 32 x 32 squares = 16,384 placeholders; the video processor's two frames of
     # 25,165,824 / 2 pixels give 12,288, so the image is the larger item
-    assert (v.tokens_per_item, v.patches_per_item, v.slices(262144)) == (16384, 65536, 1)
+    assert (image.tokens, image.patches, image.slices(262144)) == (16384, 65536, 1)
+    assert (video.tokens, video.slices(262144)) == (12288, 1)
     # its output keeps the merger's and three deepstack mergers' rows of the 4096-wide text model
     held = (65536 * 3 * 2 * 16 * 16 + 16384 * 4 * 4096) * 2
     # Qwen3-VL's block at its MLP: residual and norm output (2 x 1152), fc1's output and its GELU (2 x 4304 / TP 2)
@@ -90,8 +94,8 @@ def test_without_the_processor_config_the_tower_pass_is_not_modelled_and_the_pla
 
 def test_max_pixels_overrides_the_size_and_a_bad_limit_is_one_clear_error(tmp_path):
     both = _qwen(QWEN25, image={"size": {"longest_edge": 1003520}, "max_pixels": 12845056})
-    assert both.vision.tokens_per_item == 16384
-    assert _qwen(QWEN25, image={"size": {"longest_edge": 1003520}}).vision.tokens_per_item == 1280
+    assert both.vision.image.tokens == 16384
+    assert _qwen(QWEN25, image={"size": {"longest_edge": 1003520}}).vision.image.tokens == 1280
     with pytest.raises(PlannerError) as err:
         _qwen(QWEN25, image={"max_pixels": "12845056"})
     assert str(err.value) == (f"preprocessor_config.json of {QWEN25} has a largest size of '12845056' pixels; "
@@ -128,7 +132,7 @@ def test_the_profiled_item_is_the_one_vllms_processing_code_picks(vllm_py):
                                                                  "temporal_patch_size")},
                         "image": preprocessor["image"], "video": preprocessor.get("video")})
         v = from_config(config, model, preprocessor).vision
-        ours.append(v.tokens_per_item * v.slices(max_len))
+        ours.append(max(item.tokens * item.slices(max_len) for item in (v.image, v.video)))
     theirs = run_in_vllm(vllm_py, SCRIPT, payload)
     assert ours == [answer["tokens"][answer["profiled"]] for answer in theirs]
     # the cases cover both modalities winning
@@ -138,16 +142,21 @@ def test_the_profiled_item_is_the_one_vllms_processing_code_picks(vllm_py):
 
 def test_the_pass_scales_with_the_items_the_budget_holds():
     plan = make_plan(PlanRequest(model=QWEN25, gpu="H100", max_model_len=8192, max_num_batched_tokens=8192))
-    video = dataclasses.replace(plan.arch.vision, tokens_per_item=1024, patches_per_item=4096,
-                                pixels_per_item=4096 * 1176)
+    small = VisionItem(tokens=1024, patches=4096, pixels=4096 * 1176)
     per_slice = (4096 * 1176 + 1024 * 3584) * 2, 4096 * (2 * 1280 + 3 * 3420) * 2
-    # 1,024-placeholder slices: a video of 7 (the 14-frame cap) is one item of the 8,192-token budget
-    held, tower = encoder_profile_bytes(dataclasses.replace(plan.arch, vision=video), plan.config)
-    assert (held, tower) == (7 * per_slice[0], 7 * per_slice[1])
-    # as single images, 8 of them fill the budget
-    image = dataclasses.replace(video, max_slices=1)
-    held, tower = encoder_profile_bytes(dataclasses.replace(plan.arch, vision=image), plan.config)
-    assert (held, tower) == (8 * per_slice[0], 8 * per_slice[1])
+
+    def profiled(image, video):
+        vision = dataclasses.replace(plan.arch.vision, image=image, video=video)
+        return encoder_profile_bytes(dataclasses.replace(plan.arch, vision=vision), plan.config)
+
+    # 1,024-placeholder slices: a video of 7 (the 14-frame cap) is one item of the 8,192-token budget, and
+    # beats the image
+    assert profiled(small, dataclasses.replace(small, max_slices=7)) == (7 * per_slice[0], 7 * per_slice[1])
+    # images alone: 8 of them fill the budget
+    assert profiled(small, None) == (8 * per_slice[0], 8 * per_slice[1])
+    # a larger image than the video's slices: the image is profiled
+    big = VisionItem(tokens=8192, patches=32768, pixels=32768 * 1176)
+    assert profiled(big, dataclasses.replace(small, max_slices=7)) == profiled(big, None)
 
 
 def test_llama4s_tower_pass_is_still_not_modelled_and_the_plan_says_so():

@@ -25,7 +25,12 @@ SEARCHES = [
 # Flags that only some models take, each planned once beside the variants above.
 SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model_len=4096)),
           (str(Path(__file__).parent / "fixtures" / "models" / "granite-hybrid"),
-           dict(gpu="L40S", tensor_parallel_size=2, max_model_len=65536))]
+           dict(gpu="L40S", tensor_parallel_size=2, max_model_len=65536)),
+          ("Qwen/Qwen2.5-VL-7B-Instruct", dict(gpu="H100", max_model_len=32768,
+                                               limit_mm_per_prompt='{"image": 2, "video": 0}')),
+          ("Qwen/Qwen3-VL-8B-Instruct", dict(gpu="L40S", max_model_len=16384, language_model_only=True)),
+          ("google/gemma-3-4b-it", dict(gpu="L4", max_model_len=8192, limit_mm_per_prompt={"image": {"count": 1}})),
+          ("Qwen/Qwen3-8B", dict(gpu="L4", max_model_len=8192, kv_cache_memory_bytes="4G"))]
 
 pytestmark = pytest.mark.vllm
 
@@ -72,6 +77,12 @@ def checked(vllm_py, tmp_path_factory):
 def test_a_data_parallel_argv_is_among_those_checked(checked):
     argvs, _ = checked
     assert any("--data-parallel-size" in argv for argv in argvs)
+
+
+def test_multimodal_limits_and_a_kv_reservation_are_among_those_checked(checked):
+    argvs, _ = checked
+    assert sum("--limit-mm-per-prompt" in a for a in argvs) == 2 and any("--language-model-only" in a for a in argvs)
+    assert any("--kv-cache-memory-bytes" in a for a in argvs)
 
 
 def test_a_pooling_argv_is_among_those_checked(checked):
