@@ -29,6 +29,7 @@ from estimator.inventory import (
     tied_embeddings,
 )
 from estimator.quantization import QuantScheme
+from estimator.rope import longrope_default_len, rope_tables
 from estimator.vision import gemma3_mm, llama4_mm, mistral3, qwen_vl
 
 # Keys vLLM reads (in this order, taking the minimum) for the model's maximum length
@@ -72,6 +73,8 @@ class ModelArch:
     buffer_rows_per_token: int = 0
     # The vision tower's profiling pass, where the configs fix its item size; None: not modelled
     vision: VisionProfile | None = None
+    # The rotary tables vLLM builds (estimator/rope.py): (elements, bytes each or None for the model dtype)
+    rope_tables: tuple[tuple[int, int | None], ...] = ()
     # Sparse MLA: the top-k token indices the indexer picks (index_topk in config.json); vLLM allocates an int32
     # [max_num_batched_tokens, index_topk] buffer for them when it builds the model (deepseek_v2.py
     # DeepseekV2Model). 0: dense attention.
@@ -209,8 +212,8 @@ def _derived_max_len(text: dict, family: str) -> tuple[int, str, int | None]:
     longrope_len = None
     if isinstance(rope, dict) and family != "gemma3":
         rope_type = rope.get("rope_type", rope.get("type"))
-        if rope_type == "longrope":
-            longrope_len = int(text.get("original_max_position_embeddings") or length)
+        if rope_type in ("longrope", "su"):
+            longrope_len = longrope_default_len(text, family)
         elif rope_type not in ROPE_TYPES_NOT_SCALING_MAX_LEN and rope.get("factor"):
             length = length * float(rope["factor"])
     return int(length), key, longrope_len
@@ -322,6 +325,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
         raise PlannerError(f"config.json of {model_id} has torch_dtype={dtype!r}; expected bfloat16, float16 "
                            "or float32")
     max_len, key, longrope_len = _derived_max_len(text.raw, family)
+    rope_head = text.int("qk_rope_head_dim") if family == "deepseek" else int(hd)
+    tables = rope_tables(text.raw, family, rope_head, model_id)
     inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
     return ModelArch(
         architecture=arch, model_type=str(raw.get("model_type", family)), hidden_size=hidden,
@@ -330,5 +335,6 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
         tie_word_embeddings=tied_embeddings(text.raw, family),
         tensors=tuple(inv.tensors), attention=tuple(attention),
         quant=quantization.from_config(raw.get("quantization_config") or text.get("quantization_config")),
-        derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, **extra,
+        derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, rope_tables=tables,
+        **extra,
     )

@@ -181,13 +181,14 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
                       gpu: GpuSpec | None = None) -> list:
     """What model loading takes on one TP rank of each pipeline stage: the weights, on the first stage the
     buffers the model allocates per batched token (ModelArch.buffer_rows_per_token), and on every stage a sparse
-    MLA model's int32 top-k index buffer (ModelArch.index_topk)."""
+    MLA model's int32 top-k index buffer (ModelArch.index_topk) and the rotary tables (ModelArch.rope_tables)."""
     pp = cfg.pipeline_parallel_size
     buffers = arch.buffer_rows_per_token * cfg.max_num_batched_tokens * arch.hidden_size * cfg.dtype_bytes \
         if arch.buffer_rows_per_token else 0
     topk_indices = arch.index_topk * INT32_BYTES * cfg.max_num_batched_tokens
+    rope = sum(elements * (dtype_bytes or cfg.dtype_bytes) for elements, dtype_bytes in arch.rope_tables)
     return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage))
-            + (buffers if stage == 0 else 0) + topk_indices for stage in range(pp)]
+            + (buffers if stage == 0 else 0) + topk_indices + rope for stage in range(pp)]
 
 
 # --- transient and fixed overheads -----------------------------------------------------------------------

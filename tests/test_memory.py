@@ -26,32 +26,38 @@ def weights(model_id, gpu="H100", **flags):
     return weights_per_stage(a, cfg, quant)
 
 
+# Llama 3.1's rotary table, beside the weights on every rank: 131,072 positions x 128, bf16 (estimator/rope.py)
+LLAMA31_ROPE = 131072 * 128 * 2
+
+
 def test_unquantized_weights_are_two_bytes_per_parameter():
-    assert weights("meta-llama/Llama-3.1-8B-Instruct") == [8_030_261_248 * 2]
+    assert weights("meta-llama/Llama-3.1-8B-Instruct") == [8_030_261_248 * 2 + LLAMA31_ROPE]
 
 
 def test_tensor_parallel_shards_all_but_the_norms():
     norms = (2 * 32 + 1) * 4096  # two RMSNorms per layer plus the final one stay whole on every rank
     total = 8_030_261_248
-    assert weights("meta-llama/Llama-3.1-8B-Instruct", tensor_parallel_size=2) == [((total - norms) / 2 + norms) * 2]
+    assert weights("meta-llama/Llama-3.1-8B-Instruct", tensor_parallel_size=2) == [((total - norms) / 2 + norms) * 2
+                                                                                   + LLAMA31_ROPE]
 
 
 def test_kv_projections_are_replicated_beyond_the_kv_heads():
     # Llama-3.1-8B has 8 KV heads: at TP=16 every rank holds one whole KV head (not 1/16 of K and V).
     per_layer = 2 * 4096 * 4096 / 16 + 2 * 4096 * 128 + 3 * 4096 * 14336 / 16
-    expected = (2 * 128256 * 4096 / 16 + 65 * 4096 + 32 * per_layer) * 2
+    expected = (2 * 128256 * 4096 / 16 + 65 * 4096 + 32 * per_layer) * 2 + LLAMA31_ROPE
     assert weights("meta-llama/Llama-3.1-8B-Instruct", tensor_parallel_size=16) == [pytest.approx(expected, rel=1e-12)]
 
 
 def test_awq_weights_count_packed_values_scales_and_zero_points():
     linear = 8_030_261_248 - 2 * 128256 * 4096 - 65 * 4096
-    expected = linear * (0.5 + 2.5 / 128) + (2 * 128256 * 4096 + 65 * 4096) * 2
+    expected = linear * (0.5 + 2.5 / 128) + (2 * 128256 * 4096 + 65 * 4096) * 2 + LLAMA31_ROPE
     assert weights("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4") == [pytest.approx(expected, rel=1e-12)]
 
 
 def test_mxfp4_quantizes_only_the_experts():
     experts = 24 * 32 * (2880 * 5760 + 2880 * 2880)
-    expected = experts * (0.5 + 1 / 32) + (20_914_757_184 - experts) * 2
+    # and gpt-oss' float32 YaRN table: 4096 x 32 positions x 64
+    expected = experts * (0.5 + 1 / 32) + (20_914_757_184 - experts) * 2 + 131072 * 64 * 4
     assert weights("openai/gpt-oss-20b") == [pytest.approx(expected, rel=1e-12)]
 
 

