@@ -408,7 +408,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     tp, pp = int(cfg.tensor_parallel_size), int(cfg.pipeline_parallel_size)
     # --kv-cache-memory-bytes: vLLM still profiles, then reserves exactly that per GPU, whatever the budget
     # (gpu_worker.determine_available_memory); what must fit is then the whole device.
-    reserved = getattr(cfg, "kv_cache_memory_bytes", None)
+    reserved = cfg.kv_cache_memory_bytes
     budget = gpu.memory_bytes if reserved else ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     non_torch = non_torch_bytes(cfg, co)

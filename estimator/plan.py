@@ -16,10 +16,10 @@ from estimator.memory import MemoryPlan, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
-    MM_ITEMS_PER_PROMPT,
     VLLM_REFERENCE_VERSION,
     ServeConfig,
     limit_mm_json,
+    limit_per_prompt,
     mm_limits,
     resolve,
     sparse_mla_layout,
@@ -305,9 +305,8 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
     arch = sparse_mla_layout(arch, gpu, warnings)
-    limits = dict(request.limit_mm_per_prompt or ())
-    if arch.tower_modalities and (request.language_model_only or
-                                  all(limits.get(m, MM_ITEMS_PER_PROMPT) == 0 for m in arch.tower_modalities)):
+    if arch.tower_modalities and all(limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, m)
+                                     == 0 for m in arch.tower_modalities):
         arch = architecture.without_tower(arch)
     if (request.runner or ("pooling" if source.sentence_transformers else "generate")) == "pooling":
         arch = architecture.as_pooling(arch)

@@ -57,8 +57,7 @@ class ServeConfig:
         return DTYPE_BYTES[self.resolved_dtype]
 
     def mm_limit(self, modality: str) -> int:
-        """Items of a modality a prompt may carry (MultiModalConfig.get_limit_per_prompt)."""
-        return 0 if self.language_model_only else dict(self.limit_mm_per_prompt).get(modality, MM_ITEMS_PER_PROMPT)
+        return limit_per_prompt(self.limit_mm_per_prompt, self.language_model_only, modality)
 
     @property
     def kv_dtype_bytes(self) -> int:
@@ -76,6 +75,12 @@ MM_ITEMS_PER_PROMPT = 999
 # --limit-mm-per-prompt options that resize vLLM's dummy items (config/multimodal.py ImageDummyOptions,
 # VideoDummyOptions, AudioDummyOptions); only "count" leaves the profiled item as the processor sizes it.
 DUMMY_SIZE_OPTIONS = ("width", "height", "num_frames", "length")
+
+
+def limit_per_prompt(limits, language_model_only: bool, modality: str) -> int:
+    """Items of a modality a prompt may carry (MultiModalConfig.get_limit_per_prompt): none with
+    --language-model-only, else the count given, else vLLM's default."""
+    return 0 if language_model_only else dict(limits or ()).get(modality, MM_ITEMS_PER_PROMPT)
 
 
 def mm_limits(value, label: str = "--limit-mm-per-prompt") -> tuple[tuple[str, int], ...]:

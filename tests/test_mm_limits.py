@@ -2,6 +2,7 @@
 takes the modality with the largest item among those a prompt may carry and no more items than the limit allows;
 with every modality of the tower at 0 the tower is not built at all (no weights, no pass)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -61,6 +62,15 @@ def test_the_limit_caps_the_items_a_prompt_carries():
     assert tower == 16 * 4096 * (2 * 1152 + 2 * 4304) * 2
     # Gemma 3's tower takes images only: a video limit leaves it as it is
     assert plan(GEMMA, limit_mm_per_prompt={"video": 0}).arch.vision is not None
+
+
+def test_a_tower_kept_for_a_modality_the_plan_has_no_item_for_runs_no_pass():
+    # a Qwen3-VL without its video processor config: images off, videos on, so vLLM keeps the tower, but the only
+    # item the plan knows is off
+    base = plan("Qwen/Qwen3-VL-8B-Instruct", max_model_len=32768, limit_mm_per_prompt={"image": 0})
+    no_video = dataclasses.replace(base.arch, vision=dataclasses.replace(base.arch.vision, video=None))
+    assert base.arch.vision is not None and encoder_profile_bytes(base.arch, base.config) != (0, 0)
+    assert encoder_profile_bytes(no_video, base.config) == (0, 0)
 
 
 def test_on_a_text_only_model_the_flags_change_nothing_and_the_plan_says_so():

@@ -11,6 +11,7 @@ from estimator.errors import PlannerError
 from estimator.memory import weights_per_stage
 from estimator.model_source import catalog_config, catalog_ids
 from estimator.plan import PlanRequest, make_plan
+from estimator.rope import longrope_default_len, rope_parameters, rope_tables, table_elements
 from tests.conftest import run_in_vllm, write_config
 
 SCRIPT = Path(__file__).parent / "vllm_rope_tables.py"
@@ -95,3 +96,87 @@ def test_every_catalog_models_tables_are_the_ones_vllm_builds(vllm_py, tmp_path)
     assert longrope and all(ours == theirs for ours, theirs in longrope.values()), longrope
     assert longrope["microsoft__Phi-3.5-MoE-instruct"] == (131072, 131072)
     assert longrope["microsoft__Phi-3.5-mini-instruct"] == (4096, 4096)
+
+
+def test_rope_parameters_are_read_as_vllm_patches_them():
+    # transformers' older names: mrope is the default rope with sections, su is LongRoPE; top-level keys fold in
+    qwen_vl = rope_parameters({"rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+                               "partial_rotary_factor": 0.5})
+    assert qwen_vl == {"type": "mrope", "mrope_section": [16, 24, 24], "rope_type": "default",
+                       "partial_rotary_factor": 0.5}
+    phi = {"rope_scaling": {"type": "su"}, "original_max_position_embeddings": 4096, "max_position_embeddings": 131072}
+    assert rope_parameters(phi) == {"type": "su", "rope_type": "longrope", "original_max_position_embeddings": 4096}
+    # Phi-3.5-MoE's config class drops the top-level original length, unless rope_scaling names it
+    assert "original_max_position_embeddings" not in rope_parameters(phi, "phimoe")
+    inside = dict(phi, rope_scaling={"type": "longrope", "original_max_position_embeddings": 8192})
+    assert rope_parameters(inside, "phimoe")["original_max_position_embeddings"] == 8192
+    # transformers 5's rope_parameters wins over rope_scaling
+    assert rope_parameters({"rope_parameters": {"rope_type": "linear", "factor": 2.0},
+                            "rope_scaling": {"rope_type": "yarn"}})["rope_type"] == "linear"
+    assert rope_parameters({})["rope_type"] == "default"
+
+
+def test_longrope_starts_at_the_original_length_vllm_reads():
+    phi = {"rope_scaling": {"type": "longrope"}, "original_max_position_embeddings": 4096,
+           "max_position_embeddings": 131072}
+    assert longrope_default_len(phi, "phi3") == 4096
+    assert longrope_default_len(phi, "phimoe") == 131072
+    assert longrope_default_len({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "qwen3") is None
+    assert from_config(catalog_config("microsoft/Phi-3.5-MoE-instruct"), "m").longrope_default_len == 131072
+    assert from_config(catalog_config("microsoft/Phi-3.5-mini-instruct"), "m").longrope_default_len == 4096
+
+
+def test_tables_by_rope_type_width_and_layer_type():
+    head = 128
+    assert table_elements({"rope_type": "default"}, head, 1000, "m") == 1000 * 128
+    # rope_dim overrides the partial factor; a fractional length rounds up as torch.arange does
+    assert table_elements({"rope_type": "default", "rope_dim": 64, "partial_rotary_factor": 0.25}, head, 10, "m") == 640
+    assert table_elements({"rope_type": "linear", "factor": 1.5}, head, 1001, "m") == 1502 * 128
+    assert table_elements({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1000}, head,
+                          9999, "m") == 4000 * 128
+    # multimodal RoPE scales its positions, the plain and the YaRN kind alike
+    mrope = {"rope_type": "default", "mrope_section": [16, 24, 24]}
+    assert table_elements(mrope, head, 1000, "m", mrope_positions_factor=4) == 4000 * 128
+    assert table_elements(dict(mrope, rope_type="yarn", factor=2.0, original_max_position_embeddings=500), head, 1000,
+                          "m", mrope_positions_factor=4) == 4000 * 128
+    assert table_elements({"rope_type": "longrope", "original_max_position_embeddings": 100}, 96, 1000, "m") == \
+        1100 * 96
+    # transformers 5 keys Gemma 3's parameters by layer type: one table each, no extra sliding table
+    text = {"max_position_embeddings": 1000, "rope_local_base_freq": 10000.0,
+            "rope_parameters": {"sliding_attention": {"rope_type": "default"},
+                                "full_attention": {"rope_type": "linear", "factor": 8.0}}}
+    assert rope_tables(text, "gemma3", 256, "m") == ((1000 * 256, None), (8000 * 256, None))
+    # MiniMax-M2 names its rotary width outright
+    assert rope_tables({"max_position_embeddings": 100, "rotary_dim": 64}, "minimax_m2", 128, "m") == ((6400, None),)
+    # a Granite hybrid without rope, and one with it
+    assert rope_tables({"position_embedding_type": "nope"}, "granitemoehybrid", 128, "m") == ()
+    assert rope_tables({"position_embedding_type": "rope", "max_position_embeddings": 10}, "granitemoehybrid", 128,
+                       "m") == ((1280, None),)
+
+
+def test_the_rules_each_family_and_default_brings():
+    head = 128
+    # Phi-3.5-MoE's config class keeps the scaled length as LongRoPE's original: 2 x 131,072 positions
+    assert tables("microsoft/Phi-3.5-MoE-instruct") == ((2 * 131072 * 128, None),)
+    phimoe = {"rope_scaling": {"type": "longrope"}, "max_position_embeddings": 1000}
+    assert rope_parameters(phimoe, "phimoe") == {"type": "longrope", "rope_type": "longrope"}
+    assert longrope_default_len({"rope_scaling": {"type": "longrope"}}, "phi3") == 2048
+    # vLLM's Llama reads 8192 positions when the config names none
+    assert rope_tables({}, "llama", head, "m") == ((8192 * 128, None),)
+    # only MiniMax-M2 takes rotary_dim, and only when no partial factor is given
+    assert rope_tables({"max_position_embeddings": 100, "rotary_dim": 64}, "llama", head, "m") == ((12800, None),)
+    assert rope_tables({"max_position_embeddings": 100, "rotary_dim": 64, "partial_rotary_factor": 0.25},
+                       "minimax_m2", head, "m") == ((3200, None),)
+    # a sparse indexer that rotates as the latent attention does shares its table
+    v32 = dict(catalog_config("deepseek-ai/DeepSeek-V3.2"), indexer_rope_interleave=True)
+    assert from_config(v32, "m").rope_tables == ((163840 * 64, None),)
+    # no sections, no multimodal scaling; no factor, no scaling
+    assert table_elements({"rope_type": "default"}, head, 1000, "m", mrope_positions_factor=4) == 1000 * 128
+    assert table_elements({"rope_type": "default", "mrope_section": [16, 24, 24]}, head, 1000, "m") == 1000 * 128
+    assert table_elements({"rope_type": "yarn", "original_max_position_embeddings": 1000}, head, 5, "m") == 128000
+    # transformers 5's flat rope_parameters, and top-level keys folded into each layer type's set
+    assert rope_tables({"max_position_embeddings": 10, "rope_parameters": {"rope_type": "linear", "factor": 2.0}},
+                       "llama", head, "m") == ((20 * 128, None),)
+    text = {"max_position_embeddings": 10, "partial_rotary_factor": 0.5,
+            "rope_parameters": {"sliding_attention": {"rope_type": "default"}}}
+    assert rope_tables(text, "gemma3", head, "m") == ((10 * 64, None),)

@@ -1,7 +1,7 @@
 """Summarise a `mutmut run` over estimator/ and fail on survivors nobody has explained.
 
     mutmut run "estimator.memory*" "estimator.performance*"   # or plain `mutmut run`: all of estimator/
-    python tools/mutation_report.py [MODULE_PREFIX ...]          # default: estimator.memory estimator.performance
+    python tools/mutation_report.py [MODULE_PREFIX ...]          # default: estimator.memory, .performance, .rope
 
 A surviving mutant is a change to the code that no test notices. Each one either gets a test (tests/) or a reason
 here: a kind of change that cannot alter a result (KINDS, recognised from the diff), or a named mutant with a
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 
-DEFAULT_MODULES = ("estimator.memory", "estimator.performance")
+DEFAULT_MODULES = ("estimator.memory", "estimator.performance", "estimator.rope")
 
 # Kinds of change that cannot alter a figure the planner reports, recognised from the mutant's diff lines.
 KINDS = {
@@ -37,6 +37,7 @@ _CLOSED_UNTOUCHED = "entering the loop for closed loops changes nothing: its res
 _FIXED_POINT = "batch = rate x latency(batch) converges from any start well within 40 rounds"
 _TOLERANCE = "the 0.1% tolerance around the fixed point: a boundary no measurement resolves"
 _DENSE = "a dense model has no expert bytes, so how many experts a step touches multiplies zero"
+_ROPE_FAMILY = "the family only matters to Phi-3.5-MoE's LongRoPE, whose config is never keyed by layer type"
 _NO_WINDOW = "without a window there are no windowed KV bytes or FLOPs to scale (kv_window = 0)"
 _NDIM = "a numpy array always has ndim, so the default is never read"
 _ONE_CHUNK = "at exactly one chunk of prefill both branches run step(batch, chunk)"
@@ -77,7 +78,19 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_19": ("(2, 64) if", _EVEN),
     "estimator.memory.x_weights_per_stage__mutmut_4": ("(arch.buffer_rows_per_token) or True", "zero buffer rows "
                                                        "make zero bytes; the guard only keeps scalars scalar"),
-    "estimator.memory.x_weights_per_stage__mutmut_35": ("stage == 0 else 1)", "one byte of a stage's weights"),
+    "estimator.memory.x_kv_pool__mutmut_130": ("a > 1 for a in avail", "a one-byte pool holds no block: the plan "
+                                                                        "does not fit either way"),
+    "estimator.memory.x_kv_pool__mutmut_79": ("spare > reserved", "a reservation equal to the spare memory to the "
+                                                                  "byte"),
+    "estimator.rope.x__parameter_sets__mutmut_9": ("v), None)", _ROPE_FAMILY),
+    "estimator.rope.x__parameter_sets__mutmut_11": ("v), )", _ROPE_FAMILY),
+    "estimator.rope.x_rope_tables__mutmut_77": ("max_position, None)", "the sliding table is of the default type, "
+                                                                       "never refused: the model id names no refusal"),
+    "estimator.rope.x_rope_parameters__mutmut_4": ("or True else None", "check_kinds refuses a rope_parameters that is "
+                                                                         "not an object before the rope is read"),
+    "estimator.memory.x_encoder_profile_bytes__mutmut_53": (
+        "video_tokens > image_tokens", "at equal placeholders the video is one slice of the image: the same pixels "
+                                       "and patches, so either pick gives the same bytes"),
     # --- the speed model
     "estimator.performance.x__by_kind__mutmut_3": ("dtype=None", _FLOATS),
     "estimator.performance.x__by_kind__mutmut_5": ("link.tolist()], )", _FLOATS),
