@@ -210,8 +210,8 @@ def deepseek(c: Config, inv: Inventory, family: str):
         inv.norm(f"{p}.kv_a_layernorm", kv_lora, i)
         inv.linear(f"{p}.kv_b_proj", kv_lora, heads * (nope + v), "col", i)
         inv.linear(f"{p}.o_proj", heads * v, hidden, "row", i)
-        # vLLM's MLA splits kv_b_proj into W_UK_T and W_UV (absorbed decode path), kept in the model dtype
-        # beside kv_b_proj itself (vllm/model_executor/layers/attention/mla_attention.py).
+        # vLLM's MLA splits kv_b_proj into W_UK_T and W_UV (absorbed decode path), in the model dtype; the decode
+        # reads them (memory.held: a copy of their own only when kv_b_proj is quantized).
         inv.add(f"{p}.mla_attn.W_UK_T+W_UV", heads * (nope + v), kv_lora, "col", "derived", i)
         if i >= first_dense and i % freq == 0:
             inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)

@@ -111,12 +111,34 @@ def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
     return 1.0
 
 
+def quantized(t: Tensor, quant: QuantScheme | None) -> bool:
+    """Whether the checkpoint's (or --quantization's) scheme applies to this tensor."""
+    return applies(t.name, t.kind, quant)
+
+
+def applies(name: str, kind: str, quant: QuantScheme | None) -> bool:
+    return bool(quant and kind in ("linear", "expert") and not quant.skips(name)
+                and (not quant.experts_only or kind == "expert"))
+
+
 def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> float:
     """Bytes of the whole tensor as loaded (before TP sharding)."""
-    if quant and t.kind in ("linear", "expert") and not quant.skips(t.name) \
-            and (not quant.experts_only or t.kind == "expert"):
+    if quantized(t, quant):
         return quant.linear_bytes(t.rows, t.cols, t.copies)
     return t.numel * dtype_bytes
+
+
+ABSORBED_MLA = ".mla_attn.W_UK_T+W_UV"  # the inventory's name for MLA's absorbed decode weights
+
+
+def held(t: Tensor, quant: QuantScheme | None) -> bool:
+    """Whether vLLM holds memory of its own for the tensor. MLA's absorbed decode weights W_UK_T and W_UV are
+    views of get_and_maybe_dequant_weights(kv_b_proj) (mla_attention.py process_weights_after_loading): of
+    kv_b_proj itself when it is unquantized, of a dequantized copy in the model dtype, kept beside the quantized
+    original (which the prefill uses), when it is quantized."""
+    if not t.name.endswith(ABSORBED_MLA):
+        return True
+    return applies(t.name.removesuffix(ABSORBED_MLA) + ".kv_b_proj", "linear", quant)
 
 
 def mxfp4_expert_alignment(gpu: GpuSpec | None) -> tuple[int, int]:
@@ -187,7 +209,7 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
         if arch.buffer_rows_per_token else 0
     topk_indices = arch.index_topk * INT32_BYTES * cfg.max_num_batched_tokens
     rope = sum(elements * (dtype_bytes or cfg.dtype_bytes) for elements, dtype_bytes in arch.rope_tables)
-    return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage))
+    return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage) if held(t, quant))
             + (buffers if stage == 0 else 0) + topk_indices + rope for stage in range(pp)]
 
 

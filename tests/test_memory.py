@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from estimator import architecture, gpus
 from estimator.coefficients import DEFAULT, Coefficients
-from estimator.memory import cudagraph_capture_sizes, plan_memory, pp_layer_ranges, weights_per_stage
+from estimator.memory import cudagraph_capture_sizes, plan_memory, pp_layer_ranges, rank_bytes, weights_per_stage
 from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan
 from estimator.serve_config import resolve
@@ -212,3 +212,33 @@ def test_hybrid_kv_groups_of_nearly_equal_size_merge_into_one_group_size():
     config["layer_types"] = ["sliding_attention"] * 20 + ["full_attention"] * 6  # 20 > 1.5 x 6: groups of 6
     groups = kv_cache_groups(architecture.from_config(config, "hybrid"))
     assert sorted(len(layers) for _, layers in groups) == [5, 5, 5, 5, 6]
+
+
+def test_mlas_absorbed_decode_weights_take_memory_only_beside_a_quantized_kv_b_proj():
+    # DeepSeek-V2-Lite: 27 MLA layers, kv_b_proj 16 heads x (128 + 128) x 512. W_UK_T and W_UV are views of it
+    # in bf16, but of a dequantized bf16 copy when it is fp8 (vLLM's mla_attention.py process_weights_after_loading)
+    model = "deepseek-ai/DeepSeek-V2-Lite-Chat"
+    a, gpu = arch(model), gpus.lookup("H100")
+    absorbed = [t for t in a.tensors if t.name.endswith(".mla_attn.W_UK_T+W_UV")]
+    assert len(absorbed) == 27 and all(t.numel == 16 * 256 * 512 for t in absorbed)
+    for flags, copy in ((dict(), 0), (dict(quantization_method="fp8"), 27 * 16 * 256 * 512 * 2)):
+        cfg, quant, _ = resolve(a, gpu, None, **flags)
+        rope = sum(elements * (size or 2) for elements, size in a.rope_tables)
+        tensors = sum(rank_bytes(t, a, cfg, quant, gpu) for t in a.tensors if t not in absorbed)
+        assert weights_per_stage(a, cfg, quant, gpu) == [pytest.approx(tensors + rope + copy, rel=1e-12)]
+
+
+def test_a_kv_b_proj_the_checkpoint_keeps_unquantized_has_no_dequantized_copy():
+    model = "deepseek-ai/DeepSeek-V2-Lite-Chat"
+    config = dict(catalog_configs()[model], quantization_config={
+        "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [128, 128],
+        "ignored_layers": [f"model.layers.{i}.self_attn.kv_b_proj" for i in range(27)]})
+    a, gpu = architecture.from_config(config, model), gpus.lookup("H100")
+    cfg, quant, _ = resolve(a, gpu, None)
+    absorbed = [t for t in a.tensors if t.name.endswith(".mla_attn.W_UK_T+W_UV")]
+    rope = sum(elements * (size or 2) for elements, size in a.rope_tables)
+    tensors = sum(rank_bytes(t, a, cfg, quant, gpu) for t in a.tensors if t not in absorbed)
+    assert weights_per_stage(a, cfg, quant, gpu) == [pytest.approx(tensors + rope, rel=1e-12)]
+    # the kv_b_proj tensors themselves stay bf16 there: 2 bytes a parameter
+    kv_b = [t for t in a.tensors if t.name.endswith(".kv_b_proj")]
+    assert sum(rank_bytes(t, a, cfg, quant, gpu) for t in kv_b) == 27 * 16 * 256 * 512 * 2
