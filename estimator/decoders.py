@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from estimator.errors import PlannerError
 from estimator.inventory import (
+    ABSORBED_MLA,
     AttentionLayer,
     Config,
     Inventory,
@@ -212,7 +213,7 @@ def deepseek(c: Config, inv: Inventory, family: str):
         inv.linear(f"{p}.o_proj", heads * v, hidden, "row", i)
         # vLLM's MLA splits kv_b_proj into W_UK_T and W_UV (absorbed decode path), in the model dtype; the decode
         # reads them (memory.held: a copy of their own only when kv_b_proj is quantized).
-        inv.add(f"{p}.mla_attn.W_UK_T+W_UV", heads * (nope + v), kv_lora, "col", "derived", i)
+        inv.add(p + ABSORBED_MLA, heads * (nope + v), kv_lora, "col", "derived", i)
         if i >= first_dense and i % freq == 0:
             inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)
             if c.get("topk_method") == "noaux_tc":

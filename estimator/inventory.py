@@ -17,6 +17,9 @@ from estimator.xp import maximum, minimum, where
 SHARDS = ("col", "row", "kv", "vocab", "rep")
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# The name suffix of MLA's absorbed decode weights W_UK_T and W_UV, beside a layer's kv_b_proj (decoders.deepseek,
+# memory.held)
+ABSORBED_MLA = ".mla_attn.W_UK_T+W_UV"
 
 
 @dataclass(frozen=True)

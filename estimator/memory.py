@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.gpus import GIB, GpuSpec
-from estimator.inventory import AttentionLayer, Tensor
+from estimator.inventory import ABSORBED_MLA, AttentionLayer, Tensor
 from estimator.quantization import QuantScheme
 from estimator.serve_config import MM_ITEMS_PER_PROMPT, ServeConfig
 from estimator.xp import all_true, ceil, maximum, minimum, next_power_of_two, smallest, where
@@ -111,24 +111,17 @@ def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
     return 1.0
 
 
-def quantized(t: Tensor, quant: QuantScheme | None) -> bool:
-    """Whether the checkpoint's (or --quantization's) scheme applies to this tensor."""
-    return applies(t.name, t.kind, quant)
-
-
-def applies(name: str, kind: str, quant: QuantScheme | None) -> bool:
+def quantized(name: str, kind: str, quant: QuantScheme | None) -> bool:
+    """Whether the checkpoint's (or --quantization's) scheme applies to a tensor of this name and kind."""
     return bool(quant and kind in ("linear", "expert") and not quant.skips(name)
                 and (not quant.experts_only or kind == "expert"))
 
 
 def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> float:
     """Bytes of the whole tensor as loaded (before TP sharding)."""
-    if quantized(t, quant):
+    if quantized(t.name, t.kind, quant):
         return quant.linear_bytes(t.rows, t.cols, t.copies)
     return t.numel * dtype_bytes
-
-
-ABSORBED_MLA = ".mla_attn.W_UK_T+W_UV"  # the inventory's name for MLA's absorbed decode weights
 
 
 def held(t: Tensor, quant: QuantScheme | None) -> bool:
@@ -138,7 +131,7 @@ def held(t: Tensor, quant: QuantScheme | None) -> bool:
     original (which the prefill uses), when it is quantized."""
     if not t.name.endswith(ABSORBED_MLA):
         return True
-    return applies(t.name.removesuffix(ABSORBED_MLA) + ".kv_b_proj", "linear", quant)
+    return quantized(t.name.removesuffix(ABSORBED_MLA) + ".kv_b_proj", "linear", quant)
 
 
 def mxfp4_expert_alignment(gpu: GpuSpec | None) -> tuple[int, int]:

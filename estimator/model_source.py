@@ -228,6 +228,11 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
             online = True
     except Exception as err:
         raise _hub_error(repo_id, revision, err, wait) from None
+    for name in PROCESSOR_FILES.values():  # into the snapshot beside config.json, where _from_directory reads them
+        try:
+            hf_hub_download(repo_id, name, revision=revision, local_files_only=not online, etag_timeout=wait)
+        except Exception:
+            pass
     source = _from_directory(config_path.parent, repo_id, "hub")
     generation = None
     try:
@@ -242,14 +247,6 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
         sentence_transformers = True
     except Exception:
         pass
-    fetched = {}
-    for role, name in PROCESSOR_FILES.items():
-        try:
-            fetched[role] = Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=not online,
-                                                 etag_timeout=wait))
-        except Exception:
-            pass
-    preprocessor = _read_processor_files(fetched, repo_id) or source.preprocessor
     counts, notes = source.checkpoint_params, ()
     if counts is None and online:
         try:
@@ -261,7 +258,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
             notes = (f"safetensors metadata of {repo_id} unavailable ({type(err).__name__}); counts are from "
                      "config.json",)
     return ModelSource(repo_id, "hub", source.config, counts, source.tokenizer_max_length, notes, generation,
-                       sentence_transformers, preprocessor)
+                       sentence_transformers, source.preprocessor)
 
 
 def resolve(model: str, revision: str | None = None) -> ModelSource:

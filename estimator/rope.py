@@ -9,6 +9,8 @@ The vision towers' own rotary tables (a few thousand positions) are left out.
 
 from __future__ import annotations
 
+import math
+
 from estimator.errors import PlannerError
 
 # How many positions each rope type's table holds, as vLLM 0.32's classes compute it (rotary_embedding/*.py):
@@ -82,7 +84,7 @@ def table_elements(params: dict, head_size: int, max_position: int, model_id: st
     if "mrope_section" in params and kind in ("default", "yarn"):
         max_position, original = max_position * mrope_positions_factor, original * mrope_positions_factor
     positions = _POSITIONS[kind](max_position, original, factor)
-    return int(-(-positions // 1)) * rotary_dim  # torch.arange of a float length rounds up
+    return math.ceil(positions) * rotary_dim  # torch.arange of a float length rounds up
 
 
 def rope_tables(text: dict, family: str, head_size: int, model_id: str) -> tuple[tuple[int, int | None], ...]:

@@ -161,14 +161,13 @@ def _qwen_profile(c: Config, v: Config, qwen3: bool) -> VisionProfile | None:
         return VisionItem(tokens, patches, patches * chans * temporal * patch * patch, max_slices)
 
     image = item(most_features(image_max, unit))
-    video = item(image.tokens, -(-MAX_FRAMES_PER_VIDEO // temporal))
-    if qwen3:
-        video = None
+    if not qwen3:
+        video = item(image.tokens, -(-MAX_FRAMES_PER_VIDEO // temporal))
+    else:
         config = c.preprocessor.get("video")
         video_max = processor_max_pixels(config, c.model_id, "video_preprocessor_config.json")
-        if video_max is not None:
-            frames = Config(config, c.model_id).int("temporal_patch_size", temporal)
-            video = item(most_features(video_max // frames, unit))
+        frames = Config(config or {}, c.model_id).int("temporal_patch_size", temporal)
+        video = item(most_features(video_max // frames, unit)) if video_max is not None else None
     deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
     # A block at its MLP (qwen2_5_vl.py Qwen2_5_VisionBlock, qwen3_vl.py Qwen3_VisionBlock) holds the residual
     # stream and the norm output, then the gated MLP's gate_up output and SiLU product (Qwen2.5-VL) or fc1's output

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from estimator import architecture, gpus
 from estimator.coefficients import DEFAULT, Coefficients
+from estimator.inventory import ABSORBED_MLA
 from estimator.memory import cudagraph_capture_sizes, plan_memory, pp_layer_ranges, rank_bytes, weights_per_stage
 from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan
@@ -219,7 +220,7 @@ def test_mlas_absorbed_decode_weights_take_memory_only_beside_a_quantized_kv_b_p
     # in bf16, but of a dequantized bf16 copy when it is fp8 (vLLM's mla_attention.py process_weights_after_loading)
     model = "deepseek-ai/DeepSeek-V2-Lite-Chat"
     a, gpu = arch(model), gpus.lookup("H100")
-    absorbed = [t for t in a.tensors if t.name.endswith(".mla_attn.W_UK_T+W_UV")]
+    absorbed = [t for t in a.tensors if t.name.endswith(ABSORBED_MLA)]
     assert len(absorbed) == 27 and all(t.numel == 16 * 256 * 512 for t in absorbed)
     for flags, copy in ((dict(), 0), (dict(quantization_method="fp8"), 27 * 16 * 256 * 512 * 2)):
         cfg, quant, _ = resolve(a, gpu, None, **flags)
@@ -235,7 +236,7 @@ def test_a_kv_b_proj_the_checkpoint_keeps_unquantized_has_no_dequantized_copy():
         "ignored_layers": [f"model.layers.{i}.self_attn.kv_b_proj" for i in range(27)]})
     a, gpu = architecture.from_config(config, model), gpus.lookup("H100")
     cfg, quant, _ = resolve(a, gpu, None)
-    absorbed = [t for t in a.tensors if t.name.endswith(".mla_attn.W_UK_T+W_UV")]
+    absorbed = [t for t in a.tensors if t.name.endswith(ABSORBED_MLA)]
     rope = sum(elements * (size or 2) for elements, size in a.rope_tables)
     tensors = sum(rank_bytes(t, a, cfg, quant, gpu) for t in a.tensors if t not in absorbed)
     assert weights_per_stage(a, cfg, quant, gpu) == [pytest.approx(tensors + rope, rel=1e-12)]
