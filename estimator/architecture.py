@@ -172,6 +172,10 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Glm4ForCausalLM": ("glm4", decoder, False),
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", qwen3_next, False),
+    "Qwen3_5ForCausalLM": ("qwen3_5", qwen3_next, False),
+    "Qwen3_5MoeForCausalLM": ("qwen3_5_moe", qwen3_next, False),
+    "Qwen3_5ForConditionalGeneration": ("qwen3_5", qwen_vl, True),
+    "Qwen3_5MoeForConditionalGeneration": ("qwen3_5_moe", qwen_vl, True),
     "NemotronHForCausalLM": ("nemotron_h", nemotron_h, False),
 }
 
@@ -237,7 +241,7 @@ INT_KEYS = frozenset((
     "mamba_d_conv", "shared_intermediate_size", "mamba_num_heads", "mamba_head_dim", "n_groups", "ssm_state_size",
     "conv_kernel", "moe_shared_expert_intermediate_size", "moe_latent_size"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
-                       "use_bias", "use_conv_bias",
+                       "use_bias", "use_conv_bias", "layer_scale",
                        "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
                        "multimodal_projector_bias", "mamba_proj_bias", "mamba_conv_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))

@@ -30,11 +30,12 @@ def layer_kinds(c: Config, n: int, allowed: tuple[str, str], default: list[str])
     return kinds
 
 
-def gated_delta_net(c: Config, inv: Inventory, i: int, hidden: int) -> AttentionLayer:
+def gated_delta_net(c: Config, inv: Inventory, i: int, hidden: int, ssm_state_bytes: int = 0) -> AttentionLayer:
     """A Gated DeltaNet linear-attention layer (vllm/model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py): fused
     q/k/v/z and b/a input projections, a depthwise causal convolution over q/k/v, per-head dt bias and A, a gated
     RMSNorm one value head wide and the output projection; its state is the convolution window and one
-    [value head, head_v x head_k] matrix per value head (MambaStateShapeCalculator.gated_delta_net_state_shape)."""
+    [value head, head_v x head_k] matrix per value head (MambaStateShapeCalculator.gated_delta_net_state_shape),
+    the latter in ``ssm_state_bytes`` per element when the model fixes its dtype (0: the model dtype)."""
     k_heads, v_heads = c.int("linear_num_key_heads"), c.int("linear_num_value_heads")
     k_dim, v_dim, kernel = c.int("linear_key_head_dim"), c.int("linear_value_head_dim"), c.int("linear_conv_kernel_dim")
     key, value = k_heads * k_dim, v_heads * v_dim
@@ -45,7 +46,8 @@ def gated_delta_net(c: Config, inv: Inventory, i: int, hidden: int) -> Attention
     inv.add(f"{p}.dt_bias+A_log", 2 * v_heads, 1, "col", "norm", i)
     inv.norm(f"{p}.norm", v_dim, i)
     inv.linear(f"{p}.out_proj", value, hidden, "row", i)
-    return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1, 0), (v_heads, v_dim * k_dim, 0)))
+    return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1, 0), (v_heads, v_dim * k_dim, 0)),
+                          state_dtype_bytes=(0, ssm_state_bytes) if ssm_state_bytes else ())
 
 
 @dataclass(frozen=True)
@@ -181,19 +183,30 @@ def _nemotron_moe(c: Config, inv: Inventory, p: str, hidden: int, i: int) -> dic
 
 
 def qwen3_next(c: Config, inv: Inventory, family: str):
-    """Qwen3-Next: Gated DeltaNet layers with gated full attention every full_attention_interval layers
-    (layer_types when given), and a Qwen2-MoE block (routed experts, one gated shared expert) in every layer."""
+    """Qwen3-Next and Qwen3.5 (vllm/model_executor/models/qwen3_next.py, qwen3_5.py): Gated DeltaNet layers with
+    gated full attention every full_attention_interval layers (layer_types when given). Qwen3-Next has a Qwen2-MoE
+    block (routed experts, one gated shared expert) where mlp_only_layers and decoder_sparse_step put one; Qwen3.5-MoE
+    has it in every layer and dense Qwen3.5 a gated MLP. Either may scale each sublayer's output (layer_scale); Qwen3.5
+    keeps the linear-attention state in the dtype config.json names (mamba_ssm_dtype, models/config.py
+    Qwen3_5ForConditionalGenerationConfig)."""
     n = c.int("num_hidden_layers")
     hidden, heads, kv, hd = attention_dims(c)
     interval = c.int("full_attention_interval", 4)
     kinds = layer_kinds(c, n, ("full_attention", "linear_attention"),
                          ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n)])
-    experts = Experts("num_experts", shared="sized", dense="sparse_step")
+    experts = None if family == "qwen3_5" else Experts(
+        "num_experts", shared="sized", dense="sparse_step" if family == "qwen3_next" else "none")
     gate = 2 if c.get("attn_output_gate", True) is not False else 1
+    ssm_bytes = 0
+    if family != "qwen3_next" and c.get("mamba_ssm_dtype") is not None:
+        if c.get("mamba_ssm_dtype") not in DTYPE_BYTES:
+            raise PlannerError(f"config.json of {c.model_id} has mamba_ssm_dtype={c.get('mamba_ssm_dtype')!r}; "
+                               f"expected one of {', '.join(DTYPE_BYTES)} (fix the config.json)")
+        ssm_bytes = DTYPE_BYTES[c.get("mamba_ssm_dtype")]
     attn = []
     for i in range(n):
         if kinds[i] == "linear_attention":
-            attn.append(gated_delta_net(c, inv, i, hidden))
+            attn.append(gated_delta_net(c, inv, i, hidden, ssm_bytes))
         else:
             p = f"model.layers.{i}.self_attn"
             inv.linear(f"{p}.q_proj", hidden, gate * heads * hd, "col", i)  # queries and their output gate
@@ -203,11 +216,15 @@ def qwen3_next(c: Config, inv: Inventory, family: str):
             inv.norm(f"{p}.q_norm", hd, i)
             inv.norm(f"{p}.k_norm", hd, i)
             attn.append(AttentionLayer("full", kv, hd, hd))
-        if is_moe_layer(c, experts, i):
+        if experts is not None and is_moe_layer(c, experts, i):
             moe_block(c, inv, experts, i, hidden)
         else:
             gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
         layer_norms(inv, i, hidden)
+        if c.flag("layer_scale"):
+            inv.add(f"model.layers.{i}.attn_layer_scale+ffn_layer_scale", 2 * hidden, 1, "rep", "norm", i)
     add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    if experts is None:
+        return attn, {}
     return attn, dict(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
                       moe_intermediate_size=c.int("moe_intermediate_size"))

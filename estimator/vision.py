@@ -6,6 +6,7 @@ import math
 
 from estimator.decoders import decoder, llama4_text
 from estimator.errors import PlannerError
+from estimator.hybrid import qwen3_next
 from estimator.inventory import Config, Inventory, VisionItem, VisionProfile, language_config, text_config
 
 
@@ -177,9 +178,10 @@ def _qwen_profile(c: Config, v: Config, qwen3: bool) -> VisionProfile | None:
 
 
 def qwen_vl(c: Config, inv: Inventory, family: str):
-    """Qwen2.5-VL (text keys at the top level, or in text_config) and Qwen3-VL (dense and MoE)."""
+    """Qwen2.5-VL (text keys at the top level, or in text_config), Qwen3-VL (dense and MoE) and Qwen3.5 (the hybrid
+    Qwen3-Next decoder, dense or MoE, under Qwen3-VL's tower: qwen3_5.py Qwen3_5ForConditionalGeneration)."""
     text = Config(language_config(c, "optional"), c.model_id)
-    attn, extra = decoder(text, inv, family)
+    attn, extra = (qwen3_next if family.startswith("qwen3_5") else decoder)(text, inv, family)
     v = Config(c.get("vision_config") or {}, c.model_id)
     qwen3 = family != "qwen2"
     _qwen_vision(inv, v, text.int("hidden_size"), qwen3=qwen3)

@@ -184,3 +184,35 @@ def test_nemotron_h_layers_without_attention_join_no_kv_cache_group():
     grouped = sorted(i for _, layers in kv_cache_groups(a) for i in layers)
     assert grouped == [i for i, layer in enumerate(a.attention) if layer.kind in ("mamba", "full")]
     assert {spec for spec, _ in kv_cache_groups(a)} == {("mamba", None), ("full", None)}
+
+
+QWEN35 = Path(__file__).parent / "fixtures" / "models" / "qwen3.5-moe"
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("ssm_dtype", ["float32", "bfloat16", None])
+def test_qwen35_keeps_its_state_in_the_dtype_its_config_names_as_vllm_does(vllm_py, ssm_dtype):
+    config = json.loads((QWEN35 / "config.json").read_text())
+    text = {k: v for k, v in config["text_config"].items() if k != "mamba_ssm_dtype"}
+    if ssm_dtype:
+        text["mamba_ssm_dtype"] = ssm_dtype
+    mine = from_config(dict(config, text_config=text), "q").state_layers[0]
+    cases = [dict(text, kind="qwen3_5", tp=tp) for tp in (1, 2, 4)]
+    for tp, theirs in zip((1, 2, 4), run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py", cases),
+                          strict=True):
+        conv, temporal = theirs["shapes"]
+        shapes = mine.state_shapes(tp)
+        assert sum(rows for rows, _ in shapes[:-1]) == conv[0] and list(shapes[-1]) == [temporal[0],
+                                                                                       temporal[1] * temporal[2]]
+        assert mine.state_dtypes(2) == theirs["dtype_bytes"]
+    # one request's state per rank at TP 1: the convolution window in bf16, 32 value heads of 128 x 128
+    assert mine.state_bytes(2) == (2 * 2048 + 4096) * 3 * 2 + 32 * 128 * 128 * (4 if ssm_dtype == "float32" else 2)
+
+
+def test_qwen35_refuses_a_state_dtype_it_does_not_know():
+    config = json.loads((QWEN35 / "config.json").read_text())
+    config["text_config"]["mamba_ssm_dtype"] = "float8"
+    with pytest.raises(PlannerError) as err:
+        from_config(config, "acme/q")
+    assert str(err.value) == ("config.json of acme/q has mamba_ssm_dtype='float8'; expected one of float32, "
+                              "bfloat16, float16 (fix the config.json)")

@@ -63,6 +63,11 @@ CASES = [
     # Mamba2 state layers (a Granite 4.0 hybrid's shape), their single B/C group copied to both TP ranks
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "granite-hybrid"), gpu="L40S",
          tensor_parallel_size=2, max_model_len=65536),
+    # Qwen3.5 (test models of its shape): Gated DeltaNet state in the float32 its config.json names, under a
+    # vision tower; the MoE one at TP 2 with an fp8 KV cache
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "qwen3.5"), gpu="L40S", max_model_len=32768),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "qwen3.5-moe"), gpu="H100", tensor_parallel_size=2,
+         kv_cache_dtype="fp8"),
     # Nemotron-H: Mamba2 layers with a float32 SSM state, attention, and layers with no cache at all (MLP)
     dict(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", max_model_len=32768),
     dict(model="nvidia/NVIDIA-Nemotron-Nano-12B-v2", gpu="L40S", tensor_parallel_size=2, kv_cache_dtype="fp8"),

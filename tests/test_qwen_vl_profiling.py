@@ -164,3 +164,18 @@ def test_llama4s_tower_pass_is_still_not_modelled_and_the_plan_says_so():
                                  tensor_parallel_size=4, max_model_len=32768))
     assert plan.arch.multimodal and plan.arch.vision is None
     assert any(NOT_MODELLED in w for w in plan.warnings)
+
+
+def test_qwen35_is_profiled_as_qwen3_vl_without_deepstack_outputs():
+    # Qwen3.5's processing info is Qwen3-VL's (qwen3_5.py Qwen3_5ProcessingInfo); its vision config names no
+    # deepstack_visual_indexes, so the tower's output is the merger's rows only and no deepstack buffers exist.
+    # The test model carries Qwen3-VL-30B-A3B's processor configs.
+    model = str(Path(__file__).parent / "fixtures" / "models" / "qwen3.5-moe")
+    plan = make_plan(PlanRequest(model=model, gpu="H100", max_model_len=32768, tensor_parallel_size=2, num_gpus=2))
+    vision = plan.arch.vision
+    assert (vision.image.tokens, vision.image.patches) == (16384, 65536) and vision.output_rows == 1
+    assert plan.arch.buffer_rows_per_token == 0
+    held = (65536 * 3 * 2 * 16 * 16 + 16384 * 2048) * 2
+    tower = 65536 * (2 * 1152 + 2 * 4304 / 2) * 2
+    assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
+    assert not any(NOT_MODELLED in w for w in plan.warnings)

@@ -30,7 +30,9 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
                                                limit_mm_per_prompt='{"image": 2, "video": 0}')),
           ("Qwen/Qwen3-VL-8B-Instruct", dict(gpu="L40S", max_model_len=16384, language_model_only=True)),
           ("google/gemma-3-4b-it", dict(gpu="L4", max_model_len=8192, limit_mm_per_prompt={"image": {"count": 1}})),
-          ("Qwen/Qwen3-8B", dict(gpu="L4", max_model_len=8192, kv_cache_memory_bytes="4G"))]
+          ("Qwen/Qwen3-8B", dict(gpu="L4", max_model_len=8192, kv_cache_memory_bytes="4G")),
+          *[(str(Path(__file__).parent / "fixtures" / "models" / name), dict(gpu="H100", tensor_parallel_size=2))
+            for name in ("qwen3.5", "qwen3.5-moe", "qwen3.5-text", "qwen3.5-moe-text")]]
 
 pytestmark = pytest.mark.vllm
 

