@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import torch  # noqa: E402
-import vllm_qwen_vl_items  # noqa: E402,F401  (installs the torchvision stand-in)
-from vllm import ModelRegistry  # noqa: E402
-from vllm.config import set_current_vllm_config  # noqa: E402
-from vllm.distributed import init_distributed_environment, initialize_model_parallel  # noqa: E402
-from vllm.distributed.parallel_state import destroy_model_parallel  # noqa: E402
-from vllm.engine.arg_utils import EngineArgs  # noqa: E402
-from vllm.model_executor.model_loader.utils import initialize_model  # noqa: E402
-from vllm.model_executor.models.registry import _VLLM_MODELS  # noqa: E402
+import torch
+import vllm_qwen_vl_items  # noqa: F401  (installs the torchvision stand-in)
+from vllm import ModelRegistry
+from vllm.config import set_current_vllm_config
+from vllm.distributed import init_distributed_environment, initialize_model_parallel
+from vllm.distributed.parallel_state import destroy_model_parallel
+from vllm.engine.arg_utils import EngineArgs
+from vllm.model_executor.model_loader.utils import initialize_model
+from vllm.model_executor.models.registry import _VLLM_MODELS
 
 
 def register(architecture: str) -> None:
