@@ -139,6 +139,7 @@ Builder = Callable[[Config, Inventory, str], tuple]
 ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "LlamaForCausalLM": ("llama", decoder, False),
     "MistralForCausalLM": ("mistral", decoder, False),
+    "Ministral3ForCausalLM": ("mistral", decoder, False),  # vLLM serves it with MistralForCausalLM (registry.py)
     "Qwen2ForCausalLM": ("qwen2", decoder, False),
     "Qwen3ForCausalLM": ("qwen3", decoder, False),
     "GraniteForCausalLM": ("granite", decoder, False),

@@ -268,9 +268,13 @@ def text_config(c: Config) -> dict:
         raise PlannerError(f"config.json of {c.model_id} ({c.get('architectures')}) has no text_config object "
                            "(fix the config.json)")
     merged = dict(text)
-    for key in ("torch_dtype", "dtype", "tie_word_embeddings"):
+    for key in ("torch_dtype", "dtype"):
         if key not in merged and key in c.raw:
             merged[key] = c.raw[key]
+    # The LM head belongs to the composite model: vLLM copies the top level's tie_word_embeddings over the text
+    # config's (config/vllm.py with_hf_config), and unties it again when the checkpoint ships an lm_head.
+    if "tie_word_embeddings" in c.raw:
+        merged["tie_word_embeddings"] = c.raw["tie_word_embeddings"]
     return merged
 
 

@@ -232,8 +232,8 @@ def config(**changes):
      "LlamaForCausalLM (family llama), which is a different model and is not used in its place; supported: "),
     (config(architectures=["MambaForCausalLM"]),
      "architecture MambaForCausalLM of m is not supported by the planner; supported: "),
-    (config(architectures=["Qwen3_5ForCausalLM"]),
-     "architecture Qwen3_5ForCausalLM of m is not supported by the planner; the closest supported is "
+    (config(architectures=["Qwen4ForCausalLM"]),
+     "architecture Qwen4ForCausalLM of m is not supported by the planner; the closest supported is "
      "Qwen3ForCausalLM (family qwen3), which is a different model and is not used in its place; supported: "),
     (config(architectures=["MllamaForConditionalGeneration"]),
      "architecture MllamaForConditionalGeneration of m was removed from vLLM after 0.10.2; the planner follows vLLM "
@@ -406,3 +406,16 @@ def test_an_fp8_dynamic_checkpoint_by_hand():
     assert sum(tensor_bytes(t, 2, a.quant) for t in linear) == sum(t.numel + 4 * t.rows for t in linear)
     head = next(t for t in a.tensors if t.name == "lm_head")
     assert tensor_bytes(head, 2, a.quant) == 2 * 152064 * 5120
+
+
+def test_a_composite_models_top_level_decides_whether_the_lm_head_is_tied():
+    # vLLM copies the top level's tie_word_embeddings over the text config's (config/vllm.py with_hf_config)
+    raw = catalog_configs()["mistralai/Mistral-Small-3.1-24B-Instruct-2503"]
+    from_config = architecture.from_config
+    untied = from_config(raw, "m")
+    text = dict(raw["text_config"], tie_word_embeddings=False)
+    tied = from_config(dict(raw, tie_word_embeddings=True, text_config=text), "m")
+    assert tied.tie_word_embeddings and not untied.tie_word_embeddings
+    assert untied.num_params - tied.num_params == 131072 * 5120
+    # absent at the top level, the text config's own value stands
+    assert from_config(dict(raw, text_config=dict(text, tie_word_embeddings=True)), "m").tie_word_embeddings

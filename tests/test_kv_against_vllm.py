@@ -68,6 +68,8 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "qwen3.5"), gpu="L40S", max_model_len=32768),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "qwen3.5-moe"), gpu="H100", tensor_parallel_size=2,
          kv_cache_dtype="fp8"),
+    # Ministral 3 (a test model of its shape): YaRN over 16 x 16,384 positions, Pixtral's tower
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "ministral-3"), gpu="L4"),
     # Nemotron-H: Mamba2 layers with a float32 SSM state, attention, and layers with no cache at all (MLP)
     dict(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", max_model_len=32768),
     dict(model="nvidia/NVIDIA-Nemotron-Nano-12B-v2", gpu="L40S", tensor_parallel_size=2, kv_cache_dtype="fp8"),
