@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from estimator import quantization
 from estimator.decoders import decoder, deepseek, gpt_oss
 from estimator.errors import PlannerError
+from estimator.gemma4 import gemma4_causal, gemma4_mm
 from estimator.hybrid import granite_hybrid, nemotron_h, qwen3_next
 from estimator.inventory import (
     DTYPE_BYTES,
@@ -82,11 +83,11 @@ class ModelArch:
 
     @property
     def num_params(self) -> int:
-        return sum(t.numel for t in self.tensors if t.kind != "derived")
+        return sum(t.numel for t in self.tensors if t.kind != "derived" and t.in_checkpoint)
 
     @property
     def active_params(self) -> int:
-        return sum(t.active_numel for t in self.tensors if t.kind != "derived")
+        return sum(t.active_numel for t in self.tensors if t.kind != "derived" and t.in_checkpoint)
 
     @property
     def is_moe(self) -> bool:
@@ -99,7 +100,7 @@ class ModelArch:
     @property
     def attention_layer(self) -> AttentionLayer:
         """The first layer that keeps KV per token: its page sets the block size of every group."""
-        return next(a for a in self.attention if a.kind not in ("mamba", "none"))
+        return next(a for a in self.attention if a.kind not in ("mamba", "none") and not a.shares_kv)
 
     @property
     def state_layers(self) -> tuple[AttentionLayer, ...]:
@@ -107,7 +108,7 @@ class ModelArch:
 
     def kv_bytes_per_token(self, kv_dtype_bytes: float) -> float:
         """KV bytes one token adds across all layers at TP=1 (sliding layers included, as if unbounded)."""
-        return sum(a.bytes_per_token(kv_dtype_bytes) for a in self.attention)
+        return sum(a.bytes_per_token(kv_dtype_bytes) for a in self.attention if not a.shares_kv)
 
     def default_max_model_len(self) -> int:
         return self.longrope_default_len or self.derived_max_model_len
@@ -149,6 +150,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Gemma2ForCausalLM": ("gemma2", decoder, False),
     "Gemma3ForCausalLM": ("gemma3", decoder, False),
     "Gemma3ForConditionalGeneration": ("gemma3", gemma3_mm, True),
+    "Gemma4ForCausalLM": ("gemma4", gemma4_causal, "optional"),
+    "Gemma4ForConditionalGeneration": ("gemma4", gemma4_mm, True),
     "MixtralForCausalLM": ("mixtral", decoder, False),
     "GraniteMoeForCausalLM": ("granitemoe", decoder, False),
     "PhiMoEForCausalLM": ("phimoe", decoder, False),
@@ -240,9 +243,12 @@ INT_KEYS = frozenset((
     "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
     "linear_conv_kernel_dim", "mamba_expand", "mamba_n_groups", "mamba_d_state", "mamba_n_heads", "mamba_d_head",
     "mamba_d_conv", "shared_intermediate_size", "mamba_num_heads", "mamba_head_dim", "n_groups", "ssm_state_size",
-    "conv_kernel", "moe_shared_expert_intermediate_size", "moe_latent_size"))
+    "conv_kernel", "moe_shared_expert_intermediate_size", "moe_latent_size", "global_head_dim",
+    "num_global_key_value_heads", "num_kv_shared_layers", "hidden_size_per_layer_input", "vocab_size_per_layer_input",
+    "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
-                       "use_bias", "use_conv_bias", "layer_scale",
+                       "use_bias", "use_conv_bias", "layer_scale", "attention_k_eq_v",
+                       "use_double_wide_mlp",
                        "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
                        "multimodal_projector_bias", "mamba_proj_bias", "mamba_conv_bias"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))

@@ -40,6 +40,9 @@ class Tensor:
     place: str = "layer"  # layer | first | last: the pipeline stage of non-layer tensors
     copies: int = 1  # routed experts
     active_copies: int | None = None  # experts a token runs through (top-k); None: all copies
+    # False for a tensor vLLM allocates that the checkpoint does not ship (Gemma 4's V projection of a layer whose
+    # values are its keys: vLLM loads K into both): in memory, not in the published parameter count
+    in_checkpoint: bool = True
 
     @property
     def numel(self) -> int:
@@ -76,6 +79,9 @@ class AttentionLayer:
     # per 128 of them, uint8 whatever the KV dtype); 0 for dense attention.
     indexer_bytes: int = 0
     indexer_width: int = 0  # index_n_heads x index_head_dim: the indexer's score FLOPs per context token / 2
+    # A layer that attends over an earlier layer's KV cache and keeps none of its own (Gemma 4's last
+    # num_kv_shared_layers: kv_sharing_target_layer_name); it still reads that cache when it runs.
+    shares_kv: bool = False
     # Sparse MLA: bytes per token of the latent entry with a 16-bit and with an 8-bit KV cache, as the attention
     # backend vLLM picks on the device lays it out (serve_config.sparse_mla_layout; None: the plain
     # head_size x KV dtype layout).
@@ -184,12 +190,13 @@ class Inventory:
     def __init__(self):
         self.tensors: list[Tensor] = []
 
-    def add(self, name, rows, cols, shard, kind, layer=None, place="layer", copies=1, active=None):
-        self.tensors.append(Tensor(name, int(rows), int(cols), shard, kind, layer, place, copies, active))
+    def add(self, name, rows, cols, shard, kind, layer=None, place="layer", copies=1, active=None, in_checkpoint=True):
+        self.tensors.append(Tensor(name, int(rows), int(cols), shard, kind, layer, place, copies, active,
+                                   in_checkpoint))
 
-    def linear(self, name, cols, rows, shard, layer, bias=False, copies=1, active=None, kind=None):
+    def linear(self, name, cols, rows, shard, layer, bias=False, copies=1, active=None, kind=None, in_checkpoint=True):
         self.add(name, rows, cols, shard, kind or ("expert" if copies > 1 or active is not None else "linear"),
-                 layer, copies=copies, active=active)
+                 layer, copies=copies, active=active, in_checkpoint=in_checkpoint)
         if bias:
             # A row-parallel layer's bias is replicated; column/kv biases split with their outputs.
             self.add(name + ".bias", rows, 1, "rep" if shard == "row" else shard, "bias", layer,
@@ -245,9 +252,10 @@ def layer_norms(inv: Inventory, i: int, hidden: int) -> None:
 
 
 # Families whose transformers config class ties the LM head to the embeddings when config.json does not say
-# (GemmaConfig, Gemma2Config, Gemma3TextConfig, GraniteMoeConfig and CohereConfig default tie_word_embeddings=True;
+# (GemmaConfig, Gemma2Config, Gemma3TextConfig, Gemma4TextConfig, GraniteMoeConfig and CohereConfig default
+# tie_word_embeddings=True;
 # the others False).
-TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "granitemoe", "cohere"))
+TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "gemma4", "granitemoe", "cohere"))
 
 
 def tied_embeddings(raw: dict, family: str) -> bool:

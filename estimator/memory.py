@@ -9,6 +9,7 @@ capacity and "maximum concurrency" count the blocks a max_model_len request need
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -360,7 +361,7 @@ def kv_cache_groups(arch: ModelArch) -> list[tuple[tuple[str, int | None], list[
     models split each type into groups of equal size (kv_cache_utils._get_kv_cache_groups_uniform_page_size).
     Chunked local attention turns the hybrid manager off by default, so those layers count as full."""
     hybrid = not any(a.kind == "chunked" for a in arch.attention)
-    specs = {i: _layer_kind(a, hybrid) for i, a in enumerate(arch.attention) if a.kind != "none"}
+    specs = {i: _layer_kind(a, hybrid) for i, a in enumerate(arch.attention) if a.kind != "none" and not a.shares_kv}
     if len(set(specs.values())) == 1:
         return [(next(iter(specs.values())), list(specs))]
     buckets: dict[tuple, list[int]] = {}
@@ -377,11 +378,24 @@ def kv_cache_groups(arch: ModelArch) -> list[tuple[tuple[str, int | None], list[
     return groups
 
 
-def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=None):
-    """Blocks one request of ``max_len`` tokens (default max_model_len) takes in a group
-    (KVCacheSpec.max_memory_usage_bytes / page size)."""
+def group_pages(arch: ModelArch, cfg, tp: int) -> tuple[float, list]:
+    """The page every group's block takes, and each group's block size in tokens. Layers whose KV per token is
+    smaller than the largest (Gemma 4's sliding layers beside its wider global ones) keep as many more tokens per
+    block as makes their page the same size, or pad their page to it where it does not divide
+    (kv_cache_utils.unify_kv_cache_spec_page_size); state layers' pages are padded to it already."""
+    groups = kv_cache_groups(arch)
+    per_token = [arch.attention[layers[0]].bytes_per_token(cfg.kv_dtype_bytes, tp) for _, layers in groups]
+    widest = functools.reduce(maximum, per_token)  # numbers, or arrays over the search's KV dtypes
+    sizes = [where((widest % maximum(b, 1) == 0) & (b > 0), cfg.block_size * (widest // maximum(b, 1)), cfg.block_size)
+             for b in per_token]
+    return cfg.block_size * widest, sizes
+
+
+def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=None, block_size=None):
+    """Blocks one request of ``max_len`` tokens (default max_model_len) takes in a group whose blocks hold
+    ``block_size`` tokens (default the configured one) (KVCacheSpec.max_memory_usage_bytes / page size)."""
     kind, window = spec
-    bs = cfg.block_size
+    bs = cfg.block_size if block_size is None else block_size
     max_len = cfg.max_model_len if max_len is None else max_len
     # VllmConfig.max_in_flight_tokens: with async scheduling and the V2 model runner (both vLLM's defaults on
     # GPUs) pp + 1 batches of max_num_batched_tokens are in flight.
@@ -429,9 +443,10 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     non_torch = non_torch_bytes(cfg, co)
     # One page size for every group: a state layer's page is padded to the attention page (vLLM
     # _align_hybrid_block_size chose the block size so that the attention page holds the state).
-    page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
+    page, block_sizes = group_pages(arch, cfg, tp)
     groups = kv_cache_groups(arch)
-    per_request = sum(blocks_per_request(spec, cfg) for spec, _ in groups)
+    per_request = sum(blocks_per_request(spec, cfg, block_size=bs) for (spec, _), bs in zip(groups, block_sizes,
+                                                                                             strict=True))
     act, graphs, avail, bpb, blocks = [], [], [], [], []
     kv_fits = True
     for s, layers in enumerate(ranges):
@@ -500,6 +515,6 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
         binding_constraint=binding, reason=reason, block_size=cfg.block_size,
         num_kv_cache_groups=len(kv_cache_groups(arch)), bytes_per_block=int(page), blocks_per_request=per_request,
         kv_bytes_per_token_per_gpu=sum(arch.attention[i].bytes_per_token(cfg.kv_dtype_bytes, cfg.tensor_parallel_size)
-                                       for i in ranges[bind]),
+                                       for i in ranges[bind] if not arch.attention[i].shares_kv),
         available_kv_bytes=tuple(int(a) for a in pool.available),
     )

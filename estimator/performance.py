@@ -22,6 +22,7 @@ from estimator.gpus import GpuSpec
 from estimator.memory import (
     blocks_per_request,
     graph_padded,
+    group_pages,
     kv_cache_groups,
     largest_capture_size,
     pp_layer_ranges,
@@ -180,7 +181,9 @@ def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float, st
 def batch_cap(arch: ModelArch, cfg, num_blocks, workload: Workload):
     """Sequences of input+output tokens the KV pool holds, capped by max_num_seqs."""
     seq_len = minimum(workload.input_len + workload.output_len, cfg.max_model_len)
-    per_seq = sum(blocks_per_request(spec, cfg, seq_len) for spec, _ in kv_cache_groups(arch))
+    _, block_sizes = group_pages(arch, cfg, int(cfg.tensor_parallel_size))
+    per_seq = sum(blocks_per_request(spec, cfg, seq_len, bs) for (spec, _), bs in zip(kv_cache_groups(arch),
+                                                                                      block_sizes, strict=True))
     return minimum(cfg.max_num_seqs, num_blocks // per_seq)
 
 

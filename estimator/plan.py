@@ -271,9 +271,6 @@ def _arch(source: model_source.ModelSource) -> tuple[ModelArch, list[str]]:
             warnings.append(f"the checkpoint holds {stored:,} parameters but the architecture {arch.num_params:,} "
                             "(extra heads such as MTP layers, or weights vLLM does not load); memory uses the "
                             "architecture's tensors")
-    if arch.multimodal and arch.vision is None:
-        warnings.append("the vision encoder's profiling activations are not modelled; the KV pool may be "
-                        "slightly smaller than planned")
     return arch, warnings
 
 
@@ -308,6 +305,9 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     if arch.tower_modalities and all(limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, m)
                                      == 0 for m in arch.tower_modalities):
         arch = architecture.without_tower(arch)
+    if arch.multimodal and arch.vision is None:  # a tower vLLM builds, whose profiling pass the plan lacks
+        warnings.append("the vision encoder's profiling activations are not modelled; the KV pool may be "
+                        "slightly smaller than planned")
     if (request.runner or ("pooling" if source.sentence_transformers else "generate")) == "pooling":
         arch = architecture.as_pooling(arch)
         if request.runner is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 
 from estimator.errors import PlannerError
+from estimator.gemma4 import global_dims
+from estimator.inventory import Config
 
 # How many positions each rope type's table holds, as vLLM 0.32's classes compute it (rotary_embedding/*.py):
 # max_position (the model's max_position_embeddings), original (rope_parameters'
@@ -25,6 +27,9 @@ _POSITIONS = {
     "yarn": lambda max_position, original, factor: original * factor,  # YaRNScalingRotaryEmbedding
     "deepseek_yarn": lambda max_position, original, factor: original * factor,  # DeepseekScalingRotaryEmbedding
     "longrope": lambda max_position, original, factor: original + max_position,  # short and long tables
+    # Gemma 4's global layers (gemma4_rope.py Gemma4RotaryEmbedding): the whole head is in the table, the
+    # unrotated part as an identity rotation
+    "proportional": lambda max_position, original, factor: max_position,
 }
 _ALIASES = {"mrope": "default", "su": "longrope"}  # transformers' older names (vLLM's patch_rope_parameters)
 # Qwen2's decoder builds multimodal RoPE over 4 x max_position positions (video indices may exceed the token
@@ -62,13 +67,13 @@ def longrope_default_len(text: dict, family: str) -> int | None:
     return int(params.get("original_max_position_embeddings") or text.get("max_position_embeddings") or 2048)
 
 
-def _parameter_sets(text: dict, family: str) -> list[dict]:
-    """One parameter set per table: a config whose rope_parameters are keyed by layer type (transformers v5's
-    Gemma 3: sliding_attention, full_attention) has one per type."""
+def _parameter_sets(text: dict, family: str) -> list[tuple[str | None, dict]]:
+    """(layer type, parameters) per table: a config whose rope_parameters are keyed by layer type (transformers
+    v5's Gemma 3 and Gemma 4: sliding_attention, full_attention) has one per type."""
     raw = text.get("rope_parameters")
     if isinstance(raw, dict) and raw and all(isinstance(v, dict) for v in raw.values()):
-        return [rope_parameters(dict(text, rope_parameters=v), family) for v in raw.values()]
-    return [rope_parameters(text, family)]
+        return [(kind, rope_parameters(dict(text, rope_parameters=v), family)) for kind, v in raw.items()]
+    return [(None, rope_parameters(text, family))]
 
 
 def table_elements(params: dict, head_size: int, max_position: int, model_id: str,
@@ -79,6 +84,8 @@ def table_elements(params: dict, head_size: int, max_position: int, model_id: st
         raise PlannerError(f"config.json of {model_id} has rope type {kind!r}, which the planner does not know "
                            f"(known: {', '.join(sorted(_POSITIONS))}); vLLM refuses unknown rope types too")
     rotary_dim = params.get("rope_dim") or int(head_size * float(params.get("partial_rotary_factor", 1.0)))
+    if kind == "proportional":
+        rotary_dim = head_size
     factor = float(params.get("factor") or 1.0)
     original = int(params.get("original_max_position_embeddings") or max_position)
     if "mrope_section" in params and kind in ("default", "yarn"):
@@ -95,10 +102,13 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str) -> tuple
     max_position = int(text.get("max_position_embeddings") or 8192)
     factor = MROPE_POSITIONS_FACTOR.get(family, 1)
     tables = []
-    for params in _parameter_sets(text, family):
+    for layer_type, params in _parameter_sets(text, family):
         if family == "minimax_m2" and "partial_rotary_factor" not in params and text.get("rotary_dim"):
             params["partial_rotary_factor"] = int(text["rotary_dim"]) / head_size  # minimax_m2.py
-        tables.append(table_elements(params, head_size, max_position, model_id, factor))
+        size = head_size
+        if family == "gemma4" and layer_type == "full_attention":  # the global layers' own head size
+            size = global_dims(Config(text, model_id), int(text.get("num_key_value_heads") or 1))[0]
+        tables.append(table_elements(params, size, max_position, model_id, factor))
     if family == "gemma3" and text.get("rope_local_base_freq") is not None and len(tables) == 1:
         # the sliding layers' own unscaled table (gemma3.py: rope_local_base_freq, no scaling)
         tables.append(table_elements({"rope_type": "default"}, head_size, max_position, model_id))

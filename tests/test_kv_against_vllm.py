@@ -68,6 +68,13 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "qwen3.5"), gpu="L40S", max_model_len=32768),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "qwen3.5-moe"), gpu="H100", tensor_parallel_size=2,
          kv_cache_dtype="fp8"),
+    # Gemma 4 (test models of its shapes): global layers with twice the head size (their pages set the block),
+    # layers sharing an earlier layer's cache, an fp8 cache at TP 2; values-are-keys layers still cache V
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-4-dense"), gpu="H100", max_model_len=65536),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-4-moe"), gpu="L40S", tensor_parallel_size=2,
+         kv_cache_dtype="fp8"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-4-e"), gpu="L4"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-4-text"), gpu="T4", max_model_len=32768),
     # Ministral 3 (a test model of its shape): YaRN over 16 x 16,384 positions, Pixtral's tower
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "ministral-3"), gpu="L4"),
     # Nemotron-H: Mamba2 layers with a float32 SSM state, attention, and layers with no cache at all (MLP)
@@ -93,7 +100,7 @@ def _reference_case(plan, mla_cache: str) -> dict:
     arch, cfg = plan.arch, plan.config
     tp = cfg.tensor_parallel_size
     page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
-    layers = [{"kind": a.kind, "window": a.window, "head_size": a.head_size,
+    layers = [{"kind": "none" if a.shares_kv else a.kind, "window": a.window, "head_size": a.head_size,
                "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp),
                "state": [list(shape) for shape in a.state_shapes(tp)], "state_dtype_bytes": a.state_dtypes(cfg.dtype_bytes),
                "page": int(page), "indexer_bytes": a.indexer_bytes, "mla_cache": mla_cache}

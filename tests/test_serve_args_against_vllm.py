@@ -32,7 +32,8 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           ("google/gemma-3-4b-it", dict(gpu="L4", max_model_len=8192, limit_mm_per_prompt={"image": {"count": 1}})),
           ("Qwen/Qwen3-8B", dict(gpu="L4", max_model_len=8192, kv_cache_memory_bytes="4G")),
           *[(str(Path(__file__).parent / "fixtures" / "models" / name), dict(gpu="H100", tensor_parallel_size=2))
-            for name in ("qwen3.5", "qwen3.5-moe", "qwen3.5-text", "qwen3.5-moe-text", "ministral-3", "ministral-3-text")]]
+            for name in ("qwen3.5", "qwen3.5-moe", "qwen3.5-text", "qwen3.5-moe-text", "ministral-3", "ministral-3-text", "gemma-4-e", "gemma-4-dense", "gemma-4-moe",
+                         "gemma-4-text")]]
 
 pytestmark = pytest.mark.vllm
 

@@ -19,20 +19,23 @@ def tables(case: dict) -> list[int]:
 
     config = get_config(case["directory"], trust_remote_code=False).get_text_config()
     per_type = config.rope_parameters
-    if case["layer_types"]:  # Gemma 3: one parameter set per layer type (gemma3.py)
-        sets = [per_type[t] for t in dict.fromkeys(config.layer_types)]
+    if case["layer_types"]:  # Gemma 3 and 4: one parameter set per layer type (gemma3.py, gemma4.py)
+        types = list(dict.fromkeys(config.layer_types))
+        sets = [dict(per_type[t]) for t in types]
     else:
-        sets = [dict(per_type)]
+        types, sets = [None], [dict(per_type)]
+    # Gemma 4's global layers have a head size of their own (per_layer_config)
+    heads = [case.get("head_sizes", {}).get(t, case["head_size"]) for t in types]
     if case["deepseek"] and sets[0]["rope_type"] != "default":
         # DeepseekV2MLAAttention renames a scaled rope before it asks for it (deepseek_v2.py)
         sets[0]["rope_type"] = "deepseek_llama_scaling" if sets[0].get("attention_factor") == 1.0 else "deepseek_yarn"
     _ROPE_DICT.clear()
     styles = [True, False] if case["deepseek"] else [True]
     sizes = []
-    for params in sets:
+    for head, params in zip(heads, sets, strict=True):
         for neox in styles:
             with torch.device("meta"):  # sizes only: Llama 4's table alone is 2.5 GiB
-                rope = get_rope(case["head_size"], max_position=config.max_position_embeddings, is_neox_style=neox,
+                rope = get_rope(head, max_position=config.max_position_embeddings, is_neox_style=neox,
                                 rope_parameters=params, dtype=torch.bfloat16,
                                 mrope_positions_factor=case["mrope_positions_factor"])
             table = getattr(rope, "cos_sin_cache", None)

@@ -1,0 +1,114 @@
+"""Gemma 4 by hand: the rules its test models (tests/fixtures/models/gemma-4-*) exercise. vLLM's own parameter
+counts, rope tables, KV sizing and parser are checked in test_parameters_against_vllm, test_rope_tables,
+test_kv_against_vllm and test_serve_args_against_vllm."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from estimator.architecture import from_config
+from estimator.errors import PlannerError
+from estimator.gemma4 import global_dims
+from estimator.inventory import Config
+from estimator.memory import group_pages, kv_cache_groups
+from estimator.plan import PlanRequest, make_plan
+
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+
+
+def raw(name: str) -> dict:
+    return json.loads((FIXTURES / name / "config.json").read_text())
+
+
+def arch(name: str):
+    return from_config(raw(name), name)
+
+
+def test_global_layers_values_are_keys_in_the_checkpoint_but_vllm_still_allocates_v():
+    dense = arch("gemma-4-dense")
+    allocated = sum(t.numel for t in dense.tensors if t.kind != "derived")
+    # 10 global layers (every sixth of 60) x 4 KV heads x 512 x 5,376 hidden
+    assert allocated - dense.num_params == 10 * 4 * 512 * 5376
+    v = [t for t in dense.tensors if t.name == "model.layers.5.self_attn.v_proj"]
+    assert len(v) == 1 and not v[0].in_checkpoint and (v[0].rows, v[0].cols) == (4 * 512, 5376)
+    assert next(t for t in dense.tensors if t.name == "model.layers.4.self_attn.v_proj").in_checkpoint
+    plan = make_plan(PlanRequest(model=str(FIXTURES / "gemma-4-dense"), gpu="H200", max_model_len=8192))
+    assert plan.memory.per_gpu.weights_gib * 2**30 >= allocated * 2
+
+
+def test_layers_sharing_kv_keep_no_cache_and_the_wide_mlp_doubles():
+    e = arch("gemma-4-e")
+    shared = [i for i, a in enumerate(e.attention) if a.shares_kv]
+    assert shared == list(range(15, 35))
+    assert sorted(i for _, layers in kv_cache_groups(e) for i in layers) == list(range(15))
+    # 15 own caches: one KV head of 256 on 13 sliding layers, of 512 on the 2 global ones (5, 11), K and V, bf16
+    assert e.kv_bytes_per_token(2) == 13 * 1 * 256 * 2 * 2 + 2 * 1 * 512 * 2 * 2
+    gate = {t.name: t for t in e.tensors}
+    assert gate["model.layers.14.mlp.gate_proj"].rows == 6144 and gate["model.layers.15.mlp.gate_proj"].rows == 12288
+    assert "model.layers.15.self_attn.k_proj" not in gate and "model.layers.14.self_attn.k_proj" in gate
+
+
+def test_per_layer_embeddings_are_a_vocabulary_table_as_wide_as_all_layers_inputs():
+    e = {t.name: t for t in arch("gemma-4-e").tensors}
+    table = e["model.embed_tokens_per_layer"]
+    assert (table.rows, table.cols, table.shard, table.place) == (262144, 256 * 35, "vocab", "first")
+    assert (e["model.per_layer_model_projection"].rows, e["model.per_layer_model_projection"].cols) == (256 * 35, 1536)
+    assert e["model.layers.0.per_layer_input_gate"].rows == 256
+    assert "model.embed_tokens_per_layer" not in {t.name for t in arch("gemma-4-dense").tensors}
+
+
+def test_the_widest_page_sets_the_block_and_narrower_layers_hold_more_tokens():
+    # dense at TP 1: sliding layers keep 16 heads x 256 (16,384 B a token), global ones 4 x 512 (8,192 B)
+    plan = make_plan(PlanRequest(model=str(FIXTURES / "gemma-4-dense"), gpu="H200", max_model_len=8192))
+    page, sizes = group_pages(plan.arch, plan.config, 1)
+    kinds = [spec[0] for spec, _ in kv_cache_groups(plan.arch)]
+    assert page == 16 * 16384
+    assert {k: s for k, s in zip(kinds, sizes, strict=True)} == {"sliding": 16, "full": 32}
+    # the small one the other way round: one KV head of 256 against one of 512
+    small = make_plan(PlanRequest(model=str(FIXTURES / "gemma-4-e"), gpu="L4", max_model_len=8192))
+    page, sizes = group_pages(small.arch, small.config, 1)
+    kinds = [spec[0] for spec, _ in kv_cache_groups(small.arch)]
+    assert page == 16 * 2048 and {k: s for k, s in zip(kinds, sizes, strict=True)} == {"sliding": 32, "full": 16}
+
+
+def test_the_rope_tables_of_both_layer_types():
+    # proportional rope on the global layers keeps all 512 of the head in its table; the sliding layers' 256
+    assert arch("gemma-4-dense").rope_tables == ((131072 * 512, None), (131072 * 256, None))
+
+
+def test_the_global_layers_dims_without_a_per_layer_config():
+    text = {k: v for k, v in raw("gemma-4-dense")["text_config"].items() if k != "per_layer_config"}
+    assert global_dims(Config(text, "m"), 16) == (512, 16)  # defaults: 512 wide, num_global_key_value_heads absent
+    assert global_dims(Config(dict(text, global_head_dim=384, num_global_key_value_heads=2), "m"), 16) == (384, 2)
+    # the global KV heads apply only where values are keys
+    unkeyed = dict(text, attention_k_eq_v=False, num_global_key_value_heads=2)
+    assert global_dims(Config(unkeyed, "m"), 16) == (512, 16)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(layer_types=["sliding_attention", "chunked"]), "has layer_types ['chunked', 'sliding_attention'] for 60 "
+                                                          "layers; expected sliding_attention or full_attention"),
+    (dict(num_kv_shared_layers=60), "shares the KV cache of all 60 layers (num_kv_shared_layers=60)"),
+    (dict(per_layer_config={"5": 512}), "has per_layer_config={'5': 512}; expected an object per layer"),
+])
+def test_configs_it_cannot_read_are_refused(change, message):
+    config = raw("gemma-4-dense")
+    config["text_config"].update(change)
+    with pytest.raises(PlannerError) as err:
+        from_config(config, "acme/g4")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_without_its_towers_the_plan_does_not_warn_of_their_pass():
+    model = str(FIXTURES / "gemma-4-e")
+    full = make_plan(PlanRequest(model=model, gpu="L4", max_model_len=8192))
+    text = make_plan(PlanRequest(model=model, gpu="L4", max_model_len=8192, language_model_only=True))
+    audio_kept = make_plan(PlanRequest(model=model, gpu="L4", max_model_len=8192,
+                                       limit_mm_per_prompt='{"image": 0, "video": 0}'))
+    warning = "the vision encoder's profiling activations are not modelled"
+    assert any(warning in w for w in full.warnings) and not any(warning in w for w in text.warnings)
+    # the vision and audio towers (475,728,160 parameters, bf16) go only when every modality is limited to 0
+    tower = 475_728_160 * 2 / 2**30
+    assert full.memory.per_gpu.weights_gib - text.memory.per_gpu.weights_gib == pytest.approx(tower, abs=1e-9)
+    assert audio_kept.memory.per_gpu.weights_gib == full.memory.per_gpu.weights_gib
