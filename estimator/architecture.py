@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from estimator import quantization
 from estimator.decoders import decoder, deepseek, gpt_oss
 from estimator.errors import PlannerError
+from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
 from estimator.hybrid import granite_hybrid, nemotron_h, qwen3_next
 from estimator.inventory import (
@@ -65,6 +66,9 @@ class ModelArch:
     # The modalities its vision tower serves (vLLM's _mark_tower_model): with all of them limited to 0 per prompt,
     # vLLM does not build the tower at all
     tower_modalities: tuple[str, ...] = ()
+    # A modality whose tower the planner cannot size (gemma-3n's timm MobileNet-V5 image tower): plans must limit
+    # it to 0 per prompt, which leaves that tower out of what vLLM builds
+    unsized_modality: str | None = None
     derived_max_model_len: int = 2048
     max_len_key: str = "max_position_embeddings"
     longrope_default_len: int | None = None  # vLLM defaults to original_max_position_embeddings for longrope
@@ -150,6 +154,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Gemma2ForCausalLM": ("gemma2", decoder, False),
     "Gemma3ForCausalLM": ("gemma3", decoder, False),
     "Gemma3ForConditionalGeneration": ("gemma3", gemma3_mm, True),
+    "Gemma3nForCausalLM": ("gemma3n", gemma3n_causal, "optional"),
+    "Gemma3nForConditionalGeneration": ("gemma3n", gemma3n_mm, True),
     "Gemma4ForCausalLM": ("gemma4", gemma4_causal, "optional"),
     "Gemma4ForConditionalGeneration": ("gemma4", gemma4_mm, True),
     "MixtralForCausalLM": ("mixtral", decoder, False),
@@ -245,7 +251,10 @@ INT_KEYS = frozenset((
     "mamba_d_conv", "shared_intermediate_size", "mamba_num_heads", "mamba_head_dim", "n_groups", "ssm_state_size",
     "conv_kernel", "moe_shared_expert_intermediate_size", "moe_latent_size", "global_head_dim",
     "num_global_key_value_heads", "num_kv_shared_layers", "hidden_size_per_layer_input", "vocab_size_per_layer_input",
-    "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims"))
+    "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims",
+    "laurel_rank", "altup_num_inputs", "input_feat_size", "conf_num_attention_heads", "conf_num_hidden_layers",
+    "conf_conv_kernel_size"))
+INT_LIST_KEYS = frozenset(("intermediate_size",))  # keys that may also be a list, one per layer (gemma-3n)
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
                        "use_bias", "use_conv_bias", "layer_scale", "attention_k_eq_v",
                        "use_double_wide_mlp",
@@ -273,6 +282,9 @@ def check_kinds(raw: dict, model_id: str, prefix: str = "") -> None:
             wrong = "an object"
         elif key in STRING_LIST_KEYS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             wrong = "a list of strings"
+        elif key in INT_LIST_KEYS and isinstance(value, list):
+            if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+                wrong = "an integer or a list of positive integers"
         elif key in INT_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
             if not (isinstance(value, float) and math.isfinite(value) and value == int(value)):
                 wrong = "an integer"
@@ -339,6 +351,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     rope_head = text.int("qk_rope_head_dim") if family == "deepseek" else int(hd)
     tables = rope_tables(text.raw, family, rope_head, model_id)
     inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
+    if isinstance(inter, list):  # gemma-3n: one per layer; the widest sets the MLP's activation peak
+        inter = max(inter)
     return ModelArch(
         architecture=arch, model_type=str(raw.get("model_type", family)), hidden_size=hidden,
         num_layers=text.int("num_hidden_layers"), vocab_size=text.int("vocab_size"), num_heads=heads,

@@ -302,6 +302,11 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
     arch = sparse_mla_layout(arch, gpu, warnings)
+    unsized = arch.unsized_modality
+    if unsized and limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, unsized):
+        raise PlannerError(f"{source.id}: the planner cannot size the {unsized} tower of {arch.architecture} "
+                           f"(gemma-3n's is timm's MobileNet-V5); plan it without {unsized}s: --limit-mm-per-prompt "
+                           f"'{{\"{unsized}\": 0}}' (vLLM then leaves that tower out) or --language-model-only")
     if arch.tower_modalities and all(limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, m)
                                      == 0 for m in arch.tower_modalities):
         arch = architecture.without_tower(arch)

@@ -75,6 +75,10 @@ CASES = [
          kv_cache_dtype="fp8"),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-4-e"), gpu="L4"),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-4-text"), gpu="T4", max_model_len=32768),
+    # gemma-3n (transformers' defaults, E4B's shape): 15 of 35 layers share an earlier layer's cache
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-3n"), gpu="T4",
+         limit_mm_per_prompt='{"image": 0}'),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gemma-3n-text"), gpu="L4", tensor_parallel_size=2),
     # Ministral 3 (a test model of its shape): YaRN over 16 x 16,384 positions, Pixtral's tower
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "ministral-3"), gpu="L4"),
     # Nemotron-H: Mamba2 layers with a float32 SSM state, attention, and layers with no cache at all (MLP)

@@ -33,7 +33,9 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           ("Qwen/Qwen3-8B", dict(gpu="L4", max_model_len=8192, kv_cache_memory_bytes="4G")),
           *[(str(Path(__file__).parent / "fixtures" / "models" / name), dict(gpu="H100", tensor_parallel_size=2))
             for name in ("qwen3.5", "qwen3.5-moe", "qwen3.5-text", "qwen3.5-moe-text", "ministral-3", "ministral-3-text", "gemma-4-e", "gemma-4-dense", "gemma-4-moe",
-                         "gemma-4-text")]]
+                         "gemma-4-text", "gemma-3n-text")],
+          (str(Path(__file__).parent / "fixtures" / "models" / "gemma-3n"),
+           dict(gpu="L4", max_model_len=16384, limit_mm_per_prompt='{"image": 0, "audio": 1}'))]
 
 pytestmark = pytest.mark.vllm
 
@@ -84,7 +86,7 @@ def test_a_data_parallel_argv_is_among_those_checked(checked):
 
 def test_multimodal_limits_and_a_kv_reservation_are_among_those_checked(checked):
     argvs, _ = checked
-    assert sum("--limit-mm-per-prompt" in a for a in argvs) == 2 and any("--language-model-only" in a for a in argvs)
+    assert sum("--limit-mm-per-prompt" in a for a in argvs) == 3 and any("--language-model-only" in a for a in argvs)
     assert any("--kv-cache-memory-bytes" in a for a in argvs)
 
 

