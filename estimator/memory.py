@@ -104,11 +104,13 @@ def pp_layer_ranges(num_layers: int, pp: int) -> list[range]:
 def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
     if t.shard in ("col", "row"):
         return 1 / tp
-    if t.shard == "kv":
-        return max(1, arch.num_kv_heads // tp) / arch.num_kv_heads
-    if t.shard == "vocab":
-        padded = cdiv(arch.vocab_size, VOCAB_PADDING) * VOCAB_PADDING
-        return cdiv(padded, tp) / arch.vocab_size
+    if t.shard == "kv":  # the layer's own KV heads (Gemma 4's global layers have fewer than its sliding ones)
+        heads = arch.attention[t.layer].num_kv_heads if t.layer is not None else arch.num_kv_heads
+        heads = heads or arch.num_kv_heads
+        return max(1, heads // tp) / heads
+    if t.shard == "vocab":  # this table's rows (a per-layer embedding's or a tower's vocabulary may differ)
+        padded = cdiv(t.rows, VOCAB_PADDING) * VOCAB_PADDING
+        return cdiv(padded, tp) / t.rows
     return 1.0
 
 

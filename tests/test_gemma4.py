@@ -112,3 +112,17 @@ def test_without_its_towers_the_plan_does_not_warn_of_their_pass():
     tower = 475_728_160 * 2 / 2**30
     assert full.memory.per_gpu.weights_gib - text.memory.per_gpu.weights_gib == pytest.approx(tower, abs=1e-9)
     assert audio_kept.memory.per_gpu.weights_gib == full.memory.per_gpu.weights_gib
+
+
+def test_global_layers_kv_heads_replicate_over_tp_on_their_own():
+    # at TP 8 the 16 sliding KV heads split 2 per GPU; the global layers' 4 are replicated, one per GPU
+    from estimator.memory import shard_fraction
+
+    dense = arch("gemma-4-dense")
+    names = {t.name: t for t in dense.tensors}
+    assert shard_fraction(names["model.layers.0.self_attn.k_proj"], dense, 8) == 2 / 16
+    assert shard_fraction(names["model.layers.5.self_attn.k_proj"], dense, 8) == 1 / 4
+    # the per-layer embedding table pads its own 262,144 rows (a multiple of 64 already)
+    e = arch("gemma-4-e")
+    table = next(t for t in e.tensors if t.name == "model.embed_tokens_per_layer")
+    assert shard_fraction(table, e, 2) == 0.5

@@ -168,7 +168,7 @@ def test_pipeline_stages_and_shards_by_hand():
     arch = toy_arch(vocab_size=1000)
     assert shard_fraction(Tensor("q", 1, 1, "col", "linear", 0), arch, 4) == 0.25
     assert shard_fraction(Tensor("k", 1, 1, "kv", "linear", 0), arch, 8) == 0.5  # 2 KV heads: one per rank
-    assert shard_fraction(Tensor("e", 1, 1, "vocab", "embedding", None), arch, 3) == 342 / 1000  # 1024 / 3
+    assert shard_fraction(Tensor("e", 1000, 1, "vocab", "embedding", None), arch, 3) == 342 / 1000  # 1024 / 3
     assert shard_fraction(Tensor("n", 1, 1, "rep", "norm", 0), arch, 4) == 1.0
 
 
