@@ -74,14 +74,14 @@ def gemma3n_text(c: Config, inv: Inventory, family: str):
         inv.linear(f"{p}.per_layer_projection", ple, hidden, "rep", i)
         for name in GEMMA3N_NORMS:
             inv.norm(f"{p}.{name}", hidden, i)
-    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family), every_stage=True)
     inv.add("model.embed_tokens_per_layer", c.int("vocab_size_per_layer_input"), ple * n, "vocab", "embedding",
-            place="first")
-    inv.add("model.per_layer_model_projection", ple * n, hidden, "col", "linear", place="first")
-    inv.norm("model.per_layer_projection_norm", ple, place="first")
+            place="every")
+    inv.add("model.per_layer_model_projection", ple * n, hidden, "col", "linear", place="every")
+    inv.norm("model.per_layer_projection_norm", ple, place="every")
     # the extra streams' projections in (first stage) and out (last stage), gathered column-parallel linears
-    inv.add("model.altup_projections", (streams - 1) * hidden, hidden, "col", "linear", place="first")
-    inv.add("model.altup_unembed_projections", (streams - 1) * hidden, hidden, "col", "linear", place="last")
+    inv.add("model.altup_projections", (streams - 1) * hidden, hidden, "col", "linear", place="every")
+    inv.add("model.altup_unembed_projections", (streams - 1) * hidden, hidden, "col", "linear", place="every")
     return attn, {}
 
 

@@ -59,6 +59,9 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
     hidden, heads, kv, head = attention_dims(c)
     kinds = layer_types(c, n)
     global_head, global_kv = global_dims(c, kv)
+    if heads % global_kv:
+        raise PlannerError(f"config.json of {c.model_id} has {heads} attention heads and {global_kv} KV heads on its "
+                           "global layers; the heads must be a multiple of the KV heads (fix the config.json)")
     first_shared = n - c.int("num_kv_shared_layers", 0, minimum=0)
     if first_shared < 1:
         raise PlannerError(f"config.json of {c.model_id} shares the KV cache of all {n} layers "
@@ -99,12 +102,12 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
             inv.linear(f"model.layers.{i}.per_layer_projection", ple, hidden, "rep", i)
             inv.norm(f"model.layers.{i}.post_per_layer_input_norm", hidden, i)
     vocab = c.int("vocab_size")
-    add_embeddings(inv, vocab, hidden, tied_embeddings(c.raw, family))
+    add_embeddings(inv, vocab, hidden, tied_embeddings(c.raw, family), every_stage=True)
     if ple:  # per-layer embeddings: a vocabulary table as wide as all layers' inputs, and their projection
         inv.add("model.embed_tokens_per_layer", c.int("vocab_size_per_layer_input", vocab), ple * n, "vocab",
-                "embedding", place="first")
-        inv.add("model.per_layer_model_projection", ple * n, hidden, "col", "linear", place="first")
-        inv.norm("model.per_layer_projection_norm", ple, place="first")
+                "embedding", place="every")
+        inv.add("model.per_layer_model_projection", ple * n, hidden, "col", "linear", place="every")
+        inv.norm("model.per_layer_projection_norm", ple, place="every")
     extra = {}
     if experts is not None:
         extra = dict(num_experts=c.int("num_experts"), experts_per_token=c.int("top_k_experts"),

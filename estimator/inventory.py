@@ -37,7 +37,7 @@ class Tensor:
     # builds with quant_config=None, so it stays in the model dtype in a quantized checkpoint)
     kind: str
     layer: int | None  # decoder layer index; None for tensors outside the decoder stack
-    place: str = "layer"  # layer | first | last: the pipeline stage of non-layer tensors
+    place: str = "layer"  # layer | first | last | every: the pipeline stage(s) of non-layer tensors
     copies: int = 1  # routed experts
     active_copies: int | None = None  # experts a token runs through (top-k); None: all copies
     # False for a tensor vLLM allocates that the checkpoint does not ship (Gemma 4's V projection of a layer whose
@@ -263,11 +263,13 @@ def tied_embeddings(raw: dict, family: str) -> bool:
     return bool(raw.get("tie_word_embeddings", family in TIED_BY_DEFAULT))
 
 
-def add_embeddings(inv: Inventory, vocab: int, hidden: int, tied: bool, final_norm_bias=False):
-    inv.add("model.embed_tokens", vocab, hidden, "vocab", "embedding", place="first")
-    inv.norm("model.norm", hidden, place="last", with_bias=final_norm_bias)
+def add_embeddings(inv: Inventory, vocab: int, hidden: int, tied: bool, final_norm_bias=False, every_stage=False):
+    """The embeddings, final norm and LM head: on the first and last pipeline stages, or on every stage where the
+    model's code builds them unconditionally (every_stage)."""
+    inv.add("model.embed_tokens", vocab, hidden, "vocab", "embedding", place="every" if every_stage else "first")
+    inv.norm("model.norm", hidden, place="every" if every_stage else "last", with_bias=final_norm_bias)
     if not tied:
-        inv.add("lm_head", vocab, hidden, "vocab", "embedding", place="last")
+        inv.add("lm_head", vocab, hidden, "vocab", "embedding", place="every" if every_stage else "last")
 
 
 def text_config(c: Config) -> dict:

@@ -173,7 +173,8 @@ def padded_expert_bytes(t: Tensor, arch: ModelArch, tp: int, quant: QuantScheme,
 def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
     """The tensors one pipeline stage holds (the one rule the memory plan and the speed model share): its layers',
     the embeddings on the first stage, the final norm and LM head on the last, and with tied embeddings the last
-    stage's own copy of the embedding matrix, which is its LM head (vLLM llama.py et al.)."""
+    stage's own copy of the embedding matrix, which is its LM head (vLLM llama.py et al.); tensors a model builds on
+    every stage (place "every": Gemma 4's and gemma-3n's embeddings, per-layer tables and final norm) on all."""
     layers = set(pp_layer_ranges(arch.num_layers, pp)[stage])
     last = stage == pp - 1
     for t in arch.tensors:
@@ -183,6 +184,8 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
         elif t.place == "last":
             if last:
                 yield t
+        elif t.place == "every":
+            yield t
         elif stage == 0 or (last and t.name == "model.embed_tokens" and arch.tie_word_embeddings):
             yield t
 

