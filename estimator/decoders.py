@@ -84,7 +84,8 @@ class Decoder:
     o_bias: str = "config"  # config | never
     bias_key: str = "attention_bias"
     qk_norm: str = "none"  # none | head: one head wide, shared by all heads (Qwen3, Gemma 3, GLM-4.5) |
-    #                        heads: every head its own (Cohere)
+    #                        heads: every head its own, split with the heads over TP (Cohere, MiniMax-M2) |
+    #                        all: one norm over all heads' width, replicated (OLMo 2 gathers q and k first)
     qk_norm_key: str | None = None  # the config key that switches the q/k norms on; None: always there
     norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
     norm_bias: bool = False  # LayerNorm with a bias in place of RMSNorm (Phi-3.5-MoE), final norm included
@@ -107,9 +108,9 @@ DECODERS: dict[str, Decoder] = {
     "gemma2": Decoder(norms=GEMMA_NORMS, windows="alternate"),
     "gemma3": Decoder(qk_norm="head", norms=GEMMA_NORMS, windows="pattern"),
     "cohere": Decoder(qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",)),  # parallel block
-    # OLMo 2 (served through vLLM's Transformers backend): norms after attention and after the MLP, q/k norms over
-    # all heads
-    "olmo2": Decoder(qk_norm="heads", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
+    # OLMo 2: norms after attention and after the MLP, q/k norms over all heads' width, replicated (olmo2.py gathers
+    # q and k over TP before them)
+    "olmo2": Decoder(qk_norm="all", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
     "nemotron": Decoder(mlp="plain", norm_bias=True),  # LayerNorm1P (weight and bias), ReLU^2 MLP
     "glm4": Decoder(o_bias="never", norms=("input_layernorm", "post_attention_layernorm", "post_self_attn_layernorm",
                                            "post_mlp_layernorm")),
@@ -160,9 +161,11 @@ def decoder(c: Config, inv: Inventory, family: str):
     qk_norm = d.qk_norm if d.qk_norm_key is None or c.flag(d.qk_norm_key) else "none"
     for i in range(n):
         gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=qk_norm == "head")
-        if qk_norm == "heads":  # a norm per head, split with the heads over TP
-            inv.add(f"model.layers.{i}.self_attn.q_norm", heads * hd, 1, "col", "norm", i)
-            inv.add(f"model.layers.{i}.self_attn.k_norm", kv * hd, 1, "kv", "norm", i)
+        if qk_norm in ("heads", "all"):  # over every head's width: split with the heads, or replicated
+            inv.add(f"model.layers.{i}.self_attn.q_norm", heads * hd, 1, "col" if qk_norm == "heads" else "rep",
+                    "norm", i)
+            inv.add(f"model.layers.{i}.self_attn.k_norm", kv * hd, 1, "kv" if qk_norm == "heads" else "rep", "norm",
+                    i)
         if d.experts is not None and is_moe_layer(c, d.experts, i):
             moe_block(c, inv, d.experts, i, hidden)
         elif d.mlp == "plain":

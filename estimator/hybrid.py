@@ -69,12 +69,14 @@ def mamba2(inv: Inventory, i: int, hidden: int, m: Mamba2, prefix: str) -> Atten
     """A Mamba2 mixer (vllm/model_executor/layers/mamba/mamba_mixer2.py): one input projection to the gate, x, the B
     and C groups and dt per head; a depthwise convolution over x, B and C; A, D and dt bias per head; a gated RMSNorm
     and the output projection. The state: the convolution window, and [head_dim x state] per head
-    (MambaStateShapeCalculator.mamba2_state_shape). Parameters count the checkpoint's groups; the copies vLLM makes
-    of a single group under TP (a few MB per layer) are left out of the weights."""
+    (MambaStateShapeCalculator.mamba2_state_shape). The B and C groups' rows split over TP only where TP divides
+    the groups; otherwise each rank holds one whole group (extra_groups_for_head_shards), shard "groups"."""
     inner, bc, heads, kernel = m.inner, 2 * m.groups * m.state, m.heads, m.kernel
     p = f"model.layers.{i}.{prefix}"
-    inv.linear(f"{p}.in_proj", hidden, 2 * inner + bc + heads, "col", i, bias=m.proj_bias)
-    inv.add(f"{p}.conv1d", inner + bc, kernel + (1 if m.conv_bias else 0), "col", "norm", i)
+    inv.linear(f"{p}.in_proj", hidden, 2 * inner + heads, "col", i, bias=m.proj_bias)
+    inv.linear(f"{p}.in_proj.B+C", hidden, bc, "groups", i, bias=m.proj_bias)
+    inv.add(f"{p}.conv1d", inner, kernel + (1 if m.conv_bias else 0), "col", "norm", i)
+    inv.add(f"{p}.conv1d.B+C", bc, kernel + (1 if m.conv_bias else 0), "groups", "norm", i)
     inv.add(f"{p}.A+D+dt_bias", 3 * heads, 1, "col", "norm", i)
     inv.add(f"{p}.norm", inner, 1, "col", "norm", i)
     inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=m.proj_bias)

@@ -14,7 +14,8 @@ from estimator.xp import maximum, minimum, where
 #   and replicated once tp exceeds the KV heads;  vocab: VocabParallelEmbedding / ParallelLMHead, vocab
 #   padded to a multiple of 64 then split;  rep: replicated (norms, routers, biases of row layers, MLA
 #   down-projections, vision convolutions).
-SHARDS = ("col", "row", "kv", "vocab", "rep")
+#   groups: Mamba2's B and C rows, split where TP divides the groups, else one whole group per rank.
+SHARDS = ("col", "row", "kv", "vocab", "rep", "groups")
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # The name suffix of MLA's absorbed decode weights W_UK_T and W_UV, beside a layer's kv_b_proj (decoders.deepseek,

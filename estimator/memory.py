@@ -108,6 +108,9 @@ def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
         heads = arch.attention[t.layer].num_kv_heads if t.layer is not None else arch.num_kv_heads
         heads = heads or arch.num_kv_heads
         return max(1, heads // tp) / heads
+    if t.shard == "groups":  # Mamba2's B and C groups: split where TP divides them, else one whole group a rank
+        groups = next(g for _, _, g in arch.attention[t.layer].state if g)
+        return 1 / tp if groups % tp == 0 else 1 / groups
     if t.shard == "vocab":  # this table's rows (a per-layer embedding's or a tower's vocabulary may differ)
         padded = cdiv(t.rows, VOCAB_PADDING) * VOCAB_PADDING
         return cdiv(padded, tp) / t.rows

@@ -11,12 +11,14 @@ from estimator.inventory import Config, Inventory, VisionItem, VisionProfile, la
 
 
 def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool):
-    """A ViT encoder (SigLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears."""
+    """A ViT encoder (SigLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears. SigLIP's patch
+    embedding is a convolution (replicated); Llama 4's unfolds patches into a column-parallel linear
+    (mllama4.py Llama4UnfoldConvolution)."""
     hidden, inter, layers = v.int("hidden_size"), v.int("intermediate_size"), v.int("num_hidden_layers")
     patch, image, chans = v.int("patch_size"), v.int("image_size"), v.int("num_channels", 3)
     patches = (image // patch) ** 2 + (1 if class_token else 0)
-    inv.add(f"{prefix}.patch_embedding", hidden, chans * patch * patch + (1 if conv_bias else 0), "rep", "vision",
-            place="first")
+    inv.add(f"{prefix}.patch_embedding", hidden, chans * patch * patch + (1 if conv_bias else 0),
+            "rep" if conv_bias else "col", "vision", place="first")
     inv.add(f"{prefix}.position_embedding", patches, hidden, "rep", "vision", place="first")
     if class_token:
         inv.add(f"{prefix}.class_embedding", hidden, 1, "rep", "vision", place="first")
@@ -69,8 +71,8 @@ def llama4_mm(c: Config, inv: Inventory, family: str):
     proj_in, proj_out = v.int("projector_input_dim"), v.int("projector_output_dim")
     inv.add("vision_model.vision_adapter.mlp.fc1", proj_in, shuffled, "col", "vision", place="first")
     inv.add("vision_model.vision_adapter.mlp.fc2", proj_out, proj_in, "row", "vision", place="first")
-    inv.add("multi_modal_projector.linear_1", text.int("hidden_size"), v.int("vision_output_dim"), "rep", "vision",
-            place="first")
+    inv.add("multi_modal_projector.linear_1", text.int("hidden_size"), v.int("vision_output_dim"), "col", "vision",
+            place="first")  # a column-parallel linear (mllama4.py Llama4MultiModalProjector)
     return attn, extra
 
 

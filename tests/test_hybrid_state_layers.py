@@ -85,10 +85,17 @@ def test_granite_hybrid_layers_follow_layer_types():
     a = granite()
     assert [i for i, layer in enumerate(a.attention) if layer.kind == "full"] == [5, 15, 25, 35]
     assert len(a.state_layers) == 36 and a.num_experts == 64 and a.experts_per_token == 6
-    # Mamba2 mixer: in_proj to z, x (2 x 3072), B and C (2 x 128) and dt (48 heads), conv over x, B, C with a bias
-    names = {t.name.rsplit(".", 1)[-1]: t for t in a.tensors if t.layer == 0}
-    assert (names["in_proj"].rows, names["in_proj"].cols) == (2 * 3072 + 256 + 48, 1536)
-    assert (names["conv1d"].rows, names["conv1d"].cols) == (3072 + 256, 5)
+    # Mamba2 mixer: in_proj to z, x (2 x 3072), B and C (2 x 128) and dt (48 heads), conv over x, B, C with a bias;
+    # the B and C rows are their own tensors, as they split over TP only where it divides the groups
+    names = {t.name.removeprefix("model.layers.0.mamba."): t for t in a.tensors if t.layer == 0}
+    assert (names["in_proj"].rows, names["in_proj"].cols) == (2 * 3072 + 48, 1536)
+    assert (names["in_proj.B+C"].rows, names["in_proj.B+C"].shard) == (256, "groups")
+    assert (names["conv1d"].rows + names["conv1d.B+C"].rows, names["conv1d"].cols) == (3072 + 256, 5)
+    # one group of B and C: every rank holds all of it (in_proj and conv1d alike), whatever the TP size
+    from estimator.memory import shard_fraction
+
+    assert [shard_fraction(names["in_proj.B+C"], a, tp) for tp in (1, 2, 4)] == [1.0, 1.0, 1.0]
+    assert shard_fraction(names["in_proj"], a, 4) == 0.25
 
 
 @pytest.mark.vllm
@@ -122,8 +129,13 @@ def test_nemotron_h_builds_one_mixer_per_pattern_letter():
     assert [layer.kind for layer in a.attention] == [{"M": "mamba", "*": "full", "-": "none"}[k] for k in pattern]
     assert len(a.state_layers) == 27 and a.kv_bytes_per_token(2) == 4 * 8 * 128 * 2 * 2
     # Mamba2 with 128 heads of 80 (inner 10240), 8 groups of state 128: in_proj to z, x, B, C and dt
-    names = {t.name.rsplit(".", 1)[-1]: t for t in a.tensors if t.layer == 0}
-    assert (names["in_proj"].rows, names["in_proj"].cols) == (2 * 10240 + 2 * 8 * 128 + 128, 4480)
+    names = {t.name.removeprefix("model.layers.0.mixer."): t for t in a.tensors if t.layer == 0}
+    assert names["in_proj"].rows + names["in_proj.B+C"].rows == 2 * 10240 + 2 * 8 * 128 + 128
+    assert names["in_proj"].cols == 4480
+    # 8 groups: TP 2, 4 and 8 split them; TP 16 could not (one whole group per rank)
+    from estimator.memory import shard_fraction
+
+    assert [shard_fraction(names["in_proj.B+C"], a, tp) for tp in (2, 8, 16)] == [1 / 2, 1 / 8, 1 / 8]
     # the MLP layer: relu2 with no gate, up then down
     mlp = {t.name.rsplit(".", 1)[-1]: (t.rows, t.cols) for t in a.tensors if t.layer == 1 and t.kind == "linear"}
     assert mlp == {"up_proj": (15680, 4480), "down_proj": (4480, 15680)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from estimator.architecture import ARCHITECTURES, from_config
+from estimator.memory import shard_fraction
 from estimator.model_source import catalog_config, catalog_ids
 from tests.conftest import run_in_vllm, write_config
 
@@ -21,9 +22,12 @@ NOT_ON_CPU = {
     "GlmMoeDsaForCausalLM": "Sparse Attention is not supported on CPU",
     "InternLM2ForCausalLM": "its config class is remote code, which the tests do not run",
 }
+# Layouts vLLM cannot build on this CPU at some TP size (the error vLLM raises).
+NOT_ON_CPU_AT_TP = {("GptOssForCausalLM", 4): "No Unquantized MoE backend supports the deployment configuration"}
 # vLLM pads the vocabulary of the embedding and the LM head to a multiple of this many rows
 # (vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE); checkpoints publish the unpadded count.
 VOCAB_PADDING = 64
+TP_SIZES = (2, 4)
 
 
 def one_config_per_architecture() -> dict[str, tuple[str, dict]]:
@@ -61,15 +65,25 @@ def compared(vllm_py, tmp_path_factory):
     cases += [(f"fixtures/{name}", json.loads((FIXTURES / name / "config.json").read_text()))
               for name in FIXTURE_MODELS]
     directories = [str(write_config(root / name.replace("/", "__"), config)) for name, config in cases]
+    archs = [from_config(config, name) for name, config in cases]
     # a tower the planner cannot size is left out of vLLM's build too: its modality limited to 0
-    unsized = [from_config(config, name).unsized_modality for name, config in cases]
-    answers = run_in_vllm(vllm_py, SCRIPT, [d if not m else {"directory": d, "engine_args": {
-        "limit_mm_per_prompt": {m: 0}}} for d, m in zip(directories, unsized, strict=True)])
-    return {name: (from_config(config, name), answer) for (name, config), answer in zip(cases, answers, strict=True)}
+    requests = [{"directory": d, "engine_args": {"limit_mm_per_prompt": {a.unsized_modality: 0}}
+                 if a.unsized_modality else {}} for d, a in zip(directories, archs, strict=True)]
+    # and one rank's shard at each TP size the model's heads allow
+    sharded = [(name, a, tp) for (name, _), a in zip(cases, archs, strict=True) for tp in TP_SIZES
+               if not a.num_heads % tp and (a.architecture, tp) not in NOT_ON_CPU_AT_TP and all(not k or k % tp == 0 or tp % k == 0
+                                               for k in {x.num_kv_heads for x in a.attention})]
+    answers = run_in_vllm(vllm_py, SCRIPT, requests + [dict(requests[[n for n, _ in cases].index(name)], tp=tp)
+                                                       for name, _, tp in sharded])
+    compared = {name: (a, answer) for (name, _), a, answer in zip(cases, archs, answers[:len(cases)], strict=True)}
+    compared.update({(name, tp): (a, answer) for (name, a, tp), answer in zip(sharded, answers[len(cases):],
+                                                                               strict=True)})
+    return compared
 
 
 def test_every_architecture_is_compared_but_those_vllm_cannot_build_here(compared):
-    built = {arch.architecture for arch, answer in compared.values() if "parameters" in answer}
+    built = {arch.architecture for key, (arch, answer) in compared.items() if "parameters" in answer
+             and isinstance(key, str)}
     assert built == set(ARCHITECTURES) - set(NOT_ON_CPU)
     assert not [name for name, (_, answer) in compared.items() if "error" in answer]
 
@@ -91,6 +105,18 @@ def test_parameter_total_is_the_one_vllm_builds(compared, name):
     tower = sum(n for key, n in theirs.items() if key.split(".")[0] in (
         "visual", "vision_tower", "vision_model", "multi_modal_projector", "embed_vision", "audio_tower", "embed_audio"))
     assert sum(t.numel for t in arch.tensors if t.kind == "vision") == tower
+
+
+@pytest.mark.parametrize("name", [m for m, _ in one_config_per_architecture().values()]
+                         + [f"fixtures/{n}" for n in FIXTURE_MODELS])
+def test_one_tensor_parallel_ranks_parameters_are_the_ones_vllm_builds(compared, name):
+    """Per rank at TP 2 and 4 (where the heads allow): column/row splits, KV heads replicated past their count, the
+    vocabulary padded then split, replicated norms, routers and towers, as vLLM's layers allocate them."""
+    ranks = [(tp, compared[(name, tp)]) for tp in TP_SIZES if (name, tp) in compared]
+    assert ranks, name
+    for tp, (arch, answer) in ranks:
+        ours = sum(t.numel * shard_fraction(t, arch, tp) for t in arch.tensors if t.kind != "derived")
+        assert round(ours) == sum(answer["parameters"].values()), tp
 
 
 def test_qwen35_test_models_are_the_sizes_their_names_say(compared):

