@@ -69,3 +69,22 @@ def test_configs_it_cannot_read_are_refused(change, message):
     with pytest.raises(PlannerError) as err:
         from_config(dict(raw(TEXT), **change), "acme/g3n")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_keys_a_config_leaves_out_take_transformers_defaults_and_tables_sit_on_every_stage():
+    from estimator.memory import stage_tensors
+
+    text = raw(TEXT)
+    sparse = {k: v for k, v in text.items() if k not in ("layer_types", "num_kv_shared_layers")}
+    implicit = from_config(sparse, "t")
+    # one global layer after every four sliding ones; no layer shares another's cache
+    assert [a.kind for a in implicit.attention][:5] == ["sliding"] * 4 + ["full"]
+    assert not any(a.shares_kv for a in implicit.attention)
+    # one width for every layer
+    uniform = from_config(dict(text, intermediate_size=4096), "t")
+    assert {t.rows for t in uniform.tensors if t.name.endswith("mlp.gate_proj")} == {4096}
+    # gemma3n.py builds the embeddings, per-layer tables, AltUp projections and final norm whatever the stage
+    every = {"model.embed_tokens", "model.norm", "model.embed_tokens_per_layer", "model.per_layer_model_projection",
+             "model.per_layer_projection_norm", "model.altup_projections", "model.altup_unembed_projections"}
+    for stage in (0, 1):
+        assert every <= {t.name for t in stage_tensors(implicit, 2, stage)}

@@ -172,3 +172,44 @@ def test_every_layers_kv_heads_must_divide_or_be_divided_by_tp(tmp_path):
         from_config(config, "acme/g4")
     assert str(err.value) == ("config.json of acme/g4 has 24 attention heads and 5 KV heads on its global layers; "
                               "the heads must be a multiple of the KV heads (fix the config.json)")
+
+
+def test_keys_a_config_leaves_out_take_transformers_defaults():
+    # Gemma4TextConfig's defaults: no KV sharing, no per-layer embeddings beyond what is named, global heads 512
+    # wide, one full layer after five sliding ones, the last layer full, tied embeddings, the vocabulary's own size
+    # for the per-layer table
+    full = raw("gemma-4-dense")
+    text = full["text_config"]
+    sparse = {k: v for k, v in text.items() if k not in (
+        "per_layer_config", "layer_types", "num_kv_shared_layers", "attention_k_eq_v", "use_double_wide_mlp",
+        "tie_word_embeddings", "attention_bias", "vocab_size_per_layer_input")}
+    sparse.update(global_head_dim=512, num_global_key_value_heads=4)
+    explicit = arch("gemma-4-dense")
+    # without attention_k_eq_v the global layers keep the sliding layers' KV heads, and their V in the checkpoint
+    implicit = from_config(dict(full, text_config=sparse), "m")
+    assert [a.kind for a in implicit.attention] == [a.kind for a in explicit.attention]
+    assert [a.head_size for a in implicit.attention] == [a.head_size for a in explicit.attention]
+    assert {a.num_kv_heads for a in implicit.attention} == {16} and implicit.tie_word_embeddings
+    # per global layer: K and V of 16 heads of 512 in place of K alone of 4
+    assert implicit.num_params - explicit.num_params == 10 * (2 * 16 - 4) * 512 * 5376
+    # a table for per-layer inputs over the main vocabulary when its own size is not given
+    e = raw("gemma-4-e")
+    e["text_config"].pop("vocab_size_per_layer_input")
+    table = next(t for t in from_config(e, "e").tensors if t.name == "model.embed_tokens_per_layer")
+    assert table.rows == 262144
+    # an odd layer count still ends on a full layer, as Gemma4TextConfig forces
+    seven = dict(sparse, num_hidden_layers=7)
+    assert [a.kind for a in from_config(dict(full, text_config=seven), "m").attention] == \
+        ["sliding"] * 5 + ["full", "full"]
+
+
+def test_the_moe_block_by_hand():
+    moe = {t.name: t for t in arch("gemma-4-moe").tensors if t.layer == 0}
+    # a router over 128 experts with its per-dimension and per-expert scales; 8 of 128 experts of 704 run a token
+    assert (moe["model.layers.0.router.proj"].rows, moe["model.layers.0.router.proj"].kind) == (128, "router")
+    assert moe["model.layers.0.router.scale+per_expert_scale"].numel == 2816 + 128
+    gate_up = moe["model.layers.0.experts.gate_up_proj"]
+    assert (gate_up.rows, gate_up.copies, gate_up.active_copies, gate_up.shard) == (2 * 704, 128, 8, "col")
+    # beside the dense MLP of 2,112, three more norms
+    assert moe["model.layers.0.mlp.gate_proj"].rows == 2112 and "model.layers.0.pre_feedforward_layernorm_2" in moe
+    assert arch("gemma-4-moe").experts_per_token == 8
