@@ -66,6 +66,11 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
     if first_shared < 1:
         raise PlannerError(f"config.json of {c.model_id} shares the KV cache of all {n} layers "
                            f"(num_kv_shared_layers={n - first_shared}); fix the config.json")
+    # a shared layer reads the last earlier layer of its own type (gemma4.py Gemma4Attention)
+    orphans = sorted(set(kinds[first_shared:]) - set(kinds[:first_shared]))
+    if orphans:
+        raise PlannerError(f"config.json of {c.model_id} shares the KV cache of {orphans[0]} layers from layer "
+                           f"{first_shared} on, but no earlier layer is of that type (fix num_kv_shared_layers)")
     k_eq_v = c.flag("attention_k_eq_v")
     window, bias = c.int("sliding_window"), c.flag("attention_bias")
     experts = c.get("num_experts")

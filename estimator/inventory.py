@@ -16,6 +16,8 @@ from estimator.xp import maximum, minimum, where
 #   down-projections, vision convolutions).
 #   groups: Mamba2's B and C rows, split where TP divides the groups, else one whole group per rank.
 SHARDS = ("col", "row", "kv", "vocab", "rep", "groups")
+TENSOR_KINDS = ("linear", "expert", "embedding", "norm", "bias", "router", "vision", "derived", "unquantized")
+PLACES = ("layer", "first", "last", "every")
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # The name suffix of MLA's absorbed decode weights W_UK_T and W_UV, beside a layer's kv_b_proj (decoders.deepseek,
@@ -192,6 +194,9 @@ class Inventory:
         self.tensors: list[Tensor] = []
 
     def add(self, name, rows, cols, shard, kind, layer=None, place="layer", copies=1, active=None, in_checkpoint=True):
+        if shard not in SHARDS or kind not in TENSOR_KINDS or place not in PLACES:
+            raise ValueError(f"tensor {name}: shard {shard!r}, kind {kind!r}, place {place!r}; expected one of "
+                             f"{SHARDS}, {TENSOR_KINDS}, {PLACES}")  # a builder's bug, not bad input
         self.tensors.append(Tensor(name, int(rows), int(cols), shard, kind, layer, place, copies, active,
                                    in_checkpoint))
 

@@ -481,3 +481,23 @@ def test_test_models_per_rank_parameters_are_what_vllm_builds(name):
     per_rank = tuple(round(sum(t.numel * shard_fraction(t, arch, tp) for t in arch.tensors if t.kind != "derived"))
                      for tp in (2, 4))
     assert per_rank == VLLM_BUILT_PER_RANK[name]
+
+
+def test_every_decoder_layers_tensors_belong_to_that_layer():
+    """A tensor named after decoder layer N is on layer N's pipeline stage, and only decoder tensors carry a layer;
+    for every catalog model and every test model."""
+    import re
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures" / "models"
+    configs = list(catalog_configs().items()) + [(p.name, json.loads((p / "config.json").read_text()))
+                                                  for p in sorted(fixtures.iterdir()) if (p / "config.json").exists()]
+    for model, raw in configs:
+        arch = architecture.from_config(raw, model)
+        for t in arch.tensors:
+            named = re.match(r"(?:language_model\.)?model\.layers\.(\d+)\.", t.name)
+            if t.kind == "vision":
+                assert t.layer is None, (model, t.name)
+            else:
+                assert (int(named.group(1)) if named else None) == t.layer, (model, t.name)
+                assert 0 <= (t.layer if t.layer is not None else 0) < arch.num_layers

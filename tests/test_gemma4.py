@@ -213,3 +213,27 @@ def test_the_moe_block_by_hand():
     # beside the dense MLP of 2,112, three more norms
     assert moe["model.layers.0.mlp.gate_proj"].rows == 2112 and "model.layers.0.pre_feedforward_layernorm_2" in moe
     assert arch("gemma-4-moe").experts_per_token == 8
+
+
+def test_attention_biases_the_expert_width_alias_windows_and_the_sharing_boundary():
+    config = raw("gemma-4-moe")
+    text = config["text_config"]
+    biased = {t.name: t for t in from_config(dict(config, text_config=dict(text, attention_bias=True)), "m").tensors
+              if t.layer == 5}
+    # q (16 x 512), k and v (2 x 512 each: values are keys, V still allocated) and o (hidden) carry biases
+    assert {n.rsplit(".", 2)[-2]: t.rows for n, t in biased.items() if n.endswith(".bias")} == {
+        "q_proj": 16 * 512, "o_proj": 2816, "k_proj": 2 * 512, "v_proj": 2 * 512}
+    alias = {k: v for k, v in text.items() if k != "moe_intermediate_size"}
+    alias["expert_intermediate_size"] = 704
+    assert from_config(dict(config, text_config=alias), "m").num_params == arch("gemma-4-moe").num_params
+    layers = arch("gemma-4-moe").attention
+    assert {a.window for a in layers if a.kind == "full"} == {None} and {a.window for a in layers if
+                                                                           a.kind == "sliding"} == {1024}
+    # the last 24 layers may share the caches of the first six (five sliding, one full)
+    shared = dict(text, num_kv_shared_layers=24)
+    assert sum(a.shares_kv for a in from_config(dict(config, text_config=shared), "m").attention) == 24
+    # with 25, the full layers among them have no earlier full layer to read
+    with pytest.raises(PlannerError) as err:
+        from_config(dict(config, text_config=dict(text, num_kv_shared_layers=25)), "acme/g4")
+    assert str(err.value) == ("config.json of acme/g4 shares the KV cache of full_attention layers from layer 5 on, "
+                              "but no earlier layer is of that type (fix num_kv_shared_layers)")
