@@ -370,3 +370,23 @@ def test_mistral3s_pixtral_profiling_pass_by_hand():
     held = 2 * (3 * 1540 * 1540 + 3025 * 5120) * 2
     tower = 2 * 12100 * (4 * 1024 + 3 * 4096 / 2) * 2
     assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
+
+
+def test_group_pages_by_hand():
+    from estimator.memory import group_pages
+
+    cfg = toy_config()
+    # sliding layers of 5 KV heads beside full ones of 2 (100-wide heads): 2,000 and 800 bytes a token in bf16. 800
+    # does not divide 2,000, so the full layers' page is padded to the sliding one's and keeps 16 tokens; a state
+    # layer (no KV per token) keeps 16 too
+    arch = toy_arch(num_kv_heads=5, num_heads=10, attention=(
+        AttentionLayer("sliding", 5, 100, 100, 64), AttentionLayer("full", 2, 100, 100),
+        AttentionLayer("sliding", 5, 100, 100, 64), AttentionLayer("mamba", 0, 0, 0, state=((4, 4, 0),))))
+    page, sizes = group_pages(arch, cfg, 1)
+    groups = [spec for spec, _ in kv_cache_groups(arch)]
+    assert page == 16 * 2000
+    assert dict(zip(groups, sizes, strict=True)) == {("sliding", 64): 16, ("full", None): 16, ("mamba", None): 16}
+    # 4 KV heads beside 2 divide: the full layers' blocks hold twice the tokens
+    divisible = toy_arch(attention=(AttentionLayer("sliding", 4, 100, 100, 64), AttentionLayer("full", 2, 100, 100)) * 2)
+    page, sizes = group_pages(divisible, cfg, 1)
+    assert page == 16 * 1600 and sorted(sizes) == [16, 32]
