@@ -6,6 +6,7 @@ whose parameters the planner cannot count: plans limit images to 0 per prompt, w
 from __future__ import annotations
 
 from estimator.errors import PlannerError
+from estimator.gemma4 import first_shared_layer, layer_types
 from estimator.inventory import (
     AttentionLayer,
     Config,
@@ -38,15 +39,8 @@ def widths(c: Config, n: int) -> list[int]:
 def gemma3n_text(c: Config, inv: Inventory, family: str):
     n = c.int("num_hidden_layers")
     hidden, heads, kv, hd = attention_dims(c)
-    kinds = c.get("layer_types") or ["full_attention" if (i + 1) % FULL_EVERY == 0 else "sliding_attention"
-                                     for i in range(n)]
-    if len(kinds) != n or set(kinds) - {"sliding_attention", "full_attention"}:
-        raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
-                           "expected sliding_attention or full_attention per layer (fix the config.json)")
-    first_shared = n - c.int("num_kv_shared_layers", 0, minimum=0)
-    if first_shared < 1:
-        raise PlannerError(f"config.json of {c.model_id} shares the KV cache of all {n} layers "
-                           f"(num_kv_shared_layers={n - first_shared}); fix the config.json")
+    kinds = layer_types(c, n, FULL_EVERY, last_full=False)
+    first_shared = first_shared_layer(c, n)
     streams, rank, ple = c.int("altup_num_inputs"), c.int("laurel_rank"), c.int("hidden_size_per_layer_input")
     window, bias = c.int("sliding_window"), c.flag("attention_bias")
     attn = []

@@ -27,15 +27,26 @@ GEMMA4_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_
 MOE_NORMS = ("post_feedforward_layernorm_1", "post_feedforward_layernorm_2", "pre_feedforward_layernorm_2")
 
 
-def layer_types(c: Config, n: int) -> list[str]:
-    """sliding_attention or full_attention per layer; the last layer is always full (Gemma4TextConfig)."""
-    kinds = list(c.get("layer_types") or ["sliding_attention" if (i + 1) % SLIDING_WINDOW_PATTERN else
-                                          "full_attention" for i in range(n)])
+def layer_types(c: Config, n: int, full_every: int = SLIDING_WINDOW_PATTERN, last_full: bool = True) -> list[str]:
+    """sliding_attention or full_attention per layer: config.json's layer_types, else one full layer every
+    ``full_every``; Gemma 4 makes the last layer full whatever they say (Gemma4TextConfig), gemma-3n does not."""
+    kinds = list(c.get("layer_types") or ["sliding_attention" if (i + 1) % full_every else "full_attention"
+                                          for i in range(n)])
     if len(kinds) != n or set(kinds) - {"sliding_attention", "full_attention"}:
         raise PlannerError(f"config.json of {c.model_id} has layer_types {sorted(set(kinds))} for {n} layers; "
                            "expected sliding_attention or full_attention per layer (fix the config.json)")
-    kinds[-1] = "full_attention"
+    if last_full:
+        kinds[-1] = "full_attention"
     return kinds
+
+
+def first_shared_layer(c: Config, n: int) -> int:
+    """The first of the last num_kv_shared_layers layers, which read an earlier layer's KV cache."""
+    first = n - c.int("num_kv_shared_layers", 0, minimum=0)
+    if first < 1:
+        raise PlannerError(f"config.json of {c.model_id} shares the KV cache of all {n} layers "
+                           f"(num_kv_shared_layers={n - first}); fix the config.json")
+    return first
 
 
 def global_dims(c: Config, kv: int) -> tuple[int, int]:
@@ -62,10 +73,7 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
     if heads % global_kv:
         raise PlannerError(f"config.json of {c.model_id} has {heads} attention heads and {global_kv} KV heads on its "
                            "global layers; the heads must be a multiple of the KV heads (fix the config.json)")
-    first_shared = n - c.int("num_kv_shared_layers", 0, minimum=0)
-    if first_shared < 1:
-        raise PlannerError(f"config.json of {c.model_id} shares the KV cache of all {n} layers "
-                           f"(num_kv_shared_layers={n - first_shared}); fix the config.json")
+    first_shared = first_shared_layer(c, n)
     # a shared layer reads the last earlier layer of its own type (gemma4.py Gemma4Attention)
     orphans = sorted(set(kinds[first_shared:]) - set(kinds[:first_shared]))
     if orphans:
