@@ -38,6 +38,8 @@ from estimator.vision import gemma3_mm, llama4_mm, mistral3, qwen_vl
 # (vllm/config/model.py, derived_max_model_len_and_key).
 MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
                 "max_sequence_length", "max_seq_length", "seq_len")
+# The config.json layer_types name of each attention kind whose rope parameters may be keyed by it
+LAYER_TYPES = {"full": "full_attention", "sliding": "sliding_attention"}
 # RoPE types whose factor vLLM does not multiply into the derived maximum length (_get_and_verify_max_len).
 ROPE_TYPES_NOT_SCALING_MAX_LEN = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
 
@@ -105,6 +107,11 @@ class ModelArch:
     def attention_layer(self) -> AttentionLayer:
         """The first layer that keeps KV per token: its page sets the block size of every group."""
         return next(a for a in self.attention if a.kind not in ("mamba", "none") and not a.shares_kv)
+
+    @property
+    def shares_kv_caches(self) -> bool:
+        """Whether some layers attend over another layer's KV cache (gemma-3n, Gemma 4's last layers)."""
+        return any(a.shares_kv for a in self.attention)
 
     @property
     def state_layers(self) -> tuple[AttentionLayer, ...]:
@@ -349,7 +356,9 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
                            "or float32")
     max_len, key, longrope_len = _derived_max_len(text.raw, family)
     rope_head = text.int("qk_rope_head_dim") if family == "deepseek" else int(hd)
-    tables = rope_tables(text.raw, family, rope_head, model_id)
+    # each layer type's head size, for rope parameters keyed by layer type (Gemma 4's global heads are wider)
+    head_sizes = {LAYER_TYPES[a.kind]: a.head_size for a in attention if a.kind in LAYER_TYPES}
+    tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)
     inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
     if isinstance(inter, list):  # gemma-3n: one per layer; the widest sets the MLP's activation peak
         inter = max(inter)

@@ -81,8 +81,13 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
                            f"{first_shared} on, but no earlier layer is of that type (fix num_kv_shared_layers)")
     k_eq_v = c.flag("attention_k_eq_v")
     window, bias = c.int("sliding_window"), c.flag("attention_bias")
-    experts = c.get("num_experts")
+    inter, double_wide = c.int("intermediate_size"), c.flag("use_double_wide_mlp")
     ple = c.int("hidden_size_per_layer_input", 0, minimum=0)
+    extra = {}  # the MoE block beside the dense MLP, where config.json names experts (gemma4.py enable_moe_block)
+    if c.get("num_experts") is not None:
+        extra = dict(num_experts=c.int("num_experts"), experts_per_token=c.int("top_k_experts"),
+                     moe_intermediate_size=c.int("moe_intermediate_size", c.get("expert_intermediate_size")))
+    norms = GEMMA4_NORMS + (MOE_NORMS if extra else ())
     attn = []
     for i, kind in enumerate(kinds):
         full = kind == "full_attention"
@@ -99,17 +104,15 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
             inv.norm(f"{p}.k_norm", hd, i)
         attn.append(AttentionLayer("full" if full else "sliding", kvh, hd, hd, None if full else window,
                                    shares_kv=shared))
-        wide = 2 if shared and c.flag("use_double_wide_mlp") else 1
-        gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size") * wide, i)
-        norms = GEMMA4_NORMS + (MOE_NORMS if experts is not None else ())
+        gated_mlp(inv, f"model.layers.{i}.mlp", hidden, inter * (2 if shared and double_wide else 1), i)
         for name in norms:
             inv.norm(f"model.layers.{i}.{name}", hidden, i)
-        if experts is not None:
-            count = c.int("num_experts")
+        if extra:
+            count = extra["num_experts"]
             inv.add(f"model.layers.{i}.router.proj", count, hidden, "rep", "router", i)
             inv.add(f"model.layers.{i}.router.scale+per_expert_scale", hidden + count, 1, "rep", "norm", i)
-            width = c.int("moe_intermediate_size", c.get("expert_intermediate_size"))
-            routed_experts(inv, f"model.layers.{i}", hidden, width, i, count, c.int("top_k_experts"))
+            routed_experts(inv, f"model.layers.{i}", hidden, extra["moe_intermediate_size"], i, count,
+                           extra["experts_per_token"])
         if ple:
             inv.linear(f"model.layers.{i}.per_layer_input_gate", hidden, ple, "rep", i)
             inv.linear(f"model.layers.{i}.per_layer_projection", ple, hidden, "rep", i)
@@ -121,10 +124,6 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
                 "embedding", place="every")
         inv.add("model.per_layer_model_projection", ple * n, hidden, "col", "linear", place="every")
         inv.norm("model.per_layer_projection_norm", ple, place="every")
-    extra = {}
-    if experts is not None:
-        extra = dict(num_experts=c.int("num_experts"), experts_per_token=c.int("top_k_experts"),
-                     moe_intermediate_size=c.int("moe_intermediate_size", c.get("expert_intermediate_size")))
     return attn, extra
 
 

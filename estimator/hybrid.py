@@ -30,6 +30,18 @@ def layer_kinds(c: Config, n: int, allowed: tuple[str, str], default: list[str])
     return kinds
 
 
+def state_dtype_bytes(c: Config, key: str, default: str | None) -> int:
+    """Bytes per element of a linear-attention state whose dtype config.json names under ``key`` (else
+    ``default``; None: the model dtype, 0)."""
+    dtype = c.get(key) or default
+    if dtype is None:
+        return 0
+    if dtype not in DTYPE_BYTES:
+        raise PlannerError(f"config.json of {c.model_id} has {key}={dtype!r}; expected one of "
+                           f"{', '.join(DTYPE_BYTES)} (fix the config.json)")
+    return DTYPE_BYTES[dtype]
+
+
 def gated_delta_net(c: Config, inv: Inventory, i: int, hidden: int, ssm_state_bytes: int = 0) -> AttentionLayer:
     """A Gated DeltaNet linear-attention layer (vllm/model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py): fused
     q/k/v/z and b/a input projections, a depthwise causal convolution over q/k/v, per-head dt bias and A, a gated
@@ -135,14 +147,11 @@ def nemotron_h(c: Config, inv: Inventory, family: str):
         raise PlannerError(f"config.json of {c.model_id} has hybrid_override_pattern={pattern!r}; expected one of "
                            f"{''.join(NEMOTRON_H_LAYERS)} per layer for its {n} layers (fix the config.json)")
     hidden, heads, kv, hd = attention_dims(c)
-    ssm_dtype = c.get("mamba_ssm_cache_dtype") or NEMOTRON_H_SSM_DTYPE
-    if ssm_dtype not in DTYPE_BYTES:
-        raise PlannerError(f"config.json of {c.model_id} has mamba_ssm_cache_dtype={ssm_dtype!r}; expected one of "
-                           f"{', '.join(DTYPE_BYTES)}")
+    ssm_bytes = state_dtype_bytes(c, "mamba_ssm_cache_dtype", NEMOTRON_H_SSM_DTYPE)
     mamba = Mamba2(inner=c.int("mamba_num_heads") * c.int("mamba_head_dim"), groups=c.int("n_groups"),
                    state=c.int("ssm_state_size"), heads=c.int("mamba_num_heads"), head_dim=c.int("mamba_head_dim"),
                    kernel=c.int("conv_kernel"), conv_bias=bool(c.get("use_conv_bias", True)),
-                   proj_bias=c.flag("use_bias"), ssm_state_bytes=DTYPE_BYTES[ssm_dtype])
+                   proj_bias=c.flag("use_bias"), ssm_state_bytes=ssm_bytes)
     attn, extra = [], {}
     no_cache = AttentionLayer("none", 0, 0, 0)
     for i, kind in enumerate(pattern):
@@ -199,12 +208,7 @@ def qwen3_next(c: Config, inv: Inventory, family: str):
     experts = None if family == "qwen3_5" else Experts(
         "num_experts", shared="sized", dense="sparse_step" if family == "qwen3_next" else "none")
     gate = 2 if c.get("attn_output_gate", True) is not False else 1
-    ssm_bytes = 0
-    if family != "qwen3_next" and c.get("mamba_ssm_dtype") is not None:
-        if c.get("mamba_ssm_dtype") not in DTYPE_BYTES:
-            raise PlannerError(f"config.json of {c.model_id} has mamba_ssm_dtype={c.get('mamba_ssm_dtype')!r}; "
-                               f"expected one of {', '.join(DTYPE_BYTES)} (fix the config.json)")
-        ssm_bytes = DTYPE_BYTES[c.get("mamba_ssm_dtype")]
+    ssm_bytes = 0 if family == "qwen3_next" else state_dtype_bytes(c, "mamba_ssm_dtype", None)
     attn = []
     for i in range(n):
         if kinds[i] == "linear_attention":

@@ -105,8 +105,7 @@ def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
     if t.shard in ("col", "row"):
         return 1 / tp
     if t.shard == "kv":  # the layer's own KV heads (Gemma 4's global layers have fewer than its sliding ones)
-        heads = arch.attention[t.layer].num_kv_heads if t.layer is not None else arch.num_kv_heads
-        heads = heads or arch.num_kv_heads
+        heads = arch.attention[t.layer].num_kv_heads
         return max(1, heads // tp) / heads
     if t.shard == "groups":  # Mamba2's B and C groups: split where TP divides them, else one whole group a rank
         groups = next(g for _, _, g in arch.attention[t.layer].state if g)
@@ -399,6 +398,14 @@ def group_pages(arch: ModelArch, cfg, tp: int) -> tuple[float, list]:
     return cfg.block_size * widest, sizes
 
 
+def request_blocks(arch: ModelArch, cfg, tp: int, max_len=None):
+    """Blocks one request of ``max_len`` tokens (default max_model_len) takes, summed over the KV cache groups,
+    each group with its own block size (group_pages)."""
+    _, sizes = group_pages(arch, cfg, tp)
+    return sum(blocks_per_request(spec, cfg, max_len, bs) for (spec, _), bs in zip(kv_cache_groups(arch), sizes,
+                                                                                   strict=True))
+
+
 def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=None, block_size=None):
     """Blocks one request of ``max_len`` tokens (default max_model_len) takes in a group whose blocks hold
     ``block_size`` tokens (default the configured one) (KVCacheSpec.max_memory_usage_bytes / page size)."""
@@ -451,10 +458,9 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     non_torch = non_torch_bytes(cfg, co)
     # One page size for every group: a state layer's page is padded to the attention page (vLLM
     # _align_hybrid_block_size chose the block size so that the attention page holds the state).
-    page, block_sizes = group_pages(arch, cfg, tp)
+    page, _ = group_pages(arch, cfg, tp)
     groups = kv_cache_groups(arch)
-    per_request = sum(blocks_per_request(spec, cfg, block_size=bs) for (spec, _), bs in zip(groups, block_sizes,
-                                                                                             strict=True))
+    per_request = request_blocks(arch, cfg, tp)
     act, graphs, avail, bpb, blocks = [], [], [], [], []
     kv_fits = True
     for s, layers in enumerate(ranges):

@@ -20,12 +20,10 @@ from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.gpus import GpuSpec
 from estimator.memory import (
-    blocks_per_request,
     graph_padded,
-    group_pages,
-    kv_cache_groups,
     largest_capture_size,
     pp_layer_ranges,
+    request_blocks,
     shard_fraction,
     stage_tensors,
     tensor_bytes,
@@ -181,9 +179,7 @@ def attention_terms(arch: ModelArch, tp: int, pp: int, kv_dtype_bytes: float, st
 def batch_cap(arch: ModelArch, cfg, num_blocks, workload: Workload):
     """Sequences of input+output tokens the KV pool holds, capped by max_num_seqs."""
     seq_len = minimum(workload.input_len + workload.output_len, cfg.max_model_len)
-    _, block_sizes = group_pages(arch, cfg, int(cfg.tensor_parallel_size))
-    per_seq = sum(blocks_per_request(spec, cfg, seq_len, bs) for (spec, _), bs in zip(kv_cache_groups(arch),
-                                                                                      block_sizes, strict=True))
+    per_seq = request_blocks(arch, cfg, int(cfg.tensor_parallel_size), seq_len)
     return minimum(cfg.max_num_seqs, num_blocks // per_seq)
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 
 from estimator.errors import PlannerError
-from estimator.gemma4 import global_dims
-from estimator.inventory import Config
 
 # How many positions each rope type's table holds, as vLLM 0.32's classes compute it (rotary_embedding/*.py):
 # max_position (the model's max_position_embeddings), original (rope_parameters'
@@ -94,9 +92,12 @@ def table_elements(params: dict, head_size: int, max_position: int, model_id: st
     return math.ceil(positions) * rotary_dim  # torch.arange of a float length rounds up
 
 
-def rope_tables(text: dict, family: str, head_size: int, model_id: str) -> tuple[tuple[int, int | None], ...]:
+def rope_tables(text: dict, family: str, head_size: int, model_id: str,
+                head_sizes: dict[str, int] | None = None) -> tuple[tuple[int, int | None], ...]:
     """(elements, bytes per element or None for the model dtype) of each table the decoder's attention layers
-    build. ``head_size`` is what vLLM passes as the rope's head size (qk_rope_head_dim for MLA)."""
+    build. ``head_size`` is what vLLM passes as the rope's head size (qk_rope_head_dim for MLA); ``head_sizes``
+    that of the layers of each type, where rope_parameters are keyed by layer type and the types' heads differ
+    (Gemma 4's global layers)."""
     if family == "nemotron_h" or (family == "granitemoehybrid" and text.get("position_embedding_type") != "rope"):
         return ()  # no positional encoding in the attention layers
     max_position = int(text.get("max_position_embeddings") or 8192)
@@ -105,9 +106,7 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str) -> tuple
     for layer_type, params in _parameter_sets(text, family):
         if family == "minimax_m2" and "partial_rotary_factor" not in params and text.get("rotary_dim"):
             params["partial_rotary_factor"] = int(text["rotary_dim"]) / head_size  # minimax_m2.py
-        size = head_size
-        if family == "gemma4" and layer_type == "full_attention":  # the global layers' own head size
-            size = global_dims(Config(text, model_id), int(text.get("num_key_value_heads") or 1))[0]
+        size = (head_sizes or {}).get(layer_type, head_size)
         tables.append(table_elements(params, size, max_position, model_id, factor))
     if family == "gemma3" and text.get("rope_local_base_freq") is not None and len(tables) == 1:
         # the sliding layers' own unscaled table (gemma3.py: rope_local_base_freq, no scaling)

@@ -22,7 +22,7 @@ from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.memory import kv_pool, weights_per_stage
 from estimator.performance import perf_inputs, predict, speed_known
-from estimator.serve_config import KV_CACHE_DTYPE_BYTES, hybrid_block_size, resolve, shares_kv_caches
+from estimator.serve_config import KV_CACHE_DTYPE_BYTES, hybrid_block_size, resolve
 from estimator.workload import Workload
 
 TP_SIZES = (1, 2, 4, 8)
@@ -68,7 +68,7 @@ def _options(arch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload)
     tps = [fixed["tensor_parallel_size"]] if fixed.get("tensor_parallel_size") else \
         [t for t in TP_SIZES if t <= num_gpus]
     pps = [fixed["pipeline_parallel_size"]] if fixed.get("pipeline_parallel_size") else \
-        [p for p in PP_SIZES if p <= num_gpus and p <= arch.num_layers and (p == 1 or not shares_kv_caches(arch))]
+        [p for p in PP_SIZES if p <= num_gpus and p <= arch.num_layers and (p == 1 or not arch.shares_kv_caches)]
     if fixed.get("quantization"):
         quants = [fixed["quantization"]]
     else:

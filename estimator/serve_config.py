@@ -295,16 +295,11 @@ def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size:
                                f"use a divisor or multiple of {kv}")
     if pp > arch.num_layers:
         raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
-    if pp > 1 and shares_kv_caches(arch):
+    if pp > 1 and arch.shares_kv_caches:
         raise PlannerError(f"--pipeline-parallel-size {pp}: this model's last layers read earlier layers' KV caches "
                            "(KV sharing), which vLLM keeps within one pipeline stage; use --tensor-parallel-size "
                            "instead")
     return tp, pp
-
-
-def shares_kv_caches(arch: ModelArch) -> bool:
-    """Whether some layers attend over another layer's KV cache (gemma-3n, Gemma 4's last layers)."""
-    return any(a.shares_kv for a in arch.attention)
 
 
 def _max_model_len(arch: ModelArch, max_model_len: int | None, defaults: list) -> int:

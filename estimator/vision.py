@@ -10,7 +10,7 @@ from estimator.hybrid import qwen3_next
 from estimator.inventory import Config, Inventory, VisionItem, VisionProfile, language_config, text_config
 
 
-def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool):
+def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool, patch_shard: str):
     """A ViT encoder (SigLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears. SigLIP's patch
     embedding is a convolution (replicated); Llama 4's unfolds patches into a column-parallel linear
     (mllama4.py Llama4UnfoldConvolution)."""
@@ -18,7 +18,7 @@ def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, c
     patch, image, chans = v.int("patch_size"), v.int("image_size"), v.int("num_channels", 3)
     patches = (image // patch) ** 2 + (1 if class_token else 0)
     inv.add(f"{prefix}.patch_embedding", hidden, chans * patch * patch + (1 if conv_bias else 0),
-            "rep" if conv_bias else "col", "vision", place="first")
+            patch_shard, "vision", place="first")
     inv.add(f"{prefix}.position_embedding", patches, hidden, "rep", "vision", place="first")
     if class_token:
         inv.add(f"{prefix}.class_embedding", hidden, 1, "rep", "vision", place="first")
@@ -34,18 +34,18 @@ def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, c
 
 
 def text_and_vision(c: Config, inv: Inventory, text_builder, family: str, tower: str, class_token: bool,
-                     conv_bias: bool):
+                     conv_bias: bool, patch_shard: str):
     """A multimodal checkpoint's language model (from text_config) and its ViT tower (from vision_config)."""
     text = Config(text_config(c), c.model_id)
     attn, extra = text_builder(text, inv, family)
     v = Config(c.get("vision_config") or {}, c.model_id)
-    vh = _vision_encoder(inv, v, tower, class_token=class_token, conv_bias=conv_bias)
+    vh = _vision_encoder(inv, v, tower, class_token=class_token, conv_bias=conv_bias, patch_shard=patch_shard)
     return text, v, vh, attn, dict(extra, multimodal=True, tower_modalities=("image",))
 
 
 def gemma3_mm(c: Config, inv: Inventory, family: str):
     text, _, vh, attn, extra = text_and_vision(c, inv, decoder, "gemma3", "vision_tower.vision_model",
-                                                class_token=False, conv_bias=True)
+                                                class_token=False, conv_bias=True, patch_shard="rep")
     inv.add("vision_tower.vision_model.post_layernorm", 2 * vh, 1, "rep", "vision", place="first")
     inv.add("multi_modal_projector.mm_input_projection_weight", text.int("hidden_size"), vh, "rep", "vision",
             place="first")
@@ -64,7 +64,7 @@ def gemma3_mm(c: Config, inv: Inventory, family: str):
 
 def llama4_mm(c: Config, inv: Inventory, family: str):
     text, v, vh, attn, extra = text_and_vision(c, inv, llama4_text, "llama4", "vision_model", class_token=True,
-                                                conv_bias=False)
+                                                conv_bias=False, patch_shard="col")
     inv.add("vision_model.layernorm_pre+post", 4 * vh, 1, "rep", "vision", place="first")
     ratio = float(v.get("pixel_shuffle_ratio", 0.5))
     shuffled = int(vh / (ratio * ratio))

