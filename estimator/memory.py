@@ -26,6 +26,7 @@ SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
 # A device whose compute units the catalog lacks (a custom one): an H100's 132 SMs, the commonest serving part.
 ASSUMED_COMPUTE_UNITS = 132
 INT32_BYTES = 4  # a sparse MLA model's top-k token indices are int32
+WORKSPACE_ALIGNMENT = 256  # vllm/v1/worker/workspace.py get_simultaneous rounds each buffer up to 256 bytes
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 
 
@@ -284,23 +285,76 @@ def sampler_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, gpu: GpuS
     return working + buffer_rows * vocab * SAMPLER_LOGITS_BYTES
 
 
+def moe_kernel_workspace(cfg: ServeConfig, gpu: GpuSpec) -> str:
+    """Which buffers vLLM 0.32's fused-MoE kernel for this device and scheme takes from the WorkspaceManager
+    (fused_moe/oracle/*.py pick the kernel; modular_kernel.py FusedMoEKernelModularImpl._allocate_buffers takes
+    its workspace_shapes): "none" for a monolithic kernel, which keeps its scratch inside the op (TRTLLM-Gen
+    on data-center Blackwell for unquantized and MXFP4 experts, the OAI Triton MXFP4 kernel on Hopper) and for
+    the CPU kernels (zero-sized workspaces); "hidden" for FlashInfer's CUTLASS kernel (unquantized experts on
+    consumer Blackwell, where TRTLLM-Gen does not run); "gemm" for the modular kernels that keep both GEMMs'
+    outputs (Triton on Hopper and before and on ROCm, Marlin for AWQ/GPTQ and MXFP4 on consumer Blackwell,
+    CUTLASS and DeepGEMM for FP8, whose workspaces have the same M x topk rows)."""
+    if gpu.vendor == "cpu":
+        return "none"
+    cc = (gpu.compute_capability or 0.0) if gpu.vendor == "nvidia" else 0.0
+    if cfg.quantization in (None, "mxfp4") and 10.0 <= cc < 11.0:
+        return "none"
+    if cfg.quantization == "mxfp4" and 9.0 <= cc < 10.0:
+        return "none"
+    if cfg.quantization is None and 12.0 <= cc < 13.0:
+        return "hidden"
+    return "gemm"
+
+
+def _workspace_piece(elements, dtype_bytes: int):
+    """One buffer of WorkspaceManager.get_simultaneous: its bytes rounded up to 256."""
+    return ceil(elements * dtype_bytes / WORKSPACE_ALIGNMENT) * WORKSPACE_ALIGNMENT
+
+
+def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
+    """The fused-MoE workspace vLLM keeps for the process's life (v1/worker/workspace.py: it grows to the
+    profiling pass's max_num_batched_tokens tokens and is locked after CUDA graph capture), so it stays
+    allocated under the sampler's peak. Modular GEMM kernels (TritonExperts.workspace_shapes, MarlinExperts
+    likewise): one buffer of M x topk x max(I, H) shared by the first GEMM's output and the final output, one of
+    M x topk x max(2I, H) for the activation, I the per-rank intermediate size (both padded as the MXFP4 weights
+    are: the hidden states are padded to match); FlashInfer CUTLASS: one of M x H."""
+    if not arch.is_moe:
+        return 0
+    kind = moe_kernel_workspace(cfg, gpu)
+    tokens, topk, hidden = cfg.max_num_batched_tokens, arch.experts_per_token, arch.hidden_size
+    inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
+    if cfg.quantization == "mxfp4":
+        align_hidden, align_inter = mxfp4_expert_alignment(gpu)
+        hidden, inter = _round_up(hidden, align_hidden), _round_up(inter, align_inter)
+    if kind == "none":
+        return 0
+    if kind == "hidden":
+        return _workspace_piece(tokens * hidden, cfg.dtype_bytes)
+    return (_workspace_piece(tokens * topk * max(inter, hidden), cfg.dtype_bytes)
+            + _workspace_piece(tokens * topk * max(2 * inter, hidden), cfg.dtype_bytes))
+
+
 def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
                               gpu: GpuSpec) -> float:
-    """The language model's part of the peak: its forward, then the sampler's."""
+    """The language model's part of the peak: a MoE kernel's workspace, which stays allocated, under the larger
+    of the forward's transient buffers and the sampler's peak. A MoE kernel that keeps no workspace (a
+    monolithic or CPU kernel) allocates its expert buffers inside the forward (co.act_moe_buffers)."""
     tp, tokens = cfg.tensor_parallel_size, cfg.max_num_batched_tokens
     kv_heads_rank = max(1, arch.num_kv_heads // tp)
     qkv = (arch.num_heads // tp + 2 * kv_heads_rank) * arch.head_dim
-    if arch.is_moe:
+    dense_mlp = co.act_mlp_buffers * arch.intermediate_size / tp
+    workspace = moe_workspace_bytes(arch, cfg, gpu)
+    if arch.is_moe and moe_kernel_workspace(cfg, gpu) == "none":
         mlp = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size / tp + arch.hidden_size)
-        mlp = max(mlp, co.act_mlp_buffers * arch.intermediate_size / tp)
+        mlp = max(mlp, dense_mlp)
     else:
-        mlp = co.act_mlp_buffers * arch.intermediate_size / tp
+        mlp = dense_mlp
     forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv + mlp) * cfg.dtype_bytes
     if not last_stage or arch.pooling:
-        return forward
+        return workspace + forward
     num_reqs = minimum(cfg.max_num_seqs, tokens)
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
-    return maximum(forward, hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs))
+    return workspace + maximum(forward, hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs))
 
 
 def non_torch_bytes(cfg: ServeConfig, co: Coefficients) -> float:

@@ -111,7 +111,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
             tensor_parallel_size=tp, pipeline_parallel_size=pp, gpu_memory_utilization=base.gpu_memory_utilization,
             block_size=block_size, enforce_eager=base.enforce_eager, resolved_dtype=base.resolved_dtype,
             dtype_bytes=base.dtype_bytes, max_model_len=mml, max_num_seqs=seqs, max_num_batched_tokens=tokens,
-            kv_dtype_bytes=kv_bytes, mm_limit=base.mm_limit, kv_cache_memory_bytes=base.kv_cache_memory_bytes)
+            kv_dtype_bytes=kv_bytes, mm_limit=base.mm_limit, kv_cache_memory_bytes=base.kv_cache_memory_bytes,
+            quantization=base.quantization)
         weights = weights_per_stage(arch, cfg, scheme, gpu)
         pool = kv_pool(arch, cfg, gpu, co, weights)
         # vLLM refuses max_num_batched_tokens below max_num_seqs (SchedulerConfig validation).

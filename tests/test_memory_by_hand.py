@@ -19,6 +19,7 @@ from estimator.memory import (
     kv_cache_groups,
     kv_pool,
     largest_capture_size,
+    moe_workspace_bytes,
     non_torch_bytes,
     pp_layer_ranges,
     sampler_bytes,
@@ -90,12 +91,52 @@ def test_activation_peak_under_tensor_parallelism_by_hand():
 def test_activation_peak_of_a_moe_model_by_hand():
     moe = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=500, intermediate_size=100)
     cfg = toy_config(tensor_parallel_size=2)
-    # two experts per token, each 2 x 500/2 intermediate plus the hidden width: 2 x (500 + 1000) = 3000, above
-    # the dense MLP's 3 x 100 / 2
+    # On an H100 the Triton MoE kernel keeps its workspace for the process's life: 512 tokens x 2 experts x
+    # max(500/2, 1000) and x max(2 x 500/2, 1000), two bytes each (both multiples of 256 bytes); the forward's
+    # own buffers are the dense MLP's 3 x 100 / 2 beside the hidden and q/k/v rows
+    workspace = 512 * 2 * 1000 * 2 + 512 * 2 * 1000 * 2
+    forward = 512 * (4 * 1000 + (4 + 2 * 1) * 100 + 3 * 100 / 2) * 2
+    assert moe_workspace_bytes(moe, cfg, lookup("H100")) == workspace
+    assert activation_bytes(moe, cfg, CO, last_stage=False, gpu=lookup("H100")) == workspace + forward
+    # the workspace stays under the sampler's peak too: 16 requests over a 1,000,000-word vocabulary
+    big_vocab = dataclasses.replace(moe, vocab_size=1_000_000)
+    sampler = 512 * 1000 * 2 + 16 * 1_000_000 * (4 * 3 + 2) + 16 * 1_000_000 * 4
+    assert activation_bytes(big_vocab, cfg, CO, last_stage=True, gpu=lookup("H100")) == workspace + sampler
+    # a monolithic kernel (TRTLLM-Gen on a B200) keeps none: two experts per token, each 2 x 500/2 intermediate
+    # plus the hidden width: 2 x (500 + 1000) = 3000, above the dense MLP's 3 x 100 / 2, inside the forward
     per_token = 4 * 1000 + (4 + 2 * 1) * 100 + 2 * (2 * 500 / 2 + 1000)
-    assert activation_bytes(moe, cfg, CO, last_stage=False, gpu=lookup("H100")) == 512 * per_token * 2
+    assert moe_workspace_bytes(moe, cfg, lookup("B200")) == 0
+    assert activation_bytes(moe, cfg, CO, last_stage=False, gpu=lookup("B200")) == 512 * per_token * 2
     wide_dense = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=500, intermediate_size=9000)
-    assert activation_bytes(wide_dense, cfg, CO, last_stage=False, gpu=lookup("H100")) == 512 * (4000 + 600 + 3 * 9000 / 2) * 2
+    assert activation_bytes(wide_dense, cfg, CO, last_stage=False, gpu=lookup("B200")) == \
+        512 * (4000 + 600 + 3 * 9000 / 2) * 2
+
+
+def test_moe_workspace_by_kernel_by_hand():
+    moe = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=3000, intermediate_size=100)
+    cfg = toy_config()
+    # unquantized experts: Triton on Ampere, Ada, Hopper and ROCm: 512 x 2 x max(3000, 1000) and
+    # x max(6000, 1000) elements, two bytes each
+    for gpu in ("A100-SXM4-80GB", "L40S", "H100", "MI300X"):
+        assert moe_workspace_bytes(moe, cfg, lookup(gpu)) == 512 * 2 * (3000 + 6000) * 2, gpu
+    # FlashInfer's CUTLASS kernel on consumer Blackwell: one hidden-wide row a token
+    assert moe_workspace_bytes(moe, cfg, lookup("RTX-5090")) == 512 * 1000 * 2
+    # the CPU kernels allocate per call; a dense model has no MoE kernel
+    assert moe_workspace_bytes(moe, cfg, cpu_device(64.0)) == 0
+    assert moe_workspace_bytes(toy_arch(), cfg, lookup("H100")) == 0
+    # a buffer that is not a multiple of 256 bytes is rounded up: 7 tokens x 2 x 3000 x 2 = 84,000 -> 84,224
+    # and 7 x 2 x 6000 x 2 = 168,000 -> 168,192
+    seven = toy_config(max_num_batched_tokens=7, max_num_seqs=7)
+    assert moe_workspace_bytes(moe, seven, lookup("H100")) == 84_224 + 168_192
+    # MXFP4 experts: none on Hopper (the OAI Triton kernel is monolithic) and data-center Blackwell (TRTLLM-Gen);
+    # Marlin on consumer Blackwell, over the weights' padded sizes (hidden to 256: 1024; intermediate to 128: 3072)
+    mxfp4 = dataclasses.replace(cfg, quantization="mxfp4")
+    assert moe_workspace_bytes(moe, mxfp4, lookup("H100")) == 0
+    assert moe_workspace_bytes(moe, mxfp4, lookup("B200")) == 0
+    assert moe_workspace_bytes(moe, mxfp4, lookup("RTX-5090")) == 512 * 2 * (3072 + 6144) * 2
+    # quantized experts on data-center Blackwell other than MXFP4 keep the modular kernels' workspace
+    fp8 = dataclasses.replace(cfg, quantization="fp8")
+    assert moe_workspace_bytes(moe, fp8, lookup("B200")) == 512 * 2 * (3000 + 6000) * 2
 
 
 def test_fixed_overheads_by_hand():

