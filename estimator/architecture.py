@@ -63,6 +63,11 @@ class ModelArch:
     num_experts: int = 0
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
+    # How the router weighs the top-k experts, as vLLM's TRTLLM-Gen MoE kernels tell routings apart
+    # (fused_moe/config.py get_routing_method_type): "renormalize" (the top-k weights renormalized, or a
+    # sigmoid/grouped/Llama 4 router those kernels run), "plain" (softmax weights left as they are: Qwen2-MoE,
+    # DeepSeek-V2-Lite), "custom" (a model's own routing function: Phi-3.5-MoE's sparsemixer, Gemma 4)
+    moe_routing: str = "renormalize"
     is_mla: bool = False
     multimodal: bool = False
     # The modalities its vision tower serves (vLLM's _mark_tower_model): with all of them limited to 0 per prompt,

@@ -73,6 +73,16 @@ class Experts:
     #                       gate (Qwen2-MoE) | count: n_shared_experts experts of the routed width (GLM-4.5)
     dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
     #                      decoder_sparse_step, Qwen) | first_k (first_k_dense_replace, GLM-4.5)
+    # Whether vLLM renormalizes the top-k weights: always | custom (a routing function of the model's own) |
+    # config (norm_topk_prob, else renormalize_default: the transformers config class's default)
+    renormalize: str = "always"
+    renormalize_default: bool = False
+
+    def routing(self, c: Config) -> str:
+        """ModelArch.moe_routing for a checkpoint of this family."""
+        if self.renormalize == "config":
+            return "renormalize" if c.get("norm_topk_prob", self.renormalize_default) else "plain"
+        return "custom" if self.renormalize == "custom" else "renormalize"
 
 
 @dataclass(frozen=True)
@@ -116,15 +126,17 @@ DECODERS: dict[str, Decoder] = {
                                            "post_mlp_layernorm")),
     "mixtral": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**BLOCK_SPARSE)),
     "granitemoe": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**BLOCK_SPARSE, router="router.layer")),
-    "phimoe": Decoder(norm_bias=True, lm_head_bias_key="lm_head_bias", experts=Experts(**BLOCK_SPARSE)),
-    "qwen3_moe": Decoder(o_bias="never", qk_norm="head", experts=Experts("num_experts", dense="sparse_step"),
-                         windows="qwen"),
-    "qwen2_moe": Decoder(qkv_bias="always", o_bias="never",
-                         experts=Experts("num_experts", shared="sized", dense="sparse_step"), windows="qwen"),
+    "phimoe": Decoder(norm_bias=True, lm_head_bias_key="lm_head_bias",
+                      experts=Experts(**BLOCK_SPARSE, renormalize="custom")),
+    "qwen3_moe": Decoder(o_bias="never", qk_norm="head", windows="qwen",
+                         experts=Experts("num_experts", dense="sparse_step", renormalize="config")),
+    "qwen2_moe": Decoder(qkv_bias="always", o_bias="never", windows="qwen",
+                         experts=Experts("num_experts", shared="sized", dense="sparse_step", renormalize="config")),
     # MiniMax-M2: q/k norms over all heads, 256 routed experts with a routing bias, no shared expert
     "minimax_m2": Decoder(qk_norm="heads", experts=Experts(**dict(BLOCK_SPARSE, router_bias_key="use_routing_bias"))),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
-                        experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k")),
+                        experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k",
+                                        renormalize="config", renormalize_default=True)),
 }
 
 
@@ -185,7 +197,7 @@ def decoder(c: Config, inv: Inventory, family: str):
     extra = {}
     if d.experts is not None:
         extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int("num_experts_per_tok"),
-                     moe_intermediate_size=c.int(d.experts.width))
+                     moe_intermediate_size=c.int(d.experts.width), moe_routing=d.experts.routing(c))
     return gqa_layers(c, layer_windows(c, n, d.windows)), extra
 
 
@@ -231,7 +243,9 @@ def deepseek(c: Config, inv: Inventory, family: str):
     indexer_bytes = sparse["head_dim"] + sparse["head_dim"] // INDEXER_QUANT_BLOCK * 4 if sparse else 0
     attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes,
                            indexer_width=sparse["heads"] * sparse["head_dim"] if sparse else 0)] * n
+    routing = "renormalize" if c.get("norm_topk_prob", False) else "plain"  # DeepseekV2Config: False
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
+                      moe_routing=routing,
                       head_dim=nope + rope, index_topk=sparse["topk"] if sparse else 0)
 
 

@@ -190,7 +190,9 @@ def _nemotron_moe(c: Config, inv: Inventory, p: str, hidden: int, i: int) -> dic
         inter = c.int("moe_shared_expert_intermediate_size") * shared
         inv.linear(f"{p}.shared_experts.up_proj", hidden, inter, "col", i)
         inv.linear(f"{p}.shared_experts.down_proj", inter, hidden, "row", i)
-    return dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=width)
+    # nemotron_h.py: renormalize=config.norm_topk_prob (NemotronHConfig's default: true)
+    routing = "renormalize" if c.get("norm_topk_prob", True) else "plain"
+    return dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=width, moe_routing=routing)
 
 
 def qwen3_next(c: Config, inv: Inventory, family: str):

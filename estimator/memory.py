@@ -198,7 +198,8 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
     tp = cfg.tensor_parallel_size
     if quant is not None and quant.method == "mxfp4" and ".experts." in t.name and t.kind in ("expert", "bias"):
         return padded_expert_bytes(t, arch, tp, quant, gpu)
-    return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp)
+    padding = unquantized_expert_padding(arch, cfg, gpu) if t.kind == "expert" else 1.0
+    return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp) * padding
 
 
 def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None,
@@ -285,25 +286,42 @@ def sampler_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, gpu: GpuS
     return working + buffer_rows * vocab * SAMPLER_LOGITS_BYTES
 
 
-def moe_kernel_workspace(cfg: ServeConfig, gpu: GpuSpec) -> str:
-    """Which buffers vLLM 0.32's fused-MoE kernel for this device and scheme takes from the WorkspaceManager
-    (fused_moe/oracle/*.py pick the kernel; modular_kernel.py FusedMoEKernelModularImpl._allocate_buffers takes
-    its workspace_shapes): "none" for a monolithic kernel, which keeps its scratch inside the op (TRTLLM-Gen
-    on data-center Blackwell for unquantized and MXFP4 experts, the OAI Triton MXFP4 kernel on Hopper) and for
-    the CPU kernels (zero-sized workspaces); "hidden" for FlashInfer's CUTLASS kernel (unquantized experts on
-    consumer Blackwell, where TRTLLM-Gen does not run); "gemm" for the modular kernels that keep both GEMMs'
-    outputs (Triton on Hopper and before and on ROCm, Marlin for AWQ/GPTQ and MXFP4 on consumer Blackwell,
-    CUTLASS and DeepGEMM for FP8, whose workspaces have the same M x topk rows)."""
-    if gpu.vendor == "cpu":
-        return "none"
+def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
+    """The fused-MoE kernel vLLM 0.32 runs the routed experts with on this device (fused_moe/oracle/*.py, the
+    first backend whose kernel supports the device, scheme, activation and routing):
+    "cpu" (vLLM's CPU kernels); "trtllm" (FlashInfer's TRTLLM-Gen, monolithic: unquantized experts on
+    data-center Blackwell where it takes the routing, and MXFP4 experts there); "oai_triton" (the OAI Triton
+    MXFP4 kernel on Hopper, monolithic); "flashinfer_cutlass" (unquantized experts on consumer Blackwell, and on
+    data-center Blackwell when TRTLLM-Gen does not take the routing: plain softmax top-k or a model's own
+    function); "modular" (Triton on Hopper and before and on ROCm, Marlin for AWQ/GPTQ and for MXFP4 on consumer
+    Blackwell, CUTLASS or DeepGEMM for FP8: kernels that keep both GEMMs' outputs in vLLM's workspace)."""
+    if gpu is None or gpu.vendor == "cpu":
+        return "cpu"
     cc = (gpu.compute_capability or 0.0) if gpu.vendor == "nvidia" else 0.0
-    if cfg.quantization in (None, "mxfp4") and 10.0 <= cc < 11.0:
-        return "none"
-    if cfg.quantization == "mxfp4" and 9.0 <= cc < 10.0:
-        return "none"
-    if cfg.quantization is None and 12.0 <= cc < 13.0:
-        return "hidden"
-    return "gemm"
+    blackwell_dc, hopper, blackwell_consumer = 10.0 <= cc < 11.0, 9.0 <= cc < 10.0, 12.0 <= cc < 13.0
+    if cfg.quantization == "mxfp4":
+        return "trtllm" if blackwell_dc else "oai_triton" if hopper else "modular"
+    if cfg.quantization is None and blackwell_dc:
+        return "trtllm" if arch.moe_routing == "renormalize" else "flashinfer_cutlass"
+    if cfg.quantization is None and blackwell_consumer:
+        return "flashinfer_cutlass"
+    return "modular"
+
+
+# MoE kernels that keep their scratch inside the op, none in vLLM's workspace: the monolithic ones and the CPU's
+SCRATCH_INSIDE = ("cpu", "trtllm", "oai_triton")
+# TRTLLM-Gen's unquantized experts need the per-rank intermediate size a multiple of this; vLLM pads the weights
+# to it (fused_moe/oracle/unquantized.py convert_to_unquantized_kernel_format, align_moe_weights_for_fi).
+TRTLLM_BF16_INTERMEDIATE_ALIGNMENT = 128
+
+
+def unquantized_expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> float:
+    """How much larger vLLM makes unquantized expert weights for their kernel: TRTLLM-Gen's padded per-rank
+    intermediate size over the checkpoint's (1 elsewhere)."""
+    if cfg.quantization is not None or not arch.is_moe or moe_kernel(arch, cfg, gpu) != "trtllm":
+        return 1.0
+    inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
+    return _round_up(inter, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT) / inter
 
 
 def _workspace_piece(elements, dtype_bytes: int):
@@ -320,15 +338,15 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
     are: the hidden states are padded to match); FlashInfer CUTLASS: one of M x H."""
     if not arch.is_moe:
         return 0
-    kind = moe_kernel_workspace(cfg, gpu)
+    kind = moe_kernel(arch, cfg, gpu)
     tokens, topk, hidden = cfg.max_num_batched_tokens, arch.experts_per_token, arch.hidden_size
     inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
     if cfg.quantization == "mxfp4":
         align_hidden, align_inter = mxfp4_expert_alignment(gpu)
         hidden, inter = _round_up(hidden, align_hidden), _round_up(inter, align_inter)
-    if kind == "none":
+    if kind in SCRATCH_INSIDE:
         return 0
-    if kind == "hidden":
+    if kind == "flashinfer_cutlass":
         return _workspace_piece(tokens * hidden, cfg.dtype_bytes)
     return (_workspace_piece(tokens * topk * max(inter, hidden), cfg.dtype_bytes)
             + _workspace_piece(tokens * topk * max(2 * inter, hidden), cfg.dtype_bytes))
@@ -344,7 +362,7 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     qkv = (arch.num_heads // tp + 2 * kv_heads_rank) * arch.head_dim
     dense_mlp = co.act_mlp_buffers * arch.intermediate_size / tp
     workspace = moe_workspace_bytes(arch, cfg, gpu)
-    if arch.is_moe and moe_kernel_workspace(cfg, gpu) == "none":
+    if arch.is_moe and moe_kernel(arch, cfg, gpu) in SCRATCH_INSIDE:
         mlp = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size / tp + arch.hidden_size)
         mlp = max(mlp, dense_mlp)
     else:

