@@ -73,7 +73,33 @@ def llama4_mm(c: Config, inv: Inventory, family: str):
     inv.add("vision_model.vision_adapter.mlp.fc2", proj_out, proj_in, "row", "vision", place="first")
     inv.add("multi_modal_projector.linear_1", text.int("hidden_size"), v.int("vision_output_dim"), "col", "vision",
             place="first")  # a column-parallel linear (mllama4.py Llama4MultiModalProjector)
-    return attn, extra
+    return attn, dict(extra, vision=_llama4_profile(c, v, ratio))
+
+
+# transformers' Llama4ImageProcessor: at most this many tiles of one image (max_patches), where the processor's
+# preprocessor_config.json does not say
+LLAMA4_MAX_TILES = 16
+
+
+def _llama4_profile(c: Config, v: Config, ratio: float) -> VisionProfile:
+    """vLLM profiles Llama 4's tower with the image of most features (mllama4.py
+    get_image_size_with_most_features): max_patches tiles stacked 16:1, which the processor keeps as that many
+    image_size tiles plus the global thumbnail every multi-tile image gets. Each tile runs image_size / patch_size
+    squared patches and a class token through the ViT and leaves (patches x ratio^2) placeholders after the pixel
+    shuffle (get_patch_per_chunk). The ViT block at its MLP (Llama4VisionEncoderLayer) holds the residual and the
+    norm output, then fc1's output and its GELU."""
+    processor = c.preprocessor.get("image") or {}
+    tiles = processor.get("max_patches", LLAMA4_MAX_TILES)
+    if isinstance(tiles, bool) or not isinstance(tiles, int) or tiles <= 0:
+        raise PlannerError(f"preprocessor_config.json of {c.model_id} has max_patches={tiles!r}; expected a "
+                           "positive integer (fix the preprocessor_config.json)")
+    chunks = tiles + 1 if tiles > 1 else 1
+    side = v.int("image_size") // v.int("patch_size")
+    per_chunk = side * side // int(round(1 / (ratio * ratio)))
+    image = VisionItem(tokens=chunks * per_chunk, patches=chunks * (side * side + 1),
+                       pixels=chunks * v.int("num_channels", 3) * v.int("image_size") ** 2)
+    return VisionProfile(image, hidden=v.int("hidden_size"), intermediate=v.int("intermediate_size"), hidden_rows=2,
+                         mlp_rows=2)
 
 
 def _qwen_vision(inv: Inventory, v: Config, text_hidden: int, qwen3: bool) -> None:

@@ -159,13 +159,6 @@ def test_the_pass_scales_with_the_items_the_budget_holds():
     assert profiled(big, dataclasses.replace(small, max_slices=7)) == profiled(big, None)
 
 
-def test_llama4s_tower_pass_is_still_not_modelled_and_the_plan_says_so():
-    plan = make_plan(PlanRequest(model="meta-llama/Llama-4-Scout-17B-16E-Instruct", gpu="H200", num_gpus=4,
-                                 tensor_parallel_size=4, max_model_len=32768))
-    assert plan.arch.multimodal and plan.arch.vision is None
-    assert any(NOT_MODELLED in w for w in plan.warnings)
-
-
 def test_qwen35_is_profiled_as_qwen3_vl_without_deepstack_outputs():
     # Qwen3.5's processing info is Qwen3-VL's (qwen3_5.py Qwen3_5ProcessingInfo); its vision config names no
     # deepstack_visual_indexes, so the tower's output is the merger's rows only and no deepstack buffers exist.
