@@ -39,7 +39,7 @@ def test_estimator_imports_nothing_from_calibrate_or_store():
 
 @pytest.mark.parametrize("model_id", catalog_ids())
 def test_every_catalog_model_plans_and_serialises(model_id):
-    plan = make_plan(PlanRequest(model=model_id, gpu="B200", max_model_len=4096))
+    plan = make_plan(PlanRequest(model=model_id, gpu="B200", max_model_len=2048))  # TinyLlama's whole context
     data = json.loads(json.dumps(plan.to_dict()))
     assert data["model"]["num_params"] > 0 and data["memory"]["per_gpu"]["weights_gib"] > 0
     assert data["serve"]["argv"][0] == model_id
