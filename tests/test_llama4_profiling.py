@@ -52,6 +52,7 @@ def test_the_processor_config_sets_the_tiles(tmp_path):
         _scout_with(tmp_path, "zero", {"max_patches": 0})
 
 
+@pytest.mark.vllm
 def test_tiles_match_vllm(vllm_py, tmp_path):
     cases = [(None, 336), ({"max_patches": 1}, 336), ({"max_patches": 6}, 448), ({"max_patches": 9}, 336)]
     plans = [_scout_with(tmp_path, f"case{i}", processor, size) for i, (processor, size) in enumerate(cases)]

@@ -19,12 +19,15 @@ from estimator.memory import (
     kv_cache_groups,
     kv_pool,
     largest_capture_size,
+    moe_kernel,
     moe_workspace_bytes,
     non_torch_bytes,
     pp_layer_ranges,
+    rank_bytes,
     sampler_bytes,
     shard_fraction,
     stage_tensors,
+    unquantized_expert_padding,
 )
 from estimator.plan import PlanRequest, make_plan
 
@@ -137,6 +140,35 @@ def test_moe_workspace_by_kernel_by_hand():
     # quantized experts on data-center Blackwell other than MXFP4 keep the modular kernels' workspace
     fp8 = dataclasses.replace(cfg, quantization="fp8")
     assert moe_workspace_bytes(moe, fp8, lookup("B200")) == 512 * 2 * (3000 + 6000) * 2
+
+
+def test_trtllm_expert_padding_by_hand():
+    moe = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=1000, intermediate_size=100)
+    cfg = toy_config(tensor_parallel_size=4)
+    b200 = lookup("B200")
+    # TRTLLM-Gen on a B200 takes renormalized routing: 1000 / 4 = 250 per rank, padded to 256
+    assert moe_kernel(moe, cfg, b200) == "trtllm"
+    assert unquantized_expert_padding(moe, cfg, b200) == 256 / 250
+    expert = Tensor("model.layers.0.mlp.experts.down_proj", 1000, 1000, shard="row", kind="expert", layer=0,
+                    copies=8)
+    assert rank_bytes(expert, moe, cfg, None, b200) == 8 * 1000 * 1000 * 2 / 4 * 256 / 250
+    # already a multiple of 128 per rank (1024 / 4 = 256), elsewhere than TRTLLM-Gen, or quantized: as loaded
+    assert unquantized_expert_padding(dataclasses.replace(moe, moe_intermediate_size=1024), cfg, b200) == 1.0
+    assert unquantized_expert_padding(moe, cfg, lookup("H100")) == 1.0
+    assert unquantized_expert_padding(moe, dataclasses.replace(cfg, quantization="fp8"), b200) == 1.0
+    assert unquantized_expert_padding(toy_arch(), cfg, b200) == 1.0
+    # routings TRTLLM-Gen does not take go to FlashInfer's CUTLASS kernel, unpadded
+    for routing in ("plain", "custom"):
+        other = dataclasses.replace(moe, moe_routing=routing)
+        assert moe_kernel(other, cfg, b200) == "flashinfer_cutlass"
+        assert unquantized_expert_padding(other, cfg, b200) == 1.0
+    # the kernel by device: Hopper and before Triton; consumer Blackwell CUTLASS; MXFP4 monolithic on Hopper and B200
+    assert [moe_kernel(moe, cfg, lookup(g)) for g in ("A100-SXM4-80GB", "H100", "RTX-5090", "MI300X")] == \
+        ["modular", "modular", "flashinfer_cutlass", "modular"]
+    mxfp4 = dataclasses.replace(cfg, quantization="mxfp4")
+    assert [moe_kernel(moe, mxfp4, lookup(g)) for g in ("H100", "B200", "RTX-5090", "MI300X")] == \
+        ["oai_triton", "trtllm", "modular", "modular"]
+    assert moe_kernel(moe, cfg, cpu_device(64.0)) == "cpu"
 
 
 def test_fixed_overheads_by_hand():

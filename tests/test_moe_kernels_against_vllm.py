@@ -41,6 +41,7 @@ def compared(vllm_py):
     return list(zip(plans, reference, strict=True))
 
 
+@pytest.mark.vllm
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{r['model'].split('/')[-1]}-{r['gpu']}" for r, _ in CASES])
 def test_moe_workspace_matches_vllm(compared, index):
     plan, vllm_bytes = compared[index]
@@ -63,6 +64,7 @@ def monolithic(vllm_py):
                         for _, oracle, backend in MONOLITHIC])
 
 
+@pytest.mark.vllm
 @pytest.mark.parametrize("index", range(len(MONOLITHIC)), ids=[f"{o}-{r['gpu']}" for r, o, _ in MONOLITHIC])
 def test_monolithic_kernels_keep_no_workspace(monolithic, index):
     plan = make_plan(PlanRequest(**MONOLITHIC[index][0]))
@@ -100,6 +102,7 @@ def padded(vllm_py):
                                        [dict(_kernel_case(plan, "trtllm_padding")) for plan in plans]), strict=True))
 
 
+@pytest.mark.vllm
 @pytest.mark.parametrize("index", range(len(PADDED)), ids=[f"{r['model'].split('/')[-1]}-tp{r['tensor_parallel_size']}"
                                                           for r in PADDED])
 def test_trtllm_pads_unquantized_experts_as_vllm_does(padded, index):
