@@ -40,9 +40,14 @@ PLAN_FIELD = {"weights_gib": "weights_gib", "activation_peak_gib": "activation_g
 ABSOLUTE = ("cuda_graph_gib",)  # near zero (or negative) in the logs: errors in GiB
 REMARK = re.compile(r"\s*\([^)]*\)")
 GIB_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*GiB")  # "(not named; ... shows a 94.97 GiB GPU)"
-EXPERT_PARALLEL = re.compile(r"enable-expert-parallel|expert.parallel", re.IGNORECASE)
+EXPERT_PARALLEL = re.compile(r"enable-expert-parallel|expert.parallel|\+EP\b", re.IGNORECASE)  # "DP8+EP"
 DECODE_CONTEXT_PARALLEL = re.compile(r"decode-context-parallel", re.IGNORECASE)
 COUNT = re.compile(r"\s+x\s*\d+\b", re.IGNORECASE)
+VERSION = re.compile(r"^\s*0\.(\d+)\.")
+# A start-up that leaves --gpu-memory-utilization out ran at its release's default: 0.9 through the 0.13 releases
+# (the corpus' 0.10.2 logs: "Desired GPU memory utilization is (0.9, ...)" with none passed), 0.92 in the release
+# the plan assumes (vllm/config/cache.py). The plan is asked for what the start-up ran with.
+OLD_DEFAULT_UTILIZATION, OLD_DEFAULT_BEFORE_MINOR = 0.9, 14
 
 
 def bare(cell: str) -> str:
@@ -106,6 +111,9 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
         flags["quantization"] = quantization
     if (row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes"):
         flags["enforce_eager"] = True
+    version = VERSION.match(row.get("vllm_version") or "")
+    if "gpu_memory_utilization" not in flags and version and int(version.group(1)) < OLD_DEFAULT_BEFORE_MINOR:
+        flags["gpu_memory_utilization"] = OLD_DEFAULT_UTILIZATION
     tp = flags.get("tensor_parallel_size", 1) * flags.get("pipeline_parallel_size", 1)
     flags["num_gpus"] = tp
     return PlanRequest(**flags), None
