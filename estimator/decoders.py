@@ -243,7 +243,10 @@ def deepseek(c: Config, inv: Inventory, family: str):
     indexer_bytes = sparse["head_dim"] + sparse["head_dim"] // INDEXER_QUANT_BLOCK * 4 if sparse else 0
     attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes,
                            indexer_width=sparse["heads"] * sparse["head_dim"] if sparse else 0)] * n
-    routing = "renormalize" if c.get("norm_topk_prob", False) else "plain"  # DeepseekV2Config: False
+    # deepseek_v2.py: renormalize=config.norm_topk_prob, whose default is the config class's: DeepseekV2Config's
+    # false, DeepseekV3Config's (and the V3-derived classes') true
+    renormalize = c.get("norm_topk_prob", c.get("model_type") != "deepseek_v2")
+    routing = "renormalize" if renormalize else "plain"
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
                       moe_routing=routing,
                       head_dim=nope + rope, index_topk=sparse["topk"] if sparse else 0)

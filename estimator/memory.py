@@ -297,8 +297,9 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     Blackwell, CUTLASS or DeepGEMM for FP8: kernels that keep both GEMMs' outputs in vLLM's workspace)."""
     if gpu is None or gpu.vendor == "cpu":
         return "cpu"
-    cc = (gpu.compute_capability or 0.0) if gpu.vendor == "nvidia" else 0.0
-    blackwell_dc, hopper, blackwell_consumer = 10.0 <= cc < 11.0, 9.0 <= cc < 10.0, 12.0 <= cc < 13.0
+    # the capability's major version, as vLLM's is_device_capability_family checks it (AMD's gfx names have none)
+    major = int(gpu.compute_capability or 0)
+    blackwell_dc, hopper, blackwell_consumer = major == 10, major == 9, major == 12
     if cfg.quantization == "mxfp4":
         return "trtllm" if blackwell_dc else "oai_triton" if hopper else "modular"
     if cfg.quantization is None and blackwell_dc:

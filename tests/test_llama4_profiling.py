@@ -34,9 +34,9 @@ def test_scout_is_profiled_with_seventeen_tiles_of_its_largest_image():
     assert plan.memory.per_gpu.activation_gib * GIB >= held + tower
 
 
-def _scout_with(tmp_path, name: str, processor: dict | None, image_size: int = 336):
+def _scout_with(tmp_path, name: str, processor: dict | None, image_size: int = 336, num_channels: int = 3):
     config = copy.deepcopy(catalog_config(SCOUT))
-    config["vision_config"]["image_size"] = image_size
+    config["vision_config"].update(image_size=image_size, num_channels=num_channels)
     directory = write_config(tmp_path / name, config)
     if processor is not None:
         (directory / "preprocessor_config.json").write_text(__import__("json").dumps(processor))
@@ -48,13 +48,20 @@ def test_the_processor_config_sets_the_tiles(tmp_path):
     assert (one.arch.vision.image.tokens, one.arch.vision.image.patches) == (144, 577)  # one tile, no thumbnail
     six = _scout_with(tmp_path, "six", {"max_patches": 6}, image_size=448)
     assert (six.arch.vision.image.tokens, six.arch.vision.image.patches) == (7 * 256, 7 * 1025)
-    with pytest.raises(PlannerError, match="max_patches=0; expected a positive integer"):
-        _scout_with(tmp_path, "zero", {"max_patches": 0})
+    # two tiles: both and the thumbnail; a 350-pixel tile of 14-pixel patches: 25 x 25 = 625 patches, 156
+    # placeholders after the 2 x 2 shuffle (vLLM floors them); one-channel pixels
+    two = _scout_with(tmp_path, "two", {"max_patches": 2}, image_size=350, num_channels=1)
+    assert (two.arch.vision.image.tokens, two.arch.vision.image.patches) == (3 * 156, 3 * 626)
+    assert two.arch.vision.image.pixels == 3 * 1 * 350 * 350
+    for bad in (0, "16", True, 2.5):
+        with pytest.raises(PlannerError, match=f"max_patches={bad!r}; expected a positive integer"):
+            _scout_with(tmp_path, f"bad-{bad}", {"max_patches": bad})
 
 
 @pytest.mark.vllm
 def test_tiles_match_vllm(vllm_py, tmp_path):
-    cases = [(None, 336), ({"max_patches": 1}, 336), ({"max_patches": 6}, 448), ({"max_patches": 9}, 336)]
+    cases = [(None, 336), ({"max_patches": 1}, 336), ({"max_patches": 2}, 350), ({"max_patches": 6}, 448),
+             ({"max_patches": 9}, 336)]
     plans = [_scout_with(tmp_path, f"case{i}", processor, size) for i, (processor, size) in enumerate(cases)]
     reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_llama4_items.py",
                             [{"vision_config": {"image_size": size, "patch_size": 14, "pixel_shuffle_ratio": 0.5},

@@ -152,6 +152,9 @@ def test_trtllm_expert_padding_by_hand():
     expert = Tensor("model.layers.0.mlp.experts.down_proj", 1000, 1000, shard="row", kind="expert", layer=0,
                     copies=8)
     assert rank_bytes(expert, moe, cfg, None, b200) == 8 * 1000 * 1000 * 2 / 4 * 256 / 250
+    # ... and only the routed experts: the attention beside them is loaded as it is
+    attention = Tensor("model.layers.0.self_attn.o_proj", 1000, 1000, shard="row", kind="linear", layer=0)
+    assert rank_bytes(attention, moe, cfg, None, b200) == 1000 * 1000 * 2 / 4
     # already a multiple of 128 per rank (1024 / 4 = 256), elsewhere than TRTLLM-Gen, or quantized: as loaded
     assert unquantized_expert_padding(dataclasses.replace(moe, moe_intermediate_size=1024), cfg, b200) == 1.0
     assert unquantized_expert_padding(moe, cfg, lookup("H100")) == 1.0

