@@ -34,9 +34,11 @@ def test_scout_is_profiled_with_seventeen_tiles_of_its_largest_image():
     assert plan.memory.per_gpu.activation_gib * GIB >= held + tower
 
 
-def _scout_with(tmp_path, name: str, processor: dict | None, image_size: int = 336, num_channels: int = 3):
+def _scout_with(tmp_path, name: str, processor: dict | None, image_size: int = 336, num_channels: int | None = 3):
     config = copy.deepcopy(catalog_config(SCOUT))
     config["vision_config"].update(image_size=image_size, num_channels=num_channels)
+    if num_channels is None:
+        del config["vision_config"]["num_channels"]
     directory = write_config(tmp_path / name, config)
     if processor is not None:
         (directory / "preprocessor_config.json").write_text(__import__("json").dumps(processor))
@@ -53,6 +55,11 @@ def test_the_processor_config_sets_the_tiles(tmp_path):
     two = _scout_with(tmp_path, "two", {"max_patches": 2}, image_size=350, num_channels=1)
     assert (two.arch.vision.image.tokens, two.arch.vision.image.patches) == (3 * 156, 3 * 626)
     assert two.arch.vision.image.pixels == 3 * 1 * 350 * 350
+    # Llama4VisionConfig's default of 3 channels where config.json names none
+    default = _scout_with(tmp_path, "channels", None, num_channels=None)
+    assert default.arch.vision.image.pixels == 17 * 3 * 336 * 336
+    with pytest.raises(PlannerError, match="image_size of 340, not a multiple of its patch_size 14"):
+        _scout_with(tmp_path, "ragged", None, image_size=340)
     for bad in (0, "16", True, 2.5):
         with pytest.raises(PlannerError, match=f"max_patches={bad!r}; expected a positive integer"):
             _scout_with(tmp_path, f"bad-{bad}", {"max_patches": bad})

@@ -55,6 +55,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_activation_bytes__mutmut_10": ("else (0, 1)", "a one-byte tower never exceeds the language "
                                                                       "model's own forward"),
     "estimator.memory.x_shard_fraction__mutmut_17": ("max(1, arch.num_kv_heads / tp)", _DIVIDES),
+    "estimator.memory.x_moe_kernel__mutmut_11": (
+        "gpu.compute_capability or 1)", "a device without a capability (AMD's gfx names, a custom one) is major 0 or "
+                                        "1 alike: no branch tests either"),
     "estimator.memory.x_graph_padded__mutmut_8": ("where(tokens < 256,", "256 tokens pad to 256 by either rule"),
     "estimator.memory.x_graph_padded__mutmut_60": ("(largest >= 0)", _PADDING),
     "estimator.memory.x_graph_padded__mutmut_61": ("(largest > 1)", _PADDING),
