@@ -289,8 +289,8 @@ def sampler_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, gpu: GpuS
 def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     """The fused-MoE kernel vLLM 0.32 runs the routed experts with on this device (fused_moe/oracle/*.py, the
     first backend whose kernel supports the device, scheme, activation and routing):
-    "cpu" (vLLM's CPU kernels); "trtllm" (FlashInfer's TRTLLM-Gen, monolithic: unquantized experts on
-    data-center Blackwell where it takes the routing, and MXFP4 experts there); "oai_triton" (the OAI Triton
+    "cpu" (vLLM's CPU kernels); "trtllm" (FlashInfer's TRTLLM-Gen, monolithic: unquantized and 128-block FP8
+    experts on data-center Blackwell where it takes the routing, and MXFP4 experts there); "oai_triton" (the OAI Triton
     MXFP4 kernel on Hopper, monolithic); "flashinfer_cutlass" (unquantized experts on consumer Blackwell, and on
     data-center Blackwell when TRTLLM-Gen does not take the routing: plain softmax top-k or a model's own
     function); "modular" (Triton on Hopper and before and on ROCm, Marlin for AWQ/GPTQ and for MXFP4 on consumer
@@ -302,6 +302,9 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     blackwell_dc, hopper, blackwell_consumer = major == 10, major == 9, major == 12
     if cfg.quantization == "mxfp4":
         return "trtllm" if blackwell_dc else "oai_triton" if hopper else "modular"
+    block_fp8 = arch.quant is not None and arch.quant.method == "fp8" and arch.quant.block == FP8_MOE_BLOCK
+    if blackwell_dc and block_fp8 and arch.moe_routing == "renormalize":
+        return "trtllm"
     if cfg.quantization is None and blackwell_dc:
         return "trtllm" if arch.moe_routing == "renormalize" else "flashinfer_cutlass"
     if cfg.quantization is None and blackwell_consumer:
@@ -309,6 +312,8 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     return "modular"
 
 
+# The FP8 weight blocks TRTLLM-Gen's FP8 MoE kernel takes (trtllm_fp8_moe.py: kFp8Static128BlockSym)
+FP8_MOE_BLOCK = (128, 128)
 # MoE kernels that keep their scratch inside the op, none in vLLM's workspace: the monolithic ones and the CPU's
 SCRATCH_INSIDE = ("cpu", "trtllm", "oai_triton")
 # TRTLLM-Gen's unquantized experts need the per-rank intermediate size a multiple of this; vLLM pads the weights

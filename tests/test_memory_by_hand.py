@@ -30,6 +30,7 @@ from estimator.memory import (
     unquantized_expert_padding,
 )
 from estimator.plan import PlanRequest, make_plan
+from estimator.quantization import QuantScheme
 
 CO = dataclasses.replace(PRIOR, act_hidden_buffers=4.0, act_mlp_buffers=3.0, act_moe_buffers=2.0,
                          sampler_fp32_copies=3.0, cuda_graph_mib_per_size=2.0, cuda_graph_mib_per_size_layer=0.5,
@@ -172,6 +173,19 @@ def test_trtllm_expert_padding_by_hand():
     assert [moe_kernel(moe, mxfp4, lookup(g)) for g in ("H100", "B200", "RTX-5090", "MI300X")] == \
         ["oai_triton", "trtllm", "modular", "modular"]
     assert moe_kernel(moe, cfg, cpu_device(64.0)) == "cpu"
+    # a 128-block FP8 checkpoint: TRTLLM-Gen on a B200 where it takes the routing (no padding of its experts'
+    # intermediate size, which the FP8 kernel needs only to 16); Triton on an H100; other blocks or per-tensor
+    # scales keep the modular kernels
+    block_fp8 = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, block=(128, 128), fp8_compute=True))
+    fp8 = dataclasses.replace(cfg, quantization="fp8")
+    assert moe_kernel(block_fp8, fp8, b200) == "trtllm" and moe_kernel(block_fp8, fp8, lookup("H100")) == "modular"
+    assert unquantized_expert_padding(block_fp8, fp8, b200) == 1.0
+    assert moe_kernel(dataclasses.replace(block_fp8, moe_routing="plain"), fp8, b200) == "modular"
+    other_block = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, block=(64, 64), fp8_compute=True))
+    assert moe_kernel(other_block, fp8, b200) == "modular"
+    assert moe_kernel(dataclasses.replace(moe, quant=QuantScheme("fp8", 8, fp8_compute=True)), fp8, b200) == "modular"
+    awq = dataclasses.replace(moe, quant=QuantScheme("awq", 4, 128, zero_points=True))
+    assert moe_kernel(awq, dataclasses.replace(cfg, quantization="awq"), b200) == "modular"
 
 
 def test_fixed_overheads_by_hand():

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from estimator import architecture
-from estimator.memory import moe_kernel, moe_workspace_bytes, mxfp4_expert_alignment, rank_bytes
+from estimator.memory import (
+    moe_kernel,
+    moe_workspace_bytes,
+    mxfp4_expert_alignment,
+    rank_bytes,
+    unquantized_expert_padding,
+)
 from estimator.model_source import catalog_config
 from estimator.plan import PlanRequest, make_plan
 from tests.conftest import run_in_vllm
@@ -57,6 +63,9 @@ MONOLITHIC = [  # (plan request, vLLM's MoE oracle and the backend it picks ther
     (dict(model="Qwen/Qwen3-30B-A3B", gpu="B200"), "unquantized", "FLASHINFER_TRTLLM"),
     (dict(model="openai/gpt-oss-120b", gpu="H100"), "mxfp4", "TRITON"),
     (dict(model="openai/gpt-oss-120b", gpu="B200"), "mxfp4", "FLASHINFER_TRTLLM_MXFP4_BF16"),
+    # 128-block FP8 checkpoints on data-center Blackwell (fused_moe/oracle/fp8.py: TRTLLM-Gen first)
+    (dict(model="deepseek-ai/DeepSeek-V3", gpu="B200", num_gpus=8, tensor_parallel_size=8), "fp8", "FLASHINFER_TRTLLM"),
+    (dict(model="Qwen/Qwen3-30B-A3B-FP8", gpu="B200"), "fp8", "FLASHINFER_TRTLLM"),
 ]
 
 
@@ -74,6 +83,7 @@ def test_monolithic_kernels_keep_no_workspace(monolithic, index):
     assert monolithic[index] == 0  # vLLM prefers a monolithic kernel for this backend
     assert moe_kernel(plan.arch, plan.config, plan.gpu) == ("oai_triton" if plan.gpu.name.startswith("H100")
                                                             else "trtllm")
+    assert unquantized_expert_padding(plan.arch, plan.config, plan.gpu) == 1.0
     assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == 0
 
 

@@ -69,6 +69,9 @@ def monolithic_bytes(case: dict) -> int:
     if case["oracle"] == "mxfp4":
         from vllm.model_executor.layers.fused_moe.oracle.mxfp4 import Mxfp4MoeBackend as Backend
         from vllm.model_executor.layers.fused_moe.oracle.mxfp4 import backend_to_kernel_cls
+    elif case["oracle"] == "fp8":
+        from vllm.model_executor.layers.fused_moe.oracle.fp8 import Fp8MoeBackend as Backend
+        from vllm.model_executor.layers.fused_moe.oracle.fp8 import backend_to_kernel_cls
     else:
         from vllm.model_executor.layers.fused_moe.oracle.unquantized import UnquantizedMoeBackend as Backend
         from vllm.model_executor.layers.fused_moe.oracle.unquantized import backend_to_kernel_cls
