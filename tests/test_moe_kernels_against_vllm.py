@@ -153,6 +153,16 @@ def test_routing_without_norm_topk_prob_takes_the_config_class_default(model_id,
     assert architecture.from_config(config, model_id).moe_routing == absent
 
 
+def test_the_plan_says_when_vllm_pads_the_experts():
+    padded = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B", gpu="B200", num_gpus=4, tensor_parallel_size=4))
+    assert ("vLLM pads each GPU's expert intermediate size from 192 to 256 for FlashInfer's TRTLLM-Gen MoE kernel "
+            "on B200: the routed experts take 33% more memory than the checkpoint's") in padded.warnings
+    for request in (dict(gpu="H100", num_gpus=4, tensor_parallel_size=4), dict(gpu="B200", num_gpus=2,
+                                                                               tensor_parallel_size=2)):
+        plan = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B", **request))
+        assert not any("pads each GPU's expert" in w for w in plan.warnings)
+
+
 def test_trtllm_refuses_plain_and_custom_routing():
     # Qwen1.5-MoE's softmax top-k is not renormalized and Phi-3.5-MoE routes with its own function: vLLM passes
     # them to FlashInfer's CUTLASS kernel, which pads nothing (1408 / 4 = 352 and 6400 / 4 = 1600 stay)
