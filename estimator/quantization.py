@@ -89,6 +89,21 @@ def _ignore_list(qc: dict, *keys: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+# compressed-tensors' 4-bit float layouts vLLM runs (compressed_tensors.py _is_nvfp4_format, _is_mxfp4): NVFP4, one
+# float8 scale per 16 values (strategy tensor_group, beside a per-tensor global scale of a few bytes), and MXFP4,
+# one e8m0 scale per 32 (strategy group); both symmetric
+FP4_LAYOUTS = {("tensor_group", 16): "NVFP4", ("group", 32): "MXFP4"}
+
+
+def _fp4_group(w: dict) -> int:
+    layout = (w.get("strategy"), w.get("group_size"))
+    if layout not in FP4_LAYOUTS or not w.get("symmetric", True):
+        raise _fail(f"compressed-tensors 4-bit float weights with strategy {layout[0]!r} and group_size "
+                    f"{layout[1]!r} are not a layout vLLM runs (NVFP4: tensor_group of 16; MXFP4: group of 32, "
+                    "both symmetric); the planner will not guess their memory")
+    return layout[1]
+
+
 def _compressed_tensors(qc: dict) -> QuantScheme:
     groups = qc.get("config_groups") or {}
     if not groups:
@@ -106,13 +121,17 @@ def _compressed_tensors(qc: dict) -> QuantScheme:
     strategy = w.get("strategy", "tensor")
     if bits not in (4, 8) or wtype not in ("int", "float"):
         raise _fail(f"compressed-tensors weights of {bits}-bit {wtype} are not supported by the planner "
-                    "(supported: W8A8 int8/fp8, W4A16/W8A16 int)")
+                    "(supported: W8A8 int8/fp8, W4A16/W8A16 int, NVFP4 and MXFP4)")
     group = int(w["group_size"]) if strategy == "group" and w.get("group_size") else None
     fp8 = wtype == "float" and bits == 8
+    scale_bytes = 2
+    if wtype == "float" and bits == 4:
+        group = _fp4_group(w)
+        scale_bytes = 1  # NVFP4's float8 e4m3 and MXFP4's e8m0 block scales are one byte each
     return QuantScheme(
         method="compressed-tensors", weight_bits=bits, group_size=group,
         zero_points=not w.get("symmetric", True), channel_scales=strategy == "channel",
-        scale_bytes=2, ignore=_ignore_list(qc, "ignore"),
+        scale_bytes=scale_bytes, ignore=_ignore_list(qc, "ignore"),
         fp8_compute=fp8 and bool(act) and act.get("type") == "float",
         int8_compute=wtype == "int" and bits == 8 and bool(act) and act.get("type", "int") == "int",
         block=tuple(w["block_structure"]) if strategy == "block" and w.get("block_structure") else None,

@@ -230,6 +230,29 @@ def test_quantization_configs_are_read():
     assert arch("deepseek-ai/DeepSeek-V3").quant.block == (128, 128)
 
 
+def _fp4(strategy: str, group_size, symmetric=True) -> dict:
+    weights = {"num_bits": 4, "type": "float", "strategy": strategy, "group_size": group_size, "symmetric": symmetric}
+    return {"quant_method": "compressed-tensors", "ignore": ["lm_head"],
+            "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights, "input_activations": dict(weights)}}}
+
+
+def test_compressed_tensors_fp4_weights_carry_one_byte_block_scales():
+    from estimator.quantization import from_config
+
+    # NVFP4 (compressed_tensors_w4a4_nvfp4.py): uint8 [rows, cols / 2] packed values and float8 [rows, cols / 16]
+    # scales; the per-tensor global scales are a few bytes a layer
+    nvfp4 = from_config(_fp4("tensor_group", 16))
+    assert nvfp4.linear_bytes(4096, 14336, 1) == 4096 * 14336 / 2 + 4096 * 14336 / 16
+    # MXFP4 (compressed_tensors_w4a4_mxfp4.py): e8m0 uint8 scales, one per 32 values
+    mxfp4 = from_config(_fp4("group", 32))
+    assert mxfp4.linear_bytes(4096, 14336, 8) == 8 * (4096 * 14336 / 2 + 4096 * 14336 / 32)
+    assert nvfp4.skips("lm_head") and (nvfp4.group_size, nvfp4.scale_bytes) == (16, 1)
+    # a 4-bit float layout vLLM does not run is refused, not sized as another
+    for bad in (_fp4("tensor_group", 32), _fp4("group", 16), _fp4("tensor", None), _fp4("tensor_group", 16, False)):
+        with pytest.raises(PlannerError, match="4-bit float weights with strategy .* are not a layout vLLM runs"):
+            from_config(bad)
+
+
 def config(**changes):
     base = dict(catalog_configs()["meta-llama/Llama-3.1-8B-Instruct"])
     base.update(changes)
