@@ -81,8 +81,14 @@ class Experts:
     def routing(self, c: Config) -> str:
         """ModelArch.moe_routing for a checkpoint of this family."""
         if self.renormalize == "config":
-            return "renormalize" if c.get("norm_topk_prob", self.renormalize_default) else "plain"
+            return topk_routing(c, self.renormalize_default)
         return "custom" if self.renormalize == "custom" else "renormalize"
+
+
+def topk_routing(c: Config, default: bool) -> str:
+    """ModelArch.moe_routing of a model whose vLLM code passes renormalize=config.norm_topk_prob: ``default`` is
+    the transformers config class's value where config.json leaves the key out."""
+    return "renormalize" if c.get("norm_topk_prob", default) else "plain"
 
 
 @dataclass(frozen=True)
@@ -245,8 +251,7 @@ def deepseek(c: Config, inv: Inventory, family: str):
                            indexer_width=sparse["heads"] * sparse["head_dim"] if sparse else 0)] * n
     # deepseek_v2.py: renormalize=config.norm_topk_prob, whose default is the config class's: DeepseekV2Config's
     # false, DeepseekV3Config's (and the V3-derived classes') true
-    renormalize = c.get("norm_topk_prob", c.get("model_type") != "deepseek_v2")
-    routing = "renormalize" if renormalize else "plain"
+    routing = topk_routing(c, c.get("model_type") != "deepseek_v2")
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
                       moe_routing=routing,
                       head_dim=nope + rope, index_topk=sparse["topk"] if sparse else 0)

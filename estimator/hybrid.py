@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.decoders import BLOCK_SPARSE, Experts, is_moe_layer, moe_block
+from estimator.decoders import BLOCK_SPARSE, Experts, is_moe_layer, moe_block, topk_routing
 from estimator.errors import PlannerError
 from estimator.inventory import (
     DTYPE_BYTES,
@@ -191,8 +191,8 @@ def _nemotron_moe(c: Config, inv: Inventory, p: str, hidden: int, i: int) -> dic
         inv.linear(f"{p}.shared_experts.up_proj", hidden, inter, "col", i)
         inv.linear(f"{p}.shared_experts.down_proj", inter, hidden, "row", i)
     # nemotron_h.py: renormalize=config.norm_topk_prob (NemotronHConfig's default: true)
-    routing = "renormalize" if c.get("norm_topk_prob", True) else "plain"
-    return dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=width, moe_routing=routing)
+    return dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=width,
+                moe_routing=topk_routing(c, True))
 
 
 def qwen3_next(c: Config, inv: Inventory, family: str):

@@ -160,12 +160,17 @@ def _round_up(value: int, multiple: int) -> int:
     return cdiv(value, multiple) * multiple
 
 
+def mxfp4_expert_dims(arch: ModelArch, tp: int, gpu: GpuSpec | None) -> tuple[int, int]:
+    """(hidden, per-rank intermediate) of MXFP4 experts as vLLM pads them for its kernel (the hidden states
+    entering them are padded to match)."""
+    align_hidden, align_inter = mxfp4_expert_alignment(gpu)
+    return _round_up(arch.hidden_size, align_hidden), _round_up(cdiv(arch.moe_intermediate_size, tp), align_inter)
+
+
 def padded_expert_bytes(t: Tensor, arch: ModelArch, tp: int, quant: QuantScheme, gpu: GpuSpec | None) -> float:
     """One TP rank's bytes of an MXFP4 expert tensor (or its bias) after vLLM pads the hidden size and the
     per-rank intermediate size to its kernel's multiples."""
-    align_hidden, align_inter = mxfp4_expert_alignment(gpu)
-    hidden = _round_up(arch.hidden_size, align_hidden)
-    inter = _round_up(cdiv(arch.moe_intermediate_size, tp), align_inter)
+    hidden, inter = mxfp4_expert_dims(arch, tp, gpu)
     gate_up = ".experts.gate_up_proj" in t.name
     if t.kind == "bias":
         return (2 * inter if gate_up else hidden) * t.copies * 2  # biases stay in 16 bits
@@ -321,13 +326,20 @@ SCRATCH_INSIDE = ("cpu", "trtllm", "oai_triton")
 TRTLLM_BF16_INTERMEDIATE_ALIGNMENT = 128
 
 
-def unquantized_expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> float:
-    """How much larger vLLM makes unquantized expert weights for their kernel: TRTLLM-Gen's padded per-rank
-    intermediate size over the checkpoint's (1 elsewhere)."""
-    if cfg.quantization is not None or not arch.is_moe or moe_kernel(arch, cfg, gpu) != "trtllm":
-        return 1.0
+def unquantized_expert_intermediate(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> tuple[int, int]:
+    """(the checkpoint's per-rank expert intermediate size, what vLLM holds): TRTLLM-Gen's unquantized experts
+    are padded, every other kernel's held as loaded; (0, 0) for a dense or quantized model."""
+    if cfg.quantization is not None or not arch.is_moe:
+        return 0, 0
     inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
-    return _round_up(inter, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT) / inter
+    held = _round_up(inter, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT) if moe_kernel(arch, cfg, gpu) == "trtllm" else inter
+    return inter, held
+
+
+def unquantized_expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> float:
+    """How much larger vLLM makes unquantized expert weights for their kernel (1 where it does not)."""
+    inter, held = unquantized_expert_intermediate(arch, cfg, gpu)
+    return held / inter if inter else 1.0
 
 
 def _workspace_piece(elements, dtype_bytes: int):
@@ -342,16 +354,13 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
     likewise): one buffer of M x topk x max(I, H) shared by the first GEMM's output and the final output, one of
     M x topk x max(2I, H) for the activation, I the per-rank intermediate size (both padded as the MXFP4 weights
     are: the hidden states are padded to match); FlashInfer CUTLASS: one of M x H."""
-    if not arch.is_moe:
+    kind = moe_kernel(arch, cfg, gpu) if arch.is_moe else None
+    if kind is None or kind in SCRATCH_INSIDE:
         return 0
-    kind = moe_kernel(arch, cfg, gpu)
     tokens, topk, hidden = cfg.max_num_batched_tokens, arch.experts_per_token, arch.hidden_size
     inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
     if cfg.quantization == "mxfp4":
-        align_hidden, align_inter = mxfp4_expert_alignment(gpu)
-        hidden, inter = _round_up(hidden, align_hidden), _round_up(inter, align_inter)
-    if kind in SCRATCH_INSIDE:
-        return 0
+        hidden, inter = mxfp4_expert_dims(arch, cfg.tensor_parallel_size, gpu)
     if kind == "flashinfer_cutlass":
         return _workspace_piece(tokens * hidden, cfg.dtype_bytes)
     return (_workspace_piece(tokens * topk * max(inter, hidden), cfg.dtype_bytes)

@@ -12,7 +12,7 @@ from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
-from estimator.memory import MemoryPlan, plan_memory, unquantized_expert_padding
+from estimator.memory import MemoryPlan, plan_memory, unquantized_expert_intermediate
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -348,12 +348,11 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     performance = estimate(arch, gpu, config, quant, memory.num_gpu_blocks, workload, coefficients) \
         if memory.fits else None
     notes = list(config_warnings) + list(warnings) + coefficient_notes
-    padding = unquantized_expert_padding(arch, config, gpu)
-    if padding > 1:
-        inter = -(-arch.moe_intermediate_size // config.tensor_parallel_size)
-        notes.append(f"vLLM pads each GPU's expert intermediate size from {inter} to {round(inter * padding)} for "
-                     f"FlashInfer's TRTLLM-Gen MoE kernel on {gpu.name}: the routed experts take "
-                     f"{100 * (padding - 1):.0f}% more memory than the checkpoint's")
+    inter, held = unquantized_expert_intermediate(arch, config, gpu)
+    if held > inter:
+        notes.append(f"vLLM pads each GPU's expert intermediate size from {inter} to {held} for FlashInfer's "
+                     f"TRTLLM-Gen MoE kernel on {gpu.name}: the routed experts take {100 * (held / inter - 1):.0f}% "
+                     "more memory than the checkpoint's")
     if not speed_known(gpu):
         notes.append("no speed estimate: a device given only by --gpu-memory-gib has no bandwidth or FLOP/s; "
                      "add --gpu NAME for one")

@@ -94,13 +94,14 @@ def _llama4_profile(c: Config, v: Config, ratio: float) -> VisionProfile:
         raise PlannerError(f"preprocessor_config.json of {c.model_id} has max_patches={tiles!r}; expected a "
                            "positive integer (fix the preprocessor_config.json)")
     chunks = tiles + 1 if tiles > 1 else 1
-    if v.int("image_size") % v.int("patch_size"):  # vLLM asserts it (get_patch_per_chunk)
-        raise PlannerError(f"config.json of {c.model_id} has a vision image_size of {v.int('image_size')}, not a "
-                           f"multiple of its patch_size {v.int('patch_size')} (fix the config.json)")
-    side = v.int("image_size") // v.int("patch_size")
+    size, patch = v.int("image_size"), v.int("patch_size")
+    if size % patch:  # vLLM asserts it (get_patch_per_chunk)
+        raise PlannerError(f"config.json of {c.model_id} has a vision image_size of {size}, not a multiple of its "
+                           f"patch_size {patch} (fix the config.json)")
+    side = size // patch
     per_chunk = side * side // int(round(1 / (ratio * ratio)))
     image = VisionItem(tokens=chunks * per_chunk, patches=chunks * (side * side + 1),
-                       pixels=chunks * v.int("num_channels", 3) * v.int("image_size") ** 2)
+                       pixels=chunks * v.int("num_channels", 3) * size ** 2)
     return VisionProfile(image, hidden=v.int("hidden_size"), intermediate=v.int("intermediate_size"), hidden_rows=2,
                          mlp_rows=2)
 
