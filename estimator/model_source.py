@@ -54,6 +54,13 @@ def _catalog_preprocessor(model_id: str) -> dict | None:
     return _catalog_file().get("preprocessor_configs", {}).get(model_id)
 
 
+def _catalog_notes(model_id: str) -> tuple[str, ...]:
+    """What the plan says about a catalog entry whose config.json is not the published file (written from the
+    model card where no published config.json could be read), so nobody takes its sizes for the checkpoint's."""
+    why = _catalog_file().get("reconstructed", {}).get(model_id)
+    return (f"the catalog's config of {model_id} is reconstructed: {why}",) if why else ()
+
+
 # The processor configs read beside config.json: {role: file name}
 PROCESSOR_FILES = {"image": "preprocessor_config.json", "video": "video_preprocessor_config.json"}
 
@@ -275,7 +282,7 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
         raise PlannerError(f"no such directory: {model}; give an existing model directory or a hub id")
     hit = _catalog_lookup(model)
     if hit:
-        return ModelSource(hit[0], "catalog", hit[1],
+        return ModelSource(hit[0], "catalog", hit[1], notes=_catalog_notes(hit[0]),
                            sentence_transformers=hit[0] in _catalog_sentence_transformers(),
                            preprocessor=_catalog_preprocessor(hit[0]))
     return _from_hub(model, revision)

@@ -97,6 +97,28 @@ PUBLISHED_ROUNDED = {
 }
 
 
+# Catalog entries reconstructed from their model cards (no published config.json was reachable): the sizes the name
+# gives, without the multi-token-prediction layer vLLM loads only for speculative decoding. Each is the name's size
+# as a name rounds it: within half a billion or half a percent.
+RECONSTRUCTED_NAMES = {"Qwen/Qwen3.5-9B": 9e9, "Qwen/Qwen3.5-27B": 27e9, "Qwen/Qwen3.5-35B-A3B": 35e9,
+                       "Qwen/Qwen3.5-122B-A10B": 122e9, "Qwen/Qwen3.5-397B-A17B": 397e9}
+
+
+@pytest.mark.parametrize("model_id", RECONSTRUCTED_NAMES)
+def test_reconstructed_entries_have_the_size_their_names_give(model_id):
+    total = arch(model_id).num_params
+    named = RECONSTRUCTED_NAMES[model_id]
+    assert abs(total - named) <= 0.5e9 or abs(total / named - 1) <= 0.005, total
+
+
+def test_a_reconstructed_catalog_entry_says_so_in_the_plan():
+    from estimator.model_source import resolve
+
+    note, = resolve("Qwen/Qwen3.5-27B").notes
+    assert note.startswith("the catalog's config of Qwen/Qwen3.5-27B is reconstructed: no published config.json")
+    assert resolve("Qwen/Qwen3-8B").notes == ()
+
+
 @pytest.mark.parametrize("model_id", PUBLISHED_ROUNDED)
 def test_added_families_match_their_model_cards(model_id):
     total, active, share, _ = PUBLISHED_ROUNDED[model_id]
@@ -396,6 +418,10 @@ def test_a_dsa_checkpoint_that_skips_the_indexer_on_some_layers_fails_closed(key
 # Catalog entries whose config.json is another entry's with a few keys changed (the hub's files differ only there):
 # each names its base and the keys that differ, so a copying mistake fails here.
 DERIVED = {
+    "Qwen/Qwen3.5-27B-FP8": ("Qwen/Qwen3.5-27B", {"quantization_config"}),
+    "Qwen/Qwen3.5-35B-A3B-FP8": ("Qwen/Qwen3.5-35B-A3B", {"quantization_config"}),
+    "Qwen/Qwen3.5-122B-A10B-FP8": ("Qwen/Qwen3.5-122B-A10B", {"quantization_config"}),
+    "Qwen/Qwen3.5-397B-A17B-FP8": ("Qwen/Qwen3.5-397B-A17B", {"quantization_config"}),
     "Qwen/Qwen2.5-Coder-7B-Instruct": ("Qwen/Qwen2.5-7B-Instruct", set()),
     "mistralai/Devstral-Small-2505": ("mistralai/Mistral-Small-24B-Instruct-2501",
                                       {"max_position_embeddings", "rope_theta"}),
