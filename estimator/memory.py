@@ -119,6 +119,8 @@ def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
 
 def quantized(name: str, kind: str, quant: QuantScheme | None) -> bool:
     """Whether the checkpoint's (or --quantization's) scheme applies to a tensor of this name and kind."""
+    if quant is not None and quant.quantizes_lm_head and name == "lm_head":
+        return True
     return bool(quant and kind in ("linear", "expert") and not quant.skips(name)
                 and (not quant.experts_only or kind == "expert"))
 

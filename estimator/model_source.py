@@ -63,6 +63,8 @@ def _catalog_notes(model_id: str) -> tuple[str, ...]:
 
 # The processor configs read beside config.json: {role: file name}
 PROCESSOR_FILES = {"image": "preprocessor_config.json", "video": "video_preprocessor_config.json"}
+# Where ModelOpt 0.29 and before wrote a checkpoint's quantization config, instead of config.json
+MODELOPT_QUANT_FILE = "hf_quant_config.json"
 
 
 def _read_processor_files(paths: dict[str, Path], model_id: str) -> dict | None:
@@ -150,6 +152,10 @@ def _from_directory(directory: Path, model_id: str, kind: str, notes: tuple[str,
     if not config_path.is_file():
         raise PlannerError(f"{directory} has no config.json; point --model at a model directory or a hub id")
     config = read_config(config_path, f"{config_path}")
+    legacy_quant = directory / MODELOPT_QUANT_FILE
+    if config.get("quantization_config") is None and legacy_quant.is_file():
+        # as vLLM does (transformers_utils/config.py): ModelOpt 0.29 and before kept it beside config.json
+        config["quantization_config"] = read_config(legacy_quant, f"{legacy_quant}")
     counts = safetensors_param_counts(sorted(directory.glob("*.safetensors")))
     preprocessor = _read_processor_files({role: directory / name for role, name in PROCESSOR_FILES.items()},
                                          model_id)
@@ -235,7 +241,8 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
             online = True
     except Exception as err:
         raise _hub_error(repo_id, revision, err, wait) from None
-    for name in PROCESSOR_FILES.values():  # into the snapshot beside config.json, where _from_directory reads them
+    for name in (*PROCESSOR_FILES.values(), MODELOPT_QUANT_FILE):  # into the snapshot beside config.json, where
+        # _from_directory reads them
         try:
             hf_hub_download(repo_id, name, revision=revision, local_files_only=not online, etag_timeout=wait)
         except Exception:

@@ -223,7 +223,7 @@ def serve_argv(model_id: str, c: ServeConfig, data_parallel_size: int = 1) -> li
         add("dtype", c.dtype)
     if "quantization" in c.explicit and c.quantization:
         add("quantization", c.quantization)
-    if c.kv_cache_dtype != "auto":
+    if "kv_cache_dtype" in c.explicit and c.kv_cache_dtype != "auto":  # auto may stand for the checkpoint's own
         add("kv-cache-dtype", c.kv_cache_dtype)
     for field in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
         if field in c.explicit:

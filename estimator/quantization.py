@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from estimator.errors import PlannerError
 
 # Methods we can size; anything else in a checkpoint is an error, never a guess.
-SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4")
+SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4", "modelopt")
 # vLLM names for --quantization that make sense on an unquantized bf16/fp16 checkpoint (online quantization).
 ONLINE_METHODS = ("fp8",)
 
@@ -35,6 +35,10 @@ class QuantScheme:
     online: bool = False  # quantized by vLLM at load time, not by the checkpoint
     fp8_compute: bool = False  # W8A8 FP8: uses FP8 tensor cores where the GPU has them
     int8_compute: bool = False  # W8A8 INT8: int8 tensor cores
+    # ModelOpt's exclusion rule: a pattern anywhere in the module's name, or a wildcard matching it
+    substring_ignore: bool = False
+    quantizes_lm_head: bool = False  # ModelOpt quantizes the LM head too unless its exclusions name it
+    kv_cache_dtype: str | None = None  # what --kv-cache-dtype auto means for this checkpoint (vLLM's spelling)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "weight_bits": self.weight_bits, "group_size": self.group_size,
@@ -42,6 +46,9 @@ class QuantScheme:
 
     def skips(self, module: str) -> bool:
         """True when the checkpoint keeps ``module`` unquantized (vLLM's ignore / modules_to_not_convert)."""
+        if self.substring_ignore:
+            # modelopt.py ModelOptQuantConfigBase.is_layer_excluded: exact, substring, then wildcard matching
+            return any(pattern in module or fnmatch.fnmatchcase(module, pattern) for pattern in self.ignore)
         for pattern in self.ignore:
             if pattern.startswith("re:"):
                 if re.match(pattern[3:], module):
@@ -138,12 +145,100 @@ def _compressed_tensors(qc: dict) -> QuantScheme:
     )
 
 
+# NVIDIA Model Optimizer (ModelOpt) checkpoints by quant_algo (vLLM 0.32 modelopt.py LINEAR_ALGOS and resolve()):
+# the --quantization name vLLM gives each (the configs' override_quantization_method) and how a linear weight is
+# stored. FP8 carries one fp32 scale per tensor, per output channel, or per 128x128 block; NVFP4 (W4A4, and W4A16
+# for weight-only checkpoints) packs two values a byte with one float8 scale per group of 16 (plus fp32 per-tensor
+# scales, a few bytes); MXFP8 keeps one e8m0 scale per 32 values.
+MODELOPT_ALGOS = {
+    "FP8": ("modelopt", {"weight_bits": 8, "fp8_compute": True}),
+    "FP8_PER_CHANNEL_PER_TOKEN": ("modelopt", {"weight_bits": 8, "channel_scales": True, "fp8_compute": True}),
+    "FP8_PB_WO": ("modelopt", {"weight_bits": 8, "block": (128, 128), "fp8_compute": True}),
+    "NVFP4": ("modelopt_fp4", {"weight_bits": 4, "scale_bytes": 1}),
+    "W4A16_NVFP4": ("modelopt_fp4", {"weight_bits": 4, "scale_bytes": 1}),
+    "MXFP8": ("modelopt_mxfp8", {"weight_bits": 8, "group_size": 32, "scale_bytes": 1, "fp8_compute": True}),
+}
+NVFP4_DEFAULT_GROUP = 16  # ModelOptNvFp4Config._from_config's default group_size
+# The legacy hf_quant_config.json (ModelOpt 0.29 and before, no quant_method) may name only these
+# (transformers_utils/model_arch_config_convertor.py _normalize_quantization_config).
+MODELOPT_LEGACY_ALGOS = ("FP8", "FP8_PER_CHANNEL_PER_TOKEN", "FP8_PB_WO", "NVFP4")
+# The KV cache a ModelOpt checkpoint asks for, in vLLM's --kv-cache-dtype spelling (utils/torch_utils.py
+# MODELOPT_TO_VLLM_KV_CACHE_DTYPE_MAP); anything else vLLM ignores, keeping auto.
+MODELOPT_KV_CACHE_DTYPES = {"fp8": "fp8_e4m3", "nvfp4": "nvfp4"}
+
+
+def _modelopt_kv_cache_dtype(qc: dict, inner: dict) -> str | None:
+    """get_kv_cache_quant_algo_string: kv_cache_scheme (a compressed-tensors style dict) before
+    kv_cache_quant_algo (a string), in the nested "quantization" object first."""
+    algo = inner.get("kv_cache_scheme") or qc.get("kv_cache_scheme") or inner.get("kv_cache_quant_algo") \
+        or qc.get("kv_cache_quant_algo")
+    if isinstance(algo, dict):
+        if algo.get("dynamic") is False and algo.get("num_bits") == 8 and algo.get("type") == "float":
+            return MODELOPT_KV_CACHE_DTYPES["fp8"]
+        if algo.get("num_bits") == 4 and algo.get("type") == "float":
+            return MODELOPT_KV_CACHE_DTYPES["nvfp4"]
+        return None
+    return MODELOPT_KV_CACHE_DTYPES.get(algo.lower()) if isinstance(algo, str) else None
+
+
+def _modelopt(qc: dict, legacy: bool) -> QuantScheme:
+    """A ModelOpt checkpoint: config.json's quantization_config (quant_method modelopt; flat, or its settings under
+    "quantization") or the older hf_quant_config.json (producer modelopt), as ModelOptQuantConfigBase.from_config
+    reads them."""
+    inner = qc.get("quantization")
+    if inner is not None and not isinstance(inner, dict):
+        raise _fail("the ModelOpt quantization config's \"quantization\" entry is not an object; fix the "
+                    "checkpoint's quantization config")
+    algo = str((inner or qc).get("quant_algo") or "").upper()
+    excluded = (inner or {}).get("exclude_modules", []) if inner is not None else qc.get("ignore", [])
+    group = (inner or qc).get("group_size")
+    if not algo:
+        raise _fail("ModelOpt quantization_config has no quant_algo; the planner cannot size its weights")
+    if algo == "MIXED_PRECISION":
+        raise _fail("ModelOpt MIXED_PRECISION checkpoints choose a format per layer (quantized_layers), which the "
+                    "planner does not size; it will not guess their memory")
+    known = MODELOPT_LEGACY_ALGOS if legacy else tuple(MODELOPT_ALGOS)
+    if algo not in known:
+        raise _fail(f"ModelOpt quant_algo {algo!r} is not one vLLM loads from this config (supported: "
+                    f"{', '.join(known)}); the planner will not guess its memory")
+    if not isinstance(excluded, list):
+        raise _fail("the ModelOpt exclusion list (exclude_modules / ignore) is not a list; fix the checkpoint's "
+                    "quantization config")
+    required = {"NVFP4": ("group_size", "kv_cache_quant_algo", "exclude_modules"),
+                "MXFP8": ("kv_cache_quant_algo", "exclude_modules")}.get(algo, ())
+    missing = [key for key in required if inner is not None and key not in inner]
+    if missing:  # vLLM refuses such a checkpoint (ModelOptNvFp4Config / ModelOptMxFp8Config._from_config)
+        raise _fail(f"ModelOpt {algo} quantization config lacks {', '.join(missing)}, which vLLM requires; fix the "
+                    "checkpoint's hf_quant_config.json")
+    method, layout = MODELOPT_ALGOS[algo]
+    if method == "modelopt_fp4":
+        layout = dict(layout, group_size=int(group) if group else NVFP4_DEFAULT_GROUP)
+    ignore = tuple(str(x) for x in excluded)
+    scheme = QuantScheme(method, ignore=ignore, substring_ignore=True,
+                         kv_cache_dtype=_modelopt_kv_cache_dtype(qc, inner or {}), **layout)
+    return QuantScheme(**{**scheme.__dict__, "quantizes_lm_head": not scheme.skips("lm_head")})
+
+
+def _is_modelopt(qc: dict) -> tuple[bool, bool]:
+    """(a ModelOpt config, the legacy hf_quant_config.json form)."""
+    method = qc.get("quant_method")
+    if isinstance(method, str) and method.lower().startswith("modelopt"):
+        return True, False
+    producer = qc.get("producer")
+    legacy = isinstance(producer, dict) and producer.get("name") == "modelopt" or \
+        isinstance(qc.get("quantization"), dict) and "modelopt_quant_config" in qc["quantization"]
+    return bool(legacy), bool(legacy)
+
+
 def from_config(qc: dict | None) -> QuantScheme | None:
     """The checkpoint's own quantization, or None for an unquantized checkpoint."""
     if not qc:
         return None
     if not isinstance(qc, dict):
         raise _fail("quantization_config in config.json is not an object; fix the config.json")
+    modelopt, legacy = _is_modelopt(qc)
+    if modelopt:
+        return _modelopt(qc, legacy)
     method = str(qc.get("quant_method", "")).lower().replace("_", "-")
     if method == "awq":
         bits = int(qc.get("bits", qc.get("w_bit", 4)))

@@ -103,7 +103,9 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
         except PlannerError:
             continue  # a layout vLLM would refuse (TP not dividing the heads, ...)
         replicas = num_gpus // (tp * pp)
-        kv_bytes = np.array([KV_CACHE_DTYPE_BYTES[k] or base.dtype_bytes for k in kv])
+        # auto is the checkpoint's own KV format where it names one (base resolved it)
+        kv_bytes = np.array([KV_CACHE_DTYPE_BYTES[base.kv_cache_dtype if k == "auto" else k] or base.dtype_bytes
+                             for k in kv])
         # A hybrid model's block holds one linear-attention state: its size follows the KV dtype.
         block_size = hybrid_block_size(arch, gpu, tp, kv_bytes, base.dtype_bytes, base.block_size) \
             if arch.state_layers else base.block_size

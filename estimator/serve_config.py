@@ -326,6 +326,16 @@ def _kv_cache_dtype(flag: str | None, gpu: GpuSpec) -> str:
     return kv_dtype
 
 
+def _checkpoint_kv_cache_dtype(kv_dtype: str, defaults: list) -> str:
+    """--kv-cache-dtype auto on a checkpoint that names its KV cache's format: vLLM takes the checkpoint's
+    (engine/arg_utils.py create_engine_config, resolve_kv_cache_dtype_string)."""
+    if kv_dtype not in KV_CACHE_DTYPE_BYTES:
+        raise PlannerError(f"the checkpoint stores its KV cache as {kv_dtype}, which the planner does not size; give "
+                           "--kv-cache-dtype fp8 or bfloat16 to plan that instead")
+    defaults.append(f"kv-cache-dtype={kv_dtype} (the checkpoint's KV cache quantization; what auto means here)")
+    return kv_dtype
+
+
 def _batch_budget(gpu: GpuSpec, num_gpus_used: int, max_len: int, max_num_seqs: int | None,
                   max_num_batched_tokens: int | None, defaults: list) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens) with vLLM's serve defaults filled in as EngineArgs does."""
@@ -377,6 +387,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
                                 dtype=dtype, quantization=quantization_method, kv_cache_dtype=kv_cache_dtype,
                                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                                 block_size=block_size, runner=runner).items() if v is not None}
+    if kv_cache_dtype == "auto":
+        given.discard("kv_cache_dtype")  # vLLM's default, which a checkpoint may define (rendered as nothing)
     if enforce_eager:
         given.add("enforce_eager")
     limits = mm_limits(limit_mm_per_prompt)
@@ -405,6 +417,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     quant, quant_method = _resolve_quant(quantization_method, arch)
     resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, quant, warnings)
     kv_dtype = _kv_cache_dtype(kv_cache_dtype, gpu)
+    if kv_dtype == "auto" and quant is not None and quant.kv_cache_dtype:
+        kv_dtype = _checkpoint_kv_cache_dtype(quant.kv_cache_dtype, defaults)
     # A bad block size is reported before a bad batch budget; the defaults are listed budget first.
     block_defaults: list[str] = []
     block = _block_size(arch, gpu, block_size, block_defaults)

@@ -36,6 +36,11 @@ def hub():
         ("acme/embed", "main", "config.json"): json.dumps(config).encode(),
         ("acme/embed", "main", "modules.json"): json.dumps([{"idx": 0, "name": "0", "path": "",
                                                               "type": "sentence_transformers.models.Transformer"}]).encode(),
+        # a ModelOpt checkpoint of ModelOpt 0.29 and before: its quantization config beside config.json
+        ("acme/fp8", "main", "config.json"): json.dumps(catalog_config("meta-llama/Llama-3.1-8B-Instruct")).encode(),
+        ("acme/fp8", "main", "hf_quant_config.json"): json.dumps({
+            "producer": {"name": "modelopt", "version": "0.15.0"},
+            "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head"]}}).encode(),
     }
     with FakeHub(files) as server:
         yield server
@@ -85,6 +90,17 @@ def test_a_sentence_transformers_repo_on_the_hub_is_planned_for_pooling(hub, tmp
     cached, _ = plan("acme/embed", "http://127.0.0.1:9", tmp_path, offline=True)
     assert cached.returncode == 0, cached.stderr
     assert json.loads(cached.stdout)["config"]["runner"] == "pooling"
+
+
+def test_a_hub_modelopt_checkpoint_is_planned_with_its_hf_quant_config_json(hub, tmp_path):
+    run, _ = plan("acme/fp8", hub.url, tmp_path, "--max-model-len", "8192")
+    assert run.returncode == 0, run.stderr
+    config = json.loads(run.stdout)["config"]
+    assert (config["quantization"], config["kv_cache_dtype"]) == ("modelopt", "fp8_e4m3")
+    # and from the cache, offline: the file was kept with the config
+    cached, _ = plan("acme/fp8", "http://127.0.0.1:9", tmp_path, "--max-model-len", "8192", offline=True)
+    assert cached.returncode == 0, cached.stderr
+    assert json.loads(cached.stdout)["config"]["quantization"] == "modelopt"
 
 
 def test_a_revision_can_be_pinned(hub, tmp_path):

@@ -1,0 +1,236 @@
+"""NVIDIA ModelOpt checkpoints, planned from a directory as vLLM 0.32 loads them: the quantization config read from
+config.json or the older hf_quant_config.json, weights by format, the KV cache dtype auto stands for, and the
+formats the planner refuses (its vLLM-side twin is test_modelopt_against_vllm.py)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from estimator import architecture, gpus
+from estimator.cli import main
+from estimator.coefficients import DEFAULT
+from estimator.errors import PlannerError
+from estimator.gpus import GIB
+from estimator.memory import weights_per_stage
+from estimator.model_source import catalog_configs
+from estimator.plan import PlanRequest, make_plan
+from estimator.search import search
+from estimator.workload import Workload
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+LEGACY_FP8 = {"producer": {"name": "modelopt", "version": "0.15.0"},
+              "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head"]}}
+NVFP4 = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16, "ignore": ["lm_head"]}
+
+
+def checkpoint(tmp_path, quant: dict, legacy_file: bool = False, name: str = "ckpt"):
+    """Llama-3.1-8B's config.json with ``quant`` in it, or beside it in hf_quant_config.json."""
+    directory = tmp_path / name
+    directory.mkdir()
+    config = dict(catalog_configs()[LLAMA])
+    if legacy_file:
+        (directory / "hf_quant_config.json").write_text(json.dumps(quant))
+    else:
+        config["quantization_config"] = quant
+    (directory / "config.json").write_text(json.dumps(config))
+    return str(directory)
+
+
+def weights(plan) -> float:
+    return weights_per_stage(plan.arch, plan.config, plan.quant, plan.gpu)[0]
+
+
+def linear_params(arch, lm_head: bool = False):
+    names = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    return [t for t in arch.tensors if t.name.endswith(names) or (lm_head and t.name == "lm_head")]
+
+
+def test_the_older_hf_quant_config_json_is_read_beside_config_json_with_its_fp8_kv_cache(tmp_path):
+    plan = make_plan(PlanRequest(model=checkpoint(tmp_path, LEGACY_FP8, legacy_file=True), gpu="H100",
+                                 max_model_len=8192))
+    assert (plan.config.quantization, plan.config.kv_cache_dtype, plan.config.kv_dtype_bytes) == \
+        ("modelopt", "fp8_e4m3", 1)
+    # every linear layer 1 byte a weight plus one fp32 scale where bf16 took 2; embeddings, LM head (excluded),
+    # norms and the rotary tables as before
+    bf16 = make_plan(PlanRequest(model=LLAMA, gpu="H100", max_model_len=8192))
+    assert weights(bf16) - weights(plan) == sum(2 * t.numel - (t.numel + 4) for t in linear_params(plan.arch))
+    # auto stands for the checkpoint's fp8 cache: said among the defaults, and nothing added to `vllm serve`
+    assert "kv-cache-dtype=fp8_e4m3 (the checkpoint's KV cache quantization; what auto means here)" in \
+        plan.config.defaults
+    assert plan.serve_argv == [plan.serve_argv[0], "--max-model-len", "8192"]
+    explicit = make_plan(PlanRequest(model=plan.serve_argv[0], gpu="H100", max_model_len=8192, kv_cache_dtype="auto"))
+    assert explicit.memory.num_gpu_blocks == plan.memory.num_gpu_blocks and explicit.serve_argv == plan.serve_argv
+    wider = make_plan(PlanRequest(model=plan.serve_argv[0], gpu="H100", max_model_len=8192,
+                                  kv_cache_dtype="bfloat16"))
+    assert wider.memory.bytes_per_block == 2 * plan.memory.bytes_per_block
+    assert wider.serve_argv[-2:] == ["--kv-cache-dtype", "bfloat16"]
+
+
+def test_config_json_wins_over_hf_quant_config_json(tmp_path):
+    directory = checkpoint(tmp_path, NVFP4)
+    (tmp_path / "ckpt" / "hf_quant_config.json").write_text(json.dumps(LEGACY_FP8))
+    assert make_plan(PlanRequest(model=directory, gpu="B200")).config.quantization == "modelopt_fp4"
+
+
+def test_nvfp4_weights_by_hand(tmp_path):
+    plan = make_plan(PlanRequest(model=checkpoint(tmp_path, NVFP4), gpu="B200", max_model_len=8192))
+    assert plan.config.kv_cache_dtype == "auto"  # no KV scheme in the checkpoint: the model dtype
+    # half a byte a weight and one float8 scale per 16 along the input, where bf16 took 2 bytes
+    bf16 = make_plan(PlanRequest(model=LLAMA, gpu="B200", max_model_len=8192))
+    linear = linear_params(plan.arch)
+    assert weights(bf16) - weights(plan) == sum(2 * t.numel - (t.numel // 2 + t.numel // 16) for t in linear)
+    assert plan.memory.per_gpu.weights_gib == pytest.approx(weights(plan) / GIB, abs=1e-4)
+
+
+def test_modelopt_quantizes_the_lm_head_unless_its_exclusions_name_it(tmp_path):
+    kept = make_plan(PlanRequest(model=checkpoint(tmp_path, NVFP4, name="a"), gpu="B200", max_model_len=8192))
+    head = next(t for t in kept.arch.tensors if t.name == "lm_head")
+    quantized = make_plan(PlanRequest(model=checkpoint(tmp_path, dict(NVFP4, ignore=[]), name="b"), gpu="B200",
+                                      max_model_len=8192))
+    saved = weights(kept) - weights(quantized)
+    assert saved == 2 * head.numel - (head.numel // 2 + head.numel // 16)
+
+
+def test_the_quantization_flag_must_name_the_checkpoints_method(tmp_path):
+    directory = checkpoint(tmp_path, NVFP4)
+    assert make_plan(PlanRequest(model=directory, gpu="B200", quantization="modelopt_fp4")).serve_argv[-2:] == \
+        ["--quantization", "modelopt_fp4"]
+    with pytest.raises(PlannerError, match=r"^--quantization modelopt does not match the checkpoint's quantization "
+                                           r"\(modelopt_fp4\)"):
+        make_plan(PlanRequest(model=directory, gpu="B200", quantization="modelopt"))
+
+
+@pytest.mark.parametrize("quant,message", [
+    ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "ignore": []},
+     "ModelOpt MIXED_PRECISION checkpoints choose a format per layer (quantized_layers), which the planner does not "
+     "size; it will not guess their memory"),
+    ({"quant_method": "modelopt", "quant_algo": "INT4_AWQ"},
+     "ModelOpt quant_algo 'INT4_AWQ' is not one vLLM loads from this config (supported: FP8, "
+     "FP8_PER_CHANNEL_PER_TOKEN, FP8_PB_WO, NVFP4, W4A16_NVFP4, MXFP8); the planner will not guess its memory"),
+    ({"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "MXFP8", "kv_cache_quant_algo": None,
+                                                          "exclude_modules": []}},
+     "ModelOpt quant_algo 'MXFP8' is not one vLLM loads from this config (supported: FP8, FP8_PER_CHANNEL_PER_TOKEN, "
+     "FP8_PB_WO, NVFP4)"),
+    ({"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "exclude_modules": []}},
+     "ModelOpt NVFP4 quantization config lacks group_size, kv_cache_quant_algo, which vLLM requires"),
+    ({"quant_method": "modelopt", "quant_algo": "FP8", "ignore": "lm_head"},
+     "the ModelOpt exclusion list (exclude_modules / ignore) is not a list; fix the checkpoint's quantization "
+     "config"),
+    ({"quant_method": "modelopt", "quantization": "FP8"},
+     "the ModelOpt quantization config's \"quantization\" entry is not an object; fix the checkpoint's "
+     "quantization config"),
+    ({"quant_method": "modelopt", "quantization": {"quant_algo": "MXFP8", "exclude_modules": []}},
+     "ModelOpt MXFP8 quantization config lacks kv_cache_quant_algo, which vLLM requires; fix the checkpoint's "
+     "hf_quant_config.json"),
+    ({"quant_method": "modelopt", "quantization": {"quant_algo": "MXFP8", "kv_cache_quant_algo": None}},
+     "ModelOpt MXFP8 quantization config lacks exclude_modules, which vLLM requires"),
+    ({"quant_method": "modelopt", "ignore": []}, "ModelOpt quantization_config has no quant_algo"),
+    ({"quant_method": "modelopt", "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "NVFP4",
+                                                   "group_size": 16, "exclude_modules": []}},
+     "the checkpoint stores its KV cache as nvfp4, which the planner does not size; give --kv-cache-dtype fp8 or "
+     "bfloat16 to plan that instead"),
+])
+def test_what_the_planner_cannot_size_is_one_line_and_exit_1(tmp_path, quant, message):
+    result = CliRunner().invoke(main, ["plan", "--model", checkpoint(tmp_path, quant), "--gpu", "B200"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {message}") and result.output.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_an_fp4_kv_checkpoint_plans_with_the_kv_cache_dtype_given(tmp_path):
+    quant = {"quant_method": "modelopt", "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "NVFP4",
+                                                          "group_size": 16, "exclude_modules": []}}
+    plan = make_plan(PlanRequest(model=checkpoint(tmp_path, quant), gpu="B200", kv_cache_dtype="fp8"))
+    assert plan.config.kv_dtype_bytes == 1 and plan.serve_argv[-2:] == ["--kv-cache-dtype", "fp8"]
+
+
+def test_the_search_sizes_auto_as_the_checkpoints_kv_cache(tmp_path):
+    # On an L4 with 256 sequences of 8k tokens the KV pool binds: fp8 holds twice the tokens of bf16.
+    workload = Workload(input_len=4000, output_len=1000, concurrency=256)
+    fixed = {"tensor_parallel_size": 1, "max_num_seqs": 256, "max_model_len": 8192, "max_num_batched_tokens": 8192}
+
+    def best_tps(quant, kv):
+        source = json.loads(open(checkpoint(tmp_path, quant, name=f"{len(str(quant))}-{kv}") + "/config.json").read())
+        arch = architecture.from_config(source, "ckpt")
+        return search(arch, gpus.lookup("L4"), 1, dict(fixed, kv_cache_dtype=kv), workload, DEFAULT) \
+            .best["output_tokens_per_s"]
+
+    assert best_tps(LEGACY_FP8["quantization"] | {"quant_method": "modelopt", "ignore": ["lm_head"]}, "auto") == \
+        best_tps(LEGACY_FP8["quantization"] | {"quant_method": "modelopt", "ignore": ["lm_head"]}, "fp8")
+    without_kv = {"quant_method": "modelopt", "quant_algo": "FP8", "ignore": ["lm_head"]}
+    assert best_tps(without_kv, "auto") < best_tps(without_kv, "fp8")
+
+
+# What --kv-cache-dtype auto stands for, by the checkpoint's KV settings (vLLM's get_kv_cache_quant_algo_string,
+# checked case by case against vLLM itself in test_modelopt_against_vllm.py): None leaves the model dtype.
+KV_SETTINGS = [
+    ({"kv_cache_quant_algo": "FP8"}, "fp8_e4m3"),
+    ({"kv_cache_quant_algo": "fp8"}, "fp8_e4m3"),
+    ({"kv_cache_quant_algo": "NVFP4"}, "nvfp4"),
+    ({"kv_cache_quant_algo": "INT8"}, None),  # vLLM warns and keeps auto
+    ({"kv_cache_quant_algo": None}, None),
+    ({}, None),
+    ({"kv_cache_scheme": {"dynamic": False, "num_bits": 8, "type": "float"}}, "fp8_e4m3"),
+    ({"kv_cache_scheme": {"dynamic": True, "num_bits": 8, "type": "float"}}, None),
+    ({"kv_cache_scheme": {"num_bits": 8, "type": "float"}}, None),  # dynamic must be false, not missing
+    ({"kv_cache_scheme": {"dynamic": False, "num_bits": 8, "type": "int"}}, None),
+    ({"kv_cache_scheme": {"num_bits": 4, "type": "float"}}, "nvfp4"),
+    ({"kv_cache_scheme": {"num_bits": 4, "type": "int"}}, None),
+    # the scheme dict is read before the algo string
+    ({"kv_cache_scheme": {"dynamic": False, "num_bits": 8, "type": "float"}, "kv_cache_quant_algo": "NVFP4"},
+     "fp8_e4m3"),
+]
+
+
+@pytest.mark.parametrize("settings,expected", KV_SETTINGS)
+def test_the_kv_cache_dtype_a_checkpoint_names(settings, expected):
+    from estimator.quantization import from_config
+
+    flat = from_config({"quant_method": "modelopt", "quant_algo": "FP8", "ignore": [], **settings})
+    assert flat.kv_cache_dtype == expected
+    nested = from_config({"quant_method": "modelopt", "quantization": {
+        "quant_algo": "FP8", "exclude_modules": [], **settings}})
+    assert nested.kv_cache_dtype == expected
+    # the nested object's settings come first, then the top level's
+    if settings:
+        outer = from_config({"quant_method": "modelopt", **settings, "quantization": {
+            "quant_algo": "FP8", "exclude_modules": [], "kv_cache_quant_algo": "FP8"}})
+        assert outer.kv_cache_dtype == (expected if "kv_cache_scheme" in settings else "fp8_e4m3")
+
+
+@pytest.mark.parametrize("config,method", [
+    ({"quant_method": "modelopt", "quant_algo": "FP8"}, ("modelopt", 8, None, None, False)),
+    ({"quant_method": "modelopt", "quant_algo": "fp8_per_channel_per_token"}, ("modelopt", 8, None, None, True)),
+    ({"quant_method": "modelopt", "quant_algo": "FP8_PB_WO"}, ("modelopt", 8, None, (128, 128), False)),
+    ({"quant_method": "modelopt_fp4", "quant_algo": "NVFP4"}, ("modelopt_fp4", 4, 16, None, False)),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 32}, ("modelopt_fp4", 4, 32, None, False)),
+    ({"quant_method": "modelopt", "quant_algo": "W4A16_NVFP4"}, ("modelopt_fp4", 4, 16, None, False)),
+    ({"quant_method": "modelopt", "quant_algo": "MXFP8"}, ("modelopt_mxfp8", 8, 32, None, False)),
+    ({"quantization": {"quant_algo": "FP8_PB_WO", "modelopt_quant_config": {}}}, ("modelopt", 8, None, (128, 128),
+                                                                                  False)),
+    ({"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "nvfp4", "group_size": 16,
+                                                          "kv_cache_quant_algo": None, "exclude_modules": []}},
+     ("modelopt_fp4", 4, 16, None, False)),
+])
+def test_each_modelopt_format_is_read_as_vllm_names_and_stores_it(config, method):
+    from estimator.quantization import from_config
+
+    scheme = from_config(config)
+    assert (scheme.method, scheme.weight_bits, scheme.group_size, scheme.block, scheme.channel_scales) == method
+    assert scheme.scale_bytes == (1 if method[2] else 2) and scheme.substring_ignore and not scheme.online
+    assert scheme.fp8_compute == (method[1] == 8)
+
+
+def test_modelopt_exclusions_match_anywhere_in_the_name_or_as_wildcards():
+    from estimator.quantization import from_config
+
+    scheme = from_config({"quant_method": "modelopt", "quant_algo": "FP8",
+                          "ignore": ["lm_head", "model.layers.0.self_attn*", "*.mlp.gate", "visual"]})
+    assert [scheme.skips(m) for m in ("model.layers.0.self_attn.q_proj", "model.layers.10.self_attn.q_proj",
+                                      "model.layers.3.mlp.gate", "model.layers.3.mlp.gate_proj",
+                                      "model.visual.blocks.0.attn.qkv", "lm_head")] == \
+        [True, False, True, False, True, True]
+    assert not scheme.quantizes_lm_head
+    assert from_config({"quant_method": "modelopt", "quant_algo": "FP8", "ignore": ["*.mlp.gate"]}).quantizes_lm_head
+    assert not from_config({"quant_method": "modelopt", "quant_algo": "FP8", "ignore": ["*head"]}).quantizes_lm_head
