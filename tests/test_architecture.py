@@ -418,6 +418,15 @@ def test_a_dsa_checkpoint_that_skips_the_indexer_on_some_layers_fails_closed(key
 # Catalog entries whose config.json is another entry's with a few keys changed (the hub's files differ only there):
 # each names its base and the keys that differ, so a copying mistake fails here.
 DERIVED = {
+    # the same model with newer training: DeepSeek-V3.1's config.json keeps V3's sizes and FP8 blocks
+    "deepseek-ai/DeepSeek-V3.1": ("deepseek-ai/DeepSeek-V3", set()),
+    "deepseek-ai/DeepSeek-V3.1-Terminus": ("deepseek-ai/DeepSeek-V3", set()),
+    # the first Kimi K2: 128k positions, YaRN x32 (0905 doubled both)
+    "moonshotai/Kimi-K2-Instruct": ("moonshotai/Kimi-K2-Instruct-0905", {"max_position_embeddings", "rope_scaling"}),
+    **{f"Qwen/Qwen3-VL-{size}-Thinking": (f"Qwen/Qwen3-VL-{size}-Instruct", set())
+       for size in ("2B", "4B", "8B", "32B", "30B-A3B", "235B-A22B")},
+    "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic": ("meta-llama/Llama-3.3-70B-Instruct", {"quantization_config"}),
+    "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8": ("meta-llama/Llama-3.1-70B-Instruct", {"quantization_config"}),
     "Qwen/Qwen3.5-27B-FP8": ("Qwen/Qwen3.5-27B", {"quantization_config"}),
     "Qwen/Qwen3.5-35B-A3B-FP8": ("Qwen/Qwen3.5-35B-A3B", {"quantization_config"}),
     "Qwen/Qwen3.5-122B-A10B-FP8": ("Qwen/Qwen3.5-122B-A10B", {"quantization_config"}),
