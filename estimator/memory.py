@@ -205,7 +205,7 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
     tp = cfg.tensor_parallel_size
     if quant is not None and quant.method == "mxfp4" and ".experts." in t.name and t.kind in ("expert", "bias"):
         return padded_expert_bytes(t, arch, tp, quant, gpu)
-    padding = unquantized_expert_padding(arch, cfg, gpu) if t.kind == "expert" else 1.0
+    padding = expert_padding(arch, cfg, gpu) if t.kind == "expert" else 1.0
     return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp) * padding
 
 
@@ -297,11 +297,14 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     """The fused-MoE kernel vLLM 0.32 runs the routed experts with on this device (fused_moe/oracle/*.py, the
     first backend whose kernel supports the device, scheme, activation and routing):
     "cpu" (vLLM's CPU kernels); "trtllm" (FlashInfer's TRTLLM-Gen, monolithic: unquantized and 128-block FP8
-    experts on data-center Blackwell where it takes the routing, and MXFP4 experts there); "oai_triton" (the OAI Triton
+    experts on data-center Blackwell where it takes the routing, and MXFP4 and NVFP4 W4A4 experts there); "oai_triton" (the OAI Triton
     MXFP4 kernel on Hopper, monolithic); "flashinfer_cutlass" (unquantized experts on consumer Blackwell, and on
     data-center Blackwell when TRTLLM-Gen does not take the routing: plain softmax top-k or a model's own
-    function); "modular" (Triton on Hopper and before and on ROCm, Marlin for AWQ/GPTQ and for MXFP4 on consumer
-    Blackwell, CUTLASS or DeepGEMM for FP8: kernels that keep both GEMMs' outputs in vLLM's workspace)."""
+    function; NVFP4 W4A4 experts on consumer Blackwell); "trtllm_modular" (TRTLLM-Gen's modular form, for NVFP4
+    W4A4 experts on data-center Blackwell whose routing its monolithic form does not take: one output buffer in the
+    workspace); "modular" (Triton on Hopper and before and on ROCm, Marlin for AWQ/GPTQ, for NVFP4 before
+    Blackwell and for MXFP4 on consumer Blackwell, CUTLASS or DeepGEMM for FP8: kernels that keep both GEMMs'
+    outputs in vLLM's workspace)."""
     if gpu is None or gpu.vendor == "cpu":
         return "cpu"
     # the capability's major version, as vLLM's is_device_capability_family checks it (AMD's gfx names have none)
@@ -309,6 +312,16 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     blackwell_dc, hopper, blackwell_consumer = major == 10, major == 9, major == 12
     if cfg.quantization == "mxfp4":
         return "trtllm" if blackwell_dc else "oai_triton" if hopper else "modular"
+    if arch.quant is not None and arch.quant.nvfp4:
+        # fused_moe/oracle/nvfp4.py: W4A4 takes TRTLLM-Gen on data-center Blackwell (monolithic where it takes
+        # the routing, its modular form otherwise), FlashInfer's CUTLASS kernel on consumer Blackwell; W4A16,
+        # and every GPU before Blackwell, Marlin (the optional Humming package, which would outrank it on
+        # Hopper, is not assumed)
+        if arch.quant.fp4_activations and blackwell_dc:
+            return "trtllm" if arch.moe_routing == "renormalize" else "trtllm_modular"
+        if arch.quant.fp4_activations and blackwell_consumer:
+            return "flashinfer_cutlass"
+        return "modular"
     block_fp8 = arch.quant is not None and arch.quant.method == "fp8" and arch.quant.block == FP8_MOE_BLOCK
     if blackwell_dc and block_fp8 and arch.moe_routing == "renormalize":
         return "trtllm"
@@ -326,22 +339,42 @@ SCRATCH_INSIDE = ("cpu", "trtllm", "oai_triton")
 # TRTLLM-Gen's unquantized experts need the per-rank intermediate size a multiple of this; vLLM pads the weights
 # to it (fused_moe/oracle/unquantized.py convert_to_unquantized_kernel_format, align_moe_weights_for_fi).
 TRTLLM_BF16_INTERMEDIATE_ALIGNMENT = 128
+# Its NVFP4 experts: the hidden size to 256 (trtllm_nvfp4_hidden_alignment), the per-rank intermediate size to 64
+# when gated (gate and up rows together a multiple of 128), to 128 when not
+# (quantization/utils/flashinfer_fp4_moe.py prepare_nvfp4_moe_layer_for_fi_or_cutlass)
+TRTLLM_NVFP4_HIDDEN_ALIGNMENT = 256
+TRTLLM_NVFP4_GATED_INTERMEDIATE_ALIGNMENT = 64
+TRTLLM_NVFP4_INTERMEDIATE_ALIGNMENT = 128
 
 
-def unquantized_expert_intermediate(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> tuple[int, int]:
-    """(the checkpoint's per-rank expert intermediate size, what vLLM holds): TRTLLM-Gen's unquantized experts
-    are padded, every other kernel's held as loaded; (0, 0) for a dense or quantized model."""
-    if cfg.quantization is not None or not arch.is_moe:
+def _padded_nvfp4(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> bool:
+    return arch.quant is not None and arch.quant.nvfp4 and moe_kernel(arch, cfg, gpu) in ("trtllm", "trtllm_modular")
+
+
+def padded_expert_intermediate(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> tuple[int, int]:
+    """(the checkpoint's per-rank expert intermediate size, what vLLM holds): TRTLLM-Gen pads unquantized and
+    NVFP4 experts, every other kernel holds them as loaded; (0, 0) where no expert is padded that way."""
+    if not arch.is_moe:
         return 0, 0
     inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
+    if _padded_nvfp4(arch, cfg, gpu):
+        gated = any(".experts.gate_up_proj" in t.name for t in arch.tensors)
+        return inter, _round_up(inter, TRTLLM_NVFP4_GATED_INTERMEDIATE_ALIGNMENT if gated
+                                else TRTLLM_NVFP4_INTERMEDIATE_ALIGNMENT)
+    if cfg.quantization is not None:
+        return 0, 0
     held = _round_up(inter, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT) if moe_kernel(arch, cfg, gpu) == "trtllm" else inter
     return inter, held
 
 
-def unquantized_expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> float:
-    """How much larger vLLM makes unquantized expert weights for their kernel (1 where it does not)."""
-    inter, held = unquantized_expert_intermediate(arch, cfg, gpu)
-    return held / inter if inter else 1.0
+def expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> float:
+    """How much larger vLLM makes routed expert weights for their kernel (1 where it does not): the padded
+    intermediate size, and for TRTLLM-Gen's NVFP4 experts the padded hidden size."""
+    inter, held = padded_expert_intermediate(arch, cfg, gpu)
+    factor = held / inter if inter else 1.0
+    if _padded_nvfp4(arch, cfg, gpu):
+        factor *= _round_up(arch.hidden_size, TRTLLM_NVFP4_HIDDEN_ALIGNMENT) / arch.hidden_size
+    return factor
 
 
 def _workspace_piece(elements, dtype_bytes: int):
@@ -363,7 +396,9 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
     inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
     if cfg.quantization == "mxfp4":
         hidden, inter = mxfp4_expert_dims(arch, cfg.tensor_parallel_size, gpu)
-    if kind == "flashinfer_cutlass":
+    if kind in ("flashinfer_cutlass", "trtllm_modular"):
+        # one M x H buffer: FlashInfer CUTLASS's first GEMM output, TRTLLM-Gen's modular output
+        # (TrtLlmNvFp4ExpertsModular.workspace_shapes; NVFP4's packed M x H/2 input fits inside it)
         return _workspace_piece(tokens * hidden, cfg.dtype_bytes)
     return (_workspace_piece(tokens * topk * max(inter, hidden), cfg.dtype_bytes)
             + _workspace_piece(tokens * topk * max(2 * inter, hidden), cfg.dtype_bytes))

@@ -12,7 +12,7 @@ from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
-from estimator.memory import MemoryPlan, plan_memory, unquantized_expert_intermediate
+from estimator.memory import MemoryPlan, padded_expert_intermediate, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -348,7 +348,7 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     performance = estimate(arch, gpu, config, quant, memory.num_gpu_blocks, workload, coefficients) \
         if memory.fits else None
     notes = list(config_warnings) + list(warnings) + coefficient_notes
-    inter, held = unquantized_expert_intermediate(arch, config, gpu)
+    inter, held = padded_expert_intermediate(arch, config, gpu)
     if held > inter:
         notes.append(f"vLLM pads each GPU's expert intermediate size from {inter} to {held} for FlashInfer's "
                      f"TRTLLM-Gen MoE kernel on {gpu.name}: the routed experts take {100 * (held / inter - 1):.0f}% "

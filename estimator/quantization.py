@@ -39,10 +39,16 @@ class QuantScheme:
     substring_ignore: bool = False
     quantizes_lm_head: bool = False  # ModelOpt quantizes the LM head too unless its exclusions name it
     kv_cache_dtype: str | None = None  # what --kv-cache-dtype auto means for this checkpoint (vLLM's spelling)
+    fp4_activations: bool = False  # NVFP4 W4A4: activations quantized to FP4 too (W4A16 keeps them 16-bit)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "weight_bits": self.weight_bits, "group_size": self.group_size,
                 "online": self.online}
+
+    @property
+    def nvfp4(self) -> bool:
+        """NVFP4 weights (ModelOpt's or compressed-tensors'): 4-bit floats, a float8 scale per 16."""
+        return self.weight_bits == 4 and self.group_size == 16 and self.scale_bytes == 1
 
     def skips(self, module: str) -> bool:
         """True when the checkpoint keeps ``module`` unquantized (vLLM's ignore / modules_to_not_convert)."""
@@ -132,9 +138,11 @@ def _compressed_tensors(qc: dict) -> QuantScheme:
     group = int(w["group_size"]) if strategy == "group" and w.get("group_size") else None
     fp8 = wtype == "float" and bits == 8
     scale_bytes = 2
+    fp4_activations = False
     if wtype == "float" and bits == 4:
         group = _fp4_group(w)
         scale_bytes = 1  # NVFP4's float8 e4m3 and MXFP4's e8m0 block scales are one byte each
+        fp4_activations = bool(act) and act.get("type") == "float" and act.get("num_bits") == 4
     return QuantScheme(
         method="compressed-tensors", weight_bits=bits, group_size=group,
         zero_points=not w.get("symmetric", True), channel_scales=strategy == "channel",
@@ -142,6 +150,7 @@ def _compressed_tensors(qc: dict) -> QuantScheme:
         fp8_compute=fp8 and bool(act) and act.get("type") == "float",
         int8_compute=wtype == "int" and bits == 8 and bool(act) and act.get("type", "int") == "int",
         block=tuple(w["block_structure"]) if strategy == "block" and w.get("block_structure") else None,
+        fp4_activations=fp4_activations,
     )
 
 
@@ -212,7 +221,13 @@ def _modelopt(qc: dict, legacy: bool) -> QuantScheme:
                     "checkpoint's hf_quant_config.json")
     method, layout = MODELOPT_ALGOS[algo]
     if method == "modelopt_fp4":
-        layout = dict(layout, group_size=int(group) if group else NVFP4_DEFAULT_GROUP)
+        # an NVFP4 checkpoint whose every config group leaves activations unquantized runs as W4A16
+        # (ModelOptNvFp4Config._from_config)
+        groups = qc.get("config_groups")
+        weight_only = algo == "W4A16_NVFP4" or (isinstance(groups, dict) and bool(groups) and all(
+            isinstance(g, dict) and g.get("input_activations") is None for g in groups.values()))
+        layout = dict(layout, group_size=int(group) if group else NVFP4_DEFAULT_GROUP,
+                      fp4_activations=not weight_only)
     ignore = tuple(str(x) for x in excluded)
     scheme = QuantScheme(method, ignore=ignore, substring_ignore=True,
                          kv_cache_dtype=_modelopt_kv_cache_dtype(qc, inner or {}), **layout)

@@ -269,6 +269,14 @@ def test_compressed_tensors_fp4_weights_carry_one_byte_block_scales():
     mxfp4 = from_config(_fp4("group", 32))
     assert mxfp4.linear_bytes(4096, 14336, 8) == 8 * (4096 * 14336 / 2 + 4096 * 14336 / 32)
     assert nvfp4.skips("lm_head") and (nvfp4.group_size, nvfp4.scale_bytes) == (16, 1)
+    # W4A4 (FP4 activations too) picks a different MoE kernel than weight-only NVFP4 (W4A16); MXFP4 is no NVFP4
+    assert nvfp4.nvfp4 and nvfp4.fp4_activations and not mxfp4.nvfp4
+    weight_only = _fp4("tensor_group", 16)
+    weight_only["config_groups"]["group_0"]["input_activations"] = None
+    assert from_config(weight_only).nvfp4 and not from_config(weight_only).fp4_activations
+    int8_act = _fp4("tensor_group", 16)
+    int8_act["config_groups"]["group_0"]["input_activations"] = {"num_bits": 8, "type": "float"}
+    assert not from_config(int8_act).fp4_activations
     # a 4-bit float layout vLLM does not run is refused, not sized as another
     for bad in (_fp4("tensor_group", 32), _fp4("group", 16), _fp4("tensor", None), _fp4("tensor_group", 16, False)):
         with pytest.raises(PlannerError, match="4-bit float weights with strategy .* are not a layout vLLM runs"):

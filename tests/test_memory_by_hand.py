@@ -15,6 +15,7 @@ from estimator.memory import (
     cuda_graph_bytes,
     encoder_items,
     encoder_profile_bytes,
+    expert_padding,
     graph_padded,
     kv_cache_groups,
     kv_pool,
@@ -27,7 +28,6 @@ from estimator.memory import (
     sampler_bytes,
     shard_fraction,
     stage_tensors,
-    unquantized_expert_padding,
 )
 from estimator.plan import PlanRequest, make_plan
 from estimator.quantization import QuantScheme
@@ -149,7 +149,7 @@ def test_trtllm_expert_padding_by_hand():
     b200 = lookup("B200")
     # TRTLLM-Gen on a B200 takes renormalized routing: 1000 / 4 = 250 per rank, padded to 256
     assert moe_kernel(moe, cfg, b200) == "trtllm"
-    assert unquantized_expert_padding(moe, cfg, b200) == 256 / 250
+    assert expert_padding(moe, cfg, b200) == 256 / 250
     expert = Tensor("model.layers.0.mlp.experts.down_proj", 1000, 1000, shard="row", kind="expert", layer=0,
                     copies=8)
     assert rank_bytes(expert, moe, cfg, None, b200) == 8 * 1000 * 1000 * 2 / 4 * 256 / 250
@@ -157,15 +157,15 @@ def test_trtllm_expert_padding_by_hand():
     attention = Tensor("model.layers.0.self_attn.o_proj", 1000, 1000, shard="row", kind="linear", layer=0)
     assert rank_bytes(attention, moe, cfg, None, b200) == 1000 * 1000 * 2 / 4
     # already a multiple of 128 per rank (1024 / 4 = 256), elsewhere than TRTLLM-Gen, or quantized: as loaded
-    assert unquantized_expert_padding(dataclasses.replace(moe, moe_intermediate_size=1024), cfg, b200) == 1.0
-    assert unquantized_expert_padding(moe, cfg, lookup("H100")) == 1.0
-    assert unquantized_expert_padding(moe, dataclasses.replace(cfg, quantization="fp8"), b200) == 1.0
-    assert unquantized_expert_padding(toy_arch(), cfg, b200) == 1.0
+    assert expert_padding(dataclasses.replace(moe, moe_intermediate_size=1024), cfg, b200) == 1.0
+    assert expert_padding(moe, cfg, lookup("H100")) == 1.0
+    assert expert_padding(moe, dataclasses.replace(cfg, quantization="fp8"), b200) == 1.0
+    assert expert_padding(toy_arch(), cfg, b200) == 1.0
     # routings TRTLLM-Gen does not take go to FlashInfer's CUTLASS kernel, unpadded
     for routing in ("plain", "custom"):
         other = dataclasses.replace(moe, moe_routing=routing)
         assert moe_kernel(other, cfg, b200) == "flashinfer_cutlass"
-        assert unquantized_expert_padding(other, cfg, b200) == 1.0
+        assert expert_padding(other, cfg, b200) == 1.0
     # the kernel by device: Hopper and before Triton; consumer Blackwell CUTLASS; MXFP4 monolithic on Hopper and B200
     assert [moe_kernel(moe, cfg, lookup(g)) for g in ("A100-SXM4-80GB", "H100", "RTX-5090", "MI300X")] == \
         ["modular", "modular", "flashinfer_cutlass", "modular"]
@@ -179,7 +179,7 @@ def test_trtllm_expert_padding_by_hand():
     block_fp8 = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, block=(128, 128), fp8_compute=True))
     fp8 = dataclasses.replace(cfg, quantization="fp8")
     assert moe_kernel(block_fp8, fp8, b200) == "trtllm" and moe_kernel(block_fp8, fp8, lookup("H100")) == "modular"
-    assert unquantized_expert_padding(block_fp8, fp8, b200) == 1.0
+    assert expert_padding(block_fp8, fp8, b200) == 1.0
     assert moe_kernel(dataclasses.replace(block_fp8, moe_routing="plain"), fp8, b200) == "modular"
     other_block = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, block=(64, 64), fp8_compute=True))
     assert moe_kernel(other_block, fp8, b200) == "modular"
@@ -480,3 +480,38 @@ def test_group_pages_by_hand():
     divisible = toy_arch(attention=(AttentionLayer("sliding", 4, 100, 100, 64), AttentionLayer("full", 2, 100, 100)) * 2)
     page, sizes = group_pages(divisible, cfg, 1)
     assert page == 16 * 1600 and sorted(sizes) == [16, 32]
+
+
+def test_nvfp4_experts_kernel_and_padding_by_hand():
+    w4a4 = QuantScheme("modelopt_fp4", 4, 16, scale_bytes=1, fp4_activations=True)
+    moe = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=1000, intermediate_size=100,
+                   hidden_size=1000, quant=w4a4,
+                   tensors=(Tensor("model.layers.0.mlp.experts.gate_up_proj", 1000, 2000, shard="col",
+                                   kind="expert", layer=0, copies=8),))
+    cfg = toy_config(tensor_parallel_size=4, quantization="modelopt_fp4")
+    b200 = lookup("B200")
+    # W4A4 on a B200: TRTLLM-Gen, monolithic for renormalized routing, modular otherwise; consumer Blackwell
+    # FlashInfer CUTLASS; before Blackwell (and for W4A16 anywhere) Marlin
+    assert moe_kernel(moe, cfg, b200) == "trtllm"
+    assert moe_kernel(dataclasses.replace(moe, moe_routing="plain"), cfg, b200) == "trtllm_modular"
+    assert [moe_kernel(moe, cfg, lookup(g)) for g in ("RTX-5090", "H100", "A100-SXM4-80GB")] == \
+        ["flashinfer_cutlass", "modular", "modular"]
+    w4a16 = dataclasses.replace(moe, quant=dataclasses.replace(w4a4, fp4_activations=False))
+    assert moe_kernel(w4a16, cfg, b200) == "modular" and expert_padding(w4a16, cfg, b200) == 1.0
+    # TRTLLM-Gen pads the per-rank intermediate size (1000 / 4 = 250) to 64 for gated experts (256) and the hidden
+    # size (1000) to 256 (1024), in both its forms; FlashInfer CUTLASS and Marlin hold them as loaded
+    assert expert_padding(moe, cfg, b200) == 256 / 250 * 1024 / 1000
+    assert expert_padding(dataclasses.replace(moe, moe_routing="custom"), cfg, b200) == 256 / 250 * 1024 / 1000
+    assert expert_padding(moe, cfg, lookup("RTX-5090")) == expert_padding(moe, cfg, lookup("H100")) == 1.0
+    # non-gated experts (up and down only) take 128: 250 -> 256 too, but 1000 / 8 = 125 -> 128 against 192 gated
+    plain_mlp = dataclasses.replace(moe, tensors=(Tensor("model.layers.0.mlp.experts.up_proj", 1000, 1000,
+                                                         shard="col", kind="expert", layer=0, copies=8),))
+    tp8 = dataclasses.replace(cfg, tensor_parallel_size=8)
+    assert expert_padding(plain_mlp, tp8, b200) == 128 / 125 * 1024 / 1000
+    assert expert_padding(moe, tp8, b200) == 128 / 125 * 1024 / 1000  # 125 -> 128 (a multiple of 64) gated too
+    assert expert_padding(dataclasses.replace(moe, moe_intermediate_size=1440), tp8, b200) == 192 / 180 * 1.024
+    assert expert_padding(dataclasses.replace(plain_mlp, moe_intermediate_size=1440), tp8, b200) == 256 / 180 * 1.024
+    # the workspace: none for the monolithic kernel, one M x H buffer for TRTLLM-Gen's modular form
+    assert moe_workspace_bytes(moe, cfg, b200) == 0
+    assert moe_workspace_bytes(dataclasses.replace(moe, moe_routing="plain"), cfg, b200) == 512 * 1000 * 2
+    assert moe_workspace_bytes(moe, cfg, lookup("RTX-5090")) == 512 * 1000 * 2

@@ -222,6 +222,21 @@ def test_each_modelopt_format_is_read_as_vllm_names_and_stores_it(config, method
     assert scheme.fp8_compute == (method[1] == 8)
 
 
+def test_nvfp4_runs_w4a4_unless_the_checkpoint_quantizes_weights_only():
+    from estimator.quantization import from_config
+
+    assert from_config(NVFP4).fp4_activations and from_config(NVFP4).nvfp4
+    assert not from_config(dict(NVFP4, quant_algo="W4A16_NVFP4")).fp4_activations
+    # ModelOptNvFp4Config: NVFP4 whose every config group leaves activations out runs as W4A16
+    groups = {"group_0": {"weights": {"num_bits": 4}, "input_activations": None},
+              "group_1": {"weights": {"num_bits": 4}, "input_activations": None}}
+    assert not from_config(dict(NVFP4, config_groups=groups)).fp4_activations
+    groups["group_1"]["input_activations"] = {"num_bits": 4, "type": "float"}
+    assert from_config(dict(NVFP4, config_groups=groups)).fp4_activations
+    assert from_config(dict(NVFP4, config_groups={})).fp4_activations
+    assert not from_config({"quant_method": "modelopt", "quant_algo": "MXFP8", "ignore": []}).nvfp4
+
+
 def test_modelopt_exclusions_match_anywhere_in_the_name_or_as_wildcards():
     from estimator.quantization import from_config
 

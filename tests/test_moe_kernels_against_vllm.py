@@ -9,11 +9,11 @@ import pytest
 
 from estimator import architecture
 from estimator.memory import (
+    expert_padding,
     moe_kernel,
     moe_workspace_bytes,
     mxfp4_expert_alignment,
     rank_bytes,
-    unquantized_expert_padding,
 )
 from estimator.model_source import catalog_config
 from estimator.plan import PlanRequest, make_plan
@@ -83,7 +83,7 @@ def test_monolithic_kernels_keep_no_workspace(monolithic, index):
     assert monolithic[index] == 0  # vLLM prefers a monolithic kernel for this backend
     assert moe_kernel(plan.arch, plan.config, plan.gpu) == ("oai_triton" if plan.gpu.name.startswith("H100")
                                                             else "trtllm")
-    assert unquantized_expert_padding(plan.arch, plan.config, plan.gpu) == 1.0
+    assert expert_padding(plan.arch, plan.config, plan.gpu) == 1.0
     assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == 0
 
 
