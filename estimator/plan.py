@@ -12,7 +12,7 @@ from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
-from estimator.memory import MemoryPlan, padded_expert_intermediate, plan_memory
+from estimator.memory import MemoryPlan, expert_padding, padded_expert_intermediate, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -349,10 +349,13 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
         if memory.fits else None
     notes = list(config_warnings) + list(warnings) + coefficient_notes
     inter, held = padded_expert_intermediate(arch, config, gpu)
-    if held > inter:
-        notes.append(f"vLLM pads each GPU's expert intermediate size from {inter} to {held} for FlashInfer's "
-                     f"TRTLLM-Gen MoE kernel on {gpu.name}: the routed experts take {100 * (held / inter - 1):.0f}% "
-                     "more memory than the checkpoint's")
+    padding = expert_padding(arch, config, gpu)
+    if padding > 1:
+        hidden = round(arch.hidden_size * padding * inter / held) if held else arch.hidden_size
+        what = [f"each GPU's expert intermediate size from {inter} to {held}"] if held > inter else []
+        what += [f"the experts' hidden size from {arch.hidden_size} to {hidden}"] if hidden > arch.hidden_size else []
+        notes.append(f"vLLM pads {' and '.join(what)} for FlashInfer's TRTLLM-Gen MoE kernel on {gpu.name}: the routed experts "
+                     f"take {100 * (padding - 1):.0f}% more memory than the checkpoint's")
     if not speed_known(gpu):
         notes.append("no speed estimate: a device given only by --gpu-memory-gib has no bandwidth or FLOP/s; "
                      "add --gpu NAME for one")

@@ -87,7 +87,10 @@ def test_trtllm_gen_pads_nvfp4_experts_as_vllm_does(reference, planned):
     assert expert_padding(planned["padded"].arch, planned["padded"].config, planned["padded"].gpu) == 128 / 96
     assert layer_expert_bytes(planned["hidden"]) == hidden
     assert expert_padding(planned["hidden"].arch, planned["hidden"].config, planned["hidden"].gpu) == 3072 / 2880
-    assert any("from 96 to 128" in note for note in planned["padded"].warnings)
+    assert "vLLM pads each GPU's expert intermediate size from 96 to 128 for FlashInfer's TRTLLM-Gen MoE kernel on " \
+        "B200: the routed experts take 33% more memory than the checkpoint's" in planned["padded"].warnings
+    assert "vLLM pads the experts' hidden size from 2880 to 3072 for FlashInfer's TRTLLM-Gen MoE kernel on B200: " \
+        "the routed experts take 7% more memory than the checkpoint's" in planned["hidden"].warnings
 
 
 @pytest.mark.vllm
