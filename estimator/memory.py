@@ -117,19 +117,33 @@ def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
     return 1.0
 
 
+def tensor_scheme(name: str, kind: str, quant: QuantScheme | None, shard: str = "col") -> QuantScheme | None:
+    """The scheme the checkpoint (or --quantization) stores a tensor of this name and kind with; None where it is
+    left in the model dtype."""
+    if quant is not None and quant.quantizes_lm_head and name == "lm_head":
+        return quant
+    if not quant or kind not in ("linear", "expert") or quant.skips(name) or (quant.experts_only and kind != "expert"):
+        return None
+    return quant.scheme_for(name, kind, shard)
+
+
 def quantized(name: str, kind: str, quant: QuantScheme | None) -> bool:
     """Whether the checkpoint's (or --quantization's) scheme applies to a tensor of this name and kind."""
-    if quant is not None and quant.quantizes_lm_head and name == "lm_head":
-        return True
-    return bool(quant and kind in ("linear", "expert") and not quant.skips(name)
-                and (not quant.experts_only or kind == "expert"))
+    return tensor_scheme(name, kind, quant) is not None
 
 
 def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> float:
     """Bytes of the whole tensor as loaded (before TP sharding)."""
-    if quantized(t.name, t.kind, quant):
-        return quant.linear_bytes(t.rows, t.cols, t.copies)
+    scheme = tensor_scheme(t.name, t.kind, quant, t.shard)
+    if scheme is not None:
+        return scheme.linear_bytes(t.rows, t.cols, t.copies)
     return t.numel * dtype_bytes
+
+
+def experts_scheme(arch: ModelArch) -> QuantScheme | None:
+    """The scheme the routed experts are stored with (a mixed checkpoint may quantize them unlike the rest)."""
+    expert = next((t for t in arch.tensors if t.kind == "expert"), None)
+    return tensor_scheme(expert.name, "expert", arch.quant) if expert is not None else arch.quant
 
 
 def held(t: Tensor, quant: QuantScheme | None) -> bool:
@@ -312,17 +326,18 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     blackwell_dc, hopper, blackwell_consumer = major == 10, major == 9, major == 12
     if cfg.quantization == "mxfp4":
         return "trtllm" if blackwell_dc else "oai_triton" if hopper else "modular"
-    if arch.quant is not None and arch.quant.nvfp4:
+    experts = experts_scheme(arch)
+    if experts is not None and experts.nvfp4:
         # fused_moe/oracle/nvfp4.py: W4A4 takes TRTLLM-Gen on data-center Blackwell (monolithic where it takes
         # the routing, its modular form otherwise), FlashInfer's CUTLASS kernel on consumer Blackwell; W4A16,
         # and every GPU before Blackwell, Marlin (the optional Humming package, which would outrank it on
         # Hopper, is not assumed)
-        if arch.quant.fp4_activations and blackwell_dc:
+        if experts.fp4_activations and blackwell_dc:
             return "trtllm" if arch.moe_routing == "renormalize" else "trtllm_modular"
-        if arch.quant.fp4_activations and blackwell_consumer:
+        if experts.fp4_activations and blackwell_consumer:
             return "flashinfer_cutlass"
         return "modular"
-    block_fp8 = arch.quant is not None and arch.quant.method == "fp8" and arch.quant.block == FP8_MOE_BLOCK
+    block_fp8 = experts is not None and experts.method == "fp8" and experts.block == FP8_MOE_BLOCK
     if blackwell_dc and block_fp8 and arch.moe_routing == "renormalize":
         return "trtllm"
     if cfg.quantization is None and blackwell_dc:
@@ -348,7 +363,8 @@ TRTLLM_NVFP4_INTERMEDIATE_ALIGNMENT = 128
 
 
 def _padded_nvfp4(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> bool:
-    return arch.quant is not None and arch.quant.nvfp4 and moe_kernel(arch, cfg, gpu) in ("trtllm", "trtllm_modular")
+    experts = experts_scheme(arch)
+    return experts is not None and experts.nvfp4 and moe_kernel(arch, cfg, gpu) in ("trtllm", "trtllm_modular")
 
 
 def padded_expert_intermediate(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> tuple[int, int]:

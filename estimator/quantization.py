@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from estimator.errors import PlannerError
 
@@ -40,6 +40,8 @@ class QuantScheme:
     quantizes_lm_head: bool = False  # ModelOpt quantizes the LM head too unless its exclusions name it
     kv_cache_dtype: str | None = None  # what --kv-cache-dtype auto means for this checkpoint (vLLM's spelling)
     fp4_activations: bool = False  # NVFP4 W4A4: activations quantized to FP4 too (W4A16 keeps them 16-bit)
+    # compressed-tensors' config groups: (target, its scheme) in vLLM's lookup order; empty: one scheme for all
+    targets: tuple[tuple[str, QuantScheme], ...] = ()
 
     def to_dict(self) -> dict:
         return {"method": self.method, "weight_bits": self.weight_bits, "group_size": self.group_size,
@@ -49,6 +51,33 @@ class QuantScheme:
     def nvfp4(self) -> bool:
         """NVFP4 weights (ModelOpt's or compressed-tensors'): 4-bit floats, a float8 scale per 16."""
         return self.weight_bits == 4 and self.group_size == 16 and self.scale_bytes == 1
+
+    def scheme_for(self, module: str, kind: str, shard: str = "col") -> QuantScheme | None:
+        """The scheme vLLM gives a linear or expert weight that no ignore entry names (None: left unquantized):
+        the one scheme, or the config group whose target matches it as CompressedTensorsConfig.get_scheme_dict
+        finds it: by name (exact, or a "re:" regex), else by vLLM's layer class containing the target. Experts are
+        looked up as vLLM does, by expert 0's gate, up and down projections, which must agree."""
+        if not self.targets:
+            return self
+        if kind == "expert":
+            layer = module.rpartition(".")[0]
+            found = {self._target(f"{layer}.0.{proj}", "RoutedExperts") for proj in ("gate_proj", "up_proj",
+                                                                                     "down_proj")}
+            if len(found) > 1:
+                raise _fail(f"the experts of {layer} match compressed-tensors config groups of different schemes, "
+                            "which vLLM refuses (all MoE projections need the same scheme); fix the checkpoint's "
+                            "quantization_config")
+            return found.pop()
+        return self._target(module, "RowParallelLinear" if shard == "row" else "ColumnParallelLinear")
+
+    def _target(self, name: str, layer_class: str) -> QuantScheme | None:
+        for target, scheme in self.targets:
+            if target == name or (target.startswith("re:") and re.match(target[3:], name)):
+                return scheme
+        for target, scheme in self.targets:  # utils.py find_matched_target: the class name contains the target
+            if not target.startswith("re:") and target.lower() in layer_class.lower():
+                return scheme
+        return None
 
     def skips(self, module: str) -> bool:
         """True when the checkpoint keeps ``module`` unquantized (vLLM's ignore / modules_to_not_convert)."""
@@ -118,17 +147,34 @@ def _fp4_group(w: dict) -> int:
 
 
 def _compressed_tensors(qc: dict) -> QuantScheme:
+    """Every config group's scheme by its targets, in the order vLLM looks them up (CompressedTensorsConfig's
+    target_scheme_map: a target a later group names again takes that group's scheme, in its first place; groups
+    without weights, attention-only ones, are left out; experts match "Linear" through "RoutedExperts")."""
     groups = qc.get("config_groups") or {}
     if not groups:
         raise _fail("compressed-tensors quantization_config has no config_groups; the planner cannot size its weights")
-    weight_schemes = []
+    by_target: dict[str, QuantScheme] = {}
     for g in groups.values():
         w = (g or {}).get("weights")
-        if w:
-            weight_schemes.append((w, (g or {}).get("input_activations")))
-    if not weight_schemes:
-        raise _fail("compressed-tensors quantization_config has no weight scheme; the planner cannot size its weights")
-    w, act = weight_schemes[0]
+        if not w:
+            continue
+        scheme = _compressed_tensors_group(w, (g or {}).get("input_activations"))
+        targets = (g or {}).get("targets") or []
+        if not isinstance(targets, list):
+            raise _fail("a compressed-tensors config group's targets are not a list; fix the checkpoint's "
+                        "quantization_config")
+        for target in targets:
+            by_target[str(target)] = scheme
+    if not by_target:
+        raise _fail("compressed-tensors quantization_config has no weight scheme with targets; the planner cannot "
+                    "size its weights")
+    if "Linear" in by_target and "RoutedExperts" not in by_target:
+        by_target["RoutedExperts"] = by_target["Linear"]  # _add_fused_moe_to_target_scheme_map
+    first = by_target.get("Linear") or next(iter(by_target.values()))
+    return replace(first, ignore=_ignore_list(qc, "ignore"), targets=tuple(by_target.items()))
+
+
+def _compressed_tensors_group(w: dict, act: dict | None) -> QuantScheme:
     bits = int(w.get("num_bits", 0))
     wtype = w.get("type", "int")
     strategy = w.get("strategy", "tensor")
@@ -146,7 +192,7 @@ def _compressed_tensors(qc: dict) -> QuantScheme:
     return QuantScheme(
         method="compressed-tensors", weight_bits=bits, group_size=group,
         zero_points=not w.get("symmetric", True), channel_scales=strategy == "channel",
-        scale_bytes=scale_bytes, ignore=_ignore_list(qc, "ignore"),
+        scale_bytes=scale_bytes,
         fp8_compute=fp8 and bool(act) and act.get("type") == "float",
         int8_compute=wtype == "int" and bits == 8 and bool(act) and act.get("type", "int") == "int",
         block=tuple(w["block_structure"]) if strategy == "block" and w.get("block_structure") else None,
