@@ -136,3 +136,109 @@ def test_config_groups_without_targets_or_weights_are_refused_or_left_out():
     only_kv = ct((["Linear"], FP8_CHANNEL, FP8_TOKEN))
     only_kv["config_groups"]["kv"] = {"targets": ["re:.*self_attn$"], "input_activations": FP8_TOKEN}
     assert [t for t, _ in from_config(only_kv).targets] == ["Linear", "RoutedExperts"]
+
+
+# One config group's weights and activations -> how the plan stores and runs them (each row a layout vLLM loads:
+# compressed_tensors.py _get_scheme_from_parts)
+GROUP_LAYOUTS = [
+    # (weights, input activations) -> (bits, group, zero points, channel scales, block, scale bytes, fp8 compute,
+    #                                 int8 compute, fp4 activations)
+    ((INT8_CHANNEL, INT8_TOKEN), (8, None, False, True, None, 2, False, True, False)),
+    ((FP8_CHANNEL, FP8_TOKEN), (8, None, False, True, None, 2, True, False, False)),
+    ((FP8_CHANNEL, None), (8, None, False, True, None, 2, False, False, False)),  # W8A16 FP8: weight-only
+    ((INT4_GROUP, None), (4, 128, False, False, None, 2, False, False, False)),
+    ((dict(INT4_GROUP, group_size=32, symmetric=False), None), (4, 32, True, False, None, 2, False, False, False)),
+    (({"num_bits": 8, "type": "float", "strategy": "block", "block_structure": [128, 128]},
+      {"num_bits": 8, "type": "float", "strategy": "group", "group_size": 128}),
+     (8, None, False, False, (128, 128), 2, True, False, False)),
+    ((NVFP4_W, NVFP4_A), (4, 16, False, False, None, 1, False, False, True)),
+    ((NVFP4_W, None), (4, 16, False, False, None, 1, False, False, False)),
+    # int8 weights beside float activations are not W8A8 int8
+    ((INT8_CHANNEL, FP8_TOKEN), (8, None, False, True, None, 2, False, False, False)),
+    # compressed-tensors' defaults: int, per tensor, symmetric
+    (({"num_bits": 8}, {"num_bits": 8}), (8, None, False, False, None, 2, False, True, False)),
+    (({"num_bits": 8, "strategy": "group"}, None), (8, None, False, False, None, 2, False, False, False)),
+    (({"num_bits": 8, "type": "float", "strategy": "block"}, None), (8, None, False, False, None, 2, False, False,
+                                                                     False)),
+]
+
+
+@pytest.mark.parametrize("group,expected", GROUP_LAYOUTS)
+def test_each_config_groups_layout(group, expected):
+    s = from_config(ct((["Linear"], *group)))
+    assert (s.weight_bits, s.group_size, s.zero_points, s.channel_scales, s.block, s.scale_bytes, s.fp8_compute,
+            s.int8_compute, s.fp4_activations) == expected
+    # and the bytes that follow: a 4096 x 4096 weight
+    rows = cols = 4096
+    scales = rows * cols // s.group_size * s.scale_bytes if s.group_size else 32 * 32 * 4 if s.block else \
+        rows * 4 if s.channel_scales else 4
+    zeros = rows * cols // s.group_size * s.weight_bits // 8 if s.zero_points else 0
+    assert s.linear_bytes(rows, cols, 1) == rows * cols * s.weight_bits // 8 + scales + zeros
+
+
+@pytest.mark.parametrize("weights,message", [
+    ({"num_bits": 2, "type": "int"}, "compressed-tensors weights of 2-bit int are not supported by the planner "
+                                     "(supported: W8A8 int8/fp8, W4A16/W8A16 int, NVFP4 and MXFP4)"),
+    ({"num_bits": 16, "type": "float"}, "compressed-tensors weights of 16-bit float are not supported"),
+    ({"num_bits": 8, "type": "bool"}, "compressed-tensors weights of 8-bit bool are not supported"),
+    ({"type": "int"}, "compressed-tensors weights of 0-bit int are not supported"),
+])
+def test_weights_the_planner_cannot_size_are_refused(weights, message):
+    with pytest.raises(PlannerError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        from_config(ct((["Linear"], weights, None)))
+
+
+def test_vllm_class_and_shard_names_decide_the_group():
+    # a group for row-parallel layers only (o_proj, down_proj) beside one for every linear layer
+    config = from_config(ct((["RowParallelLinear"], INT4_GROUP, None), (["Linear"], FP8_CHANNEL, FP8_TOKEN)))
+    assert [summary(tensor_scheme(n, "linear", config, shard)) for n, shard in (
+        ("model.layers.0.self_attn.o_proj", "row"), ("model.layers.0.self_attn.q_proj", "col"),
+        ("model.layers.0.mlp.down_proj", "row"))] == [[4, "int", "group", 128], [8, "float", "channel", None],
+                                                      [4, "int", "group", 128]]
+    from estimator.inventory import Tensor
+    from estimator.memory import tensor_bytes
+
+    down = Tensor("model.layers.0.mlp.down_proj", 4096, 14336, shard="row", kind="linear", layer=0)
+    assert tensor_bytes(down, 2, config) == 4096 * 14336 // 2 + 4096 * 14336 // 128 * 2
+    # experts are looked up by expert 0's gate, up and down projections, each of which must match
+    shards = ct((["re:.*experts\\.0\\.(gate|up|down)_proj"], NVFP4_W, NVFP4_A), (["Linear"], FP8_CHANNEL, FP8_TOKEN))
+    assert from_config(shards).scheme_for("model.layers.2.mlp.experts.down_proj", "expert").nvfp4
+    for missing in ("gate", "up", "down"):
+        partial = ct(([f"re:.*experts\\.0\\.({'|'.join(p for p in ('gate', 'up', 'down') if p != missing)})_proj"],
+                      NVFP4_W, NVFP4_A), (["Linear"], FP8_CHANNEL, FP8_TOKEN))
+        with pytest.raises(PlannerError, match="different schemes"):
+            from_config(partial).scheme_for("model.layers.2.mlp.experts.gate_up_proj", "expert")
+
+
+def test_the_headline_scheme_is_the_linear_groups_and_weightless_groups_are_skipped_in_place():
+    # the regex group comes first, yet the scheme the checkpoint is known by is the one every linear layer takes
+    assert not from_config(CASES["nvfp4-mlp-fp8-rest"]).nvfp4
+    assert from_config(CASES["nvfp4-mlp-fp8-rest"]).weight_bits == 8
+    # a group without weights (KV cache or attention only) ahead of the others does not end the reading
+    config = ct((["Linear"], FP8_CHANNEL, FP8_TOKEN))
+    config["config_groups"] = {"attn": {"targets": ["re:.*self_attn$"], "input_activations": FP8_TOKEN},
+                               **config["config_groups"]}
+    assert [t for t, _ in from_config(config).targets] == ["Linear", "RoutedExperts"]
+
+
+def test_mixed_experts_are_found_by_their_own_names(tmp_path):
+    # NVFP4 by the MLP regex, FP8 for the rest: the experts' scheme is read from an expert's name, not another's
+    config = dict(catalog_configs()["Qwen/Qwen3-30B-A3B"], quantization_config=CASES["nvfp4-mlp-fp8-rest"])
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    plan = make_plan(PlanRequest(model=str(tmp_path), gpu="B200", max_model_len=8192))
+    assert experts_scheme(plan.arch).nvfp4 and moe_kernel(plan.arch, plan.config, plan.gpu) == "trtllm"
+
+
+@pytest.mark.parametrize("pattern,module,skipped", [
+    ("re:.*self_attn.*", "model.layers.1.self_attn.q_a_proj", True),  # Kimi-K2-Thinking's regexes
+    ("re:.*self_attn.*", "model.layers.1.mlp.experts.gate_up_proj", False),
+    ("visual", "model.visual.blocks.0.attn.qkv", True),  # a whole component of the name
+    ("model.visual", "model.visual.blocks.0.attn.qkv", True),  # a prefix of whole components
+    ("mlp.gate", "model.layers.0.mlp.gate", True),  # a suffix of whole components
+    ("mlp.gate", "model.layers.0.mlp.gate_proj", False),
+    ("lm_head", "lm_head", True),
+    ("model.layers.1*", "model.layers.12.mlp.down_proj", True),  # a wildcard
+    ("model.layers.1.*", "model.layers.12.mlp.down_proj", False),
+])
+def test_ignore_entries_match_as_vllm_reads_them(pattern, module, skipped):
+    assert from_config(ct((["Linear"], FP8_CHANNEL, FP8_TOKEN), ignore=(pattern,))).skips(module) is skipped
