@@ -121,7 +121,7 @@ def tensor_scheme(name: str, kind: str, quant: QuantScheme | None, shard: str = 
     """The scheme the checkpoint (or --quantization) stores a tensor of this name and kind with; None where it is
     left in the model dtype."""
     if quant is not None and quant.quantizes_lm_head and name == "lm_head":
-        return quant
+        return quant.scheme_for(name, "linear")
     if not quant or kind not in ("linear", "expert") or quant.skips(name) or (quant.experts_only and kind != "expert"):
         return None
     return quant.scheme_for(name, kind, shard)

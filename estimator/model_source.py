@@ -136,6 +136,19 @@ def safetensors_param_counts(files: list[Path]) -> dict[str, int] | None:
     return counts or None
 
 
+def _mixed_layers_from_file(quant: object, legacy: dict) -> None:
+    """A ModelOpt MIXED_PRECISION config.json without its per-layer map: vLLM reads quantized_layers from
+    hf_quant_config.json instead (model_loader/weight_utils.py get_quant_config)."""
+    if not isinstance(quant, dict):
+        return
+    settings = quant.get("quantization") if isinstance(quant.get("quantization"), dict) else quant
+    if str(settings.get("quant_algo", "")).upper() != "MIXED_PRECISION" or settings.get("quantized_layers"):
+        return
+    source = legacy.get("quantization") if isinstance(legacy.get("quantization"), dict) else legacy
+    if isinstance(source.get("quantized_layers"), dict):
+        settings["quantized_layers"] = source["quantized_layers"]
+
+
 def _tokenizer_max_length(directory: Path) -> int | None:
     path = directory / "tokenizer_config.json"
     if not path.is_file():
@@ -156,6 +169,8 @@ def _from_directory(directory: Path, model_id: str, kind: str, notes: tuple[str,
     if config.get("quantization_config") is None and legacy_quant.is_file():
         # as vLLM does (transformers_utils/config.py): ModelOpt 0.29 and before kept it beside config.json
         config["quantization_config"] = read_config(legacy_quant, f"{legacy_quant}")
+    elif legacy_quant.is_file():
+        _mixed_layers_from_file(config["quantization_config"], read_config(legacy_quant, f"{legacy_quant}"))
     counts = safetensors_param_counts(sorted(directory.glob("*.safetensors")))
     preprocessor = _read_processor_files({role: directory / name for role, name in PROCESSOR_FILES.items()},
                                          model_id)

@@ -42,6 +42,8 @@ class QuantScheme:
     fp4_activations: bool = False  # NVFP4 W4A4: activations quantized to FP4 too (W4A16 keeps them 16-bit)
     # compressed-tensors' config groups: (target, its scheme) in vLLM's lookup order; empty: one scheme for all
     targets: tuple[tuple[str, QuantScheme], ...] = ()
+    # ModelOpt MIXED_PRECISION: (layer name, its scheme) from quantized_layers, in the checkpoint's order
+    layers: tuple[tuple[str, QuantScheme], ...] = ()
 
     def to_dict(self) -> dict:
         return {"method": self.method, "weight_bits": self.weight_bits, "group_size": self.group_size,
@@ -57,6 +59,8 @@ class QuantScheme:
         the one scheme, or the config group whose target matches it as CompressedTensorsConfig.get_scheme_dict
         finds it: by name (exact, or a "re:" regex), else by vLLM's layer class containing the target. Experts are
         looked up as vLLM does, by expert 0's gate, up and down projections, which must agree."""
+        if self.layers:
+            return self._layer(module, kind)
         if not self.targets:
             return self
         if kind == "expert":
@@ -69,6 +73,24 @@ class QuantScheme:
                             "quantization_config")
             return found.pop()
         return self._target(module, "RowParallelLinear" if shard == "row" else "ColumnParallelLinear")
+
+    def _layer(self, module: str, kind: str) -> QuantScheme | None:
+        """ModelOptMixedPrecisionConfig._resolve_quant_algo: the layer's own entry, else the first entry below it;
+        routed experts (one vLLM layer, named by their prefix) take the first entry below the experts, else below
+        their MLP. A layer no entry names stays unquantized."""
+        if kind == "expert":
+            experts = module.rpartition(".")[0]
+            below = (experts + ".", experts.rsplit(".experts", 1)[0] + ".")
+        else:
+            exact = next((scheme for name, scheme in self.layers if name == module), None)
+            if exact is not None:
+                return exact
+            below = (module + ".",)
+        for prefix in below:
+            hit = next((scheme for name, scheme in self.layers if name.startswith(prefix)), None)
+            if hit is not None:
+                return hit
+        return None
 
     def _target(self, name: str, layer_class: str) -> QuantScheme | None:
         for target, scheme in self.targets:
@@ -249,9 +271,8 @@ def _modelopt(qc: dict, legacy: bool) -> QuantScheme:
     group = (inner or qc).get("group_size")
     if not algo:
         raise _fail("ModelOpt quantization_config has no quant_algo; the planner cannot size its weights")
-    if algo == "MIXED_PRECISION":
-        raise _fail("ModelOpt MIXED_PRECISION checkpoints choose a format per layer (quantized_layers), which the "
-                    "planner does not size; it will not guess their memory")
+    if algo == "MIXED_PRECISION" and not legacy:
+        return _modelopt_mixed(qc, inner or qc, excluded, group)
     known = MODELOPT_LEGACY_ALGOS if legacy else tuple(MODELOPT_ALGOS)
     if algo not in known:
         raise _fail(f"ModelOpt quant_algo {algo!r} is not one vLLM loads from this config (supported: "
@@ -278,6 +299,49 @@ def _modelopt(qc: dict, legacy: bool) -> QuantScheme:
     scheme = QuantScheme(method, ignore=ignore, substring_ignore=True,
                          kv_cache_dtype=_modelopt_kv_cache_dtype(qc, inner or {}), **layout)
     return QuantScheme(**{**scheme.__dict__, "quantizes_lm_head": not scheme.skips("lm_head")})
+
+
+# MIXED_PRECISION's per-layer algos (ModelOptMixedPrecisionConfig.get_quant_method): the linear ones, and for
+# routed experts FP8 (per tensor), NVFP4, W4A16_NVFP4, MXFP8 and 2-D block FP8 (FP8_PB_WO, FP8_BLOCK_SCALES:
+# vLLM's own block-FP8 experts, blocks of the entry's group_size, 128 by default)
+MIXED_BLOCK_FP8_ALGOS = ("FP8_PB_WO", "FP8_BLOCK_SCALES")
+
+
+def _modelopt_mixed(qc: dict, settings: dict, excluded: list, group) -> QuantScheme:
+    layers = settings.get("quantized_layers")
+    if not isinstance(layers, dict) or not layers:
+        raise _fail("ModelOpt MIXED_PRECISION needs a non-empty quantized_layers mapping in its quantization config "
+                    "(vLLM requires it); fix the checkpoint's config.json or hf_quant_config.json")
+    if not isinstance(excluded, list):
+        raise _fail("the ModelOpt exclusion list (exclude_modules / ignore) is not a list; fix the checkpoint's "
+                    "quantization config")
+    nvfp4_group = group or next((info.get("group_size", NVFP4_DEFAULT_GROUP) for info in layers.values()
+                                 if isinstance(info, dict) and str(info.get("quant_algo", "")).upper()
+                                 in ("NVFP4", "W4A16_NVFP4")), NVFP4_DEFAULT_GROUP)
+    schemes = []
+    for name, info in layers.items():
+        layer_algo = str((info or {}).get("quant_algo", "") if isinstance(info, dict) else "").upper()
+        if layer_algo in MIXED_BLOCK_FP8_ALGOS:
+            size = int(info.get("group_size", 128))
+            scheme = QuantScheme("fp8", 8, block=(size, size), fp8_compute=True)
+        elif layer_algo in MODELOPT_ALGOS:
+            method, layout = MODELOPT_ALGOS[layer_algo]
+            if method == "modelopt_fp4":
+                layout = dict(layout, group_size=int(nvfp4_group), fp4_activations=layer_algo == "NVFP4")
+            scheme = QuantScheme(method, **layout)
+        else:
+            raise _fail(f"ModelOpt MIXED_PRECISION layer {name} uses quant_algo {layer_algo or None!r}, which the "
+                        f"planner does not size (supported: {', '.join((*MODELOPT_ALGOS, *MIXED_BLOCK_FP8_ALGOS))}); "
+                        "it will not guess its memory")
+        schemes.append((str(name), scheme))
+    # the scheme the checkpoint is known by: the one most of its layers use
+    names = [scheme for _, scheme in schemes]
+    headline = max(names, key=names.count)
+    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else {}
+    scheme = replace(headline, method="modelopt_mixed", ignore=tuple(str(x) for x in excluded), substring_ignore=True,
+                     kv_cache_dtype=_modelopt_kv_cache_dtype(qc, inner), layers=tuple(schemes))
+    return replace(scheme, quantizes_lm_head=not scheme.skips("lm_head") and scheme._layer("lm_head", "linear")
+                   is not None)
 
 
 def _is_modelopt(qc: dict) -> tuple[bool, bool]:

@@ -103,8 +103,14 @@ def test_the_quantization_flag_must_name_the_checkpoints_method(tmp_path):
 
 @pytest.mark.parametrize("quant,message", [
     ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "ignore": []},
-     "ModelOpt MIXED_PRECISION checkpoints choose a format per layer (quantized_layers), which the planner does not "
-     "size; it will not guess their memory"),
+     "ModelOpt MIXED_PRECISION needs a non-empty quantized_layers mapping in its quantization config (vLLM requires "
+     "it); fix the checkpoint's config.json or hf_quant_config.json"),
+    ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "ignore": [],
+      "quantized_layers": {"model.layers.0.mlp.down_proj": {"quant_algo": "IQ2_XS"}}},
+     "ModelOpt MIXED_PRECISION layer model.layers.0.mlp.down_proj uses quant_algo 'IQ2_XS', which the planner does "
+     "not size"),
+    ({"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "MIXED_PRECISION", "exclude_modules": []}},
+     "ModelOpt quant_algo 'MIXED_PRECISION' is not one vLLM loads from this config"),
     ({"quant_method": "modelopt", "quant_algo": "INT4_AWQ"},
      "ModelOpt quant_algo 'INT4_AWQ' is not one vLLM loads from this config (supported: FP8, "
      "FP8_PER_CHANNEL_PER_TOKEN, FP8_PB_WO, NVFP4, W4A16_NVFP4, MXFP8); the planner will not guess its memory"),
@@ -249,3 +255,82 @@ def test_modelopt_exclusions_match_anywhere_in_the_name_or_as_wildcards():
     assert not scheme.quantizes_lm_head
     assert from_config({"quant_method": "modelopt", "quant_algo": "FP8", "ignore": ["*.mlp.gate"]}).quantizes_lm_head
     assert not from_config({"quant_method": "modelopt", "quant_algo": "FP8", "ignore": ["*head"]}).quantizes_lm_head
+
+
+def mixed_qwen_moe(tmp_path, with_layers: bool = True, lm_head: bool = False) -> str:
+    """Qwen3-30B-A3B as a ModelOpt MIXED_PRECISION checkpoint: FP8 attention, NVFP4 routed experts."""
+    config = dict(catalog_configs()["Qwen/Qwen3-30B-A3B"])
+    layers = {}
+    for i in range(config["num_hidden_layers"]):
+        layers |= {f"model.layers.{i}.self_attn.{p}": {"quant_algo": "FP8"} for p in ("q_proj", "k_proj", "v_proj",
+                                                                                      "o_proj")}
+        layers |= {f"model.layers.{i}.mlp.experts.{e}.{p}": {"quant_algo": "NVFP4", "group_size": 16}
+                   for e in range(1) for p in ("gate_proj", "up_proj", "down_proj")}
+    if lm_head:
+        layers["lm_head"] = {"quant_algo": "FP8"}
+    quant = {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "ignore": [] if lm_head else ["lm_head"],
+             "kv_cache_scheme": {"dynamic": False, "num_bits": 8, "type": "float"}}
+    directory = tmp_path / f"mixed-{with_layers}-{lm_head}"
+    directory.mkdir()
+    if with_layers:
+        quant["quantized_layers"] = layers
+    else:  # older checkpoints keep the per-layer map only in hf_quant_config.json
+        (directory / "hf_quant_config.json").write_text(json.dumps(
+            {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "MIXED_PRECISION",
+                                                                "quantized_layers": layers}}))
+    (directory / "config.json").write_text(json.dumps(dict(config, quantization_config=quant)))
+    return str(directory)
+
+
+def test_mixed_precision_sizes_each_layer_by_its_algo(tmp_path):
+    from estimator.memory import moe_kernel
+
+    plan = make_plan(PlanRequest(model=mixed_qwen_moe(tmp_path), gpu="B200", max_model_len=8192))
+    assert (plan.config.quantization, plan.config.kv_cache_dtype) == ("modelopt_mixed", "fp8_e4m3")
+    bf16 = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B", gpu="B200", max_model_len=8192))
+    attention = [t for t in plan.arch.tensors if t.name.endswith(("q_proj", "k_proj", "v_proj", "o_proj"))]
+    experts = [t for t in plan.arch.tensors if t.kind == "expert"]
+    # FP8 attention: a byte a weight and one fp32 scale; NVFP4 experts: half a byte and a float8 scale per 16
+    saved = sum(2 * t.numel - (t.numel + 4) for t in attention) + \
+        sum(2 * t.numel - (t.numel // 2 + t.numel // 16) for t in experts)
+    assert weights(bf16) - weights(plan) == saved
+    # the experts' NVFP4 picks TRTLLM-Gen on a B200, though most entries (attention's four a layer) are FP8
+    assert plan.arch.quant.weight_bits == 8 and moe_kernel(plan.arch, plan.config, plan.gpu) == "trtllm"
+    # the per-layer map read from hf_quant_config.json where config.json leaves it out, as vLLM reads it
+    older = make_plan(PlanRequest(model=mixed_qwen_moe(tmp_path, with_layers=False), gpu="B200", max_model_len=8192))
+    assert weights(older) == weights(plan)
+
+
+def test_mixed_precision_quantizes_the_lm_head_only_where_an_entry_names_it(tmp_path):
+    plan = make_plan(PlanRequest(model=mixed_qwen_moe(tmp_path), gpu="B200", max_model_len=8192))
+    named = make_plan(PlanRequest(model=mixed_qwen_moe(tmp_path, lm_head=True), gpu="B200", max_model_len=8192))
+    head = next(t for t in plan.arch.tensors if t.name == "lm_head")
+    assert not plan.arch.quant.quantizes_lm_head and named.arch.quant.quantizes_lm_head
+    assert weights(plan) - weights(named) == 2 * head.numel - (head.numel + 4)
+
+
+@pytest.mark.parametrize("layers,expected", [
+    # a layer's own entry; else the first entry below it; experts by any entry below them, else below their MLP
+    ({"model.layers.0.mlp.down_proj": {"quant_algo": "MXFP8"}}, {"model.layers.0.mlp.down_proj": "modelopt_mxfp8"}),
+    ({"model.layers.0.mlp.down_proj.weight": {"quant_algo": "MXFP8"}},
+     {"model.layers.0.mlp.down_proj": "modelopt_mxfp8"}),
+    ({"model.layers.0.mlp.experts.7.up_proj": {"quant_algo": "NVFP4"}},
+     {"model.layers.0.mlp.experts.down_proj": "modelopt_fp4", "model.layers.0.mlp.down_proj": None}),
+    ({"model.layers.0.mlp.shared_expert.up_proj": {"quant_algo": "FP8_PB_WO", "group_size": 64}},
+     {"model.layers.0.mlp.experts.gate_up_proj": "fp8", "model.layers.0.mlp.shared_expert.gate_proj": None,
+      "model.layers.1.mlp.experts.gate_up_proj": None}),
+])
+def test_mixed_precision_layer_lookup(layers, expected):
+    from estimator.memory import tensor_scheme
+    from estimator.quantization import from_config
+
+    scheme = from_config({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "ignore": [],
+                          "quantized_layers": layers})
+    got = {}
+    for name in expected:
+        found = tensor_scheme(name, "expert" if ".experts." in name else "linear", scheme)
+        got[name] = found.method if found else None
+    assert got == expected
+    block = tensor_scheme("model.layers.0.mlp.experts.gate_up_proj", "expert", scheme)
+    if block is not None and block.method == "fp8":
+        assert block.block == (64, 64)

@@ -78,3 +78,62 @@ def test_linear_and_expert_bytes_are_vllms_to_the_per_tensor_scales(answers, nam
         ours = scheme.linear_bytes(2 * inter, hidden, experts) + scheme.linear_bytes(hidden, inter, experts)
         assert 0 <= theirs - ours <= 2 * SCALAR_BYTES * experts, (experts, hidden, inter)
     assert answers[name]["linear_bytes"][0] >= 4096 * 4096 * scheme.weight_bits // 8  # the comparison is not empty
+
+
+# MIXED_PRECISION: FP8 attention, NVFP4 experts and shared experts, a block-FP8 MoE layer, an excluded layer
+MIXED = {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION",
+         "kv_cache_scheme": {"dynamic": False, "num_bits": 8, "type": "float"}, "ignore": ["lm_head", "*mlp.gate"],
+         "quantized_layers": {
+             "model.layers.1.self_attn.q_proj": {"quant_algo": "FP8"},
+             "model.layers.1.self_attn.k_proj": {"quant_algo": "FP8"},
+             "model.layers.1.self_attn.v_proj": {"quant_algo": "FP8"},
+             "model.layers.1.self_attn.o_proj": {"quant_algo": "FP8"},
+             "model.layers.1.mlp.experts.0.gate_proj": {"quant_algo": "NVFP4", "group_size": 16},
+             "model.layers.1.mlp.experts.0.up_proj": {"quant_algo": "NVFP4", "group_size": 16},
+             "model.layers.1.mlp.experts.0.down_proj": {"quant_algo": "NVFP4", "group_size": 16},
+             "model.layers.1.mlp.shared_expert.gate_proj": {"quant_algo": "W4A16_NVFP4", "group_size": 16},
+             "model.layers.2.mlp.shared_expert.up_proj": {"quant_algo": "MXFP8"},
+             "model.layers.2.mlp.experts.5.down_proj": {"quant_algo": "FP8_PB_WO", "group_size": 128},
+             "model.layers.3.mlp.down_proj": {"quant_algo": "FP8_PER_CHANNEL_PER_TOKEN"}}}
+# (vLLM's layer name, our tensor name and kind)
+MIXED_LAYERS = [
+    ("model.layers.1.self_attn.o_proj", "model.layers.1.self_attn.o_proj", "linear"),
+    ("model.layers.1.mlp.experts", "model.layers.1.mlp.experts.gate_up_proj", "expert"),
+    ("model.layers.2.mlp.experts", "model.layers.2.mlp.experts.down_proj", "expert"),
+    ("model.layers.1.mlp.shared_expert.gate_proj", "model.layers.1.mlp.shared_expert.gate_proj", "linear"),
+    ("model.layers.2.mlp.shared_expert.up_proj", "model.layers.2.mlp.shared_expert.up_proj", "linear"),
+    ("model.layers.3.mlp.down_proj", "model.layers.3.mlp.down_proj", "linear"),
+    ("model.layers.4.self_attn.q_proj", "model.layers.4.self_attn.q_proj", "linear"),
+    ("model.layers.4.mlp.experts", "model.layers.4.mlp.experts.down_proj", "expert"),
+]
+
+
+def algo_of(scheme) -> str | None:
+    """The ModelOpt algo a layer's scheme stands for."""
+    if scheme is None:
+        return None
+    if scheme.nvfp4:
+        return "NVFP4" if scheme.fp4_activations else "W4A16_NVFP4"
+    if scheme.group_size == 32:
+        return "MXFP8"
+    return "FP8_PB_WO" if scheme.block else "FP8_PER_CHANNEL_PER_TOKEN" if scheme.channel_scales else "FP8"
+
+
+@pytest.fixture(scope="module")
+def mixed(vllm_py):
+    case = {"quant_config": MIXED, "modules": MODULES, "layers": [v for v, _, _ in MIXED_LAYERS],
+            "linear": [], "experts": []}
+    return run_in_vllm(vllm_py, Path(__file__).parent / "vllm_modelopt.py", [case])[0]
+
+
+@pytest.mark.vllm
+def test_mixed_precision_layers_take_the_algo_vllm_resolves(mixed):
+    from estimator.memory import tensor_scheme
+
+    scheme = from_config(MIXED)
+    assert (scheme.method, scheme.kv_cache_dtype) == (mixed["method"], mixed["kv_cache_dtype"])
+    ours = [algo_of(tensor_scheme(name, kind, scheme)) for _, name, kind in MIXED_LAYERS]
+    assert ours == mixed["algos"]
+    assert len(set(ours)) >= 5  # FP8 in three forms, NVFP4 in two, MXFP8 and unquantized all occur
+    assert [scheme.quantizes_lm_head is False if m == "lm_head" else scheme.skips(m) for m in MODULES] == \
+        mixed["excluded"]

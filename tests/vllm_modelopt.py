@@ -6,7 +6,8 @@ config's normalisation (model_arch_config_convertor), the override order ModelCo
 (which --quantization name the checkpoint gets), the KV cache dtype --kv-cache-dtype auto resolves to, which
 modules ModelOpt's exclusion rule leaves unquantized (after apply_vllm_mapper), and the bytes of the parameters
 vLLM creates for each linear layer (resolve() and the QuantKeyScheme create_weights) and for one layer's routed
-experts (the config's fused-MoE method's create_weights). Prints one JSON list of answers.
+experts (the config's fused-MoE method's create_weights); for a MIXED_PRECISION checkpoint, the algo each of
+``layers`` (vLLM's layer names) resolves to. Prints one JSON list of answers.
 """
 
 import json
@@ -67,6 +68,10 @@ def answer(case: dict) -> dict:
     name = method_name(quant_cfg)
     config = get_quantization_config(name).from_config(quant_cfg)
     config.apply_vllm_mapper(WeightsMapper())
+    if name == "modelopt_mixed":  # the algo each named layer resolves to (None: left unquantized)
+        return {"method": name, "kv_cache_dtype": get_kv_cache_quant_algo_string(quant_cfg),
+                "excluded": [config.is_layer_excluded(module) for module in case["modules"]],
+                "algos": [config._resolve_quant_algo(prefix) for prefix in case["layers"]]}
     return {
         "method": name,
         "kv_cache_dtype": get_kv_cache_quant_algo_string(quant_cfg),
