@@ -331,7 +331,7 @@ def _modelopt_mixed(qc: dict, settings: dict, excluded: list, group) -> QuantSch
             scheme = QuantScheme(method, **layout)
         else:
             raise _fail(f"ModelOpt MIXED_PRECISION layer {name} uses quant_algo {layer_algo or None!r}, which the "
-                        f"planner does not size (supported: {', '.join((*MODELOPT_ALGOS, *MIXED_BLOCK_FP8_ALGOS))}); "
+                        f"planner does not size (supported: {', '.join(dict.fromkeys((*MODELOPT_ALGOS, *MIXED_BLOCK_FP8_ALGOS)))}); "
                         "it will not guess its memory")
         schemes.append((str(name), scheme))
     # the scheme the checkpoint is known by: the one most of its layers use

@@ -334,3 +334,83 @@ def test_mixed_precision_layer_lookup(layers, expected):
     block = tensor_scheme("model.layers.0.mlp.experts.gate_up_proj", "expert", scheme)
     if block is not None and block.method == "fp8":
         assert block.block == (64, 64)
+
+
+def mixed(layers, **settings) -> dict:
+    return {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "ignore": [], "quantized_layers": layers,
+            **settings}
+
+
+def test_mixed_precision_details_follow_vllms_reading():
+    from estimator.memory import tensor_scheme
+    from estimator.quantization import from_config
+
+    # experts take an entry below the experts before one below their MLP
+    s = from_config(mixed({"model.layers.0.mlp.down_proj": {"quant_algo": "MXFP8"},
+                           "model.layers.0.mlp.experts.3.up_proj": {"quant_algo": "NVFP4"}}))
+    assert tensor_scheme("model.layers.0.mlp.experts.gate_up_proj", "expert", s).nvfp4
+    # NVFP4's group: the config's, else the first NVFP4-family entry's, else 16
+    entries = {"a.down_proj": {"quant_algo": "FP8_PB_WO", "group_size": 64},
+               "b.down_proj": {"quant_algo": "W4A16_NVFP4", "group_size": 32},
+               "c.down_proj": {"quant_algo": "nvfp4"}}
+    assert [from_config(mixed(entries)).scheme_for(n, "linear").group_size for n in entries] == [None, 32, 32]
+    assert from_config(mixed(entries, group_size=8)).scheme_for("c.down_proj", "linear").group_size == 8
+    nvfp4_first = {"c.down_proj": {"quant_algo": "NVFP4", "group_size": 32},
+                   "b.down_proj": {"quant_algo": "W4A16_NVFP4", "group_size": 8}}
+    assert from_config(mixed(nvfp4_first)).scheme_for("b.down_proj", "linear").group_size == 32
+    assert from_config(mixed({"c.down_proj": {"quant_algo": "NVFP4"}})).scheme_for("c.down_proj", "linear") \
+        .group_size == 16
+    block = from_config(mixed({"x.experts.0.up_proj": {"quant_algo": "FP8_BLOCK_SCALES"}})) \
+        .scheme_for("x.experts.up_proj", "expert")
+    assert (block.method, block.weight_bits, block.block, block.fp8_compute) == ("fp8", 8, (128, 128), True)
+    # the KV cache named in the nested form
+    nested = {"quant_method": "modelopt", "quantization": {"quant_algo": "MIXED_PRECISION", "kv_cache_quant_algo": "FP8",
+                                                           "exclude_modules": ["layers.0.self_attn"],
+                                                           "quantized_layers": {"x.q_proj": {"quant_algo": "FP8"}}}}
+    scheme = from_config(nested)
+    assert scheme.kv_cache_dtype == "fp8_e4m3"
+    # ModelOpt's exclusion rule: anywhere in the name
+    assert scheme.skips("model.layers.0.self_attn.q_proj") and not scheme.skips("model.layers.10.self_attn.q_proj")
+    # the LM head: only where an entry names it and no exclusion does
+    head = {"lm_head": {"quant_algo": "FP8"}}
+    assert from_config(mixed(head)).quantizes_lm_head
+    assert not from_config(mixed(head, ignore=["lm_*"])).quantizes_lm_head
+    assert not from_config(mixed({"x.q_proj": {"quant_algo": "FP8"}})).quantizes_lm_head
+
+
+@pytest.mark.parametrize("layers,message", [
+    (["model.layers.0.mlp"], "ModelOpt MIXED_PRECISION needs a non-empty quantized_layers mapping"),
+    ({"x.q_proj": "FP8"}, "ModelOpt MIXED_PRECISION layer x.q_proj uses quant_algo None, which the planner does "
+                          "not size (supported: FP8, FP8_PER_CHANNEL_PER_TOKEN, FP8_PB_WO, NVFP4, W4A16_NVFP4, MXFP8, "
+                          "FP8_BLOCK_SCALES); it will not guess its memory"),
+    ({"x.q_proj": {"group_size": 16}}, "ModelOpt MIXED_PRECISION layer x.q_proj uses quant_algo None"),
+    ({"x.q_proj": {"quant_algo": "FP8"}, "ignore": "lm_head"},
+     "the ModelOpt exclusion list (exclude_modules / ignore) is not a list; fix the checkpoint's quantization config"),
+])
+def test_a_mixed_map_the_planner_cannot_read_is_refused(layers, message):
+    from estimator.quantization import from_config
+
+    config = mixed(layers)
+    if isinstance(layers, dict) and "ignore" in layers:
+        config = mixed({k: v for k, v in layers.items() if k != "ignore"}, ignore=layers["ignore"])
+    with pytest.raises(PlannerError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        from_config(config)
+
+
+@pytest.mark.parametrize("config_json,legacy,kept", [
+    # the nested form in config.json, the flat form in the file
+    ({"quant_method": "modelopt", "quantization": {"quant_algo": "MIXED_PRECISION"}},
+     {"quantized_layers": {"f": {"quant_algo": "FP8"}}}, {"f"}),
+    # config.json's own map is kept
+    ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "quantized_layers": {"c": {"quant_algo": "FP8"}}},
+     {"quantization": {"quantized_layers": {"f": {"quant_algo": "FP8"}}}}, {"c"}),
+    # not a mixed checkpoint: nothing is taken from the file
+    ({"quant_method": "modelopt", "quant_algo": "FP8"}, {"quantization": {"quantized_layers": {"f": {}}}}, set()),
+])
+def test_the_per_layer_map_comes_from_hf_quant_config_json_only_where_config_json_lacks_it(config_json, legacy,
+                                                                                            kept):
+    from estimator.model_source import _mixed_layers_from_file
+
+    _mixed_layers_from_file(config_json, legacy)
+    settings = config_json.get("quantization", config_json)
+    assert set(settings.get("quantized_layers", {})) == kept
