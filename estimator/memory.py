@@ -141,7 +141,8 @@ def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> floa
 
 
 def experts_scheme(arch: ModelArch) -> QuantScheme | None:
-    """The scheme the routed experts are stored with (a mixed checkpoint may quantize them unlike the rest)."""
+    """The scheme the routed experts are stored with (a mixed checkpoint may quantize them unlike the rest); the
+    checkpoint's own for a model described without its tensors."""
     expert = next((t for t in arch.tensors if t.kind == "expert"), None)
     return tensor_scheme(expert.name, "expert", arch.quant) if expert is not None else arch.quant
 
@@ -362,35 +363,30 @@ TRTLLM_NVFP4_GATED_INTERMEDIATE_ALIGNMENT = 64
 TRTLLM_NVFP4_INTERMEDIATE_ALIGNMENT = 128
 
 
-def _padded_nvfp4(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> bool:
-    experts = experts_scheme(arch)
-    return experts is not None and experts.nvfp4 and moe_kernel(arch, cfg, gpu) in ("trtllm", "trtllm_modular")
-
-
-def padded_expert_intermediate(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> tuple[int, int]:
-    """(the checkpoint's per-rank expert intermediate size, what vLLM holds): TRTLLM-Gen pads unquantized and
-    NVFP4 experts, every other kernel holds them as loaded; (0, 0) where no expert is padded that way."""
+def held_expert_dims(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> tuple[int, int, int, int]:
+    """(hidden size, what vLLM holds of it, per-rank intermediate size, what vLLM holds of it) of the routed
+    experts: TRTLLM-Gen pads unquantized experts' intermediate size, and NVFP4 experts' hidden and intermediate
+    sizes; every other kernel holds them as loaded (MXFP4's own padding is padded_expert_bytes'). All 0 for a
+    dense model."""
     if not arch.is_moe:
-        return 0, 0
-    inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
-    if _padded_nvfp4(arch, cfg, gpu):
+        return 0, 0, 0, 0
+    hidden, inter = arch.hidden_size, cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
+    kernel = moe_kernel(arch, cfg, gpu)
+    experts = experts_scheme(arch)
+    if experts is not None and experts.nvfp4 and kernel in ("trtllm", "trtllm_modular"):
         gated = any(".experts.gate_up_proj" in t.name for t in arch.tensors)
-        return inter, _round_up(inter, TRTLLM_NVFP4_GATED_INTERMEDIATE_ALIGNMENT if gated
-                                else TRTLLM_NVFP4_INTERMEDIATE_ALIGNMENT)
-    if cfg.quantization is not None:
-        return 0, 0
-    held = _round_up(inter, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT) if moe_kernel(arch, cfg, gpu) == "trtllm" else inter
-    return inter, held
+        return (hidden, _round_up(hidden, TRTLLM_NVFP4_HIDDEN_ALIGNMENT), inter,
+                _round_up(inter, TRTLLM_NVFP4_GATED_INTERMEDIATE_ALIGNMENT if gated
+                          else TRTLLM_NVFP4_INTERMEDIATE_ALIGNMENT))
+    if cfg.quantization is None and kernel == "trtllm":
+        return hidden, hidden, inter, _round_up(inter, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT)
+    return hidden, hidden, inter, inter
 
 
 def expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> float:
-    """How much larger vLLM makes routed expert weights for their kernel (1 where it does not): the padded
-    intermediate size, and for TRTLLM-Gen's NVFP4 experts the padded hidden size."""
-    inter, held = padded_expert_intermediate(arch, cfg, gpu)
-    factor = held / inter if inter else 1.0
-    if _padded_nvfp4(arch, cfg, gpu):
-        factor *= _round_up(arch.hidden_size, TRTLLM_NVFP4_HIDDEN_ALIGNMENT) / arch.hidden_size
-    return factor
+    """How much larger vLLM makes routed expert weights for their kernel (1 where it does not)."""
+    hidden, held_hidden, inter, held_inter = held_expert_dims(arch, cfg, gpu)
+    return held_hidden / hidden * held_inter / inter if inter else 1.0
 
 
 def _workspace_piece(elements, dtype_bytes: int):
@@ -404,7 +400,7 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
     allocated under the sampler's peak. Modular GEMM kernels (TritonExperts.workspace_shapes, MarlinExperts
     likewise): one buffer of M x topk x max(I, H) shared by the first GEMM's output and the final output, one of
     M x topk x max(2I, H) for the activation, I the per-rank intermediate size (both padded as the MXFP4 weights
-    are: the hidden states are padded to match); FlashInfer CUTLASS: one of M x H."""
+    are: the hidden states are padded to match); FlashInfer CUTLASS and TRTLLM-Gen's modular form: one of M x H."""
     kind = moe_kernel(arch, cfg, gpu) if arch.is_moe else None
     if kind is None or kind in SCRATCH_INSIDE:
         return 0
@@ -413,8 +409,8 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
     if cfg.quantization == "mxfp4":
         hidden, inter = mxfp4_expert_dims(arch, cfg.tensor_parallel_size, gpu)
     if kind in ("flashinfer_cutlass", "trtllm_modular"):
-        # one M x H buffer: FlashInfer CUTLASS's first GEMM output, TRTLLM-Gen's modular output
-        # (TrtLlmNvFp4ExpertsModular.workspace_shapes; NVFP4's packed M x H/2 input fits inside it)
+        # FlashInfer CUTLASS's first GEMM output; TRTLLM-Gen's modular output (TrtLlmNvFp4ExpertsModular.
+        # workspace_shapes; NVFP4's packed M x H/2 input fits inside it)
         return _workspace_piece(tokens * hidden, cfg.dtype_bytes)
     return (_workspace_piece(tokens * topk * max(inter, hidden), cfg.dtype_bytes)
             + _workspace_piece(tokens * topk * max(2 * inter, hidden), cfg.dtype_bytes))

@@ -256,8 +256,8 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
             online = True
     except Exception as err:
         raise _hub_error(repo_id, revision, err, wait) from None
-    for name in (*PROCESSOR_FILES.values(), MODELOPT_QUANT_FILE):  # into the snapshot beside config.json, where
-        # _from_directory reads them
+    # into the snapshot beside config.json, where _from_directory reads them
+    for name in (*PROCESSOR_FILES.values(), MODELOPT_QUANT_FILE):
         try:
             hf_hub_download(repo_id, name, revision=revision, local_files_only=not online, etag_timeout=wait)
         except Exception:

@@ -12,7 +12,7 @@ from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
-from estimator.memory import MemoryPlan, expert_padding, padded_expert_intermediate, plan_memory
+from estimator.memory import MemoryPlan, expert_padding, held_expert_dims, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -348,12 +348,11 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     performance = estimate(arch, gpu, config, quant, memory.num_gpu_blocks, workload, coefficients) \
         if memory.fits else None
     notes = list(config_warnings) + list(warnings) + coefficient_notes
-    inter, held = padded_expert_intermediate(arch, config, gpu)
+    hidden, held_hidden, inter, held_inter = held_expert_dims(arch, config, gpu)
     padding = expert_padding(arch, config, gpu)
     if padding > 1:
-        hidden = round(arch.hidden_size * padding * inter / held) if held else arch.hidden_size
-        what = [f"each GPU's expert intermediate size from {inter} to {held}"] if held > inter else []
-        what += [f"the experts' hidden size from {arch.hidden_size} to {hidden}"] if hidden > arch.hidden_size else []
+        what = [f"each GPU's expert intermediate size from {inter} to {held_inter}"] if held_inter > inter else []
+        what += [f"the experts' hidden size from {hidden} to {held_hidden}"] if held_hidden > hidden else []
         notes.append(f"vLLM pads {' and '.join(what)} for FlashInfer's TRTLLM-Gen MoE kernel on {gpu.name}: the routed experts "
                      f"take {100 * (padding - 1):.0f}% more memory than the checkpoint's")
     if not speed_known(gpu):

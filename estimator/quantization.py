@@ -271,15 +271,17 @@ def _modelopt(qc: dict, legacy: bool) -> QuantScheme:
     group = (inner or qc).get("group_size")
     if not algo:
         raise _fail("ModelOpt quantization_config has no quant_algo; the planner cannot size its weights")
-    if algo == "MIXED_PRECISION" and not legacy:
-        return _modelopt_mixed(qc, inner or qc, excluded, group)
-    known = MODELOPT_LEGACY_ALGOS if legacy else tuple(MODELOPT_ALGOS)
+    known = MODELOPT_LEGACY_ALGOS if legacy else (*MODELOPT_ALGOS, "MIXED_PRECISION")
     if algo not in known:
         raise _fail(f"ModelOpt quant_algo {algo!r} is not one vLLM loads from this config (supported: "
                     f"{', '.join(known)}); the planner will not guess its memory")
     if not isinstance(excluded, list):
         raise _fail("the ModelOpt exclusion list (exclude_modules / ignore) is not a list; fix the checkpoint's "
                     "quantization config")
+    ignore = tuple(str(x) for x in excluded)
+    kv_cache_dtype = _modelopt_kv_cache_dtype(qc, inner or {})
+    if algo == "MIXED_PRECISION":
+        return _modelopt_mixed(inner or qc, ignore, group, kv_cache_dtype)
     required = {"NVFP4": ("group_size", "kv_cache_quant_algo", "exclude_modules"),
                 "MXFP8": ("kv_cache_quant_algo", "exclude_modules")}.get(algo, ())
     missing = [key for key in required if inner is not None and key not in inner]
@@ -295,10 +297,8 @@ def _modelopt(qc: dict, legacy: bool) -> QuantScheme:
             isinstance(g, dict) and g.get("input_activations") is None for g in groups.values()))
         layout = dict(layout, group_size=int(group) if group else NVFP4_DEFAULT_GROUP,
                       fp4_activations=not weight_only)
-    ignore = tuple(str(x) for x in excluded)
-    scheme = QuantScheme(method, ignore=ignore, substring_ignore=True,
-                         kv_cache_dtype=_modelopt_kv_cache_dtype(qc, inner or {}), **layout)
-    return QuantScheme(**{**scheme.__dict__, "quantizes_lm_head": not scheme.skips("lm_head")})
+    scheme = QuantScheme(method, ignore=ignore, substring_ignore=True, kv_cache_dtype=kv_cache_dtype, **layout)
+    return replace(scheme, quantizes_lm_head=not scheme.skips("lm_head"))
 
 
 # MIXED_PRECISION's per-layer algos (ModelOptMixedPrecisionConfig.get_quant_method): the linear ones, and for
@@ -307,20 +307,17 @@ def _modelopt(qc: dict, legacy: bool) -> QuantScheme:
 MIXED_BLOCK_FP8_ALGOS = ("FP8_PB_WO", "FP8_BLOCK_SCALES")
 
 
-def _modelopt_mixed(qc: dict, settings: dict, excluded: list, group) -> QuantScheme:
+def _modelopt_mixed(settings: dict, ignore: tuple[str, ...], group, kv_cache_dtype: str | None) -> QuantScheme:
     layers = settings.get("quantized_layers")
     if not isinstance(layers, dict) or not layers:
         raise _fail("ModelOpt MIXED_PRECISION needs a non-empty quantized_layers mapping in its quantization config "
                     "(vLLM requires it); fix the checkpoint's config.json or hf_quant_config.json")
-    if not isinstance(excluded, list):
-        raise _fail("the ModelOpt exclusion list (exclude_modules / ignore) is not a list; fix the checkpoint's "
-                    "quantization config")
     nvfp4_group = group or next((info.get("group_size", NVFP4_DEFAULT_GROUP) for info in layers.values()
                                  if isinstance(info, dict) and str(info.get("quant_algo", "")).upper()
                                  in ("NVFP4", "W4A16_NVFP4")), NVFP4_DEFAULT_GROUP)
     schemes = []
     for name, info in layers.items():
-        layer_algo = str((info or {}).get("quant_algo", "") if isinstance(info, dict) else "").upper()
+        layer_algo = str(info.get("quant_algo", "")).upper() if isinstance(info, dict) else ""
         if layer_algo in MIXED_BLOCK_FP8_ALGOS:
             size = int(info.get("group_size", 128))
             scheme = QuantScheme("fp8", 8, block=(size, size), fp8_compute=True)
@@ -337,9 +334,8 @@ def _modelopt_mixed(qc: dict, settings: dict, excluded: list, group) -> QuantSch
     # the scheme the checkpoint is known by: the one most of its layers use
     names = [scheme for _, scheme in schemes]
     headline = max(names, key=names.count)
-    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else {}
-    scheme = replace(headline, method="modelopt_mixed", ignore=tuple(str(x) for x in excluded), substring_ignore=True,
-                     kv_cache_dtype=_modelopt_kv_cache_dtype(qc, inner), layers=tuple(schemes))
+    scheme = replace(headline, method="modelopt_mixed", ignore=ignore, substring_ignore=True,
+                     kv_cache_dtype=kv_cache_dtype, layers=tuple(schemes))
     return replace(scheme, quantizes_lm_head=not scheme.skips("lm_head") and scheme._layer("lm_head", "linear")
                    is not None)
 

@@ -113,7 +113,8 @@ def test_the_quantization_flag_must_name_the_checkpoints_method(tmp_path):
      "ModelOpt quant_algo 'MIXED_PRECISION' is not one vLLM loads from this config"),
     ({"quant_method": "modelopt", "quant_algo": "INT4_AWQ"},
      "ModelOpt quant_algo 'INT4_AWQ' is not one vLLM loads from this config (supported: FP8, "
-     "FP8_PER_CHANNEL_PER_TOKEN, FP8_PB_WO, NVFP4, W4A16_NVFP4, MXFP8); the planner will not guess its memory"),
+     "FP8_PER_CHANNEL_PER_TOKEN, FP8_PB_WO, NVFP4, W4A16_NVFP4, MXFP8, MIXED_PRECISION); the planner will not guess "
+     "its memory"),
     ({"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "MXFP8", "kv_cache_quant_algo": None,
                                                           "exclude_modules": []}},
      "ModelOpt quant_algo 'MXFP8' is not one vLLM loads from this config (supported: FP8, FP8_PER_CHANNEL_PER_TOKEN, "
