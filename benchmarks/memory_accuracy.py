@@ -40,8 +40,10 @@ PLAN_FIELD = {"weights_gib": "weights_gib", "activation_peak_gib": "activation_g
 ABSOLUTE = ("cuda_graph_gib",)  # near zero (or negative) in the logs: errors in GiB
 REMARK = re.compile(r"\s*\([^)]*\)")
 GIB_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*GiB")  # "(not named; ... shows a 94.97 GiB GPU)"
-EXPERT_PARALLEL = re.compile(r"enable-expert-parallel|expert.parallel|\+EP\b", re.IGNORECASE)  # "DP8+EP"
-DECODE_CONTEXT_PARALLEL = re.compile(r"decode-context-parallel", re.IGNORECASE)
+EXPERT_PARALLEL = re.compile(r"enable-expert-parallel|enable_expert_parallel=True|\+EP\b", re.IGNORECASE)  # "DP8+EP"
+# "-dp=8", "--data-parallel-size 8", "DP8+EP", "data_parallel_size=4"
+DATA_PARALLEL = re.compile(r"(?:-dp[= ]|--data-parallel-size[= ]|data_parallel_size=|\bDP)(\d+)")
+DECODE_CONTEXT_PARALLEL = re.compile(r"decode-context-parallel-size[= ](\d+)", re.IGNORECASE)
 COUNT = re.compile(r"\s+x\s*\d+\b", re.IGNORECASE)
 VERSION = re.compile(r"^\s*0\.(\d+)\.")
 # A start-up that leaves --gpu-memory-utilization out ran at its release's default: 0.9 through the 0.13 releases
@@ -69,16 +71,24 @@ def catalog_match(model: str) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def parallel_flags(notes: str) -> dict:
+    """--data-parallel-size, --enable-expert-parallel and --decode-context-parallel-size as a row's notes give
+    them."""
+    flags = {"enable_expert_parallel": True} if EXPERT_PARALLEL.search(notes) else {}
+    for key, pattern in (("data_parallel_size", DATA_PARALLEL),
+                         ("decode_context_parallel_size", DECODE_CONTEXT_PARALLEL)):
+        found = pattern.search(notes)
+        if found and int(found.group(1)) > 1:
+            flags[key] = int(found.group(1))
+    return flags
+
+
 def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     """The plan request a logged start-up describes, or why it cannot be represented."""
     model = bare(row["model"])
     notes = row.get("notes") or ""
     if "FAILED" in notes and all(number(row.get(field)) is None for field in (*PER_GPU, "kv_cache_tokens")):
         return None, "a failed start-up that logged no memory figure (nothing to compare)"
-    if EXPERT_PARALLEL.search(notes):
-        return None, "expert parallelism across data-parallel ranks (the planner shards experts by TP only)"
-    if DECODE_CONTEXT_PARALLEL.search(notes):
-        return None, "decode context parallelism (--decode-context-parallel-size), which the planner does not model"
     model_id = catalog_match(model)
     if model_id is None:
         return None, "model not in the bundled catalog (or only a local path is named)"
@@ -111,11 +121,12 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
         flags["quantization"] = quantization
     if (row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes"):
         flags["enforce_eager"] = True
+    flags.update(parallel_flags(notes))
     version = VERSION.match(row.get("vllm_version") or "")
     if "gpu_memory_utilization" not in flags and version and int(version.group(1)) < OLD_DEFAULT_BEFORE_MINOR:
         flags["gpu_memory_utilization"] = OLD_DEFAULT_UTILIZATION
-    tp = flags.get("tensor_parallel_size", 1) * flags.get("pipeline_parallel_size", 1)
-    flags["num_gpus"] = tp
+    flags["num_gpus"] = flags.get("tensor_parallel_size", 1) * flags.get("pipeline_parallel_size", 1) \
+        * flags.get("data_parallel_size", 1)
     return PlanRequest(**flags), None
 
 

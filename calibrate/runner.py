@@ -260,10 +260,11 @@ class Runner:
                                              "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype",
                                              "max_num_seqs", "max_num_batched_tokens", "block_size",
                                              "enforce_eager", "runner", "language_model_only",
-                                             "kv_cache_memory_bytes")}
+                                             "kv_cache_memory_bytes", "data_parallel_size",
+                                             "enable_expert_parallel", "decode_context_parallel_size")}
         config["limit_mm_per_prompt"] = dict(c.limit_mm_per_prompt)
         config["argv"] = plan.serve_argv
-        return dict(model=plan.source.id, gpu=plan.gpu.name, num_gpus=c.world_size, config=config,
+        return dict(model=plan.source.id, gpu=plan.gpu.name, num_gpus=c.num_gpus, config=config,
                     workload={"input_len": self.options.input_len, "output_len": self.options.output_len,
                               "concurrency": point.concurrency, "request_rate": point.request_rate,
                               "num_prompts": self._prompts(point)},

@@ -180,7 +180,7 @@ def write_all(plan: Plan, output_dir: str, flags: dict, force: bool = False) -> 
         "bench.sh": "#!/usr/bin/env bash\nset -euo pipefail\n" + shlex.join(bench_argv(plan)) + "\n",
         # The flags the plan set (given, or chosen by a search), so the profile reproduces the same argv.
         "profile.yaml": _yaml(profile_dict(dict(
-            flags, model=plan.source.id, num_gpus=plan.config.world_size if flags.get("search") else flags.get("num_gpus"),
+            flags, model=plan.source.id, num_gpus=plan.config.num_gpus if flags.get("search") else flags.get("num_gpus"),
             gpu=plan.gpu.name if plan.gpu.source == "catalog" else flags.get("gpu"),
             **{k: profile_value(k, getattr(plan.config, k)) for k in plan.config.explicit}))),
         "plan.json": json.dumps(plan.to_dict(), indent=2) + "\n",

@@ -18,7 +18,12 @@ from estimator.coefficients import Coefficients
 from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import ABSORBED_MLA, AttentionLayer, Tensor
 from estimator.quantization import QuantScheme
-from estimator.serve_config import MM_ITEMS_PER_PROMPT, ServeConfig
+from estimator.serve_config import (
+    MM_ITEMS_PER_PROMPT,
+    ServeConfig,
+    expert_parallel_size,
+    moe_tensor_parallel_size,
+)
 from estimator.xp import all_true, ceil, maximum, minimum, next_power_of_two, smallest, where
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
@@ -215,13 +220,29 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
             yield t
 
 
+def routed(t: Tensor) -> bool:
+    """A routed experts' tensor (their weights, scales or biases: one copy per expert)."""
+    return t.copies > 1 and t.kind in ("expert", "bias")
+
+
+def local_experts(num_experts: int, cfg) -> int:
+    """The routed experts the first GPU of the expert-parallel group holds: vLLM gives each GPU
+    num_experts // ep_size and the first num_experts % ep_size GPUs one more (expert_map_manager.py
+    determine_expert_map); all of them without expert parallelism."""
+    return cdiv(num_experts, expert_parallel_size(cfg))
+
+
 def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:
-    """One TP rank's bytes of a tensor as vLLM holds it (MXFP4 experts padded for their kernel)."""
-    tp = cfg.tensor_parallel_size
-    if quant is not None and quant.method == "mxfp4" and ".experts." in t.name and t.kind in ("expert", "bias"):
-        return padded_expert_bytes(t, arch, tp, quant, gpu)
+    """One GPU's bytes of a tensor as vLLM holds it: sliced by TP, a routed expert's across every data-parallel
+    rank too (or whole, its share of the experts, under expert parallelism), MXFP4 experts padded for their
+    kernel."""
+    if not routed(t):
+        return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, cfg.tensor_parallel_size)
+    moe_tp, share = moe_tensor_parallel_size(cfg), local_experts(t.copies, cfg) / t.copies
+    if quant is not None and quant.method == "mxfp4" and ".experts." in t.name:
+        return padded_expert_bytes(t, arch, moe_tp, quant, gpu) * share
     padding = expert_padding(arch, cfg, gpu) if t.kind == "expert" else 1.0
-    return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, tp) * padding
+    return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, moe_tp) * padding * share
 
 
 def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None,
@@ -370,7 +391,7 @@ def held_expert_dims(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> 
     dense model."""
     if not arch.is_moe:
         return 0, 0, 0, 0
-    hidden, inter = arch.hidden_size, cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
+    hidden, inter = arch.hidden_size, cdiv(arch.moe_intermediate_size, moe_tensor_parallel_size(cfg))
     kernel = moe_kernel(arch, cfg, gpu)
     experts = experts_scheme(arch)
     if experts is not None and experts.nvfp4 and kernel in ("trtllm", "trtllm_modular"):
@@ -389,6 +410,13 @@ def expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> fl
     return held_hidden / hidden * held_inter / inter if inter else 1.0
 
 
+def moe_tokens(cfg):
+    """Tokens one MoE layer runs in the profiling pass: the step's own, and with data parallelism every engine's,
+    which vLLM's default all2all backend (allgather_reducescatter; config/parallel.py) gathers to each GPU before
+    the experts (fused_moe/runner/moe_runner.py _maybe_dispatch); every engine profiles a full step at once."""
+    return cfg.max_num_batched_tokens * getattr(cfg, "data_parallel_size", 1)
+
+
 def _workspace_piece(elements, dtype_bytes: int):
     """One buffer of WorkspaceManager.get_simultaneous: its bytes rounded up to 256."""
     return ceil(elements * dtype_bytes / WORKSPACE_ALIGNMENT) * WORKSPACE_ALIGNMENT
@@ -404,10 +432,10 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
     kind = moe_kernel(arch, cfg, gpu) if arch.is_moe else None
     if kind is None or kind in SCRATCH_INSIDE:
         return 0
-    tokens, topk, hidden = cfg.max_num_batched_tokens, arch.experts_per_token, arch.hidden_size
-    inter = cdiv(arch.moe_intermediate_size, cfg.tensor_parallel_size)
+    tokens, topk, hidden = moe_tokens(cfg), arch.experts_per_token, arch.hidden_size
+    inter = cdiv(arch.moe_intermediate_size, moe_tensor_parallel_size(cfg))
     if cfg.quantization == "mxfp4":
-        hidden, inter = mxfp4_expert_dims(arch, cfg.tensor_parallel_size, gpu)
+        hidden, inter = mxfp4_expert_dims(arch, moe_tensor_parallel_size(cfg), gpu)
     if kind in ("flashinfer_cutlass", "trtllm_modular"):
         # FlashInfer CUTLASS's first GEMM output; TRTLLM-Gen's modular output (TrtLlmNvFp4ExpertsModular.
         # workspace_shapes; NVFP4's packed M x H/2 input fits inside it)
@@ -426,12 +454,12 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     qkv = (arch.num_heads // tp + 2 * kv_heads_rank) * arch.head_dim
     dense_mlp = co.act_mlp_buffers * arch.intermediate_size / tp
     workspace = moe_workspace_bytes(arch, cfg, gpu)
+    mlp = tokens * dense_mlp
     if arch.is_moe and moe_kernel(arch, cfg, gpu) in SCRATCH_INSIDE:
-        mlp = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size / tp + arch.hidden_size)
-        mlp = max(mlp, dense_mlp)
-    else:
-        mlp = dense_mlp
-    forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv + mlp) * cfg.dtype_bytes
+        per_token = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size
+                                              / moe_tensor_parallel_size(cfg) + arch.hidden_size)
+        mlp = maximum(mlp, moe_tokens(cfg) * per_token)
+    forward = (tokens * (co.act_hidden_buffers * arch.hidden_size + qkv) + mlp) * cfg.dtype_bytes
     if not last_stage or arch.pooling:
         return workspace + forward
     num_reqs = minimum(cfg.max_num_seqs, tokens)
@@ -439,8 +467,12 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     return workspace + maximum(forward, hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs))
 
 
-def non_torch_bytes(cfg: ServeConfig, co: Coefficients) -> float:
-    gib = co.non_torch_base_gib + co.non_torch_per_tp_rank_gib * (cfg.tensor_parallel_size - 1)
+def non_torch_bytes(cfg: ServeConfig, co: Coefficients, moe: bool = False) -> float:
+    """Memory outside torch's allocator: a base, communicator buffers per peer of the largest group a GPU is in
+    (TP, or TP across the data-parallel engines, the group a MoE's experts and their dispatch span), and a
+    pipeline's point-to-point buffers."""
+    peers = cfg.tensor_parallel_size * (getattr(cfg, "data_parallel_size", 1) if moe else 1)
+    gib = co.non_torch_base_gib + co.non_torch_per_tp_rank_gib * (peers - 1)
     gib = gib + where(cfg.pipeline_parallel_size > 1, co.non_torch_pp_gib, 0.0)
     return gib * GIB
 
@@ -557,7 +589,9 @@ def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=N
         return cdiv(minimum(window + in_flight, max_len), bs)
     if kind == "mamba":
         return STATE_BLOCKS_PER_REQUEST
-    return cdiv(max_len, bs)
+    # decode context parallelism splits each request's tokens over its ranks' caches
+    # (FullAttentionSpec.max_memory_usage_bytes)
+    return cdiv(cdiv(max_len, getattr(cfg, "decode_context_parallel_size", 1)), bs)
 
 
 @dataclass(frozen=True)
@@ -591,7 +625,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     reserved = cfg.kv_cache_memory_bytes
     budget = gpu.memory_bytes if reserved else ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
     ranges = pp_layer_ranges(arch.num_layers, pp)
-    non_torch = non_torch_bytes(cfg, co)
+    non_torch = non_torch_bytes(cfg, co, arch.is_moe)
     # One page size for every group: a state layer's page is padded to the attention page (vLLM
     # _align_hybrid_block_size chose the block size so that the attention page holds the state).
     page, _ = group_pages(arch, cfg, tp)

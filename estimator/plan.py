@@ -33,7 +33,8 @@ DEFAULT_GPU = "H100-SXM"
 SERVE_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization",
                "dtype", "quantization", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
                "block_size", "enforce_eager", "runner", "limit_mm_per_prompt", "language_model_only",
-               "kv_cache_memory_bytes")
+               "kv_cache_memory_bytes", "data_parallel_size", "enable_expert_parallel",
+               "decode_context_parallel_size")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class PlanRequest:
     limit_mm_per_prompt: tuple[tuple[str, int], ...] | str | dict | None = None  # as --limit-mm-per-prompt takes it
     language_model_only: bool = False
     kv_cache_memory_bytes: int | str | None = None  # as --kv-cache-memory-bytes takes it ("64M", "25.6g", ...)
+    data_parallel_size: int | None = None
+    enable_expert_parallel: bool = False
+    decode_context_parallel_size: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.enforce_eager, bool) and self.enforce_eager is not None:
@@ -66,11 +70,16 @@ class PlanRequest:
         if not isinstance(self.language_model_only, bool) and self.language_model_only is not None:
             raise PlannerError(f"--language-model-only is a switch (true or false), got {self.language_model_only!r}")
         object.__setattr__(self, "language_model_only", bool(self.language_model_only))
+        if not isinstance(self.enable_expert_parallel, bool) and self.enable_expert_parallel is not None:
+            raise PlannerError(f"--enable-expert-parallel is a switch (true or false), got "
+                               f"{self.enable_expert_parallel!r}")
+        object.__setattr__(self, "enable_expert_parallel", bool(self.enable_expert_parallel))
         object.__setattr__(self, "limit_mm_per_prompt", mm_limits(self.limit_mm_per_prompt) or None)
         object.__setattr__(self, "kv_cache_memory_bytes",
                            byte_count("--kv-cache-memory-bytes", self.kv_cache_memory_bytes))
         for name in ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
-                     "max_num_batched_tokens", "block_size"):
+                     "max_num_batched_tokens", "block_size", "data_parallel_size",
+                     "decode_context_parallel_size"):
             positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         positive_number("--gpu-memory-gib", self.gpu_memory_gib)
         if self.runner == "auto":
@@ -121,12 +130,16 @@ class Plan:
     workload: Workload = Workload()
     performance: Prediction | None = None  # None where the GPU's speed is unknown or the plan does not fit
     search: dict | None = None  # the configuration search's result, when one ran
-    data_parallel_size: int = 1  # replicas inside one `vllm serve` (--data-parallel-size); 1 otherwise
     quant: object = None  # the QuantScheme the weights use (checkpoint's or online)
 
     @property
+    def data_parallel_size(self) -> int:
+        """Engines inside one `vllm serve` (--data-parallel-size)."""
+        return self.config.data_parallel_size
+
+    @property
     def serve_argv(self) -> list[str]:
-        return serve_argv(self.source.id, self.config, self.data_parallel_size)
+        return serve_argv(self.source.id, self.config)
 
     @property
     def replicas(self) -> int:
@@ -164,8 +177,7 @@ class Plan:
                          "spec": self.gpu.to_dict()},
             "config": {f: getattr(c, f) for f in SERVE_FLAGS} | {"limit_mm_per_prompt": dict(c.limit_mm_per_prompt),
                                                                   "resolved_dtype": c.resolved_dtype,
-                                                                  "defaults": list(c.defaults),
-                                                                  "data_parallel_size": self.data_parallel_size},
+                                                                  "defaults": list(c.defaults)},
             "memory": self.memory.to_dict() | {"relaxations": [r.to_dict() for r in self.relaxations],
                                                "summary": self.limit_summary()},
             "serve": {"argv": self.serve_argv, "command": self.serve_command,
@@ -202,19 +214,14 @@ def performance_dict(p: Prediction | None, workload: Workload, coefficients: Coe
     return out
 
 
-def serve_argv(model_id: str, c: ServeConfig, data_parallel_size: int = 1) -> list[str]:
+def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
     """`vllm serve` arguments, vLLM spellings, leaving out what equals vLLM's default."""
     argv = [model_id]
 
     def add(flag: str, value) -> None:
         argv.extend([f"--{flag}", str(value)])
 
-    if c.tensor_parallel_size != 1:
-        add("tensor-parallel-size", c.tensor_parallel_size)
-    if c.pipeline_parallel_size != 1:
-        add("pipeline-parallel-size", c.pipeline_parallel_size)
-    if data_parallel_size != 1:
-        add("data-parallel-size", data_parallel_size)
+    argv += _parallel_argv(c)
     if "max_model_len" in c.explicit:
         add("max-model-len", c.max_model_len)
     if "gpu_memory_utilization" in c.explicit and c.gpu_memory_utilization != DEFAULT_GPU_MEMORY_UTILIZATION:
@@ -235,6 +242,14 @@ def serve_argv(model_id: str, c: ServeConfig, data_parallel_size: int = 1) -> li
     if "runner" in c.explicit:
         add("runner", c.runner)
     return argv + _multimodal_argv(c)
+
+
+def _parallel_argv(c: ServeConfig) -> list[str]:
+    sizes = (("tensor-parallel-size", c.tensor_parallel_size), ("pipeline-parallel-size", c.pipeline_parallel_size),
+             ("data-parallel-size", c.data_parallel_size),
+             ("decode-context-parallel-size", c.decode_context_parallel_size))
+    argv = [part for flag, size in sizes if size != 1 for part in (f"--{flag}", str(size))]
+    return argv + (["--enable-expert-parallel"] if c.enable_expert_parallel else [])
 
 
 def _multimodal_argv(c: ServeConfig) -> list[str]:
@@ -362,7 +377,10 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
         notes.append(f"--request-rate {workload.request_rate} exceeds what this configuration sustains "
                      f"({float(performance.output_tokens_per_s) / workload.output_len:.2f} requests/s): the "
                      "queue grows without bound, so TTFT and latency are unbounded")
-    return Plan(request, source, arch, gpu, num_gpus or config.world_size, config, memory, relaxations,
+    if arch.is_moe and config.num_gpus > config.world_size and performance is not None:
+        notes.append("the speed estimate is one data-parallel engine's, with its experts read as if sliced over "
+                     "its own tensor-parallel GPUs: the experts' dispatch across engines is not modelled")
+    return Plan(request, source, arch, gpu, num_gpus or config.num_gpus, config, memory, relaxations,
                 tuple(notes), coefficients, workload, performance, quant=quant)
 
 
@@ -375,6 +393,9 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
         raise PlannerError(f"--replicas-as {replicas_as} is not one of {', '.join(REPLICAS_AS)}")
     from estimator.search import search
 
+    if request.data_parallel_size:
+        raise PlannerError("--search chooses the data-parallel replicas itself from the GPUs it is given; leave "
+                           "--data-parallel-size out and give --num-gpus")
     x = _inputs(request, coefficients, coefficients_choice)
     gpu, coefficients, coefficient_notes, arch = x.gpu, x.coefficients, x.coefficient_notes, x.arch
     num_gpus = request.num_gpus or x.detected_count or 1
@@ -383,10 +404,13 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     if result.best is None:
         raise PlannerError(result.closest)
     best = result.best
-    chosen = dataclasses.replace(request, num_gpus=best["gpus_per_replica"], **{
+    replicas = best["replicas"]
+    # Data-parallel replicas are one server's engines: vLLM spreads a MoE's experts over all of them, which the
+    # plan of the chosen configuration then shows (the search sized each replica alone, which needs more).
+    engines = replicas if replicas_as == "data-parallel" else 1
+    chosen = dataclasses.replace(request, num_gpus=best["gpus_per_replica"] * engines, data_parallel_size=engines, **{
         k: best[k] for k in ("tensor_parallel_size", "pipeline_parallel_size", "quantization", "kv_cache_dtype",
                              "max_model_len", "max_num_seqs", "max_num_batched_tokens")})
-    replicas = best["replicas"]
     plan = make_plan(chosen, coefficients, workload.per_replica(replicas))
     note = None
     if replicas > 1:
@@ -397,7 +421,6 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
                 f"above is one replica's; {best['busy_replicas']:g} replica(s) are busy, for "
                 f"{best['output_tokens_per_s']:,.0f} output tok/s in all")
     return dataclasses.replace(plan, search=result.to_dict(),
-                               data_parallel_size=replicas if replicas_as == "data-parallel" else 1,
                                warnings=plan.warnings + ((note,) if note else ()) + tuple(coefficient_notes))
 
 

@@ -13,13 +13,15 @@ KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parall
         "max_model_len", "gpu_memory_utilization", "dtype", "quantization", "kv_cache_dtype", "max_num_seqs",
         "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
         "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients", "limit_mm_per_prompt",
-        "language_model_only", "kv_cache_memory_bytes")
+        "language_model_only", "kv_cache_memory_bytes", "data_parallel_size", "enable_expert_parallel",
+        "decode_context_parallel_size")
 
 
 POSITIVE_INTS = ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
-                 "max_num_batched_tokens", "block_size", "input_len", "output_len", "concurrency")
+                 "max_num_batched_tokens", "block_size", "input_len", "output_len", "concurrency",
+                 "data_parallel_size", "decode_context_parallel_size")
 POSITIVE_NUMBERS = ("gpu_memory_gib", "gpu_memory_utilization", "request_rate", "ttft_ms", "tpot_ms")
-SWITCHES = ("enforce_eager", "language_model_only")
+SWITCHES = ("enforce_eager", "language_model_only", "enable_expert_parallel")
 
 
 def _check_kind(path: str, key: str, value) -> None:

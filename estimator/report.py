@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from estimator.plan import Plan
+from estimator.serve_config import expert_parallel_size
 
 
 def _b(n: float) -> str:
@@ -19,6 +20,9 @@ def render(plan: Plan) -> str:
         f"KV {kv_per_token / 1024:.1f} KiB per token ({c.kv_cache_dtype if c.kv_cache_dtype != 'auto' else c.resolved_dtype})",
         "Configuration",
         f"  tensor-parallel {c.tensor_parallel_size}, pipeline-parallel {c.pipeline_parallel_size}, "
+        + (f"data-parallel {c.data_parallel_size}, " if c.data_parallel_size > 1 else "")
+        + (f"expert-parallel {expert_parallel_size(c)}, " if expert_parallel_size(c) > 1 else "")
+        + (f"decode-context-parallel {c.decode_context_parallel_size}, " if c.decode_context_parallel_size > 1 else "") +
         f"max-model-len {c.max_model_len}, gpu-memory-utilization {c.gpu_memory_utilization}, "
         f"dtype {c.resolved_dtype}, quantization {quant}, kv-cache-dtype {c.kv_cache_dtype}",
         f"  max-num-seqs {c.max_num_seqs}, max-num-batched-tokens {c.max_num_batched_tokens}, "
@@ -27,7 +31,8 @@ def render(plan: Plan) -> str:
         f"  total {g.total_gib:.2f} | budget {g.budget_gib:.2f} | weights {g.weights_gib:.2f} | "
         f"activation {g.activation_gib:.2f} | non-torch {g.non_torch_gib:.2f} | CUDA graphs {g.cuda_graph_gib:.2f} | "
         f"KV cache {g.kv_cache_gib:.2f}",
-        f"KV cache: {m.num_gpu_blocks:,} blocks of {m.block_size} tokens, {m.kv_cache_tokens:,} tokens; "
+        f"KV cache{' of each engine' if c.data_parallel_size > 1 else ''}: {m.num_gpu_blocks:,} blocks of "
+        f"{m.block_size} tokens, {m.kv_cache_tokens:,} tokens; "
         f"maximum concurrency for {c.max_model_len:,} tokens per request: {m.max_concurrency:.2f}x",
         f"Fits: {'yes' if m.fits else 'NO'} (binding: {m.binding_constraint}) - {plan.limit_summary()}",
     ]

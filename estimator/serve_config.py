@@ -45,6 +45,12 @@ class ServeConfig:
     limit_mm_per_prompt: tuple[tuple[str, int], ...] = ()  # --limit-mm-per-prompt counts given, by modality
     language_model_only: bool = False  # --language-model-only: every modality limited to 0
     kv_cache_memory_bytes: int | None = None  # --kv-cache-memory-bytes: the KV pool per GPU, no budget
+    # --data-parallel-size: engines, each with its own attention, KV cache and scheduler over tp x pp GPUs; a MoE
+    # model's routed experts are one layer across all of them (expert_parallel_size, moe_tensor_parallel_size)
+    data_parallel_size: int = 1
+    enable_expert_parallel: bool = False  # --enable-expert-parallel: whole experts per GPU instead of slices
+    # --decode-context-parallel-size: TP ranks that split each request's tokens between their KV caches
+    decode_context_parallel_size: int = 1
     explicit: frozenset[str] = field(default_factory=frozenset)  # flags the user gave
     defaults: tuple[str, ...] = ()  # "flag=value (reason)" for each default filled in
 
@@ -55,6 +61,10 @@ class ServeConfig:
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES[self.resolved_dtype]
+
+    @property
+    def num_gpus(self) -> int:
+        return self.world_size * self.data_parallel_size
 
     def mm_limit(self, modality: str) -> int:
         return limit_per_prompt(self.limit_mm_per_prompt, self.language_model_only, modality)
@@ -68,6 +78,26 @@ class ServeConfig:
         d["explicit"] = sorted(self.explicit)
         d["defaults"] = list(self.defaults)
         return d
+
+
+def moe_ranks(cfg) -> int:
+    """GPUs one MoE layer's routed experts are spread over: vLLM flattens TP across the data-parallel ranks for
+    them (fused_moe/config.py FusedMoEParallelConfig.flatten_tp_across_dp_and_pcp), with or without expert
+    parallelism."""
+    return int(cfg.tensor_parallel_size) * int(getattr(cfg, "data_parallel_size", 1))
+
+
+def expert_parallel_size(cfg) -> int:
+    """GPUs the routed experts are divided between whole (FusedMoEParallelConfig.make: ep_size is the flattened
+    TP size when --enable-expert-parallel is given and it exceeds 1); 1 without expert parallelism."""
+    ranks = moe_ranks(cfg)
+    return ranks if getattr(cfg, "enable_expert_parallel", False) and ranks > 1 else 1
+
+
+def moe_tensor_parallel_size(cfg) -> int:
+    """The slices each routed expert's intermediate size is cut into: the flattened TP size, or 1 (whole
+    experts) under expert parallelism."""
+    return 1 if expert_parallel_size(cfg) > 1 else moe_ranks(cfg)
 
 
 # vLLM's default cap on items of one modality in a prompt (config/multimodal.py get_limit_per_prompt).
@@ -272,18 +302,22 @@ def _resolve_quant(flag: str | None, arch: ModelArch) -> tuple[QuantScheme | Non
 
 
 def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size: int | None,
-                    pipeline_parallel_size: int | None, defaults: list) -> tuple[int, int]:
-    """(tp, pp): by default every GPU in tensor parallel; refused where vLLM would refuse the split."""
+                    pipeline_parallel_size: int | None, defaults: list, dp: int = 1) -> tuple[int, int]:
+    """(tp, pp): by default every GPU of each data-parallel engine in tensor parallel; refused where vLLM would
+    refuse the split."""
     pp = pipeline_parallel_size or 1
     if tensor_parallel_size is None:
-        tp = max(1, (num_gpus or 1) // pp)
-        if num_gpus and num_gpus > 1:
-            defaults.append(f"tensor-parallel-size={tp} (all {num_gpus} GPUs in tensor parallel)")
+        tp = max(1, (num_gpus or 1) // (pp * dp))
+        if num_gpus and num_gpus > dp:
+            each = f" of each of the {dp} data-parallel engines" if dp > 1 else ""
+            defaults.append(f"tensor-parallel-size={tp} (all {num_gpus // dp} GPUs{each} in tensor parallel)")
     else:
         tp = tensor_parallel_size
-    if num_gpus is not None and tp * pp > num_gpus:
-        raise PlannerError(f"--tensor-parallel-size {tp} x --pipeline-parallel-size {pp} needs {tp * pp} GPUs but "
-                           f"--num-gpus is {num_gpus}; raise --num-gpus or lower the parallel sizes")
+    if num_gpus is not None and tp * pp * dp > num_gpus:
+        times_dp = f" x --data-parallel-size {dp}" if dp > 1 else ""
+        raise PlannerError(f"--tensor-parallel-size {tp} x --pipeline-parallel-size {pp}{times_dp} needs "
+                           f"{tp * pp * dp} GPUs but --num-gpus is {num_gpus}; raise --num-gpus or lower the "
+                           "parallel sizes")
     if arch.num_heads % tp:
         raise PlannerError(f"--tensor-parallel-size {tp} does not divide the {arch.num_heads} attention heads of "
                            f"this model; use a divisor of {arch.num_heads}")
@@ -300,6 +334,46 @@ def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size:
                            "(KV sharing), which vLLM keeps within one pipeline stage; use --tensor-parallel-size "
                            "instead")
     return tp, pp
+
+
+def _moe_split(arch: ModelArch, ranks: int, enabled: bool, warnings: list) -> None:
+    """How the routed experts are spread over the server's TP x DP GPUs, checked as vLLM checks it: sliced, each
+    expert's intermediate size must divide evenly (FusedMoEConfig.__post_init__ asserts it; MXFP4 experts are
+    padded first); whole (--enable-expert-parallel), each GPU must be given at least one expert
+    (expert_map_manager.py determine_expert_map), and the flag changes nothing without routed experts or on one
+    GPU."""
+    if not enabled:
+        if arch.is_moe and arch.moe_intermediate_size % ranks and not (arch.quant and arch.quant.method == "mxfp4"):
+            raise PlannerError(f"the experts' intermediate size {arch.moe_intermediate_size} does not divide into "
+                               f"{ranks} slices (tensor x data parallel); use --enable-expert-parallel, or parallel "
+                               f"sizes whose product divides {arch.moe_intermediate_size}")
+        return
+    if not arch.is_moe:
+        warnings.append(f"--enable-expert-parallel has no effect: {arch.architecture} has no routed experts")
+    elif ranks == 1:
+        warnings.append("--enable-expert-parallel has no effect on one GPU: give --tensor-parallel-size or "
+                        "--data-parallel-size above 1")
+    elif ranks > arch.num_experts:
+        raise PlannerError(f"--enable-expert-parallel over {ranks} GPUs leaves some without any of the model's "
+                           f"{arch.num_experts} routed experts; use at most {arch.num_experts} GPUs per model")
+
+
+def _decode_context_parallel(arch: ModelArch, tp: int, dcp: int) -> int:
+    """--decode-context-parallel-size as vLLM takes it: TP ranks it reuses, so it must divide TP
+    (config/parallel.py), over attention layers that cache every token (vLLM asserts that sliding-window
+    layers do not take it: kv_cache_interface.py SlidingWindowSpec; the planner does not model it beside chunked,
+    state or shared-cache layers either)."""
+    if dcp == 1:
+        return dcp
+    if tp % dcp:
+        raise PlannerError(f"--decode-context-parallel-size {dcp} does not divide --tensor-parallel-size {tp}: vLLM "
+                           "splits each request's tokens over TP ranks; use a divisor of the TP size")
+    others = sorted({a.kind for a in arch.attention if a.kind not in ("full", "mla", "none") or a.shares_kv})
+    if others:
+        raise PlannerError(f"--decode-context-parallel-size: {arch.architecture} has {', '.join(others)} layers, "
+                           "which vLLM (sliding windows) or the planner does not split by decode context "
+                           "parallelism; leave it out")
+    return dcp
 
 
 def _max_model_len(arch: ModelArch, max_model_len: int | None, defaults: list) -> int:
@@ -378,7 +452,9 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
             max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None,
             block_size: int | None = None, enforce_eager: bool = False,
             runner: str | None = None, limit_mm_per_prompt=None, language_model_only: bool = False,
-            kv_cache_memory_bytes=None) -> tuple[ServeConfig, QuantScheme | None, list]:
+            kv_cache_memory_bytes=None, data_parallel_size: int | None = None,
+            enable_expert_parallel: bool = False,
+            decode_context_parallel_size: int | None = None) -> tuple[ServeConfig, QuantScheme | None, list]:
     """Validate flags as vLLM would and fill in its defaults. Returns (config, quant scheme, warnings)."""
     warnings: list[str] = []
     defaults: list[str] = []
@@ -386,11 +462,15 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
                                 max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                                 dtype=dtype, quantization=quantization_method, kv_cache_dtype=kv_cache_dtype,
                                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                                block_size=block_size, runner=runner).items() if v is not None}
+                                block_size=block_size, runner=runner,
+                                data_parallel_size=data_parallel_size,
+                                decode_context_parallel_size=decode_context_parallel_size).items() if v is not None}
     if kv_cache_dtype == "auto":
         given.discard("kv_cache_dtype")  # vLLM's default, which a checkpoint may define (rendered as nothing)
     if enforce_eager:
         given.add("enforce_eager")
+    if enable_expert_parallel:
+        given.add("enable_expert_parallel")
     limits = mm_limits(limit_mm_per_prompt)
     kv_cache_memory_bytes = byte_count("--kv-cache-memory-bytes", kv_cache_memory_bytes)
     given |= {name for name, value in (("limit_mm_per_prompt", limits), ("language_model_only", language_model_only),
@@ -404,7 +484,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     for name, value in (("tensor-parallel-size", tensor_parallel_size), ("pipeline-parallel-size", pipeline_parallel_size),
                         ("max-model-len", max_model_len), ("max-num-seqs", max_num_seqs),
                         ("max-num-batched-tokens", max_num_batched_tokens), ("block-size", block_size),
-                        ("num-gpus", num_gpus)):
+                        ("num-gpus", num_gpus), ("data-parallel-size", data_parallel_size),
+                        ("decode-context-parallel-size", decode_context_parallel_size)):
         _positive(name, value)
     fraction("--gpu-memory-utilization", gpu_memory_utilization)
 
@@ -412,7 +493,10 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     if runner is not None and runner != model_runner:
         raise PlannerError(f"--runner {runner} but the model was built for --runner {model_runner}; "
                            "plan it again with the runner you will serve it with")
-    tp, pp = _parallel_sizes(arch, num_gpus, tensor_parallel_size, pipeline_parallel_size, defaults)
+    dp = data_parallel_size or 1
+    tp, pp = _parallel_sizes(arch, num_gpus, tensor_parallel_size, pipeline_parallel_size, defaults, dp)
+    _moe_split(arch, tp * dp, bool(enable_expert_parallel), warnings)
+    dcp = _decode_context_parallel(arch, tp, decode_context_parallel_size or 1)
     max_len = _max_model_len(arch, max_model_len, defaults)
     quant, quant_method = _resolve_quant(quantization_method, arch)
     resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, quant, warnings)
@@ -445,7 +529,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         kv_cache_dtype=kv_dtype, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
         block_size=block, enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype, runner=model_runner,
         limit_mm_per_prompt=limits, language_model_only=bool(language_model_only),
-        kv_cache_memory_bytes=kv_cache_memory_bytes,
-        explicit=frozenset(given), defaults=tuple(defaults),
+        kv_cache_memory_bytes=kv_cache_memory_bytes, data_parallel_size=int(dp),
+        enable_expert_parallel=bool(enable_expert_parallel), decode_context_parallel_size=int(dcp), explicit=frozenset(given), defaults=tuple(defaults),
     )
     return cfg, quant, warnings

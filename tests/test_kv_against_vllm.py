@@ -97,6 +97,13 @@ CASES = [
     dict(model="deepseek-ai/DeepSeek-V3.2", gpu="H100", tensor_parallel_size=8, pipeline_parallel_size=2,
          max_model_len=32768),
     dict(model="zai-org/GLM-5", gpu="B200", tensor_parallel_size=8, max_model_len=65536, kv_cache_dtype="fp8"),
+    # decode context parallelism: each request's tokens split over TP ranks' caches (MLA's latent, which every rank
+    # holds whole; GQA's KV heads, one per rank at TP 8)
+    dict(model="moonshotai/Kimi-K2-Thinking", gpu="H200", tensor_parallel_size=8, decode_context_parallel_size=8),
+    dict(model="deepseek-ai/DeepSeek-V3", gpu="H200", tensor_parallel_size=8, decode_context_parallel_size=4,
+         max_model_len=100_001),
+    dict(model="meta-llama/Llama-3.1-70B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=8,
+         decode_context_parallel_size=2, max_model_len=131072),
 ]
 
 
@@ -113,6 +120,7 @@ def _reference_case(plan, mla_cache: str) -> dict:
             "available": list(plan.memory.available_kv_bytes), "block_size": cfg.block_size,
             "max_model_len": cfg.max_model_len, "max_num_batched_tokens": cfg.max_num_batched_tokens,
             "pp": cfg.pipeline_parallel_size, "tp": tp, "kv_dtype_bytes": cfg.kv_dtype_bytes,
+            "dcp": cfg.decode_context_parallel_size,
             "hybrid": not any(a.kind == "chunked" for a in arch.attention)}
 
 

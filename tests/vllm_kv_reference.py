@@ -59,7 +59,7 @@ def vllm_config(case: dict):
         cache_config=NS(num_gpu_blocks_override=None, prefix_cache_retention_interval=None, mamba_cache_mode="align",
                         get_resolved_kv_cache_layout=lambda: KVCacheLayout.LBHNC),
         attention_config=NS(hisparse_config=None),
-        parallel_config=NS(decode_context_parallel_size=1, tensor_parallel_size=case["tp"],
+        parallel_config=NS(decode_context_parallel_size=case.get("dcp", 1), tensor_parallel_size=case["tp"],
                            pipeline_parallel_size=pp),
         device_config=NS(device_type="cuda"), speculative_config=None, num_prefill_lookahead_tokens=0,
         use_v2_model_runner=True,
