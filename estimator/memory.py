@@ -414,7 +414,7 @@ def moe_tokens(cfg):
     """Tokens one MoE layer runs in the profiling pass: the step's own, and with data parallelism every engine's,
     which vLLM's default all2all backend (allgather_reducescatter; config/parallel.py) gathers to each GPU before
     the experts (fused_moe/runner/moe_runner.py _maybe_dispatch); every engine profiles a full step at once."""
-    return cfg.max_num_batched_tokens * getattr(cfg, "data_parallel_size", 1)
+    return cfg.max_num_batched_tokens * cfg.data_parallel_size
 
 
 def _workspace_piece(elements, dtype_bytes: int):
@@ -471,7 +471,7 @@ def non_torch_bytes(cfg: ServeConfig, co: Coefficients, moe: bool = False) -> fl
     """Memory outside torch's allocator: a base, communicator buffers per peer of the largest group a GPU is in
     (TP, or TP across the data-parallel engines, the group a MoE's experts and their dispatch span), and a
     pipeline's point-to-point buffers."""
-    peers = cfg.tensor_parallel_size * (getattr(cfg, "data_parallel_size", 1) if moe else 1)
+    peers = cfg.tensor_parallel_size * (cfg.data_parallel_size if moe else 1)
     gib = co.non_torch_base_gib + co.non_torch_per_tp_rank_gib * (peers - 1)
     gib = gib + where(cfg.pipeline_parallel_size > 1, co.non_torch_pp_gib, 0.0)
     return gib * GIB
@@ -591,7 +591,7 @@ def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=N
         return STATE_BLOCKS_PER_REQUEST
     # decode context parallelism splits each request's tokens over its ranks' caches
     # (FullAttentionSpec.max_memory_usage_bytes)
-    return cdiv(cdiv(max_len, getattr(cfg, "decode_context_parallel_size", 1)), bs)
+    return cdiv(cdiv(max_len, cfg.decode_context_parallel_size), bs)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
                                       **{k: fixed[k] for k in ("gpu_memory_utilization", "dtype", "block_size",
                                                                "enforce_eager", "limit_mm_per_prompt",
                                                                "language_model_only", "kv_cache_memory_bytes",
-                                                               "enable_expert_parallel")
+                                                               "enable_expert_parallel",
+                                                               "decode_context_parallel_size")
                                          if fixed.get(k) is not None})
         except PlannerError:
             continue  # a layout vLLM would refuse (TP not dividing the heads, ...)
@@ -115,7 +116,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
             block_size=block_size, enforce_eager=base.enforce_eager, resolved_dtype=base.resolved_dtype,
             dtype_bytes=base.dtype_bytes, max_model_len=mml, max_num_seqs=seqs, max_num_batched_tokens=tokens,
             kv_dtype_bytes=kv_bytes, mm_limit=base.mm_limit, kv_cache_memory_bytes=base.kv_cache_memory_bytes,
-            quantization=base.quantization, data_parallel_size=1, enable_expert_parallel=base.enable_expert_parallel)
+            quantization=base.quantization, data_parallel_size=1, enable_expert_parallel=base.enable_expert_parallel,
+            decode_context_parallel_size=base.decode_context_parallel_size)
         weights = weights_per_stage(arch, cfg, scheme, gpu)
         pool = kv_pool(arch, cfg, gpu, co, weights)
         # vLLM refuses max_num_batched_tokens below max_num_seqs (SchedulerConfig validation).

@@ -84,14 +84,14 @@ def moe_ranks(cfg) -> int:
     """GPUs one MoE layer's routed experts are spread over: vLLM flattens TP across the data-parallel ranks for
     them (fused_moe/config.py FusedMoEParallelConfig.flatten_tp_across_dp_and_pcp), with or without expert
     parallelism."""
-    return int(cfg.tensor_parallel_size) * int(getattr(cfg, "data_parallel_size", 1))
+    return int(cfg.tensor_parallel_size) * int(cfg.data_parallel_size)
 
 
 def expert_parallel_size(cfg) -> int:
     """GPUs the routed experts are divided between whole (FusedMoEParallelConfig.make: ep_size is the flattened
     TP size when --enable-expert-parallel is given and it exceeds 1); 1 without expert parallelism."""
     ranks = moe_ranks(cfg)
-    return ranks if getattr(cfg, "enable_expert_parallel", False) and ranks > 1 else 1
+    return ranks if cfg.enable_expert_parallel and ranks > 1 else 1
 
 
 def moe_tensor_parallel_size(cfg) -> int:

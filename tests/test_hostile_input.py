@@ -410,6 +410,9 @@ def test_every_catalog_config_passes_the_kind_checks():
     ("model", 7, "model is 7; expected a string"),
     ("limit_mm_per_prompt", 2, "limit_mm_per_prompt is 2; expected counts per modality (a mapping, or its JSON)"),
     ("language_model_only", "yes", "language_model_only is 'yes'; expected true or false"),
+    ("enable_expert_parallel", 1, "enable_expert_parallel is 1; expected true or false"),
+    ("data_parallel_size", 0, "data_parallel_size is 0; expected a positive integer"),
+    ("decode_context_parallel_size", "2", "decode_context_parallel_size is '2'; expected a positive integer"),
 ])
 def test_a_profile_value_of_the_wrong_kind_names_the_profile_and_the_key(tmp_path, key, value, expected):
     path = tmp_path / "profile.yaml"
@@ -481,7 +484,8 @@ def test_any_config_json_is_planned_or_refused_with_a_planner_error(model, chang
 
 PROFILE_KEYS = ("num_gpus", "max_model_len", "gpu_memory_utilization", "enforce_eager", "block_size", "dtype",
                 "request_rate", "concurrency", "input_len", "kv_cache_dtype", "coefficients", "goal",
-                "limit_mm_per_prompt", "language_model_only", "kv_cache_memory_bytes")
+                "limit_mm_per_prompt", "language_model_only", "kv_cache_memory_bytes", "data_parallel_size",
+                "enable_expert_parallel", "decode_context_parallel_size")
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -244,3 +244,22 @@ def test_the_cli_prints_decode_context_parallelism():
                                                     "decode-context-parallel 8, max-model-len 262144")
     assert result.output.splitlines()[-1] == ("vllm serve moonshotai/Kimi-K2-Thinking --tensor-parallel-size 8 "
                                               "--decode-context-parallel-size 8")
+
+
+def test_every_parallel_flag_is_rendered_as_vllm_spells_it():
+    plan = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V2-Lite-Chat", gpu="H100", tensor_parallel_size=2,
+                                 pipeline_parallel_size=2, data_parallel_size=2, enable_expert_parallel=True,
+                                 decode_context_parallel_size=2, max_model_len=32768))
+    assert plan.serve_argv == ["deepseek-ai/DeepSeek-V2-Lite-Chat", "--tensor-parallel-size", "2",
+                               "--pipeline-parallel-size", "2", "--data-parallel-size", "2",
+                               "--decode-context-parallel-size", "2", "--enable-expert-parallel",
+                               "--max-model-len", "32768"]
+    assert plan.num_gpus == 8 and expert_parallel_size(plan.config) == 4
+
+
+def test_a_search_keeps_a_given_decode_context_parallel_size():
+    plan = plan_with_search(PlanRequest(model="deepseek-ai/DeepSeek-V2-Lite-Chat", gpu="H100", num_gpus=4,
+                                        decode_context_parallel_size=2, max_model_len=32768),
+                            Workload(1024, 256, concurrency=64))
+    assert plan.config.decode_context_parallel_size == 2 and plan.config.tensor_parallel_size % 2 == 0
+    assert "--decode-context-parallel-size" in plan.serve_argv
