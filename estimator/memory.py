@@ -467,7 +467,7 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     return workspace + maximum(forward, hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs))
 
 
-def non_torch_bytes(cfg: ServeConfig, co: Coefficients, moe: bool = False) -> float:
+def non_torch_bytes(cfg: ServeConfig, co: Coefficients, moe: bool) -> float:
     """Memory outside torch's allocator: a base, communicator buffers per peer of the largest group a GPU is in
     (TP, or TP across the data-parallel engines, the group a MoE's experts and their dispatch span), and a
     pipeline's point-to-point buffers."""

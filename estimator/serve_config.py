@@ -338,12 +338,12 @@ def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size:
 
 def _moe_split(arch: ModelArch, ranks: int, enabled: bool, warnings: list) -> None:
     """How the routed experts are spread over the server's TP x DP GPUs, checked as vLLM checks it: sliced, each
-    expert's intermediate size must divide evenly (FusedMoEConfig.__post_init__ asserts it; MXFP4 experts are
-    padded first); whole (--enable-expert-parallel), each GPU must be given at least one expert
+    expert's intermediate size must divide evenly (FusedMoEConfig.__post_init__ asserts it, before any padding of
+    the slices for a kernel); whole (--enable-expert-parallel), each GPU must be given at least one expert
     (expert_map_manager.py determine_expert_map), and the flag changes nothing without routed experts or on one
     GPU."""
     if not enabled:
-        if arch.is_moe and arch.moe_intermediate_size % ranks and not (arch.quant and arch.quant.method == "mxfp4"):
+        if arch.is_moe and arch.moe_intermediate_size % ranks:
             raise PlannerError(f"the experts' intermediate size {arch.moe_intermediate_size} does not divide into "
                                f"{ranks} slices (tensor x data parallel); use --enable-expert-parallel, or parallel "
                                f"sizes whose product divides {arch.moe_intermediate_size}")
@@ -368,7 +368,8 @@ def _decode_context_parallel(arch: ModelArch, tp: int, dcp: int) -> int:
     if tp % dcp:
         raise PlannerError(f"--decode-context-parallel-size {dcp} does not divide --tensor-parallel-size {tp}: vLLM "
                            "splits each request's tokens over TP ranks; use a divisor of the TP size")
-    others = sorted({a.kind for a in arch.attention if a.kind not in ("full", "mla", "none") or a.shares_kv})
+    others = sorted({"shared-cache" if a.shares_kv else a.kind for a in arch.attention
+                     if a.kind not in ("full", "mla", "none") or a.shares_kv})
     if others:
         raise PlannerError(f"--decode-context-parallel-size: {arch.architecture} has {', '.join(others)} layers, "
                            "which vLLM (sliding windows) or the planner does not split by decode context "

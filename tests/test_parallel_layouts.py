@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from estimator.cli import main
 from estimator.errors import PlannerError
 from estimator.gpus import GIB, lookup
-from estimator.inventory import Tensor
+from estimator.inventory import AttentionLayer, Tensor
 from estimator.memory import (
     blocks_per_request,
     local_experts,
@@ -24,7 +24,7 @@ from estimator.memory import (
     rank_bytes,
 )
 from estimator.plan import PlanRequest, make_plan, plan_with_search
-from estimator.serve_config import expert_parallel_size, moe_tensor_parallel_size
+from estimator.serve_config import _decode_context_parallel, expert_parallel_size, moe_tensor_parallel_size
 from estimator.workload import Workload
 from tests.conftest import run_in_vllm
 from tests.test_memory_by_hand import CO, toy_arch, toy_config
@@ -71,6 +71,14 @@ def test_experts_on_each_gpu_by_hand():
     # expert parallelism over TP alone (one engine): 10 over 2 GPUs, 5 whole experts each
     assert rank_bytes(down, moe, toy_config(tensor_parallel_size=2, enable_expert_parallel=True), None, h100) == \
         5 * 1000 * 800 * 2
+    # two experts (the fewest that are routed) over 2 GPUs: one whole expert each; their biases shard as they do
+    pair = Tensor("model.layers.0.mlp.experts.down_proj", 1000, 800, shard="row", kind="expert", layer=0, copies=2)
+    bias = Tensor("model.layers.0.mlp.experts.gate_up_proj.bias", 1600, 1, shard="col", kind="bias", layer=0,
+                  copies=2)
+    two = toy_config(tensor_parallel_size=2, enable_expert_parallel=True)
+    assert rank_bytes(pair, moe, two, None, h100) == 1000 * 800 * 2
+    assert rank_bytes(bias, moe, two, None, h100) == 1600 * 2
+    assert rank_bytes(bias, moe, toy_config(tensor_parallel_size=2), None, h100) == 2 * 1600 * 2 / 2
     # a dense model's layers are not touched by data parallelism: each engine holds its own TP shard
     assert rank_bytes(attention, toy_arch(), dataclasses.replace(dp2, enable_expert_parallel=True), None, h100) == \
         1000 * 1000 * 2 / 2
@@ -162,6 +170,10 @@ def test_the_cli_prints_the_parallel_layout():
      "Error: --enable-expert-parallel over 16 GPUs leaves some without any of the model's 8 routed experts; use at "
      "most 8 GPUs per model"),
     (["--model", "Qwen/Qwen3-8B", "-dp", "0"], "Error: --data-parallel-size must be a positive integer, got 0"),
+    # MXFP4 experts too: vLLM checks the checkpoint's size before padding each slice (gpt-oss: 2880)
+    (["--model", "openai/gpt-oss-20b", "-dp", "7"],
+     "Error: the experts' intermediate size 2880 does not divide into 7 slices (tensor x data parallel); use "
+     "--enable-expert-parallel, or parallel sizes whose product divides 2880"),
     (["--model", "Qwen/Qwen3-8B", "-dp", "2", "--search"],
      "Error: --search chooses the data-parallel replicas itself from the GPUs it is given; leave "
      "--data-parallel-size out and give --num-gpus"),
@@ -186,7 +198,12 @@ def test_the_flag_warns_where_it_changes_nothing():
     assert "--enable-expert-parallel has no effect: Qwen3ForCausalLM has no routed experts" in dense.warnings
     single = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B", gpu="H100", enable_expert_parallel=True,
                                    max_model_len=8192))
-    assert any(w.startswith("--enable-expert-parallel has no effect on one GPU") for w in single.warnings)
+    assert "--enable-expert-parallel has no effect on one GPU: give --tensor-parallel-size or --data-parallel-size " \
+        "above 1" in single.warnings
+    # as many GPUs as experts: one each
+    each = make_plan(PlanRequest(model="mistralai/Mixtral-8x7B-Instruct-v0.1", gpu="H100", data_parallel_size=8,
+                                 enable_expert_parallel=True, max_model_len=8192))
+    assert local_experts(8, each.config) == 1 and expert_parallel_size(each.config) == 8
     with pytest.raises(PlannerError, match="is a switch"):
         PlanRequest(model="Qwen/Qwen3-8B", enable_expert_parallel="yes")
 
@@ -263,3 +280,24 @@ def test_a_search_keeps_a_given_decode_context_parallel_size():
                             Workload(1024, 256, concurrency=64))
     assert plan.config.decode_context_parallel_size == 2 and plan.config.tensor_parallel_size % 2 == 0
     assert "--decode-context-parallel-size" in plan.serve_argv
+
+
+def test_decode_context_parallelism_takes_layers_without_a_cache_and_refuses_shared_ones():
+    full, none = AttentionLayer("full", 2, 100, 100), AttentionLayer("none", 0, 0, 0)
+    mixed = toy_arch(attention=(full, none, full, none))
+    assert _decode_context_parallel(mixed, 4, 2) == 2
+    shared = toy_arch(attention=(full, full, dataclasses.replace(full, shares_kv=True), full))
+    with pytest.raises(PlannerError, match="LlamaForCausalLM has shared-cache layers, which"):
+        _decode_context_parallel(shared, 4, 2)
+    assert _decode_context_parallel(shared, 4, 1) == 1
+    windowed = toy_arch(attention=(AttentionLayer("sliding", 2, 100, 100, window=512), full,
+                                   dataclasses.replace(full, shares_kv=True), full))
+    with pytest.raises(PlannerError, match="has shared-cache, sliding layers, which"):
+        _decode_context_parallel(windowed, 4, 2)
+
+
+def test_a_groups_own_block_size_sets_its_blocks_by_hand():
+    cfg = toy_config(max_model_len=1000, block_size=16)
+    assert blocks_per_request(("full", None), cfg) == 63
+    assert blocks_per_request(("full", None), cfg, block_size=32) == 32
+    assert blocks_per_request(("full", None), cfg, max_len=100, block_size=32) == 4
