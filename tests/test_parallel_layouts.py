@@ -79,6 +79,8 @@ def test_experts_on_each_gpu_by_hand():
     assert rank_bytes(pair, moe, two, None, h100) == 1000 * 800 * 2
     assert rank_bytes(bias, moe, two, None, h100) == 1600 * 2
     assert rank_bytes(bias, moe, toy_config(tensor_parallel_size=2), None, h100) == 2 * 1600 * 2 / 2
+    # ... and in two engines of one GPU each they are still one layer over both GPUs (attention is not)
+    assert rank_bytes(pair, moe, toy_config(data_parallel_size=2), None, h100) == 2 * 1000 * 800 * 2 / 2
     # a dense model's layers are not touched by data parallelism: each engine holds its own TP shard
     assert rank_bytes(attention, toy_arch(), dataclasses.replace(dp2, enable_expert_parallel=True), None, h100) == \
         1000 * 1000 * 2 / 2
