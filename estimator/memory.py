@@ -189,13 +189,27 @@ def mxfp4_expert_dims(arch: ModelArch, tp: int, gpu: GpuSpec | None) -> tuple[in
     return _round_up(arch.hidden_size, align_hidden), _round_up(cdiv(arch.moe_intermediate_size, tp), align_inter)
 
 
+def mxfp4_expert_bias_bytes(gpu: GpuSpec | None) -> int:
+    """Bytes per element of MXFP4 experts' biases as vLLM 0.32 holds them after converting the weights for the
+    kernel (fused_moe/oracle/mxfp4.py convert_gpt_oss_weight_to_mxfp4_moe_kernel_format, which then replaces the
+    parameters): float32 for the OAI Triton kernels (Hopper), TRTLLM-Gen (data-center Blackwell), ROCm's Triton and
+    AITER kernels and the CPU's; the 16-bit model dtype for Marlin (consumer Blackwell and GPUs before Hopper),
+    which casts them to it (marlin_utils_fp4.py)."""
+    if gpu is None:
+        return 2
+    if gpu.vendor in ("amd", "cpu"):
+        return 4
+    # the capability's major version picks the kernel, as in moe_kernel: 9 OAI Triton, 10 TRTLLM-Gen, else Marlin
+    return 4 if int(gpu.compute_capability or 0) in (9, 10) else 2
+
+
 def padded_expert_bytes(t: Tensor, arch: ModelArch, tp: int, quant: QuantScheme, gpu: GpuSpec | None) -> float:
     """One TP rank's bytes of an MXFP4 expert tensor (or its bias) after vLLM pads the hidden size and the
     per-rank intermediate size to its kernel's multiples."""
     hidden, inter = mxfp4_expert_dims(arch, tp, gpu)
     gate_up = ".experts.gate_up_proj" in t.name
     if t.kind == "bias":
-        return (2 * inter if gate_up else hidden) * t.copies * 2  # biases stay in 16 bits
+        return (2 * inter if gate_up else hidden) * t.copies * mxfp4_expert_bias_bytes(gpu)
     rows, cols = (2 * inter, hidden) if gate_up else (hidden, inter)
     return quant.linear_bytes(rows, cols, t.copies)
 

@@ -299,27 +299,29 @@ def test_the_pool_by_hand():
 def test_mxfp4_experts_are_padded_for_the_kernel_vllm_picks_on_each_gpu():
     """gpt-oss-20b: 24 layers x 32 experts, hidden 2880, intermediate 2880, MXFP4 (4 bits + one 8-bit scale per 32).
     Marlin (consumer Blackwell) and TRT-LLM (B200) pad hidden to 3072 and the intermediate size to 2944; the OAI Triton
-    kernels on Hopper keep both; ROCm pads both to 3072. Biases (16-bit) pad with them."""
+    kernels on Hopper keep both; ROCm pads both to 3072. Biases pad with them, held in float32 by the OAI Triton,
+    TRT-LLM and ROCm kernels and in 16 bits by Marlin."""
     from estimator.gpus import GIB
 
     def mxfp4(rows, cols):
         return rows * cols * 0.5 + rows * (cols // 32)
 
-    def experts_gib(hidden, inter):
-        per_layer = 32 * (mxfp4(2 * inter, hidden) + mxfp4(hidden, inter) + 2 * (2 * inter + hidden))
+    def experts_gib(hidden, inter, bias_bytes):
+        per_layer = 32 * (mxfp4(2 * inter, hidden) + mxfp4(hidden, inter) + bias_bytes * (2 * inter + hidden))
         return 24 * per_layer / GIB
 
     def weights(gpu, tp=1):
         return make_plan(PlanRequest(model="openai/gpt-oss-20b", gpu=gpu, max_model_len=8192,
                                      tensor_parallel_size=tp, num_gpus=tp)).memory.per_gpu.weights_gib
 
-    unpadded = experts_gib(2880, 2880)
-    assert weights("GB10") - weights("H100") == pytest.approx(experts_gib(3072, 2944) - unpadded, rel=1e-9)
-    assert weights("B200") == pytest.approx(weights("GB10"), rel=1e-12)
-    assert weights("MI300X") - weights("H100") == pytest.approx(experts_gib(3072, 3072) - unpadded, rel=1e-9)
+    hopper = experts_gib(2880, 2880, 4)
+    assert weights("GB10") - weights("H100") == pytest.approx(experts_gib(3072, 2944, 2) - hopper, rel=1e-9)
+    assert weights("B200") - weights("GB10") == \
+        pytest.approx(experts_gib(3072, 2944, 4) - experts_gib(3072, 2944, 2), rel=1e-9)
+    assert weights("MI300X") - weights("H100") == pytest.approx(experts_gib(3072, 3072, 4) - hopper, rel=1e-9)
     # per TP rank the intermediate size is 1440, which Marlin pads to 1536 and the Triton kernels to 1472
     assert weights("RTX-5090", tp=2) - weights("H100", tp=2) == \
-        pytest.approx(experts_gib(3072, 1536) - experts_gib(2880, 1472), rel=1e-9)
+        pytest.approx(experts_gib(3072, 1536, 2) - experts_gib(2880, 1472, 4), rel=1e-9)
     # memory_public.csv line 8: a gpt-oss-20b derivative on a GB10 logged 13.7193 GiB of weights
     assert weights("GB10") == pytest.approx(13.7193, rel=0.005)
 
@@ -340,6 +342,10 @@ def test_each_mxfp4_expert_tensor_and_its_bias_by_hand():
     assert padded_expert_bytes(w13_bias, plan.arch, 1, plan.quant, gb10) == 32 * 2 * 2944 * 2
     assert padded_expert_bytes(w2, plan.arch, 1, plan.quant, gb10) == 32 * (3072 * 2944 / 2 + 3072 * 92)
     assert padded_expert_bytes(w2_bias, plan.arch, 1, plan.quant, gb10) == 32 * 3072 * 2
+    # the OAI Triton kernels on an H100 and TRTLLM-Gen on a B200 hold the biases in float32; the CPU's kernel too
+    assert padded_expert_bytes(w2_bias, plan.arch, 1, plan.quant, lookup("H100")) == 32 * 2880 * 4
+    assert padded_expert_bytes(w13_bias, plan.arch, 1, plan.quant, lookup("B200")) == 32 * 2 * 2944 * 4
+    assert padded_expert_bytes(w2_bias, plan.arch, 1, plan.quant, cpu_device(64.0)) == 32 * 2880 * 4
     assert rank_bytes(w13, plan.arch, plan.config, plan.quant, cpu_device(64.0)) == \
         32 * (2 * 2880 * 2880 / 2 + 2 * 2880 * 90)
     # the speed model streams the checkpoint's experts in MXFP4 too (no padding there), attention in 16 bits
