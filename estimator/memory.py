@@ -162,20 +162,29 @@ def held(t: Tensor, quant: QuantScheme | None) -> bool:
     return quantized(t.name.removesuffix(ABSORBED_MLA) + ".kv_b_proj", "linear", quant)
 
 
-def mxfp4_expert_alignment(gpu: GpuSpec | None) -> tuple[int, int]:
-    """(hidden, intermediate per TP rank) multiples vLLM 0.32 pads MXFP4 expert weights to, by the MoE backend it
-    picks for them on this device (fused_moe/oracle/mxfp4.py _get_priority_backends_for_gpt_oss and
-    mxfp4_round_up_hidden_size_and_intermediate_size): the OAI Triton kernels on Hopper (64 on the intermediate
-    size); TRT-LLM on data-center Blackwell and Marlin on consumer Blackwell and before Hopper (256 and 128); Triton
-    or AITER on ROCm, where gpt-oss's SwiGLU variant takes the generic 256 and 256; the CPU kernel's 32."""
+def mxfp4_kernel(gpu: GpuSpec | None) -> str | None:
+    """The kernel vLLM 0.32 runs MXFP4 experts with on this device (fused_moe/oracle/mxfp4.py
+    _get_priority_backends_for_gpt_oss, by the capability's major version): "oai_triton" on Hopper, "trtllm"
+    (TRTLLM-Gen) on data-center Blackwell, "marlin" on consumer Blackwell and before Hopper, "rocm" (Triton or
+    AITER) on AMD GPUs, "cpu"; None for a device given only by its memory."""
     if gpu is None:
-        return 1, 1
-    if gpu.vendor == "amd":
-        return 256, 256
-    if gpu.vendor == "cpu":
-        return 32, 32
-    cc = gpu.compute_capability or 0.0
-    return (1, 64) if 9.0 <= cc < 10.0 else (256, 128)
+        return None
+    if gpu.vendor in ("amd", "cpu"):
+        return "rocm" if gpu.vendor == "amd" else "cpu"
+    major = int(gpu.compute_capability or 0)
+    return "oai_triton" if major == 9 else "trtllm" if major == 10 else "marlin"
+
+
+# (hidden, intermediate per TP rank) multiples each MXFP4 kernel pads the experts to
+# (mxfp4_round_up_hidden_size_and_intermediate_size): 64 on the intermediate size for OAI Triton; 256 and 128 for
+# TRTLLM-Gen and Marlin; the generic 256 and 256 on ROCm for gpt-oss's SwiGLU variant; the CPU kernel's 32.
+MXFP4_ALIGNMENT = {None: (1, 1), "oai_triton": (1, 64), "trtllm": (256, 128), "marlin": (256, 128),
+                   "rocm": (256, 256), "cpu": (32, 32)}
+
+
+def mxfp4_expert_alignment(gpu: GpuSpec | None) -> tuple[int, int]:
+    """(hidden, intermediate per TP rank) multiples vLLM pads MXFP4 expert weights to on this device."""
+    return MXFP4_ALIGNMENT[mxfp4_kernel(gpu)]
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -192,15 +201,9 @@ def mxfp4_expert_dims(arch: ModelArch, tp: int, gpu: GpuSpec | None) -> tuple[in
 def mxfp4_expert_bias_bytes(gpu: GpuSpec | None) -> int:
     """Bytes per element of MXFP4 experts' biases as vLLM 0.32 holds them after converting the weights for the
     kernel (fused_moe/oracle/mxfp4.py convert_gpt_oss_weight_to_mxfp4_moe_kernel_format, which then replaces the
-    parameters): float32 for the OAI Triton kernels (Hopper), TRTLLM-Gen (data-center Blackwell), ROCm's Triton and
-    AITER kernels and the CPU's; the 16-bit model dtype for Marlin (consumer Blackwell and GPUs before Hopper),
-    which casts them to it (marlin_utils_fp4.py)."""
-    if gpu is None:
-        return 2
-    if gpu.vendor in ("amd", "cpu"):
-        return 4
-    # the capability's major version picks the kernel, as in moe_kernel: 9 OAI Triton, 10 TRTLLM-Gen, else Marlin
-    return 4 if int(gpu.compute_capability or 0) in (9, 10) else 2
+    parameters): float32 for every kernel but Marlin, which casts them to the 16-bit model dtype
+    (marlin_utils_fp4.py); 16 bits, as loaded, on a device whose kernel is unknown."""
+    return 2 if mxfp4_kernel(gpu) in (None, "marlin") else 4
 
 
 def padded_expert_bytes(t: Tensor, arch: ModelArch, tp: int, quant: QuantScheme, gpu: GpuSpec | None) -> float:
@@ -359,9 +362,10 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
         return "cpu"
     # the capability's major version, as vLLM's is_device_capability_family checks it (AMD's gfx names have none)
     major = int(gpu.compute_capability or 0)
-    blackwell_dc, hopper, blackwell_consumer = major == 10, major == 9, major == 12
+    blackwell_dc, blackwell_consumer = major == 10, major == 12
     if cfg.quantization == "mxfp4":
-        return "trtllm" if blackwell_dc else "oai_triton" if hopper else "modular"
+        kernel = mxfp4_kernel(gpu)
+        return kernel if kernel in ("trtllm", "oai_triton") else "modular"
     experts = experts_scheme(arch)
     if experts is not None and experts.nvfp4:
         # fused_moe/oracle/nvfp4.py: W4A4 takes TRTLLM-Gen on data-center Blackwell (monolithic where it takes

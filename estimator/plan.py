@@ -377,7 +377,7 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
         notes.append(f"--request-rate {workload.request_rate} exceeds what this configuration sustains "
                      f"({float(performance.output_tokens_per_s) / workload.output_len:.2f} requests/s): the "
                      "queue grows without bound, so TTFT and latency are unbounded")
-    if arch.is_moe and config.num_gpus > config.world_size and performance is not None:
+    if arch.is_moe and config.data_parallel_size > 1 and performance is not None:
         notes.append("the speed estimate is one data-parallel engine's, with its experts read as if sliced over "
                      "its own tensor-parallel GPUs: the experts' dispatch across engines is not modelled")
     return Plan(request, source, arch, gpu, num_gpus or config.num_gpus, config, memory, relaxations,
