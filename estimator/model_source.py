@@ -291,7 +291,8 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelSource:
 
 
 def resolve(model: str, revision: str | None = None) -> ModelSource:
-    """A local directory, then the catalog (case-insensitive), then the Hugging Face hub."""
+    """A local directory, then the catalog (case-insensitive), then the Hugging Face hub; for a catalog entry
+    that is reconstructed, the cache or the hub first and the entry only where neither has the config.json."""
     if not model or not model.strip():
         raise PlannerError("--model is empty; give a hub id, a local directory or a catalog name")
     path = Path(os.path.expanduser(model))
@@ -303,6 +304,13 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
     if model.startswith(("/", "./", "../", "~")) or model.endswith("/"):
         raise PlannerError(f"no such directory: {model}; give an existing model directory or a hub id")
     hit = _catalog_lookup(model)
+    if hit and _catalog_notes(hit[0]):
+        # A reconstructed entry stands in for a config.json nobody here could read: the checkpoint's own file,
+        # from the local cache or the hub (one bounded probe), wins wherever either has it.
+        try:
+            return _from_hub(hit[0], revision)
+        except PlannerError:
+            pass
     if hit:
         return ModelSource(hit[0], "catalog", hit[1], notes=_catalog_notes(hit[0]),
                            sentence_transformers=hit[0] in _catalog_sentence_transformers(),

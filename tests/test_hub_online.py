@@ -16,6 +16,9 @@ from estimator.plan import PlanRequest, make_plan
 from tests.fake_hub import SLOW_S, FakeHub, safetensors_header
 
 PARAMETERS = 596_049_920  # Qwen3-0.6B's published total
+# What the hub might publish for an entry the catalog could only reconstruct: here, a shorter context
+RECONSTRUCTED_ON_HUB = dict(catalog_config("Qwen/Qwen3.5-27B"), text_config=dict(
+    catalog_config("Qwen/Qwen3.5-27B")["text_config"], max_position_embeddings=131072))
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,8 @@ def hub():
                                                               "type": "sentence_transformers.models.Transformer"}]).encode(),
         # a ModelOpt checkpoint of ModelOpt 0.29 and before: its quantization config beside config.json
         ("acme/fp8", "main", "config.json"): json.dumps(catalog_config("meta-llama/Llama-3.1-8B-Instruct")).encode(),
+        # a catalog entry reconstructed from its model card: the hub's own config.json wins where it is there
+        ("Qwen/Qwen3.5-27B", "main", "config.json"): json.dumps(RECONSTRUCTED_ON_HUB).encode(),
         ("acme/fp8", "main", "hf_quant_config.json"): json.dumps({
             "producer": {"name": "modelopt", "version": "0.15.0"},
             "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head"]}}).encode(),
@@ -101,6 +106,25 @@ def test_a_hub_modelopt_checkpoint_is_planned_with_its_hf_quant_config_json(hub,
     cached, _ = plan("acme/fp8", "http://127.0.0.1:9", tmp_path, "--max-model-len", "8192", offline=True)
     assert cached.returncode == 0, cached.stderr
     assert json.loads(cached.stdout)["config"]["quantization"] == "modelopt"
+
+
+def test_a_reconstructed_catalog_entry_gives_way_to_the_checkpoints_own_config(hub, tmp_path):
+    run, _ = plan("Qwen/Qwen3.5-27B", hub.url, tmp_path)
+    assert run.returncode == 0, run.stderr
+    fetched = json.loads(run.stdout)
+    assert (fetched["model"]["source"], fetched["model"]["max_model_len"]) == ("hub", 131072)
+    assert not any("reconstructed" in w for w in fetched["warnings"])
+    # no cache and no hub: the reconstruction answers, and says what it is
+    stand_in, elapsed = plan("Qwen/Qwen3.5-27B", hub.url, tmp_path / "empty", offline=True)
+    assert stand_in.returncode == 0, stand_in.stderr
+    planned = json.loads(stand_in.stdout)
+    assert (planned["model"]["source"], planned["model"]["max_model_len"]) == ("catalog", 262144)
+    assert any(w.startswith("the catalog's config of Qwen/Qwen3.5-27B is reconstructed") and
+               w.endswith("wherever the local Hugging Face cache or the hub has it") for w in planned["warnings"])
+    # an unreachable hub costs one bounded probe, then the reconstruction answers
+    unreachable, elapsed = plan("Qwen/Qwen3.5-27B", "http://127.0.0.1:9", tmp_path / "empty")
+    assert unreachable.returncode == 0, unreachable.stderr
+    assert json.loads(unreachable.stdout)["model"]["source"] == "catalog" and elapsed < 10
 
 
 def test_a_revision_can_be_pinned(hub, tmp_path):
