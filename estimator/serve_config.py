@@ -438,6 +438,8 @@ def _block_size(arch: ModelArch, gpu: GpuSpec, block_size: int | None, defaults:
         block_size, why = default_block_size(arch, gpu)
         defaults.append(f"block-size={block_size} ({why})")
         return block_size
+    if block_size == 1 and arch.is_sparse_mla and gpu.vendor == "amd":
+        return 1  # ROCm's sparse MLA backend and its indexer take [1, MultipleOf(16)] (rocm_aiter_mla_sparse.py)
     multiple = block_size_multiple(arch, gpu)
     if block_size % multiple:
         lower, upper = block_size - block_size % multiple, block_size - block_size % multiple + multiple

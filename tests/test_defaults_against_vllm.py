@@ -95,6 +95,32 @@ def test_the_sparse_mla_block_size_is_the_indexer_backends(vllm_defaults):
     assert vllm_defaults["indexer_block_sizes"] == [SPARSE_MLA_BLOCK_SIZE]
 
 
+def test_the_block_sizes_a_sparse_mla_model_takes_on_rocm_are_its_backends_and_indexers(vllm_defaults):
+    def takes(kinds, size):
+        return any(size == n if kind == "exact" else size % n == 0 for kind, n in kinds)
+
+    facts = vllm_defaults["rocm_sparse_block_sizes"]
+    dsa = from_config(catalog_configs()["zai-org/GLM-5-FP8"], "glm-5")
+    for size in range(1, 130):
+        vllm_takes = takes(facts["sparse_mla"], size) and takes(facts["indexer"], size)
+        try:
+            block_size_accepted(dsa, "MI300X", size)
+            planner_takes = True
+        except PlannerError:
+            planner_takes = False
+        assert planner_takes == vllm_takes, size
+    # a block of one is ROCm's and sparse MLA's alone
+    for model, gpu in (("zai-org/GLM-5-FP8", "H200"), ("deepseek-ai/DeepSeek-V3", "MI300X")):
+        with pytest.raises(PlannerError, match="--block-size 1: vLLM's attention kernels"):
+            block_size_accepted(from_config(catalog_configs()[model], model), gpu, 1)
+
+
+def block_size_accepted(arch, gpu: str, size: int) -> None:
+    from estimator.serve_config import _block_size
+
+    _block_size(arch, lookup(gpu), size, [])
+
+
 def test_every_supported_architecture_is_registered_in_vllm_and_removed_ones_are_named(vllm_defaults):
     assert set(ARCHITECTURES) <= set(vllm_defaults["architectures"])
     assert REMOVED_FROM_VLLM == vllm_defaults["previously_supported"]

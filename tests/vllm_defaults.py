@@ -81,7 +81,20 @@ def sparse_mla_facts() -> dict:
             order = _get_backend_priorities(True, DeviceCapability(major, 0), num_heads=128, kv_cache_dtype=kv,
                                             head_size=576)
             priorities[f"{major}-{kv}"] = [b.name for b in order if "SPARSE" in b.name]
-    return {"indexer_block_sizes": sizes, "sparse_backends": backends, "sparse_priorities": priorities}
+    # ROCm: one sparse MLA backend, and the indexer's sizes when the platform is ROCm
+    from unittest import mock
+
+    from vllm.v1.attention.backends.mla import indexer
+    from vllm.v1.attention.backends.mla.rocm_aiter_mla_sparse import ROCMAiterMLASparseBackend
+
+    def kinds(sizes):  # an exact size, or MultipleOf(n)
+        return [["multiple", s.base] if hasattr(s, "base") else ["exact", s] for s in sizes]
+
+    with mock.patch.object(indexer.current_platform, "is_rocm", return_value=True):
+        rocm_indexer = kinds(DeepseekV32IndexerBackend.get_supported_kernel_block_sizes())
+    rocm = {"sparse_mla": kinds(ROCMAiterMLASparseBackend.get_supported_kernel_block_sizes()), "indexer": rocm_indexer}
+    return {"indexer_block_sizes": sizes, "sparse_backends": backends, "sparse_priorities": priorities,
+            "rocm_sparse_block_sizes": rocm}
 
 
 def default_kv_dtypes() -> dict:
