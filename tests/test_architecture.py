@@ -74,6 +74,10 @@ PUBLISHED_ROUNDED = {
     "zai-org/GLM-4.5-Air": (106e9, 12e9, 0.02, "model card: 106B total, 12B active (with MTP, without embeddings)"),
     "zai-org/GLM-4.6": (355e9, 32e9, 0.02, "model card: 355B total, 32B active (with MTP, without embeddings)"),
     "MiniMaxAI/MiniMax-M2": (230e9, 10e9, 0.02, "model card: 230B total, 10B active (without embeddings)"),
+    "MiniMaxAI/MiniMax-M2.5": (230e9, 10e9, 0.02, "model card: 230B total, 10B active (without embeddings)"),
+    "zai-org/GLM-4.5": (355e9, 32e9, 0.02, "model card: 355B total, 32B active (with MTP, without embeddings)"),
+    # (the card's "17B active" is the name's rounding of the text model's, as for Scout: not compared)
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct": (400e9, None, 0.005, "model card: 400B total; hub: 402B"),
     "Qwen/Qwen3-Coder-480B-A35B-Instruct": (480e9, 35e9, 0.015, "the name: 480B total, A35B active"),
     "Qwen/Qwen2.5-VL-3B-Instruct": (3.75e9, None, 0.005, "hub: 3.75B"),
     "Qwen/Qwen2.5-VL-32B-Instruct": (33.5e9, None, 0.005, "hub: 33.5B"),
@@ -117,6 +121,17 @@ def test_a_reconstructed_catalog_entry_says_so_in_the_plan():
     note, = resolve("Qwen/Qwen3.5-27B").notes
     assert note.startswith("the catalog's config of Qwen/Qwen3.5-27B is reconstructed: no published config.json")
     assert resolve("Qwen/Qwen3-8B").notes == ()
+
+
+def test_every_reconstruction_is_a_catalog_entry_that_says_why_and_what_wins_over_it():
+    from estimator.model_source import _catalog_file
+
+    reconstructed = _catalog_file()["reconstructed"]
+    assert set(reconstructed) <= set(catalog_configs())
+    for why in reconstructed.values():
+        assert why.startswith("no published config.json was reachable when this entry was written: ")
+        assert why.endswith("the planner reads the checkpoint's own config.json instead wherever the local Hugging "
+                            "Face cache or the hub has it")
 
 
 @pytest.mark.parametrize("model_id", PUBLISHED_ROUNDED)
@@ -456,10 +471,36 @@ DERIVED = {
                                                           {"quantization_config"}),
     "RedHatAI/DeepSeek-R1-Distill-Qwen-32B-FP8-dynamic": ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
                                                           {"quantization_config"}),
+    # GLM-4.5 is GLM-4.6 at 128k positions; GLM-4.7 keeps GLM-4.6's config (reconstructed)
+    "zai-org/GLM-4.5": ("zai-org/GLM-4.6", {"max_position_embeddings"}),
+    "zai-org/GLM-4.7": ("zai-org/GLM-4.6", set()),
+    **{f"zai-org/{name}-FP8": (f"zai-org/{base}", {"quantization_config"}) for name, base in (
+        ("GLM-4.5", "GLM-4.5"), ("GLM-4.5-Air", "GLM-4.5-Air"), ("GLM-4.6", "GLM-4.6"), ("GLM-4.7", "GLM-4.7"),
+        ("GLM-5", "GLM-5"))},
+    "MiniMaxAI/MiniMax-M2.1": ("MiniMaxAI/MiniMax-M2", set()),
+    "MiniMaxAI/MiniMax-M2.5": ("MiniMaxAI/MiniMax-M2", set()),
+    "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8": ("Qwen/Qwen3-Next-80B-A3B-Instruct", {"quantization_config"}),
+    "Qwen/Qwen3-Next-80B-A3B-Thinking-FP8": ("Qwen/Qwen3-Next-80B-A3B-Thinking", {"quantization_config"}),
     "deepseek-ai/DeepSeek-V3.2-Exp": ("deepseek-ai/DeepSeek-V3", {"architectures", "model_type", "index_head_dim",
                                                                   "index_n_heads", "index_topk",
                                                                   "quantization_config"}),
 }
+
+
+def test_maverick_is_scout_with_128_experts_on_every_other_layer():
+    maverick = catalog_configs()["meta-llama/Llama-4-Maverick-17B-128E-Instruct"]
+    scout = catalog_configs()["meta-llama/Llama-4-Scout-17B-16E-Instruct"]
+    assert {k for k in maverick.keys() | scout.keys() if maverick.get(k) != scout.get(k)} == {"text_config"}
+    text, base = maverick["text_config"], scout["text_config"]
+    assert {k: text[k] for k in text if text[k] != base.get(k)} == {
+        "num_local_experts": 128, "interleave_moe_layer_step": 2, "max_position_embeddings": 1048576,
+        "rope_scaling": None}
+    # transformers' Llama4: layers step-1, 2*step-1, ... route; the others run a dense MLP of intermediate_size_mlp
+    a = arch("meta-llama/Llama-4-Maverick-17B-128E-Instruct")
+    routed = sorted({t.layer for t in a.tensors if t.kind == "expert"})
+    assert routed == list(range(1, 48, 2))
+    dense_up = [t for t in a.tensors if t.layer == 0 and t.name.endswith("feed_forward.up_proj")]
+    assert [t.rows for t in dense_up] == [16384]
 
 
 @pytest.mark.parametrize("model_id", DERIVED)
