@@ -8,7 +8,8 @@ and KV cache GiB, and the engine's KV tokens, are printed beside the logged figu
 absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), and the
 rows that cannot be represented, by reason. A start-up that failed is scored on what it logged before failing
 (its weights, or the available KV memory that was too little for max_model_len); a GPU the row does not name is placed by the memory the row
-writes for it. The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
+writes for it, and where the row writes the memory of a named GPU, that figure is used (as --gpu-memory-gib or
+--gpu auto would give it on the host). The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
 older logs are marked with their version.
 """
 
@@ -98,11 +99,13 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
         flags["gpu"] = resolve_written(gpu_cell).name if gpu_cell else None
     except PlannerError:
         flags["gpu"] = None
-    if flags["gpu"] is None:
-        written = GIB_IN_TEXT.search(row.get("gpu") or "")
-        total = number(row.get("gpu_total_gib")) or (float(written.group(1)) if written else None)
-        if not total:
-            return None, "GPU not named and its memory not logged"
+    written = GIB_IN_TEXT.search(row.get("gpu") or "")
+    total = number(row.get("gpu_total_gib")) or (float(written.group(1)) if written else None)
+    if flags["gpu"] is None and not total:
+        return None, "GPU not named and its memory not logged"
+    if total:
+        # the memory the log reports wins over the catalog's (drivers and ECC move it by ~0.1 GiB), as
+        # --gpu-memory-gib or --gpu auto would on the host; a named part keeps its speed and kernels
         flags["gpu_memory_gib"] = total
     for column, key, kind in (("tp", "tensor_parallel_size", int), ("pp", "pipeline_parallel_size", int),
                               ("max_model_len", "max_model_len", int), ("max_num_seqs", "max_num_seqs", int),

@@ -35,6 +35,19 @@ def test_catalog_covers_the_required_accelerators():
     ("H20", "H20"),
     ("AMD Instinct MI300X", "MI300X"),
     ("nvidia l40s", "L40S"),
+    # nvidia-smi's and rocm-smi's names: a Ti, a SUPER and a China SKU are parts of their own
+    ("NVIDIA GeForce RTX 3090 Ti", "RTX-3090-Ti"),
+    ("NVIDIA GeForce RTX 3090", "RTX-3090"),
+    ("NVIDIA GeForce RTX 4070 Ti SUPER", "RTX-4070-Ti-Super"),
+    ("NVIDIA GeForce RTX 4070 Ti", "RTX-4070-Ti"),
+    ("NVIDIA GeForce RTX 4090 D", "RTX-4090-D"),
+    ("NVIDIA RTX 5000 Ada Generation", "RTX-5000-Ada"),
+    ("NVIDIA RTX A4500", "RTX-A4500"),
+    ("AMD Instinct MI250", "MI250"),
+    ("AMD Instinct MI250X", "MI250X"),
+    ("AMD Radeon RX 7900 XT", "RX-7900-XT"),
+    ("AMD Radeon RX 7900 XTX", "RX-7900-XTX"),
+    ("AMD Radeon AI PRO R9700", "AI-PRO-R9700"),
 ])
 def test_names_match_case_insensitively_including_nvidia_smi_names(name, expected):
     assert gpus.lookup(name).name == expected
