@@ -261,8 +261,10 @@ class Runner:
                                              "max_num_seqs", "max_num_batched_tokens", "block_size",
                                              "enforce_eager", "runner", "language_model_only",
                                              "kv_cache_memory_bytes", "data_parallel_size",
-                                             "enable_expert_parallel", "decode_context_parallel_size")}
+                                             "enable_expert_parallel", "decode_context_parallel_size",
+                                             "enable_eplb", "num_redundant_experts")}
         config["limit_mm_per_prompt"] = dict(c.limit_mm_per_prompt)
+        config["eplb_config"] = dict(c.eplb_config)
         config["argv"] = plan.serve_argv
         return dict(model=plan.source.id, gpu=plan.gpu.name, num_gpus=c.num_gpus, config=config,
                     workload={"input_len": self.options.input_len, "output_len": self.options.output_len,

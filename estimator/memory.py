@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass
 
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
+from estimator.eplb import MAX_EXPERT_REDUNDANCY
 from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import ABSORBED_MLA, AttentionLayer, Tensor
-from estimator.quantization import QuantScheme
+from estimator.quantization import QuantScheme, tensor_scheme
 from estimator.serve_config import (
     MM_ITEMS_PER_PROMPT,
     ServeConfig,
@@ -31,6 +32,7 @@ SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
 # A device whose compute units the catalog lacks (a custom one): an H100's 132 SMs, the commonest serving part.
 ASSUMED_COMPUTE_UNITS = 132
 INT32_BYTES = 4  # a sparse MLA model's top-k token indices are int32
+INT64_BYTES = 8  # torch's default integer type (EPLB's maps)
 WORKSPACE_ALIGNMENT = 256  # vllm/v1/worker/workspace.py get_simultaneous rounds each buffer up to 256 bytes
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 
@@ -120,16 +122,6 @@ def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
         padded = cdiv(t.rows, VOCAB_PADDING) * VOCAB_PADDING
         return cdiv(padded, tp) / t.rows
     return 1.0
-
-
-def tensor_scheme(name: str, kind: str, quant: QuantScheme | None, shard: str = "col") -> QuantScheme | None:
-    """The scheme the checkpoint (or --quantization) stores a tensor of this name and kind with; None where it is
-    left in the model dtype."""
-    if quant is not None and quant.quantizes_lm_head and name == "lm_head":
-        return quant.scheme_for(name, "linear")
-    if not quant or kind not in ("linear", "expert") or quant.skips(name) or (quant.experts_only and kind != "expert"):
-        return None
-    return quant.scheme_for(name, kind, shard)
 
 
 def quantized(name: str, kind: str, quant: QuantScheme | None) -> bool:
@@ -245,8 +237,8 @@ def routed(t: Tensor) -> bool:
 def local_experts(num_experts: int, cfg) -> int:
     """The routed experts the first GPU of the expert-parallel group holds: vLLM gives each GPU
     num_experts // ep_size and the first num_experts % ep_size GPUs one more (expert_map_manager.py
-    determine_expert_map); all of them without expert parallelism."""
-    return cdiv(num_experts, expert_parallel_size(cfg))
+    determine_expert_map), EPLB's redundant copies counted in; all of them without expert parallelism."""
+    return cdiv(num_experts + cfg.num_redundant_experts, expert_parallel_size(cfg))
 
 
 def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:
@@ -272,8 +264,61 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
         if arch.buffer_rows_per_token else 0
     topk_indices = arch.index_topk * INT32_BYTES * cfg.max_num_batched_tokens
     rope = sum(elements * (dtype_bytes or cfg.dtype_bytes) for elements, dtype_bytes in arch.rope_tables)
+    ranges = pp_layer_ranges(arch.num_layers, pp)
     return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage) if held(t, quant))
-            + (buffers if stage == 0 else 0) + topk_indices + rope for stage in range(pp)]
+            + (buffers if stage == 0 else 0) + topk_indices + rope
+            + eplb_state_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, ranges[stage]))) for stage in range(pp)]
+
+
+# --- expert parallel load balancing (estimator/eplb.py) -------------------------------------------------
+
+
+def moe_layers(arch: ModelArch, layers) -> list[int]:
+    """The layers among ``layers`` that hold routed experts."""
+    routed_layers = {t.layer for t in arch.tensors if t.kind == "expert" and routed(t)}
+    return [i for i in layers if i in routed_layers]
+
+
+def eplb_layer_bytes(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:
+    """One MoE layer's routed experts on one GPU, as EPLB copies them: its expert buffer is an empty_like of each
+    expert weight of the first MoE layer (EplbState.add_model), and the profiling pass reserves the same again
+    for its all_gather (rebalance_execute.py rearrange_expert_weights_inplace)."""
+    first = min(moe_layers(arch, range(arch.num_layers)), default=None)
+    return sum(rank_bytes(t, arch, cfg, quant, gpu) for t in arch.tensors
+               if t.layer == first and routed(t) and held(t, quant))
+
+
+def eplb_maps_bytes(arch: ModelArch, cfg: ServeConfig, layers: int) -> int:
+    """EPLB's load-tracking tensors over a GPU's ``layers`` MoE layers (EplbState.add_model): the logical-to-
+    physical map, MAX_EXPERT_REDUNDANCY + 1 int64 slots per expert; the physical-to-logical map, the replica
+    counts and the last load, int64; this step's load and a window of past steps' load per physical expert,
+    int32."""
+    logical, physical = arch.num_experts, arch.num_experts + cfg.num_redundant_experts
+    int64 = layers * (logical * (MAX_EXPERT_REDUNDANCY + 1) + physical + 2 * logical) * INT64_BYTES
+    return int64 + layers * physical * (1 + cfg.eplb_window_size) * INT32_BYTES
+
+
+def eplb_state_bytes(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None, gpu: GpuSpec | None,
+                     layers: int) -> float:
+    """What EPLB adds to model loading on a GPU holding ``layers`` MoE layers (0 without it)."""
+    if not cfg.enable_eplb or not layers:
+        return 0
+    return eplb_layer_bytes(arch, cfg, quant, gpu) + eplb_maps_bytes(arch, cfg, layers)
+
+
+def eplb_profile_bytes(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None, gpu: GpuSpec | None,
+                       layers: int) -> float:
+    """EPLB's transient in the profiling pass, after the forward (EplbState.rearrange with is_profile): the
+    load window folded onto logical experts (int32, one more slot for unmapped ones), beside first the int64
+    scatter index as wide as the window, then (every communicator but NIXL) the all_gather's layer of experts."""
+    if not cfg.enable_eplb or not layers:
+        return 0
+    physical = arch.num_experts + cfg.num_redundant_experts
+    steps = cfg.eplb_window_size * layers
+    window = steps * (arch.num_experts + 1) * INT32_BYTES
+    index = steps * physical * INT64_BYTES
+    reserved = eplb_layer_bytes(arch, cfg, quant, gpu) if cfg.eplb_reserves_profile_buffer else 0
+    return window + max(index, reserved)
 
 
 # --- transient and fixed overheads -----------------------------------------------------------------------
@@ -320,13 +365,14 @@ def encoder_profile_bytes(arch: ModelArch, cfg: ServeConfig) -> tuple:
 
 
 def activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
-                     first_stage: bool = True, *, gpu: GpuSpec) -> float:
+                     first_stage: bool = True, *, gpu: GpuSpec, eplb_transient: float = 0.0) -> float:
     """Peak transient torch memory of vLLM's profile_run: on the first stage of a multimodal model the vision
     tower's pass (encoder_profile_bytes), then one forward over max_num_batched_tokens tokens, then (last stage)
     the dummy sampler over min(max_num_seqs, tokens) requests. A pooling model runs its pooler instead
-    (gpu_model_runner._dummy_pooler_run), which keeps one hidden vector per request: no peak of its own."""
+    (gpu_model_runner._dummy_pooler_run), which keeps one hidden vector per request: no peak of its own. EPLB's
+    profiling transient (eplb_profile_bytes) comes between the forward and the sampler."""
     held, tower = encoder_profile_bytes(arch, cfg) if first_stage else (0, 0)
-    return held + maximum(tower, _decoder_activation_bytes(arch, cfg, co, last_stage, gpu))
+    return held + maximum(tower, _decoder_activation_bytes(arch, cfg, co, last_stage, gpu, eplb_transient))
 
 
 def sampler_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, gpu: GpuSpec, num_reqs) -> float:
@@ -463,7 +509,7 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
 
 
 def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
-                              gpu: GpuSpec) -> float:
+                              gpu: GpuSpec, eplb_transient: float = 0.0) -> float:
     """The language model's part of the peak: a MoE kernel's workspace, which stays allocated, under the larger
     of the forward's transient buffers and the sampler's peak. A MoE kernel that keeps no workspace (a
     monolithic or CPU kernel) allocates its expert buffers inside the forward (co.act_moe_buffers)."""
@@ -478,11 +524,13 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
                                               / moe_tensor_parallel_size(cfg) + arch.hidden_size)
         mlp = maximum(mlp, moe_tokens(cfg) * per_token)
     forward = (tokens * (co.act_hidden_buffers * arch.hidden_size + qkv) + mlp) * cfg.dtype_bytes
-    if not last_stage or arch.pooling:
-        return workspace + forward
-    num_reqs = minimum(cfg.max_num_seqs, tokens)
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
-    return workspace + maximum(forward, hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs))
+    after = hidden_alive + eplb_transient if eplb_transient else 0
+    if not last_stage or arch.pooling:
+        return workspace + maximum(forward, after)
+    num_reqs = minimum(cfg.max_num_seqs, tokens)
+    sampler = hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs)
+    return workspace + maximum(forward, maximum(sampler, after))
 
 
 def non_torch_bytes(cfg: ServeConfig, co: Coefficients, moe: bool) -> float:
@@ -635,7 +683,8 @@ class Pool:
         return self.weights_fit & self.overheads_fit & self.kv_fits
 
 
-def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[float]) -> Pool:
+def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[float],
+            quant: QuantScheme | None = None) -> Pool:
     """Everything vLLM decides before it starts, for one (TP, PP) layout and weights per stage."""
     tp, pp = int(cfg.tensor_parallel_size), int(cfg.pipeline_parallel_size)
     # --kv-cache-memory-bytes: vLLM still profiles, then reserves exactly that per GPU, whatever the budget
@@ -652,7 +701,9 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     act, graphs, avail, bpb, blocks = [], [], [], [], []
     kv_fits = True
     for s, layers in enumerate(ranges):
-        act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0, gpu=gpu))
+        eplb = eplb_profile_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, layers)))
+        act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0, gpu=gpu,
+                                    eplb_transient=eplb))
         graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co))
         spare = budget - weights[s] - non_torch - act[s] - graphs[s]
         avail.append(where(spare >= reserved, reserved, spare - reserved) if reserved else spare)
@@ -667,7 +718,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
 
 def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
                 co: Coefficients) -> MemoryPlan:
-    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu))
+    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu), quant)
     pp = cfg.pipeline_parallel_size
     ranges = pp_layer_ranges(arch.num_layers, pp)
     total, budget = gpu.memory_bytes, float(pool.budget)

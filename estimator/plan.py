@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from estimator import architecture, gpus, model_source
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
+from estimator.eplb import eplb_json, eplb_settings
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
 from estimator.memory import MemoryPlan, expert_padding, held_expert_dims, plan_memory
@@ -34,7 +35,7 @@ SERVE_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len"
                "dtype", "quantization", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
                "block_size", "enforce_eager", "runner", "limit_mm_per_prompt", "language_model_only",
                "kv_cache_memory_bytes", "data_parallel_size", "enable_expert_parallel",
-               "decode_context_parallel_size")
+               "decode_context_parallel_size", "enable_eplb", "eplb_config")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class PlanRequest:
     data_parallel_size: int | None = None
     enable_expert_parallel: bool = False
     decode_context_parallel_size: int | None = None
+    enable_eplb: bool = False
+    eplb_config: tuple[tuple[str, object], ...] | str | dict | None = None  # as --eplb-config takes it
 
     def __post_init__(self):
         if not isinstance(self.enforce_eager, bool) and self.enforce_eager is not None:
@@ -74,6 +77,10 @@ class PlanRequest:
             raise PlannerError(f"--enable-expert-parallel is a switch (true or false), got "
                                f"{self.enable_expert_parallel!r}")
         object.__setattr__(self, "enable_expert_parallel", bool(self.enable_expert_parallel))
+        if not isinstance(self.enable_eplb, bool) and self.enable_eplb is not None:
+            raise PlannerError(f"--enable-eplb is a switch (true or false), got {self.enable_eplb!r}")
+        object.__setattr__(self, "enable_eplb", bool(self.enable_eplb))
+        object.__setattr__(self, "eplb_config", eplb_settings(self.eplb_config) or None)
         object.__setattr__(self, "limit_mm_per_prompt", mm_limits(self.limit_mm_per_prompt) or None)
         object.__setattr__(self, "kv_cache_memory_bytes",
                            byte_count("--kv-cache-memory-bytes", self.kv_cache_memory_bytes))
@@ -176,6 +183,8 @@ class Plan:
                          "memory_gib_per_gpu": round(self.gpu.memory_gib, 4), "gpu_source": self.gpu.source,
                          "spec": self.gpu.to_dict()},
             "config": {f: getattr(c, f) for f in SERVE_FLAGS} | {"limit_mm_per_prompt": dict(c.limit_mm_per_prompt),
+                                                                  "eplb_config": dict(c.eplb_config),
+                                                                  "num_redundant_experts": c.num_redundant_experts,
                                                                   "resolved_dtype": c.resolved_dtype,
                                                                   "defaults": list(c.defaults)},
             "memory": self.memory.to_dict() | {"relaxations": [r.to_dict() for r in self.relaxations],
@@ -249,7 +258,9 @@ def _parallel_argv(c: ServeConfig) -> list[str]:
              ("data-parallel-size", c.data_parallel_size),
              ("decode-context-parallel-size", c.decode_context_parallel_size))
     argv = [part for flag, size in sizes if size != 1 for part in (f"--{flag}", str(size))]
-    return argv + (["--enable-expert-parallel"] if c.enable_expert_parallel else [])
+    argv += ["--enable-expert-parallel"] if c.enable_expert_parallel else []
+    argv += ["--enable-eplb"] if c.enable_eplb else []
+    return argv + (["--eplb-config", eplb_json(c.eplb_config)] if c.eplb_config else [])
 
 
 def _multimodal_argv(c: ServeConfig) -> list[str]:

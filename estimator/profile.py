@@ -14,14 +14,14 @@ KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parall
         "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
         "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients", "limit_mm_per_prompt",
         "language_model_only", "kv_cache_memory_bytes", "data_parallel_size", "enable_expert_parallel",
-        "decode_context_parallel_size")
+        "decode_context_parallel_size", "enable_eplb", "eplb_config")
 
 
 POSITIVE_INTS = ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
                  "max_num_batched_tokens", "block_size", "input_len", "output_len", "concurrency",
                  "data_parallel_size", "decode_context_parallel_size")
 POSITIVE_NUMBERS = ("gpu_memory_gib", "gpu_memory_utilization", "request_rate", "ttft_ms", "tpot_ms")
-SWITCHES = ("enforce_eager", "language_model_only", "enable_expert_parallel")
+SWITCHES = ("enforce_eager", "language_model_only", "enable_expert_parallel", "enable_eplb")
 
 
 def _check_kind(path: str, key: str, value) -> None:
@@ -42,6 +42,8 @@ def _check_kind(path: str, key: str, value) -> None:
         expected = "a number of bytes (1073741824, 64M, 25.6g)"
     elif key == "limit_mm_per_prompt":
         ok, expected = isinstance(value, (str, dict)), "counts per modality (a mapping, or its JSON)"
+    elif key == "eplb_config":
+        ok, expected = isinstance(value, (str, dict)), "EPLB's settings (a mapping, or its JSON)"
     elif key == "coefficients":
         ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
         expected = "default, latest, a fit id or a path"
@@ -57,6 +59,10 @@ def profile_value(key: str, value):
         from estimator.serve_config import limit_mm_json
 
         return limit_mm_json(value)
+    if key == "eplb_config" and value:
+        from estimator.eplb import eplb_json
+
+        return eplb_json(value)
     return value
 
 

@@ -392,3 +392,13 @@ def online(method: str) -> QuantScheme:
         return QuantScheme("fp8", 8, online=True, fp8_compute=True)
     raise _fail(f"--quantization {method} needs a checkpoint quantized with {method}; "
                 f"on an unquantized checkpoint only {', '.join(ONLINE_METHODS)} is applied at load time")
+
+
+def tensor_scheme(name: str, kind: str, quant: QuantScheme | None, shard: str = "col") -> QuantScheme | None:
+    """The scheme the checkpoint (or --quantization) stores a tensor of this name and kind with; None where it is
+    left in the model dtype."""
+    if quant is not None and quant.quantizes_lm_head and name == "lm_head":
+        return quant.scheme_for(name, "linear")
+    if not quant or kind not in ("linear", "expert") or quant.skips(name) or (quant.experts_only and kind != "expert"):
+        return None
+    return quant.scheme_for(name, kind, shard)

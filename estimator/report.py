@@ -22,6 +22,7 @@ def render(plan: Plan) -> str:
         f"  tensor-parallel {c.tensor_parallel_size}, pipeline-parallel {c.pipeline_parallel_size}, "
         + (f"data-parallel {c.data_parallel_size}, " if c.data_parallel_size > 1 else "")
         + (f"expert-parallel {expert_parallel_size(c)}, " if expert_parallel_size(c) > 1 else "")
+        + (f"EPLB with {c.num_redundant_experts} redundant experts, " if c.enable_eplb else "")
         + (f"decode-context-parallel {c.decode_context_parallel_size}, " if c.decode_context_parallel_size > 1 else "") +
         f"max-model-len {c.max_model_len}, gpu-memory-utilization {c.gpu_memory_utilization}, "
         f"dtype {c.resolved_dtype}, quantization {quant}, kv-cache-dtype {c.kv_cache_dtype}",

@@ -100,7 +100,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
                                                                "enforce_eager", "limit_mm_per_prompt",
                                                                "language_model_only", "kv_cache_memory_bytes",
                                                                "enable_expert_parallel",
-                                                               "decode_context_parallel_size")
+                                                               "decode_context_parallel_size", "enable_eplb",
+                                                               "eplb_config")
                                          if fixed.get(k) is not None})
         except PlannerError:
             continue  # a layout vLLM would refuse (TP not dividing the heads, ...)
@@ -117,9 +118,11 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
             dtype_bytes=base.dtype_bytes, max_model_len=mml, max_num_seqs=seqs, max_num_batched_tokens=tokens,
             kv_dtype_bytes=kv_bytes, mm_limit=base.mm_limit, kv_cache_memory_bytes=base.kv_cache_memory_bytes,
             quantization=base.quantization, data_parallel_size=1, enable_expert_parallel=base.enable_expert_parallel,
-            decode_context_parallel_size=base.decode_context_parallel_size)
+            decode_context_parallel_size=base.decode_context_parallel_size, enable_eplb=base.enable_eplb,
+            num_redundant_experts=base.num_redundant_experts, eplb_window_size=base.eplb_window_size,
+            eplb_reserves_profile_buffer=base.eplb_reserves_profile_buffer)
         weights = weights_per_stage(arch, cfg, scheme, gpu)
-        pool = kv_pool(arch, cfg, gpu, co, weights)
+        pool = kv_pool(arch, cfg, gpu, co, weights, scheme)
         # vLLM refuses max_num_batched_tokens below max_num_seqs (SchedulerConfig validation).
         valid = tokens >= seqs
         fits = np.asarray(pool.fits) & valid

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from estimator import quantization
 from estimator.architecture import VLLM_REFERENCE_VERSION, ModelArch
+from estimator.eplb import DEFAULT_WINDOW_SIZE, IN_PLACE_COMMUNICATORS, eplb_settings, resolve_eplb
 from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import DTYPE_BYTES
@@ -51,6 +52,9 @@ class ServeConfig:
     enable_expert_parallel: bool = False  # --enable-expert-parallel: whole experts per GPU instead of slices
     # --decode-context-parallel-size: TP ranks that split each request's tokens between their KV caches
     decode_context_parallel_size: int = 1
+    enable_eplb: bool = False  # --enable-eplb: expert parallel load balancing (estimator/eplb.py)
+    eplb_config: tuple[tuple[str, object], ...] = ()  # --eplb-config as given, sorted (key, value) pairs
+    num_redundant_experts: int = 0  # the extra expert copies vLLM builds (0 where EPLB changes nothing)
     explicit: frozenset[str] = field(default_factory=frozenset)  # flags the user gave
     defaults: tuple[str, ...] = ()  # "flag=value (reason)" for each default filled in
 
@@ -66,6 +70,15 @@ class ServeConfig:
     def num_gpus(self) -> int:
         return self.world_size * self.data_parallel_size
 
+    @property
+    def eplb_window_size(self) -> int:
+        return int(dict(self.eplb_config).get("window_size", DEFAULT_WINDOW_SIZE))
+
+    @property
+    def eplb_reserves_profile_buffer(self) -> bool:
+        """Whether EPLB's communicator reserves a layer of experts for its all_gather in the profiling pass."""
+        return dict(self.eplb_config).get("communicator") not in IN_PLACE_COMMUNICATORS
+
     def mm_limit(self, modality: str) -> int:
         return limit_per_prompt(self.limit_mm_per_prompt, self.language_model_only, modality)
 
@@ -77,6 +90,7 @@ class ServeConfig:
         d = asdict(self)
         d["explicit"] = sorted(self.explicit)
         d["defaults"] = list(self.defaults)
+        d["eplb_config"] = dict(self.eplb_config)
         return d
 
 
@@ -457,7 +471,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
             runner: str | None = None, limit_mm_per_prompt=None, language_model_only: bool = False,
             kv_cache_memory_bytes=None, data_parallel_size: int | None = None,
             enable_expert_parallel: bool = False,
-            decode_context_parallel_size: int | None = None) -> tuple[ServeConfig, QuantScheme | None, list]:
+            decode_context_parallel_size: int | None = None, enable_eplb: bool = False,
+            eplb_config=None) -> tuple[ServeConfig, QuantScheme | None, list]:
     """Validate flags as vLLM would and fill in its defaults. Returns (config, quant scheme, warnings)."""
     warnings: list[str] = []
     defaults: list[str] = []
@@ -474,6 +489,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         given.add("enforce_eager")
     if enable_expert_parallel:
         given.add("enable_expert_parallel")
+    eplb = eplb_settings(eplb_config)
+    given |= {name for name, value in (("enable_eplb", enable_eplb), ("eplb_config", eplb)) if value}
     limits = mm_limits(limit_mm_per_prompt)
     kv_cache_memory_bytes = byte_count("--kv-cache-memory-bytes", kv_cache_memory_bytes)
     given |= {name for name, value in (("limit_mm_per_prompt", limits), ("language_model_only", language_model_only),
@@ -502,6 +519,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     dcp = _decode_context_parallel(arch, tp, decode_context_parallel_size or 1)
     max_len = _max_model_len(arch, max_model_len, defaults)
     quant, quant_method = _resolve_quant(quantization_method, arch)
+    redundant = resolve_eplb(arch, quant, bool(enable_eplb), eplb, tp * dp, bool(enable_expert_parallel))
     resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, quant, warnings)
     kv_dtype = _kv_cache_dtype(kv_cache_dtype, gpu)
     if kv_dtype == "auto" and quant is not None and quant.kv_cache_dtype:
@@ -533,6 +551,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         block_size=block, enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype, runner=model_runner,
         limit_mm_per_prompt=limits, language_model_only=bool(language_model_only),
         kv_cache_memory_bytes=kv_cache_memory_bytes, data_parallel_size=int(dp),
-        enable_expert_parallel=bool(enable_expert_parallel), decode_context_parallel_size=int(dcp), explicit=frozenset(given), defaults=tuple(defaults),
+        enable_expert_parallel=bool(enable_expert_parallel), decode_context_parallel_size=int(dcp),
+        enable_eplb=bool(enable_eplb), eplb_config=eplb, num_redundant_experts=redundant,
+        explicit=frozenset(given), defaults=tuple(defaults),
     )
     return cfg, quant, warnings

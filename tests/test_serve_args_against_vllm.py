@@ -34,6 +34,9 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           ("Qwen/Qwen3-30B-A3B", dict(gpu="H100", tensor_parallel_size=2, data_parallel_size=2,
                                       enable_expert_parallel=True, max_model_len=32768)),
           ("moonshotai/Kimi-K2-Thinking", dict(gpu="H200", tensor_parallel_size=8, decode_context_parallel_size=8)),
+          ("deepseek-ai/DeepSeek-V2-Lite-Chat", dict(gpu="H100", tensor_parallel_size=2, data_parallel_size=2,
+                                                     enable_expert_parallel=True, enable_eplb=True,
+                                                     eplb_config='{"num_redundant_experts": 4, "window_size": 500}')),
           *[(str(Path(__file__).parent / "fixtures" / "models" / name), dict(gpu="H100", tensor_parallel_size=2))
             for name in ("qwen3.5", "qwen3.5-moe", "qwen3.5-text", "qwen3.5-moe-text", "ministral-3", "ministral-3-text", "gemma-4-e", "gemma-4-dense", "gemma-4-moe",
                          "gemma-4-text", "gemma-3n-text")],
@@ -89,6 +92,7 @@ def test_a_data_parallel_argv_is_among_those_checked(checked):
     assert any("--data-parallel-size" in argv for argv in argvs)
     assert any("--enable-expert-parallel" in argv for argv in argvs)
     assert any("--decode-context-parallel-size" in argv for argv in argvs)
+    assert any("--enable-eplb" in argv and "--eplb-config" in argv for argv in argvs)
 
 
 def test_multimodal_limits_and_a_kv_reservation_are_among_those_checked(checked):
