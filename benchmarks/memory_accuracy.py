@@ -45,6 +45,8 @@ EXPERT_PARALLEL = re.compile(r"enable-expert-parallel|enable_expert_parallel=Tru
 # "-dp=8", "--data-parallel-size 8", "DP8+EP", "data_parallel_size=4"
 DATA_PARALLEL = re.compile(r"(?:-dp[= ]|--data-parallel-size[= ]|data_parallel_size=|\bDP)(\d+)")
 DECODE_CONTEXT_PARALLEL = re.compile(r"decode-context-parallel-size[= ](\d+)", re.IGNORECASE)
+EXPERT_LOAD_BALANCING = re.compile(r"enable-eplb|enable_eplb=True", re.IGNORECASE)
+REDUNDANT_EXPERTS = re.compile(r"num[_-]redundant[_-]experts\W{0,3}(\d+)", re.IGNORECASE)
 COUNT = re.compile(r"\s+x\s*\d+\b", re.IGNORECASE)
 VERSION = re.compile(r"^\s*0\.(\d+)\.")
 # A start-up that leaves --gpu-memory-utilization out ran at its release's default: 0.9 through the 0.13 releases
@@ -73,9 +75,14 @@ def catalog_match(model: str) -> str | None:
 
 
 def parallel_flags(notes: str) -> dict:
-    """--data-parallel-size, --enable-expert-parallel and --decode-context-parallel-size as a row's notes give
-    them."""
+    """--data-parallel-size, --enable-expert-parallel, --decode-context-parallel-size and EPLB's flags as a row's
+    notes give them."""
     flags = {"enable_expert_parallel": True} if EXPERT_PARALLEL.search(notes) else {}
+    if EXPERT_LOAD_BALANCING.search(notes):
+        flags["enable_eplb"] = True
+        redundant = REDUNDANT_EXPERTS.search(notes)
+        if redundant:
+            flags["eplb_config"] = {"num_redundant_experts": int(redundant.group(1))}
     for key, pattern in (("data_parallel_size", DATA_PARALLEL),
                          ("decode_context_parallel_size", DECODE_CONTEXT_PARALLEL)):
         found = pattern.search(notes)

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import vllm_qwen_vl_items  # noqa: E402,F401  (installs the torchvision stand-in the multimodal modules import)
-from vllm.config.parallel import EPLBConfig  # noqa: E402
-from vllm.model_executor.models.interfaces import MixtureOfExperts  # noqa: E402
-from vllm.model_executor.models.registry import ModelRegistry  # noqa: E402
+import vllm_qwen_vl_items  # noqa: F401  (installs the torchvision stand-in the multimodal modules import)
+from vllm.config.parallel import EPLBConfig
+from vllm.model_executor.models.interfaces import MixtureOfExperts
+from vllm.model_executor.models.registry import ModelRegistry
 
 
 def balanced(architecture: str, wrappers: dict) -> bool:
