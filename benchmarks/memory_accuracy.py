@@ -47,7 +47,9 @@ DATA_PARALLEL = re.compile(r"(?:-dp[= ]|--data-parallel-size[= ]|data_parallel_s
 DECODE_CONTEXT_PARALLEL = re.compile(r"decode-context-parallel-size[= ](\d+)", re.IGNORECASE)
 EXPERT_LOAD_BALANCING = re.compile(r"enable-eplb|enable_eplb=True", re.IGNORECASE)
 REDUNDANT_EXPERTS = re.compile(r"num[_-]redundant[_-]experts\W{0,3}(\d+)", re.IGNORECASE)
-COUNT = re.compile(r"\s+x\s*\d+\b", re.IGNORECASE)
+# How many GPUs a cell writes beside the part: "H100 x8", "H200 ×8", "8x H100", "4 × A6000", "8*H200" (the count
+# comes from the row's tp/pp columns)
+COUNT = re.compile(r"(?:\s+x|\s*[×*])\s*\d+\b|^\s*\d+\s*[x×*]\s*", re.IGNORECASE)
 VERSION = re.compile(r"^\s*0\.(\d+)\.")
 # A start-up that leaves --gpu-memory-utilization out ran at its release's default: 0.9 through the 0.13 releases
 # (the corpus' 0.10.2 logs: "Desired GPU memory utilization is (0.9, ...)" with none passed), 0.92 in the release
