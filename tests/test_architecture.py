@@ -477,6 +477,14 @@ DERIVED = {
     **{f"zai-org/{name}-FP8": (f"zai-org/{base}", {"quantization_config"}) for name, base in (
         ("GLM-4.5", "GLM-4.5"), ("GLM-4.5-Air", "GLM-4.5-Air"), ("GLM-4.6", "GLM-4.6"), ("GLM-4.7", "GLM-4.7"),
         ("GLM-5", "GLM-5"))},
+    # Qwen's GPTQ and AWQ checkpoints of the 16-bit models (reconstructed: the quantization settings of their
+    # published siblings), and gpt-oss-safeguard, a fine-tune of gpt-oss
+    **{f"Qwen/Qwen2.5-{size}-Instruct-GPTQ-Int{bits}": (f"Qwen/Qwen2.5-{size}-Instruct", {"quantization_config"})
+       for size in ("7B", "14B", "32B") for bits in (4, 8)},
+    **{f"Qwen/Qwen2.5-VL-{size}-Instruct-AWQ": (f"Qwen/Qwen2.5-VL-{size}-Instruct", {"quantization_config"})
+       for size in ("3B", "7B", "32B")},
+    "openai/gpt-oss-safeguard-20b": ("openai/gpt-oss-20b", set()),
+    "openai/gpt-oss-safeguard-120b": ("openai/gpt-oss-120b", set()),
     "MiniMaxAI/MiniMax-M2.1": ("MiniMaxAI/MiniMax-M2", set()),
     "MiniMaxAI/MiniMax-M2.5": ("MiniMaxAI/MiniMax-M2", set()),
     "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8": ("Qwen/Qwen3-Next-80B-A3B-Instruct", {"quantization_config"}),
