@@ -15,6 +15,7 @@ import json
 from estimator.architecture import ModelArch
 from estimator.errors import PlannerError
 from estimator.quantization import QuantScheme, tensor_scheme
+from estimator.validate import json_object
 
 # vLLM 0.32 models whose MoE part implements the MixtureOfExperts interface (model_executor/models/interfaces.py;
 # a multimodal model through its language model: get_mixture_of_experts_model): only these get redundant experts
@@ -39,19 +40,9 @@ IN_PLACE_COMMUNICATORS = ("nixl",)
 
 def eplb_settings(value, label: str = "--eplb-config") -> tuple[tuple[str, object], ...]:
     """--eplb-config as vLLM takes it (a JSON object of EPLBConfig fields) as sorted (key, value) pairs."""
-    if value is None or value == ():
+    value = json_object(label, value, "EPLB's settings, e.g. '{\"num_redundant_experts\": 32}'")
+    if value is None:
         return ()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise PlannerError(f"{label} {value!r} is not JSON; give EPLB's settings, e.g. "
-                               "'{\"num_redundant_experts\": 32}'") from None
-    if isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
-        value = dict(value)
-    if not isinstance(value, dict):
-        raise PlannerError(f"{label} {value!r} is not a JSON object; give EPLB's settings, e.g. "
-                           "'{\"num_redundant_experts\": 32}'")
     unknown = sorted(set(value) - set(EPLB_CONFIG_KEYS))
     if unknown:
         raise PlannerError(f"{label}: {', '.join(map(str, unknown))} is not an EPLB setting; vLLM takes "

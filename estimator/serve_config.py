@@ -16,7 +16,7 @@ from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import DTYPE_BYTES
 from estimator.quantization import QuantScheme
-from estimator.validate import byte_count, fraction, positive_int
+from estimator.validate import byte_count, fraction, json_object, positive_int
 from estimator.xp import ceil, maximum
 
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py
@@ -130,19 +130,9 @@ def limit_per_prompt(limits, language_model_only: bool, modality: str) -> int:
 def mm_limits(value, label: str = "--limit-mm-per-prompt") -> tuple[tuple[str, int], ...]:
     """--limit-mm-per-prompt as vLLM takes it (a JSON object: modality -> count, or -> {"count": N}) as sorted
     (modality, count) pairs; sizes for the dummy items are refused, since they change what vLLM profiles."""
-    if value is None or value == ():
+    value = json_object(label, value, "counts per modality, e.g. '{\"image\": 2, \"video\": 0}'")
+    if value is None:
         return ()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise PlannerError(f"{label} {value!r} is not JSON; give counts per modality, e.g. "
-                               "'{\"image\": 2, \"video\": 0}'") from None
-    if isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
-        value = dict(value)
-    if not isinstance(value, dict):
-        raise PlannerError(f"{label} {value!r} is not a JSON object; give counts per modality, e.g. "
-                           "'{\"image\": 2, \"video\": 0}'")
     pairs = []
     for modality, limit in value.items():
         if isinstance(limit, dict):

@@ -3,6 +3,7 @@ check names the flag as the user wrote it."""
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
@@ -70,3 +71,21 @@ def byte_count(flag: str, value):
         raise PlannerError(f"{flag} must be a positive number of bytes (e.g. 1073741824, 64M or 25.6g), "
                            f"got {value!r}")
     return count
+
+
+def json_object(flag: str, value, what: str) -> dict | None:
+    """A flag that takes a JSON object (vLLM's --limit-mm-per-prompt, --eplb-config): None when left out, else the
+    object, given as its JSON, a mapping, or (key, value) pairs; ``what`` says what belongs in it, with an
+    example."""
+    if value is None or value == ():
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise PlannerError(f"{flag} {value!r} is not JSON; give {what}") from None
+    if isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise PlannerError(f"{flag} {value!r} is not a JSON object; give {what}")
+    return value
