@@ -69,6 +69,8 @@ class ModelArch:
     # DeepSeek-V2-Lite), "custom" (a model's own routing function: Phi-3.5-MoE's sparsemixer, Gemma 4)
     moe_routing: str = "renormalize"
     is_mla: bool = False
+    # MLA: one head's width of kv_b_proj's output (qk_nope_head_dim + v_head_dim), the up-projected context
+    mla_kv_up_dim: int = 0
     multimodal: bool = False
     # The modalities its vision tower serves (vLLM's _mark_tower_model): with all of them limited to 0 per prompt,
     # vLLM does not build the tower at all

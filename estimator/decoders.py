@@ -253,6 +253,7 @@ def deepseek(c: Config, inv: Inventory, family: str):
     # false, DeepseekV3Config's (and the V3-derived classes') true
     routing = topk_routing(c, c.get("model_type") != "deepseek_v2")
     return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=moe_inter, is_mla=True,
+                      mla_kv_up_dim=nope + v,
                       moe_routing=routing,
                       head_dim=nope + rope, index_topk=sparse["topk"] if sparse else 0)
 

@@ -10,6 +10,7 @@ capacity and "maximum concurrency" count the blocks a max_model_len request need
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -508,6 +509,30 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
             + _workspace_piece(tokens * topk * max(2 * inter, hidden), cfg.dtype_bytes))
 
 
+# MLACommonMetadataBuilder.determine_chunked_prefill_workspace_size: the context chunk an MLA prefill
+# up-projects at once is at most this many tokens
+MLA_CHUNK_MAX_TOKENS = 64 * 1024
+
+
+def mla_context_chunk_tokens(cfg):
+    """Tokens of the context chunk an MLA prefill up-projects at once: room for 8 full-length requests or 4
+    blocks of every sequence, at most 64K, in whole blocks (under DCP, whole blocks spread over the DCP ranks:
+    align_mla_chunked_context_workspace_size, cp_kv_cache_interleave_size 1)."""
+    tokens = minimum(maximum(8 * cfg.max_model_len, 4 * cfg.max_num_seqs * cfg.block_size), MLA_CHUNK_MAX_TOKENS)
+    alignment = math.lcm(int(cfg.block_size), int(cfg.decode_context_parallel_size))
+    return ceil(maximum(tokens, alignment) / alignment) * alignment
+
+
+def mla_profile_bytes(arch: ModelArch, cfg) -> float:
+    """What each MLA layer allocates in the profiling pass to stand for a prefill's up-projected context
+    (MLAAttention.forward_impl without attention metadata): a chunk of tokens x the GPU's heads x
+    (qk_nope_head_dim + v_head_dim), in the model dtype; it lives while the layer runs."""
+    if not arch.is_mla:
+        return 0
+    heads = arch.num_heads // cfg.tensor_parallel_size
+    return mla_context_chunk_tokens(cfg) * heads * arch.mla_kv_up_dim * cfg.dtype_bytes
+
+
 def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
                               gpu: GpuSpec, eplb_transient: float = 0.0) -> float:
     """The language model's part of the peak: a MoE kernel's workspace, which stays allocated, under the larger
@@ -523,7 +548,9 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
         per_token = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size
                                               / moe_tensor_parallel_size(cfg) + arch.hidden_size)
         mlp = maximum(mlp, moe_tokens(cfg) * per_token)
-    forward = (tokens * (co.act_hidden_buffers * arch.hidden_size + qkv) + mlp) * cfg.dtype_bytes
+    # an MLA layer's stand-in for the up-projected context lives in attention, not beside the MLP's buffers
+    forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv) * cfg.dtype_bytes \
+        + maximum(mlp * cfg.dtype_bytes, mla_profile_bytes(arch, cfg))
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
     after = hidden_alive + eplb_transient if eplb_transient else 0
     if not last_stage or arch.pooling:

@@ -9,7 +9,7 @@ import pytest
 from estimator.architecture import ARCHITECTURES, REMOVED_FROM_VLLM, from_config
 from estimator.errors import PlannerError
 from estimator.gpus import cpu_device, lookup
-from estimator.memory import encoder_items
+from estimator.memory import encoder_items, mla_context_chunk_tokens
 from estimator.model_source import catalog_configs
 from estimator.serve_config import (
     DEFAULT_BLOCK_SIZE,
@@ -41,7 +41,19 @@ ENCODER_CASES = [(8192, 1024, 131072, 256), (2048, 256, 8192, 256), (8192, 1, 12
 def vllm_defaults(vllm_py):
     devices = [{"name": name, "memory_bytes": int(lookup(gpu).memory_gib * GIB), "cpu": False} for gpu, name in GPUS]
     devices += [{"name": "cpu", "memory_bytes": 0, "cpu": True, "world_size": w} for w in (1, 2)]
-    return run_in_vllm(vllm_py, SCRIPT, {"devices": devices, "encoder_cases": ENCODER_CASES})
+    return run_in_vllm(vllm_py, SCRIPT, {"devices": devices, "encoder_cases": ENCODER_CASES, "mla_cases": MLA_CASES})
+
+
+# (max_model_len, max_num_seqs, block_size, decode_context_parallel_size) for MLA's context chunk
+MLA_CASES = [(163840, 1024, 64, 1), (4096, 1024, 64, 1), (2048, 16, 16, 1), (1000, 3, 64, 1), (5, 1, 1, 1),
+             (32768, 256, 64, 8), (3000, 1, 48, 3), (100, 7, 16, 6)]
+
+
+def test_an_mla_layers_profiled_context_chunk_is_vllms(vllm_defaults):
+    ours = [int(mla_context_chunk_tokens(NS(max_model_len=length, max_num_seqs=seqs, block_size=block,
+                                            decode_context_parallel_size=dcp)))
+            for length, seqs, block, dcp in MLA_CASES]
+    assert ours == vllm_defaults["mla_chunk_tokens"]
 
 
 @pytest.mark.parametrize("context", ["serve", "offline"])

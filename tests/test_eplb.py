@@ -12,7 +12,7 @@ from estimator.architecture import ARCHITECTURES
 from estimator.cli import main
 from estimator.eplb import DEFAULT_WINDOW_SIZE, EPLB_ARCHITECTURES, EPLB_CONFIG_KEYS, MAX_EXPERT_REDUNDANCY
 from estimator.gpus import GIB
-from estimator.memory import eplb_layer_bytes, moe_layers, moe_workspace_bytes
+from estimator.memory import eplb_layer_bytes, eplb_profile_bytes, moe_layers, moe_workspace_bytes
 from estimator.plan import PlanRequest, make_plan, plan_with_search
 from estimator.profile import load_profile
 from estimator.workload import Workload
@@ -34,8 +34,8 @@ def test_the_models_vllm_balances_and_its_settings_are_the_plans(vllm_py):
     assert facts["window_size"] == DEFAULT_WINDOW_SIZE
 
 
-def deepseek(**flags):
-    return make_plan(PlanRequest(**dict(DEEPSEEK_EP, **flags)))
+def deepseek(workload=None, **flags):
+    return make_plan(PlanRequest(**dict(DEEPSEEK_EP, **flags)), workload=workload)
 
 
 # One DeepSeek-V3 routed expert in 128 x 128 FP8 blocks: gate and up (2 x 2048 rows) and down (7168 rows) of
@@ -63,17 +63,25 @@ def test_redundant_experts_the_move_buffer_and_the_maps_by_hand():
 
 
 def test_the_profiling_pass_reserves_a_layer_of_experts_unless_nixl_reads_them_in_place():
-    small = dict(enable_eplb=True, max_num_batched_tokens=256, max_num_seqs=16, enforce_eager=True)
-    gloo = deepseek(**small, eplb_config={"num_redundant_experts": 32, "communicator": "torch_gloo"})
-    nixl = deepseek(**small, eplb_config={"num_redundant_experts": 32, "communicator": "nixl"})
+    small = dict(enable_eplb=True, max_num_batched_tokens=256, max_num_seqs=16, enforce_eager=True,
+                 max_model_len=1024)
+    short = Workload(512, 64)
+    gloo = deepseek(short, **small, eplb_config={"num_redundant_experts": 32, "communicator": "torch_gloo"})
+    nixl = deepseek(short, **small, eplb_config={"num_redundant_experts": 32, "communicator": "nixl"})
     steps, physical = 1000 * 58, 288
     window, index = steps * 257 * 4, steps * physical * 8  # the load folded onto 256 + 1 logical slots; int64
     hidden = 256 * 7168 * 2  # the step's hidden states, alive after the forward
     layer = 36 * EXPERT_BYTES  # the all_gather's layer of experts
-    # with 256 tokens EPLB's transient outgrows the forward and the sampler, on top of the MoE workspace
+    # with 256 tokens of 1024-token requests EPLB's transient outgrows the forward (MLA's 8K-token context chunk
+    # included) and the sampler, on top of the MoE workspace
     workspace = moe_workspace_bytes(gloo.arch, gloo.config, gloo.gpu)
     assert gloo.memory.per_gpu.activation_gib * GIB == pytest.approx(workspace + hidden + window + layer, abs=1)
-    assert nixl.memory.per_gpu.activation_gib * GIB == pytest.approx(workspace + hidden + window + index, abs=1)
+    # NIXL reserves nothing: the window and the index stay below this forward (MLA's chunk), which then decides
+    off = deepseek(short, **dict(small, enable_eplb=False))
+    assert workspace + hidden + window + index < off.memory.per_gpu.activation_gib * GIB
+    assert nixl.memory.per_gpu.activation_gib == off.memory.per_gpu.activation_gib
+    assert eplb_profile_bytes(nixl.arch, nixl.config, nixl.quant, nixl.gpu, 58) == window + index
+    assert eplb_profile_bytes(gloo.arch, gloo.config, gloo.quant, gloo.gpu, 58) == window + layer
 
 
 def test_only_the_stages_moe_layers_are_tracked():

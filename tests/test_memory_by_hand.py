@@ -20,6 +20,7 @@ from estimator.memory import (
     kv_cache_groups,
     kv_pool,
     largest_capture_size,
+    mla_profile_bytes,
     moe_kernel,
     moe_workspace_bytes,
     non_torch_bytes,
@@ -386,6 +387,24 @@ def test_a_sparse_mla_models_top_k_index_buffer_is_model_memory_on_every_stage()
             max_model_len=8192, max_num_batched_tokens=tokens)).memory.per_stage]
     more = [a - b for a, b in zip(stages(8192), stages(4096), strict=True)]
     assert more == [pytest.approx(4096 * 2048 * 4 / GIB)] * 2  # int32 [max_num_batched_tokens, index_topk]
+
+
+def test_an_mla_layer_profiles_a_chunk_of_up_projected_context_beside_attention():
+    plan = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V3", gpu="H200", tensor_parallel_size=8,
+                                 max_model_len=32768, max_num_seqs=32))
+    arch, cfg = plan.arch, plan.config
+    # 64K tokens (8 x 32768, capped) x 128 / 8 heads x (128 nope + 128 v), bf16
+    assert mla_profile_bytes(arch, cfg) == 65536 * 16 * 256 * 2
+    # it lives in attention: the forward's peak takes the larger of it and the dense MLP's buffers
+    mlp = 8192 * 3 * 18432 / 8 * 2
+    without = dataclasses.replace(arch, mla_kv_up_dim=0)
+    assert activation_bytes(arch, cfg, PRIOR, last_stage=False, gpu=plan.gpu) - \
+        activation_bytes(without, cfg, PRIOR, last_stage=False, gpu=plan.gpu) == 65536 * 16 * 256 * 2 - mlp
+    # a short context profiles a short chunk: 8 x 1024 tokens, more than 4 blocks of 64 for each of 16 sequences
+    assert mla_profile_bytes(arch, dataclasses.replace(cfg, max_model_len=1024, max_num_seqs=16)) == \
+        8192 * 16 * 256 * 2
+    assert mla_profile_bytes(make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100")).arch,
+                             cfg) == 0
 
 
 @pytest.mark.parametrize("gpu,kv,block,latent", [("H200", "auto", 64, 1152), ("H200", "fp8", 64, 656),

@@ -140,6 +140,20 @@ def encoder_items(cases: list) -> list:
     return out
 
 
+def mla_chunk_tokens(cases: list) -> list:
+    """MLACommonMetadataBuilder.determine_chunked_prefill_workspace_size for (max_model_len, max_num_seqs,
+    block_size, decode_context_parallel_size) cases, on stand-in configs holding just what it reads."""
+    from types import SimpleNamespace as NS
+
+    from vllm.model_executor.layers.attention.mla_attention import MLACommonMetadataBuilder
+
+    return [MLACommonMetadataBuilder.determine_chunked_prefill_workspace_size(NS(
+        model_config=NS(max_model_len=length), scheduler_config=NS(max_num_seqs=seqs),
+        cache_config=NS(block_size=block),
+        parallel_config=NS(decode_context_parallel_size=dcp, cp_kv_cache_interleave_size=1)))
+        for length, seqs, block, dcp in cases]
+
+
 def registry_facts() -> dict:
     from vllm.model_executor.models.registry import _PREVIOUSLY_SUPPORTED_MODELS, ModelRegistry
 
@@ -153,4 +167,5 @@ if __name__ == "__main__":
     print(json.dumps({"batch": [batch_defaults(d) for d in devices],
                       "gpu_memory_utilization": EngineArgs.gpu_memory_utilization,  # the class default
                       "block_size": CacheConfig.DEFAULT_BLOCK_SIZE, **sparse_mla_facts(), **registry_facts(),
-                      "default_kv_dtypes": default_kv_dtypes(), "encoder_items": encoder_items(given["encoder_cases"])}))
+                      "default_kv_dtypes": default_kv_dtypes(), "encoder_items": encoder_items(given["encoder_cases"]),
+                      "mla_chunk_tokens": mla_chunk_tokens(given["mla_cases"])}))
