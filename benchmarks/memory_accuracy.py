@@ -2,8 +2,9 @@
 
     python benchmarks/memory_accuracy.py [--corpus ../shared/corpus/memory_public.csv]
 
-For each logged start-up the planner can represent (a catalog model, a GPU it can place or the memory the log
-states, the flags the row gives), the plan's per-GPU weights, activation peak, non-torch and CUDA-graph memory
+For each logged start-up the planner can represent (a catalog model, named by its id or by its repository name
+alone, as a local copy or a re-upload under another organisation is; a GPU it can place or the memory the log
+states; the flags the row gives), the plan's per-GPU weights, activation peak, non-torch and CUDA-graph memory
 and KV cache GiB, and the engine's KV tokens, are printed beside the logged figures; then the median and mean
 absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), and the
 rows that cannot be represented, by reason. A start-up that failed is scored on what it logged before failing
@@ -67,12 +68,13 @@ def number(cell: str):
 
 
 def catalog_match(model: str) -> str | None:
-    """The catalog id a logged model names: the id itself, or a bare repository name (a local copy's directory
-    name) that exactly one catalog entry ends in."""
+    """The catalog id a logged model names: the id itself, or a repository name that exactly one catalog entry
+    has, written bare (a local copy's directory) or under another organisation (a re-upload such as
+    unsloth/Qwen3-8B, which keeps the original's config.json)."""
     name = model.lower()
     ids = catalog_ids()
     matches = [m for m in ids if m.lower() == name] or \
-        [m for m in ids if "/" not in name and m.split("/", 1)[-1].lower() == name]
+        [m for m in ids if m.split("/", 1)[-1].lower() == name.split("/", 1)[-1]]
     return matches[0] if len(matches) == 1 else None
 
 
