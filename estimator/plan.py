@@ -411,7 +411,7 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     gpu, coefficients, coefficient_notes, arch = x.gpu, x.coefficients, x.coefficient_notes, x.arch
     num_gpus = request.num_gpus or x.detected_count or 1
     fixed = {f: getattr(request, f) for f in SERVE_FLAGS if getattr(request, f) not in (None, False)}
-    result = search(arch, gpu, num_gpus, fixed, workload, coefficients)
+    result = search(arch, gpu, num_gpus, fixed, workload, coefficients, replicas_as)
     if result.best is None:
         raise PlannerError(result.closest)
     best = result.best

@@ -82,8 +82,10 @@ def _options(arch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload)
                 else list(MAX_NUM_BATCHED_TOKENS))
 
 
-def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
-    """All candidates, as columns of equal length."""
+def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="data-parallel"):
+    """All candidates, as columns of equal length. A layout is checked as it will be served: its replicas as one
+    server's data-parallel engines (a MoE's experts then span them all: what EPLB or sliced experts must divide
+    into), or as separate servers."""
     rows: dict[str, list] = {k: [] for k in ("tp", "pp", "quant", "replicas", "busy", *GRID_FIELDS, "fits",
                                              "weights_fit", "weights_gib", "output_tps", "ttft_ms", "tpot_ms",
                                              "latency_ms", "saturated", "batch")}
@@ -93,8 +95,10 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options):
     for tp, pp, quant in itertools.product(options["tp"], options["pp"], options["quant"]):
         if tp * pp > num_gpus:
             continue
+        engines = num_gpus // (tp * pp) if replicas_as == "data-parallel" else 1
         try:
             base, scheme, _ = resolve(arch, gpu, None, tensor_parallel_size=tp, pipeline_parallel_size=pp,
+                                      data_parallel_size=engines,
                                       quantization_method=quant, max_model_len=int(mml.max()),
                                       **{k: fixed[k] for k in ("gpu_memory_utilization", "dtype", "block_size",
                                                                "enforce_eager", "limit_mm_per_prompt",
@@ -263,13 +267,13 @@ def _closest(c, workload: Workload, fitting) -> str:
 
 
 def search(arch: ModelArch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload,
-           co: Coefficients) -> SearchResult:
+           co: Coefficients, replicas_as: str = "data-parallel") -> SearchResult:
     if not speed_known(gpu):
         raise PlannerError("the search needs the GPU's speed: name it with --gpu (with --gpu-memory-gib if its "
                            "memory differs)")
     start = time.perf_counter()
     options = _options(arch, gpu, num_gpus, fixed, workload)
-    c = _evaluate(arch, gpu, num_gpus, fixed, workload, co, options)
+    c = _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as)
     c["output_len"] = workload.output_len
     n = len(c["tp"])
     fitting = c["fits"].astype(bool)

@@ -188,3 +188,15 @@ def test_a_search_keeps_eplb_and_skips_layouts_it_cannot_spread():
     assert c.enable_eplb and c.num_redundant_experts == 16
     # 128 + 16 experts over the expert-parallel GPUs: only sizes dividing 144 were planned
     assert 144 % (c.tensor_parallel_size * c.data_parallel_size) == 0
+
+
+@pytest.mark.parametrize("replicas_as, expert_parallel", [("data-parallel", 4), ("separate", 4)])
+def test_a_search_checks_the_split_over_the_gpus_its_replicas_will_span(replicas_as, expert_parallel):
+    # 128 + 4 experts divide over 4 GPUs but not 8: as data-parallel engines of one server the replicas would share
+    # one 8-GPU expert group, so a single 4-GPU engine wins there; separate servers each split over their own 4
+    plan = plan_with_search(PlanRequest(model="Qwen/Qwen3-30B-A3B", gpu="H100", num_gpus=8,
+                                        enable_expert_parallel=True, enable_eplb=True,
+                                        eplb_config='{"num_redundant_experts": 4}'),
+                            Workload(1024, 128, concurrency=64), replicas_as=replicas_as)
+    c = plan.config
+    assert c.tensor_parallel_size * c.data_parallel_size == expert_parallel and 132 % expert_parallel == 0
