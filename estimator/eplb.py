@@ -69,8 +69,8 @@ def _experts_balanceable(arch: ModelArch, quant: QuantScheme | None) -> bool:
     (block, channel or tensor scales; online too), MXFP4, and compressed-tensors W8A8 FP8. The planner leaves the
     others out: AWQ, GPTQ and ModelOpt FP8 have none, and compressed-tensors WNA16 and NVFP4 have it only on some
     kernels."""
-    expert = next((t for t in arch.tensors if t.kind == "expert"), None)
-    scheme = tensor_scheme(expert.name, "expert", quant) if expert is not None else quant
+    expert = next(t for t in arch.tensors if t.kind == "expert")
+    scheme = tensor_scheme(expert.name, "expert", quant)
     if scheme is None or scheme.method in ("fp8", "mxfp4"):
         return True
     return scheme.method == "compressed-tensors" and scheme.weight_bits == 8 and scheme.fp8_compute
@@ -99,9 +99,8 @@ def resolve_eplb(arch: ModelArch, quant: QuantScheme | None, enabled: bool, sett
         raise PlannerError(f"--enable-eplb: {arch.architecture} {what}, and vLLM's EPLB step would find nothing "
                            "to balance; leave --enable-eplb out")
     if not _experts_balanceable(arch, quant):
-        raise PlannerError(f"--enable-eplb: vLLM 0.32 has no EPLB for {arch.architecture}'s "
-                           f"{quant.method if quant else 'unquantized'} experts as this checkpoint stores them; "
-                           "leave --enable-eplb out")
+        raise PlannerError(f"--enable-eplb: vLLM 0.32 has no EPLB for {arch.architecture}'s {quant.method} "
+                           "experts as this checkpoint stores them; leave --enable-eplb out")
     if redundant > MAX_EXPERT_REDUNDANCY:
         raise PlannerError(f"--eplb-config: num_redundant_experts {redundant} is above vLLM's "
                            f"{MAX_EXPERT_REDUNDANCY}")

@@ -276,7 +276,7 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
 
 def moe_layers(arch: ModelArch, layers) -> list[int]:
     """The layers among ``layers`` that hold routed experts."""
-    routed_layers = {t.layer for t in arch.tensors if t.kind == "expert" and routed(t)}
+    routed_layers = {t.layer for t in arch.tensors if routed(t)}
     return [i for i in layers if i in routed_layers]
 
 
@@ -284,9 +284,8 @@ def eplb_layer_bytes(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | Non
     """One MoE layer's routed experts on one GPU, as EPLB copies them: its expert buffer is an empty_like of each
     expert weight of the first MoE layer (EplbState.add_model), and the profiling pass reserves the same again
     for its all_gather (rebalance_execute.py rearrange_expert_weights_inplace)."""
-    first = min(moe_layers(arch, range(arch.num_layers)), default=None)
-    return sum(rank_bytes(t, arch, cfg, quant, gpu) for t in arch.tensors
-               if t.layer == first and routed(t) and held(t, quant))
+    first = min(moe_layers(arch, range(arch.num_layers)))
+    return sum(rank_bytes(t, arch, cfg, quant, gpu) for t in arch.tensors if t.layer == first and routed(t))
 
 
 def eplb_maps_bytes(arch: ModelArch, cfg: ServeConfig, layers: int) -> int:

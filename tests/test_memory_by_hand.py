@@ -2,6 +2,7 @@
 twin of the vLLM-oracle tests in test_kv_against_vllm.py), so a change to any rule fails here too."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,6 +21,7 @@ from estimator.memory import (
     kv_cache_groups,
     kv_pool,
     largest_capture_size,
+    mla_context_chunk_tokens,
     mla_profile_bytes,
     moe_kernel,
     moe_workspace_bytes,
@@ -405,6 +407,17 @@ def test_an_mla_layer_profiles_a_chunk_of_up_projected_context_beside_attention(
         8192 * 16 * 256 * 2
     assert mla_profile_bytes(make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100")).arch,
                              cfg) == 0
+
+
+@pytest.mark.parametrize("length, seqs, block, dcp, tokens", [
+    (500, 200, 16, 1, 4 * 200 * 16),  # 4 blocks of every sequence outgrow 8 full-length requests
+    (1001, 1, 64, 1, 8064),  # 8 x 1001 = 8008, up to whole 64-token blocks
+    (100, 7, 16, 6, 816),  # 800, up to whole lcm(16, 6) = 48-token runs
+    (32768, 1024, 64, 1, 65536),  # capped at 64K
+])
+def test_an_mla_context_chunk_by_hand(length, seqs, block, dcp, tokens):
+    cfg = SimpleNamespace(max_model_len=length, max_num_seqs=seqs, block_size=block, decode_context_parallel_size=dcp)
+    assert mla_context_chunk_tokens(cfg) == tokens
 
 
 @pytest.mark.parametrize("gpu,kv,block,latent", [("H200", "auto", 64, 1152), ("H200", "fp8", 64, 656),
