@@ -105,29 +105,30 @@ def test_only_the_stages_moe_layers_are_tracked():
     assert moe_layers(maverick.arch, range(48)) == list(range(1, 48, 2))
 
 
+NOT_A_SETTING = ("is not an EPLB setting; vLLM takes window_size, step_interval, num_redundant_experts, "
+                 "log_balancedness, log_balancedness_interval, use_async, policy, communicator, "
+                 "enable_migration_batching")
+
+
+def uneven(redundant: int) -> str:
+    return (f"--enable-eplb: 256 experts and {redundant} redundant ones do not divide evenly over 8 GPUs, which "
+            "vLLM's EPLB requires; choose num_redundant_experts so that their sum is a multiple of 8")
+
+
 @pytest.mark.parametrize("flags, message", [
     (dict(enable_eplb=True, enable_expert_parallel=False),
      "--enable-eplb needs --enable-expert-parallel: EPLB moves whole experts between GPUs"),
     (dict(eplb_config='{"num_redundant_experts": 8}'),
      "--eplb-config sets num_redundant_experts to 8 but EPLB is not enabled; add --enable-eplb or leave "
      "num_redundant_experts out"),
-    (dict(enable_eplb=True, eplb_config='{"num_redundant_experts": 31}'),
-     "--enable-eplb: 256 experts and 31 redundant ones do not divide evenly over 8 GPUs, which vLLM's EPLB "
-     "requires; choose num_redundant_experts so that their sum is a multiple of 8"),
+    (dict(enable_eplb=True, eplb_config='{"num_redundant_experts": 31}'), uneven(31)),
     (dict(enable_eplb=True, eplb_config='{"num_redundant_experts": 1032}'),
      "--eplb-config: num_redundant_experts 1032 is above vLLM's 1023"),
-    (dict(enable_eplb=True, eplb_config='{"redundant": 8}'),
-     "--eplb-config: redundant is not an EPLB setting; vLLM takes window_size, step_interval, "
-     "num_redundant_experts, log_balancedness, log_balancedness_interval, use_async, policy, communicator, "
-     "enable_migration_batching"),
+    (dict(enable_eplb=True, eplb_config='{"redundant": 8}'), f"--eplb-config: redundant {NOT_A_SETTING}"),
     (dict(enable_eplb=True, eplb_config='{"redundant": 8, "buffers": 2}'),
-     "--eplb-config: buffers, redundant is not an EPLB setting; vLLM takes window_size, step_interval, "
-     "num_redundant_experts, log_balancedness, log_balancedness_interval, use_async, policy, communicator, "
-     "enable_migration_batching"),
+     f"--eplb-config: buffers, redundant {NOT_A_SETTING}"),
     # at vLLM's limit the split is what refuses it
-    (dict(enable_eplb=True, eplb_config='{"num_redundant_experts": 1023}'),
-     "--enable-eplb: 256 experts and 1023 redundant ones do not divide evenly over 8 GPUs, which vLLM's EPLB "
-     "requires; choose num_redundant_experts so that their sum is a multiple of 8"),
+    (dict(enable_eplb=True, eplb_config='{"num_redundant_experts": 1023}'), uneven(1023)),
     (dict(enable_eplb=True, eplb_config='{"window_size": 0}'),
      "--eplb-config: window_size is 0; expected a whole number >= 1"),
     (dict(enable_eplb=True, eplb_config='{"num_redundant_experts": true}'),
