@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from estimator.errors import PlannerError
 
 # Methods we can size; anything else in a checkpoint is an error, never a guess.
-SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4", "modelopt")
+SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4", "modelopt", "quark")
 # vLLM names for --quantization that make sense on an unquantized bf16/fp16 checkpoint (online quantization).
 ONLINE_METHODS = ("fp8",)
 
@@ -378,12 +378,75 @@ def from_config(qc: dict | None) -> QuantScheme | None:
         block = qc.get("weight_block_size")
         return QuantScheme("fp8", 8, block=tuple(block) if block else None, fp8_compute=True,
                            ignore=_ignore_list(qc, "ignored_layers", "modules_to_not_convert"))
+    if method == "quark":
+        return _quark(qc)
     if method == "mxfp4":
         # 4-bit e2m1 values plus one uint8 e8m0 scale per 32 values (OCP MX spec).
         return QuantScheme("mxfp4", 4, 32, scale_bytes=1, experts_only=True,
                            ignore=_ignore_list(qc, "modules_to_not_convert"))
     raise _fail(f"quantization method {qc.get('quant_method')!r} in config.json is not supported by the planner "
                 f"(supported: {', '.join(SUPPORTED_METHODS)}); it will not guess its memory")
+
+
+# AMD Quark checkpoints (vLLM 0.32 quark/quark.py): the planner sizes Quark's FP8 W8A8 schemes as vLLM's
+# QuarkConfig._is_fp8_w8a8 accepts them: static fp8_e4m3 weights with one fp32 scale per tensor or per output
+# channel beside fp8_e4m3 inputs (dynamic, or static per tensor), or weights in symmetric 128 x 128 blocks beside
+# dynamic inputs per group of 128; AMD's -FP8-KV checkpoints are the first kind. Quark's INT8, INT4, MXFP4 and
+# mixed schemes fail closed.
+QUARK_FP8_WEIGHT_SCALES = ("per_tensor", "per_channel")
+QUARK_FP8_BLOCK = [128, 128]
+
+
+def _quark_fp8_layout(weight, inputs) -> tuple[str, ...] | None:
+    """("per_tensor" | "per_channel" | "per_block",) for an FP8 W8A8 Quark scheme vLLM runs, else None."""
+    if not (isinstance(weight, dict) and isinstance(inputs, dict) and weight.get("dtype") == "fp8_e4m3"
+            and inputs.get("dtype") == "fp8_e4m3" and not weight.get("is_dynamic")):
+        return None
+    qscheme = weight.get("qscheme")
+    if qscheme == "per_block":
+        blocked = list(weight.get("block_size") or []) == QUARK_FP8_BLOCK and weight.get("symmetric") is True \
+            and inputs.get("is_dynamic") and inputs.get("qscheme") == "per_group" \
+            and inputs.get("group_size") == QUARK_FP8_BLOCK[1] and inputs.get("symmetric") is True
+        return (qscheme,) if blocked else None
+    if qscheme in QUARK_FP8_WEIGHT_SCALES and (inputs.get("is_dynamic") or inputs.get("qscheme") == "per_tensor"):
+        return (qscheme,)
+    return None
+
+
+def _quark_scheme(settings: dict, where: str) -> str:
+    """The weight scale layout of an FP8 W8A8 Quark scheme; anything else is refused."""
+    weight, inputs = settings.get("weight"), settings.get("input_tensors")
+    layout = _quark_fp8_layout(weight, inputs)
+    if layout:
+        return layout[0]
+
+    def described(t):
+        return f"{t.get('dtype')} {t.get('qscheme')}" if isinstance(t, dict) else repr(t)
+    raise _fail(f"the Quark scheme of {where} (weights {described(weight)}, inputs {described(inputs)}) is not "
+                "sized by the planner (supported: FP8 W8A8, fp8_e4m3 weights per tensor, channel or 128 x 128 "
+                "block); it will not guess its memory")
+
+
+def _quark(qc: dict) -> QuantScheme:
+    """An AMD Quark checkpoint's FP8 W8A8 scheme. A layer_quant_config entry may only repeat the global weight and
+    input schemes (the -FP8-KV checkpoints name k_proj and v_proj there for their KV cache's output scales, which
+    --kv-cache-dtype fp8 uses; vLLM keeps auto at the model dtype for Quark)."""
+    if not isinstance(qc.get("export"), dict):
+        raise _fail("the Quark quantization_config has no export section, which vLLM requires; re-export the "
+                    "checkpoint with Quark")
+    glob = qc.get("global_quant_config")
+    scales = _quark_scheme(glob if isinstance(glob, dict) else {}, "the whole model")
+    for pattern, settings in (qc.get("layer_quant_config") or {}).items():
+        if not isinstance(settings, dict) or (settings.get("weight"), settings.get("input_tensors")) != \
+                (glob.get("weight"), glob.get("input_tensors")):
+            raise _fail(f"the Quark layer_quant_config gives {pattern} a scheme of its own; the planner sizes one "
+                        "scheme for every layer and will not guess its memory")
+    if qc.get("layer_type_quant_config"):
+        raise _fail("the Quark layer_type_quant_config gives some layer types a scheme of their own; the planner "
+                    "sizes one scheme for every layer and will not guess its memory")
+    return QuantScheme("quark", 8, channel_scales=scales == "per_channel", fp8_compute=True,
+                       block=tuple(QUARK_FP8_BLOCK) if scales == "per_block" else None,
+                       ignore=_ignore_list(qc, "exclude"))
 
 
 def online(method: str) -> QuantScheme:

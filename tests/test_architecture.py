@@ -483,6 +483,11 @@ DERIVED = {
        for size in ("7B", "14B", "32B") for bits in (4, 8)},
     **{f"Qwen/Qwen2.5-VL-{size}-Instruct-AWQ": (f"Qwen/Qwen2.5-VL-{size}-Instruct", {"quantization_config"})
        for size in ("3B", "7B", "32B")},
+    # AMD's Quark FP8 checkpoints with FP8 KV scales (reconstructed: the Quark layout is assumed)
+    **{f"amd/{name}-FP8-KV": (f"{org}/{name}", {"quantization_config"}) for org, name in (
+        ("meta-llama", "Llama-3.1-8B-Instruct"), ("meta-llama", "Llama-3.1-70B-Instruct"),
+        ("meta-llama", "Llama-3.3-70B-Instruct"), ("meta-llama", "Llama-3.1-405B-Instruct"),
+        ("mistralai", "Mixtral-8x7B-Instruct-v0.1"))},
     "openai/gpt-oss-safeguard-20b": ("openai/gpt-oss-20b", set()),
     "openai/gpt-oss-safeguard-120b": ("openai/gpt-oss-120b", set()),
     "MiniMaxAI/MiniMax-M2.1": ("MiniMaxAI/MiniMax-M2", set()),

