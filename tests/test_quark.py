@@ -15,21 +15,35 @@ from tests.conftest import run_in_vllm, write_config
 
 FP8 = {"dtype": "fp8_e4m3", "qscheme": "per_tensor", "is_dynamic": False, "symmetric": True}
 DYNAMIC = dict(FP8, is_dynamic=True)
-# (weight, input_tensors): what vLLM's QuarkConfig._is_fp8_w8a8 takes and what it does not
+# (weight, input_tensors, the weight layout vLLM's QuarkConfig._is_fp8_w8a8 runs it with or None where it does not
+# take it); test_the_fp8_schemes_sized_are_those_vllm_runs checks the last column against vLLM itself
+BLOCK_INPUT = dict(DYNAMIC, qscheme="per_group", group_size=128)
 SCHEMES = [
-    (FP8, FP8),
-    (dict(FP8, qscheme="per_channel"), FP8),
-    (dict(FP8, qscheme="per_channel"), dict(DYNAMIC, qscheme="per_channel")),
-    (FP8, DYNAMIC),
-    (dict(FP8, qscheme="per_block", block_size=[128, 128]), dict(DYNAMIC, qscheme="per_group", group_size=128)),
-    (dict(FP8, qscheme="per_block", block_size=[64, 64]), dict(DYNAMIC, qscheme="per_group", group_size=64)),
-    (dict(FP8, qscheme="per_block", block_size=[128, 128]), FP8),
-    (dict(FP8, is_dynamic=True), FP8),
-    (FP8, dict(FP8, qscheme="per_channel")),
-    (dict(FP8, dtype="int8", qscheme="per_channel"), dict(FP8, dtype="int8")),
-    (dict(FP8, qscheme="per_group", group_size=128), FP8),
-    (FP8, None),
+    (FP8, FP8, "per_tensor"),
+    (dict(FP8, qscheme="per_channel"), FP8, "per_channel"),
+    (dict(FP8, qscheme="per_channel"), dict(DYNAMIC, qscheme="per_channel"), "per_channel"),
+    (FP8, DYNAMIC, "per_tensor"),
+    (FP8, dict(DYNAMIC, qscheme="per_group"), "per_tensor"),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128]), BLOCK_INPUT, "per_block"),
+    (dict(FP8, qscheme="per_block", block_size=[64, 64]), dict(BLOCK_INPUT, group_size=64), None),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128]), FP8, None),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128]), dict(BLOCK_INPUT, qscheme="per_tensor"), None),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128]), dict(BLOCK_INPUT, group_size=64), None),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128]), dict(BLOCK_INPUT, symmetric=False), None),
+    (dict(FP8, qscheme="per_block", block_size=[128, 128], symmetric=False), BLOCK_INPUT, None),
+    (dict(FP8, qscheme="per_block"), BLOCK_INPUT, None),
+    (dict(FP8, is_dynamic=True), FP8, None),
+    (FP8, dict(FP8, qscheme="per_channel"), None),
+    (FP8, dict(FP8, dtype="int8"), None),
+    (dict(FP8, dtype="int8", qscheme="per_channel"), dict(FP8, dtype="int8"), None),
+    (dict(FP8, qscheme="per_group", group_size=128), FP8, None),
+    (FP8, None, None),
+    ("fp8", FP8, None),
 ]
+
+
+def test_the_fp8_layouts_the_planner_sizes():
+    assert [(_quark_fp8_layout(w, i) or (None,))[0] for w, i, _ in SCHEMES] == [layout for _, _, layout in SCHEMES]
 
 
 def fp8_kv_config() -> dict:
@@ -46,11 +60,9 @@ def fp8_kv_config() -> dict:
 @pytest.mark.vllm
 def test_the_fp8_schemes_sized_are_those_vllm_runs(vllm_py):
     facts = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_quark.py",
-                        {"schemes": SCHEMES, "configs": [fp8_kv_config(), catalog_config(
+                        {"schemes": [[w, i] for w, i, _ in SCHEMES], "configs": [fp8_kv_config(), catalog_config(
                             "amd/Llama-3.1-8B-Instruct-FP8-KV")["quantization_config"]]})
-    ours = [[layout is not None, layout[0] if layout else None] for layout in
-            (_quark_fp8_layout(w, i) for w, i in SCHEMES)]
-    assert ours == facts["schemes"]
+    assert facts["schemes"] == [[layout is not None, layout] for _, _, layout in SCHEMES]
     assert facts["configs"] == [None, None]  # vLLM reads the -FP8-KV layout and the catalog's
 
 
@@ -74,6 +86,14 @@ def test_fp8_per_tensor_and_per_channel_weights_by_hand(tmp_path):
     assert (per_channel.memory.per_gpu.weights_gib - per_tensor.memory.per_gpu.weights_gib) * 2**30 == \
         pytest.approx(sum((t.rows - 1) * 4 for t in linear), abs=1e-3)
     assert per_tensor.config.quantization == "quark" and per_tensor.config.kv_cache_dtype == "auto"
+    assert per_tensor.quant.fp8_compute and per_tensor.quant.ignore == ("lm_head",)
+    # 128 x 128 blocks: one fp32 scale per block instead of per tensor
+    blocked = fp8_kv_config()
+    for settings in (blocked["global_quant_config"], *blocked["layer_quant_config"].values()):
+        settings.update(weight=dict(FP8, qscheme="per_block", block_size=[128, 128]), input_tensors=BLOCK_INPUT)
+    per_block = plan_of(tmp_path / "b", blocked)
+    assert (per_block.memory.per_gpu.weights_gib - per_tensor.memory.per_gpu.weights_gib) * 2**30 == \
+        pytest.approx(sum((-(-t.rows // 128) * -(-t.cols // 128) - 1) * 4 for t in linear), abs=1e-3)
 
 
 def test_an_fp8_kv_checkpoint_plans_an_fp8_cache_when_asked(tmp_path):
@@ -93,6 +113,13 @@ def test_an_fp8_kv_checkpoint_plans_an_fp8_cache_when_asked(tmp_path):
     (lambda c: c.update(layer_type_quant_config={"Linear": {"weight": FP8, "input_tensors": FP8}}),
      "the Quark layer_type_quant_config gives some layer types a scheme of their own; the planner sizes one scheme "
      "for every layer and will not guess its memory"),
+    (lambda c: c["global_quant_config"].update(weight="fp8"),
+     "the Quark scheme of the whole model (weights 'fp8', inputs fp8_e4m3 per_tensor) is not sized by the planner "
+     "(supported: FP8 W8A8, fp8_e4m3 weights per tensor, channel or 128 x 128 block); it will not guess its "
+     "memory"),
+    (lambda c: c.update(global_quant_config="fp8"),
+     "the Quark scheme of the whole model (weights None, inputs None) is not sized by the planner (supported: FP8 "
+     "W8A8, fp8_e4m3 weights per tensor, channel or 128 x 128 block); it will not guess its memory"),
     (lambda c: c.pop("export"),
      "the Quark quantization_config has no export section, which vLLM requires; re-export the checkpoint with "
      "Quark"),
