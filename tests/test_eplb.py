@@ -10,10 +10,12 @@ from click.testing import CliRunner
 
 from estimator.architecture import ARCHITECTURES
 from estimator.cli import main
+from estimator.coefficients import DEFAULT
 from estimator.eplb import DEFAULT_WINDOW_SIZE, EPLB_ARCHITECTURES, EPLB_CONFIG_KEYS, MAX_EXPERT_REDUNDANCY
 from estimator.errors import PlannerError
 from estimator.gpus import GIB
 from estimator.memory import (
+    activation_bytes,
     eplb_layer_bytes,
     eplb_maps_bytes,
     eplb_profile_bytes,
@@ -247,6 +249,21 @@ def test_the_move_buffer_holds_the_experts_as_their_kernel_pads_them():
         padded + eplb_maps_bytes(plan.arch, plan.config, layers)
     window, index = 1000 * layers * 129 * 4, 1000 * layers * 128 * 8
     assert eplb_profile_bytes(plan.arch, plan.config, plan.quant, plan.gpu, layers) == window + max(index, padded)
+    # and the plan carries both as padded: the weights beside the same plan without EPLB, and the activation peak
+    plain = make_plan(PlanRequest(model="nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", gpu="B200",
+                                  tensor_parallel_size=2, enable_expert_parallel=True, max_model_len=8192))
+    assert (plan.memory.per_gpu.weights_gib - plain.memory.per_gpu.weights_gib) * GIB == pytest.approx(
+        padded + eplb_maps_bytes(plan.arch, plan.config, layers), abs=1e-3)
+    # with 256 tokens a step the transient, padded layer and all, decides the peak
+    short = make_plan(PlanRequest(model="nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", gpu="B200",
+                                  tensor_parallel_size=2, enable_expert_parallel=True, enable_eplb=True,
+                                  max_model_len=8192, max_num_batched_tokens=256, max_num_seqs=16))
+    transient = eplb_profile_bytes(short.arch, short.config, short.quant, short.gpu, layers)
+    assert transient == window + padded
+    assert short.memory.per_gpu.activation_gib * GIB == pytest.approx(activation_bytes(
+        short.arch, short.config, DEFAULT, last_stage=True, gpu=short.gpu, eplb_transient=transient), abs=1e-3)
+    assert short.memory.per_gpu.activation_gib * GIB > activation_bytes(
+        short.arch, short.config, DEFAULT, last_stage=True, gpu=short.gpu)
 
 
 def test_without_eplb_nothing_is_added():

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from estimator.cli import main
+from estimator.coefficients import DEFAULT
 from estimator.errors import PlannerError
 from estimator.gpus import GIB, lookup
 from estimator.inventory import AttentionLayer, Tensor
@@ -304,3 +305,14 @@ def test_a_groups_own_block_size_sets_its_blocks_by_hand():
     assert blocks_per_request(("full", None), cfg) == 63
     assert blocks_per_request(("full", None), cfg, block_size=32) == 32
     assert blocks_per_request(("full", None), cfg, max_len=100, block_size=32) == 4
+
+
+def test_a_moes_engines_share_one_communicator_in_the_plan():
+    # TP 1 x DP 4: a MoE's experts span all four GPUs (three peers each), a dense model's engines stay apart
+    moe = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B", gpu="H100", tensor_parallel_size=1, data_parallel_size=4,
+                                enable_expert_parallel=True, max_model_len=8192))
+    dense = make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="H100", tensor_parallel_size=1, data_parallel_size=4,
+                                  max_model_len=8192))
+    assert moe.memory.per_gpu.non_torch_gib * GIB == pytest.approx(non_torch_bytes(moe.config, DEFAULT, True))
+    assert dense.memory.per_gpu.non_torch_gib * GIB == pytest.approx(non_torch_bytes(dense.config, DEFAULT, False))
+    assert moe.memory.per_gpu.non_torch_gib > dense.memory.per_gpu.non_torch_gib

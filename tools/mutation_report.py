@@ -41,6 +41,7 @@ _ROPE_FAMILY = "the family only matters to Phi-3.5-MoE's LongRoPE, whose config 
 _NO_WINDOW = "without a window there are no windowed KV bytes or FLOPs to scale (kv_window = 0)"
 _NDIM = "a numpy array always has ndim, so the default is never read"
 _ONE_CHUNK = "at exactly one chunk of prefill both branches run step(batch, chunk)"
+_NO_EPLB = "without EPLB the step's hidden states (plus a byte) stay below the forward, which holds several of them"
 _EVEN = "every MXFP4 checkpoint's hidden and intermediate sizes are even (multiples of its 32-wide blocks)"
 REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.xǁGpuMemoryǁto_dict__mutmut_2": (
@@ -50,9 +51,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x__layer_kind__mutmut_5": (
         '("full", "MLA", "mamba")', "an MLA layer has no window: differs only for MLA beside chunked layers, which "
                                     "no architecture has"),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_8": ("arch.num_kv_heads / tp)", _DIVIDES),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_12": ("(arch.num_heads / tp + 2", _DIVIDES),
-    "estimator.memory.x_activation_bytes__mutmut_10": ("else (0, 1)", "a one-byte tower never exceeds the language "
+    "estimator.memory.x__decoder_activation_bytes__mutmut_9": ("arch.num_kv_heads / tp)", _DIVIDES),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_13": ("(arch.num_heads / tp + 2", _DIVIDES),
+    "estimator.memory.x_activation_bytes__mutmut_11": ("else (0, 1)", "a one-byte tower never exceeds the language "
                                                                       "model's own forward"),
     "estimator.memory.x_shard_fraction__mutmut_17": ("max(1, arch.num_kv_heads / tp)", _DIVIDES),
     "estimator.memory.x_moe_kernel__mutmut_11": (
@@ -73,7 +74,6 @@ REASONS: dict[str, tuple[str, str]] = {
                                                    "a float ratio exactly equal to max_num_seqs"),
     "estimator.memory.x__layer_kind__mutmut_7": ('("full", "mla", "MAMBA")', "a state layer has no window, so both "
                                                  "branches give ('mamba', None)"),
-    "estimator.memory.x_kv_pool__mutmut_114": ("a > 1 for a in avail", "one byte of the budget"),
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_2": ("return 2, 1", _EVEN),
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_3": ("return 1, 2", _EVEN),
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_16": ("compute_capability or 1.0", "a device without a "
@@ -81,9 +81,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_19": ("(2, 64) if", _EVEN),
     "estimator.memory.x_weights_per_stage__mutmut_4": ("(arch.buffer_rows_per_token) or True", "zero buffer rows "
                                                        "make zero bytes; the guard only keeps scalars scalar"),
-    "estimator.memory.x_kv_pool__mutmut_130": ("a > 1 for a in avail", "a one-byte pool holds no block: the plan "
+    "estimator.memory.x_kv_pool__mutmut_147": ("a > 1 for a in avail", "a one-byte pool holds no block: the plan "
                                                                         "does not fit either way"),
-    "estimator.memory.x_kv_pool__mutmut_79": ("spare > reserved", "a reservation equal to the spare memory to the "
+    "estimator.memory.x_kv_pool__mutmut_96": ("spare > reserved", "a reservation equal to the spare memory to the "
                                                                   "byte"),
     "estimator.rope.x__parameter_sets__mutmut_9": ("v), None)", _ROPE_FAMILY),
     "estimator.rope.x__parameter_sets__mutmut_11": ("v), )", _ROPE_FAMILY),
@@ -138,6 +138,16 @@ REASONS: dict[str, tuple[str, str]] = {
                                                         "the step is `mixed` whatever the share"),
     "estimator.performance.xǁEngineǁcycle__mutmut_67": ("where(prefill < chunk", _ONE_CHUNK),
     "estimator.performance.xǁEngineǁcycle__mutmut_79": ("where(prefill < chunk", _ONE_CHUNK),
+    # EPLB's transient after the forward (0 without EPLB): the forward's own buffers hold at least the step's hidden
+    # states, so the hidden states plus a byte, or plus nothing, never decide the peak
+    "estimator.memory.x__decoder_activation_bytes__mutmut_1": ("eplb_transient: float = 1.0", _NO_EPLB),
+    "estimator.memory.x_activation_bytes__mutmut_2": ("eplb_transient: float = 1.0", _NO_EPLB),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_69": ("if (eplb_transient) or True else 0", _NO_EPLB),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_71": ("if eplb_transient else 1", _NO_EPLB),
+    "estimator.memory.x_eplb_profile_bytes__mutmut_28": (
+        "eplb_reserves_profile_buffer else 1", "with NIXL the reservation is max'd with the int64 index, far above "
+                                               "one byte"),
+    "estimator.memory.x_mla_profile_bytes__mutmut_4": ("arch.num_heads / cfg.tensor_parallel_size", _DIVIDES),
     "estimator.performance.xǁEngineǁstage_step__mutmut_48": ("maximum(x.tp, 2)", "at TP 1 there is no all-reduce "
                                                              "(its payload is multiplied by tp - 1 = 0)"),
 }
