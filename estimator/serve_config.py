@@ -271,7 +271,9 @@ def hybrid_block_size(arch: ModelArch, gpu: GpuSpec, tp: int, kv_dtype_bytes, st
     return maximum(block_size, aligned)
 
 
-def _resolve_dtype(flag: str, arch: ModelArch, gpu: GpuSpec, quant: QuantScheme | None, warnings: list) -> str:
+def _resolve_dtype(flag: str, arch: ModelArch, gpu: GpuSpec, warnings: list) -> str:
+    """--dtype as vLLM 0.32 resolves it (config/model.py _get_and_verify_dtype): auto takes the checkpoint's dtype
+    whatever its quantization (AWQ and GPTQ included: their kernels take bfloat16 and float16 alike)."""
     if flag not in DTYPE_CHOICES:
         raise PlannerError(f"--dtype {flag} is not a vLLM dtype; use one of {', '.join(DTYPE_CHOICES)}")
     if flag != "auto":
@@ -280,8 +282,6 @@ def _resolve_dtype(flag: str, arch: ModelArch, gpu: GpuSpec, quant: QuantScheme 
         dtype = arch.dtype
         if dtype == "float32":
             dtype = "bfloat16"  # vLLM runs float32 checkpoints in 16 bits unless asked
-        if quant and quant.method in ("awq", "gptq"):
-            dtype = "float16"
     if dtype == "bfloat16" and gpu.source != "custom" and gpu.vendor != "cpu" and not gpu.supports_bf16:
         if flag == "auto":
             warnings.append(f"{gpu.name} has no bfloat16 support: vLLM runs this model in float16")
@@ -510,7 +510,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     max_len = _max_model_len(arch, max_model_len, defaults)
     quant, quant_method = _resolve_quant(quantization_method, arch)
     redundant = resolve_eplb(arch, quant, bool(enable_eplb), eplb, tp * dp, bool(enable_expert_parallel))
-    resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, quant, warnings)
+    resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, warnings)
     kv_dtype = _kv_cache_dtype(kv_cache_dtype, gpu)
     if kv_dtype == "auto" and quant is not None and quant.kv_cache_dtype:
         kv_dtype = _checkpoint_kv_cache_dtype(quant.kv_cache_dtype, defaults)

@@ -55,6 +55,15 @@ def test_awq_weights_count_packed_values_scales_and_zero_points():
     assert weights("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4") == [pytest.approx(expected, rel=1e-12)]
 
 
+@pytest.mark.parametrize("model, dtype", [("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "bfloat16"),
+                                          ("Qwen/Qwen2.5-7B-Instruct-AWQ", "float16")])
+def test_awq_and_gptq_run_in_the_dtype_their_config_names(model, dtype):
+    # vLLM 0.32's auto dtype is the checkpoint's whatever its quantization (config/model.py _get_and_verify_dtype):
+    # the Marlin, GPTQ and AWQ kernels take bfloat16 and float16 alike
+    plan = make_plan(PlanRequest(model=model, gpu="H100-SXM", max_model_len=4096))
+    assert plan.config.resolved_dtype == dtype
+
+
 def test_mxfp4_quantizes_only_the_experts():
     experts = 24 * 32 * (2880 * 5760 + 2880 * 2880)
     # and gpt-oss' float32 YaRN table: 4096 x 32 positions x 64
