@@ -268,7 +268,8 @@ INT_KEYS = frozenset((
     "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims",
     "laurel_rank", "altup_num_inputs", "input_feat_size", "conf_num_attention_heads", "conf_num_hidden_layers",
     "conf_conv_kernel_size"))
-INT_LIST_KEYS = frozenset(("intermediate_size",))  # keys that may also be a list, one per layer (gemma-3n)
+# keys that may also be a list: one per layer (gemma-3n's intermediate_size), a 2-D block (AutoRound FP8's group_size)
+INT_LIST_KEYS = frozenset(("intermediate_size", "group_size"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
                        "use_bias", "use_conv_bias", "layer_scale", "attention_k_eq_v",
                        "use_double_wide_mlp",

