@@ -64,20 +64,25 @@ def balances(arch: ModelArch) -> bool:
     return arch.is_moe and arch.architecture in EPLB_ARCHITECTURES
 
 
-def _experts_balanceable(arch: ModelArch, quant: QuantScheme | None) -> bool:
+def _experts_balanceable(arch: ModelArch, quant: QuantScheme | None, gpu) -> bool:
     """Whether the routed experts' MoE method takes EPLB (FusedMoEMethodBase.supports_eplb): unquantized, FP8
-    (block, channel or tensor scales; online too), MXFP4, and compressed-tensors W8A8 FP8. The planner leaves the
-    others out: AWQ, GPTQ and ModelOpt FP8 have none, and compressed-tensors WNA16 and NVFP4 have it only on some
-    kernels."""
+    (block, channel or tensor scales; online too), MXFP4, ModelOpt NVFP4, compressed-tensors W8A8 FP8, and
+    compressed-tensors NVFP4 W4A4 where its backend is TRTLLM-Gen (data-center Blackwell:
+    _EPLB_SUPPORTED_NVFP4_BACKENDS). AWQ, GPTQ, AutoRound, Quark FP8, ModelOpt FP8 and MXFP8 have none, and
+    compressed-tensors WNA16 has it only on the Triton kernel, which vLLM picks only where Marlin does not fit."""
     expert = next(t for t in arch.tensors if t.kind == "expert")
     scheme = tensor_scheme(expert.name, "expert", quant)
-    if scheme is None or scheme.method in ("fp8", "mxfp4"):
+    if scheme is None or scheme.method in ("fp8", "mxfp4", "modelopt_fp4"):
         return True
-    return scheme.method == "compressed-tensors" and scheme.weight_bits == 8 and scheme.fp8_compute
+    if scheme.method != "compressed-tensors":
+        return False
+    if scheme.nvfp4 and scheme.fp4_activations:
+        return gpu is not None and gpu.vendor == "nvidia" and int(gpu.compute_capability or 0) == 10
+    return scheme.weight_bits == 8 and scheme.fp8_compute
 
 
 def resolve_eplb(arch: ModelArch, quant: QuantScheme | None, enabled: bool, settings: tuple, ranks: int,
-                 expert_parallel: bool) -> int:
+                 expert_parallel: bool, gpu=None) -> int:
     """The redundant experts vLLM builds the model with, after checking the flags as vLLM checks them
     (ParallelConfig.__post_init__, FusedMoEFactory, RoutedExperts): EPLB needs expert parallelism over more
     than one GPU, redundant experts need EPLB, and the physical experts must divide evenly between the GPUs."""
@@ -98,9 +103,12 @@ def resolve_eplb(arch: ModelArch, quant: QuantScheme | None, enabled: bool, sett
         what = "has no routed experts" if not arch.is_moe else "is not a model vLLM 0.32 balances"
         raise PlannerError(f"--enable-eplb: {arch.architecture} {what}, and vLLM's EPLB step would find nothing "
                            "to balance; leave --enable-eplb out")
-    if not _experts_balanceable(arch, quant):
+    if not _experts_balanceable(arch, quant, gpu):
+        scheme = tensor_scheme(next(t for t in arch.tensors if t.kind == "expert").name, "expert", quant)
+        where = " on this GPU (it balances them only where TRTLLM-Gen runs them: data-center Blackwell)" \
+            if scheme.nvfp4 and scheme.fp4_activations else " as this checkpoint stores them"
         raise PlannerError(f"--enable-eplb: vLLM 0.32 has no EPLB for {arch.architecture}'s {quant.method} "
-                           "experts as this checkpoint stores them; leave --enable-eplb out")
+                           f"experts{where}; leave --enable-eplb out")
     if redundant > MAX_EXPERT_REDUNDANCY:
         raise PlannerError(f"--eplb-config: num_redundant_experts {redundant} is above vLLM's "
                            f"{MAX_EXPERT_REDUNDANCY}")

@@ -392,18 +392,49 @@ def sampler_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, gpu: GpuS
     return working + buffer_rows * vocab * SAMPLER_LOGITS_BYTES
 
 
+def moe_dispatch(cfg) -> tuple[bool, bool]:
+    """(all2all kernels, sequence parallel) as vLLM's FusedMoEParallelConfig works them out with its default
+    all2all backend, allgather_reducescatter (fused_moe/config.py use_all2all_kernels; config/parallel.py
+    use_sequence_parallel_moe): experts dispatched across data-parallel engines under expert parallelism, and each
+    TP rank sending its share of the tokens where TP and DP are both above 1."""
+    dispatched = bool(cfg.enable_expert_parallel) and cfg.data_parallel_size > 1
+    return dispatched, dispatched and cfg.tensor_parallel_size > 1
+
+
+def monolithic_allowed(cfg, kernel: str) -> bool:
+    """Whether a monolithic kernel of this kind takes the server's parallel layout (its experts class'
+    _supports_parallel_config): none takes EPLB; TRTLLM-Gen's unquantized and FP8 kernels take the default
+    all-gather dispatch (FP8's not under sequence parallelism), its NVFP4 kernel no dispatch at all, and the
+    MXFP4 kernels (TRTLLM-Gen's and OAI Triton's) neither dispatch nor more than one data-parallel engine."""
+    dispatched, sequence = moe_dispatch(cfg)
+    if cfg.enable_eplb:
+        return False
+    if kernel == "trtllm_fp8":
+        return not sequence
+    if kernel == "trtllm_nvfp4":
+        return not dispatched
+    if kernel == "mxfp4":
+        return not dispatched and cfg.data_parallel_size <= 1
+    return True  # trtllm_bf16
+
+
 def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
-    """The fused-MoE kernel vLLM 0.32 runs the routed experts with on this device (fused_moe/oracle/*.py, the
-    first backend whose kernel supports the device, scheme, activation and routing):
+    """The fused-MoE kernel vLLM 0.32 runs the routed experts with on this device and parallel layout
+    (fused_moe/oracle/*.py: the first backend whose kernel supports the device, scheme, activation, routing and
+    parallel layout, a monolithic kernel ahead of the same backend's modular one):
     "cpu" (vLLM's CPU kernels); "trtllm" (FlashInfer's TRTLLM-Gen, monolithic: unquantized and 128-block FP8
-    experts on data-center Blackwell where it takes the routing, and MXFP4 and NVFP4 W4A4 experts there); "oai_triton" (the OAI Triton
-    MXFP4 kernel on Hopper, monolithic); "flashinfer_cutlass" (unquantized experts on consumer Blackwell, and on
-    data-center Blackwell when TRTLLM-Gen does not take the routing: plain softmax top-k or a model's own
-    function; NVFP4 W4A4 experts on consumer Blackwell); "trtllm_modular" (TRTLLM-Gen's modular form, for NVFP4
-    W4A4 experts on data-center Blackwell whose routing its monolithic form does not take: one output buffer in the
-    workspace); "modular" (Triton on Hopper and before and on ROCm, Marlin for AWQ/GPTQ, for NVFP4 before
-    Blackwell and for MXFP4 on consumer Blackwell, CUTLASS or DeepGEMM for FP8: kernels that keep both GEMMs'
-    outputs in vLLM's workspace)."""
+    experts on data-center Blackwell where it takes the routing, and MXFP4 and NVFP4 W4A4 experts there); "oai_triton"
+    (the OAI Triton MXFP4 kernel on Hopper, monolithic); "oai_triton_modular" (its modular form, under data
+    parallelism or EPLB: the output and the activation in vLLM's workspace); "trtllm_mxfp4_modular" (TRTLLM-Gen's
+    modular MXFP4 form likewise: the output only); "flashinfer_cutlass" (unquantized experts on consumer
+    Blackwell, and on data-center Blackwell when TRTLLM-Gen does not take the routing or EPLB, with one engine:
+    plain softmax top-k or a model's own function; NVFP4 W4A4 experts on consumer Blackwell); "trtllm_modular"
+    (TRTLLM-Gen's modular form, for NVFP4 W4A4 experts on data-center Blackwell where its monolithic form does not
+    take the routing or the parallel layout: one output buffer in the workspace); "modular" (Triton on Hopper and
+    before and on ROCm, and wherever the kernels above step aside; Marlin for AWQ/GPTQ, for NVFP4 before Blackwell
+    and for MXFP4 on consumer Blackwell; CUTLASS or DeepGEMM for FP8: kernels that keep both GEMMs' outputs in
+    vLLM's workspace, sized as Triton's; DeepGEMM, where installed, takes somewhat more). FlashInfer's CUTLASS
+    kernel also runs 128-block FP8 experts on Hopper under expert parallelism."""
     if gpu is None or gpu.vendor == "cpu":
         return "cpu"
     # the capability's major version, as vLLM's is_device_capability_family checks it (AMD's gfx names have none)
@@ -411,26 +442,47 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     blackwell_dc, blackwell_consumer = major == 10, major == 12
     if cfg.quantization == "mxfp4":
         kernel = mxfp4_kernel(gpu)
-        return kernel if kernel in ("trtllm", "oai_triton") else "modular"
+        if kernel not in ("trtllm", "oai_triton"):
+            return "modular"
+        if monolithic_allowed(cfg, "mxfp4"):
+            return kernel
+        return "trtllm_mxfp4_modular" if kernel == "trtllm" else "oai_triton_modular"
     experts = experts_scheme(arch)
     if experts is not None and experts.nvfp4:
         # fused_moe/oracle/nvfp4.py: W4A4 takes TRTLLM-Gen on data-center Blackwell (monolithic where it takes
-        # the routing, its modular form otherwise), FlashInfer's CUTLASS kernel on consumer Blackwell; W4A16,
-        # and every GPU before Blackwell, Marlin (the optional Humming package, which would outrank it on
-        # Hopper, is not assumed)
+        # the routing and the layout, its modular form otherwise), FlashInfer's CUTLASS kernel on consumer
+        # Blackwell; W4A16, and every GPU before Blackwell, Marlin (the optional Humming package, which would
+        # outrank it on Hopper, is not assumed)
         if experts.fp4_activations and blackwell_dc:
-            return "trtllm" if arch.moe_routing == "renormalize" else "trtllm_modular"
+            monolithic = arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_nvfp4")
+            return "trtllm" if monolithic else "trtllm_modular"
         if experts.fp4_activations and blackwell_consumer:
             return "flashinfer_cutlass"
         return "modular"
-    block_fp8 = experts is not None and experts.method == "fp8" and experts.block == FP8_MOE_BLOCK
-    if blackwell_dc and block_fp8 and arch.moe_routing == "renormalize":
+    block_fp8 = experts is not None and experts.method in ("fp8", "compressed-tensors") and experts.fp8_compute \
+        and experts.block == FP8_MOE_BLOCK
+    if blackwell_dc and block_fp8 and arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_fp8"):
         return "trtllm"
-    if cfg.quantization is None and blackwell_dc:
-        return "trtllm" if arch.moe_routing == "renormalize" else "flashinfer_cutlass"
-    if cfg.quantization is None and blackwell_consumer:
+    if block_fp8 and gpu.vendor == "nvidia" and gpu.compute_capability == HOPPER_CAPABILITY \
+            and expert_parallel_size(cfg) > 1:
+        # oracle/fp8.py: on Hopper, 128-block FP8 experts go to Triton under tensor parallelism and to FlashInfer's
+        # CUTLASS kernel when they are split whole between GPUs
         return "flashinfer_cutlass"
+    if cfg.quantization is None and (blackwell_dc or blackwell_consumer):
+        # oracle/unquantized.py: FlashInfer's kernels step back behind Triton for gpt-oss's SwiGLU variant, and
+        # its CUTLASS kernel behind Triton with more than one data-parallel engine
+        if arch.architecture in SWIGLU_OAI_ARCHITECTURES:
+            return "modular"
+        if blackwell_dc and arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_bf16"):
+            return "trtllm"
+        return "flashinfer_cutlass" if cfg.data_parallel_size <= 1 else "modular"
     return "modular"
+
+
+# Hopper's compute capability, which vLLM's FP8 MoE oracle checks exactly (is_device_capability(90))
+HOPPER_CAPABILITY = 9.0
+# Models whose experts use gpt-oss's clamped SwiGLU (MoEActivation.SWIGLUOAI; gpt_oss.py)
+SWIGLU_OAI_ARCHITECTURES = ("GptOssForCausalLM",)
 
 
 # The FP8 weight blocks TRTLLM-Gen's FP8 MoE kernel takes (trtllm_fp8_moe.py: kFp8Static128BlockSym)
@@ -492,11 +544,14 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
     allocated under the sampler's peak. Modular GEMM kernels (TritonExperts.workspace_shapes, MarlinExperts
     likewise): one buffer of M x topk x max(I, H) shared by the first GEMM's output and the final output, one of
     M x topk x max(2I, H) for the activation, I the per-rank intermediate size (both padded as the MXFP4 weights
-    are: the hidden states are padded to match); FlashInfer CUTLASS and TRTLLM-Gen's modular form: one of M x H."""
+    are: the hidden states are padded to match); FlashInfer CUTLASS and TRTLLM-Gen's modular forms: one of M x H
+    (the MXFP4 one's unpadded); OAI Triton's modular form: its M x H output and an M x topk x I activation."""
     kind = moe_kernel(arch, cfg, gpu) if arch.is_moe else None
     if kind is None or kind in SCRATCH_INSIDE:
         return 0
     tokens, topk, hidden = moe_tokens(cfg), arch.experts_per_token, arch.hidden_size
+    if kind == "trtllm_mxfp4_modular":  # TrtLlmMxfp4ExpertsModular.workspace_shapes: (M, hidden_dim_unpadded)
+        return _workspace_piece(tokens * hidden, cfg.dtype_bytes) + _workspace_piece(0, cfg.dtype_bytes)
     inter = cdiv(arch.moe_intermediate_size, moe_tensor_parallel_size(cfg))
     if cfg.quantization == "mxfp4":
         hidden, inter = mxfp4_expert_dims(arch, moe_tensor_parallel_size(cfg), gpu)
@@ -504,6 +559,9 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
         # FlashInfer CUTLASS's first GEMM output; TRTLLM-Gen's modular output (TrtLlmNvFp4ExpertsModular.
         # workspace_shapes; NVFP4's packed M x H/2 input fits inside it)
         return _workspace_piece(tokens * hidden, cfg.dtype_bytes)
+    if kind == "oai_triton_modular":  # OAITritonExperts.workspace_shapes: (0, 0), (M x topk, I), output (M, H)
+        return (_workspace_piece(tokens * hidden, cfg.dtype_bytes)
+                + _workspace_piece(tokens * topk * inter, cfg.dtype_bytes))
     return (_workspace_piece(tokens * topk * max(inter, hidden), cfg.dtype_bytes)
             + _workspace_piece(tokens * topk * max(2 * inter, hidden), cfg.dtype_bytes))
 

@@ -509,7 +509,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     dcp = _decode_context_parallel(arch, tp, decode_context_parallel_size or 1)
     max_len = _max_model_len(arch, max_model_len, defaults)
     quant, quant_method = _resolve_quant(quantization_method, arch)
-    redundant = resolve_eplb(arch, quant, bool(enable_eplb), eplb, tp * dp, bool(enable_expert_parallel))
+    redundant = resolve_eplb(arch, quant, bool(enable_eplb), eplb, tp * dp, bool(enable_expert_parallel), gpu)
     resolved_dtype = _resolve_dtype(dtype or "auto", arch, gpu, warnings)
     kv_dtype = _kv_cache_dtype(kv_cache_dtype, gpu)
     if kv_dtype == "auto" and quant is not None and quant.kv_cache_dtype:

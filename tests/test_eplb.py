@@ -20,6 +20,7 @@ from estimator.memory import (
     eplb_maps_bytes,
     eplb_profile_bytes,
     eplb_state_bytes,
+    moe_kernel,
     moe_layers,
     moe_workspace_bytes,
 )
@@ -235,31 +236,35 @@ def test_redundant_experts_need_only_their_sum_to_divide():
     assert eplb_layer_bytes(plan.arch, plan.config, plan.quant, plan.gpu) == 11 * 3 * 2048 * 1408 * 2
 
 
-def test_the_move_buffer_holds_the_experts_as_their_kernel_pads_them():
-    # Nemotron-3-Nano's unquantized experts on a B200: TRTLLM-Gen pads the intermediate size 1856 to 1920; each GPU
-    # of two holds 64 of the 128 experts, up and down projections of 2688 x 1920 in bf16
+def test_the_move_buffer_holds_the_experts_as_their_kernel_holds_them():
+    # Nemotron-3-Nano's unquantized experts on a B200: TRTLLM-Gen, which would pad the intermediate size 1856 to
+    # 1920, takes no EPLB (TrtLlmBf16ExpertsMonolithic._supports_parallel_config), so FlashInfer's CUTLASS kernel
+    # runs them unpadded; each GPU of two holds 64 of the 128 experts, up and down projections of 2688 x 1856
     plan = make_plan(PlanRequest(model="nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", gpu="B200",
                                  tensor_parallel_size=2, enable_expert_parallel=True, enable_eplb=True,
                                  max_model_len=8192))
-    padded = 64 * 2 * 2688 * 1920 * 2
-    assert eplb_layer_bytes(plan.arch, plan.config, plan.quant, plan.gpu) == padded
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == "flashinfer_cutlass"
+    layer = 64 * 2 * 2688 * 1856 * 2
+    assert eplb_layer_bytes(plan.arch, plan.config, plan.quant, plan.gpu) == layer
     # ... as the move buffer at load and as the profiling pass's reservation (23 MoE layers, 1000 steps)
     layers = len(moe_layers(plan.arch, range(plan.arch.num_layers)))
     assert eplb_state_bytes(plan.arch, plan.config, plan.quant, plan.gpu, layers) == \
-        padded + eplb_maps_bytes(plan.arch, plan.config, layers)
+        layer + eplb_maps_bytes(plan.arch, plan.config, layers)
     window, index = 1000 * layers * 129 * 4, 1000 * layers * 128 * 8
-    assert eplb_profile_bytes(plan.arch, plan.config, plan.quant, plan.gpu, layers) == window + max(index, padded)
-    # and the plan carries both as padded: the weights beside the same plan without EPLB, and the activation peak
+    assert eplb_profile_bytes(plan.arch, plan.config, plan.quant, plan.gpu, layers) == window + max(index, layer)
+    # without EPLB TRTLLM-Gen runs them, padded: the EPLB plan holds the move buffer and maps but no padding
     plain = make_plan(PlanRequest(model="nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", gpu="B200",
                                   tensor_parallel_size=2, enable_expert_parallel=True, max_model_len=8192))
+    assert moe_kernel(plain.arch, plain.config, plain.gpu) == "trtllm"
+    padding = layers * 64 * 2 * 2688 * (1920 - 1856) * 2
     assert (plan.memory.per_gpu.weights_gib - plain.memory.per_gpu.weights_gib) * GIB == pytest.approx(
-        padded + eplb_maps_bytes(plan.arch, plan.config, layers), abs=1e-3)
-    # with 256 tokens a step the transient, padded layer and all, decides the peak
+        layer + eplb_maps_bytes(plan.arch, plan.config, layers) - padding, abs=1e-3)
+    # with 256 tokens a step the transient, a layer and all, decides the peak
     short = make_plan(PlanRequest(model="nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", gpu="B200",
                                   tensor_parallel_size=2, enable_expert_parallel=True, enable_eplb=True,
                                   max_model_len=8192, max_num_batched_tokens=256, max_num_seqs=16))
     transient = eplb_profile_bytes(short.arch, short.config, short.quant, short.gpu, layers)
-    assert transient == window + padded
+    assert transient == window + layer
     assert short.memory.per_gpu.activation_gib * GIB == pytest.approx(activation_bytes(
         short.arch, short.config, DEFAULT, last_stage=True, gpu=short.gpu, eplb_transient=transient), abs=1e-3)
     assert short.memory.per_gpu.activation_gib * GIB > activation_bytes(
@@ -285,3 +290,44 @@ def test_mxfp4_experts_are_balanced_and_modelopt_fp8_ones_are_not(tmp_path, quan
     else:
         with pytest.raises(PlannerError, match="vLLM 0.32 has no EPLB for Qwen3MoeForCausalLM's modelopt experts"):
             make_plan(request)
+
+
+NVFP4 = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16, "ignore": ["lm_head", "*mlp.gate"]}
+CT_NVFP4 = {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "ignore": ["lm_head", "re:.*gate$"],
+            "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+                "num_bits": 4, "type": "float", "strategy": "tensor_group", "group_size": 16, "symmetric": True},
+                "input_activations": {"num_bits": 4, "type": "float", "strategy": "tensor_group", "group_size": 16,
+                                      "dynamic": "local", "symmetric": True}}}}
+
+
+@pytest.mark.parametrize("quantization, gpu, balanced", [
+    (NVFP4, "H100", True),  # ModelOptNvFp4FusedMoE.supports_eplb: every backend
+    (NVFP4, "B200", True),
+    (CT_NVFP4, "B200", True),  # TRTLLM-Gen, in _EPLB_SUPPORTED_NVFP4_BACKENDS
+    (CT_NVFP4, "H100", False),  # Marlin
+    (CT_NVFP4, "RTX-PRO-6000", False),  # FlashInfer CUTLASS
+])
+def test_nvfp4_experts_are_balanced_where_their_moe_method_takes_it(tmp_path, quantization, gpu, balanced):
+    config = dict(catalog_config("Qwen/Qwen3-30B-A3B"), quantization_config=quantization)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    request = PlanRequest(model=str(tmp_path), gpu=gpu, tensor_parallel_size=2, enable_expert_parallel=True,
+                          enable_eplb=True, max_model_len=8192)
+    if not balanced:
+        with pytest.raises(PlannerError, match="no EPLB for Qwen3MoeForCausalLM's compressed-tensors experts"):
+            make_plan(request)
+        return
+    plan = make_plan(request)
+    assert plan.config.enable_eplb
+    if gpu == "B200":  # TRTLLM-Gen's monolithic kernel takes no EPLB: its modular form runs them
+        assert moe_kernel(plan.arch, plan.config, plan.gpu) == "trtllm_modular"
+
+
+def test_nvfp4_experts_move_as_trtllm_gen_pads_them(tmp_path):
+    # hidden 2880 padded to 3072 for TRTLLM-Gen's NVFP4 experts on a B200, each of 64 experts per GPU gate+up
+    # 2 x 768 and down in 4-bit with a 1-byte scale per 16 values
+    config = dict(catalog_config("Qwen/Qwen3-30B-A3B"), quantization_config=NVFP4, hidden_size=2880)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    plan = make_plan(PlanRequest(model=str(tmp_path), gpu="B200", tensor_parallel_size=2,
+                                 enable_expert_parallel=True, enable_eplb=True, max_model_len=8192))
+    per_expert = (2 * 768 * 3072 + 3072 * 768) * (0.5 + 1 / 16)
+    assert eplb_layer_bytes(plan.arch, plan.config, plan.quant, plan.gpu) == pytest.approx(64 * per_expert, rel=1e-9)

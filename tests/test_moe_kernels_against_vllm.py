@@ -4,6 +4,7 @@
 
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,12 +12,15 @@ from estimator import architecture
 from estimator.memory import (
     expert_padding,
     moe_kernel,
+    moe_tokens,
     moe_workspace_bytes,
+    monolithic_allowed,
     mxfp4_expert_alignment,
     rank_bytes,
 )
 from estimator.model_source import catalog_config
 from estimator.plan import PlanRequest, make_plan
+from estimator.serve_config import moe_tensor_parallel_size
 from tests.conftest import run_in_vllm
 
 CASES = [  # (plan request, the experts kernel vLLM 0.32 runs there)
@@ -29,17 +33,37 @@ CASES = [  # (plan request, the experts kernel vLLM 0.32 runs there)
     (dict(model="Qwen/Qwen3-30B-A3B", gpu="RTX-5090", tensor_parallel_size=2), "flashinfer_cutlass"),
     (dict(model="openai/gpt-oss-20b", gpu="RTX-5090"), "marlin"),  # MXFP4: Marlin ahead of Triton on SM12x
     (dict(model="openai/gpt-oss-120b", gpu="RTX-PRO-6000", max_num_batched_tokens=4096), "marlin"),
+    # MXFP4's monolithic kernels take one data-parallel engine only: their modular forms run instead
+    (dict(model="openai/gpt-oss-120b", gpu="H100", num_gpus=2, data_parallel_size=2), "oai_triton"),
+    (dict(model="openai/gpt-oss-20b", gpu="H100", num_gpus=4, data_parallel_size=4, enable_expert_parallel=True),
+     "oai_triton"),
+    (dict(model="openai/gpt-oss-120b", gpu="B200", num_gpus=8, data_parallel_size=8), "trtllm_mxfp4"),
+    # unquantized experts on data-center Blackwell under EPLB: TRTLLM-Gen steps aside for FlashInfer's CUTLASS
+    (dict(model="Qwen/Qwen3-30B-A3B", gpu="B200", num_gpus=2, tensor_parallel_size=2, enable_expert_parallel=True,
+          enable_eplb=True), "flashinfer_cutlass"),
+    # 128-block FP8 experts on Hopper split whole between GPUs: FlashInfer's CUTLASS kernel (Triton under TP)
+    (dict(model="Qwen/Qwen3-30B-A3B-FP8", gpu="H100", num_gpus=2, tensor_parallel_size=2,
+          enable_expert_parallel=True), "flashinfer_cutlass"),
+    (dict(model="Qwen/Qwen3-30B-A3B-FP8", gpu="H200", num_gpus=4, data_parallel_size=4, enable_expert_parallel=True),
+     "flashinfer_cutlass"),
+    (dict(model="Qwen/Qwen3-30B-A3B-FP8", gpu="H100", num_gpus=2, tensor_parallel_size=2), "triton"),
+    # ... and, with more than one engine, behind Triton too
+    (dict(model="Qwen/Qwen3-30B-A3B", gpu="B200", num_gpus=2, data_parallel_size=2, enable_expert_parallel=True,
+          enable_eplb=True), "triton"),
 ]
+PLANNED = {"oai_triton": "oai_triton_modular", "trtllm_mxfp4": "trtllm_mxfp4_modular",
+           "flashinfer_cutlass": "flashinfer_cutlass"}
 
 
 def _kernel_case(plan, kernel: str) -> dict:
     arch, cfg = plan.arch, plan.config
-    hidden, inter = arch.hidden_size, -(-arch.moe_intermediate_size // cfg.tensor_parallel_size)
+    hidden, inter = arch.hidden_size, -(-arch.moe_intermediate_size // moe_tensor_parallel_size(cfg))
     if cfg.quantization == "mxfp4":  # the weights' padded sizes (mxfp4_round_up_hidden_size_and_intermediate_size)
         align_hidden, align_inter = mxfp4_expert_alignment(plan.gpu)
         hidden, inter = -(-hidden // align_hidden) * align_hidden, -(-inter // align_inter) * align_inter
-    return {"kernel": kernel, "tokens": cfg.max_num_batched_tokens, "hidden": hidden, "intermediate": inter,
-            "topk": arch.experts_per_token, "experts_total": arch.num_experts, "dtype_bytes": cfg.dtype_bytes}
+    return {"kernel": kernel, "tokens": moe_tokens(cfg), "hidden": hidden, "hidden_unpadded": arch.hidden_size,
+            "intermediate": inter, "topk": arch.experts_per_token, "experts_total": arch.num_experts,
+            "dtype_bytes": cfg.dtype_bytes}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +78,57 @@ def compared(vllm_py):
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{r['model'].split('/')[-1]}-{r['gpu']}" for r, _ in CASES])
 def test_moe_workspace_matches_vllm(compared, index):
     plan, vllm_bytes = compared[index]
-    assert moe_kernel(plan.arch, plan.config, plan.gpu) == ("flashinfer_cutlass" if CASES[index][1] ==
-                                                            "flashinfer_cutlass" else "modular")
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == PLANNED.get(CASES[index][1], "modular")
     assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == vllm_bytes > 0
+
+
+EXPERTS = "vllm.model_executor.layers.fused_moe.experts."
+# (the planner's name for a monolithic kernel, its experts classes in vLLM)
+MONOLITHIC_CLASSES = [("trtllm_bf16", "trtllm_bf16_moe.TrtLlmBf16ExpertsMonolithic"),
+                      ("trtllm_fp8", "trtllm_fp8_moe.TrtLlmFp8ExpertsMonolithic"),
+                      ("trtllm_nvfp4", "trtllm_nvfp4_moe.TrtLlmNvFp4ExpertsMonolithic"),
+                      ("mxfp4", "trtllm_mxfp4_moe.TrtLlmMxfp4ExpertsMonolithic"),
+                      ("mxfp4", "gpt_oss_triton_kernels_moe.OAITritonMxfp4ExpertsMonolithic")]
+# the modular forms the plan falls back to, which must take every layout
+MODULAR_CLASSES = ["trtllm_nvfp4_moe.TrtLlmNvFp4ExpertsModular", "trtllm_mxfp4_moe.TrtLlmMxfp4ExpertsModular",
+                   "gpt_oss_triton_kernels_moe.OAITritonExperts", "flashinfer_cutlass_moe.FlashInferExperts",
+                   "triton_moe.TritonExperts"]
+LAYOUTS = [(1, 1, False, False), (2, 1, False, False), (2, 1, True, False), (2, 1, True, True), (1, 8, False, False),
+           (1, 8, True, False), (1, 8, True, True), (2, 4, True, False), (2, 4, True, True), (4, 2, False, False)]
+
+
+def _layout(tp, dp, ep, eplb):
+    return SimpleNamespace(tensor_parallel_size=tp, data_parallel_size=dp, enable_expert_parallel=ep,
+                           enable_eplb=eplb)
+
+
+@pytest.mark.vllm
+def test_block_fp8_experts_take_flashinfer_cutlass_on_hopper_only_under_expert_parallelism(vllm_py):
+    answers = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py", [
+        {"kernel": "fp8_backends", "capability": capability, "ep_size": ep} for capability, ep in
+        ((90, 8), (90, 1), (100, 8))])
+    (hopper_ep, takes_on_hopper), (hopper_tp, _), (blackwell, takes_on_blackwell) = answers
+    cuda_first = lambda order: next(b for b in order if b != "AITER")  # noqa: E731  (AITER is ROCm's)
+    assert (cuda_first(hopper_ep), takes_on_hopper) == ("FLASHINFER_CUTLASS", True)
+    assert cuda_first(hopper_tp) == "TRITON"
+    # on data-center Blackwell TRTLLM-Gen leads; where it steps aside (EPLB) the CUTLASS kernel does not take the
+    # blocks, and DeepGEMM or Triton runs them
+    assert cuda_first(blackwell) == "FLASHINFER_TRTLLM" and not takes_on_blackwell
+    eplb = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B-FP8", gpu="B200", num_gpus=2, tensor_parallel_size=2,
+                                 enable_expert_parallel=True, enable_eplb=True))
+    assert moe_kernel(eplb.arch, eplb.config, eplb.gpu) == "modular"
+
+
+@pytest.mark.vllm
+def test_monolithic_kernels_take_the_parallel_layouts_vllm_lets_them(vllm_py):
+    cases = [(kind, EXPERTS + cls, layout) for kind, cls in MONOLITHIC_CLASSES for layout in LAYOUTS]
+    modular = [(None, EXPERTS + cls, layout) for cls in MODULAR_CLASSES for layout in LAYOUTS]
+    answers = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py", [
+        {"kernel": "parallel", "class": cls, "tp": tp, "dp": dp, "expert_parallel": ep, "eplb": eplb}
+        for _, cls, (tp, dp, ep, eplb) in cases + modular])
+    assert answers[:len(cases)] == [monolithic_allowed(_layout(*layout), kind) for kind, _, layout in cases]
+    assert all(answers[len(cases):])
+    assert answers.count(False) >= 10  # the layouts do turn kernels away
 
 
 MONOLITHIC = [  # (plan request, vLLM's MoE oracle and the backend it picks there)

@@ -7,6 +7,10 @@ them (moe_problem_size), runs vLLM's FusedMoEKernelModularImpl._allocate_buffers
 WorkspaceManager as on a GPU, and prints the bytes the manager then holds. A "monolithic" case names a MoE
 oracle and backend instead: 0 if the kernel vLLM prefers for it is monolithic (no workspace), else -1. A
 "trtllm_padding" case: the elements of one layer's expert weights on a rank after vLLM pads them for TRTLLM-Gen.
+A "parallel" case names an experts class and a server's tensor, data and expert parallelism and EPLB: whether the
+class' _supports_parallel_config takes the FusedMoEParallelConfig vLLM builds for it (default all2all backend).
+The "oai_triton" and "trtllm_mxfp4" kernels are the modular MXFP4 forms (OAITritonExperts,
+TrtLlmMxfp4ExpertsModular).
 """
 
 import inspect
@@ -37,6 +41,14 @@ def experts_and_weights(case: dict):
     meta = dict(device="meta", dtype=torch.bfloat16)
     if case["kernel"] == "marlin":
         return MarlinExperts, torch.empty(e, h // MARLIN_TILE, 4 * i, **meta), torch.empty(e, i // MARLIN_TILE, h, **meta)
+    if case["kernel"] == "oai_triton":  # triton_kernels' layout: w1 is [E, H, 2I] (moe_problem_size reads N last)
+        from vllm.model_executor.layers.fused_moe.experts.gpt_oss_triton_kernels_moe import OAITritonExperts
+
+        return OAITritonExperts, torch.empty(e, h, 2 * i, **meta), torch.empty(e, i, h, **meta)
+    if case["kernel"] == "trtllm_mxfp4":
+        from vllm.model_executor.layers.fused_moe.experts.trtllm_mxfp4_moe import TrtLlmMxfp4ExpertsModular
+
+        return TrtLlmMxfp4ExpertsModular, torch.empty(e, 2 * i, h, **meta), torch.empty(e, h, i, **meta)
     cls = TritonExperts if case["kernel"] == "triton" else FlashInferExperts
     return cls, torch.empty(e, 2 * i, h, **meta), torch.empty(e, h, i, **meta)
 
@@ -46,6 +58,8 @@ def workspace_bytes(case: dict) -> int:
     experts = cls.__new__(cls)  # workspace_shapes reads no state but FlashInfer's quant dtype
     if cls is FlashInferExperts:
         experts.quant_config = NS(quant_dtype=None)
+    if case["kernel"] == "trtllm_mxfp4":
+        experts.hidden_dim_unpadded = case["hidden_unpadded"]
     tokens, topk = case["tokens"], case["topk"]
     a1 = torch.empty(tokens, case["hidden"], device="meta", dtype=torch.bfloat16)
     topk_ids = torch.empty(tokens, topk, device="meta", dtype=torch.int32)
@@ -90,5 +104,45 @@ def trtllm_padded_elements(case: dict) -> int:
     return w13.numel() + w2.numel()
 
 
-KINDS = {"monolithic": monolithic_bytes, "trtllm_padding": trtllm_padded_elements}
+def takes_layout(case: dict) -> bool:
+    """Whether the experts class takes the parallel layout vLLM builds for this server (FusedMoEParallelConfig.make
+    with the default all2all backend: experts over TP x DP GPUs, whole ones under expert parallelism, sequence
+    parallel MoE where EP, TP and DP are all on)."""
+    import importlib
+
+    from vllm.model_executor.layers.fused_moe.config import FusedMoEParallelConfig
+
+    module, _, name = case["class"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    tp, dp, ep = case["tp"], case["dp"], case["expert_parallel"] and case["tp"] * case["dp"] > 1
+    config = FusedMoEParallelConfig(
+        tp_size=1 if ep else tp * dp, pcp_size=1, dp_size=dp, ep_size=tp * dp if ep else 1, tp_rank=0, pcp_rank=0,
+        dp_rank=0, ep_rank=0, sp_size=tp if (case["expert_parallel"] and tp > 1 and dp > 1) else 1, use_ep=ep,
+        all2all_backend="allgather_reducescatter", enable_eplb=case["eplb"])
+    return bool(cls._supports_parallel_config(config))
+
+
+def fp8_backends(case: dict) -> list:
+    """The FP8 MoE oracle's backends in priority order for 128-block FP8 experts on a CUDA GPU of this capability
+    with this expert-parallel size (oracle/fp8.py _get_priority_backends), and whether FlashInfer's CUTLASS
+    experts take that scheme there, as the CUDA platform would answer."""
+    from vllm.model_executor.layers.fused_moe.oracle import fp8
+    from vllm.model_executor.layers.quantization.utils.quant_utils import kFp8Dynamic128Sym, kFp8Static128BlockSym
+
+    capability = case["capability"]
+    platform = type(current_platform)
+    with mock.patch.object(platform, "is_cuda", lambda *_: True), \
+            mock.patch.object(platform, "is_rocm", lambda *_: False), \
+            mock.patch.object(platform, "is_xpu", lambda *_: False), \
+            mock.patch.object(platform, "is_cpu", lambda *_: False), \
+            mock.patch.object(platform, "is_device_capability", lambda *a: a[-1] == capability), \
+            mock.patch.object(platform, "has_device_capability", lambda *a: capability >= a[-1]), \
+            mock.patch.object(platform, "is_device_capability_family", lambda *a: capability // 10 == a[-1] // 10):
+        moe = NS(moe_parallel_config=NS(use_deepep_v2_kernels=False, ep_size=case["ep_size"]))
+        order = [b.name for b in fp8._get_priority_backends(moe, kFp8Static128BlockSym, kFp8Dynamic128Sym)]
+        takes = FlashInferExperts._supports_quant_scheme(kFp8Static128BlockSym, kFp8Dynamic128Sym)
+    return [order, bool(takes)]
+
+
+KINDS = {"monolithic": monolithic_bytes, "fp8_backends": fp8_backends, "trtllm_padding": trtllm_padded_elements, "parallel": takes_layout}
 print(json.dumps([KINDS.get(case["kernel"], workspace_bytes)(case) for case in json.load(sys.stdin)]))
