@@ -416,8 +416,8 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
         raise PlannerError(result.closest)
     best = result.best
     replicas = best["replicas"]
-    # Data-parallel replicas are one server's engines: vLLM spreads a MoE's experts over all of them, which the
-    # plan of the chosen configuration then shows (the search sized each replica alone, which needs more).
+    # Data-parallel replicas are one server's engines: vLLM spreads a MoE's experts over all of them and gathers
+    # every engine's tokens to each GPU; the search sized each candidate so, and the plan of the chosen one agrees.
     engines = replicas if replicas_as == "data-parallel" else 1
     chosen = dataclasses.replace(request, num_gpus=best["gpus_per_replica"] * engines, data_parallel_size=engines, **{
         k: best[k] for k in ("tensor_parallel_size", "pipeline_parallel_size", "quantization", "kv_cache_dtype",

@@ -83,9 +83,9 @@ def _options(arch, gpu: GpuSpec, num_gpus: int, fixed: dict, workload: Workload)
 
 
 def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="data-parallel"):
-    """All candidates, as columns of equal length. A layout is checked as it will be served: its replicas as one
-    server's data-parallel engines (a MoE's experts then span them all: what EPLB or sliced experts must divide
-    into), or as separate servers."""
+    """All candidates, as columns of equal length. A layout is checked and sized as it will be served: its replicas
+    as one server's data-parallel engines (a MoE's experts then span them all, what EPLB or sliced experts must
+    divide into, and each engine's tokens are gathered to every GPU), or as separate servers."""
     rows: dict[str, list] = {k: [] for k in ("tp", "pp", "quant", "replicas", "busy", *GRID_FIELDS, "fits",
                                              "weights_fit", "weights_gib", "output_tps", "ttft_ms", "tpot_ms",
                                              "latency_ms", "saturated", "batch")}
@@ -121,7 +121,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="da
             block_size=block_size, enforce_eager=base.enforce_eager, resolved_dtype=base.resolved_dtype,
             dtype_bytes=base.dtype_bytes, max_model_len=mml, max_num_seqs=seqs, max_num_batched_tokens=tokens,
             kv_dtype_bytes=kv_bytes, mm_limit=base.mm_limit, kv_cache_memory_bytes=base.kv_cache_memory_bytes,
-            quantization=base.quantization, data_parallel_size=1, enable_expert_parallel=base.enable_expert_parallel,
+            quantization=base.quantization, data_parallel_size=engines,
+            enable_expert_parallel=base.enable_expert_parallel,
             decode_context_parallel_size=base.decode_context_parallel_size, enable_eplb=base.enable_eplb,
             num_redundant_experts=base.num_redundant_experts, eplb_window_size=base.eplb_window_size,
             eplb_reserves_profile_buffer=base.eplb_reserves_profile_buffer)

@@ -87,3 +87,18 @@ def test_search_needs_a_known_speed():
     arch = architecture.from_config(catalog_configs()["meta-llama/Llama-3.1-8B-Instruct"], "m")
     with pytest.raises(PlannerError, match="the search needs the GPU's speed"):
         search(arch, gpus.custom(40.0), 1, {}, Workload(), DEFAULT)
+
+
+@pytest.mark.parametrize("model", ["Qwen/Qwen3-30B-A3B", "meta-llama/Llama-3.1-8B-Instruct"])
+def test_the_search_sizes_a_replica_as_the_server_it_renders(model):
+    # data-parallel replicas are one server's engines: a MoE's experts spread over all of them and each engine's
+    # tokens are gathered to every GPU, so the search plans each candidate with its engines, as the plan of the
+    # chosen configuration does, and the two agree on its speed
+    from estimator.plan import PlanRequest, plan_with_search
+
+    plan = plan_with_search(PlanRequest(model=model, gpu="H100", num_gpus=8), Workload(1024, 128, goal="throughput"))
+    best = plan.search["best"]
+    assert plan.config.data_parallel_size == best["replicas"] > 1
+    assert best["tpot_ms"] == pytest.approx(float(plan.performance.tpot_ms), abs=0.01)
+    assert best["output_tokens_per_s"] / best["replicas"] == pytest.approx(
+        float(plan.performance.output_tokens_per_s), abs=0.1)
