@@ -434,7 +434,8 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
     before and on ROCm, and wherever the kernels above step aside; Marlin for AWQ/GPTQ, for NVFP4 before Blackwell
     and for MXFP4 on consumer Blackwell; CUTLASS or DeepGEMM for FP8: kernels that keep both GEMMs' outputs in
     vLLM's workspace, sized as Triton's; DeepGEMM, where installed, takes somewhat more). FlashInfer's CUTLASS
-    kernel also runs 128-block FP8 experts on Hopper under expert parallelism."""
+    kernel also runs 128-block FP8 experts on Hopper under expert parallelism, and per-tensor FP8 experts with
+    static input scales from Hopper on (TRTLLM-Gen's monolithic kernel ahead of it on data-center Blackwell)."""
     if gpu is None or gpu.vendor == "cpu":
         return "cpu"
     # the capability's major version, as vLLM's is_device_capability_family checks it (AMD's gfx names have none)
@@ -467,6 +468,14 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
             and expert_parallel_size(cfg) > 1:
         # oracle/fp8.py: on Hopper, 128-block FP8 experts go to Triton under tensor parallelism and to FlashInfer's
         # CUTLASS kernel when they are split whole between GPUs
+        return "flashinfer_cutlass"
+    static_fp8 = experts is not None and experts.static_activations and experts.block is None
+    if static_fp8 and gpu.vendor == "nvidia" and major >= 9:
+        # per-tensor FP8 with static input scales (ModelOpt FP8, static compressed-tensors and fp8 checkpoints):
+        # TRTLLM-Gen's monolithic kernel on data-center Blackwell where it takes the routing and the layout (its
+        # modular form takes only blocks), else FlashInfer's CUTLASS kernel, from Hopper on
+        if blackwell_dc and arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_fp8"):
+            return "trtllm"
         return "flashinfer_cutlass"
     if cfg.quantization is None and (blackwell_dc or blackwell_consumer):
         # oracle/unquantized.py: FlashInfer's kernels step back behind Triton for gpt-oss's SwiGLU variant, and

@@ -40,6 +40,9 @@ class QuantScheme:
     quantizes_lm_head: bool = False  # ModelOpt quantizes the LM head too unless its exclusions name it
     kv_cache_dtype: str | None = None  # what --kv-cache-dtype auto means for this checkpoint (vLLM's spelling)
     fp4_activations: bool = False  # NVFP4 W4A4: activations quantized to FP4 too (W4A16 keeps them 16-bit)
+    # FP8 with one static (calibrated) input scale per tensor, as the weights' per-tensor scale: the scheme
+    # FlashInfer's FP8 MoE kernels take besides 128-blocks (kFp8StaticTensorSym weights and activations)
+    static_activations: bool = False
     # compressed-tensors' config groups: (target, its scheme) in vLLM's lookup order; empty: one scheme for all
     targets: tuple[tuple[str, QuantScheme], ...] = ()
     # ModelOpt MIXED_PRECISION: (layer name, its scheme) from quantized_layers, in the checkpoint's order
@@ -223,6 +226,8 @@ def _compressed_tensors_group(w: dict, act: dict | None) -> QuantScheme:
         int8_compute=wtype == "int" and bits == 8 and bool(act) and act.get("type", "int") == "int",
         block=tuple(w["block_structure"]) if strategy == "block" and w.get("block_structure") else None,
         fp4_activations=fp4_activations,
+        static_activations=fp8 and strategy == "tensor" and bool(act) and act.get("type") == "float"
+        and act.get("strategy", "tensor") == "tensor" and not act.get("dynamic", True),
     )
 
 
@@ -232,7 +237,7 @@ def _compressed_tensors_group(w: dict, act: dict | None) -> QuantScheme:
 # for weight-only checkpoints) packs two values a byte with one float8 scale per group of 16 (plus fp32 per-tensor
 # scales, a few bytes); MXFP8 keeps one e8m0 scale per 32 values.
 MODELOPT_ALGOS = {
-    "FP8": ("modelopt", {"weight_bits": 8, "fp8_compute": True}),
+    "FP8": ("modelopt", {"weight_bits": 8, "fp8_compute": True, "static_activations": True}),
     "FP8_PER_CHANNEL_PER_TOKEN": ("modelopt", {"weight_bits": 8, "channel_scales": True, "fp8_compute": True}),
     "FP8_PB_WO": ("modelopt", {"weight_bits": 8, "block": (128, 128), "fp8_compute": True}),
     "NVFP4": ("modelopt_fp4", {"weight_bits": 4, "scale_bytes": 1}),
@@ -380,7 +385,9 @@ def from_config(qc: dict | None) -> QuantScheme | None:
         return _compressed_tensors(qc)
     if method == "fp8":
         block = qc.get("weight_block_size")
+        # Fp8Config: activation_scheme "static" reads a calibrated input scale per tensor (default "dynamic")
         return QuantScheme("fp8", 8, block=tuple(block) if block else None, fp8_compute=True,
+                           static_activations=not block and qc.get("activation_scheme", "dynamic") == "static",
                            ignore=_ignore_list(qc, "ignored_layers", "modules_to_not_convert"))
     if method == "quark":
         return _quark(qc)

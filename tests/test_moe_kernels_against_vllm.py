@@ -3,6 +3,7 @@
 0.32 picks per device is stated per case (fused_moe/oracle/unquantized.py and mxfp4.py), as the plan states it."""
 
 import copy
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -107,7 +108,7 @@ def test_block_fp8_experts_take_flashinfer_cutlass_on_hopper_only_under_expert_p
     answers = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py", [
         {"kernel": "fp8_backends", "capability": capability, "ep_size": ep} for capability, ep in
         ((90, 8), (90, 1), (100, 8))])
-    (hopper_ep, takes_on_hopper), (hopper_tp, _), (blackwell, takes_on_blackwell) = answers
+    (hopper_ep, takes_on_hopper, *_), (hopper_tp, *_), (blackwell, takes_on_blackwell, *_) = answers
     cuda_first = lambda order: next(b for b in order if b != "AITER")  # noqa: E731  (AITER is ROCm's)
     assert (cuda_first(hopper_ep), takes_on_hopper) == ("FLASHINFER_CUTLASS", True)
     assert cuda_first(hopper_tp) == "TRITON"
@@ -117,6 +118,39 @@ def test_block_fp8_experts_take_flashinfer_cutlass_on_hopper_only_under_expert_p
     eplb = make_plan(PlanRequest(model="Qwen/Qwen3-30B-A3B-FP8", gpu="B200", num_gpus=2, tensor_parallel_size=2,
                                  enable_expert_parallel=True, enable_eplb=True))
     assert moe_kernel(eplb.arch, eplb.config, eplb.gpu) == "modular"
+
+
+MODELOPT_FP8 = {"quant_method": "modelopt", "quant_algo": "FP8", "exclude_modules": ["lm_head", "*mlp.gate"]}
+STATIC = [  # (plan request, FP8 scheme, the kernel the plan runs)
+    (dict(gpu="H100"), MODELOPT_FP8, "flashinfer_cutlass"),
+    (dict(gpu="RTX-PRO-6000"), MODELOPT_FP8, "flashinfer_cutlass"),
+    (dict(gpu="L40S"), MODELOPT_FP8, "modular"),  # Ada: FlashInfer's FP8 kernels need Hopper
+    (dict(gpu="B200"), MODELOPT_FP8, "trtllm"),
+    # TRTLLM-Gen's monolithic kernel takes no EPLB and its modular form no per-tensor scales: CUTLASS runs them
+    (dict(gpu="B200", num_gpus=2, tensor_parallel_size=2, enable_expert_parallel=True, enable_eplb=True),
+     {"quant_method": "fp8", "activation_scheme": "static"}, "flashinfer_cutlass"),
+    (dict(gpu="H100"), {"quant_method": "fp8", "activation_scheme": "dynamic"}, "modular"),
+]
+
+
+@pytest.mark.vllm
+def test_per_tensor_fp8_experts_with_static_scales_run_flashinfers_kernels(vllm_py, tmp_path):
+    answers = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py", [
+        {"kernel": "fp8_backends", "capability": capability, "ep_size": 1, "scheme": scheme}
+        for capability, scheme in ((90, "static"), (89, "static"), (100, "static"), (90, "dynamic"))])
+    (hopper, cutlass_hopper, _, _), (_, cutlass_ada, _, _), (blackwell, _, mono, modular), (_, dynamic, *_) = answers
+    cuda_first = lambda order: next(b for b in order if b != "AITER")  # noqa: E731  (AITER is ROCm's)
+    # on Hopper no TRTLLM-Gen (Blackwell only): CUTLASS is the first to take static per-tensor scales; on Ada it
+    # does not take them; on data-center Blackwell TRTLLM-Gen's monolithic kernel does, its modular one does not
+    assert cuda_first(hopper) == "FLASHINFER_TRTLLM" and cutlass_hopper and not cutlass_ada
+    assert hopper.index("FLASHINFER_CUTLASS") == hopper.index("FLASHINFER_TRTLLM") + 1
+    assert (mono, modular) == (True, False) and not dynamic
+    for i, (request, quantization, kernel) in enumerate(STATIC):
+        config = dict(catalog_config("Qwen/Qwen3-30B-A3B"), quantization_config=quantization)
+        (tmp_path / f"m{i}").mkdir()
+        (tmp_path / f"m{i}" / "config.json").write_text(json.dumps(config))
+        plan = make_plan(PlanRequest(model=str(tmp_path / f"m{i}"), max_model_len=8192, **request))
+        assert moe_kernel(plan.arch, plan.config, plan.gpu) == kernel, (request, quantization)
 
 
 @pytest.mark.vllm

@@ -123,11 +123,21 @@ def takes_layout(case: dict) -> bool:
 
 
 def fp8_backends(case: dict) -> list:
-    """The FP8 MoE oracle's backends in priority order for 128-block FP8 experts on a CUDA GPU of this capability
-    with this expert-parallel size (oracle/fp8.py _get_priority_backends), and whether FlashInfer's CUTLASS
-    experts take that scheme there, as the CUDA platform would answer."""
+    """The FP8 MoE oracle's backends in priority order for FP8 experts of a scheme ("block": 128-blocks with
+    dynamic activations; "static": per-tensor weights and static per-tensor activations; "dynamic": per-tensor
+    weights, dynamic per-tensor activations) on a CUDA GPU of this capability with this expert-parallel size
+    (oracle/fp8.py _get_priority_backends), and whether FlashInfer's CUTLASS experts, TRTLLM-Gen's monolithic
+    and its modular FP8 experts take that scheme there, as the CUDA platform would answer."""
+    from vllm.model_executor.layers.fused_moe.experts.trtllm_fp8_moe import (
+        TrtLlmFp8ExpertsModular,
+        TrtLlmFp8ExpertsMonolithic,
+    )
     from vllm.model_executor.layers.fused_moe.oracle import fp8
-    from vllm.model_executor.layers.quantization.utils.quant_utils import kFp8Dynamic128Sym, kFp8Static128BlockSym
+    from vllm.model_executor.layers.quantization.utils import quant_utils as q
+
+    weight, activation = {"block": (q.kFp8Static128BlockSym, q.kFp8Dynamic128Sym),
+                          "static": (q.kFp8StaticTensorSym, q.kFp8StaticTensorSym),
+                          "dynamic": (q.kFp8StaticTensorSym, q.kFp8DynamicTensorSym)}[case.get("scheme", "block")]
 
     capability = case["capability"]
     platform = type(current_platform)
@@ -139,9 +149,10 @@ def fp8_backends(case: dict) -> list:
             mock.patch.object(platform, "has_device_capability", lambda *a: capability >= a[-1]), \
             mock.patch.object(platform, "is_device_capability_family", lambda *a: capability // 10 == a[-1] // 10):
         moe = NS(moe_parallel_config=NS(use_deepep_v2_kernels=False, ep_size=case["ep_size"]))
-        order = [b.name for b in fp8._get_priority_backends(moe, kFp8Static128BlockSym, kFp8Dynamic128Sym)]
-        takes = FlashInferExperts._supports_quant_scheme(kFp8Static128BlockSym, kFp8Dynamic128Sym)
-    return [order, bool(takes)]
+        order = [b.name for b in fp8._get_priority_backends(moe, weight, activation)]
+        takes = [bool(cls._supports_quant_scheme(weight, activation)) for cls in
+                 (FlashInferExperts, TrtLlmFp8ExpertsMonolithic, TrtLlmFp8ExpertsModular)]
+    return [order, *takes]
 
 
 KINDS = {"monolithic": monolithic_bytes, "fp8_backends": fp8_backends, "trtllm_padding": trtllm_padded_elements, "parallel": takes_layout}
