@@ -68,6 +68,9 @@ class ModelArch:
     # sigmoid/grouped/Llama 4 router those kernels run), "plain" (softmax weights left as they are: Qwen2-MoE,
     # DeepSeek-V2-Lite), "custom" (a model's own routing function: Phi-3.5-MoE's sparsemixer, Gemma 4)
     moe_routing: str = "renormalize"
+    # The experts' activation as vLLM's MoE kernels tell them apart (MoEActivation): "silu" (gated SiLU, and the
+    # default), "swigluoai" (gpt-oss's clamped SwiGLU), "gelu" (gated tanh-GELU, MoEActivation.GELU_TANH: Gemma 4)
+    moe_activation: str = "silu"
     is_mla: bool = False
     # MLA: one head's width of kv_b_proj's output (qk_nope_head_dim + v_head_dim), the up-projected context
     mla_kv_up_dim: int = 0

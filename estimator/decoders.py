@@ -301,7 +301,8 @@ def gpt_oss(c: Config, inv: Inventory, family: str):
         layer_norms(inv, i, hidden)
     add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
     return gqa_layers(c, layer_windows(c, n, "alternate")), dict(num_experts=experts, experts_per_token=topk,
-                                                               moe_intermediate_size=inter)
+                                                               moe_intermediate_size=inter,
+                                                               moe_activation="swigluoai")  # gpt_oss.py
 
 
 def llama4_text(c: Config, inv: Inventory, family: str):

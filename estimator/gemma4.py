@@ -87,7 +87,8 @@ def gemma4_text(c: Config, inv: Inventory, family: str):
     if c.get("num_experts") is not None:
         extra = dict(num_experts=c.int("num_experts"), experts_per_token=c.int("top_k_experts"),
                      moe_intermediate_size=c.int("moe_intermediate_size", c.get("expert_intermediate_size")),
-                     moe_routing="custom")  # Gemma4Router.routing_function
+                     moe_routing="custom",  # Gemma4Router.routing_function
+                     moe_activation="gelu")  # gemma4.py: the experts run activation="gelu_tanh"
     norms = GEMMA4_NORMS + (MOE_NORMS if extra else ())
     attn = []
     for i, kind in enumerate(kinds):

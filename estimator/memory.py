@@ -440,7 +440,6 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
         return "cpu"
     # the capability's major version, as vLLM's is_device_capability_family checks it (AMD's gfx names have none)
     major = int(gpu.compute_capability or 0)
-    blackwell_dc, blackwell_consumer = major == 10, major == 12
     if cfg.quantization == "mxfp4":
         kernel = mxfp4_kernel(gpu)
         if kernel not in ("trtllm", "oai_triton"):
@@ -450,48 +449,59 @@ def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
         return "trtllm_mxfp4_modular" if kernel == "trtllm" else "oai_triton_modular"
     experts = experts_scheme(arch)
     if experts is not None and experts.nvfp4:
-        # fused_moe/oracle/nvfp4.py: W4A4 takes TRTLLM-Gen on data-center Blackwell (monolithic where it takes
-        # the routing and the layout, its modular form otherwise), FlashInfer's CUTLASS kernel on consumer
-        # Blackwell; W4A16, and every GPU before Blackwell, Marlin (the optional Humming package, which would
-        # outrank it on Hopper, is not assumed)
-        if experts.fp4_activations and blackwell_dc:
-            monolithic = arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_nvfp4")
-            return "trtllm" if monolithic else "trtllm_modular"
-        if experts.fp4_activations and blackwell_consumer:
-            return "flashinfer_cutlass"
-        return "modular"
-    block_fp8 = experts is not None and experts.method in ("fp8", "compressed-tensors") and experts.fp8_compute \
-        and experts.block == FP8_MOE_BLOCK
-    if blackwell_dc and block_fp8 and arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_fp8"):
-        return "trtllm"
-    if block_fp8 and gpu.vendor == "nvidia" and gpu.compute_capability == HOPPER_CAPABILITY \
-            and expert_parallel_size(cfg) > 1:
-        # oracle/fp8.py: on Hopper, 128-block FP8 experts go to Triton under tensor parallelism and to FlashInfer's
-        # CUTLASS kernel when they are split whole between GPUs
-        return "flashinfer_cutlass"
-    static_fp8 = experts is not None and experts.static_activations and experts.block is None
-    if static_fp8 and gpu.vendor == "nvidia" and major >= 9:
-        # per-tensor FP8 with static input scales (ModelOpt FP8, static compressed-tensors and fp8 checkpoints):
-        # TRTLLM-Gen's monolithic kernel on data-center Blackwell where it takes the routing and the layout (its
-        # modular form takes only blocks), else FlashInfer's CUTLASS kernel, from Hopper on
-        if blackwell_dc and arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_fp8"):
-            return "trtllm"
-        return "flashinfer_cutlass"
-    if cfg.quantization is None and (blackwell_dc or blackwell_consumer):
-        # oracle/unquantized.py: FlashInfer's kernels step back behind Triton for gpt-oss's SwiGLU variant, and
-        # its CUTLASS kernel behind Triton with more than one data-parallel engine
-        if arch.architecture in SWIGLU_OAI_ARCHITECTURES:
-            return "modular"
-        if blackwell_dc and arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_bf16"):
-            return "trtllm"
-        return "flashinfer_cutlass" if cfg.data_parallel_size <= 1 else "modular"
+        return _nvfp4_kernel(arch, cfg, experts, major)
+    if experts is not None and experts.fp8_compute and experts.weight_bits == 8:
+        return _fp8_kernel(arch, cfg, gpu, experts, major)
+    if cfg.quantization is None and major in (10, 12):
+        return _unquantized_kernel(arch, cfg, major)
     return "modular"
+
+
+def _nvfp4_kernel(arch: ModelArch, cfg, experts: QuantScheme, major: int) -> str:
+    """fused_moe/oracle/nvfp4.py: W4A4 takes TRTLLM-Gen on data-center Blackwell (monolithic where it takes the
+    routing and the layout, its modular form otherwise), FlashInfer's CUTLASS kernel on consumer Blackwell;
+    W4A16, and every GPU before Blackwell, Marlin (the optional Humming package, which would outrank it on
+    Hopper, is not assumed)."""
+    if experts.fp4_activations and major == 10:
+        monolithic = arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_nvfp4")
+        return "trtllm" if monolithic else "trtllm_modular"
+    return "flashinfer_cutlass" if experts.fp4_activations and major == 12 else "modular"
+
+
+def _fp8_kernel(arch: ModelArch, cfg, gpu: GpuSpec, experts: QuantScheme, major: int) -> str:
+    """fused_moe/oracle/fp8.py for 128-block FP8 experts and per-tensor ones with static input scales (ModelOpt
+    FP8, static compressed-tensors and fp8 checkpoints): TRTLLM-Gen's monolithic kernel on data-center Blackwell
+    where it takes the routing, the activation and the layout; there too its modular form for blocks (it routes
+    outside the kernel, so any routing, but takes no EPLB and no GELU); on Hopper FlashInfer's CUTLASS kernel for
+    blocks split whole between GPUs (Triton under tensor parallelism), and from Hopper on for static per-tensor
+    scales. The rest (dynamic activations, Ada and before, ROCm) runs Triton, CUTLASS or DeepGEMM."""
+    nvidia = gpu.vendor == "nvidia"
+    block = experts.block == FP8_MOE_BLOCK and experts.method in ("fp8", "compressed-tensors")
+    static = experts.static_activations and experts.block is None
+    takes_monolithic = arch.moe_routing == "renormalize" and arch.moe_activation != "gelu" \
+        and monolithic_allowed(cfg, "trtllm_fp8")
+    if nvidia and major == 10 and (block or static) and takes_monolithic:
+        return "trtllm"
+    if nvidia and major == 10 and block and not cfg.enable_eplb and arch.moe_activation != "gelu":
+        return "trtllm_modular"
+    if nvidia and block and gpu.compute_capability == HOPPER_CAPABILITY and expert_parallel_size(cfg) > 1:
+        return "flashinfer_cutlass"
+    return "flashinfer_cutlass" if nvidia and static and major >= 9 else "modular"
+
+
+def _unquantized_kernel(arch: ModelArch, cfg, major: int) -> str:
+    """oracle/unquantized.py on Blackwell: TRTLLM-Gen's monolithic kernel (data-center Blackwell, where it takes
+    the routing and the layout), else FlashInfer's CUTLASS kernel, which steps back behind Triton with more than
+    one data-parallel engine; both step back for gpt-oss's SwiGLU."""
+    if arch.moe_activation == "swigluoai":
+        return "modular"
+    if major == 10 and arch.moe_routing == "renormalize" and monolithic_allowed(cfg, "trtllm_bf16"):
+        return "trtllm"
+    return "flashinfer_cutlass" if cfg.data_parallel_size <= 1 else "modular"
 
 
 # Hopper's compute capability, which vLLM's FP8 MoE oracle checks exactly (is_device_capability(90))
 HOPPER_CAPABILITY = 9.0
-# Models whose experts use gpt-oss's clamped SwiGLU (MoEActivation.SWIGLUOAI; gpt_oss.py)
-SWIGLU_OAI_ARCHITECTURES = ("GptOssForCausalLM",)
 
 
 # The FP8 weight blocks TRTLLM-Gen's FP8 MoE kernel takes (trtllm_fp8_moe.py: kFp8Static128BlockSym)

@@ -227,7 +227,7 @@ def _compressed_tensors_group(w: dict, act: dict | None) -> QuantScheme:
         block=tuple(w["block_structure"]) if strategy == "block" and w.get("block_structure") else None,
         fp4_activations=fp4_activations,
         static_activations=fp8 and strategy == "tensor" and bool(act) and act.get("type") == "float"
-        and act.get("strategy", "tensor") == "tensor" and not act.get("dynamic", True),
+        and act.get("strategy", "tensor") == "tensor" and act.get("dynamic", False) is False,  # QuantizationArgs
     )
 
 

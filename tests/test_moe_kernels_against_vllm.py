@@ -163,6 +163,44 @@ def test_monolithic_kernels_take_the_parallel_layouts_vllm_lets_them(vllm_py):
     assert answers[:len(cases)] == [monolithic_allowed(_layout(*layout), kind) for kind, _, layout in cases]
     assert all(answers[len(cases):])
     assert answers.count(False) >= 10  # the layouts do turn kernels away
+    # TRTLLM-Gen's modular FP8 form, which the plan runs for 128-block experts on data-center Blackwell where the
+    # monolithic one steps aside, takes every layout but EPLB
+    fp8_modular = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py", [
+        {"kernel": "parallel", "class": EXPERTS + "trtllm_fp8_moe.TrtLlmFp8ExpertsModular", "tp": tp, "dp": dp,
+         "expert_parallel": ep, "eplb": eplb} for tp, dp, ep, eplb in LAYOUTS])
+    assert fp8_modular == [not eplb for *_, eplb in LAYOUTS]
+
+
+@pytest.mark.vllm
+def test_gemma4s_gelu_experts_are_not_run_by_trtllm_gens_fp8_kernels(vllm_py, tmp_path):
+    classes = ["trtllm_fp8_moe.TrtLlmFp8ExpertsMonolithic", "trtllm_fp8_moe.TrtLlmFp8ExpertsModular",
+               "flashinfer_cutlass_moe.FlashInferExperts"]
+    answers = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_moe_kernels.py", [
+        {"kernel": "activation", "class": EXPERTS + cls, "activation": activation}
+        for cls in classes for activation in ("SILU", "GELU_TANH")])
+    assert answers == [True, False, True, False, True, True]
+    # the planner knows which models' experts those are: Gemma 4's run GELU, gpt-oss's its clamped SwiGLU
+    fixture = Path(__file__).parent / "fixtures" / "models" / "gemma-4-moe" / "config.json"
+    gemma4 = architecture.from_config(json.loads(fixture.read_text()), "gemma-4-moe")
+    assert (gemma4.moe_activation, gemma4.moe_routing) == ("gelu", "custom")
+    assert architecture.from_config(catalog_config("openai/gpt-oss-20b"), "gpt-oss").moe_activation == "swigluoai"
+    fp8 = {"quant_method": "fp8", "weight_block_size": [128, 128]}
+    (tmp_path / "config.json").write_text(json.dumps(dict(json.loads(fixture.read_text()), quantization_config=fp8)))
+    plan = make_plan(PlanRequest(model=str(tmp_path), gpu="B200", max_model_len=8192))
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == "modular"  # neither TRTLLM-Gen form takes GELU
+
+
+def test_block_fp8_experts_the_monolithic_kernel_does_not_route_take_its_modular_form(tmp_path):
+    # Qwen1.5-MoE leaves its softmax weights unnormalized, which TRTLLM-Gen's monolithic FP8 kernel does not run;
+    # its modular form routes outside the kernel and keeps one M x H output in vLLM's workspace
+    fp8 = {"quant_method": "fp8", "weight_block_size": [128, 128], "modules_to_not_convert": ["lm_head", "gate"]}
+    config = dict(catalog_config("Qwen/Qwen1.5-MoE-A2.7B-Chat"), quantization_config=fp8)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    plan = make_plan(PlanRequest(model=str(tmp_path), gpu="B200", max_model_len=8192))
+    assert plan.arch.moe_routing == "plain"
+    assert moe_kernel(plan.arch, plan.config, plan.gpu) == "trtllm_modular"
+    tokens = plan.config.max_num_batched_tokens
+    assert moe_workspace_bytes(plan.arch, plan.config, plan.gpu) == tokens * plan.arch.hidden_size * 2
 
 
 MONOLITHIC = [  # (plan request, vLLM's MoE oracle and the backend it picks there)

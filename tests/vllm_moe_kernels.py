@@ -155,5 +155,13 @@ def fp8_backends(case: dict) -> list:
     return [order, *takes]
 
 
-KINDS = {"monolithic": monolithic_bytes, "fp8_backends": fp8_backends, "trtllm_padding": trtllm_padded_elements, "parallel": takes_layout}
+def takes_activation(case: dict) -> bool:
+    """Whether the experts class runs this MoEActivation (its _supports_activation)."""
+    import importlib
+
+    module, _, name = case["class"].rpartition(".")
+    return bool(getattr(importlib.import_module(module), name)._supports_activation(MoEActivation[case["activation"]]))
+
+
+KINDS = {"monolithic": monolithic_bytes, "fp8_backends": fp8_backends, "activation": takes_activation, "trtllm_padding": trtllm_padded_elements, "parallel": takes_layout}
 print(json.dumps([KINDS.get(case["kernel"], workspace_bytes)(case) for case in json.load(sys.stdin)]))
