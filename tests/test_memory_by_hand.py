@@ -177,13 +177,14 @@ def test_trtllm_expert_padding_by_hand():
         ["oai_triton", "trtllm", "modular", "modular"]
     assert moe_kernel(moe, cfg, cpu_device(64.0)) == "cpu"
     # a 128-block FP8 checkpoint: TRTLLM-Gen on a B200 where it takes the routing (no padding of its experts'
-    # intermediate size, which the FP8 kernel needs only to 16); Triton on an H100; other blocks or per-tensor
-    # scales keep the modular kernels
+    # intermediate size, which the FP8 kernel needs only to 16), its modular form where it does not (routed
+    # outside the kernel); Triton on an H100; other blocks or per-tensor scales with dynamic activations keep the
+    # modular kernels
     block_fp8 = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, block=(128, 128), fp8_compute=True))
     fp8 = dataclasses.replace(cfg, quantization="fp8")
     assert moe_kernel(block_fp8, fp8, b200) == "trtllm" and moe_kernel(block_fp8, fp8, lookup("H100")) == "modular"
     assert expert_padding(block_fp8, fp8, b200) == 1.0
-    assert moe_kernel(dataclasses.replace(block_fp8, moe_routing="plain"), fp8, b200) == "modular"
+    assert moe_kernel(dataclasses.replace(block_fp8, moe_routing="plain"), fp8, b200) == "trtllm_modular"
     other_block = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, block=(64, 64), fp8_compute=True))
     assert moe_kernel(other_block, fp8, b200) == "modular"
     assert moe_kernel(dataclasses.replace(moe, quant=QuantScheme("fp8", 8, fp8_compute=True)), fp8, b200) == "modular"
