@@ -182,3 +182,162 @@ def test_a_plan_names_vllms_method_and_keeps_the_checkpoints_dtype(tmp_path):
     bf16 = make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="H100-SXM", max_model_len=8192))
     assert 0.3 < plan.memory.per_gpu.weights_gib / bf16.memory.per_gpu.weights_gib < 0.45
     assert make_plan(PlanRequest(model=str(directory), gpu="H100-SXM", quantization="inc")).quant.method == "inc"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(block_name_to_quantize=7),
+     "the AutoRound block_name_to_quantize is 7; expected a comma-separated string or a list of module names (fix the "
+     "checkpoint's quantization_config)"),
+    (dict(block_name_to_quantize=["model.layers", 3]),
+     "the AutoRound block_name_to_quantize is ['model.layers', 3]; expected a comma-separated string or a list of "
+     "module names (fix the checkpoint's quantization_config)"),
+    (dict(extra_config=["lm_head"]),
+     "the AutoRound extra_config is not an object of per-layer objects; fix the checkpoint's quantization_config"),
+    (dict(extra_config={"lm_head": 8}),
+     "the AutoRound extra_config is not an object of per-layer objects; fix the checkpoint's quantization_config"),
+    (dict(extra_config={"lm_head": {"group_size": [64, 64, 1]}}),
+     "the AutoRound quantization_config gives lm_head a group_size of [64, 64, 1]; vLLM takes an integer or a 2-D "
+     "block of two integers (fix the checkpoint's quantization_config)"),
+    (dict(bits=9), "AutoRound bits=9 is not a width vLLM 0.32 runs (2, 3, 4, 5, 6, 7, 8); fix the checkpoint's "
+                   "quantization_config"),
+    (dict(data_type="float"), "AutoRound data_type 'float' is not one vLLM 0.32 runs (int, fp, mx_fp); fix the "
+                              "checkpoint's quantization_config"),
+    (dict(group_size=[128, 128]), "AutoRound integer weights need an integer group_size and GPTQ or AWQ packing, not "
+                                  "(128, 128) and 'auto_round:auto_gptq'; fix the checkpoint's quantization_config"),
+    (dict(packing_format="auto_round:fp8"), "AutoRound integer weights need an integer group_size and GPTQ or AWQ "
+                                            "packing, not 128 and 'auto_round:fp8'; fix the checkpoint's "
+                                            "quantization_config"),
+    (dict(packing_format="auto_round:llm_compressor", data_type="fp", bits=8, group_size=[128, 128]),
+     "AutoRound FP8 is run by vLLM 0.32 as symmetric 8-bit weights in 2-D blocks, packed auto_round:fp8, with dynamic "
+     "FP8 activations per group of the block's rows; this checkpoint differs (fix its quantization_config)"),
+    (dict(packing_format="auto_round:fp8", data_type="fp", bits=8, group_size=[128, 128], act_group_size=64,
+          act_dynamic=False),
+     "AutoRound FP8 is run by vLLM 0.32 as symmetric 8-bit weights in 2-D blocks, packed auto_round:fp8, with dynamic "
+     "FP8 activations per group of the block's rows; this checkpoint differs in act_dynamic, act_group_size (fix its "
+     "quantization_config)"),
+    (dict(group_size=-1, packing_format="auto_round:auto_awq"),
+     "AutoRound weights packed as AWQ (the whole model) need a positive group_size, not -1; fix the checkpoint's "
+     "quantization_config"),
+    (dict(extra_config={"model.layers.3.mlp.down_proj": {"group_size": [128, 128]}}),
+     "AutoRound integer weights (model.layers.3.mlp.down_proj) need an integer group_size, not [128, 128]; fix the "
+     "checkpoint's quantization_config"),
+    (dict(extra_config={"model.layers.3.mlp.down_proj": {"sym": False}}),
+     "AutoRound asymmetric weights packed as GPTQ (model.layers.3.mlp.down_proj) are refused by vLLM 0.32 (its Marlin "
+     "GPTQ kernel takes symmetric ones); use a symmetric or AWQ-packed checkpoint"),
+    (dict(extra_config={"model.layers.3.self_attn.q_proj": {"bits": 16}}),
+     "the AutoRound extra_config gives the parts of a fused linear (model.layers.3.self_attn.q_proj, "
+     "model.layers.3.self_attn.k_proj, model.layers.3.self_attn.v_proj) different settings, which vLLM refuses; fix "
+     "the checkpoint's quantization_config"),
+    ({k: None for k in ("bits",)}, "AutoRound bits=None is not a width vLLM 0.32 runs (2, 3, 4, 5, 6, 7, 8); fix the "
+                                   "checkpoint's quantization_config"),
+])
+def test_each_malformed_or_unsized_config_is_refused_in_one_line(tmp_path, change, message):
+    directory = write_config(tmp_path, dict(catalog_config("Qwen/Qwen3-8B"), quantization_config=dict(W4, **change)))
+    with pytest.raises(PlannerError) as err:
+        make_plan(PlanRequest(model=str(directory), gpu="H100-SXM"))
+    assert str(err.value) == message
+
+
+# values of the wrong kind that config.json's own check lets through (inside extra_config) or that reach the reader
+# directly: refused by it in one line too
+@pytest.mark.parametrize("change, message", [
+    (dict(extra_config={"lm_head": {"bits": "8"}}),
+     "the AutoRound extra_config gives lm_head bits='8'; expected an integer (fix the checkpoint's "
+     "quantization_config)"),
+    (dict(extra_config={"lm_head": {"bits": True}}),
+     "the AutoRound extra_config gives lm_head bits=True; expected an integer (fix the checkpoint's "
+     "quantization_config)"),
+    (dict(group_size=[128, True]),
+     "the AutoRound quantization_config gives the whole model a group_size of [128, True]; vLLM takes an integer or a "
+     "2-D block of two integers (fix the checkpoint's quantization_config)"),
+    (dict(group_size="128"),
+     "the AutoRound quantization_config gives the whole model a group_size of '128'; vLLM takes an integer or a 2-D "
+     "block of two integers (fix the checkpoint's quantization_config)"),
+    (dict(group_size=False),
+     "the AutoRound quantization_config gives the whole model a group_size of False; vLLM takes an integer or a 2-D "
+     "block of two integers (fix the checkpoint's quantization_config)"),
+])
+def test_values_of_the_wrong_kind_are_refused_by_the_reader(change, message):
+    with pytest.raises(PlannerError) as err:
+        auto_round.from_config(dict(W4, **change))
+    assert str(err.value) == message
+
+
+def test_a_config_without_bits_or_group_size_is_refused():
+    for key in ("bits", "group_size"):
+        with pytest.raises(PlannerError) as err:
+            auto_round.from_config({k: v for k, v in W4.items() if k != key})
+        assert str(err.value) == ("the AutoRound quantization_config has no bits or no group_size, which vLLM "
+                                  "requires; fix the checkpoint's quantization_config")
+
+
+def test_experts_a_layer_refuses_are_named():
+    moe = dict(W4, extra_config={"model.layers.2.mlp.experts.0.down_proj": {"bits": 8},
+                                 "model.layers.2.mlp.experts.1.down_proj": {"bits": 4}})
+    with pytest.raises(PlannerError) as err:
+        tensor_scheme("model.layers.2.mlp.experts.down_proj", "expert", auto_round.from_config(moe))
+    assert str(err.value) == ("the AutoRound extra_config gives the experts of model.layers.2.mlp.experts different "
+                              "settings, which vLLM refuses (a fused MoE layer needs one); fix the checkpoint's "
+                              "quantization_config")
+    fp8 = {"quant_method": "auto-round", "bits": 8, "group_size": [128, 128], "data_type": "fp8"}
+    with pytest.raises(PlannerError) as err:
+        tensor_scheme("model.layers.2.mlp.experts.down_proj", "expert", auto_round.from_config(fp8))
+    assert str(err.value) == ("AutoRound FP8 quantizes the experts of model.layers.2.mlp.experts, which vLLM 0.32 does "
+                              "not run (INC's FP8 scheme has no MoE method); use an FP8 checkpoint of another format")
+    three = dict(W4, extra_config={"model.layers.2.mlp.experts.0.down_proj": {"bits": 3}})
+    with pytest.raises(PlannerError) as err:
+        tensor_scheme("model.layers.2.mlp.experts.down_proj", "expert", auto_round.from_config(three))
+    assert str(err.value).startswith("AutoRound 3-bit integer weights (model.layers.2.mlp.experts) run on vLLM's ")
+
+
+def test_the_schemes_layers_resolve_to():
+    # vLLM hands each integer layer to its GPTQ method (act-order off, zero points stored) or its AWQ method (zero
+    # points where asymmetric), a per-channel GPTQ layer where group_size is -1, FP8 blocks to its FP8 method
+    quant = auto_round.from_config(dict(W4, extra_config={"model.layers.0.mlp.down_proj": {"group_size": -1},
+                                                          "model.layers.1.mlp.down_proj": {"bits": 8}}))
+    layout = lambda s: (s.method, s.weight_bits, s.group_size, s.zero_points, s.act_order, s.block, s.fp8_compute)  # noqa: E731
+    assert layout(tensor_scheme("model.layers.0.mlp.down_proj", "linear", quant)) == \
+        ("gptq", 4, None, True, False, None, False)
+    assert layout(tensor_scheme("model.layers.1.mlp.down_proj", "linear", quant)) == \
+        ("gptq", 8, 128, True, False, None, False)
+    assert (quant.method, quant.weight_bits, quant.group_size, quant.quantizes_lm_head) == ("inc", 4, 128, False)
+    awq = auto_round.from_config(dict(W4, packing_format="auto_round:auto_awq", sym=False,
+                                      extra_config={"model.layers.0.mlp.down_proj": {"sym": True}}))
+    assert layout(tensor_scheme("model.layers.0.mlp.down_proj", "linear", awq)) == \
+        ("awq", 4, 128, False, False, None, False)
+    assert layout(tensor_scheme("model.layers.2.mlp.down_proj", "linear", awq)) == \
+        ("awq", 4, 128, True, False, None, False)
+    # AWQ is also told by the backend, and the aliases vLLM reads: vllm_backend, to_quant_block_names, data_type fp8
+    by_backend = auto_round.from_config(dict(W4, packing_format="auto_round:auto_awq", vllm_backend="awq:marlin"))
+    assert tensor_scheme("model.layers.0.mlp.down_proj", "linear", by_backend).method == "awq"
+    gptq_backend = auto_round.from_config(dict(W4, packing_format="auto_round:auto_awq", backend="gptq:marlin"))
+    assert tensor_scheme("model.layers.0.mlp.down_proj", "linear", gptq_backend).method == "gptq"
+    only_first = auto_round.from_config(dict(W4, to_quant_block_names=["model.layers.0"]))
+    assert tensor_scheme("model.layers.0.mlp.down_proj", "linear", only_first) is not None
+    assert tensor_scheme("model.layers.2.mlp.down_proj", "linear", only_first) is None
+    fp8 = auto_round.from_config({"quant_method": "auto-round", "bits": 8, "group_size": [128, 128],
+                                  "data_type": "fp8"})
+    assert layout(tensor_scheme("model.layers.0.mlp.down_proj", "linear", fp8)) == \
+        ("fp8", 8, None, False, False, (128, 128), True)
+    assert (fp8.method, fp8.fp8_compute, fp8.block) == ("inc", True, (128, 128))
+
+
+def test_the_default_symmetry_and_data_type_are_vllms():
+    # INCConfig.from_config: sym defaults to true and data_type to int, so this is a symmetric GPTQ checkpoint
+    bare = {"quant_method": "auto-round", "bits": 4, "group_size": 128}
+    assert tensor_scheme("model.layers.0.mlp.down_proj", "linear", auto_round.from_config(bare)).method == "gptq"
+    assert auto_round.from_config(dict(bare, quant_method="inc")).method == "inc"
+
+
+def test_a_regex_key_and_an_invalid_one():
+    # an invalid regex key is skipped, as vLLM skips it; a valid one names layers by search
+    quant = auto_round.from_config(dict(W4, extra_config={"mlp.(down": {"bits": 8}, r"layers\.1\.mlp": {"bits": 16}}))
+    assert tensor_scheme("model.layers.0.mlp.down_proj", "linear", quant).weight_bits == 4
+    assert tensor_scheme("model.layers.1.mlp.down_proj", "linear", quant) is None
+    # a regex that names every part of a fused linear is an explicit setting they agree on
+    fused = auto_round.from_config(dict(W4, extra_config={r"layers\.3\.self_attn\.[qkv]_proj": {"bits": 8}}))
+    assert tensor_scheme("model.layers.3.self_attn.k_proj", "linear", fused).weight_bits == 8
+    # a regex naming only one part makes the parts disagree, which vLLM refuses
+    half = auto_round.from_config(dict(W4, extra_config={r"layers\.3\.self_attn\.q_proj": {"bits": 8}}))
+    with pytest.raises(PlannerError, match="parts of a fused linear"):
+        tensor_scheme("model.layers.3.self_attn.k_proj", "linear", half)

@@ -23,8 +23,10 @@ from estimator.memory import (
     largest_capture_size,
     mla_context_chunk_tokens,
     mla_profile_bytes,
+    moe_dispatch,
     moe_kernel,
     moe_workspace_bytes,
+    monolithic_allowed,
     non_torch_bytes,
     pp_layer_ranges,
     rank_bytes,
@@ -190,6 +192,100 @@ def test_trtllm_expert_padding_by_hand():
     assert moe_kernel(dataclasses.replace(moe, quant=QuantScheme("fp8", 8, fp8_compute=True)), fp8, b200) == "modular"
     awq = dataclasses.replace(moe, quant=QuantScheme("awq", 4, 128, zero_points=True))
     assert moe_kernel(awq, dataclasses.replace(cfg, quantization="awq"), b200) == "modular"
+
+
+# (tp, dp, expert parallel, EPLB) -> whether each monolithic kernel takes the layout (bf16, fp8, nvfp4, mxfp4),
+# as vLLM's experts classes answer (test_moe_kernels_against_vllm checks the same table against them)
+MONOLITHIC_BY_LAYOUT = {
+    (1, 1, False, False): (True, True, True, True),
+    (2, 1, True, False): (True, True, True, True),  # EP on one engine: no dispatch
+    (2, 1, True, True): (False, False, False, False),  # EPLB: none
+    (1, 8, False, False): (True, True, True, False),  # a second engine: not MXFP4's
+    (1, 8, True, False): (True, True, False, False),  # dispatch: not NVFP4's or MXFP4's
+    (2, 4, True, False): (True, False, False, False),  # TP, DP and EP: sequence-parallel MoE, not FP8's
+    (4, 2, False, False): (True, True, True, False),
+}
+
+
+def test_monolithic_kernels_by_parallel_layout():
+    for (tp, dp, ep, eplb), expected in MONOLITHIC_BY_LAYOUT.items():
+        cfg = toy_config(tensor_parallel_size=tp, data_parallel_size=dp, enable_expert_parallel=ep, enable_eplb=eplb)
+        assert tuple(monolithic_allowed(cfg, k) for k in ("trtllm_bf16", "trtllm_fp8", "trtllm_nvfp4", "mxfp4")) \
+            == expected, (tp, dp, ep, eplb)
+    # dispatch needs EP and a second engine; sequence parallelism TP above 1 beside them
+    assert [moe_dispatch(toy_config(tensor_parallel_size=tp, data_parallel_size=dp, enable_expert_parallel=ep))
+            for tp, dp, ep in ((1, 2, False), (1, 2, True), (2, 1, True), (2, 2, True))] == \
+        [(False, False), (True, False), (False, False), (True, True)]
+
+
+def test_the_moe_kernel_by_scheme_device_and_layout():
+    moe = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=1024, intermediate_size=100)
+    plain = toy_config()
+    eplb = toy_config(tensor_parallel_size=2, enable_expert_parallel=True, enable_eplb=True)
+    dp_ep = toy_config(data_parallel_size=2, enable_expert_parallel=True)
+    dp = toy_config(data_parallel_size=2)
+    ep = toy_config(tensor_parallel_size=2, enable_expert_parallel=True)
+
+    def kernels(arch, quantization, gpu, layouts=(plain, eplb, dp_ep, dp, ep)):
+        return [moe_kernel(arch, dataclasses.replace(c, quantization=quantization), lookup(gpu)) for c in layouts]
+
+    # unquantized on a B200: TRTLLM-Gen unless EPLB (then CUTLASS, or Triton with a second engine)
+    assert kernels(moe, None, "B200") == ["trtllm", "flashinfer_cutlass", "trtllm", "trtllm", "trtllm"]
+    assert kernels(dataclasses.replace(moe, moe_routing="plain"), None, "B200") == \
+        ["flashinfer_cutlass", "flashinfer_cutlass", "modular", "modular", "flashinfer_cutlass"]
+    assert kernels(moe, None, "RTX-5090") == ["flashinfer_cutlass", "flashinfer_cutlass", "modular", "modular",
+                                              "flashinfer_cutlass"]
+    assert kernels(dataclasses.replace(moe, moe_activation="swigluoai"), None, "B200") == ["modular"] * 5
+    assert kernels(moe, None, "H100") == ["modular"] * 5
+    # 128-block FP8
+    block = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, block=(128, 128), fp8_compute=True))
+    assert kernels(block, "fp8", "B200") == ["trtllm", "modular", "trtllm", "trtllm", "trtllm"]
+    assert kernels(dataclasses.replace(block, moe_routing="custom"), "fp8", "B200") == \
+        ["trtllm_modular", "modular", "trtllm_modular", "trtllm_modular", "trtllm_modular"]
+    assert kernels(dataclasses.replace(block, moe_activation="gelu"), "fp8", "B200") == ["modular"] * 5
+    assert kernels(block, "fp8", "H100") == ["modular", "flashinfer_cutlass", "flashinfer_cutlass", "modular",
+                                             "flashinfer_cutlass"]
+    assert kernels(block, "fp8", "H20") == kernels(block, "fp8", "H100")
+    assert kernels(block, "fp8", "L40S") == ["modular"] * 5
+    assert kernels(block, "fp8", "MI300X") == ["modular"] * 5
+    compressed = dataclasses.replace(moe, quant=QuantScheme("compressed-tensors", 8, block=(128, 128),
+                                                            fp8_compute=True))
+    assert kernels(compressed, "compressed-tensors", "B200") == kernels(block, "fp8", "B200")
+    # per-tensor FP8 with static input scales (with dynamic ones: the modular kernels)
+    static = dataclasses.replace(moe, quant=QuantScheme("modelopt", 8, fp8_compute=True, static_activations=True))
+    assert kernels(static, "modelopt", "B200") == ["trtllm", "flashinfer_cutlass", "trtllm", "trtllm", "trtllm"]
+    assert kernels(dataclasses.replace(static, moe_routing="plain"), "modelopt", "B200") == \
+        ["flashinfer_cutlass"] * 5
+    assert kernels(static, "modelopt", "H100") == ["flashinfer_cutlass"] * 5
+    assert kernels(static, "modelopt", "RTX-5090") == ["flashinfer_cutlass"] * 5
+    assert kernels(static, "modelopt", "L40S") == ["modular"] * 5
+    assert kernels(static, "modelopt", "MI300X") == ["modular"] * 5
+    dynamic = dataclasses.replace(moe, quant=QuantScheme("fp8", 8, fp8_compute=True))
+    assert kernels(dynamic, "fp8", "B200") == ["modular"] * 5
+    # NVFP4 W4A4: TRTLLM-Gen on a B200, monolithic without dispatch or EPLB; CUTLASS on consumer Blackwell
+    nvfp4 = dataclasses.replace(moe, quant=QuantScheme("modelopt_fp4", 4, 16, scale_bytes=1, fp4_activations=True))
+    assert kernels(nvfp4, "modelopt_fp4", "B200") == ["trtllm", "trtllm_modular", "trtllm_modular", "trtllm",
+                                                      "trtllm"]
+    assert kernels(dataclasses.replace(nvfp4, moe_routing="plain"), "modelopt_fp4", "B200") == ["trtllm_modular"] * 5
+    assert kernels(nvfp4, "modelopt_fp4", "RTX-5090") == ["flashinfer_cutlass"] * 5
+    assert kernels(nvfp4, "modelopt_fp4", "H100") == ["modular"] * 5
+    w4a16 = dataclasses.replace(moe, quant=QuantScheme("modelopt_fp4", 4, 16, scale_bytes=1))
+    assert kernels(w4a16, "modelopt_fp4", "B200") == ["modular"] * 5
+    # MXFP4: monolithic with one engine and no dispatch or EPLB, else the same backend's modular form
+    assert kernels(moe, "mxfp4", "H100") == ["oai_triton", "oai_triton_modular", "oai_triton_modular",
+                                             "oai_triton_modular", "oai_triton"]
+    assert kernels(moe, "mxfp4", "B200") == ["trtllm", "trtllm_mxfp4_modular", "trtllm_mxfp4_modular",
+                                             "trtllm_mxfp4_modular", "trtllm"]
+    assert kernels(moe, "mxfp4", "RTX-5090") == ["modular"] * 5
+
+
+def test_modular_mxfp4_workspaces_by_hand():
+    moe = toy_arch(num_experts=8, experts_per_token=2, moe_intermediate_size=1000, intermediate_size=100)
+    # two engines: 512 tokens each gathered to every GPU, the experts sliced over both (1000 / 2, padded to 512
+    # for OAI Triton); its output M x H and activation M x topk x I; TRTLLM-Gen's the unpadded M x H only
+    dp = dataclasses.replace(toy_config(data_parallel_size=2), quantization="mxfp4")
+    assert moe_workspace_bytes(moe, dp, lookup("H100")) == 1024 * 1000 * 2 + 1024 * 2 * 512 * 2
+    assert moe_workspace_bytes(moe, dp, lookup("B200")) == 1024 * 1000 * 2
 
 
 def test_fixed_overheads_by_hand():
