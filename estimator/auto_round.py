@@ -250,13 +250,9 @@ def from_config(qc: dict):
             raise _fail("AutoRound FP8 is run by vLLM 0.32 as symmetric 8-bit weights in 2-D blocks, packed "
                         "auto_round:fp8, with dynamic FP8 activations per group of the block's rows; this checkpoint "
                         f"differs{' in ' + ', '.join(wrong) if wrong else ''} (fix its quantization_config)")
-    gptq = "gptq" in packing or "gptq" in backend
-    if not gptq and data_type == "int" and not ("awq" in packing or "awq" in backend):
-        raise _fail(f"AutoRound packing {packing!r} with backend {backend!r} is neither GPTQ nor AWQ; fix the "
-                    "checkpoint's quantization_config")
+    gptq = "gptq" in packing or "gptq" in backend  # else AWQ: integer packing is one of the two (checked above)
     rules = AutoRoundRules(bits, group, sym, data_type, gptq,
                            _blocks(qc.get("block_name_to_quantize", qc.get("to_quant_block_names"))),
                            _extra(qc.get("extra_config")))
     base = rules.scheme((bits, group, sym), "the whole model")
-    return replace(base, method="inc", rules=rules,
-                   quantizes_lm_head=rules.scheme_for("lm_head", "linear") is not None)
+    return replace(base, method="inc", rules=rules, quantizes_lm_head=rules.settings("lm_head", lm_head=True)[0] < 16)

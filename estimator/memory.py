@@ -407,15 +407,9 @@ def monolithic_allowed(cfg, kernel: str) -> bool:
     all-gather dispatch (FP8's not under sequence parallelism), its NVFP4 kernel no dispatch at all, and the
     MXFP4 kernels (TRTLLM-Gen's and OAI Triton's) neither dispatch nor more than one data-parallel engine."""
     dispatched, sequence = moe_dispatch(cfg)
-    if cfg.enable_eplb:
-        return False
-    if kernel == "trtllm_fp8":
-        return not sequence
-    if kernel == "trtllm_nvfp4":
-        return not dispatched
-    if kernel == "mxfp4":
-        return not dispatched and cfg.data_parallel_size <= 1
-    return True  # trtllm_bf16
+    takes = {"trtllm_bf16": True, "trtllm_fp8": not sequence, "trtllm_nvfp4": not dispatched,
+             "mxfp4": not dispatched and cfg.data_parallel_size <= 1}
+    return takes[kernel] and not cfg.enable_eplb
 
 
 def moe_kernel(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> str:
@@ -570,7 +564,7 @@ def moe_workspace_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec):
         return 0
     tokens, topk, hidden = moe_tokens(cfg), arch.experts_per_token, arch.hidden_size
     if kind == "trtllm_mxfp4_modular":  # TrtLlmMxfp4ExpertsModular.workspace_shapes: (M, hidden_dim_unpadded)
-        return _workspace_piece(tokens * hidden, cfg.dtype_bytes) + _workspace_piece(0, cfg.dtype_bytes)
+        return _workspace_piece(tokens * hidden, cfg.dtype_bytes)
     inter = cdiv(arch.moe_intermediate_size, moe_tensor_parallel_size(cfg))
     if cfg.quantization == "mxfp4":
         hidden, inter = mxfp4_expert_dims(arch, moe_tensor_parallel_size(cfg), gpu)

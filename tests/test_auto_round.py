@@ -341,3 +341,52 @@ def test_a_regex_key_and_an_invalid_one():
     half = auto_round.from_config(dict(W4, extra_config={r"layers\.3\.self_attn\.q_proj": {"bits": 8}}))
     with pytest.raises(PlannerError, match="parts of a fused linear"):
         tensor_scheme("model.layers.3.self_attn.k_proj", "linear", half)
+
+
+def test_every_config_vllm_refuses_is_refused_without_vllm_too():
+    # the same configs the vLLM test shows vLLM's INCConfig.from_config refusing
+    for config in REFUSED:
+        with pytest.raises(PlannerError):
+            auto_round.from_config(config)
+
+
+def test_fp8_blocks_take_activation_groups_of_the_blocks_rows():
+    fp8 = {"quant_method": "auto-round", "bits": 8, "group_size": [64, 128], "data_type": "fp", "sym": True,
+           "act_group_size": 64}
+    assert auto_round.from_config(fp8).block == (64, 128)
+    with pytest.raises(PlannerError, match="this checkpoint differs in act_group_size"):
+        auto_round.from_config(dict(fp8, act_group_size=128))
+
+
+def test_without_a_packing_format_integer_weights_are_packed_as_gptq():
+    # INCConfig.from_config: no packing_format is auto_round:auto_gptq for integers (auto_round:fp8 only for FP8
+    # blocks), so integer weights with a 2-D group are refused as integer weights, named with that packing
+    with pytest.raises(PlannerError) as err:
+        auto_round.from_config(dict(W4, packing_format=None, group_size=[128, 128]))
+    assert str(err.value) == ("AutoRound integer weights need an integer group_size and GPTQ or AWQ packing, not "
+                              "(128, 128) and 'auto_round:auto_gptq'; fix the checkpoint's quantization_config")
+
+
+def test_a_backend_named_either_way_decides_the_packing():
+    # INCLayerConfig.is_gptq reads the packing format or the backend (backend, else vllm_backend)
+    for key in ("backend", "vllm_backend"):
+        quant = auto_round.from_config(dict(W4, packing_format="auto_round:auto_awq", **{key: "gptq:marlin"}))
+        assert tensor_scheme("model.layers.0.mlp.down_proj", "linear", quant).method == "gptq", key
+
+
+def test_an_invalid_regex_key_does_not_hide_the_keys_after_it():
+    # vLLM skips a key that is not a valid regex and reads on: q_proj left in 16 bits beside k and v in 4 makes the
+    # fused qkv_proj's parts disagree, which vLLM refuses
+    quant = auto_round.from_config(dict(W4, extra_config={"mlp.(down": {"bits": 8},
+                                                          "model.layers.3.self_attn.q_proj": {"bits": 16}}))
+    with pytest.raises(PlannerError, match="parts of a fused linear"):
+        tensor_scheme("model.layers.3.self_attn.k_proj", "linear", quant)
+    # and a layer no key names stays at the defaults
+    assert tensor_scheme("model.layers.4.self_attn.k_proj", "linear", quant).weight_bits == 4
+
+
+def test_a_quantized_lm_head_is_sized_quantized():
+    quant = auto_round.from_config(dict(W4, extra_config={"lm_head": {"bits": 8}}))
+    assert quant.quantizes_lm_head
+    assert tensor_scheme("lm_head", "embedding", quant).weight_bits == 8
+    assert weights(dict(W4, extra_config={"lm_head": {"bits": 8}})) < weights(W4)

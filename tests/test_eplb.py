@@ -306,6 +306,11 @@ CT_NVFP4 = {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantize
     (CT_NVFP4, "B200", True),  # TRTLLM-Gen, in _EPLB_SUPPORTED_NVFP4_BACKENDS
     (CT_NVFP4, "H100", False),  # Marlin
     (CT_NVFP4, "RTX-PRO-6000", False),  # FlashInfer CUTLASS
+    # W4A16 NVFP4 (activations left in 16 bits) and W8A16 integers: compressed-tensors' WNA16 methods, Marlin
+    (dict(CT_NVFP4, config_groups={"group_0": dict(CT_NVFP4["config_groups"]["group_0"], input_activations=None)}),
+     "B200", False),
+    (dict(CT_NVFP4, config_groups={"group_0": {"targets": ["Linear"], "weights": {
+        "num_bits": 8, "type": "int", "strategy": "channel", "symmetric": True}}}), "B200", False),
 ])
 def test_nvfp4_experts_are_balanced_where_their_moe_method_takes_it(tmp_path, quantization, gpu, balanced):
     config = dict(catalog_config("Qwen/Qwen3-30B-A3B"), quantization_config=quantization)

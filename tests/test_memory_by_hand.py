@@ -245,6 +245,10 @@ def test_the_moe_kernel_by_scheme_device_and_layout():
     assert kernels(dataclasses.replace(block, moe_activation="gelu"), "fp8", "B200") == ["modular"] * 5
     assert kernels(block, "fp8", "H100") == ["modular", "flashinfer_cutlass", "flashinfer_cutlass", "modular",
                                              "flashinfer_cutlass"]
+    # TP, DP and EP together make the MoE sequence parallel, which TRTLLM-Gen's monolithic FP8 kernel does not take
+    sequence = toy_config(tensor_parallel_size=2, data_parallel_size=2, enable_expert_parallel=True)
+    assert kernels(block, "fp8", "B200", (sequence,)) == ["trtllm_modular"]
+    assert kernels(moe, None, "B200", (sequence,)) == ["trtllm"]
     assert kernels(block, "fp8", "H20") == kernels(block, "fp8", "H100")
     assert kernels(block, "fp8", "L40S") == ["modular"] * 5
     assert kernels(block, "fp8", "MI300X") == ["modular"] * 5
