@@ -379,7 +379,9 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
         num_kv_heads=kv, head_dim=int(hd), intermediate_size=int(inter), dtype=dtype,
         tie_word_embeddings=tied_embeddings(text.raw, family),
         tensors=tuple(inv.tensors), attention=tuple(attention),
-        quant=quantization.from_config(raw.get("quantization_config") or text.get("quantization_config")),
+        quant=quantization.bind(quantization.from_config(raw.get("quantization_config")
+                                                         or text.get("quantization_config")),
+                                [t.name for t in inv.tensors]),
         derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, rope_tables=tables,
         **extra,
     )

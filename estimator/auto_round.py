@@ -28,6 +28,9 @@ DEFAULT_INT_PACKING = "auto_round:auto_gptq"
 FP8_BLOCK_PACKING = "auto_round:fp8"
 # Integer widths with a Marlin/GPTQ/AWQ kernel on CUDA (inc_wna16_scheme.py); the rest go to humming
 MARLIN_BITS = (4, 8)
+# The groups Marlin takes (marlin_utils.py MARLIN_SUPPORTED_GROUP_SIZES; -1: one scale per output channel): INC's
+# GPTQ packing has no other kernel and refuses the rest, its AWQ packing falls back to the plain AWQ kernel
+MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
 # The activation settings INC's block FP8 requires where the checkpoint states them (_validate_raw_config); the
 # activation group must also equal the weight block's rows
 FP8_BLOCK_ACTIVATIONS = {"act_bits": 8, "act_data_type": "fp", "act_sym": True, "act_dynamic": True,
@@ -39,9 +42,9 @@ REGEX_CHARS = set(r"*+?^$()[]{}|\\")
 TEXT_MODEL_PREFIXES = ("model.language_model.", "language_model.model.", "language_model.", "model.")
 # vLLM's fused linears whose checkpoint halves the planner holds as one tensor (qwen3_5.py packed_modules_mapping)
 FUSED_PARTS = {"in_proj_qkvz": ("in_proj_qkv", "in_proj_z"), "in_proj_ba": ("in_proj_b", "in_proj_a")}
-# Separate tensors of the planner that vLLM fuses into one linear (qkv_proj, gate_up_proj): their settings must agree
-SIBLINGS = {"k_proj": ("q_proj", "k_proj", "v_proj"), "v_proj": ("q_proj", "k_proj", "v_proj"),
-            "gate_proj": ("gate_proj", "up_proj"), "up_proj": ("gate_proj", "up_proj")}
+# vLLM's fused linears whose parts the planner holds apart (QKVParallelLinear, MergedColumnParallelLinear): where a
+# layer has every part, vLLM resolves the fused name, and the parts' own entries must agree
+PACKED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 
 
 def _fail(msg: str) -> PlannerError:
@@ -84,13 +87,21 @@ class AutoRoundRules:
     gptq: bool  # packed as GPTQ (else as AWQ); INCLayerConfig.is_gptq is checked first
     blocks: tuple[str, ...] | None  # block_name_to_quantize: only layers under these are quantized
     extra: tuple[tuple[str, tuple], ...] = ()  # extra_config: (key, (bits, group_size, sym) with None where unset)
+    # (layer, fused linear) where the model holds every part of a PACKED linear (bound to the model's tensors)
+    fused: frozenset[tuple[str, str]] = frozenset()
 
-    def settings(self, name: str, *, lm_head: bool = False, moe: bool = False) -> tuple:
-        """(bits, group_size, sym) of the vLLM layer of this name (config_parser.py _resolve_raw); bits 16: left
-        unquantized."""
-        extra = dict(self.extra)
+    def bind(self, names) -> AutoRoundRules:
+        """These rules for a model with these tensors: which of its layers vLLM builds fused linears for."""
+        names = set(names)
+        fused = {(head, f) for name in names for head, _, leaf in [name.rpartition(".")]
+                 for f, parts in PACKED.items() if leaf in parts and all(f"{head}.{p}" in names for p in parts)}
+        return replace(self, fused=frozenset(fused))
+
+    def settings(self, name: str, *, lm_head: bool = False, moe: bool, parts: tuple[str, ...] = ()) -> tuple:
+        """(bits, group_size, sym) of the vLLM layer of this name, made of these parts where it is fused
+        (config_parser.py _resolve_raw); bits 16: left unquantized."""
         own = canonical(name)
-        names = [key for key in extra if not _is_regex(key)]
+        names = [key for key, _ in self.extra if not _is_regex(key)]
         for key in names:  # the layer's own entry: exactly, then by its short name ("lm_head")
             if canonical(key) == own:
                 return self._entry(key, True)
@@ -107,13 +118,28 @@ class AutoRoundRules:
                             "refuses (a fused MoE layer needs one); fix the checkpoint's quantization_config")
             if below:
                 return below.pop()
-        for key in extra:
+        if any(self.explicit(part) for part in parts):  # a fused linear whose parts have entries of their own
+            found = {self._config(part, quantized) for part in parts}
+            if len(found) > 1:
+                raise _fail(f"the AutoRound extra_config gives the parts of a fused linear ({', '.join(parts)}) "
+                            "different settings, which vLLM refuses; fix the checkpoint's quantization_config")
+            return found.pop()
+        return self._config(name, quantized)
+
+    def _config(self, name: str, quantized: bool) -> tuple:
+        """INCConfigParser's get_config: the name's own entry, else the first regex key that finds it (an invalid
+        regex is skipped, as vLLM skips it), else the defaults."""
+        own = canonical(name)
+        for key, _ in self.extra:
+            if not _is_regex(key) and canonical(key) == own:
+                return self._entry(key, quantized)
+        for key, _ in self.extra:
             if _is_regex(key):
                 try:
                     if re.search(key, name):
                         return self._entry(key, quantized)
                 except re.error:
-                    continue  # vLLM skips a key that is not a valid regex
+                    continue
         return self._default(quantized)
 
     def _default(self, quantized: bool) -> tuple:
@@ -145,15 +171,10 @@ class AutoRoundRules:
             layer = module.rpartition(".")[0]
             return self.scheme(self.settings(layer, moe=True), layer, expert=True)
         head, _, leaf = module.rpartition(".")
-        parts = FUSED_PARTS.get(leaf, ()) + SIBLINGS.get(leaf, ())
-        named = [f"{head}.{part}" for part in parts]
-        if any(self.explicit(n) for n in named):
-            found = {self.settings(n) for n in named}
-            if len(found) > 1:
-                raise _fail(f"the AutoRound extra_config gives the parts of a fused linear ({', '.join(named)}) "
-                            "different settings, which vLLM refuses; fix the checkpoint's quantization_config")
-            return self.scheme(found.pop(), module)
-        return self.scheme(self.settings(module, lm_head=module == "lm_head"), module)
+        fused = next((f for f, parts in PACKED.items() if leaf in parts and (head, f) in self.fused), None)
+        name, parts = (f"{head}.{fused}", PACKED[fused]) if fused else (module, FUSED_PARTS.get(leaf, ()))
+        return self.scheme(self.settings(name, lm_head=module == "lm_head", moe=False,
+                                         parts=tuple(f"{head}.{part}" for part in parts)), module)
 
     def scheme(self, settings: tuple, where: str, expert: bool = False) -> QuantScheme | None:
         """The layout vLLM 0.32 stores a layer of these settings in (INCWna16Scheme, INCFp8Scheme)."""
@@ -177,6 +198,9 @@ class AutoRoundRules:
             if not sym:
                 raise _fail(f"AutoRound asymmetric weights packed as GPTQ ({where}) are refused by vLLM 0.32 (its "
                             "Marlin GPTQ kernel takes symmetric ones); use a symmetric or AWQ-packed checkpoint")
+            if group not in MARLIN_GROUP_SIZES:
+                raise _fail(f"AutoRound weights packed as GPTQ ({where}) in groups of {group} are refused by vLLM "
+                            "0.32 (its Marlin GPTQ kernel takes groups of 32, 64 or 128, or one per channel: -1)")
             return QuantScheme("gptq", bits, group if group > 0 else None, zero_points=True)
         if group <= 0:
             raise _fail(f"AutoRound weights packed as AWQ ({where}) need a positive group_size, not {group}; fix the "
@@ -255,4 +279,5 @@ def from_config(qc: dict):
                            _blocks(qc.get("block_name_to_quantize", qc.get("to_quant_block_names"))),
                            _extra(qc.get("extra_config")))
     base = rules.scheme((bits, group, sym), "the whole model")
-    return replace(base, method="inc", rules=rules, quantizes_lm_head=rules.settings("lm_head", lm_head=True)[0] < 16)
+    return replace(base, method="inc", rules=rules,
+                   quantizes_lm_head=rules.settings("lm_head", lm_head=True, moe=False)[0] < 16)

@@ -472,6 +472,14 @@ def online(method: str) -> QuantScheme:
                 f"on an unquantized checkpoint only {', '.join(ONLINE_METHODS)} is applied at load time")
 
 
+def bind(quant: QuantScheme | None, names) -> QuantScheme | None:
+    """The checkpoint's scheme for a model of these tensor names: per-layer rules that depend on how vLLM builds
+    the model (AutoRound's, which resolve fused linears by their fused name) learn which layers it fuses."""
+    if quant is None or quant.rules is None:
+        return quant
+    return replace(quant, rules=quant.rules.bind(names))
+
+
 def tensor_scheme(name: str, kind: str, quant: QuantScheme | None, shard: str = "col") -> QuantScheme | None:
     """The scheme the checkpoint (or --quantization) stores a tensor of this name and kind with; None where it is
     left in the model dtype."""

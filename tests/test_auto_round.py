@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from estimator import auto_round
+from estimator import auto_round, quantization
 from estimator.architecture import from_config
 from estimator.errors import PlannerError
 from estimator.memory import tensor_bytes
@@ -36,11 +36,14 @@ MOE_LAYERS = [("model.layers.0.self_attn.q_proj", "linear", "model.layers.0.self
               ("lm_head", "embedding", "lm_head", "lm_head")]
 # no blocks named, AWQ packing with zero points, a regex and a short name
 DENSE = dict(W4, group_size=64, sym=False, packing_format="auto_round:auto_awq",
-             extra_config={"mlp.down_proj": {"bits": 16}, r"self_attn\.o_proj$": {"bits": 8}})
+             extra_config={"mlp.down_proj": {"bits": 16}, r"self_attn\.o_proj$": {"bits": 8},
+                           # a short name of a part: vLLM matches short names against the fused qkv_proj, so not it
+                           "k_proj": {"bits": 8}})
 DENSE_LAYERS = [("model.layers.0.self_attn.q_proj", "linear", "model.layers.0.self_attn.qkv_proj", "linear"),
                 ("model.layers.0.self_attn.o_proj", "linear", "model.layers.0.self_attn.o_proj", "linear"),
                 ("model.layers.0.mlp.up_proj", "linear", "model.layers.0.mlp.gate_up_proj", "linear"),
                 ("model.layers.0.mlp.down_proj", "linear", "model.layers.0.mlp.down_proj", "linear"),
+                ("model.layers.1.self_attn.k_proj", "linear", "model.layers.1.self_attn.qkv_proj", "linear"),
                 ("lm_head", "embedding", "lm_head", "lm_head")]
 # Qwen3.5's checkpoint names, which vLLM maps (model.language_model. -> language_model.model.) and the planner
 # compares without the nesting; its GDN projections come in halves vLLM fuses
@@ -75,10 +78,22 @@ REFUSED = [dict(W4, packing_format="auto_round:exllamav2"), dict(W4, backend="ex
            dict(W4, data_type="fp", bits=8, group_size=[128, 128], packing_format="auto_round:fp8", sym=False)]
 
 
+def bound(config: dict, names=()):
+    """The planner's scheme of this config for a model holding these tensors, each attention layer with all of
+    q/k/v and each MLP with gate and up (as vLLM then fuses them)."""
+    held = set(names)
+    for name in names:
+        head, _, leaf = name.rpartition(".")
+        for parts in auto_round.PACKED.values():
+            if leaf in parts:
+                held.update(f"{head}.{part}" for part in parts)
+    return quantization.bind(auto_round.from_config(config), held)
+
+
 def planner_answer(config: dict, layers) -> list:
     """[bits, group] the planner stores each tensor with (16: the model dtype), or the refusal."""
     try:
-        quant = auto_round.from_config(config)
+        quant = bound(config, [name for name, *_ in layers])
         out = []
         for name, kind, _, _ in layers:
             scheme = tensor_scheme(name, kind, quant)
@@ -110,7 +125,7 @@ def test_the_resolved_layers_by_hand():
     # the MoE case: layer 1's experts take the 8 bits their entries give, layer 4's the regex's; the LM head is
     # quantized only because extra_config names it; layer 3's attention stays in 16 bits
     assert planner_answer(MOE, MOE_LAYERS) == [[4, 128], [8, 128], [8, 32], 16, [8, 128], [4, 128], [8, 64]]
-    assert planner_answer(DENSE, DENSE_LAYERS) == [[4, 64], [8, 64], [4, 64], 16, 16]
+    assert planner_answer(DENSE, DENSE_LAYERS) == [[4, 64], [8, 64], [4, 64], 16, [4, 64], 16]
     assert planner_answer(VL, VL_LAYERS) == [16, [4, 128], 16, [4, 128], [8, 128], 16]
     assert planner_answer(HALF, HALF_LAYERS) == ["refused"]
 
@@ -215,6 +230,11 @@ def test_a_plan_names_vllms_method_and_keeps_the_checkpoints_dtype(tmp_path):
      "AutoRound FP8 is run by vLLM 0.32 as symmetric 8-bit weights in 2-D blocks, packed auto_round:fp8, with dynamic "
      "FP8 activations per group of the block's rows; this checkpoint differs in act_dynamic, act_group_size (fix its "
      "quantization_config)"),
+    (dict(group_size=256), "AutoRound weights packed as GPTQ (the whole model) in groups of 256 are refused by vLLM "
+                           "0.32 (its Marlin GPTQ kernel takes groups of 32, 64 or 128, or one per channel: -1)"),
+    (dict(group_size=0, packing_format="auto_round:auto_awq"),
+     "AutoRound weights packed as AWQ (the whole model) need a positive group_size, not 0; fix the checkpoint's "
+     "quantization_config"),
     (dict(group_size=-1, packing_format="auto_round:auto_awq"),
      "AutoRound weights packed as AWQ (the whole model) need a positive group_size, not -1; fix the checkpoint's "
      "quantization_config"),
@@ -335,10 +355,12 @@ def test_a_regex_key_and_an_invalid_one():
     assert tensor_scheme("model.layers.0.mlp.down_proj", "linear", quant).weight_bits == 4
     assert tensor_scheme("model.layers.1.mlp.down_proj", "linear", quant) is None
     # a regex that names every part of a fused linear is an explicit setting they agree on
-    fused = auto_round.from_config(dict(W4, extra_config={r"layers\.3\.self_attn\.[qkv]_proj": {"bits": 8}}))
+    fused = bound(dict(W4, extra_config={r"layers\.3\.self_attn\.[qkv]_proj": {"bits": 8}}),
+                  ["model.layers.3.self_attn.k_proj"])
     assert tensor_scheme("model.layers.3.self_attn.k_proj", "linear", fused).weight_bits == 8
     # a regex naming only one part makes the parts disagree, which vLLM refuses
-    half = auto_round.from_config(dict(W4, extra_config={r"layers\.3\.self_attn\.q_proj": {"bits": 8}}))
+    half = bound(dict(W4, extra_config={r"layers\.3\.self_attn\.q_proj": {"bits": 8}}),
+                 ["model.layers.3.self_attn.k_proj"])
     with pytest.raises(PlannerError, match="parts of a fused linear"):
         tensor_scheme("model.layers.3.self_attn.k_proj", "linear", half)
 
@@ -377,8 +399,8 @@ def test_a_backend_named_either_way_decides_the_packing():
 def test_an_invalid_regex_key_does_not_hide_the_keys_after_it():
     # vLLM skips a key that is not a valid regex and reads on: q_proj left in 16 bits beside k and v in 4 makes the
     # fused qkv_proj's parts disagree, which vLLM refuses
-    quant = auto_round.from_config(dict(W4, extra_config={"mlp.(down": {"bits": 8},
-                                                          "model.layers.3.self_attn.q_proj": {"bits": 16}}))
+    quant = bound(dict(W4, extra_config={"mlp.(down": {"bits": 8}, "model.layers.3.self_attn.q_proj": {"bits": 16}}),
+                  ["model.layers.3.self_attn.k_proj", "model.layers.4.self_attn.k_proj"])
     with pytest.raises(PlannerError, match="parts of a fused linear"):
         tensor_scheme("model.layers.3.self_attn.k_proj", "linear", quant)
     # and a layer no key names stays at the defaults
@@ -390,3 +412,13 @@ def test_a_quantized_lm_head_is_sized_quantized():
     assert quant.quantizes_lm_head
     assert tensor_scheme("lm_head", "embedding", quant).weight_bits == 8
     assert weights(dict(W4, extra_config={"lm_head": {"bits": 8}})) < weights(W4)
+
+
+def test_a_projection_vllm_does_not_fuse_takes_its_own_entry():
+    # an MLA layer's q_proj has no k_proj or v_proj beside it: vLLM builds it alone, and its own entry decides
+    config = dict(W4, extra_config={"model.layers.0.self_attn.q_proj": {"bits": 8}})
+    alone = quantization.bind(auto_round.from_config(config), ["model.layers.0.self_attn.q_proj"])
+    assert tensor_scheme("model.layers.0.self_attn.q_proj", "linear", alone).weight_bits == 8
+    # beside k_proj and v_proj it is part of qkv_proj, whose other parts keep the defaults: vLLM refuses that
+    with pytest.raises(PlannerError, match="parts of a fused linear"):
+        tensor_scheme("model.layers.0.self_attn.q_proj", "linear", bound(config, ["model.layers.0.self_attn.q_proj"]))
