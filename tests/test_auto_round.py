@@ -422,3 +422,19 @@ def test_a_projection_vllm_does_not_fuse_takes_its_own_entry():
     # beside k_proj and v_proj it is part of qkv_proj, whose other parts keep the defaults: vLLM refuses that
     with pytest.raises(PlannerError, match="parts of a fused linear"):
         tensor_scheme("model.layers.0.self_attn.q_proj", "linear", bound(config, ["model.layers.0.self_attn.q_proj"]))
+
+
+def test_an_lm_head_a_regex_names_takes_per_channel_scales_by_default():
+    # vLLM resolves the LM head as unquantized by default (a ParallelLMHead), so a regex entry that gives it bits but
+    # no group_size leaves it the unquantized default of -1: one scale per output channel
+    quant = bound(dict(W4, extra_config={r"^lm_head$": {"bits": 8}}))
+    scheme = tensor_scheme("lm_head", "embedding", quant)
+    assert quant.quantizes_lm_head and (scheme.weight_bits, scheme.group_size) == (8, None)
+
+
+def test_a_layers_own_entry_without_bits_keeps_the_checkpoints_width():
+    # get_config of a layer's own entry fills what it leaves out from the quantized defaults
+    for key in ("model.layers.0.mlp.down_proj", "down_proj"):  # named whole, or by its short name
+        quant = bound(dict(W4, extra_config={key: {"group_size": 64}}))
+        scheme = tensor_scheme("model.layers.0.mlp.down_proj", "linear", quant)
+        assert (scheme.weight_bits, scheme.group_size) == (4, 64), key

@@ -43,7 +43,35 @@ _NDIM = "a numpy array always has ndim, so the default is never read"
 _ONE_CHUNK = "at exactly one chunk of prefill both branches run step(batch, chunk)"
 _NO_EPLB = "without EPLB the step's hidden states (plus a byte) stay below the forward, which holds several of them"
 _EVEN = "every MXFP4 checkpoint's hidden and intermediate sizes are even (multiples of its 32-wide blocks)"
+_NO_SUBMODULES = ("no extra_config key names a module below a linear layer or the LM head (they have none), so "
+                  "the MoE check finds nothing there")
+_REGEX_NOT_A_NAME = "a regex key holds characters no module name has, so it never equals or ends one"
+_UNQUANTIZED = ("an unquantized layer's group and symmetry (and bits 17 against 16) change nothing but the whole "
+                "tuples vLLM compares for a MoE layer's entries, which no checkpoint sets to unquantized by halves")
+_PARTS_NAMED = ("parts of a fused linear differ only through entries that name them (exact or regex: short names "
+                "are matched against the fused name), which make explicit() true anyway")
+_MARLIN_GROUPS = "GPTQ groups other than -1, 32, 64 and 128 are refused just above, so > 0, >= 0 and > 1 agree"
 REASONS: dict[str, tuple[str, str]] = {
+    "estimator.auto_round.x_from_config__mutmut_223": ('moe=None)[0] < 16)', _NO_SUBMODULES),
+    "estimator.auto_round.x_from_config__mutmut_230": ('moe=True)[0] < 16)', _NO_SUBMODULES),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme_for__mutmut_45": ('moe=None,', _NO_SUBMODULES),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme_for__mutmut_54": ('moe=True,', _NO_SUBMODULES),
+    "estimator.auto_round.xǁAutoRoundRulesǁ_config__mutmut_5": ("_is_regex(None)", _REGEX_NOT_A_NAME),
+    "estimator.auto_round.xǁAutoRoundRulesǁsettings__mutmut_6": ("_is_regex(None)", _REGEX_NOT_A_NAME),
+    "estimator.auto_round.xǁAutoRoundRulesǁ_default__mutmut_3": ("(17, -1, True)", _UNQUANTIZED),
+    "estimator.auto_round.xǁAutoRoundRulesǁ_default__mutmut_4": ("(16, +1, True)", _UNQUANTIZED),
+    "estimator.auto_round.xǁAutoRoundRulesǁ_default__mutmut_5": ("(16, -2, True)", _UNQUANTIZED),
+    "estimator.auto_round.xǁAutoRoundRulesǁ_default__mutmut_6": ("(16, -1, False)", _UNQUANTIZED),
+    "estimator.auto_round.xǁAutoRoundRulesǁexplicit__mutmut_11": ("canonical(key) != own", _PARTS_NAMED),
+    "estimator.auto_round.xǁAutoRoundRulesǁexplicit__mutmut_13": ("return True", _PARTS_NAMED),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_55": ("group >= 0", _MARLIN_GROUPS),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_56": ("group > 1", _MARLIN_GROUPS),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_59": (
+        "group <= 1", "an AWQ group of one weight is no checkpoint's: groups of 1 and of 0 stand alike"),
+    "estimator.eplb.x__experts_balanceable__mutmut_38": (
+        "gpu.compute_capability or 1)", "a device without a capability is major 0 or 1 alike: neither is 10"),
+    "estimator.memory.x_moe_workspace_bytes__mutmut_3": (
+        "(arch.is_moe) or True", "a dense model's experts are 0 wide and 0 per token: its workspace is 0 either way"),
     "estimator.memory.xǁGpuMemoryǁto_dict__mutmut_2": (
         "(isinstance(v, float)) or True", "round(n, 4) of the one int field (num_layers) is n"),
     "estimator.memory.x__layer_kind__mutmut_3": (
