@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from estimator.errors import PlannerError
-
-if TYPE_CHECKING:
-    from estimator.quantization import QuantScheme
+from estimator.quantization import QuantScheme  # quantization imports this module only when it reads a config
 
 # INCConfig's accepted values (inc/inc.py)
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8)
@@ -47,10 +44,6 @@ FUSED_PARTS = {"in_proj_qkvz": ("in_proj_qkv", "in_proj_z"), "in_proj_ba": ("in_
 PACKED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 
 
-def _fail(msg: str) -> PlannerError:
-    return PlannerError(msg)
-
-
 def canonical(name: str) -> str:
     """A module name without its language model's nesting (model.language_model.layers.3.mlp -> layers.3.mlp)."""
     for prefix in TEXT_MODEL_PREFIXES:
@@ -63,16 +56,26 @@ def _is_regex(key) -> bool:
     return isinstance(key, str) and any(c in REGEX_CHARS for c in key)
 
 
+def _finds(key: str, name: str) -> bool:
+    """Whether a regex key finds the name (re.search); a key that is not a valid regex finds nothing, as vLLM
+    skips it."""
+    try:
+        return re.search(key, name) is not None
+    except re.error:
+        return False
+
+
 def _group(value, where: str):
     """INCConfigParser._normalize_group_size: an int, or a 2-D block as a tuple."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise _fail(f"the AutoRound quantization_config gives {where} a group_size of {list(value)!r}; vLLM takes "
-                        "an integer or a 2-D block of two integers (fix the checkpoint's quantization_config)")
+            raise PlannerError(f"the AutoRound quantization_config gives {where} a group_size of {list(value)!r}; "
+                               "vLLM takes an integer or a 2-D block of two integers (fix the checkpoint's "
+                               "quantization_config)")
         return tuple(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _fail(f"the AutoRound quantization_config gives {where} a group_size of {value!r}; vLLM takes an "
-                    "integer or a 2-D block of two integers (fix the checkpoint's quantization_config)")
+        raise PlannerError(f"the AutoRound quantization_config gives {where} a group_size of {value!r}; vLLM takes an "
+                           "integer or a 2-D block of two integers (fix the checkpoint's quantization_config)")
     return value
 
 
@@ -114,15 +117,17 @@ class AutoRoundRules:
         if moe:  # every entry below a MoE layer (its experts' projections) must agree
             below = {self._entry(key, quantized) for key in names if canonical(key).startswith(own + ".")}
             if len(below) > 1:
-                raise _fail(f"the AutoRound extra_config gives the experts of {name} different settings, which vLLM "
-                            "refuses (a fused MoE layer needs one); fix the checkpoint's quantization_config")
+                raise PlannerError(f"the AutoRound extra_config gives the experts of {name} different settings, which "
+                                   "vLLM refuses (a fused MoE layer needs one); fix the checkpoint's "
+                                   "quantization_config")
             if below:
                 return below.pop()
         if any(self.explicit(part) for part in parts):  # a fused linear whose parts have entries of their own
             found = {self._config(part, quantized) for part in parts}
             if len(found) > 1:
-                raise _fail(f"the AutoRound extra_config gives the parts of a fused linear ({', '.join(parts)}) "
-                            "different settings, which vLLM refuses; fix the checkpoint's quantization_config")
+                raise PlannerError("the AutoRound extra_config gives the parts of a fused linear "
+                                   f"({', '.join(parts)}) different settings, which vLLM refuses; fix the "
+                                   "checkpoint's quantization_config")
             return found.pop()
         return self._config(name, quantized)
 
@@ -134,12 +139,8 @@ class AutoRoundRules:
             if not _is_regex(key) and canonical(key) == own:
                 return self._entry(key, quantized)
         for key, _ in self.extra:
-            if _is_regex(key):
-                try:
-                    if re.search(key, name):
-                        return self._entry(key, quantized)
-                except re.error:
-                    continue
+            if _is_regex(key) and _finds(key, name):
+                return self._entry(key, quantized)
         return self._default(quantized)
 
     def _default(self, quantized: bool) -> tuple:
@@ -154,16 +155,7 @@ class AutoRoundRules:
     def explicit(self, name: str) -> bool:
         """Whether extra_config names this layer (exactly, or by a regex that matches it)."""
         own = canonical(name)
-        for key, _ in self.extra:
-            if _is_regex(key):
-                try:
-                    if re.search(key, name):
-                        return True
-                except re.error:
-                    continue
-            elif canonical(key) == own:
-                return True
-        return False
+        return any(_finds(key, name) if _is_regex(key) else canonical(key) == own for key, _ in self.extra)
 
     def scheme_for(self, module: str, kind: str) -> QuantScheme | None:
         """The scheme vLLM gives this planner tensor (None: left in the model dtype)."""
@@ -178,33 +170,33 @@ class AutoRoundRules:
 
     def scheme(self, settings: tuple, where: str, expert: bool = False) -> QuantScheme | None:
         """The layout vLLM 0.32 stores a layer of these settings in (INCWna16Scheme, INCFp8Scheme)."""
-        from estimator.quantization import QuantScheme
-
         bits, group, sym = settings
         if bits >= 16:
             return None
         if self.data_type == "fp":
             if expert:
-                raise _fail(f"AutoRound FP8 quantizes the experts of {where}, which vLLM 0.32 does not run (INC's "
-                            "FP8 scheme has no MoE method); use an FP8 checkpoint of another format")
+                raise PlannerError(f"AutoRound FP8 quantizes the experts of {where}, which vLLM 0.32 does not run "
+                                   "(INC's FP8 scheme has no MoE method); use an FP8 checkpoint of another format")
             return QuantScheme("fp8", 8, block=group, fp8_compute=True)
         if bits not in MARLIN_BITS:
-            raise _fail(f"AutoRound {bits}-bit integer weights ({where}) run on vLLM's optional humming kernel, "
-                        "whose layout the planner does not size; use a 4- or 8-bit checkpoint")
+            raise PlannerError(f"AutoRound {bits}-bit integer weights ({where}) run on vLLM's optional humming "
+                               "kernel, whose layout the planner does not size; use a 4- or 8-bit checkpoint")
         if not isinstance(group, int):
-            raise _fail(f"AutoRound integer weights ({where}) need an integer group_size, not {list(group)!r}; fix "
-                        "the checkpoint's quantization_config")
+            raise PlannerError(f"AutoRound integer weights ({where}) need an integer group_size, not {list(group)!r}; "
+                               "fix the checkpoint's quantization_config")
         if self.gptq:
             if not sym:
-                raise _fail(f"AutoRound asymmetric weights packed as GPTQ ({where}) are refused by vLLM 0.32 (its "
-                            "Marlin GPTQ kernel takes symmetric ones); use a symmetric or AWQ-packed checkpoint")
+                raise PlannerError(f"AutoRound asymmetric weights packed as GPTQ ({where}) are refused by vLLM 0.32 "
+                                   "(its Marlin GPTQ kernel takes symmetric ones); use a symmetric or AWQ-packed "
+                                   "checkpoint")
             if group not in MARLIN_GROUP_SIZES:
-                raise _fail(f"AutoRound weights packed as GPTQ ({where}) in groups of {group} are refused by vLLM "
-                            "0.32 (its Marlin GPTQ kernel takes groups of 32, 64 or 128, or one per channel: -1)")
+                raise PlannerError(f"AutoRound weights packed as GPTQ ({where}) in groups of {group} are refused by "
+                                   "vLLM 0.32 (its Marlin GPTQ kernel takes groups of 32, 64 or 128, or one per "
+                                   "channel: -1)")
             return QuantScheme("gptq", bits, group if group > 0 else None, zero_points=True)
         if group <= 0:
-            raise _fail(f"AutoRound weights packed as AWQ ({where}) need a positive group_size, not {group}; fix the "
-                        "checkpoint's quantization_config")
+            raise PlannerError(f"AutoRound weights packed as AWQ ({where}) need a positive group_size, not {group}; "
+                               "fix the checkpoint's quantization_config")
         return QuantScheme("awq", bits, group, zero_points=not sym)
 
 
@@ -215,23 +207,23 @@ def _blocks(value) -> tuple[str, ...] | None:
         return tuple(value.split(","))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise _fail(f"the AutoRound block_name_to_quantize is {value!r}; expected a comma-separated string or a list of "
-                "module names (fix the checkpoint's quantization_config)")
+    raise PlannerError(f"the AutoRound block_name_to_quantize is {value!r}; expected a comma-separated string or a "
+                       "list of module names (fix the checkpoint's quantization_config)")
 
 
 def _extra(value) -> tuple[tuple[str, tuple], ...]:
     if value is None:
         return ()
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        raise _fail("the AutoRound extra_config is not an object of per-layer objects; fix the checkpoint's "
-                    "quantization_config")
+        raise PlannerError("the AutoRound extra_config is not an object of per-layer objects; fix the checkpoint's "
+                           "quantization_config")
     out = []
     for key, cfg in value.items():
         bits, sym = cfg.get("bits"), cfg.get("sym")
         group = _group(cfg["group_size"], key) if "group_size" in cfg else None
         if bits is not None and (not isinstance(bits, int) or isinstance(bits, bool)):
-            raise _fail(f"the AutoRound extra_config gives {key} bits={bits!r}; expected an integer (fix the "
-                        "checkpoint's quantization_config)")
+            raise PlannerError(f"the AutoRound extra_config gives {key} bits={bits!r}; expected an integer (fix the "
+                               "checkpoint's quantization_config)")
         out.append((str(key), (bits, group, None if sym is None else bool(sym))))
     return tuple(out)
 
@@ -241,39 +233,40 @@ def from_config(qc: dict):
     data_type = qc.get("data_type", "int")
     data_type = "fp" if data_type == "fp8" else data_type
     if "mx_fp" in str(data_type):
-        raise _fail(f"AutoRound {data_type} (MXFP) checkpoints are not sized by the planner (supported: integer "
-                    "weights packed as GPTQ or AWQ, FP8 in 2-D blocks); it will not guess their memory")
+        raise PlannerError(f"AutoRound {data_type} (MXFP) checkpoints are not sized by the planner (supported: "
+                           "integer weights packed as GPTQ or AWQ, FP8 in 2-D blocks); it will not guess their memory")
     if data_type not in ("int", "fp"):
-        raise _fail(f"AutoRound data_type {data_type!r} is not one vLLM 0.32 runs (int, fp, mx_fp); fix the "
-                    "checkpoint's quantization_config")
+        raise PlannerError(f"AutoRound data_type {data_type!r} is not one vLLM 0.32 runs (int, fp, mx_fp); fix the "
+                           "checkpoint's quantization_config")
     if "bits" not in qc or "group_size" not in qc:
-        raise _fail("the AutoRound quantization_config has no bits or no group_size, which vLLM requires; fix the "
-                    "checkpoint's quantization_config")
+        raise PlannerError("the AutoRound quantization_config has no bits or no group_size, which vLLM requires; fix "
+                           "the checkpoint's quantization_config")
     bits, group = qc["bits"], _group(qc["group_size"], "the whole model")
     if bits not in SUPPORTED_BITS:
-        raise _fail(f"AutoRound bits={bits!r} is not a width vLLM 0.32 runs ({', '.join(map(str, SUPPORTED_BITS))}); "
-                    "fix the checkpoint's quantization_config")
+        raise PlannerError(f"AutoRound bits={bits!r} is not a width vLLM 0.32 runs "
+                           f"({', '.join(map(str, SUPPORTED_BITS))}); fix the checkpoint's quantization_config")
     packing = qc.get("packing_format") or (FP8_BLOCK_PACKING if data_type == "fp" and isinstance(group, tuple)
                                            else DEFAULT_INT_PACKING)
     backend = qc.get("backend", qc.get("vllm_backend", "auto"))
     if packing not in SUPPORTED_FORMATS or backend not in SUPPORTED_BACKENDS:
-        raise _fail(f"AutoRound packing_format {packing!r} with backend {backend!r} is not one vLLM 0.32 loads "
-                    f"(formats: {', '.join(SUPPORTED_FORMATS)}; backends: {', '.join(SUPPORTED_BACKENDS)}); "
-                    "re-export the checkpoint")
+        raise PlannerError(f"AutoRound packing_format {packing!r} with backend {backend!r} is not one vLLM 0.32 loads "
+                           f"(formats: {', '.join(SUPPORTED_FORMATS)}; backends: {', '.join(SUPPORTED_BACKENDS)}); "
+                           "re-export the checkpoint")
     sym = bool(qc.get("sym", True))
     if data_type == "int" and (not isinstance(group, int) or packing not in (DEFAULT_INT_PACKING,
                                                                              "auto_round:auto_awq")):
-        raise _fail(f"AutoRound integer weights need an integer group_size and GPTQ or AWQ packing, not "
-                    f"{group!r} and {packing!r}; fix the checkpoint's quantization_config")
+        raise PlannerError("AutoRound integer weights need an integer group_size and GPTQ or AWQ packing, not "
+                           f"{group!r} and {packing!r}; fix the checkpoint's quantization_config")
     if data_type == "fp":
         block_ok = bits == 8 and isinstance(group, tuple) and sym and packing == FP8_BLOCK_PACKING and \
             backend == "auto"
         expected = dict(FP8_BLOCK_ACTIVATIONS, act_group_size=group[0] if isinstance(group, tuple) else None)
         wrong = sorted(k for k, v in expected.items() if k in qc and qc[k] != v)
         if not block_ok or wrong:
-            raise _fail("AutoRound FP8 is run by vLLM 0.32 as symmetric 8-bit weights in 2-D blocks, packed "
-                        "auto_round:fp8, with dynamic FP8 activations per group of the block's rows; this checkpoint "
-                        f"differs{' in ' + ', '.join(wrong) if wrong else ''} (fix its quantization_config)")
+            raise PlannerError("AutoRound FP8 is run by vLLM 0.32 as symmetric 8-bit weights in 2-D blocks, packed "
+                               "auto_round:fp8, with dynamic FP8 activations per group of the block's rows; this "
+                               f"checkpoint differs{' in ' + ', '.join(wrong) if wrong else ''} (fix its "
+                               "quantization_config)")
     gptq = "gptq" in packing or "gptq" in backend  # else AWQ: integer packing is one of the two (checked above)
     rules = AutoRoundRules(bits, group, sym, data_type, gptq,
                            _blocks(qc.get("block_name_to_quantize", qc.get("to_quant_block_names"))),

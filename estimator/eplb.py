@@ -64,14 +64,12 @@ def balances(arch: ModelArch) -> bool:
     return arch.is_moe and arch.architecture in EPLB_ARCHITECTURES
 
 
-def _experts_balanceable(arch: ModelArch, quant: QuantScheme | None, gpu) -> bool:
-    """Whether the routed experts' MoE method takes EPLB (FusedMoEMethodBase.supports_eplb): unquantized, FP8
-    (block, channel or tensor scales; online too), MXFP4, ModelOpt NVFP4, compressed-tensors W8A8 FP8, and
-    compressed-tensors NVFP4 W4A4 where its backend is TRTLLM-Gen (data-center Blackwell:
+def _experts_balanceable(scheme: QuantScheme | None, gpu) -> bool:
+    """Whether the MoE method of routed experts of this scheme takes EPLB (FusedMoEMethodBase.supports_eplb):
+    unquantized, FP8 (block, channel or tensor scales; online too), MXFP4, ModelOpt NVFP4, compressed-tensors
+    W8A8 FP8, and compressed-tensors NVFP4 W4A4 where its backend is TRTLLM-Gen (data-center Blackwell:
     _EPLB_SUPPORTED_NVFP4_BACKENDS). AWQ, GPTQ, AutoRound, Quark FP8, ModelOpt FP8 and MXFP8 have none, and
     compressed-tensors WNA16 has it only on the Triton kernel, which vLLM picks only where Marlin does not fit."""
-    expert = next(t for t in arch.tensors if t.kind == "expert")
-    scheme = tensor_scheme(expert.name, "expert", quant)
     if scheme is None or scheme.method in ("fp8", "mxfp4", "modelopt_fp4"):
         return True
     if scheme.method != "compressed-tensors":
@@ -103,8 +101,8 @@ def resolve_eplb(arch: ModelArch, quant: QuantScheme | None, enabled: bool, sett
         what = "has no routed experts" if not arch.is_moe else "is not a model vLLM 0.32 balances"
         raise PlannerError(f"--enable-eplb: {arch.architecture} {what}, and vLLM's EPLB step would find nothing "
                            "to balance; leave --enable-eplb out")
-    if not _experts_balanceable(arch, quant, gpu):
-        scheme = tensor_scheme(next(t for t in arch.tensors if t.kind == "expert").name, "expert", quant)
+    scheme = tensor_scheme(next(t for t in arch.tensors if t.kind == "expert").name, "expert", quant)
+    if not _experts_balanceable(scheme, gpu):
         where = " on this GPU (it balances them only where TRTLLM-Gen runs them: data-center Blackwell)" \
             if scheme.nvfp4 and scheme.fp4_activations else " as this checkpoint stores them"
         raise PlannerError(f"--enable-eplb: vLLM 0.32 has no EPLB for {arch.architecture}'s {quant.method} "

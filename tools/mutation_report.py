@@ -52,8 +52,8 @@ _PARTS_NAMED = ("parts of a fused linear differ only through entries that name t
                 "are matched against the fused name), which make explicit() true anyway")
 _MARLIN_GROUPS = "GPTQ groups other than -1, 32, 64 and 128 are refused just above, so > 0, >= 0 and > 1 agree"
 REASONS: dict[str, tuple[str, str]] = {
-    "estimator.auto_round.x_from_config__mutmut_223": ('moe=None)[0] < 16)', _NO_SUBMODULES),
-    "estimator.auto_round.x_from_config__mutmut_230": ('moe=True)[0] < 16)', _NO_SUBMODULES),
+    "estimator.auto_round.x_from_config__mutmut_226": ('moe=None)[0] < 16)', _NO_SUBMODULES),
+    "estimator.auto_round.x_from_config__mutmut_233": ('moe=True)[0] < 16)', _NO_SUBMODULES),
     "estimator.auto_round.xǁAutoRoundRulesǁscheme_for__mutmut_45": ('moe=None,', _NO_SUBMODULES),
     "estimator.auto_round.xǁAutoRoundRulesǁscheme_for__mutmut_54": ('moe=True,', _NO_SUBMODULES),
     "estimator.auto_round.xǁAutoRoundRulesǁ_config__mutmut_5": ("_is_regex(None)", _REGEX_NOT_A_NAME),
@@ -62,13 +62,12 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.auto_round.xǁAutoRoundRulesǁ_default__mutmut_4": ("(16, +1, True)", _UNQUANTIZED),
     "estimator.auto_round.xǁAutoRoundRulesǁ_default__mutmut_5": ("(16, -2, True)", _UNQUANTIZED),
     "estimator.auto_round.xǁAutoRoundRulesǁ_default__mutmut_6": ("(16, -1, False)", _UNQUANTIZED),
-    "estimator.auto_round.xǁAutoRoundRulesǁexplicit__mutmut_11": ("canonical(key) != own", _PARTS_NAMED),
-    "estimator.auto_round.xǁAutoRoundRulesǁexplicit__mutmut_13": ("return True", _PARTS_NAMED),
-    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_55": ("group >= 0", _MARLIN_GROUPS),
-    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_56": ("group > 1", _MARLIN_GROUPS),
-    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_59": (
+    "estimator.auto_round.xǁAutoRoundRulesǁexplicit__mutmut_12": ("canonical(key) != own", _PARTS_NAMED),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_59": ("group >= 0", _MARLIN_GROUPS),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_60": ("group > 1", _MARLIN_GROUPS),
+    "estimator.auto_round.xǁAutoRoundRulesǁscheme__mutmut_63": (
         "group <= 1", "an AWQ group of one weight is no checkpoint's: groups of 1 and of 0 stand alike"),
-    "estimator.eplb.x__experts_balanceable__mutmut_38": (
+    "estimator.eplb.x__experts_balanceable__mutmut_24": (
         "gpu.compute_capability or 1)", "a device without a capability is major 0 or 1 alike: neither is 10"),
     "estimator.memory.x_moe_workspace_bytes__mutmut_3": (
         "(arch.is_moe) or True", "a dense model's experts are 0 wide and 0 per token: its workspace is 0 either way"),
