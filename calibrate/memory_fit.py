@@ -16,7 +16,7 @@ from calibrate.observations import plan_of
 from estimator.coefficients import Coefficients
 from estimator.errors import PlannerError
 from estimator.gpus import GIB
-from estimator.memory import activation_bytes, cuda_graph_bytes, pp_layer_ranges
+from estimator.memory import activation_bytes, cuda_graph_bytes, stage_layers
 
 ACTIVATION_FIELDS = ("act_hidden_buffers", "act_mlp_buffers", "act_moe_buffers", "sampler_fp32_copies")
 GRAPH_FIELDS = ("cuda_graph_mib_per_size", "cuda_graph_mib_per_size_layer")
@@ -44,7 +44,7 @@ def fit_memory(runs, co: Coefficients) -> tuple[Coefficients, dict, dict, list[s
             predicted = activation_bytes(plan.arch, cfg, co, last_stage=True, gpu=plan.gpu) / GIB
             act.append(m["activation_gib"] / predicted)
         if m.get("cuda_graph_gib") and not cfg.enforce_eager:
-            layers = len(pp_layer_ranges(plan.arch.num_layers, pp)[0])
+            layers = len(stage_layers(plan.arch, pp)[0])
             predicted = cuda_graph_bytes(cfg, plan.gpu, layers, co) / GIB
             if predicted > 0:
                 graphs.append(m["cuda_graph_gib"] / predicted)

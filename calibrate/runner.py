@@ -265,6 +265,7 @@ class Runner:
                                              "enable_eplb", "num_redundant_experts")}
         config["limit_mm_per_prompt"] = dict(c.limit_mm_per_prompt)
         config["eplb_config"] = dict(c.eplb_config)
+        config["speculative_config"] = dict(c.speculative_config)
         config["argv"] = plan.serve_argv
         return dict(model=plan.source.id, gpu=plan.gpu.name, num_gpus=c.num_gpus, config=config,
                     workload={"input_len": self.options.input_len, "output_len": self.options.output_len,

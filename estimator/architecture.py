@@ -32,6 +32,7 @@ from estimator.inventory import (
 )
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
+from estimator.speculative import build_mtp
 from estimator.vision import gemma3_mm, llama4_mm, mistral3, qwen_vl
 
 # Keys vLLM reads (in this order, taking the minimum) for the model's maximum length
@@ -96,14 +97,36 @@ class ModelArch:
     # [max_num_batched_tokens, index_topk] buffer for them when it builds the model (deepseek_v2.py
     # DeepseekV2Model). 0: dense attention.
     index_topk: int = 0
+    family: str = ""  # the planner's family of the architecture (ARCHITECTURES)
+    # The checkpoint's multi-token-prediction layers (estimator/speculative.py), which vLLM loads only as the
+    # drafter of --speculative-config method mtp: their tensors and KV layers, indexed after the decoder's
+    draft_tensors: tuple[Tensor, ...] = ()
+    draft_attention: tuple[AttentionLayer, ...] = ()
+    # As served with speculative decoding (speculative.served): draft tokens per step and the method; with mtp the
+    # draft's tensors and KV layers are then in ``tensors`` and ``attention`` (after the decoder's num_layers)
+    num_speculative_tokens: int = 0
+    speculative_method: str | None = None
 
     @property
     def num_params(self) -> int:
-        return sum(t.numel for t in self.tensors if t.kind != "derived" and t.in_checkpoint)
+        """The model's parameters, without an MTP drafter's (mtp_params) even when served with one."""
+        return sum(t.numel for t in self.target_tensors if t.kind != "derived" and t.in_checkpoint)
 
     @property
     def active_params(self) -> int:
-        return sum(t.active_numel for t in self.tensors if t.kind != "derived" and t.in_checkpoint)
+        return sum(t.active_numel for t in self.target_tensors if t.kind != "derived" and t.in_checkpoint)
+
+    @property
+    def target_tensors(self) -> tuple[Tensor, ...]:
+        """The tensors of the model itself: all but an MTP drafter's, which speculative.served adds after the
+        decoder's layers."""
+        return tuple(t for t in self.tensors if t.layer is None or t.layer < self.num_layers)
+
+    @property
+    def mtp_params(self) -> int:
+        """Parameters of the checkpoint's MTP layers, beyond num_params (shared embeddings and LM head not counted
+        again)."""
+        return sum(t.numel for t in self.draft_tensors if t.kind != "derived" and t.in_checkpoint)
 
     @property
     def is_moe(self) -> bool:
@@ -205,6 +228,12 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3_5MoeForConditionalGeneration": ("qwen3_5_moe", qwen_vl, True),
     "NemotronHForCausalLM": ("nemotron_h", nemotron_h, False),
 }
+
+
+# The decoder builder of each family whose MTP layers the planner builds (speculative.MTP_FAMILIES): a
+# multimodal checkpoint's drafter is its language model's layer.
+MTP_BUILDERS: dict[str, Builder] = {"deepseek": deepseek, "glm4_moe": decoder, "qwen3_next": qwen3_next,
+                                    "qwen3_5": qwen3_next, "qwen3_5_moe": qwen3_next}
 
 
 # Architectures vLLM served once and has since removed, with the last version that served each (vLLM 0.32's
@@ -370,6 +399,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     # each layer type's head size, for rope parameters keyed by layer type (Gemma 4's global heads are wider)
     head_sizes = {LAYER_TYPES[a.kind]: a.head_size for a in attention if a.kind in LAYER_TYPES}
     tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)
+    draft_tensors, draft_attention = build_mtp(raw, model_id, family, uses_text, MTP_BUILDERS[family]) \
+        if family in MTP_BUILDERS else ((), ())
     inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
     if isinstance(inter, list):  # gemma-3n: one per layer; the widest sets the MLP's activation peak
         inter = max(inter)
@@ -383,5 +414,5 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
                                                          or text.get("quantization_config")),
                                 [t.name for t in inv.tensors]),
         derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, rope_tables=tables,
-        **extra,
+        family=family, draft_tensors=draft_tensors, draft_attention=draft_attention, **extra,
     )

@@ -43,6 +43,9 @@ def plan_options(f):
                      help="Expert parallel load balancing (needs --enable-expert-parallel)."),
         click.option("--eplb-config", default=None, metavar="JSON",
                      help="EPLB's settings, as vLLM takes them: '{\"num_redundant_experts\": 32}'."),
+        click.option("--speculative-config", default=None, metavar="JSON",
+                     help="Speculative decoding, as vLLM takes it: '{\"method\": \"mtp\", \"num_speculative_tokens\": 1}' "
+                          "(the checkpoint's MTP layers) or method ngram."),
         click.option("--max-model-len", type=int, default=None),
         click.option("--gpu-memory-utilization", type=float, default=None),
         click.option("--dtype", default=None),

@@ -59,7 +59,7 @@ def gated_delta_net(c: Config, inv: Inventory, i: int, hidden: int, ssm_state_by
     inv.norm(f"{p}.norm", v_dim, i)
     inv.linear(f"{p}.out_proj", value, hidden, "row", i)
     return AttentionLayer("mamba", 0, 0, 0, state=((2 * key + value, kernel - 1, 0), (v_heads, v_dim * k_dim, 0)),
-                          state_dtype_bytes=(0, ssm_state_bytes) if ssm_state_bytes else ())
+                          state_dtype_bytes=(0, ssm_state_bytes) if ssm_state_bytes else (), conv_tensors=1)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def mamba2(inv: Inventory, i: int, hidden: int, m: Mamba2, prefix: str) -> Atten
     inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=m.proj_bias)
     return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (bc, kernel - 1, m.groups),
                                                    (heads, m.head_dim * m.state, 0)),
-                          state_dtype_bytes=(0, 0, m.ssm_state_bytes))
+                          state_dtype_bytes=(0, 0, m.ssm_state_bytes), conv_tensors=2)
 
 
 def _granite_mamba(c: Config, hidden: int) -> Mamba2:

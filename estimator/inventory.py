@@ -89,6 +89,9 @@ class AttentionLayer:
     # backend vLLM picks on the device lays it out (serve_config.sparse_mla_layout; None: the plain
     # head_size x KV dtype layout).
     entry_bytes: tuple[int, int] | None = None
+    # mamba: how many of the leading state tensors are convolution windows, which speculative decoding widens by
+    # one column per draft token (MambaStateShapeCalculator's num_spec)
+    conv_tensors: int = 0
 
     @property
     def attention_width(self) -> int:

@@ -26,7 +26,8 @@ from estimator.serve_config import (
     expert_parallel_size,
     moe_tensor_parallel_size,
 )
-from estimator.xp import all_true, ceil, maximum, minimum, next_power_of_two, smallest, where
+from estimator.speculative import DRAFTER_BUFFER_ROWS
+from estimator.xp import all_true, ceil, is_array, maximum, minimum, next_power_of_two, smallest, where
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
 SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
@@ -108,6 +109,14 @@ def pp_layer_ranges(num_layers: int, pp: int) -> list[range]:
         out.append(range(start, start + s))
         start += s
     return out
+
+
+def stage_layers(arch: ModelArch, pp: int) -> list[list[int]]:
+    """The layer indices each pipeline stage holds: the decoder's split (pp_layer_ranges), and on the last stage
+    the MTP drafter's layers, which vLLM builds there (speculative.served puts them after the decoder's)."""
+    stages = [list(r) for r in pp_layer_ranges(arch.num_layers, pp)]
+    stages[-1] += list(range(arch.num_layers, len(arch.attention)))
+    return stages
 
 
 def shard_fraction(t: Tensor, arch: ModelArch, tp: int) -> float:
@@ -215,8 +224,11 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
     the embeddings on the first stage, the final norm and LM head on the last, and with tied embeddings the last
     stage's own copy of the embedding matrix, which is its LM head (vLLM llama.py et al.); tensors a model builds on
     every stage (place "every": Gemma 4's and gemma-3n's embeddings, per-layer tables and final norm) on all."""
-    layers = set(pp_layer_ranges(arch.num_layers, pp)[stage])
+    layers = set(stage_layers(arch, pp)[stage])
     last = stage == pp - 1
+    # an MTP drafter shares the target's embedding only where one stage holds both (_maybe_share_embeddings);
+    # across stages the last one loads its own
+    drafts = pp > 1 and len(arch.attention) > arch.num_layers
     for t in arch.tensors:
         if t.layer is not None:
             if t.layer in layers:
@@ -226,7 +238,7 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
                 yield t
         elif t.place == "every":
             yield t
-        elif stage == 0 or (last and t.name == "model.embed_tokens" and arch.tie_word_embeddings):
+        elif stage == 0 or (last and t.name == "model.embed_tokens" and (arch.tie_word_embeddings or drafts)):
             yield t
 
 
@@ -259,7 +271,8 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
                       gpu: GpuSpec | None = None) -> list:
     """What model loading takes on one TP rank of each pipeline stage: the weights, on the first stage the
     buffers the model allocates per batched token (ModelArch.buffer_rows_per_token), and on every stage a sparse
-    MLA model's int32 top-k index buffer (ModelArch.index_topk) and the rotary tables (ModelArch.rope_tables)."""
+    MLA model's int32 top-k index buffer (ModelArch.index_topk) and the rotary tables (ModelArch.rope_tables); on
+    the last stage an MTP drafter's buffers (drafter_buffer_bytes)."""
     pp = cfg.pipeline_parallel_size
     buffers = arch.buffer_rows_per_token * cfg.max_num_batched_tokens * arch.hidden_size * cfg.dtype_bytes \
         if arch.buffer_rows_per_token else 0
@@ -268,7 +281,18 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
     ranges = pp_layer_ranges(arch.num_layers, pp)
     return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage) if held(t, quant))
             + (buffers if stage == 0 else 0) + topk_indices + rope
+            + (drafter_buffer_bytes(arch, cfg) if stage == pp - 1 else 0)
             + eplb_state_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, ranges[stage]))) for stage in range(pp)]
+
+
+def drafter_buffer_bytes(arch: ModelArch, cfg) -> float:
+    """An MTP drafter's persistent buffers, allocated with the model runner and held for the server's life: its
+    hidden-state and input-embedding rows per batched token (speculative.DRAFTER_BUFFER_ROWS), and a sparse MLA
+    draft layer's own top-k index buffer (deepseek_mtp.py DeepSeekMultiTokenPredictorLayer)."""
+    if arch.speculative_method != "mtp":
+        return 0
+    rows = DRAFTER_BUFFER_ROWS * arch.hidden_size * cfg.dtype_bytes + arch.index_topk * INT32_BYTES
+    return rows * cfg.max_num_batched_tokens
 
 
 # --- expert parallel load balancing (estimator/eplb.py) -------------------------------------------------
@@ -626,8 +650,18 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     if not last_stage or arch.pooling:
         return workspace + maximum(forward, after)
     num_reqs = minimum(cfg.max_num_seqs, tokens)
-    sampler = hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs)
+    sampler = hidden_alive + sampler_bytes(arch, cfg, co, gpu, num_reqs) + rejection_sampler_bytes(arch, cfg, num_reqs)
     return workspace + maximum(forward, maximum(sampler, after))
+
+
+def rejection_sampler_bytes(arch: ModelArch, cfg, num_reqs) -> float:
+    """With speculative decoding the dummy sampler run ends with the rejection sampler (gpu_model_runner.
+    _dummy_sampler_run): one draft token per request, so model-dtype logits for 2 x num_reqs rows, held while the
+    bonus tokens' rows go through the plain sampler (rejection_sampler.py), whose peak sampler_bytes is. Greedy
+    drafting, vLLM's default, keeps no draft probabilities."""
+    if not arch.num_speculative_tokens:
+        return 0
+    return 2 * num_reqs * arch.vocab_size * cfg.dtype_bytes
 
 
 def non_torch_bytes(cfg: ServeConfig, co: Coefficients, moe: bool) -> float:
@@ -640,38 +674,77 @@ def non_torch_bytes(cfg: ServeConfig, co: Coefficients, moe: bool) -> float:
     return gib * GIB
 
 
-def largest_capture_size(cfg: ServeConfig, gpu: GpuSpec):
-    """The largest batch vLLM captures a CUDA graph for (0: none; eager mode or the CPU backend)."""
-    if gpu.vendor == "cpu":
-        return 0
-    ceiling = 1024 if (gpu.compute_capability or 0) >= 10.0 else DEFAULT_MAX_GRAPH_SIZE
-    largest = minimum(minimum(cfg.max_num_seqs * 2, ceiling), cfg.max_num_batched_tokens)
-    return where(cfg.enforce_eager, 0, largest)
+def graph_size_ceiling(gpu: GpuSpec) -> int:
+    """The platform's default cap on the largest capture size: 1024 on data-center Blackwell (compute capability
+    10.x: current_platform.is_device_capability_family(100)), else 512."""
+    return 1024 if gpu.vendor == "nvidia" and int(gpu.compute_capability or 0) == 10 else DEFAULT_MAX_GRAPH_SIZE
 
 
-def graph_padded(tokens, largest):
-    """The batch a CUDA graph runs for ``tokens`` tokens: the next capture size (1, 2, 4, multiples of 8 to 256,
-    of 16 above), or the tokens themselves above the largest size or without graphs."""
-    steps = where(tokens <= 256, ceil(tokens / 8) * 8, 256 + ceil((tokens - 256) / 16) * 16)
-    padded = where(tokens <= 1, 1, where(tokens <= 2, 2, where(tokens <= 4, 4, steps)))
-    return where((largest > 0) & (tokens > 0) & (tokens <= largest), minimum(padded, largest), tokens)
+def _grid(largest: int) -> list[int]:
+    """1, 2, 4, steps of 8 to 256 and of 16 from there, up to ``largest``."""
+    sizes = [s for s in (1, 2, 4) if s <= largest]
+    return sizes + list(range(8, min(largest + 1, 256), 8)) + list(range(256, largest + 1, 16))
+
+
+@functools.lru_cache(maxsize=4096)
+def _capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, query_len: int, ceiling: int) -> tuple[int, ...]:
+    """vLLM 0.32's default capture sizes (config/vllm.py _set_cudagraph_sizes): the grid up to
+    min(max_num_seqs x query_len x 2, the platform's ceiling, max_num_batched_tokens), max_num_batched_tokens when it
+    is that size, and the uniform decode batches: max_num_seqs, or with speculative decoding (query_len = 1 + draft
+    tokens) query_len times each request count of the grid up to max_num_seqs (and max_num_seqs itself) that fits."""
+    largest = min(max_num_seqs * query_len * 2, ceiling, max_num_batched_tokens)
+    sizes = set(_grid(largest))
+    if max_num_batched_tokens <= largest:
+        sizes.add(max_num_batched_tokens)
+    if query_len > 1:
+        requests = min(max_num_seqs, ceiling)
+        sizes |= {n * query_len for n in set(_grid(requests)) | {requests} if n * query_len <= largest}
+    elif max_num_seqs <= largest:
+        sizes.add(max_num_seqs)
+    return tuple(sorted(sizes))
+
+
+def _per_config(cfg: ServeConfig, gpu: GpuSpec, reduce):
+    """``reduce`` of the capture sizes of each configuration (numbers, or arrays over the search's batch
+    budgets); () without CUDA graphs (eager mode, or the CPU backend)."""
+    query_len, ceiling = 1 + cfg.num_speculative_tokens, graph_size_ceiling(gpu)
+
+    def one(seqs, tokens, eager):
+        graphs = gpu.vendor != "cpu" and not eager
+        return reduce(_capture_sizes(int(seqs), int(tokens), query_len, ceiling) if graphs else ())
+
+    values = (cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.enforce_eager)
+    if is_array(*values):
+        import numpy
+
+        return numpy.vectorize(one, otypes=[float])(*values)
+    return one(*values)
 
 
 def cudagraph_capture_sizes(cfg: ServeConfig, gpu: GpuSpec) -> list[int]:
-    """vLLM's default capture sizes: 1, 2, 4, then steps of 8 to 256 and of 16 above, up to the largest."""
-    largest = int(largest_capture_size(cfg, gpu))
-    sizes = [s for s in (1, 2, 4) if s <= largest]
-    sizes += list(range(8, min(largest + 1, 256), 8)) + list(range(256, largest + 1, 16))
-    return sizes
+    """The batch sizes vLLM captures CUDA graphs for (none in eager mode or on the CPU backend)."""
+    return list(_per_config(cfg, gpu, tuple))
+
+
+def largest_capture_size(cfg: ServeConfig, gpu: GpuSpec):
+    """The largest batch vLLM captures a CUDA graph for (0: none)."""
+    return _per_config(cfg, gpu, lambda sizes: sizes[-1] if sizes else 0)
+
+
+def graph_padded(tokens, largest, max_num_seqs=0):
+    """The batch a CUDA graph runs for ``tokens`` tokens: the next capture size (1, 2, 4, multiples of 8 to 256,
+    of 16 above, the largest, and max_num_seqs, which vLLM captures as the widest decode batch), or the tokens
+    themselves above the largest size or without graphs. (Speculative decoding's wider decode batches are not
+    among them: the speed model is the target model's alone.)"""
+    steps = where(tokens <= 256, ceil(tokens / 8) * 8, 256 + ceil((tokens - 256) / 16) * 16)
+    padded = minimum(where(tokens <= 1, 1, where(tokens <= 2, 2, where(tokens <= 4, 4, steps))), largest)
+    padded = where((tokens <= max_num_seqs) & (max_num_seqs <= largest), minimum(padded, max_num_seqs), padded)
+    return where((largest > 0) & (tokens > 0) & (tokens <= largest), padded, tokens)
 
 
 def num_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
-    """len(cudagraph_capture_sizes(...)) in closed form, so it also works on arrays of configurations."""
-    largest = largest_capture_size(cfg, gpu)
-    small = where(largest >= 1, 1, 0) + where(largest >= 2, 1, 0) + where(largest >= 4, 1, 0)
-    eights = maximum(minimum(largest, 255) // 8, 0)
-    sixteens = where(largest >= 256, (largest - 256) // 16 + 1, 0)
-    return small + eights + sixteens
+    """How many CUDA graphs vLLM captures, for one configuration or arrays of them."""
+    return _per_config(cfg, gpu, len)
 
 
 def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients):
@@ -683,8 +756,9 @@ def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficien
 
 
 # With prefix caching (vLLM's default) a hybrid model's state layers run in mamba_cache_mode 'align'
-# (MambaModelConfig.verify_and_update_config): each request holds 2 state blocks per group
-# (MambaSpec.max_memory_usage_bytes, no speculative or prefill-checkpoint blocks).
+# (MambaModelConfig.verify_and_update_config): each request holds 2 state blocks per group, and one more per draft
+# token with speculative decoding (MambaSpec.max_memory_usage_bytes: num_speculative_blocks; no prefill-checkpoint
+# blocks).
 STATE_BLOCKS_PER_REQUEST = 2
 
 
@@ -751,7 +825,7 @@ def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=N
     if kind == "chunked":
         return cdiv(minimum(window + in_flight, max_len), bs)
     if kind == "mamba":
-        return STATE_BLOCKS_PER_REQUEST
+        return STATE_BLOCKS_PER_REQUEST + cfg.num_speculative_tokens
     # decode context parallelism splits each request's tokens over its ranks' caches
     # (FullAttentionSpec.max_memory_usage_bytes)
     return cdiv(cdiv(max_len, cfg.decode_context_parallel_size), bs)
@@ -788,7 +862,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     # (gpu_worker.determine_available_memory); what must fit is then the whole device.
     reserved = cfg.kv_cache_memory_bytes
     budget = gpu.memory_bytes if reserved else ceil(gpu.memory_bytes * cfg.gpu_memory_utilization)
-    ranges = pp_layer_ranges(arch.num_layers, pp)
+    ranges = stage_layers(arch, pp)
     non_torch = non_torch_bytes(cfg, co, arch.is_moe)
     # One page size for every group: a state layer's page is padded to the attention page (vLLM
     # _align_hybrid_block_size chose the block size so that the attention page holds the state).
@@ -817,7 +891,7 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
                 co: Coefficients) -> MemoryPlan:
     pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu), quant)
     pp = cfg.pipeline_parallel_size
-    ranges = pp_layer_ranges(arch.num_layers, pp)
+    ranges = stage_layers(arch, pp)
     total, budget = gpu.memory_bytes, float(pool.budget)
     num_blocks = int(pool.num_blocks)
     stage_blocks = [int(max(0, a // b)) for a, b in zip(pool.available, pool.bytes_per_block, strict=True)]

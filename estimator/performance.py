@@ -67,6 +67,7 @@ class PerfInputs:
     max_num_batched_tokens: object
     eager: object
     graph_max: object  # largest CUDA-graph capture size (0: none): smaller batches run padded to a capture size
+    graph_seqs: object  # max_num_seqs, which vLLM captures too (the widest decode batch) where it is within graph_max
     weight_only_low_bit: object  # 1 where linear weights are 4-bit and dequantized in the GEMM (AWQ, GPTQ, MXFP4)
     input_len: object
     output_len: object
@@ -134,7 +135,8 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
     last = stage == pp - 1
     dense = expert = flops = head = active = 0.0
     for t in stage_tensors(arch, pp, stage):
-        if t.kind == "vision":
+        # the speed model is the target's alone: what drafting gains depends on acceptance, which it cannot know
+        if t.kind == "vision" or (t.layer is not None and t.layer >= arch.num_layers):
             continue
         share = shard_fraction(t, arch, tp)
         nbytes = tensor_bytes(t, dtype_bytes, quant) * share
@@ -201,7 +203,7 @@ def perf_inputs(arch: ModelArch, gpu: GpuSpec, cfg, quant: QuantScheme | None, n
         attn_flops_full=full_f, attn_flops_window=win_f, kv_full=full_kv, kv_window=win_kv, window=window,
         layers=layers, hidden=arch.hidden_size, act_bytes=cfg.dtype_bytes, active_params_rank=active,
         batch_cap=batch_cap(arch, cfg, num_blocks, workload), max_num_batched_tokens=cfg.max_num_batched_tokens,
-        eager=cfg.enforce_eager, graph_max=largest_capture_size(cfg, gpu),
+        eager=cfg.enforce_eager, graph_max=largest_capture_size(cfg, gpu), graph_seqs=cfg.max_num_seqs,
         weight_only_low_bit=weight_only_low_bit(quant), input_len=workload.input_len,
         output_len=workload.output_len, concurrency=workload.concurrency or 0,
         request_rate=workload.request_rate or 0.0, num_prompts=workload.num_prompts or 0,
@@ -294,7 +296,7 @@ class Engine:
         tokens = n_dec + n_pre
         # A batch that fits a CUDA graph runs as the next capture size: the padding rows cost GEMM FLOPs.
         experts, kv_bytes, gemm, attn = step_work(x, n_dec, n_pre, self.ctx_dec, self.ctx_pre,
-                                                  graph_padded(tokens, x.graph_max))
+                                                  graph_padded(tokens, x.graph_max, x.graph_seqs))
         weights = (x.dense_bytes + experts / r.moe_factor) / r.weight_bw
         t = maximum(weights + kv_bytes / r.kv_bw, gemm / r.flops_rate + attn / r.attn_rate)
         payload = tokens * x.hidden * x.act_bytes * 2 * (x.tp - 1) / maximum(x.tp, 1)

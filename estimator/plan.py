@@ -7,7 +7,7 @@ import dataclasses
 import shlex
 from dataclasses import dataclass
 
-from estimator import architecture, gpus, model_source
+from estimator import architecture, gpus, model_source, speculative
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.eplb import eplb_json, eplb_settings
@@ -25,6 +25,7 @@ from estimator.serve_config import (
     resolve,
     sparse_mla_layout,
 )
+from estimator.speculative import speculative_json, speculative_settings
 from estimator.validate import byte_count, fraction, positive_int, positive_number
 from estimator.workload import REPLICAS_AS, Workload
 
@@ -35,7 +36,7 @@ SERVE_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len"
                "dtype", "quantization", "kv_cache_dtype", "max_num_seqs", "max_num_batched_tokens",
                "block_size", "enforce_eager", "runner", "limit_mm_per_prompt", "language_model_only",
                "kv_cache_memory_bytes", "data_parallel_size", "enable_expert_parallel",
-               "decode_context_parallel_size", "enable_eplb", "eplb_config")
+               "decode_context_parallel_size", "enable_eplb", "eplb_config", "speculative_config")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class PlanRequest:
     decode_context_parallel_size: int | None = None
     enable_eplb: bool = False
     eplb_config: tuple[tuple[str, object], ...] | str | dict | None = None  # as --eplb-config takes it
+    speculative_config: tuple[tuple[str, object], ...] | str | dict | None = None  # as --speculative-config takes it
 
     def __post_init__(self):
         if not isinstance(self.enforce_eager, bool) and self.enforce_eager is not None:
@@ -81,6 +83,7 @@ class PlanRequest:
             raise PlannerError(f"--enable-eplb is a switch (true or false), got {self.enable_eplb!r}")
         object.__setattr__(self, "enable_eplb", bool(self.enable_eplb))
         object.__setattr__(self, "eplb_config", eplb_settings(self.eplb_config) or None)
+        object.__setattr__(self, "speculative_config", speculative_settings(self.speculative_config) or None)
         object.__setattr__(self, "limit_mm_per_prompt", mm_limits(self.limit_mm_per_prompt) or None)
         object.__setattr__(self, "kv_cache_memory_bytes",
                            byte_count("--kv-cache-memory-bytes", self.kv_cache_memory_bytes))
@@ -184,6 +187,7 @@ class Plan:
                          "spec": self.gpu.to_dict()},
             "config": {f: getattr(c, f) for f in SERVE_FLAGS} | {"limit_mm_per_prompt": dict(c.limit_mm_per_prompt),
                                                                   "eplb_config": dict(c.eplb_config),
+                                                                  "speculative_config": dict(c.speculative_config),
                                                                   "num_redundant_experts": c.num_redundant_experts,
                                                                   "resolved_dtype": c.resolved_dtype,
                                                                   "defaults": list(c.defaults)},
@@ -231,6 +235,8 @@ def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
         argv.extend([f"--{flag}", str(value)])
 
     argv += _parallel_argv(c)
+    if c.speculative_config:
+        add("speculative-config", speculative_json(c.speculative_config))
     if "max_model_len" in c.explicit:
         add("max-model-len", c.max_model_len)
     if "gpu_memory_utilization" in c.explicit and c.gpu_memory_utilization != DEFAULT_GPU_MEMORY_UTILIZATION:
@@ -328,6 +334,7 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
     arch = sparse_mla_layout(arch, gpu, warnings)
+    arch = speculative.served(arch, request.speculative_config)
     unsized = arch.unsized_modality
     if unsized and limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, unsized):
         raise PlannerError(f"{source.id}: the planner cannot size the {unsized} tower of {arch.architecture} "
@@ -388,6 +395,10 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
         notes.append(f"--request-rate {workload.request_rate} exceeds what this configuration sustains "
                      f"({float(performance.output_tokens_per_s) / workload.output_len:.2f} requests/s): the "
                      "queue grows without bound, so TTFT and latency are unbounded")
+    if config.speculative_config and performance is not None:
+        notes.append(f"the speed estimate is without speculative decoding: its gain depends on how many of the "
+                     f"{config.num_speculative_tokens} draft token(s) per step the model accepts, which the planner "
+                     "cannot know; memory includes the drafter")
     if arch.is_moe and config.data_parallel_size > 1 and performance is not None:
         notes.append("the speed estimate is one data-parallel engine's, with its experts read as if sliced over "
                      "its own tensor-parallel GPUs: the experts' dispatch across engines is not modelled")

@@ -14,7 +14,7 @@ KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parall
         "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
         "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients", "limit_mm_per_prompt",
         "language_model_only", "kv_cache_memory_bytes", "data_parallel_size", "enable_expert_parallel",
-        "decode_context_parallel_size", "enable_eplb", "eplb_config")
+        "decode_context_parallel_size", "enable_eplb", "eplb_config", "speculative_config")
 
 
 POSITIVE_INTS = ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
@@ -44,6 +44,8 @@ def _check_kind(path: str, key: str, value) -> None:
         ok, expected = isinstance(value, (str, dict)), "counts per modality (a mapping, or its JSON)"
     elif key == "eplb_config":
         ok, expected = isinstance(value, (str, dict)), "EPLB's settings (a mapping, or its JSON)"
+    elif key == "speculative_config":
+        ok, expected = isinstance(value, (str, dict)), "the speculative decoding settings (a mapping, or its JSON)"
     elif key == "coefficients":
         ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
         expected = "default, latest, a fit id or a path"
@@ -63,6 +65,10 @@ def profile_value(key: str, value):
         from estimator.eplb import eplb_json
 
         return eplb_json(value)
+    if key == "speculative_config" and value:
+        from estimator.speculative import speculative_json
+
+        return speculative_json(value)
     return value
 
 

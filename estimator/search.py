@@ -105,7 +105,7 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="da
                                                                "language_model_only", "kv_cache_memory_bytes",
                                                                "enable_expert_parallel",
                                                                "decode_context_parallel_size", "enable_eplb",
-                                                               "eplb_config")
+                                                               "eplb_config", "speculative_config")
                                          if fixed.get(k) is not None})
         except PlannerError:
             continue  # a layout vLLM would refuse (TP not dividing the heads, ...)
@@ -125,7 +125,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="da
             enable_expert_parallel=base.enable_expert_parallel,
             decode_context_parallel_size=base.decode_context_parallel_size, enable_eplb=base.enable_eplb,
             num_redundant_experts=base.num_redundant_experts, eplb_window_size=base.eplb_window_size,
-            eplb_reserves_profile_buffer=base.eplb_reserves_profile_buffer)
+            eplb_reserves_profile_buffer=base.eplb_reserves_profile_buffer,
+            speculative_config=base.speculative_config, num_speculative_tokens=base.num_speculative_tokens)
         weights = weights_per_stage(arch, cfg, scheme, gpu)
         pool = kv_pool(arch, cfg, gpu, co, weights, scheme)
         # vLLM refuses max_num_batched_tokens below max_num_seqs (SchedulerConfig validation).

@@ -16,6 +16,8 @@ from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
 from estimator.inventory import DTYPE_BYTES
 from estimator.quantization import QuantScheme
+from estimator.speculative import FLAG as SPECULATIVE_FLAG
+from estimator.speculative import draft_tokens, speculative_settings
 from estimator.validate import byte_count, fraction, json_object, positive_int
 from estimator.xp import ceil, maximum
 
@@ -55,6 +57,7 @@ class ServeConfig:
     enable_eplb: bool = False  # --enable-eplb: expert parallel load balancing (estimator/eplb.py)
     eplb_config: tuple[tuple[str, object], ...] = ()  # --eplb-config as given, sorted (key, value) pairs
     num_redundant_experts: int = 0  # the extra expert copies vLLM builds (0 where EPLB changes nothing)
+    speculative_config: tuple[tuple[str, object], ...] = ()  # --speculative-config, sorted (key, value) pairs
     explicit: frozenset[str] = field(default_factory=frozenset)  # flags the user gave
     defaults: tuple[str, ...] = ()  # "flag=value (reason)" for each default filled in
 
@@ -69,6 +72,11 @@ class ServeConfig:
     @property
     def num_gpus(self) -> int:
         return self.world_size * self.data_parallel_size
+
+    @property
+    def num_speculative_tokens(self) -> int:
+        """Tokens drafted per request and step (0: no speculative decoding)."""
+        return draft_tokens(self.speculative_config)
 
     @property
     def eplb_window_size(self) -> int:
@@ -91,6 +99,7 @@ class ServeConfig:
         d["explicit"] = sorted(self.explicit)
         d["defaults"] = list(self.defaults)
         d["eplb_config"] = dict(self.eplb_config)
+        d["speculative_config"] = dict(self.speculative_config)
         return d
 
 
@@ -253,8 +262,10 @@ def sparse_mla_layout(arch: ModelArch, gpu: GpuSpec, notes: list | None = None) 
         if notes is not None:
             notes.append(f"vLLM stores {arch.architecture}'s KV cache in fp8_e4m3 on {gpu.name} even with "
                          "--kv-cache-dtype auto; the plan sizes it so")
-    return replace(arch, attention=tuple(replace(a, entry_bytes=layout) if a.indexer_bytes else a
-                                         for a in arch.attention))
+    def laid_out(layers):
+        return tuple(replace(a, entry_bytes=layout) if a.indexer_bytes else a for a in layers)
+
+    return replace(arch, attention=laid_out(arch.attention), draft_attention=laid_out(arch.draft_attention))
 
 
 def hybrid_block_size(arch: ModelArch, gpu: GpuSpec, tp: int, kv_dtype_bytes, state_dtype_bytes: int, block_size):
@@ -381,6 +392,30 @@ def _decode_context_parallel(arch: ModelArch, tp: int, dcp: int) -> int:
     return dcp
 
 
+def _speculative(arch: ModelArch, settings: tuple, eplb: bool) -> tuple:
+    """--speculative-config, checked against the model as served (speculative.served, which the plan applies
+    before it resolves flags) and as vLLM checks it."""
+    k = draft_tokens(settings)
+    method = dict(settings).get("method")
+    if (arch.num_speculative_tokens, arch.speculative_method) != (k, method):
+        raise PlannerError(f"internal: the model was built for {arch.num_speculative_tokens} draft tokens "
+                           f"({arch.speculative_method}) but {SPECULATIVE_FLAG} asks for {k} ({method}); apply "
+                           "speculative.served to the model first")
+    if not settings:
+        return settings
+    if arch.pooling:
+        raise PlannerError(f"{SPECULATIVE_FLAG}: a pooling model generates no tokens to draft; leave it out")
+    if method == "mtp":
+        layers = len(arch.attention) - arch.num_layers
+        if layers > 1 and k > layers and k % layers:
+            raise PlannerError(f"{SPECULATIVE_FLAG}: num_speculative_tokens {k} with {layers} MTP layers; vLLM reuses "
+                               f"the layers in turn and needs a multiple of {layers} above it")
+        if eplb:
+            raise PlannerError(f"{SPECULATIVE_FLAG} with --enable-eplb: the planner does not model EPLB over the MTP "
+                               "drafter's experts; leave one of them out")
+    return settings
+
+
 def _max_model_len(arch: ModelArch, max_model_len: int | None, defaults: list) -> int:
     if max_model_len is None:
         max_len = arch.default_max_model_len()
@@ -462,7 +497,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
             kv_cache_memory_bytes=None, data_parallel_size: int | None = None,
             enable_expert_parallel: bool = False,
             decode_context_parallel_size: int | None = None, enable_eplb: bool = False,
-            eplb_config=None) -> tuple[ServeConfig, QuantScheme | None, list]:
+            eplb_config=None, speculative_config=None) -> tuple[ServeConfig, QuantScheme | None, list]:
     """Validate flags as vLLM would and fill in its defaults. Returns (config, quant scheme, warnings)."""
     warnings: list[str] = []
     defaults: list[str] = []
@@ -482,6 +517,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
     eplb = eplb_settings(eplb_config)
     given |= {name for name, value in (("enable_eplb", enable_eplb), ("eplb_config", eplb)) if value}
     limits = mm_limits(limit_mm_per_prompt)
+    speculative = _speculative(arch, speculative_settings(speculative_config), bool(enable_eplb))
+    given |= {"speculative_config"} if speculative else set()
     kv_cache_memory_bytes = byte_count("--kv-cache-memory-bytes", kv_cache_memory_bytes)
     given |= {name for name, value in (("limit_mm_per_prompt", limits), ("language_model_only", language_model_only),
                                        ("kv_cache_memory_bytes", kv_cache_memory_bytes)) if value}
@@ -543,6 +580,6 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         kv_cache_memory_bytes=kv_cache_memory_bytes, data_parallel_size=int(dp),
         enable_expert_parallel=bool(enable_expert_parallel), decode_context_parallel_size=int(dcp),
         enable_eplb=bool(enable_eplb), eplb_config=eplb, num_redundant_experts=redundant,
-        explicit=frozenset(given), defaults=tuple(defaults),
+        speculative_config=speculative, explicit=frozenset(given), defaults=tuple(defaults),
     )
     return cfg, quant, warnings

@@ -13,6 +13,7 @@ from estimator.architecture import from_config
 from estimator.errors import PlannerError
 from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan, plan_with_search
+from estimator.speculative import served, speculative_settings
 from estimator.workload import Workload
 from tests.conftest import run_in_vllm
 
@@ -100,15 +101,17 @@ def test_granite_hybrid_layers_follow_layer_types():
 
 @pytest.mark.vllm
 def test_state_shapes_match_vllms_calculator(vllm_py):
-    """Per TP rank, including Mamba2's single B/C group copied to every rank, against vLLM's own calculator."""
+    """Per TP rank, including Mamba2's single B/C group copied to every rank, against vLLM's own calculator; with
+    speculative decoding each convolution window is one column wider per draft token (num_spec)."""
     granite_config = json.loads((Path(GRANITE) / "config.json").read_text())
     next_config = catalog_configs()[NEXT]
     cases, ours = [], []
-    for tp in (1, 2, 4):
-        cases.append(dict(granite_config, kind="mamba2", tp=tp))
-        ours.append(granite().state_layers[0].state_shapes(tp))
-        cases.append(dict(next_config, kind="gdn", tp=tp))
-        ours.append(arch().state_layers[0].state_shapes(tp))
+    for tp, num_spec in ((1, 0), (2, 0), (4, 0), (1, 3), (2, 1)):
+        drafting = speculative_settings({"method": "ngram", "num_speculative_tokens": num_spec}) if num_spec else ()
+        cases.append(dict(granite_config, kind="mamba2", tp=tp, num_spec=num_spec))
+        ours.append(served(granite(), drafting).state_layers[0].state_shapes(tp))
+        cases.append(dict(next_config, kind="gdn", tp=tp, num_spec=num_spec))
+        ours.append(served(arch(), drafting).state_layers[0].state_shapes(tp))
     reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py", cases)
     for mine, theirs in zip(ours, reference, strict=True):
         conv, temporal = theirs  # vLLM keeps the convolution window as one (channels, window) tensor

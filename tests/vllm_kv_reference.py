@@ -25,11 +25,11 @@ from vllm.v1.kv_cache_layout import KVCacheLayout
 DTYPES = {4: torch.float32, 2: torch.bfloat16, 1: torch.float8_e4m3fn}
 
 
-def spec(layer: dict, block_size: int, dtype):
+def spec(layer: dict, block_size: int, dtype, num_speculative_tokens: int = 0):
     if layer["kind"] == "mamba":  # a linear-attention state, padded to the attention page as vLLM pads it
         return MambaSpec(block_size=block_size, shapes=tuple(tuple(s) for s in layer["state"]),
                          dtypes=tuple(DTYPES[b] for b in layer["state_dtype_bytes"]), page_size_padded=layer["page"],
-                         mamba_cache_mode="align")
+                         mamba_cache_mode="align", num_speculative_blocks=num_speculative_tokens)
     common = dict(block_size=block_size, num_kv_heads=layer["kv_heads"], head_size=layer["head_size"], dtype=dtype)
     if layer["kind"] == "mla" and layer.get("mla_cache") == "fp8_ds_mla":
         # As MLAAttention.get_kv_cache_spec builds DeepSeek's packed fp8 latent: a uint8 blob of 656 bytes.
@@ -50,6 +50,15 @@ def indexer_spec(layer: dict, block_size: int):
                             dtype=torch.uint8, cache_role=SparseCacheRole.INDEXER)
 
 
+def speculative_config(case: dict):
+    """The parts of SpeculativeConfig that KV sizing reads (use_eagle: EAGLE and MTP drafts)."""
+    if not case["method"]:
+        return None
+    eagle = case["method"] == "mtp"
+    return NS(method=case["method"], num_speculative_tokens=case["num_speculative_tokens"],
+              use_eagle=lambda: eagle, use_eagle_block_drop=lambda: eagle)
+
+
 def vllm_config(case: dict):
     pp = case["pp"]
     cfg = NS(
@@ -61,9 +70,12 @@ def vllm_config(case: dict):
         attention_config=NS(hisparse_config=None),
         parallel_config=NS(decode_context_parallel_size=case.get("dcp", 1), tensor_parallel_size=case["tp"],
                            pipeline_parallel_size=pp),
-        device_config=NS(device_type="cuda"), speculative_config=None, num_prefill_lookahead_tokens=0,
+        device_config=NS(device_type="cuda"), speculative_config=speculative_config(case),
         use_v2_model_runner=True,
     )
+    # MTP drafts like EAGLE: its layers register after the target's, and a prefill chunk leaves it one token of
+    # runway (VllmConfig.num_prefill_lookahead_tokens with one MTP module); ngram reads none.
+    cfg.num_prefill_lookahead_tokens = 1 if case["method"] == "mtp" else 0
     # vLLM's own in-flight token bound, evaluated on this configuration.
     cfg.max_concurrent_batches = VllmConfig.max_concurrent_batches.fget(cfg)
     cfg.max_in_flight_tokens = VllmConfig.max_in_flight_tokens.fget(cfg)
@@ -73,7 +85,8 @@ def vllm_config(case: dict):
 def run(case: dict) -> dict:
     cfg = vllm_config(case)
     dtype = DTYPES[case["kv_dtype_bytes"]]
-    specs = [spec(layer, case["block_size"], dtype) if layer["kind"] != "none" else None for layer in case["layers"]]
+    specs = [spec(layer, case["block_size"], dtype, case["num_speculative_tokens"]) if layer["kind"] != "none" else None
+             for layer in case["layers"]]
     per_worker = [{f"model.layers.{i}.attn": specs[i] for i in stage if specs[i]} for stage in case["stages"]]
     for worker, stage in zip(per_worker, case["stages"], strict=True):
         worker.update({f"model.layers.{i}.indexer.k_cache": indexer_spec(case["layers"][i], case["block_size"])

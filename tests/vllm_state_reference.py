@@ -52,11 +52,12 @@ def shapes(case: dict) -> list | dict:
     if case["kind"] == "mamba2":
         out = Calc.mamba2_state_shape(case["tp"], case["mamba_expand"] * case["hidden_size"], case["mamba_n_groups"],
                                       case["mamba_n_heads"], case["mamba_d_head"], case["mamba_d_state"],
-                                      case["mamba_d_conv"])
+                                      case["mamba_d_conv"], num_spec=case.get("num_spec", 0))
     else:
         out = Calc.gated_delta_net_state_shape(case["tp"], case["linear_num_key_heads"],
                                                case["linear_num_value_heads"], case["linear_key_head_dim"],
-                                               case["linear_value_head_dim"], case["linear_conv_kernel_dim"])
+                                               case["linear_value_head_dim"], case["linear_conv_kernel_dim"],
+                                               num_spec=case.get("num_spec", 0))
     return [list(s) for s in out]
 
 

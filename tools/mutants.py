@@ -41,7 +41,7 @@ MUTANTS = {
     "attention at the FP8 rate": ("estimator/performance.py",
                                   "attn_peak_flops=half_precision_peak(gpu, cfg.resolved_dtype) * 1e12",
                                   "attn_peak_flops=compute_peak(gpu, quant, cfg.resolved_dtype)"),
-    "no CUDA-graph padding": ("estimator/performance.py", "graph_padded(tokens, x.graph_max))",
+    "no CUDA-graph padding": ("estimator/performance.py", "graph_padded(tokens, x.graph_max, x.graph_seqs))",
                               "tokens)"),
     "prefill chunks ignored in TPOT": ("estimator/performance.py",
                                        "tpot = where(prefill <= chunk, (1 - share) * plain + share * mixed, mixed)",
