@@ -10,6 +10,7 @@ import pytest
 from estimator.architecture import ARCHITECTURES, from_config
 from estimator.memory import shard_fraction
 from estimator.model_source import catalog_config, catalog_ids
+from estimator.speculative import served
 from tests.conftest import run_in_vllm, write_config
 
 SCRIPT = Path(__file__).parent / "vllm_param_counts.py"
@@ -118,3 +119,38 @@ def test_one_tensor_parallel_ranks_parameters_are_the_ones_vllm_builds(compared,
         ours = sum(t.numel * shard_fraction(t, arch, tp) for t in arch.tensors if t.kind != "derived")
         assert round(ours) == sum(answer["parameters"].values()), tp
 
+
+
+# The MTP drafter of each family whose MTP layers the planner builds, as vLLM's SpeculativeConfig names its class
+MTP_DRAFTERS = {"Qwen/Qwen3.5-27B": "Qwen3_5MTP", "Qwen/Qwen3.5-35B-A3B": "Qwen3_5MoeMTP",
+                "Qwen/Qwen3-Next-80B-A3B-Instruct": "Qwen3NextMTP", "deepseek-ai/DeepSeek-V3": "DeepSeekMTPModel",
+                "zai-org/GLM-4.5-Air": "Glm4MoeMTPModel"}
+# the drafter's embedding and LM head, which vLLM replaces by the target's after loading (_maybe_share_embeddings,
+# _maybe_share_lm_head): not the drafter's own memory
+SHARED_WITH_TARGET = ("embed_tokens", "lm_head", "shared_head.head")
+
+
+@pytest.fixture(scope="module")
+def drafters(vllm_py, tmp_path_factory):
+    root = tmp_path_factory.mktemp("drafters")
+    cases = [(model, tp) for model in MTP_DRAFTERS for tp in (1, 2)]
+    directories = {model: str(write_config(root / model.replace("/", "__"), {
+        k: v for k, v in catalog_config(model).items() if k != "quantization_config"})) for model in MTP_DRAFTERS}
+    answers = run_in_vllm(vllm_py, SCRIPT, [{"directory": directories[model], "draft": MTP_DRAFTERS[model], "tp": tp}
+                                            for model, tp in cases])
+    return dict(zip(cases, answers, strict=True))
+
+
+@pytest.mark.parametrize("model", list(MTP_DRAFTERS))
+def test_mtp_layers_are_the_drafter_vllm_builds(drafters, model):
+    """The checkpoint's MTP module as vLLM builds it for --speculative-config method mtp, whole and per rank at TP 2
+    (eh_proj replicated and unsharded, Qwen's fc split by column)."""
+    arch = served(from_config(catalog_config(model), model), (("method", "mtp"), ("num_speculative_tokens", 1)))
+    for tp in (1, 2):
+        answer = drafters[(model, tp)]
+        assert "parameters" in answer, answer
+        theirs = sum(n for name, n in answer["parameters"].items() if not any(s in name for s in SHARED_WITH_TARGET))
+        ours = sum(t.numel * shard_fraction(t, arch, tp) for t in arch.draft_tensors if t.kind != "derived")
+        assert round(ours) == theirs, tp
+    assert arch.mtp_params == sum(n for name, n in drafters[(model, 1)]["parameters"].items()
+                                  if not any(s in name for s in SHARED_WITH_TARGET))

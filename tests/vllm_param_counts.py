@@ -85,9 +85,15 @@ def _as_if_tensor_parallel() -> None:
                 module.get_tensor_model_parallel_rank = lambda *args, **kwargs: 0
 
 
-def parameters(directory: str, engine_args: dict) -> dict[str, int]:
+def parameters(directory: str, engine_args: dict, draft: str | None = None) -> dict[str, int]:
+    """``draft``: build the checkpoint's MTP drafter instead, the class vLLM's SpeculativeConfig turns the config
+    into (hf_config_override), as the drafter of --speculative-config method mtp is built."""
     global _started
-    register(json.loads((Path(directory) / "config.json").read_text())["architectures"][0])
+    if draft:
+        from vllm.config.speculative import SpeculativeConfig
+
+        engine_args = dict(engine_args, hf_overrides=SpeculativeConfig.hf_config_override)
+    register(draft or json.loads((Path(directory) / "config.json").read_text())["architectures"][0])
     args = EngineArgs(model=directory, skip_tokenizer_init=True, max_model_len=4096, enforce_eager=True,
                       max_num_seqs=4, **engine_args)
     config = args.create_engine_config()
@@ -99,19 +105,27 @@ def parameters(directory: str, engine_args: dict) -> dict[str, int]:
         destroy_model_parallel()  # each model its own groups: the expert-parallel one exists only for MoE models
         initialize_model_parallel(1, 1)
         _as_if_tensor_parallel()
+        if draft and config.speculative_config is None:
+            # DeepSeek's MTP layer reads its config from the drafter's model config, which this one is
+            from types import SimpleNamespace
+
+            config.speculative_config = SimpleNamespace(draft_model_config=config.model_config,
+                                                        target_model_config=config.model_config,
+                                                        enable_adaptive_verification=False)
         with torch.device("meta"):
             model = initialize_model(vllm_config=config)
     return {name: p.numel() for name, p in model.named_parameters()}
 
 
 def answer(case: str | dict) -> dict:
-    """A directory, or {"directory": D, "engine_args": {...}, "tp": N} (engine arguments such as
-    limit_mm_per_prompt, which leaves towers out; the parameters of one of N tensor-parallel ranks)."""
+    """A directory, or {"directory": D, "engine_args": {...}, "tp": N, "draft": A} (engine arguments such as
+    limit_mm_per_prompt, which leaves towers out; the parameters of one of N tensor-parallel ranks; the MTP drafter
+    of architecture A instead of the model)."""
     global _tp
     directory, engine_args = (case, {}) if isinstance(case, str) else (case["directory"], case.get("engine_args", {}))
     _tp = 1 if isinstance(case, str) else case.get("tp", 1)
     try:
-        return {"parameters": parameters(directory, engine_args)}
+        return {"parameters": parameters(directory, engine_args, None if isinstance(case, str) else case.get("draft"))}
     except Exception as err:  # reported to the test, which asserts on it
         return {"error": f"{type(err).__name__}: {err}"}
 
