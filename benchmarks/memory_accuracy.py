@@ -48,6 +48,8 @@ DATA_PARALLEL = re.compile(r"(?:-dp[= ]|--data-parallel-size[= ]|data_parallel_s
 DECODE_CONTEXT_PARALLEL = re.compile(r"decode-context-parallel-size[= ](\d+)", re.IGNORECASE)
 EXPERT_LOAD_BALANCING = re.compile(r"enable-eplb|enable_eplb=True", re.IGNORECASE)
 REDUNDANT_EXPERTS = re.compile(r"num[_-]redundant[_-]experts\W{0,3}(\d+)", re.IGNORECASE)
+# MTP drafting as the notes write it: "MTP 3 tokens", "speculative MTP num_speculative_tokens=3"
+MTP_TOKENS = re.compile(r"MTP\D{0,40}?(?:num_speculative_tokens\W{0,3})?(\d+)(?: tokens?|\b)", re.IGNORECASE)
 # How many GPUs a cell writes beside the part: "H100 x8", "H200 ×8", "8x H100", "4 × A6000", "8*H200" (the count
 # comes from the row's tp/pp columns)
 COUNT = re.compile(r"(?:\s+x|\s*[×*])\s*\d+\b|^\s*\d+\s*[x×*]\s*", re.IGNORECASE)
@@ -79,8 +81,8 @@ def catalog_match(model: str) -> str | None:
 
 
 def parallel_flags(notes: str) -> dict:
-    """--data-parallel-size, --enable-expert-parallel, --decode-context-parallel-size and EPLB's flags as a row's
-    notes give them."""
+    """--data-parallel-size, --enable-expert-parallel, --decode-context-parallel-size, EPLB's flags and MTP
+    drafting as a row's notes give them."""
     flags = {"enable_expert_parallel": True} if EXPERT_PARALLEL.search(notes) else {}
     if EXPERT_LOAD_BALANCING.search(notes):
         flags["enable_eplb"] = True
@@ -92,6 +94,9 @@ def parallel_flags(notes: str) -> dict:
         found = pattern.search(notes)
         if found and int(found.group(1)) > 1:
             flags[key] = int(found.group(1))
+    drafting = MTP_TOKENS.search(notes)
+    if drafting:
+        flags["speculative_config"] = {"method": "mtp", "num_speculative_tokens": int(drafting.group(1))}
     return flags
 
 

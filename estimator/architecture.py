@@ -230,12 +230,6 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
 }
 
 
-# The decoder builder of each family whose MTP layers the planner builds (speculative.MTP_FAMILIES): a
-# multimodal checkpoint's drafter is its language model's layer.
-MTP_BUILDERS: dict[str, Builder] = {"deepseek": deepseek, "glm4_moe": decoder, "qwen3_next": qwen3_next,
-                                    "qwen3_5": qwen3_next, "qwen3_5_moe": qwen3_next}
-
-
 # Architectures vLLM served once and has since removed, with the last version that served each (vLLM 0.32's
 # model_executor/models/registry.py _PREVIOUSLY_SUPPORTED_MODELS; tests check the two agree). Llama 3.2 Vision
 # (Mllama) went with the V0 engine's encoder-decoder support.
@@ -399,8 +393,7 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     # each layer type's head size, for rope parameters keyed by layer type (Gemma 4's global heads are wider)
     head_sizes = {LAYER_TYPES[a.kind]: a.head_size for a in attention if a.kind in LAYER_TYPES}
     tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)
-    draft_tensors, draft_attention = build_mtp(raw, model_id, family, uses_text, MTP_BUILDERS[family]) \
-        if family in MTP_BUILDERS else ((), ())
+    draft_tensors, draft_attention = build_mtp(raw, model_id, family, uses_text)
     inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
     if isinstance(inter, list):  # gemma-3n: one per layer; the widest sets the MLP's activation peak
         inter = max(inter)

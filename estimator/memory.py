@@ -686,7 +686,6 @@ def _grid(largest: int) -> list[int]:
     return sizes + list(range(8, min(largest + 1, 256), 8)) + list(range(256, largest + 1, 16))
 
 
-@functools.lru_cache(maxsize=4096)
 def _capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, query_len: int, ceiling: int) -> tuple[int, ...]:
     """vLLM 0.32's default capture sizes (config/vllm.py _set_cudagraph_sizes): the grid up to
     min(max_num_seqs x query_len x 2, the platform's ceiling, max_num_batched_tokens), max_num_batched_tokens when it
@@ -717,7 +716,12 @@ def _per_config(cfg: ServeConfig, gpu: GpuSpec, reduce):
     if is_array(*values):
         import numpy
 
-        return numpy.vectorize(one, otypes=[float])(*values)
+        # thousands of candidates share a few budgets: each distinct one is worked out once
+        columns = numpy.broadcast_arrays(*(numpy.asarray(v, dtype=float) for v in values))
+        distinct, where_from = numpy.unique(numpy.stack([c.ravel() for c in columns], axis=1), axis=0,
+                                            return_inverse=True)
+        answers = numpy.array([one(*row) for row in distinct], dtype=float)
+        return answers[where_from.ravel()].reshape(columns[0].shape)
     return one(*values)
 
 

