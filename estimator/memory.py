@@ -226,9 +226,6 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
     every stage (place "every": Gemma 4's and gemma-3n's embeddings, per-layer tables and final norm) on all."""
     layers = set(stage_layers(arch, pp)[stage])
     last = stage == pp - 1
-    # an MTP drafter shares the target's embedding only where one stage holds both (_maybe_share_embeddings);
-    # across stages the last one loads its own
-    drafts = pp > 1 and len(arch.attention) > arch.num_layers
     for t in arch.tensors:
         if t.layer is not None:
             if t.layer in layers:
@@ -238,7 +235,7 @@ def stage_tensors(arch: ModelArch, pp: int, stage: int) -> Iterator[Tensor]:
                 yield t
         elif t.place == "every":
             yield t
-        elif stage == 0 or (last and t.name == "model.embed_tokens" and (arch.tie_word_embeddings or drafts)):
+        elif stage == 0 or (last and t.name == "model.embed_tokens" and arch.tie_word_embeddings):
             yield t
 
 
@@ -281,8 +278,18 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
     ranges = pp_layer_ranges(arch.num_layers, pp)
     return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage) if held(t, quant))
             + (buffers if stage == 0 else 0) + topk_indices + rope
-            + (drafter_buffer_bytes(arch, cfg) if stage == pp - 1 else 0)
+            + (drafter_buffer_bytes(arch, cfg) + drafter_embedding_bytes(arch, cfg, quant, gpu) if stage == pp - 1
+               else 0)
             + eplb_state_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, ranges[stage]))) for stage in range(pp)]
+
+
+def drafter_embedding_bytes(arch: ModelArch, cfg, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:
+    """An MTP drafter shares the target's embedding only where one stage holds both (_maybe_share_embeddings:
+    pipeline world size 1); under pipeline parallelism the last stage loads a copy of its own."""
+    if arch.speculative_method != "mtp" or cfg.pipeline_parallel_size == 1:
+        return 0
+    embedding = next(t for t in arch.tensors if t.name == "model.embed_tokens")
+    return rank_bytes(embedding, arch, cfg, quant, gpu)
 
 
 def drafter_buffer_bytes(arch: ModelArch, cfg) -> float:

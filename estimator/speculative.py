@@ -155,7 +155,7 @@ def served(arch, pairs):
     attention = tuple(widened(a, k) for a in arch.attention)
     tensors = arch.tensors
     if how == "mtp":
-        attention += tuple(widened(a, k) for a in arch.draft_attention)
+        attention += arch.draft_attention  # attention layers (full or MLA): no state to widen
         tensors += arch.draft_tensors
     return replace(arch, attention=attention, tensors=tensors, num_speculative_tokens=k,
                    speculative_method=how)

@@ -186,6 +186,11 @@ def test_capture_sizes_by_hand_and_over_arrays():
     assert cudagraph_capture_sizes(cfg(3, 8192, k=1), h100) == [1, 2, 4, 6, 8]
     assert cudagraph_capture_sizes(cfg(5, 8192, k=2), h100) == [1, 2, 3, 4, 6, 8, 12, 15, 16, 24]
     assert cudagraph_capture_sizes(cfg(1024, 300), h100)[-3:] == [272, 288, 300]
+    assert cudagraph_capture_sizes(cfg(2, 8192), h100) == [1, 2, 4]
+    assert cudagraph_capture_sizes(cfg(100, 7), h100) == [1, 2, 4, 7]
+    # decode batches wider than the largest size are left out; B200's ceiling is 1024 itself
+    assert cudagraph_capture_sizes(cfg(200, 8192, k=3), h100)[-1] == 512
+    assert largest_capture_size(cfg(1024, 1025), b200) == 1024
     assert largest_capture_size(cfg(1024, 8192), rtx) == 512 and largest_capture_size(cfg(1024, 8192), b200) == 1024
     assert cudagraph_capture_sizes(cfg(1024, 8192, eager=True), h100) == []
     seqs, tokens = np.array([3, 100, 1024]), np.array([8192, 8192, 300])

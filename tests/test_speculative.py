@@ -18,7 +18,7 @@ from estimator.memory import held, rank_bytes, stage_layers
 from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan, plan_with_search
 from estimator.profile import load_profile
-from estimator.speculative import speculative_settings
+from estimator.speculative import served, speculative_settings
 from estimator.workload import Workload
 from tests.conftest import write_config
 
@@ -73,6 +73,7 @@ def test_qwen35_mtp_layer_is_one_full_attention_decoder_layer_and_its_fc():
     assert arch.mtp_params == expected == 424_699_392
     assert [(a.kind, a.num_kv_heads, a.head_size) for a in arch.draft_attention] == [("full", 4, 256)]
     assert {t.name.split(".")[0] for t in arch.draft_tensors} == {"mtp"}
+    assert arch.draft_tensors[0].name == "mtp.layers.0.self_attn.q_proj"  # the checkpoint's names
 
 
 def test_deepseek_v3_with_its_mtp_module_is_the_published_685b():
@@ -245,3 +246,35 @@ def test_the_feeding_projection_is_held_as_vllm_builds_it():
     assert held_bytes(ds, "model.layers.61.enorm+hnorm+shared_head.norm") == 3 * 7168 * 2
     assert held_bytes(qwen, "mtp.fc") == 5120 // 2 * 10240 + (5120 // 2 // 128) * (10240 // 128) * 4
     assert held_bytes(qwen, "mtp.pre_fc_norm_hidden+pre_fc_norm_embedding+norm") == 3 * 5120 * 2
+
+
+def test_drafting_is_applied_once():
+    arch = qwen35(MTP3).arch
+    with pytest.raises(PlannerError) as err:
+        served(arch, speculative_settings(MTP3))
+    assert str(err.value) == "internal: speculative decoding applied twice to one model"
+
+
+def test_a_sparse_mla_draft_layer_keeps_its_own_top_k_buffer():
+    """DeepSeek-V3.2's MTP layer allocates its own int32 [max_num_batched_tokens, index_topk] indices beside the
+    drafter's two rows of hidden size per token (deepseek_mtp.py)."""
+    flags = dict(model="deepseek-ai/DeepSeek-V3.2", gpu="H200", tensor_parallel_size=8, max_model_len=16384,
+                 max_num_batched_tokens=4096)
+    plain = make_plan(PlanRequest(**flags))
+    mtp = make_plan(PlanRequest(**flags, speculative_config='{"method": "mtp", "num_speculative_tokens": 1}'))
+    layer = sum(rank_bytes(t, mtp.arch, mtp.config, mtp.quant, mtp.gpu) for t in mtp.arch.draft_tensors
+                if held(t, mtp.quant))
+    added = (mtp.memory.per_gpu.weights_gib - plain.memory.per_gpu.weights_gib) * GIB
+    assert mtp.arch.index_topk == 2048
+    assert added == pytest.approx(layer + (2 * 7168 * 2 + 2048 * 4) * 4096, abs=64)
+
+
+def test_qwens_whole_drafter_sits_on_the_last_pipeline_stage():
+    flags = dict(model="Qwen/Qwen3.5-27B", gpu="H200", pipeline_parallel_size=2, max_model_len=16384)
+    plain, mtp = make_plan(PlanRequest(**flags)), make_plan(PlanRequest(**flags, speculative_config=MTP3))
+    assert mtp.memory.per_stage[0].weights_gib == plain.memory.per_stage[0].weights_gib
+    cfg, quant, gpu = mtp.config, mtp.quant, mtp.gpu
+    layer = sum(rank_bytes(t, mtp.arch, cfg, quant, gpu) for t in mtp.arch.draft_tensors)
+    added = (mtp.memory.per_stage[1].weights_gib - plain.memory.per_stage[1].weights_gib) * GIB
+    # and the last stage's own embedding (248,320 x 5120, bf16: the drafter cannot share the first stage's)
+    assert added == pytest.approx(layer + 248_320 * 5120 * 2 + 2 * 5120 * 2 * cfg.max_num_batched_tokens, abs=64)

@@ -51,6 +51,12 @@ _UNQUANTIZED = ("an unquantized layer's group and symmetry (and bits 17 against 
 _PARTS_NAMED = ("parts of a fused linear differ only through entries that name them (exact or regex: short names "
                 "are matched against the fused name), which make explicit() true anyway")
 _MARLIN_GROUPS = "GPTQ groups other than -1, 32, 64 and 128 are refused just above, so > 0, >= 0 and > 1 agree"
+_SAME_SIZES = ("a size at exactly the largest is max_num_batched_tokens (added on its own) or the platform ceiling "
+               "(on the grid), so the boundary adds nothing new")
+_SAME_SHAPE = "the search's budgets are one-dimensional arrays of one shape, so any of them (or none) reshapes alike"
+_MODEL_ID = ("a Config's model id only names the model in its errors, and the model's own build from the same keys "
+             "(just before the MTP layers') raises them first")
+_DTYPE = "the capture-size counts are whole numbers: integer or float arrays give the same bytes and comparisons"
 REASONS: dict[str, tuple[str, str]] = {
     "estimator.auto_round.x_from_config__mutmut_226": ('moe=None)[0] < 16)', _NO_SUBMODULES),
     "estimator.auto_round.x_from_config__mutmut_233": ('moe=True)[0] < 16)', _NO_SUBMODULES),
@@ -93,8 +99,24 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_graph_padded__mutmut_64": ("(tokens < largest)", _PADDING),
     "estimator.memory.x_kv_cache_groups__mutmut_14": (
         "return [(specs[1]", "every spec is the same in that branch (one kind of layer)"),
-    "estimator.memory.x_largest_capture_size__mutmut_10": (
-        "(gpu.compute_capability or 1)", "compute capability 1 is below 10 as 0 is"),
+    "estimator.memory.x_graph_size_ceiling__mutmut_10": (
+        "(gpu.compute_capability or 1)", "compute capability 1 is not 10, as 0 is not"),
+    "estimator.memory.x__grid__mutmut_22": (
+        "min(largest + 1, 257)", "256 is in the steps of 16 too, and the capture sizes are a set"),
+    "estimator.memory.x__capture_sizes__mutmut_16": (
+        "if query_len >= 1:", "with one token per request the decode batches are the grid's, and max_num_seqs, "
+                              "which the other branch adds"),
+    "estimator.memory.x__capture_sizes__mutmut_30": ("n * query_len < largest", _SAME_SIZES),
+    "estimator.memory.x__capture_sizes__mutmut_31": ("max_num_seqs < largest", _SAME_SIZES),
+    "estimator.speculative.x_build_mtp__mutmut_10": ("Config(raw, None)", _MODEL_ID),
+    "estimator.speculative.x_build_mtp__mutmut_32": ("Config(text, None)", _MODEL_ID),
+    "estimator.speculative.x_build_mtp__mutmut_68": ("Config(text, None)", _MODEL_ID),
+    "estimator.memory.x__per_config__mutmut_27": ("dtype=None", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_29": ("numpy.asarray(v, )", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_46": ("dtype=None", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_48": ("in distinct], )", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_49": ("reshape(None)", _SAME_SHAPE),
+    "estimator.memory.x__per_config__mutmut_50": ("reshape(columns[1].shape)", _SAME_SHAPE),
     "estimator.memory.x_plan_memory__mutmut_134": ("(per_request) or True", _ONE_BLOCK),
     "estimator.memory.x_plan_memory__mutmut_136": ("if per_request else 1.0", _ONE_BLOCK),
     "estimator.memory.x_plan_memory__mutmut_137": ("max_concurrency > cfg.max_num_seqs",
