@@ -51,6 +51,8 @@ _UNQUANTIZED = ("an unquantized layer's group and symmetry (and bits 17 against 
 _PARTS_NAMED = ("parts of a fused linear differ only through entries that name them (exact or regex: short names "
                 "are matched against the fused name), which make explicit() true anyway")
 _MARLIN_GROUPS = "GPTQ groups other than -1, 32, 64 and 128 are refused just above, so > 0, >= 0 and > 1 agree"
+_EMBEDDING = ("an embedding is split by vocabulary, never quantized and never an expert, so rank_bytes reads neither "
+              "the model, the scheme nor the device for it")
 _SAME_SIZES = ("a size at exactly the largest is max_num_batched_tokens (added on its own) or the platform ceiling "
                "(on the grid), so the boundary adds nothing new")
 _SAME_SHAPE = "the search's budgets are one-dimensional arrays of one shape, so any of them (or none) reshapes alike"
@@ -92,11 +94,19 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_moe_kernel__mutmut_11": (
         "gpu.compute_capability or 1)", "a device without a capability (AMD's gfx names, a custom one) is major 0 or "
                                         "1 alike: no branch tests either"),
-    "estimator.memory.x_graph_padded__mutmut_8": ("where(tokens < 256,", "256 tokens pad to 256 by either rule"),
-    "estimator.memory.x_graph_padded__mutmut_60": ("(largest >= 0)", _PADDING),
-    "estimator.memory.x_graph_padded__mutmut_61": ("(largest > 1)", _PADDING),
-    "estimator.memory.x_graph_padded__mutmut_63": ("(tokens > 1)", _PADDING),
-    "estimator.memory.x_graph_padded__mutmut_64": ("(tokens < largest)", _PADDING),
+    "estimator.memory.x_graph_padded__mutmut_1": (
+        "max_num_seqs=1):", "a batch of one token pads to one whatever the default, and the planner always passes it"),
+    "estimator.memory.x_graph_padded__mutmut_9": ("where(tokens < 256,", "256 tokens pad to 256 by either rule"),
+    "estimator.memory.x_graph_padded__mutmut_66": (
+        "(max_num_seqs < largest)", "where max_num_seqs is the largest size, the padding is capped at it already"),
+    "estimator.memory.x_graph_padded__mutmut_79": ("(largest >= 0)", _PADDING),
+    "estimator.memory.x_graph_padded__mutmut_80": ("(largest > 1)", _PADDING),
+    "estimator.memory.x_graph_padded__mutmut_81": ("(tokens >= 0)", _PADDING),
+    "estimator.memory.x_graph_padded__mutmut_82": ("(tokens > 1)", _PADDING),
+    "estimator.memory.x_graph_padded__mutmut_83": ("(tokens < largest)", _PADDING),
+    "estimator.memory.x_drafter_embedding_bytes__mutmut_14": ("(embedding, None,", _EMBEDDING),
+    "estimator.memory.x_drafter_embedding_bytes__mutmut_16": ("cfg, None, gpu)", _EMBEDDING),
+    "estimator.memory.x_drafter_embedding_bytes__mutmut_17": ("quant, None)", _EMBEDDING),
     "estimator.memory.x_kv_cache_groups__mutmut_14": (
         "return [(specs[1]", "every spec is the same in that branch (one kind of layer)"),
     "estimator.memory.x_graph_size_ceiling__mutmut_10": (
