@@ -118,9 +118,17 @@ class ModelArch:
 
     @property
     def target_tensors(self) -> tuple[Tensor, ...]:
-        """The tensors of the model itself: all but an MTP drafter's, which speculative.served adds after the
-        decoder's layers."""
-        return tuple(t for t in self.tensors if t.layer is None or t.layer < self.num_layers)
+        """The tensors of the model itself: all but an MTP drafter's."""
+        return tuple(t for t in self.tensors if not self.drafts(t))
+
+    def drafts(self, t: Tensor) -> bool:
+        """Whether a tensor is the MTP drafter's: speculative.served adds its layers after the decoder's."""
+        return t.layer is not None and t.layer >= self.num_layers
+
+    @property
+    def drafter_layers(self) -> int:
+        """The MTP drafter's layers as served (0: no drafter), after the decoder's in ``attention``."""
+        return len(self.attention) - self.num_layers
 
     @property
     def mtp_params(self) -> int:

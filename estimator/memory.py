@@ -115,7 +115,7 @@ def stage_layers(arch: ModelArch, pp: int) -> list[list[int]]:
     """The layer indices each pipeline stage holds: the decoder's split (pp_layer_ranges), and on the last stage
     the MTP drafter's layers, which vLLM builds there (speculative.served puts them after the decoder's)."""
     stages = [list(r) for r in pp_layer_ranges(arch.num_layers, pp)]
-    stages[-1] += list(range(arch.num_layers, len(arch.attention)))
+    stages[-1] += list(range(arch.num_layers, arch.num_layers + arch.drafter_layers))
     return stages
 
 
@@ -286,7 +286,7 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
 def drafter_embedding_bytes(arch: ModelArch, cfg, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:
     """An MTP drafter shares the target's embedding only where one stage holds both (_maybe_share_embeddings:
     pipeline world size 1); under pipeline parallelism the last stage loads a copy of its own."""
-    if arch.speculative_method != "mtp" or cfg.pipeline_parallel_size == 1:
+    if not arch.drafter_layers or cfg.pipeline_parallel_size == 1:
         return 0
     embedding = next(t for t in arch.tensors if t.name == "model.embed_tokens")
     return rank_bytes(embedding, arch, cfg, quant, gpu)
@@ -296,7 +296,7 @@ def drafter_buffer_bytes(arch: ModelArch, cfg) -> float:
     """An MTP drafter's persistent buffers, allocated with the model runner and held for the server's life: its
     hidden-state and input-embedding rows per batched token (speculative.DRAFTER_BUFFER_ROWS), and a sparse MLA
     draft layer's own top-k index buffer (deepseek_mtp.py DeepSeekMultiTokenPredictorLayer)."""
-    if arch.speculative_method != "mtp":
+    if not arch.drafter_layers:
         return 0
     rows = DRAFTER_BUFFER_ROWS * arch.hidden_size * cfg.dtype_bytes + arch.index_topk * INT32_BYTES
     return rows * cfg.max_num_batched_tokens
@@ -666,7 +666,7 @@ def rejection_sampler_bytes(arch: ModelArch, cfg, num_reqs) -> float:
     _dummy_sampler_run): one draft token per request, so model-dtype logits for 2 x num_reqs rows, held while the
     bonus tokens' rows go through the plain sampler (rejection_sampler.py), whose peak sampler_bytes is. Greedy
     drafting, vLLM's default, keeps no draft probabilities."""
-    if not arch.num_speculative_tokens:
+    if not cfg.num_speculative_tokens:
         return 0
     return 2 * num_reqs * arch.vocab_size * cfg.dtype_bytes
 

@@ -136,7 +136,7 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
     dense = expert = flops = head = active = 0.0
     for t in stage_tensors(arch, pp, stage):
         # the speed model is the target's alone: what drafting gains depends on acceptance, which it cannot know
-        if t.kind == "vision" or (t.layer is not None and t.layer >= arch.num_layers):
+        if t.kind == "vision" or arch.drafts(t):
             continue
         share = shard_fraction(t, arch, tp)
         nbytes = tensor_bytes(t, dtype_bytes, quant) * share

@@ -7,7 +7,7 @@ import dataclasses
 import shlex
 from dataclasses import dataclass
 
-from estimator import architecture, gpus, model_source, speculative
+from estimator import architecture, gpus, model_source
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.eplb import eplb_json, eplb_settings
@@ -25,7 +25,7 @@ from estimator.serve_config import (
     resolve,
     sparse_mla_layout,
 )
-from estimator.speculative import speculative_json, speculative_settings
+from estimator.speculative import served, speculative_json, speculative_settings
 from estimator.validate import byte_count, fraction, positive_int, positive_number
 from estimator.workload import REPLICAS_AS, Workload
 
@@ -334,7 +334,7 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     source = model_source.resolve(request.model, request.revision)
     arch, warnings = _arch(source)
     arch = sparse_mla_layout(arch, gpu, warnings)
-    arch = speculative.served(arch, request.speculative_config)
+    arch = served(arch, request.speculative_config)
     unsized = arch.unsized_modality
     if unsized and limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, unsized):
         raise PlannerError(f"{source.id}: the planner cannot size the {unsized} tower of {arch.architecture} "

@@ -18,6 +18,7 @@ from estimator.inventory import DTYPE_BYTES
 from estimator.quantization import QuantScheme
 from estimator.speculative import FLAG as SPECULATIVE_FLAG
 from estimator.speculative import draft_tokens, speculative_settings
+from estimator.speculative import method as drafting_method
 from estimator.validate import byte_count, fraction, json_object, positive_int
 from estimator.xp import ceil, maximum
 
@@ -395,18 +396,17 @@ def _decode_context_parallel(arch: ModelArch, tp: int, dcp: int) -> int:
 def _speculative(arch: ModelArch, settings: tuple, eplb: bool) -> tuple:
     """--speculative-config, checked against the model as served (speculative.served, which the plan applies
     before it resolves flags) and as vLLM checks it."""
-    k = draft_tokens(settings)
-    method = dict(settings).get("method")
-    if (arch.num_speculative_tokens, arch.speculative_method) != (k, method):
+    k, how = draft_tokens(settings), drafting_method(settings)
+    if (arch.num_speculative_tokens, arch.speculative_method) != (k, how):
         raise PlannerError(f"internal: the model was built for {arch.num_speculative_tokens} draft tokens "
-                           f"({arch.speculative_method}) but {SPECULATIVE_FLAG} asks for {k} ({method}); apply "
+                           f"({arch.speculative_method}) but {SPECULATIVE_FLAG} asks for {k} ({how}); apply "
                            "speculative.served to the model first")
     if not settings:
         return settings
     if arch.pooling:
         raise PlannerError(f"{SPECULATIVE_FLAG}: a pooling model generates no tokens to draft; leave it out")
-    if method == "mtp":
-        layers = len(arch.attention) - arch.num_layers
+    if how == "mtp":
+        layers = arch.drafter_layers
         if layers > 1 and k > layers and k % layers:
             raise PlannerError(f"{SPECULATIVE_FLAG}: num_speculative_tokens {k} with {layers} MTP layers; vLLM reuses "
                                f"the layers in turn and needs a multiple of {layers} above it")

@@ -87,6 +87,8 @@ def test_deepseek_v3_with_its_mtp_module_is_the_published_685b():
 
 def test_mtp_adds_its_weights_buffers_kv_layer_state_blocks_and_rejection_sampler():
     plain, mtp = qwen35(), qwen35(MTP3)
+    # the model's own parameters and speed are the target's; the drafter is memory only
+    assert mtp.arch.num_params == plain.arch.num_params == 27_356_728_560
     # weights: the MTP layer in bfloat16, and the drafter's hidden-state and embedding rows for 8192 tokens
     added = (mtp.memory.per_gpu.weights_gib - plain.memory.per_gpu.weights_gib) * GIB
     assert added == pytest.approx(424_699_392 * 2 + 2 * 5120 * 2 * 8192, abs=64)

@@ -104,9 +104,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_graph_padded__mutmut_81": ("(tokens >= 0)", _PADDING),
     "estimator.memory.x_graph_padded__mutmut_82": ("(tokens > 1)", _PADDING),
     "estimator.memory.x_graph_padded__mutmut_83": ("(tokens < largest)", _PADDING),
-    "estimator.memory.x_drafter_embedding_bytes__mutmut_14": ("(embedding, None,", _EMBEDDING),
-    "estimator.memory.x_drafter_embedding_bytes__mutmut_16": ("cfg, None, gpu)", _EMBEDDING),
-    "estimator.memory.x_drafter_embedding_bytes__mutmut_17": ("quant, None)", _EMBEDDING),
+    "estimator.memory.x_drafter_embedding_bytes__mutmut_12": ("(embedding, None,", _EMBEDDING),
+    "estimator.memory.x_drafter_embedding_bytes__mutmut_14": ("cfg, None, gpu)", _EMBEDDING),
+    "estimator.memory.x_drafter_embedding_bytes__mutmut_15": ("quant, None)", _EMBEDDING),
     "estimator.memory.x_kv_cache_groups__mutmut_14": (
         "return [(specs[1]", "every spec is the same in that branch (one kind of layer)"),
     "estimator.memory.x_graph_size_ceiling__mutmut_10": (
