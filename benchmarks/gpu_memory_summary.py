@@ -15,7 +15,7 @@ def summarize(paths: list[str]) -> dict:
     after the first size, per size and per piece), per FULL graph per layer, and the first capture's fixed part
     (its intercept over the largest size's tokens, after the pool holds that size's forward buffers)."""
     runs = [json.load(open(p)) for p in paths]
-    per_piece, full_per_layer, firsts, summary = [], [], [], {}
+    per_piece, full_per_layer, firsts, shapes, summary = [], [], [], {}, {}
     for run in runs:
         largest = run["args"]["largest"]
         for layers, modes in (run.get("piecewise") or {}).items():
@@ -28,11 +28,18 @@ def summarize(paths: list[str]) -> dict:
         if "nontorch" in run and "steps" in run["nontorch"]:
             summary["non_torch_growth_mib"] = run["nontorch"]["steps"][-1]["non_torch_growth_mib"]
         if "activation" in run and "error" not in run["activation"] and not run["args"].get("eager"):
-            a = next(iter(run["activation"].values()))
+            a = run["activation"][max(run["activation"], key=int)]  # the most tokens: fixed buffers matter least
             # the plan's forward buffers per token at the shipped coefficients: 4 x hidden + QKV + 3 x intermediate
             planned = 4 * a["hidden"] + a["qkv"] + 3 * a["intermediate"]
             shape = run["args"].get("shape", "llama3-8b")
             summary[f"activation_measured_over_planned[{shape}]"] = a["per_token_elements"] / planned
+            shapes[shape] = (a["hidden"], a["intermediate"], a["qkv"], a["per_token_elements"])
+    if len(shapes) >= 3:  # buffers per token alive at the peak, by least squares over the decoder shapes
+        import numpy as np
+
+        rows = np.array(list(shapes.values()), dtype=float)
+        (hidden, qkv, mlp), *_ = np.linalg.lstsq(rows[:, [0, 2, 1]], rows[:, 3], rcond=None)
+        summary.update(act_hidden_buffers=hidden, act_qkv_buffers=qkv, act_mlp_buffers=mlp)
     if per_piece:
         summary["mib_per_piece"] = sum(per_piece) / len(per_piece)
         summary["mib_per_full_layer"] = sum(full_per_layer) / len(full_per_layer)

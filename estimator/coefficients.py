@@ -22,11 +22,15 @@ class Coefficients:
     version: int = SCHEMA_VERSION
 
     # --- Activation peak of vLLM's profiling forward pass (transient torch peak above what stays allocated).
-    # Per batched token, in units of the model dtype: buffers alive at once inside one decoder layer.
-    # Hidden-sized: the hidden states, the residual, the attention output and the o_proj/down_proj output.
-    act_hidden_buffers: float = 4.0
-    # Gated MLP: gate_up output (2 x I/tp) plus the SiLU-and-mul output (I/tp) live together.
-    act_mlp_buffers: float = 3.0
+    # Per batched token, in units of the model dtype: buffers alive at the peak of one decoder layer, in widths of
+    # the hidden size (hidden states, residual, projection outputs), of the rank's q/k/v heads (the QKV output, the
+    # rotated q and k, the attention output) and of the rank's MLP intermediate size (gate_up output 2 x I/tp, the
+    # SiLU-and-mul output I/tp). Least squares over four dense decoder shapes (Llama-3-8B, Qwen3-4B, Qwen2.5-7B,
+    # Phi-3-mini) compiled by Inductor in vLLM's pieces and run over 16,384 tokens on an H200: every shape within
+    # 0.8% (benchmarks/gpu_memory_probe.py; gpu_memory_summary.py over benchmarks/results/h200-probe).
+    act_hidden_buffers: float = 1.88
+    act_qkv_buffers: float = 2.29
+    act_mlp_buffers: float = 3.12
     # Fused MoE caches per token and selected expert: w13 output (2 x I/tp), activation (I/tp), and the
     # per-expert outputs before the weighted sum (hidden) (vllm fused_moe intermediate caches).
     act_moe_buffers: float = 3.0
@@ -34,20 +38,25 @@ class Coefficients:
     # working copies alive at its peak (logits, probs, and one scratch copy).
     sampler_fp32_copies: float = 3.0
 
-    # --- Memory outside torch's allocator, grown from the worker's first snapshot to the end of profiling:
-    # cuBLAS/cuBLASLt workspaces and allocator slack at TP=1 (vLLM logs 0.1-0.2 GiB on one GPU) ...
-    non_torch_base_gib: float = 0.15
+    # --- Memory outside torch's allocator, grown from the worker's first snapshot (taken after the CUDA context) to
+    # the end of profiling: at TP=1 the kernel modules loaded lazily and the libraries' handles. On an H200 (driver
+    # 580, torch 2.11+cu130) 168 MiB: cuBLAS 68, Triton's runtime and an Inductor kernel 90, flash attention 8, the
+    # sampler's kernels 2 (benchmarks/gpu_memory_probe.py nontorch) ...
+    non_torch_base_gib: float = 0.164
     # ... plus NCCL communicator buffers and custom all-reduce IPC buffers per extra TP rank
     # (vLLM logs about 0.3 GiB at TP=2 and 0.9-1.0 GiB at TP=8).
     non_torch_per_tp_rank_gib: float = 0.12
     # ... plus NCCL point-to-point buffers between pipeline stages.
     non_torch_pp_gib: float = 0.1
 
-    # --- CUDA graph memory, estimated by vLLM before sizing the KV cache (subtracted by default since
-    # v0.21). Each captured batch size keeps per-layer graph pieces: about 0.5-0.7 GiB for a 32-layer
-    # model over vLLM's 51 default capture sizes.
-    cuda_graph_mib_per_size: float = 2.0
-    cuda_graph_mib_per_size_layer: float = 0.3
+    # --- CUDA graph memory, estimated by vLLM before sizing the KV cache (subtracted by default since v0.21;
+    # memory.cuda_graph_bytes has its structure). Measured on an H200 (benchmarks/gpu_memory_probe.py piecewise
+    # --keep, six decoders of 16-64 layers): the first capture holds a fixed part (the capture stream's state and
+    # kernels) beside the pool of the largest size's forward buffers; each later size adds driver memory for its
+    # graphs: per PIECEWISE graph (one per piece between attention layers), and per layer of a FULL graph.
+    cuda_graph_first_mib: float = 119.0
+    cuda_graph_mib_per_piece: float = 0.147
+    cuda_graph_mib_per_full_layer: float = 0.045
 
     # --- Speed. Achieved fractions of the datasheet peaks, for GPUs without an entry in per_gpu.
     # Decode streams the weights: memory-bound GEMMs reach about 75-85% of peak HBM bandwidth.

@@ -37,6 +37,7 @@ INT32_BYTES = 4  # a sparse MLA model's top-k token indices are int32
 INT64_BYTES = 8  # torch's default integer type (EPLB's maps)
 WORKSPACE_ALIGNMENT = 256  # vllm/v1/worker/workspace.py get_simultaneous rounds each buffer up to 256 bytes
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
+MIB = 1024**2
 
 
 def cdiv(a: int, b: int) -> int:
@@ -634,24 +635,34 @@ def mla_profile_bytes(arch: ModelArch, cfg) -> float:
     return mla_context_chunk_tokens(cfg) * heads * arch.mla_kv_up_dim * cfg.dtype_bytes
 
 
+def _attention_token_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients) -> float:
+    """Per token, the forward's hidden-sized buffers and those as wide as the rank's q/k/v heads."""
+    tp = cfg.tensor_parallel_size
+    qkv = (arch.num_heads // tp + 2 * max(1, arch.num_kv_heads // tp)) * arch.head_dim
+    return (co.act_hidden_buffers * arch.hidden_size + co.act_qkv_buffers * qkv) * cfg.dtype_bytes
+
+
+def forward_token_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients) -> float:
+    """The dense forward's buffers per token at its peak (hidden, q/k/v and MLP widths): what the graph pool
+    holds for each token of the largest captured batch."""
+    return _attention_token_bytes(arch, cfg, co) \
+        + co.act_mlp_buffers * arch.intermediate_size / cfg.tensor_parallel_size * cfg.dtype_bytes
+
+
 def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
                               gpu: GpuSpec, eplb_transient: float = 0.0) -> float:
     """The language model's part of the peak: a MoE kernel's workspace, which stays allocated, under the larger
     of the forward's transient buffers and the sampler's peak. A MoE kernel that keeps no workspace (a
     monolithic or CPU kernel) allocates its expert buffers inside the forward (co.act_moe_buffers)."""
     tp, tokens = cfg.tensor_parallel_size, cfg.max_num_batched_tokens
-    kv_heads_rank = max(1, arch.num_kv_heads // tp)
-    qkv = (arch.num_heads // tp + 2 * kv_heads_rank) * arch.head_dim
-    dense_mlp = co.act_mlp_buffers * arch.intermediate_size / tp
     workspace = moe_workspace_bytes(arch, cfg, gpu)
-    mlp = tokens * dense_mlp
+    mlp = tokens * co.act_mlp_buffers * arch.intermediate_size / tp
     if arch.is_moe and moe_kernel(arch, cfg, gpu) in SCRATCH_INSIDE:
         per_token = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size
                                               / moe_tensor_parallel_size(cfg) + arch.hidden_size)
         mlp = maximum(mlp, moe_tokens(cfg) * per_token)
     # an MLA layer's stand-in for the up-projected context lives in attention, not beside the MLP's buffers
-    forward = tokens * (co.act_hidden_buffers * arch.hidden_size + qkv) * cfg.dtype_bytes \
-        + maximum(mlp * cfg.dtype_bytes, mla_profile_bytes(arch, cfg))
+    forward = tokens * _attention_token_bytes(arch, cfg, co) + maximum(mlp * cfg.dtype_bytes, mla_profile_bytes(arch, cfg))
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
     after = hidden_alive + eplb_transient if eplb_transient else 0
     if not last_stage or arch.pooling:
@@ -693,6 +704,7 @@ def _grid(largest: int) -> list[int]:
     return sizes + list(range(8, min(largest + 1, 256), 8)) + list(range(256, largest + 1, 16))
 
 
+@functools.lru_cache(maxsize=4096)  # the search asks for a few budgets thousands of times
 def _capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, query_len: int, ceiling: int) -> tuple[int, ...]:
     """vLLM 0.32's default capture sizes (config/vllm.py _set_cudagraph_sizes): the grid up to
     min(max_num_seqs x query_len x 2, the platform's ceiling, max_num_batched_tokens), max_num_batched_tokens when it
@@ -711,13 +723,14 @@ def _capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, query_len: in
 
 
 def _per_config(cfg: ServeConfig, gpu: GpuSpec, reduce):
-    """``reduce`` of the capture sizes of each configuration (numbers, or arrays over the search's batch
-    budgets); () without CUDA graphs (eager mode, or the CPU backend)."""
+    """``reduce(capture sizes, widest uniform decode batch, query length)`` for each configuration (numbers, or
+    arrays over the search's batch budgets); no sizes without CUDA graphs (eager mode, or the CPU backend)."""
     query_len, ceiling = 1 + cfg.num_speculative_tokens, graph_size_ceiling(gpu)
 
     def one(seqs, tokens, eager):
         graphs = gpu.vendor != "cpu" and not eager
-        return reduce(_capture_sizes(int(seqs), int(tokens), query_len, ceiling) if graphs else ())
+        sizes = _capture_sizes(int(seqs), int(tokens), query_len, ceiling) if graphs else ()
+        return reduce(sizes, int(seqs) * query_len, query_len)
 
     values = (cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.enforce_eager)
     if is_array(*values):
@@ -734,12 +747,12 @@ def _per_config(cfg: ServeConfig, gpu: GpuSpec, reduce):
 
 def cudagraph_capture_sizes(cfg: ServeConfig, gpu: GpuSpec) -> list[int]:
     """The batch sizes vLLM captures CUDA graphs for (none in eager mode or on the CPU backend)."""
-    return list(_per_config(cfg, gpu, tuple))
+    return list(_per_config(cfg, gpu, lambda sizes, *_: sizes))
 
 
 def largest_capture_size(cfg: ServeConfig, gpu: GpuSpec):
     """The largest batch vLLM captures a CUDA graph for (0: none)."""
-    return _per_config(cfg, gpu, lambda sizes: sizes[-1] if sizes else 0)
+    return _per_config(cfg, gpu, lambda sizes, *_: sizes[-1] if sizes else 0)
 
 
 def graph_padded(tokens, largest, max_num_seqs=0):
@@ -754,13 +767,34 @@ def graph_padded(tokens, largest, max_num_seqs=0):
 
 
 def num_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
-    """How many CUDA graphs vLLM captures, for one configuration or arrays of them."""
-    return _per_config(cfg, gpu, len)
+    """How many batch sizes vLLM captures CUDA graphs for, for one configuration or arrays of them."""
+    return _per_config(cfg, gpu, lambda sizes, *_: len(sizes))
 
 
-def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients):
-    n = num_capture_sizes(cfg, gpu)
-    return n * (co.cuda_graph_mib_per_size + co.cuda_graph_mib_per_size_layer * layers) * 1024**2
+def num_decode_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
+    """How many of them also get a FULL graph for uniform decode batches (vLLM 0.32's default cudagraph mode
+    FULL_AND_PIECEWISE; cudagraph_dispatcher.initialize_cudagraph_keys): those from the query length up to
+    max_num_seqs x the query length."""
+    return _per_config(cfg, gpu, lambda sizes, widest, query_len: sum(query_len <= s <= widest for s in sizes))
+
+
+# vLLM counts each graph after the first at least this much (profile_cudagraph_memory: max(second capture, 1 MiB))
+MIN_GRAPH_ESTIMATE_MIB = 1.0
+
+
+def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients, token_bytes: float = 0.0):
+    """vLLM 0.32's CUDA graph estimate (gpu_model_runner.profile_cudagraph_memory), subtracted before the KV cache
+    is sized: per mode, PIECEWISE then FULL into one pool, largest size first, the first capture's memory plus the
+    second's times the remaining sizes. The first capture: a fixed part and the pool of the largest size's forward
+    buffers (``token_bytes`` per token); each later size, a PIECEWISE graph per piece between the splitting ops
+    (layers + 1) and a FULL graph over every layer. vLLM samples the second capture in the driver's 2 MiB pages, so
+    its own estimate varies by up to 2 MiB x sizes around this expectation."""
+    sizes, decode = num_capture_sizes(cfg, gpu), num_decode_capture_sizes(cfg, gpu)
+    first = co.cuda_graph_first_mib * MIB + largest_capture_size(cfg, gpu) * token_bytes
+    piecewise = maximum(co.cuda_graph_mib_per_piece * (layers + 1), MIN_GRAPH_ESTIMATE_MIB)
+    full = maximum(co.cuda_graph_mib_per_full_layer * layers, MIN_GRAPH_ESTIMATE_MIB)
+    later = (maximum(sizes - 1, 0) * piecewise + maximum(decode - 1, 0) * full) * MIB
+    return where(sizes > 0, first + later, 0)
 
 
 # --- KV cache groups and blocks ------------------------------------------------------------------------
@@ -886,7 +920,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
         eplb = eplb_profile_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, layers)))
         act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0, gpu=gpu,
                                     eplb_transient=eplb))
-        graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co))
+        graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co, forward_token_bytes(arch, cfg, co)))
         spare = budget - weights[s] - non_torch - act[s] - graphs[s]
         avail.append(where(spare >= reserved, reserved, spare - reserved) if reserved else spare)
         in_stage = set(layers)

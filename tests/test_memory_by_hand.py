@@ -28,6 +28,7 @@ from estimator.memory import (
     moe_workspace_bytes,
     monolithic_allowed,
     non_torch_bytes,
+    num_decode_capture_sizes,
     pp_layer_ranges,
     rank_bytes,
     sampler_bytes,
@@ -38,7 +39,8 @@ from estimator.plan import PlanRequest, make_plan
 from estimator.quantization import QuantScheme
 
 CO = dataclasses.replace(PRIOR, act_hidden_buffers=4.0, act_mlp_buffers=3.0, act_moe_buffers=2.0,
-                         sampler_fp32_copies=3.0, cuda_graph_mib_per_size=2.0, cuda_graph_mib_per_size_layer=0.5,
+                         sampler_fp32_copies=3.0, act_qkv_buffers=1.0, cuda_graph_first_mib=100.0,
+                         cuda_graph_mib_per_piece=0.5, cuda_graph_mib_per_full_layer=0.25,
                          non_torch_base_gib=0.25, non_torch_per_tp_rank_gib=0.125, non_torch_pp_gib=0.5)
 
 
@@ -296,10 +298,17 @@ def test_fixed_overheads_by_hand():
     assert non_torch_bytes(toy_config(), CO, moe=False) == 0.25 * GIB
     assert non_torch_bytes(toy_config(tensor_parallel_size=4), CO, moe=False) == (0.25 + 3 * 0.125) * GIB
     assert non_torch_bytes(toy_config(pipeline_parallel_size=2), CO, moe=False) == (0.25 + 0.5) * GIB
-    # 16 sequences: graphs up to 32 tokens, sizes 1, 2, 4, 8, 16, 24, 32 = 7; each 2 MiB + 0.5 MiB x 10 layers
+    # 16 sequences: graphs up to 32 tokens, sizes 1, 2, 4, 8, 16, 24, 32 = 7, FULL decode graphs for 1 to 16 = 5.
+    # The first capture: 100 MiB and the 32-token pool; then 6 sizes of 11 pieces x 0.5 MiB, and 4 FULL graphs of
+    # 10 layers x 0.25 MiB
     h100, b200 = lookup("H100"), lookup("B200")
     assert largest_capture_size(toy_config(), h100) == 32
-    assert cuda_graph_bytes(toy_config(), h100, 10, CO) == 7 * (2 + 0.5 * 10) * 1024**2
+    assert num_decode_capture_sizes(toy_config(), h100) == 5
+    assert cuda_graph_bytes(toy_config(), h100, 10, CO, 1000) == (100 + 6 * 5.5 + 4 * 2.5) * 1024**2 + 32 * 1000
+    # each graph after the first counts at least 1 MiB: one layer's FULL graph (0.25 MiB) counts 1, its 2 pieces 1
+    assert cuda_graph_bytes(toy_config(), h100, 1, CO) == (100 + 6 * 1 + 4 * 1) * 1024**2
+    # with 4 sequences FULL graphs stop at 4 tokens (1, 2, 4) while PIECEWISE go to 8
+    assert num_decode_capture_sizes(toy_config(max_num_seqs=4), h100) == 3
     assert largest_capture_size(toy_config(enforce_eager=True), h100) == 0
     many = toy_config(max_num_seqs=1024, max_num_batched_tokens=8192)
     assert largest_capture_size(many, h100) == 512 and largest_capture_size(many, b200) == 1024
@@ -499,10 +508,10 @@ def test_an_mla_layer_profiles_a_chunk_of_up_projected_context_beside_attention(
     # 64K tokens (8 x 32768, capped) x 128 / 8 heads x (128 nope + 128 v), bf16
     assert mla_profile_bytes(arch, cfg) == 65536 * 16 * 256 * 2
     # it lives in attention: the forward's peak takes the larger of it and the dense MLP's buffers
-    mlp = 8192 * 3 * 18432 / 8 * 2
+    mlp = 8192 * PRIOR.act_mlp_buffers * 18432 / 8 * 2
     without = dataclasses.replace(arch, mla_kv_up_dim=0)
     assert activation_bytes(arch, cfg, PRIOR, last_stage=False, gpu=plan.gpu) - \
-        activation_bytes(without, cfg, PRIOR, last_stage=False, gpu=plan.gpu) == 65536 * 16 * 256 * 2 - mlp
+        activation_bytes(without, cfg, PRIOR, last_stage=False, gpu=plan.gpu) == pytest.approx(65536 * 16 * 256 * 2 - mlp)
     # a short context profiles a short chunk: 8 x 1024 tokens, more than 4 blocks of 64 for each of 16 sequences
     assert mla_profile_bytes(arch, dataclasses.replace(cfg, max_model_len=1024, max_num_seqs=16)) == \
         8192 * 16 * 256 * 2
