@@ -46,7 +46,8 @@ def fit_memory(runs, co: Coefficients) -> tuple[Coefficients, dict, dict, list[s
             act.append(m["activation_gib"] / predicted)
         if m.get("cuda_graph_gib") and not cfg.enforce_eager:
             layers = len(stage_layers(plan.arch, pp)[0])
-            predicted = cuda_graph_bytes(cfg, plan.gpu, layers, co, forward_token_bytes(plan.arch, cfg, co)) / GIB
+            pool = forward_token_bytes(plan.arch, cfg, co)
+            predicted = cuda_graph_bytes(cfg, plan.gpu, layers, co, pool, plan.arch.pooling) / GIB
             if predicted > 0:
                 graphs.append(m["cuda_graph_gib"] / predicted)
         if m.get("non_torch_gib") is not None and pp == 1:

@@ -782,14 +782,17 @@ def num_decode_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
 MIN_GRAPH_ESTIMATE_MIB = 1.0
 
 
-def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients, token_bytes: float = 0.0):
+def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients, token_bytes: float = 0.0,
+                     pooling: bool = False):
     """vLLM 0.32's CUDA graph estimate (gpu_model_runner.profile_cudagraph_memory), subtracted before the KV cache
     is sized: per mode, PIECEWISE then FULL into one pool, largest size first, the first capture's memory plus the
     second's times the remaining sizes. The first capture: a fixed part and the pool of the largest size's forward
     buffers (``token_bytes`` per token); each later size, a PIECEWISE graph per piece between the splitting ops
     (layers + 1) and a FULL graph over every layer. vLLM samples the second capture in the driver's 2 MiB pages, so
-    its own estimate varies by up to 2 MiB x sizes around this expectation."""
-    sizes, decode = num_capture_sizes(cfg, gpu), num_decode_capture_sizes(cfg, gpu)
+    its own estimate varies by up to 2 MiB x sizes around this expectation. A pooling model captures no FULL
+    graphs (VllmConfig.__post_init__ overrides its cudagraph mode to PIECEWISE)."""
+    sizes = num_capture_sizes(cfg, gpu)
+    decode = 0 if pooling else num_decode_capture_sizes(cfg, gpu)
     first = co.cuda_graph_first_mib * MIB + largest_capture_size(cfg, gpu) * token_bytes
     piecewise = maximum(co.cuda_graph_mib_per_piece * (layers + 1), MIN_GRAPH_ESTIMATE_MIB)
     full = maximum(co.cuda_graph_mib_per_full_layer * layers, MIN_GRAPH_ESTIMATE_MIB)
@@ -920,7 +923,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
         eplb = eplb_profile_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, layers)))
         act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0, gpu=gpu,
                                     eplb_transient=eplb))
-        graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co, forward_token_bytes(arch, cfg, co)))
+        graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co, forward_token_bytes(arch, cfg, co), arch.pooling))
         spare = budget - weights[s] - non_torch - act[s] - graphs[s]
         avail.append(where(spare >= reserved, reserved, spare - reserved) if reserved else spare)
         in_stage = set(layers)

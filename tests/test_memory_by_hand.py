@@ -307,6 +307,8 @@ def test_fixed_overheads_by_hand():
     assert cuda_graph_bytes(toy_config(), h100, 10, CO, 1000) == (100 + 6 * 5.5 + 4 * 2.5) * 1024**2 + 32 * 1000
     # each graph after the first counts at least 1 MiB: one layer's FULL graph (0.25 MiB) counts 1, its 2 pieces 1
     assert cuda_graph_bytes(toy_config(), h100, 1, CO) == (100 + 6 * 1 + 4 * 1) * 1024**2
+    # a pooling model captures PIECEWISE graphs only
+    assert cuda_graph_bytes(toy_config(), h100, 10, CO, pooling=True) == (100 + 6 * 5.5) * 1024**2
     # with 4 sequences FULL graphs stop at 4 tokens (1, 2, 4) while PIECEWISE go to 8
     assert num_decode_capture_sizes(toy_config(max_num_seqs=4), h100) == 3
     assert largest_capture_size(toy_config(enforce_eager=True), h100) == 0
