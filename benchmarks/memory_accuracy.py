@@ -151,12 +151,27 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     return PlanRequest(**flags), None
 
 
+# The plan subtracts vLLM's CUDA-graph estimate as vLLM has by default since 0.21 (VLLM_MEMORY_PROFILER_ESTIMATE_
+# CUDAGRAPHS); start-ups logged by older versions sized their KV cache without it.
+GRAPH_ESTIMATE_SINCE = (0, 21)
+ERAS = ("before 0.21 (no CUDA-graph estimate subtracted)", "0.21 and later (as the plan assumes)", "version not stated")
+
+
+def era(version: str) -> str:
+    """Which of ERAS a logged version string ('0.22.1', '0.14.0rc1.dev2+g...', '?') falls in."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if not found:
+        return ERAS[2]
+    return ERAS[1] if (int(found[1]), int(found[2])) >= GRAPH_ESTIMATE_SINCE else ERAS[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     args = parser.parse_args()
     rows = list(csv.DictReader(open(args.corpus, encoding="utf-8")))
     errors: dict[str, list[float]] = collections.defaultdict(list)
+    by_era: dict[str, list[float]] = collections.defaultdict(list)
     unrepresented = collections.Counter()
     print(f"{args.corpus}: {len(rows)} start-ups; the plan assumes vLLM {VLLM_REFERENCE_VERSION}\n")
     print(f"{'line':>4} {'model':34} {'gpu':14} {'vLLM':10} " + " ".join(f"{f[:-4]:>16}" for f in PER_GPU)
@@ -190,8 +205,15 @@ def main() -> None:
         if logged_tokens:
             errors["kv_cache_tokens"].append(abs(tokens / logged_tokens - 1))
         version = bare(row.get("vllm_version"))[:10] or "?"
+        logged_kv = number(row.get("kv_cache_gib"))
+        if logged_kv and logged_kv > 0:
+            by_era[era(version)].append(abs(gpu.kv_cache_gib / logged_kv - 1))
         print(f"{line:4d} {plan.source.id[:34]:34} {plan.gpu.name[:14]:14} {version:10} " + " ".join(cells)
               + f" {(f'{logged_tokens:,.0f}' if logged_tokens else '-'):>10}/{tokens:,}")
+    report(errors, by_era, unrepresented)
+
+
+def report(errors: dict, by_era: dict, unrepresented: collections.Counter) -> None:
     print("\nlogged/predicted per GPU (GiB); KV tokens engine-wide\n")
     print("Absolute error: median  mean  (rows)")
     for field in (*PER_GPU, "kv_cache_tokens"):
@@ -202,6 +224,11 @@ def main() -> None:
             print(f"  {field:22} {np.median(e):6.2f} GiB {np.mean(e):6.2f} GiB ({len(e)})")
         else:
             print(f"  {field:22} {100 * np.median(e):6.1f}%  {100 * np.mean(e):6.1f}%  ({len(e)})")
+    print("\nKV GiB absolute error by the logging vLLM's era: median  mean  (rows)")
+    for name in ERAS:
+        e = np.array(by_era.get(name, []))
+        if len(e):
+            print(f"  {name:52} {100 * np.median(e):6.1f}%  {100 * np.mean(e):6.1f}%  ({len(e)})")
     print("\nRows the planner cannot represent, by reason")
     for why, count in unrepresented.most_common():
         print(f"  {count:3d}  {why}")
