@@ -17,6 +17,7 @@ from estimator.memory import (
     encoder_items,
     encoder_profile_bytes,
     expert_padding,
+    forward_token_bytes,
     graph_padded,
     kv_cache_groups,
     kv_pool,
@@ -307,6 +308,11 @@ def test_fixed_overheads_by_hand():
     assert cuda_graph_bytes(toy_config(), h100, 10, CO, 1000) == (100 + 6 * 5.5 + 4 * 2.5) * 1024**2 + 32 * 1000
     # each graph after the first counts at least 1 MiB: one layer's FULL graph (0.25 MiB) counts 1, its 2 pieces 1
     assert cuda_graph_bytes(toy_config(), h100, 1, CO) == (100 + 6 * 1 + 4 * 1) * 1024**2
+    # one capture size (a one-token budget): the first capture alone
+    assert cuda_graph_bytes(toy_config(max_num_seqs=1, max_num_batched_tokens=1), h100, 10, CO) == 100 * 1024**2
+    # speculative decoding's 2-token decode batches: FULL graphs for 2 to 32 tokens (2, 4, 8, 16, 24, 32)
+    mtp = toy_config(speculative_config=(("method", "mtp"), ("num_speculative_tokens", 1)))
+    assert num_decode_capture_sizes(mtp, h100) == 6
     # a pooling model captures PIECEWISE graphs only
     assert cuda_graph_bytes(toy_config(), h100, 10, CO, pooling=True) == (100 + 6 * 5.5) * 1024**2
     # with 4 sequences FULL graphs stop at 4 tokens (1, 2, 4) while PIECEWISE go to 8
@@ -665,3 +671,14 @@ def test_nvfp4_experts_kernel_and_padding_by_hand():
     assert moe_workspace_bytes(moe, cfg, b200) == 0
     assert moe_workspace_bytes(dataclasses.replace(moe, moe_routing="plain"), cfg, b200) == 512 * 1000 * 2
     assert moe_workspace_bytes(moe, cfg, lookup("RTX-5090")) == 512 * 1000 * 2
+
+
+def test_the_forward_buffers_per_token_by_hand():
+    # hidden 1000, 8 heads and 2 KV heads of 100, intermediate 3000, bf16; CO: 4 x hidden + 1 x QKV + 3 x MLP
+    arch = toy_arch()
+    assert forward_token_bytes(arch, toy_config(), CO) == (4 * 1000 + (8 + 2 * 2) * 100 + 3 * 3000) * 2
+    # TP 2: 4 + 2 x 1 heads of 100 and 1500 of the intermediate size on each GPU
+    assert forward_token_bytes(arch, toy_config(tensor_parallel_size=2), CO) == (4000 + 600 + 4500) * 2
+    # whole heads per GPU: 5 KV heads over 2 GPUs are 2 each, 13 heads 6 each
+    wide = toy_arch(num_heads=13, num_kv_heads=5)
+    assert forward_token_bytes(wide, toy_config(tensor_parallel_size=2), CO) == (4000 + (6 + 2 * 2) * 100 + 4500) * 2

@@ -86,8 +86,6 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x__layer_kind__mutmut_5": (
         '("full", "MLA", "mamba")', "an MLA layer has no window: differs only for MLA beside chunked layers, which "
                                     "no architecture has"),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_9": ("arch.num_kv_heads / tp)", _DIVIDES),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_13": ("(arch.num_heads / tp + 2", _DIVIDES),
     "estimator.memory.x_activation_bytes__mutmut_11": ("else (0, 1)", "a one-byte tower never exceeds the language "
                                                                       "model's own forward"),
     "estimator.memory.x_shard_fraction__mutmut_17": ("max(1, arch.num_kv_heads / tp)", _DIVIDES),
@@ -121,12 +119,14 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.speculative.x_build_mtp__mutmut_10": ("Config(raw, None)", _MODEL_ID),
     "estimator.speculative.x_build_mtp__mutmut_32": ("Config(text, None)", _MODEL_ID),
     "estimator.speculative.x_build_mtp__mutmut_68": ("Config(text, None)", _MODEL_ID),
-    "estimator.memory.x__per_config__mutmut_27": ("dtype=None", _DTYPE),
-    "estimator.memory.x__per_config__mutmut_29": ("numpy.asarray(v, )", _DTYPE),
-    "estimator.memory.x__per_config__mutmut_46": ("dtype=None", _DTYPE),
-    "estimator.memory.x__per_config__mutmut_48": ("in distinct], )", _DTYPE),
-    "estimator.memory.x__per_config__mutmut_49": ("reshape(None)", _SAME_SHAPE),
-    "estimator.memory.x__per_config__mutmut_50": ("reshape(columns[1].shape)", _SAME_SHAPE),
+    "estimator.memory.x__per_config__mutmut_35": ("dtype=None", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_37": ("numpy.asarray(v, )", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_54": ("dtype=None", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_56": ("in distinct], )", _DTYPE),
+    "estimator.memory.x__per_config__mutmut_57": ("reshape(None)", _SAME_SHAPE),
+    "estimator.memory.x__per_config__mutmut_58": ("reshape(columns[1].shape)", _SAME_SHAPE),
+    "estimator.memory.x_cuda_graph_bytes__mutmut_11": (
+        "decode = 1 if pooling", "0 or 1 decode sizes both leave maximum(decode - 1, 0) = 0 FULL graphs after the first"),
     "estimator.memory.x_plan_memory__mutmut_134": ("(per_request) or True", _ONE_BLOCK),
     "estimator.memory.x_plan_memory__mutmut_136": ("if per_request else 1.0", _ONE_BLOCK),
     "estimator.memory.x_plan_memory__mutmut_137": ("max_concurrency > cfg.max_num_seqs",
@@ -201,8 +201,8 @@ REASONS: dict[str, tuple[str, str]] = {
     # states, so the hidden states plus a byte, or plus nothing, never decide the peak
     "estimator.memory.x__decoder_activation_bytes__mutmut_1": ("eplb_transient: float = 1.0", _NO_EPLB),
     "estimator.memory.x_activation_bytes__mutmut_2": ("eplb_transient: float = 1.0", _NO_EPLB),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_69": ("if (eplb_transient) or True else 0", _NO_EPLB),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_71": ("if eplb_transient else 1", _NO_EPLB),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_58": ("if (eplb_transient) or True else 0", _NO_EPLB),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_60": ("if eplb_transient else 1", _NO_EPLB),
     "estimator.memory.x_eplb_profile_bytes__mutmut_28": (
         "eplb_reserves_profile_buffer else 1", "with NIXL the reservation is max'd with the int64 index, far above "
                                                "one byte"),
