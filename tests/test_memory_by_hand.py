@@ -682,3 +682,17 @@ def test_the_forward_buffers_per_token_by_hand():
     # whole heads per GPU: 5 KV heads over 2 GPUs are 2 each, 13 heads 6 each
     wide = toy_arch(num_heads=13, num_kv_heads=5)
     assert forward_token_bytes(wide, toy_config(tensor_parallel_size=2), CO) == (4000 + (6 + 2 * 2) * 100 + 4500) * 2
+
+
+@pytest.mark.parametrize("model,pooling", [("meta-llama/Llama-3.1-8B-Instruct", False),
+                                           ("Qwen/Qwen3-Embedding-8B", True)])
+def test_the_plan_subtracts_the_graph_estimate_with_its_pool_and_mode(model, pooling):
+    plan = make_plan(PlanRequest(model=model, gpu="H100", max_model_len=4096))
+    arch, cfg, gpu = plan.arch, plan.config, plan.gpu
+    assert arch.pooling is pooling
+    pool = forward_token_bytes(arch, cfg, PRIOR)
+    expected = cuda_graph_bytes(cfg, gpu, arch.num_layers, PRIOR, pool, pooling)
+    assert plan.memory.per_gpu.cuda_graph_gib * GIB == pytest.approx(expected, rel=1e-12)
+    # the largest batch's forward buffers are in it, and a pooling model's missing FULL graphs are not
+    assert expected > cuda_graph_bytes(cfg, gpu, arch.num_layers, PRIOR, 0, pooling)
+    assert (expected < cuda_graph_bytes(cfg, gpu, arch.num_layers, PRIOR, pool, False)) is pooling
