@@ -9,7 +9,7 @@ import mutation_report
 
 
 def test_a_reason_applies_only_to_the_change_it_was_written_for():
-    name = "estimator.memory.x_plan_memory__mutmut_134"
+    name = "estimator.memory.x_plan_memory__mutmut_142"
     current = ["-    x = a if per_request else 0.0", "+    x = a if (per_request) or True else 0.0"]
     renumbered = ["-    x = a if per_request else 0.0", "+    x = None"]
     assert mutation_report._reason(name, current) == mutation_report._ONE_BLOCK
