@@ -16,7 +16,7 @@ from calibrate.observations import plan_of
 from estimator.coefficients import Coefficients
 from estimator.errors import PlannerError
 from estimator.gpus import GIB
-from estimator.memory import activation_bytes, cuda_graph_bytes, forward_token_bytes, stage_layers
+from estimator.memory import activation_bytes, cuda_graph_bytes, stage_layers
 
 ACTIVATION_FIELDS = ("act_hidden_buffers", "act_qkv_buffers", "act_mlp_buffers", "act_moe_buffers",
                      "sampler_fp32_copies")
@@ -46,8 +46,7 @@ def fit_memory(runs, co: Coefficients) -> tuple[Coefficients, dict, dict, list[s
             act.append(m["activation_gib"] / predicted)
         if m.get("cuda_graph_gib") and not cfg.enforce_eager:
             layers = len(stage_layers(plan.arch, pp)[0])
-            pool = forward_token_bytes(plan.arch, cfg, co)
-            predicted = cuda_graph_bytes(cfg, plan.gpu, layers, co, pool, plan.arch.pooling) / GIB
+            predicted = cuda_graph_bytes(plan.arch, cfg, plan.gpu, layers, co) / GIB
             if predicted > 0:
                 graphs.append(m["cuda_graph_gib"] / predicted)
         if m.get("non_torch_gib") is not None and pp == 1:

@@ -642,11 +642,15 @@ def _attention_token_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients) 
     return (co.act_hidden_buffers * arch.hidden_size + co.act_qkv_buffers * qkv) * cfg.dtype_bytes
 
 
+def _mlp_token_elements(arch: ModelArch, cfg: ServeConfig, co: Coefficients) -> float:
+    """Per token, the dense MLP's buffers (gate_up output and activation) in elements of the model dtype."""
+    return co.act_mlp_buffers * arch.intermediate_size / cfg.tensor_parallel_size
+
+
 def forward_token_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients) -> float:
     """The dense forward's buffers per token at its peak (hidden, q/k/v and MLP widths): what the graph pool
     holds for each token of the largest captured batch."""
-    return _attention_token_bytes(arch, cfg, co) \
-        + co.act_mlp_buffers * arch.intermediate_size / cfg.tensor_parallel_size * cfg.dtype_bytes
+    return _attention_token_bytes(arch, cfg, co) + _mlp_token_elements(arch, cfg, co) * cfg.dtype_bytes
 
 
 def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficients, last_stage: bool,
@@ -654,9 +658,9 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     """The language model's part of the peak: a MoE kernel's workspace, which stays allocated, under the larger
     of the forward's transient buffers and the sampler's peak. A MoE kernel that keeps no workspace (a
     monolithic or CPU kernel) allocates its expert buffers inside the forward (co.act_moe_buffers)."""
-    tp, tokens = cfg.tensor_parallel_size, cfg.max_num_batched_tokens
+    tokens = cfg.max_num_batched_tokens
     workspace = moe_workspace_bytes(arch, cfg, gpu)
-    mlp = tokens * co.act_mlp_buffers * arch.intermediate_size / tp
+    mlp = tokens * _mlp_token_elements(arch, cfg, co)
     if arch.is_moe and moe_kernel(arch, cfg, gpu) in SCRATCH_INSIDE:
         per_token = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size
                                               / moe_tensor_parallel_size(cfg) + arch.hidden_size)
@@ -782,18 +786,17 @@ def num_decode_capture_sizes(cfg: ServeConfig, gpu: GpuSpec):
 MIN_GRAPH_ESTIMATE_MIB = 1.0
 
 
-def cuda_graph_bytes(cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients, token_bytes: float = 0.0,
-                     pooling: bool = False):
+def cuda_graph_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, layers: int, co: Coefficients):
     """vLLM 0.32's CUDA graph estimate (gpu_model_runner.profile_cudagraph_memory), subtracted before the KV cache
     is sized: per mode, PIECEWISE then FULL into one pool, largest size first, the first capture's memory plus the
     second's times the remaining sizes. The first capture: a fixed part and the pool of the largest size's forward
-    buffers (``token_bytes`` per token); each later size, a PIECEWISE graph per piece between the splitting ops
-    (layers + 1) and a FULL graph over every layer. vLLM samples the second capture in the driver's 2 MiB pages, so
+    buffers (forward_token_bytes); each later size, a PIECEWISE graph per piece between the splitting ops of the
+    stage's ``layers`` (layers + 1) and a FULL graph over every layer. vLLM samples the second capture in the driver's 2 MiB pages, so
     its own estimate varies by up to 2 MiB x sizes around this expectation. A pooling model captures no FULL
     graphs (VllmConfig.__post_init__ overrides its cudagraph mode to PIECEWISE)."""
     sizes = num_capture_sizes(cfg, gpu)
-    decode = 0 if pooling else num_decode_capture_sizes(cfg, gpu)
-    first = co.cuda_graph_first_mib * MIB + largest_capture_size(cfg, gpu) * token_bytes
+    decode = 0 if arch.pooling else num_decode_capture_sizes(cfg, gpu)
+    first = co.cuda_graph_first_mib * MIB + largest_capture_size(cfg, gpu) * forward_token_bytes(arch, cfg, co)
     piecewise = maximum(co.cuda_graph_mib_per_piece * (layers + 1), MIN_GRAPH_ESTIMATE_MIB)
     full = maximum(co.cuda_graph_mib_per_full_layer * layers, MIN_GRAPH_ESTIMATE_MIB)
     later = (maximum(sizes - 1, 0) * piecewise + maximum(decode - 1, 0) * full) * MIB
@@ -923,7 +926,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
         eplb = eplb_profile_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, layers)))
         act.append(activation_bytes(arch, cfg, co, last_stage=s == pp - 1, first_stage=s == 0, gpu=gpu,
                                     eplb_transient=eplb))
-        graphs.append(cuda_graph_bytes(cfg, gpu, len(layers), co, forward_token_bytes(arch, cfg, co), arch.pooling))
+        graphs.append(cuda_graph_bytes(arch, cfg, gpu, len(layers), co))
         spare = budget - weights[s] - non_torch - act[s] - graphs[s]
         avail.append(where(spare >= reserved, reserved, spare - reserved) if reserved else spare)
         in_stage = set(layers)

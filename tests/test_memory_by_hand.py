@@ -300,21 +300,23 @@ def test_fixed_overheads_by_hand():
     assert non_torch_bytes(toy_config(tensor_parallel_size=4), CO, moe=False) == (0.25 + 3 * 0.125) * GIB
     assert non_torch_bytes(toy_config(pipeline_parallel_size=2), CO, moe=False) == (0.25 + 0.5) * GIB
     # 16 sequences: graphs up to 32 tokens, sizes 1, 2, 4, 8, 16, 24, 32 = 7, FULL decode graphs for 1 to 16 = 5.
-    # The first capture: 100 MiB and the 32-token pool; then 6 sizes of 11 pieces x 0.5 MiB, and 4 FULL graphs of
-    # 10 layers x 0.25 MiB
-    h100, b200 = lookup("H100"), lookup("B200")
+    # The first capture: 100 MiB and the 32-token pool of the toy's forward buffers, (4 x 1000 + 1 x 1200 + 3 x 3000)
+    # x 2 bytes per token; then 6 sizes of 11 pieces x 0.5 MiB, and 4 FULL graphs of 10 layers x 0.25 MiB
+    h100, b200, arch = lookup("H100"), lookup("B200"), toy_arch()
+    pool = 32 * 28_400
     assert largest_capture_size(toy_config(), h100) == 32
     assert num_decode_capture_sizes(toy_config(), h100) == 5
-    assert cuda_graph_bytes(toy_config(), h100, 10, CO, 1000) == (100 + 6 * 5.5 + 4 * 2.5) * 1024**2 + 32 * 1000
+    assert cuda_graph_bytes(arch, toy_config(), h100, 10, CO) == (100 + 6 * 5.5 + 4 * 2.5) * 1024**2 + pool
     # each graph after the first counts at least 1 MiB: one layer's FULL graph (0.25 MiB) counts 1, its 2 pieces 1
-    assert cuda_graph_bytes(toy_config(), h100, 1, CO) == (100 + 6 * 1 + 4 * 1) * 1024**2
-    # one capture size (a one-token budget): the first capture alone
-    assert cuda_graph_bytes(toy_config(max_num_seqs=1, max_num_batched_tokens=1), h100, 10, CO) == 100 * 1024**2
+    assert cuda_graph_bytes(arch, toy_config(), h100, 1, CO) == (100 + 6 * 1 + 4 * 1) * 1024**2 + pool
+    # one capture size (a one-token budget): the first capture alone, its pool one token's
+    one = toy_config(max_num_seqs=1, max_num_batched_tokens=1)
+    assert cuda_graph_bytes(arch, one, h100, 10, CO) == 100 * 1024**2 + 28_400
     # speculative decoding's 2-token decode batches: FULL graphs for 2 to 32 tokens (2, 4, 8, 16, 24, 32)
     mtp = toy_config(speculative_config=(("method", "mtp"), ("num_speculative_tokens", 1)))
     assert num_decode_capture_sizes(mtp, h100) == 6
     # a pooling model captures PIECEWISE graphs only
-    assert cuda_graph_bytes(toy_config(), h100, 10, CO, pooling=True) == (100 + 6 * 5.5) * 1024**2
+    assert cuda_graph_bytes(toy_arch(pooling=True), toy_config(), h100, 10, CO) == (100 + 6 * 5.5) * 1024**2 + pool
     # with 4 sequences FULL graphs stop at 4 tokens (1, 2, 4) while PIECEWISE go to 8
     assert num_decode_capture_sizes(toy_config(max_num_seqs=4), h100) == 3
     assert largest_capture_size(toy_config(enforce_eager=True), h100) == 0
@@ -323,7 +325,7 @@ def test_fixed_overheads_by_hand():
     assert largest_capture_size(toy_config(max_num_seqs=1024, max_num_batched_tokens=300), h100) == 300
     # vLLM's CPU backend captures no CUDA graphs at all
     assert largest_capture_size(toy_config(), cpu_device(64.0)) == 0
-    assert cuda_graph_bytes(toy_config(), cpu_device(64.0), 10, CO) == 0
+    assert cuda_graph_bytes(arch, toy_config(), cpu_device(64.0), 10, CO) == 0
 
 
 @pytest.mark.parametrize("tokens,largest,padded", [
@@ -686,13 +688,12 @@ def test_the_forward_buffers_per_token_by_hand():
 
 @pytest.mark.parametrize("model,pooling", [("meta-llama/Llama-3.1-8B-Instruct", False),
                                            ("Qwen/Qwen3-Embedding-8B", True)])
-def test_the_plan_subtracts_the_graph_estimate_with_its_pool_and_mode(model, pooling):
+def test_the_plan_subtracts_the_graph_estimate_of_its_model(model, pooling):
     plan = make_plan(PlanRequest(model=model, gpu="H100", max_model_len=4096))
     arch, cfg, gpu = plan.arch, plan.config, plan.gpu
     assert arch.pooling is pooling
-    pool = forward_token_bytes(arch, cfg, PRIOR)
-    expected = cuda_graph_bytes(cfg, gpu, arch.num_layers, PRIOR, pool, pooling)
+    expected = cuda_graph_bytes(arch, cfg, gpu, arch.num_layers, PRIOR)
     assert plan.memory.per_gpu.cuda_graph_gib * GIB == pytest.approx(expected, rel=1e-12)
-    # the largest batch's forward buffers are in it, and a pooling model's missing FULL graphs are not
-    assert expected > cuda_graph_bytes(cfg, gpu, arch.num_layers, PRIOR, 0, pooling)
-    assert (expected < cuda_graph_bytes(cfg, gpu, arch.num_layers, PRIOR, pool, False)) is pooling
+    # a pooling model's missing FULL graphs are not in it
+    generating = dataclasses.replace(arch, pooling=False)
+    assert (expected < cuda_graph_bytes(generating, cfg, gpu, arch.num_layers, PRIOR)) is pooling

@@ -7,7 +7,7 @@ import pytest
 from calibrate.memory_fit import fit_memory
 from estimator.coefficients import DEFAULT
 from estimator.gpus import GIB
-from estimator.memory import activation_bytes, cuda_graph_bytes, forward_token_bytes
+from estimator.memory import activation_bytes, cuda_graph_bytes
 from estimator.plan import PlanRequest, make_plan
 from estimator.workload import Workload
 from store import RunRecord
@@ -21,8 +21,7 @@ def runs(activation_scale=1.6, graph_scale=0.7, base=0.3, per_rank=0.2):
             plan = make_plan(PlanRequest(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100", **flags),
                              workload=Workload(1000, 200, concurrency=8))
             act = activation_bytes(plan.arch, plan.config, DEFAULT, last_stage=True, gpu=plan.gpu) / GIB * activation_scale
-            pool = forward_token_bytes(plan.arch, plan.config, DEFAULT)
-            graphs = cuda_graph_bytes(plan.config, plan.gpu, plan.arch.num_layers, DEFAULT, pool) / GIB * graph_scale
+            graphs = cuda_graph_bytes(plan.arch, plan.config, plan.gpu, plan.arch.num_layers, DEFAULT) / GIB * graph_scale
             out.append(RunRecord(model="meta-llama/Llama-3.1-8B-Instruct", benchmark="serve", gpu="H100-SXM",
                                  num_gpus=tp, config=flags, workload={"input_len": 1000, "output_len": 200,
                                                                       "concurrency": 8},

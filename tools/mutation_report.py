@@ -125,8 +125,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x__per_config__mutmut_56": ("in distinct], )", _DTYPE),
     "estimator.memory.x__per_config__mutmut_57": ("reshape(None)", _SAME_SHAPE),
     "estimator.memory.x__per_config__mutmut_58": ("reshape(columns[1].shape)", _SAME_SHAPE),
-    "estimator.memory.x_cuda_graph_bytes__mutmut_11": (
-        "decode = 1 if pooling", "0 or 1 decode sizes both leave maximum(decode - 1, 0) = 0 FULL graphs after the first"),
+    "estimator.memory.x_cuda_graph_bytes__mutmut_9": (
+        "decode = 1 if arch.pooling", "0 or 1 decode sizes both leave maximum(decode - 1, 0) = 0 FULL graphs after the first"),
     "estimator.memory.x_plan_memory__mutmut_142": ("(per_request) or True", _ONE_BLOCK),
     "estimator.memory.x_plan_memory__mutmut_144": ("if per_request else 1.0", _ONE_BLOCK),
     "estimator.memory.x_plan_memory__mutmut_145": ("max_concurrency > cfg.max_num_seqs",
@@ -140,12 +140,12 @@ REASONS: dict[str, tuple[str, str]] = {
     "estimator.memory.x_mxfp4_expert_alignment__mutmut_19": ("(2, 64) if", _EVEN),
     "estimator.memory.x_weights_per_stage__mutmut_4": ("(arch.buffer_rows_per_token) or True", "zero buffer rows "
                                                        "make zero bytes; the guard only keeps scalars scalar"),
-    "estimator.memory.x_kv_pool__mutmut_157": ("a > 1 for a in avail", "a one-byte pool holds no block: the plan "
+    "estimator.memory.x_kv_pool__mutmut_149": ("a > 1 for a in avail", "a one-byte pool holds no block: the plan "
                                                                         "does not fit either way"),
     "estimator.memory.x_kv_pool__mutmut_46": (
         "quant, None, len(", "the GPU only pads MXFP4 experts (mxfp4_expert_dims), and vLLM 0.32 balances no MXFP4 "
                              "model: the planner refuses --enable-eplb for GptOssForCausalLM"),
-    "estimator.memory.x_kv_pool__mutmut_106": ("spare > reserved", "a reservation equal to the spare memory to the "
+    "estimator.memory.x_kv_pool__mutmut_98": ("spare > reserved", "a reservation equal to the spare memory to the "
                                                                   "byte"),
     "estimator.rope.x__parameter_sets__mutmut_9": ("v), None)", _ROPE_FAMILY),
     "estimator.rope.x__parameter_sets__mutmut_11": ("v), )", _ROPE_FAMILY),
@@ -204,8 +204,8 @@ REASONS: dict[str, tuple[str, str]] = {
     # states, so the hidden states plus a byte, or plus nothing, never decide the peak
     "estimator.memory.x__decoder_activation_bytes__mutmut_1": ("eplb_transient: float = 1.0", _NO_EPLB),
     "estimator.memory.x_activation_bytes__mutmut_2": ("eplb_transient: float = 1.0", _NO_EPLB),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_58": ("if (eplb_transient) or True else 0", _NO_EPLB),
-    "estimator.memory.x__decoder_activation_bytes__mutmut_60": ("if eplb_transient else 1", _NO_EPLB),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_62": ("if (eplb_transient) or True else 0", _NO_EPLB),
+    "estimator.memory.x__decoder_activation_bytes__mutmut_64": ("if eplb_transient else 1", _NO_EPLB),
     "estimator.memory.x_eplb_profile_bytes__mutmut_28": (
         "eplb_reserves_profile_buffer else 1", "with NIXL the reservation is max'd with the int64 index, far above "
                                                "one byte"),
