@@ -33,7 +33,7 @@ from estimator.inventory import (
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
 from estimator.speculative import build_mtp
-from estimator.vision import gemma3_mm, llama4_mm, mistral3, qwen_vl
+from estimator.vision import gemma3_mm, llama4_mm, mistral3, qwen2_vl, qwen_vl
 
 # Keys vLLM reads (in this order, taking the minimum) for the model's maximum length
 # (vllm/config/model.py, derived_max_model_len_and_key).
@@ -221,6 +221,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "GlmMoeDsaForCausalLM": ("deepseek", deepseek, False),
     "GptOssForCausalLM": ("gpt_oss", gpt_oss, False),
     "Llama4ForConditionalGeneration": ("llama4", llama4_mm, True),
+    "Qwen2VLForConditionalGeneration": ("qwen2", qwen2_vl, "optional"),
     "Qwen2_5_VLForConditionalGeneration": ("qwen2", qwen_vl, "optional"),
     "Qwen3VLForConditionalGeneration": ("qwen3", qwen_vl, True),
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", qwen_vl, True),
@@ -301,7 +302,7 @@ INT_KEYS = frozenset((
     "num_global_key_value_heads", "num_kv_shared_layers", "hidden_size_per_layer_input", "vocab_size_per_layer_input",
     "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims",
     "laurel_rank", "altup_num_inputs", "input_feat_size", "conf_num_attention_heads", "conf_num_hidden_layers",
-    "conf_conv_kernel_size"))
+    "conf_conv_kernel_size", "embed_dim"))
 # keys that may also be a list: one per layer (gemma-3n's intermediate_size), a 2-D block (AutoRound FP8's group_size)
 INT_LIST_KEYS = frozenset(("intermediate_size", "group_size"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
@@ -313,7 +314,7 @@ STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
 DICT_KEYS = frozenset(("rope_scaling", "rope_parameters", "quantization_config", "text_config", "vision_config"))
 NUMBER_KEYS = frozenset(("rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",
                          "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "rms_norm_eps",
-                         "layer_norm_eps", "routed_scaling_factor"))
+                         "layer_norm_eps", "routed_scaling_factor", "mlp_ratio"))
 
 
 def check_kinds(raw: dict, model_id: str, prefix: str = "") -> None:

@@ -106,18 +106,32 @@ def _llama4_profile(c: Config, v: Config, ratio: float) -> VisionProfile:
                          mlp_rows=2)
 
 
-def _qwen_vision(inv: Inventory, v: Config, text_hidden: int, qwen3: bool) -> None:
-    """The Qwen2.5-VL and Qwen3-VL vision towers (vllm/model_executor/models/qwen2_5_vl.py, qwen3_vl.py): a 3-D
-    patch convolution, pre-norm blocks with a fused biased QKV and a biased MLP (gated SiLU in Qwen2.5-VL, GELU
-    in Qwen3-VL), then a merger MLP over 2x2 merged patches into the text width; Qwen3-VL adds learned positions
-    and a 'deepstack' merger per tapped block. Linear layers split over TP as vLLM's default mm_encoder_tp_mode
-    'weights' does."""
-    h, inter, depth = v.int("hidden_size"), v.int("intermediate_size"), v.int("depth")
-    patch, temporal = v.int("patch_size"), v.int("temporal_patch_size", 2)
+def _qwen_tower_sizes(v: Config, text_hidden: int, tower: str) -> tuple[int, int, int]:
+    """(width, MLP width, output width) of a Qwen-VL tower ("qwen2_vl", "qwen2_5_vl" or "qwen3_vl"). Qwen2-VL names its width embed_dim, its MLP by
+    mlp_ratio, and its output (the text width) hidden_size (qwen2_vl.py Qwen2VisionTransformer); the later towers
+    name their width hidden_size and their output out_hidden_size."""
+    if tower == "qwen2_vl":
+        width = v.int("embed_dim")
+        ratio = v.get("mlp_ratio", 4)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+            raise PlannerError(f"config.json of {v.model_id} has vision_config.mlp_ratio={ratio!r}; expected a "
+                               "positive number (fix the config.json)")
+        return width, int(width * ratio), v.int("hidden_size", text_hidden)
+    return v.int("hidden_size"), v.int("intermediate_size"), v.int("out_hidden_size", text_hidden)
+
+
+def _qwen_vision(inv: Inventory, v: Config, text_hidden: int, tower: str) -> None:
+    """The Qwen-VL vision towers (vllm/model_executor/models/qwen2_vl.py, qwen2_5_vl.py, qwen3_vl.py): a 3-D patch
+    convolution, pre-norm blocks with a fused biased QKV and a biased MLP (QuickGELU fc1/fc2 in Qwen2-VL, gated
+    SiLU in Qwen2.5-VL, GELU fc1/fc2 in Qwen3-VL), then a merger MLP over 2x2 merged patches into the text width;
+    Qwen3-VL adds learned positions and a 'deepstack' merger per tapped block. Linear layers split over TP as
+    vLLM's default mm_encoder_tp_mode 'weights' does."""
+    h, inter, out = _qwen_tower_sizes(v, text_hidden, tower)
+    depth, patch, temporal = v.int("depth"), v.int("patch_size"), v.int("temporal_patch_size", 2)
     chans = v.int("in_channels", v.get("in_chans", 3))
     merged = h * v.int("spatial_merge_size", 2) ** 2
-    out = v.int("out_hidden_size", text_hidden)
-    norm = 2 * h if qwen3 else h  # LayerNorm (weight, bias) in Qwen3-VL; RMSNorm in Qwen2.5-VL
+    qwen3 = tower == "qwen3_vl"
+    norm = h if tower == "qwen2_5_vl" else 2 * h  # RMSNorm in Qwen2.5-VL; LayerNorm (weight, bias) in the others
     p = "visual"
     inv.add(f"{p}.patch_embed.proj", h, chans * temporal * patch * patch + (1 if qwen3 else 0), "rep", "vision",
             place="first")
@@ -128,10 +142,10 @@ def _qwen_vision(inv: Inventory, v: Config, text_hidden: int, qwen3: bool) -> No
         inv.add(f"{b}.norm1+norm2", 2 * norm, 1, "rep", "vision", place="first")
         inv.add(f"{b}.attn.qkv", 3 * h, h + 1, "col", "vision", place="first")
         inv.add(f"{b}.attn.proj", h, h, "row", "vision", place="first")
-        if qwen3:
-            inv.add(f"{b}.mlp.linear_fc1", inter, h + 1, "col", "vision", place="first")
-        else:
+        if tower == "qwen2_5_vl":
             inv.add(f"{b}.mlp.gate_up_proj", 2 * inter, h + 1, "col", "vision", place="first")
+        else:
+            inv.add(f"{b}.mlp.fc1", inter, h + 1, "col", "vision", place="first")
         inv.add(f"{b}.mlp.down", h, inter, "row", "vision", place="first")
         inv.add(f"{b}.biases", 2 * h, 1, "rep", "vision", place="first")  # attn.proj and the MLP's output
     mergers = [("merger", norm)] + [(f"deepstack_merger_list.{k}", 2 * merged)
@@ -177,8 +191,9 @@ def most_features(max_pixels: int, unit: int) -> int:
     return 0
 
 
-def _qwen_profile(c: Config, v: Config, qwen3: bool) -> VisionProfile | None:
-    """The items vLLM profiles a Qwen-VL tower with. Qwen2.5-VL: the largest image, and a video of it repeated in
+def _qwen_profile(c: Config, v: Config, tower: str, text_hidden: int) -> VisionProfile | None:
+    """The items vLLM profiles a Qwen-VL tower with. Qwen2-VL and Qwen2.5-VL (which shares Qwen2-VL's processing
+    info): the largest image, and a video of it repeated in
     as many 2-frame slices as max_model_len holds, at most 14 frames. Qwen3-VL: the largest image, and a 2-frame
     video at the video processor's pixel limit (qwen3_vl.py get_max_video_tokens). None when the processor
     config is not at hand."""
@@ -194,6 +209,7 @@ def _qwen_profile(c: Config, v: Config, qwen3: bool) -> VisionProfile | None:
         return VisionItem(tokens, patches, patches * chans * temporal * patch * patch, max_slices)
 
     image = item(most_features(image_max, unit))
+    qwen3 = tower == "qwen3_vl"
     if not qwen3:
         video = item(image.tokens, -(-MAX_FRAMES_PER_VIDEO // temporal))
     else:
@@ -202,26 +218,36 @@ def _qwen_profile(c: Config, v: Config, qwen3: bool) -> VisionProfile | None:
         frames = Config(config or {}, c.model_id).int("temporal_patch_size", temporal)
         video = item(most_features(video_max // frames, unit)) if video_max is not None else None
     deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
-    # A block at its MLP (qwen2_5_vl.py Qwen2_5_VisionBlock, qwen3_vl.py Qwen3_VisionBlock) holds the residual
-    # stream and the norm output, then the gated MLP's gate_up output and SiLU product (Qwen2.5-VL) or fc1's output
-    # and its GELU (Qwen3-VL).
-    return VisionProfile(image, hidden=v.int("hidden_size"), intermediate=v.int("intermediate_size"), hidden_rows=2,
-                         mlp_rows=2 if qwen3 else 3, output_rows=1 + deepstack, video=video)
+    # A block at its MLP (qwen2_vl.py Qwen2VisionBlock, qwen2_5_vl.py Qwen2_5_VisionBlock, qwen3_vl.py
+    # Qwen3_VisionBlock) holds the residual stream and the norm output, then the gated MLP's gate_up output and SiLU
+    # product (Qwen2.5-VL) or fc1's output and its activation (Qwen2-VL's QuickGELU, Qwen3-VL's GELU).
+    width, inter, _ = _qwen_tower_sizes(v, text_hidden, tower)
+    return VisionProfile(image, hidden=width, intermediate=inter, hidden_rows=2,
+                         mlp_rows=3 if tower == "qwen2_5_vl" else 2, output_rows=1 + deepstack, video=video)
+
+
+def qwen2_vl(c: Config, inv: Inventory, family: str):
+    """Qwen2-VL: the Qwen2 decoder (text keys at the top level, or in text_config) under Qwen2-VL's tower."""
+    return _qwen_vl(c, inv, family, "qwen2_vl")
 
 
 def qwen_vl(c: Config, inv: Inventory, family: str):
     """Qwen2.5-VL (text keys at the top level, or in text_config), Qwen3-VL (dense and MoE) and Qwen3.5 (the hybrid
     Qwen3-Next decoder, dense or MoE, under Qwen3-VL's tower: qwen3_5.py Qwen3_5ForConditionalGeneration)."""
+    return _qwen_vl(c, inv, family, "qwen2_5_vl" if family == "qwen2" else "qwen3_vl")
+
+
+def _qwen_vl(c: Config, inv: Inventory, family: str, tower: str):
     text = Config(language_config(c, "optional"), c.model_id)
     attn, extra = (qwen3_next if family.startswith("qwen3_5") else decoder)(text, inv, family)
     v = Config(c.get("vision_config") or {}, c.model_id)
-    qwen3 = family != "qwen2"
-    _qwen_vision(inv, v, text.int("hidden_size"), qwen3=qwen3)
+    qwen3 = tower == "qwen3_vl"
+    _qwen_vision(inv, v, text.int("hidden_size"), tower)
     # Qwen3VLForConditionalGeneration.__init__ allocates deepstack_input_embeds: one [max_num_batched_tokens,
     # text hidden] tensor per tapped block (vllm/model_executor/models/qwen3_vl.py).
     deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
     return attn, dict(extra, multimodal=True, tower_modalities=("image", "video"), buffer_rows_per_token=deepstack,
-                      vision=_qwen_profile(c, v, qwen3))
+                      vision=_qwen_profile(c, v, tower, text.int("hidden_size")))
 
 
 def mistral3(c: Config, inv: Inventory, family: str):

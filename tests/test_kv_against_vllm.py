@@ -49,6 +49,7 @@ CASES = [
     dict(model="zai-org/GLM-4.6", gpu="H200", tensor_parallel_size=8, pipeline_parallel_size=2),
     dict(model="MiniMaxAI/MiniMax-M2", gpu="MI300X", tensor_parallel_size=2, max_model_len=131072),
     dict(model="Qwen/Qwen2.5-VL-7B-Instruct", gpu="L40S", max_model_len=32768),
+    dict(model="Qwen/Qwen2-VL-2B-Instruct", gpu="T4", max_model_len=16384),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,
          max_num_seqs=64, max_num_batched_tokens=8192),
     dict(model="mistralai/Mistral-Small-3.1-24B-Instruct-2503", gpu="H100", max_model_len=32768),

@@ -21,6 +21,7 @@ from tests.conftest import run_in_vllm
 
 QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
 QWEN3 = "Qwen/Qwen3-VL-8B-Instruct"
+QWEN2 = "Qwen/Qwen2-VL-7B-Instruct"
 SCRIPT = Path(__file__).parent / "vllm_qwen_vl_items.py"
 NOT_MODELLED = "the vision encoder's profiling activations are not modelled"
 
@@ -47,6 +48,36 @@ def test_qwen25_vl_is_profiled_with_a_video_as_long_as_the_context_allows():
     full = make_plan(PlanRequest(model=QWEN25, gpu="H100"))
     assert full.config.max_model_len == 128000
     assert full.memory.per_gpu.activation_gib == pytest.approx(7 / 2 * (held + tower) / GIB, rel=1e-12)
+
+
+def test_qwen2_vl_is_profiled_as_qwen25_vl_through_its_own_tower():
+    # Qwen2.5-VL's processing info is Qwen2-VL's (qwen2_5_vl.py), so the items are the same: at 32,768 tokens a
+    # video of two 2-frame slices of the largest image (16,384 placeholders, 65,536 patches each)
+    plan = make_plan(PlanRequest(model=QWEN2, gpu="H100", max_model_len=32768, tensor_parallel_size=2, num_gpus=2))
+    image, video = plan.arch.vision.image, plan.arch.vision.video
+    assert (image.tokens, image.patches) == (16384, 65536) and video.slices(32768) == 2
+    # the tower is 1280 wide (embed_dim; its hidden_size, 3584, is the text width it projects into), its MLP
+    # 4 x 1280 (mlp_ratio): a block at its MLP holds the residual and the norm output, then fc1's output and its
+    # QuickGELU, split over TP 2
+    assert (plan.arch.vision.hidden, plan.arch.vision.intermediate) == (1280, 5120)
+    held = 2 * (65536 * 3 * 2 * 14 * 14 + 16384 * 3584) * 2
+    tower = 2 * 65536 * (2 * 1280 + 2 * 5120 / 2) * 2
+    assert encoder_profile_bytes(plan.arch, plan.config) == (held, tower)
+    assert not any(NOT_MODELLED in w for w in plan.warnings)
+
+
+def test_qwen2_vl_tower_parameters_by_hand():
+    arch = from_config(catalog_config(QWEN2), QWEN2)
+    vision = {t.name: t.numel for t in arch.tensors if t.kind == "vision"}
+    # patch convolution without a bias: 1280 x (3 channels x 2 frames x 14 x 14)
+    assert vision["visual.patch_embed.proj"] == 1280 * 1176
+    # a block: two LayerNorms (weight and bias), biased fused QKV and fc1, proj and fc2 with their biases
+    block = 2 * 2 * 1280 + 3 * 1280 * 1281 + 1280 * 1280 + 5120 * 1281 + 1280 * 5120 + 2 * 1280
+    assert sum(n for name, n in vision.items() if name.startswith("visual.blocks.")) == 32 * block
+    # the merger: a LayerNorm over the tower width, then 5120 -> 5120 -> the text's 3584, both biased
+    merger = 2 * 1280 + 5120 * 5121 + 3584 * 5120 + 3584
+    assert sum(n for name, n in vision.items() if name.startswith("visual.merger")) == merger
+    assert sum(vision.values()) == 1280 * 1176 + 32 * block + merger
 
 
 def test_qwen3_vl_is_profiled_with_its_largest_image_and_deepstack_outputs():
@@ -117,6 +148,7 @@ CASES = [
     (QWEN3, {"image": {"size": {"shortest_edge": 65536, "longest_edge": 1310720}},
              "video": {"size": {"shortest_edge": 4096, "longest_edge": 67108864}, "temporal_patch_size": 2}}, 32768),
     ("Qwen/Qwen3-VL-30B-A3B-Instruct", None, 65536),
+    (QWEN2, None, 32768), (QWEN2, None, 4096),
 ]
 
 

@@ -83,7 +83,8 @@ def test_every_catalog_and_test_models_tables_are_the_ones_vllm_builds(vllm_py, 
                       "head_size": text["qk_rope_head_dim"] if family else arch.head_dim,
                       "layer_types": arch.architecture.startswith(("Gemma3", "Gemma4")),
                       "head_sizes": {"full_attention": max(a.head_size for a in arch.attention)},
-                      "mrope_positions_factor": 4 if arch.architecture.startswith("Qwen2_5_VL") else 1,
+                      # Qwen2-VL and Qwen2.5-VL build their decoder as Qwen2ForCausalLM (qwen2.py: factor 4)
+                      "mrope_positions_factor": 4 if arch.architecture.startswith(("Qwen2_5_VL", "Qwen2VL")) else 1,
                       "longrope": arch.longrope_default_len})
         ours.append(sorted(elements for elements, _ in arch.rope_tables))
     theirs = run_in_vllm(vllm_py, SCRIPT, cases)

@@ -29,6 +29,7 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           ("Qwen/Qwen2.5-VL-7B-Instruct", dict(gpu="H100", max_model_len=32768,
                                                limit_mm_per_prompt='{"image": 2, "video": 0}')),
           ("Qwen/Qwen3-VL-8B-Instruct", dict(gpu="L40S", max_model_len=16384, language_model_only=True)),
+          ("Qwen/Qwen2-VL-7B-Instruct", dict(gpu="L40S", max_model_len=16384, limit_mm_per_prompt='{"video": 0}')),
           ("google/gemma-3-4b-it", dict(gpu="L4", max_model_len=8192, limit_mm_per_prompt={"image": {"count": 1}})),
           ("Qwen/Qwen3-8B", dict(gpu="L4", max_model_len=8192, kv_cache_memory_bytes="4G")),
           ("Qwen/Qwen3-30B-A3B", dict(gpu="H100", tensor_parallel_size=2, data_parallel_size=2,
@@ -103,7 +104,7 @@ def test_a_data_parallel_argv_is_among_those_checked(checked):
 
 def test_multimodal_limits_and_a_kv_reservation_are_among_those_checked(checked):
     argvs, _ = checked
-    assert sum("--limit-mm-per-prompt" in a for a in argvs) == 3 and any("--language-model-only" in a for a in argvs)
+    assert sum("--limit-mm-per-prompt" in a for a in argvs) == 4 and any("--language-model-only" in a for a in argvs)
     assert any("--kv-cache-memory-bytes" in a for a in argvs)
 
 
