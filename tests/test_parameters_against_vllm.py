@@ -3,6 +3,7 @@ for one catalog model of every architecture vLLM can build on this CPU and for t
 no catalog checkpoint is shipped for (tests/fixtures/models)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,26 @@ def test_parameter_total_is_the_one_vllm_builds(compared, name):
     tower = sum(n for key, n in theirs.items() if key.split(".")[0] in (
         "visual", "vision_tower", "vision_model", "multi_modal_projector", "embed_vision", "audio_tower", "embed_audio"))
     assert sum(t.numel for t in arch.tensors if t.kind == "vision") == tower
+
+
+@pytest.mark.parametrize("name", [m for m, _ in one_config_per_architecture().values()]
+                         + [f"fixtures/{n}" for n in FIXTURE_MODELS])
+def test_each_layers_window_is_the_one_vllm_builds_it_with(compared, name):
+    """Which decoder layers are windowed, and over how many tokens (Gemma's patterns, Qwen's max_window_layers,
+    gpt-oss alternating, Cohere2's sliding_window + 1), as the model's own code builds its Attention layers."""
+    arch, answer = compared[name]
+    theirs = {}
+    for layer_name, window in answer["windows"].items():
+        index = re.search(r"layers\.(\d+)\.", layer_name)
+        assert index, layer_name
+        theirs[int(index.group(1))] = window
+    ours = {i: a.window if a.kind == "sliding" else None for i, a in enumerate(arch.attention[:arch.num_layers])
+            if i in theirs}
+    assert ours == theirs
+    # every layer with a KV cache of its own or a shared one is an Attention layer in vLLM (none for MLA, Mamba and
+    # MLP-only layers)
+    assert set(theirs) == {i for i, a in enumerate(arch.attention[:arch.num_layers])
+                           if a.kind in ("full", "sliding", "chunked")}
 
 
 @pytest.mark.parametrize("name", [m for m, _ in one_config_per_architecture().values()]

@@ -3,7 +3,8 @@
 Reads a JSON list of model directories (each holding a config.json), or of {"directory", "engine_args", "tp"},
 on stdin; builds each model as vLLM 0.32 does
 (EngineArgs -> VllmConfig -> initialize_model, TP 1) on the meta device, so no memory is allocated and no weights
-are read; prints, per directory, the number of elements of every parameter by name, or the error vLLM raised.
+are read; prints, per directory, the number of elements of every parameter by name and the sliding window each
+decoder attention layer was built with (by layer name; null for a global layer), or the error vLLM raised.
 
 vLLM inspects a model class in a subprocess before building it; here each architecture's class is registered
 directly (the subprocess would not have the torchvision stand-in that the multimodal modules' imports need), and
@@ -85,7 +86,15 @@ def _as_if_tensor_parallel() -> None:
                 module.get_tensor_model_parallel_rank = lambda *args, **kwargs: 0
 
 
-def parameters(directory: str, engine_args: dict, draft: str | None = None) -> dict[str, int]:
+def windows(model) -> dict[str, int | None]:
+    """The window each of the model's attention layers passes to vLLM's Attention (its sliding_window): what its
+    KV cache spec is built from. Vision towers' encoder attention is another class and is not listed."""
+    from vllm.model_executor.layers.attention.attention import Attention
+
+    return {m.layer_name: m.sliding_window for m in model.modules() if isinstance(m, Attention)}
+
+
+def parameters(directory: str, engine_args: dict, draft: str | None = None) -> dict:
     """``draft``: build the checkpoint's MTP drafter instead, the class vLLM's SpeculativeConfig turns the config
     into (hf_config_override), as the drafter of --speculative-config method mtp is built."""
     global _started
@@ -114,7 +123,7 @@ def parameters(directory: str, engine_args: dict, draft: str | None = None) -> d
                                                         enable_adaptive_verification=False)
         with torch.device("meta"):
             model = initialize_model(vllm_config=config)
-    return {name: p.numel() for name, p in model.named_parameters()}
+    return {"parameters": {name: p.numel() for name, p in model.named_parameters()}, "windows": windows(model)}
 
 
 def answer(case: str | dict) -> dict:
@@ -125,7 +134,7 @@ def answer(case: str | dict) -> dict:
     directory, engine_args = (case, {}) if isinstance(case, str) else (case["directory"], case.get("engine_args", {}))
     _tp = 1 if isinstance(case, str) else case.get("tp", 1)
     try:
-        return {"parameters": parameters(directory, engine_args, None if isinstance(case, str) else case.get("draft"))}
+        return parameters(directory, engine_args, None if isinstance(case, str) else case.get("draft"))
     except Exception as err:  # reported to the test, which asserts on it
         return {"error": f"{type(err).__name__}: {err}"}
 
