@@ -199,6 +199,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Phi3ForCausalLM": ("phi3", decoder, False),
     "InternLM2ForCausalLM": ("internlm2", decoder, False),
     "CohereForCausalLM": ("cohere", decoder, False),
+    "Cohere2ForCausalLM": ("cohere2", decoder, False),
     "Gemma2ForCausalLM": ("gemma2", decoder, False),
     "Gemma3ForCausalLM": ("gemma3", decoder, False),
     "Gemma3ForConditionalGeneration": ("gemma3", gemma3_mm, True),

@@ -24,11 +24,11 @@ from estimator.inventory import (
 #   config: every layer windowed when sliding_window is set (llama.py-style, cache_config.sliding_window);
 #   qwen: none unless use_sliding_window, then the layers from max_window_layers on (qwen2.py, qwen3.py);
 #   alternate: the even layers (gemma2.py, gpt_oss.py);  pattern: all but every sliding_window_pattern-th
-#   layer (gemma3.py, default 6).
+#   layer (gemma3.py; the default is the config class's: 6 for Gemma 3, 4 for Cohere2).
 WINDOW_RULES = ("config", "qwen", "alternate", "pattern")
 
 
-def layer_windows(c: Config, n: int, rule: str) -> list[str]:
+def layer_windows(c: Config, n: int, rule: str, pattern_default: int = 6) -> list[str]:
     """Per-layer attention kind: 'full' or 'sliding', as vLLM's model code decides it (rule: WINDOW_RULES)."""
     layer_types = c.get("layer_types")
     window = c.get("sliding_window")
@@ -45,15 +45,16 @@ def layer_windows(c: Config, n: int, rule: str) -> list[str]:
     if rule == "alternate":
         return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
     if rule == "pattern":
-        pattern = c.int("sliding_window_pattern", 6)
+        pattern = c.int("sliding_window_pattern", pattern_default)
         return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(n)]
     return ["sliding" if window else "full"] * n
 
 
-def gqa_layers(c: Config, kinds: list[str]) -> list[AttentionLayer]:
+def gqa_layers(c: Config, kinds: list[str], window_extra: int = 0) -> list[AttentionLayer]:
+    """The KV layers of GQA attention; a windowed layer attends over sliding_window + window_extra tokens."""
     _, _, kv, hd = attention_dims(c)
     window = c.get("sliding_window")
-    return [AttentionLayer(k, kv, hd, hd, window if k == "sliding" else None) for k in kinds]
+    return [AttentionLayer(k, kv, hd, hd, window + window_extra if k == "sliding" else None) for k in kinds]
 
 
 # --- families ------------------------------------------------------------------------------------------
@@ -108,6 +109,8 @@ class Decoder:
     lm_head_bias_key: str | None = None  # the config key that gives the LM head a bias (Phi-3.5-MoE)
     experts: Experts | None = None
     windows: str = "config"  # which layers are windowed without layer_types: one of WINDOW_RULES
+    pattern_default: int = 6  # windows="pattern": sliding_window_pattern where config.json leaves it out
+    window_extra: int = 0  # tokens a windowed layer attends over beyond sliding_window
     mlp: str = "gated"  # gated: gate, up and down projections | plain: up and down only (Nemotron's ReLU^2)
 
 
@@ -124,6 +127,10 @@ DECODERS: dict[str, Decoder] = {
     "gemma2": Decoder(norms=GEMMA_NORMS, windows="alternate"),
     "gemma3": Decoder(qk_norm="head", norms=GEMMA_NORMS, windows="pattern"),
     "cohere": Decoder(qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",)),  # parallel block
+    # Cohere2 (Command R7B, Command A): Cohere's block with three windowed layers to one global (Cohere2Config's
+    # default pattern), each window passed to vLLM as sliding_window + 1 (commandr.py: the training convention)
+    "cohere2": Decoder(qk_norm="heads", qk_norm_key="use_qk_norm", norms=("input_layernorm",), windows="pattern",
+                       pattern_default=4, window_extra=1),
     # OLMo 2: norms after attention and after the MLP, q/k norms over all heads' width, replicated (olmo2.py gathers
     # q and k over TP before them)
     "olmo2": Decoder(qk_norm="all", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
@@ -204,7 +211,7 @@ def decoder(c: Config, inv: Inventory, family: str):
     if d.experts is not None:
         extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int("num_experts_per_tok"),
                      moe_intermediate_size=c.int(d.experts.width), moe_routing=d.experts.routing(c))
-    return gqa_layers(c, layer_windows(c, n, d.windows)), extra
+    return gqa_layers(c, layer_windows(c, n, d.windows, d.pattern_default), d.window_extra), extra
 
 
 def deepseek(c: Config, inv: Inventory, family: str):

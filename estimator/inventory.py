@@ -262,9 +262,9 @@ def layer_norms(inv: Inventory, i: int, hidden: int) -> None:
 
 # Families whose transformers config class ties the LM head to the embeddings when config.json does not say
 # (GemmaConfig, Gemma2Config, Gemma3TextConfig, Gemma3nTextConfig, Gemma4TextConfig, GraniteMoeConfig and
-# CohereConfig default tie_word_embeddings=True;
+# CohereConfig and Cohere2Config default tie_word_embeddings=True;
 # the others False).
-TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "gemma3n", "gemma4", "granitemoe", "cohere"))
+TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "gemma3n", "gemma4", "granitemoe", "cohere", "cohere2"))
 
 
 def tied_embeddings(raw: dict, family: str) -> bool:

@@ -33,6 +33,9 @@ _ALIASES = {"mrope": "default", "su": "longrope"}  # transformers' older names (
 # Qwen2's decoder builds multimodal RoPE over 4 x max_position positions (video indices may exceed the token
 # count; qwen2.py get_rope's mrope_positions_factor); Qwen3-VL over 1 x without video pruning (qwen3_vl.py).
 MROPE_POSITIONS_FACTOR = {"qwen2": 4}
+# Cohere's attention sizes its table by model_max_length where config.json has one, else max_position_embeddings
+# (commandr.py CohereAttention)
+MODEL_MAX_LENGTH_FIRST = frozenset(("cohere", "cohere2"))
 
 
 # Config classes that drop a top-level original_max_position_embeddings (transformers 5's PhimoeConfig declares
@@ -101,6 +104,9 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str,
     if family == "nemotron_h" or (family == "granitemoehybrid" and text.get("position_embedding_type") != "rope"):
         return ()  # no positional encoding in the attention layers
     max_position = int(text.get("max_position_embeddings") or 8192)
+    if family in MODEL_MAX_LENGTH_FIRST and isinstance(text.get("model_max_length"), int) \
+            and text["model_max_length"] > 0:
+        max_position = text["model_max_length"]
     factor = MROPE_POSITIONS_FACTOR.get(family, 1)
     tables = []
     for layer_type, params in _parameter_sets(text, family):

@@ -250,6 +250,21 @@ def test_sliding_and_interleaved_layers():
     assert set(kinds("Qwen/Qwen2.5-7B-Instruct")) == {("full", None)}
 
 
+def test_cohere2_windows_three_layers_in_four_over_one_token_more_than_its_window():
+    config = json.loads((Path(__file__).parent / "fixtures" / "models" / "cohere2" / "config.json").read_text())
+    arch = architecture.from_config(config, "cohere2")
+    layers = [(a.kind, a.window) for a in arch.attention]
+    assert layers[:4] == [("sliding", 4097)] * 3 + [("full", None)] and layers.count(("full", None)) == 8
+    # the pattern defaults to Cohere2Config's 4 when config.json leaves it out; a layer_types list wins over it
+    assert [(a.kind, a.window) for a in architecture.from_config(
+        {k: v for k, v in config.items() if k != "sliding_window_pattern"}, "cohere2").attention] == layers
+    listed = dict(config, layer_types=["full_attention", "sliding_attention"] * 16)
+    assert [a.kind for a in architecture.from_config(listed, "cohere2").attention][:2] == ["full", "sliding"]
+    # Cohere2Config ties the LM head when config.json is silent, as CohereConfig does
+    silent = architecture.from_config({k: v for k, v in config.items() if k != "tie_word_embeddings"}, "cohere2")
+    assert silent.tie_word_embeddings and not any(t.name == "lm_head" for t in silent.tensors)
+
+
 def test_derived_max_model_len_follows_vllm():
     assert arch("meta-llama/Llama-3.1-8B-Instruct").default_max_model_len() == 131072  # llama3 rope: no scaling
     assert arch("deepseek-ai/DeepSeek-V3").default_max_model_len() == 163840  # yarn: no scaling

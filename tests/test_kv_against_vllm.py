@@ -44,6 +44,10 @@ CASES = [
     dict(model="microsoft/Phi-3.5-MoE-instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=2, max_model_len=32768),
     dict(model="CohereForAI/c4ai-command-r-plus", gpu="H100", tensor_parallel_size=4),
     dict(model="CohereForAI/c4ai-command-r-v01", gpu="H100", tensor_parallel_size=2, kv_cache_dtype="fp8"),
+    # Cohere2 (a test model of Command R7B's shape): three windowed layers to one global, windows of 4,096 + 1
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="L40S", max_model_len=65536),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="A10G", tensor_parallel_size=2,
+         max_model_len=8192, kv_cache_dtype="fp8"),
     dict(model="internlm/internlm2_5-7b-chat", gpu="L40S", max_model_len=32768),
     dict(model="zai-org/GLM-4.5-Air", gpu="H200", tensor_parallel_size=2, max_model_len=65536),
     dict(model="zai-org/GLM-4.6", gpu="H200", tensor_parallel_size=8, pipeline_parallel_size=2),

@@ -45,6 +45,16 @@ def test_the_tables_by_hand(model, expected):
     assert tables(model) == expected
 
 
+def test_cohere_sizes_its_table_by_model_max_length_where_config_json_has_one():
+    # commandr.py: getattr(config, "model_max_length", None) or max_position_embeddings (8,192 for Command-R)
+    command_r = catalog_config("CohereForAI/c4ai-command-r-v01")
+    assert tables("CohereForAI/c4ai-command-r-v01") == ((8192 * 128, None),)
+    assert from_config(dict(command_r, model_max_length=131072), "acme/r").rope_tables == ((131072 * 128, None),)
+    # other families read max_position_embeddings only
+    llama = catalog_config("meta-llama/Llama-3.1-8B-Instruct")
+    assert from_config(dict(llama, model_max_length=8192), "acme/l").rope_tables == ((131072 * 128, None),)
+
+
 def test_gemma3s_tables_are_in_its_weights_as_vllm_logs_them():
     plan = make_plan(PlanRequest(model="google/gemma-3-4b-it", gpu="H100"))
     weights = sum(t.numel for t in plan.arch.tensors) * 2
