@@ -67,12 +67,25 @@ def readings(record: RunRecord) -> tuple[RunRecord | None, str | None]:
     unnamed = UNNAMED_QUANT.match(str(record.config.get("quantization") or ""))
     if unnamed:
         record = unnamed_checkpoint(record, unnamed.group(1), int(unnamed.group(2)))
+    elif record.config.get("quantization") and self_quantized(record.model):
+        # vLLM loads such a checkpoint with its own quantization_config; the column describes it in the source's
+        # words ("int4 (native compressed-tensors W4A16 experts)"), not as the --quantization flag it was run with
+        record = replace(record, config={k: v for k, v in record.config.items() if k != "quantization"})
     if SEEDED_REPEATS.search(notes):
         return None, ("a mean over repeats of the same prompts (one seed), which later repeats serve from the "
                       "prefix cache; the planner does not model cache hits")
     if EAGER.search(notes) and "enforce_eager" not in record.config:
         record = replace(record, config={**record.config, "enforce_eager": True})
     return record, None
+
+
+def self_quantized(model: str) -> bool:
+    """Whether the catalog's checkpoint of this model carries its own quantization_config."""
+    from estimator.model_source import catalog_config
+
+    config = catalog_config(model) or {}
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    return bool(config.get("quantization_config") or text.get("quantization_config"))
 
 
 def unnamed_checkpoint(record: RunRecord, method: str, bits: int) -> RunRecord:

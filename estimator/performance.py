@@ -368,14 +368,29 @@ def predict(x: PerfInputs, co: Coefficients) -> Prediction:
     # set of prompts sent at once drains in waves, so on average half as long.
     drains = (prompts > 0) & (prompts <= closed)
     queued = where((rate <= 0) & (closed > batch), where(drains, 0.5, 1.0) * (closed / batch - 1) * latency, 0.0)
-    ttft = where(saturated, math.inf, ttft + where(rate > 0, 0.0, burst) + queued)
+    # Arrivals faster than the server sustains: a stream's queue grows without bound, but a finite run's prompts
+    # (vllm bench serve --num-prompts) only queue behind those sent before them (backlog_seconds).
+    backlog = where(saturated & (prompts > 0), backlog_seconds(prompts, rate, served, batch), math.inf)
+    queued = where(saturated, backlog, queued)
+    ttft = ttft + where(rate > 0, 0.0, burst) + queued
     output_tps = where(rate > 0, minimum(rate, served), served) * out
     total_tps = output_tps * (inp + out) / maximum(out, 1)
     return Prediction(batch=batch, output_tokens_per_s=output_tps, total_tokens_per_s=total_tps,
                       ttft_ms=ttft * MS, tpot_ms=tpot * MS, itl_ms=tpot * MS,
-                      request_latency_ms=where(saturated, math.inf, latency * MS + queued * MS),
+                      request_latency_ms=latency * MS + queued * MS,
                       saturated=saturated, log_sigma_throughput=co.log_sigma_throughput,
                       log_sigma_latency=co.log_sigma_latency)
+
+
+def backlog_seconds(prompts, rate, served, batch):
+    """Mean wait for a slot over a finite run of ``prompts`` requests arriving at ``rate`` per second to a server
+    that runs ``batch`` at once and finishes ``served`` per second (rate > served). Request k arrives at k / rate
+    and starts when k - batch have finished, at (k - batch) / served: it waits from k0 = batch / (1 - served /
+    rate) on, a / 2 x (prompts - k0)^2 in all with a = 1 / served - 1 / rate, shared over every prompt."""
+    a = 1 / maximum(served, 1e-12) - 1 / maximum(rate, 1e-12)
+    first = batch / maximum(served * a, 1e-12)
+    late = maximum(prompts - first, 0.0)
+    return a * late * late / (2 * maximum(prompts, 1.0))
 
 
 def step_work(x: PerfInputs, n_dec, n_pre, ctx_dec, ctx_pre, gemm_tokens):

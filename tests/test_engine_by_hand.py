@@ -97,6 +97,24 @@ def test_an_open_loop_settles_where_batch_equals_rate_times_latency():
     assert bool(flooded.saturated) and math.isinf(float(flooded.ttft_ms))
 
 
+def test_a_finite_run_sent_faster_than_it_is_served_waits_for_the_prompts_before_it():
+    # 1000 prompts at 1e4/s into 64 slots: request k starts when k - 64 have finished, at (k - 64) / served
+    # seconds, and arrived at k / 1e4; the mean wait over all of them, by summing, not by the closed form
+    run = PerfInputs(**dict(TOY, concurrency=0, request_rate=1e4, batch_cap=64, num_prompts=1000))
+    p = predict(run, CO)
+    ttft, _, latency = Engine(run, CO).cycle(64.0)
+    served = 64 / latency
+    waits = [max(0.0, (k - 64) / served - k / 1e4) for k in range(1, 1001)]
+    wait = sum(waits) / 1000
+    assert bool(p.saturated) and float(p.batch) == pytest.approx(64, rel=1e-9)
+    assert float(p.ttft_ms) == pytest.approx((ttft + wait) * 1e3, rel=0.01)
+    assert float(p.request_latency_ms) == pytest.approx((latency + wait) * 1e3, rel=0.01)
+    assert float(p.output_tokens_per_s) == pytest.approx(served * 10, rel=1e-9)  # what the slots finish
+    # fewer prompts than keep 64 slots busy past their arrival: no wait at all
+    few = predict(PerfInputs(**dict(TOY, concurrency=0, request_rate=1e4, batch_cap=64, num_prompts=60)), CO)
+    assert float(few.ttft_ms) == pytest.approx(ttft * 1e3, rel=1e-9)
+
+
 def test_a_rate_under_one_request_per_second_is_an_open_loop_too():
     x = PerfInputs(**dict(TOY, concurrency=0, request_rate=0.5, batch_cap=64))
     p = predict(x, CO)
