@@ -159,6 +159,22 @@ def test_a_quantized_checkpoint_the_source_does_not_name_is_planned_with_the_for
     assert 0.25 < plan.memory.per_gpu.weights_gib / bf16.memory.per_gpu.weights_gib < 0.35  # 4-bit experts
 
 
+def test_a_self_quantized_checkpoints_column_describes_it_and_an_online_method_stays_a_flag(tmp_path):
+    from calibrate.corpus import readings
+    from calibrate.observations import plan_of
+
+    path = tmp_path / "q.csv"
+    common = {"gpu": "H200", "input_len": 1024, "output_len": 256, "output_tokens_per_s": 100.0, "notes": "n"}
+    write_rows(path, [dict(common, model="moonshotai/Kimi-K2-Thinking", num_gpus=8, tensor_parallel_size=8,
+                           quantization="int4 (native compressed-tensors W4A16 experts)"),
+                      dict(common, model="Qwen/Qwen3-8B", quantization="fp8")])
+    kimi, qwen = (readings(r)[0] for r in parse_file(path).records)
+    # vLLM loads Kimi-K2-Thinking with its own compressed-tensors config: "int4" is no --quantization flag
+    assert "quantization" not in kimi.config and plan_of(kimi).quant.method == "compressed-tensors"
+    # a 16-bit checkpoint quantized online keeps the flag
+    assert qwen.config["quantization"] == "fp8" and plan_of(qwen).quant.method == "fp8"
+
+
 def test_the_corpus_leaves_out_what_the_planner_cannot_represent(corpus_path):
     from calibrate.corpus import load, output_rate_bound
 
