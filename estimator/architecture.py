@@ -220,6 +220,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # (vllm/models/deepseek_v32/__init__.py).
     "DeepseekV32ForCausalLM": ("deepseek", deepseek, False),
     "GlmMoeDsaForCausalLM": ("deepseek", deepseek, False),
+    # GLM-4.7-Flash: DeepSeek's latent attention under GLM-4.5's MoE block (glm4_moe_lite.py)
+    "Glm4MoeLiteForCausalLM": ("deepseek", deepseek, False),
     "GptOssForCausalLM": ("gpt_oss", gpt_oss, False),
     "Llama4ForConditionalGeneration": ("llama4", llama4_mm, True),
     "Qwen2VLForConditionalGeneration": ("qwen2", qwen2_vl, "optional"),

@@ -244,7 +244,9 @@ def deepseek(c: Config, inv: Inventory, family: str):
         inv.add(p + ABSORBED_MLA, heads * (nope + v), kv_lora, "col", "derived", i)
         if i >= first_dense and i % freq == 0:
             inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)
-            if c.get("topk_method") == "noaux_tc":
+            # DeepSeek's gate has a score-correction bias with noaux_tc routing; GLM's MoE block always has one
+            # (deepseek_v2.py, glm4_moe.py Glm4MoE, which glm4_moe_lite.py uses)
+            if c.get("topk_method") == "noaux_tc" or c.get("model_type") == "glm4_moe_lite":
                 inv.add(f"model.layers.{i}.mlp.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
             routed_experts(inv, f"model.layers.{i}.mlp", hidden, moe_inter, i, experts, topk)
             if shared:

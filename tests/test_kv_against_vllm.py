@@ -44,6 +44,8 @@ CASES = [
     dict(model="microsoft/Phi-3.5-MoE-instruct", gpu="A100-SXM4-80GB", tensor_parallel_size=2, max_model_len=32768),
     dict(model="CohereForAI/c4ai-command-r-plus", gpu="H100", tensor_parallel_size=4),
     dict(model="CohereForAI/c4ai-command-r-v01", gpu="H100", tensor_parallel_size=2, kv_cache_dtype="fp8"),
+    # GLM-4.7-Flash's shape (a test model): DeepSeek's latent attention under GLM's MoE block, 47 MLA layers
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm-4.7-flash"), gpu="H100", max_model_len=131072),
     # Cohere2 (a test model of Command R7B's shape): three windowed layers to one global, windows of 4,096 + 1
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="L40S", max_model_len=65536),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="A10G", tensor_parallel_size=2,
