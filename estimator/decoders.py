@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from estimator.errors import PlannerError
 from estimator.inventory import (
     ABSORBED_MLA,
+    FP32_BYTES,
     AttentionLayer,
     Config,
     Inventory,
@@ -70,6 +71,7 @@ class Experts:
     router: str = "gate"  # the router's name inside that module
     router_bias: bool = False  # a per-expert score-correction bias beside the router (GLM-4.5)
     router_bias_key: str | None = None  # ... or when this config key says so (MiniMax-M2: use_routing_bias)
+    router_fp32: bool = False  # the router's weights in float32 (a GateLinear built with params_dtype float32)
     shared: str = "none"  # none | sized: one shared expert of shared_expert_intermediate_size with a one-wide
     #                       gate (Qwen2-MoE) | count: n_shared_experts experts of the routed width (GLM-4.5)
     dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
@@ -145,11 +147,13 @@ DECODERS: dict[str, Decoder] = {
                          experts=Experts("num_experts", dense="sparse_step", renormalize="config")),
     "qwen2_moe": Decoder(qkv_bias="always", o_bias="never", windows="qwen",
                          experts=Experts("num_experts", shared="sized", dense="sparse_step", renormalize="config")),
-    # MiniMax-M2: q/k norms over all heads, 256 routed experts with a routing bias, no shared expert
-    "minimax_m2": Decoder(qk_norm="heads", experts=Experts(**dict(BLOCK_SPARSE, router_bias_key="use_routing_bias"))),
+    # MiniMax-M2: q/k norms over all heads, 256 routed experts with a routing bias, no shared expert; its gate and
+    # GLM-4.5's are float32 (minimax_m2.py, glm4_moe.py: GateLinear(params_dtype=torch.float32))
+    "minimax_m2": Decoder(qk_norm="heads", experts=Experts(**dict(BLOCK_SPARSE, router_bias_key="use_routing_bias",
+                                                                  router_fp32=True))),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
                         experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k",
-                                        renormalize="config", renormalize_default=True)),
+                                        renormalize="config", renormalize_default=True, router_fp32=True)),
 }
 
 
@@ -164,9 +168,11 @@ def is_moe_layer(c: Config, e: Experts, i: int) -> bool:
 def moe_block(c: Config, inv: Inventory, e: Experts, i: int, hidden: int) -> None:
     experts, topk, width = c.int(e.count), c.int("num_experts_per_tok"), c.int(e.width)
     prefix = f"model.layers.{i}.{e.block}"
-    inv.add(f"{prefix}.{e.router}", experts, hidden, "rep", "router", i)
+    inv.add(f"{prefix}.{e.router}", experts, hidden, "rep", "router", i, fixed_bytes=FP32_BYTES if e.router_fp32 else 0)
     if e.router_bias or (e.router_bias_key and c.flag(e.router_bias_key)):
-        inv.add(f"{prefix}.{e.router}.e_score_correction_bias", experts, 1, "rep", "router", i)
+        # the score-correction bias is float32 in every family that has one (glm4_moe.py, minimax_m2.py, ...)
+        inv.add(f"{prefix}.{e.router}.e_score_correction_bias", experts, 1, "rep", "router", i,
+                fixed_bytes=FP32_BYTES)
     routed_experts(inv, prefix, hidden, width, i, experts, topk)
     if e.shared == "sized":
         gated_mlp(inv, f"{prefix}.shared_expert", hidden, c.int("shared_expert_intermediate_size"), i)
@@ -243,11 +249,15 @@ def deepseek(c: Config, inv: Inventory, family: str):
         # reads them (memory.held: a copy of their own only when kv_b_proj is quantized).
         inv.add(p + ABSORBED_MLA, heads * (nope + v), kv_lora, "col", "derived", i)
         if i >= first_dense and i % freq == 0:
-            inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i)
-            # DeepSeek's gate has a score-correction bias with noaux_tc routing; GLM's MoE block always has one
-            # (deepseek_v2.py, glm4_moe.py Glm4MoE, which glm4_moe_lite.py uses)
-            if c.get("topk_method") == "noaux_tc" or c.get("model_type") == "glm4_moe_lite":
-                inv.add(f"model.layers.{i}.mlp.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
+            # GLM's MoE block (glm4_moe.py Glm4MoE, which glm4_moe_lite.py uses) keeps its gate in float32 and always
+            # has a score-correction bias; DeepSeek's gate is in the model dtype, with the bias under noaux_tc
+            # routing (deepseek_v2.py); the bias is float32 in both
+            glm = c.get("model_type") == "glm4_moe_lite"
+            inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i,
+                    fixed_bytes=FP32_BYTES if glm else 0)
+            if c.get("topk_method") == "noaux_tc" or glm:
+                inv.add(f"model.layers.{i}.mlp.gate.e_score_correction_bias", experts, 1, "rep", "router", i,
+                        fixed_bytes=FP32_BYTES)
             routed_experts(inv, f"model.layers.{i}.mlp", hidden, moe_inter, i, experts, topk)
             if shared:
                 gated_mlp(inv, f"model.layers.{i}.mlp.shared_experts", hidden, moe_inter * shared, i)

@@ -9,6 +9,7 @@ from estimator.decoders import BLOCK_SPARSE, Experts, is_moe_layer, moe_block, t
 from estimator.errors import PlannerError
 from estimator.inventory import (
     DTYPE_BYTES,
+    FP32_BYTES,
     AttentionLayer,
     Config,
     Inventory,
@@ -177,7 +178,9 @@ def nemotron_h(c: Config, inv: Inventory, family: str):
 def _nemotron_moe(c: Config, inv: Inventory, p: str, hidden: int, i: int) -> dict:
     experts, topk, width = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
     inv.add(f"{p}.gate", experts, hidden, "rep", "router", i)
-    inv.add(f"{p}.gate.e_score_correction_bias", experts, 1, "rep", "router", i)
+    # float32 (nemotron_h.py); its gate is float32 too where no Hopper or Blackwell router kernel runs it
+    # (GateLinear force_fp32_compute), which the GPU-independent inventory leaves in the model dtype
+    inv.add(f"{p}.gate.e_score_correction_bias", experts, 1, "rep", "router", i, fixed_bytes=FP32_BYTES)
     latent = c.int("moe_latent_size") if c.get("moe_latent_size") is not None else None
     if latent:
         inv.linear(f"{p}.fc1_latent_proj", hidden, latent, "rep", i)

@@ -20,6 +20,7 @@ TENSOR_KINDS = ("linear", "expert", "embedding", "norm", "bias", "router", "visi
 PLACES = ("layer", "first", "last", "every")
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+FP32_BYTES = DTYPE_BYTES["float32"]
 # The name suffix of MLA's absorbed decode weights W_UK_T and W_UV, beside a layer's kv_b_proj (decoders.deepseek,
 # memory.held)
 ABSORBED_MLA = ".mla_attn.W_UK_T+W_UV"
@@ -46,6 +47,9 @@ class Tensor:
     # False for a tensor vLLM allocates that the checkpoint does not ship (Gemma 4's V projection of a layer whose
     # values are its keys: vLLM loads K into both): in memory, not in the published parameter count
     in_checkpoint: bool = True
+    # Bytes per element where vLLM fixes the tensor's dtype whatever the model's (FP32_BYTES: the float32 MoE gates
+    # and score-correction biases some families build); 0: the model dtype
+    fixed_bytes: int = 0
 
     @property
     def numel(self) -> int:
@@ -196,12 +200,13 @@ class Inventory:
     def __init__(self):
         self.tensors: list[Tensor] = []
 
-    def add(self, name, rows, cols, shard, kind, layer=None, place="layer", copies=1, active=None, in_checkpoint=True):
+    def add(self, name, rows, cols, shard, kind, layer=None, place="layer", copies=1, active=None, in_checkpoint=True,
+            fixed_bytes=0):
         if shard not in SHARDS or kind not in TENSOR_KINDS or place not in PLACES:
             raise ValueError(f"tensor {name}: shard {shard!r}, kind {kind!r}, place {place!r}; expected one of "
                              f"{SHARDS}, {TENSOR_KINDS}, {PLACES}")  # a builder's bug, not bad input
         self.tensors.append(Tensor(name, int(rows), int(cols), shard, kind, layer, place, copies, active,
-                                   in_checkpoint))
+                                   in_checkpoint, fixed_bytes))
 
     def linear(self, name, cols, rows, shard, layer, bias=False, copies=1, active=None, kind=None, in_checkpoint=True):
         self.add(name, rows, cols, shard, kind or ("expert" if copies > 1 or active is not None else "linear"),

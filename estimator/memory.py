@@ -145,7 +145,7 @@ def tensor_bytes(t: Tensor, dtype_bytes: int, quant: QuantScheme | None) -> floa
     scheme = tensor_scheme(t.name, t.kind, quant, t.shard)
     if scheme is not None:
         return scheme.linear_bytes(t.rows, t.cols, t.copies)
-    return t.numel * dtype_bytes
+    return t.numel * (t.fixed_bytes or dtype_bytes)
 
 
 def experts_scheme(arch: ModelArch) -> QuantScheme | None:

@@ -697,3 +697,28 @@ def test_the_plan_subtracts_the_graph_estimate_of_its_model(model, pooling):
     # a pooling model's missing FULL graphs are not in it
     generating = dataclasses.replace(arch, pooling=False)
     assert (expected < cuda_graph_bytes(generating, cfg, gpu, arch.num_layers, PRIOR)) is pooling
+
+
+def test_float32_gates_and_score_correction_biases_by_hand():
+    """vLLM builds GLM-4.5's and MiniMax-M2's MoE gates with params_dtype float32 (glm4_moe.py, minimax_m2.py
+    GateLinear) and every score-correction bias as a float32 parameter; DeepSeek's gate is in the model dtype."""
+    from estimator.memory import weights_per_stage
+
+    def routers(model):
+        plan = make_plan(PlanRequest(model=model, gpu="H200", tensor_parallel_size=8, num_gpus=8, max_model_len=8192))
+        gates = [t for t in plan.arch.tensors if t.kind == "router"]
+        return plan, gates
+
+    glm, gates = routers("zai-org/GLM-4.6")
+    # 92 layers, the first 3 dense: 89 gates of 160 experts x 5120 and 89 biases of 160, all float32
+    assert {(t.rows, t.cols, t.fixed_bytes) for t in gates} == {(160, 5120, 4), (160, 1, 4)} and len(gates) == 2 * 89
+    # replicated on every rank: the gates' extra two bytes per element are 0.136 GiB per GPU
+    extra = 89 * 160 * (5120 + 1) * 2
+    assert extra / GIB == pytest.approx(0.1358, abs=1e-4)
+    bf16 = dataclasses.replace(glm.arch, tensors=tuple(dataclasses.replace(t, fixed_bytes=0) for t in glm.arch.tensors))
+    assert weights_per_stage(glm.arch, glm.config, None, glm.gpu)[0] - \
+        weights_per_stage(bf16, glm.config, None, glm.gpu)[0] == extra
+    _, minimax = routers("MiniMaxAI/MiniMax-M2")
+    assert {t.fixed_bytes for t in minimax} == {4}
+    _, deepseek = routers("deepseek-ai/DeepSeek-V3")
+    assert {(t.cols, t.fixed_bytes) for t in deepseek} == {(7168, 0), (1, 4)}  # model-dtype gate, float32 bias
