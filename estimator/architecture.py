@@ -230,6 +230,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", qwen_vl, True),
     "Mistral3ForConditionalGeneration": ("mistral", mistral3, True),
     "Olmo2ForCausalLM": ("olmo2", decoder, False),
+    "Ernie4_5ForCausalLM": ("ernie4_5", decoder, False),
+    "Ernie4_5_MoeForCausalLM": ("ernie4_5_moe", decoder, False),
     "NemotronForCausalLM": ("nemotron", decoder, False),
     "Glm4ForCausalLM": ("glm4", decoder, False),
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", granite_hybrid, False),
@@ -305,7 +307,8 @@ INT_KEYS = frozenset((
     "num_global_key_value_heads", "num_kv_shared_layers", "hidden_size_per_layer_input", "vocab_size_per_layer_input",
     "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims",
     "laurel_rank", "altup_num_inputs", "input_feat_size", "conf_num_attention_heads", "conf_num_hidden_layers",
-    "conf_conv_kernel_size", "embed_dim"))
+    "conf_conv_kernel_size", "embed_dim", "moe_num_experts", "moe_k", "moe_num_shared_experts",
+    "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval"))
 # keys that may also be a list: one per layer (gemma-3n's intermediate_size), a 2-D block (AutoRound FP8's group_size)
 INT_LIST_KEYS = frozenset(("intermediate_size", "group_size"))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",

@@ -67,15 +67,18 @@ class Experts:
 
     count: str  # the config key of the number of routed experts
     width: str = "moe_intermediate_size"  # the config key of one expert's intermediate size
+    topk: str = "num_experts_per_tok"  # the config key of the experts each token runs through
     block: str = "mlp"  # the module that holds them: mlp | block_sparse_moe
     router: str = "gate"  # the router's name inside that module
     router_bias: bool = False  # a per-expert score-correction bias beside the router (GLM-4.5)
     router_bias_key: str | None = None  # ... or when this config key says so (MiniMax-M2: use_routing_bias)
     router_fp32: bool = False  # the router's weights in float32 (a GateLinear built with params_dtype float32)
     shared: str = "none"  # none | sized: one shared expert of shared_expert_intermediate_size with a one-wide
-    #                       gate (Qwen2-MoE) | count: n_shared_experts experts of the routed width (GLM-4.5)
+    #                       gate (Qwen2-MoE) | count: shared_count experts of the routed width (GLM-4.5)
+    shared_count: str = "n_shared_experts"  # shared="count": the config key of their number
     dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
-    #                      decoder_sparse_step, Qwen) | first_k (first_k_dense_replace, GLM-4.5)
+    #                      decoder_sparse_step, Qwen) | first_k (first_k_dense_replace, GLM-4.5) | span (ERNIE
+    #                      4.5: experts from moe_layer_start_index to moe_layer_end_index, every moe_layer_interval)
     # Whether vLLM renormalizes the top-k weights: always | custom (a routing function of the model's own) |
     # config (norm_topk_prob, else renormalize_default: the transformers config class's default)
     renormalize: str = "always"
@@ -102,6 +105,7 @@ class Decoder:
     qkv_bias: str = "config"  # config (bias_key) | always | never
     o_bias: str = "config"  # config | never
     bias_key: str = "attention_bias"
+    mlp_bias_key: str = "mlp_bias"  # the config key that biases the dense MLPs (not the experts)
     qk_norm: str = "none"  # none | head: one head wide, shared by all heads (Qwen3, Gemma 3, GLM-4.5) |
     #                        heads: every head its own, split with the heads over TP (Cohere, MiniMax-M2) |
     #                        all: one norm over all heads' width, replicated (OLMo 2 gathers q and k first)
@@ -151,6 +155,13 @@ DECODERS: dict[str, Decoder] = {
     # GLM-4.5's are float32 (minimax_m2.py, glm4_moe.py: GateLinear(params_dtype=torch.float32))
     "minimax_m2": Decoder(qk_norm="heads", experts=Experts(**dict(BLOCK_SPARSE, router_bias_key="use_routing_bias",
                                                                   router_fp32=True))),
+    # ERNIE 4.5: Llama's layer (vLLM builds the dense one as LlamaForCausalLM, which reads no bias key of ERNIE's);
+    # the MoE one biases q/k/v (and the dense MLPs) when use_bias says so, keeps its gate and score-correction bias
+    # in float32, and shares moe_num_shared_experts experts (ernie45.py, ernie45_moe.py)
+    "ernie4_5": Decoder(qkv_bias="never", o_bias="never"),
+    "ernie4_5_moe": Decoder(bias_key="use_bias", mlp_bias_key="use_bias", o_bias="never",
+                            experts=Experts("moe_num_experts", topk="moe_k", router_bias=True, router_fp32=True,
+                                            shared="count", shared_count="moe_num_shared_experts", dense="span")),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
                         experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k",
                                         renormalize="config", renormalize_default=True, router_fp32=True)),
@@ -162,11 +173,15 @@ def is_moe_layer(c: Config, e: Experts, i: int) -> bool:
         return i not in set(c.get("mlp_only_layers") or []) and (i + 1) % c.int("decoder_sparse_step", 1) == 0
     if e.dense == "first_k":
         return i >= c.int("first_k_dense_replace", 0, minimum=0)
+    if e.dense == "span":  # ernie45_moe.py Ernie4_5_MoeDecoderLayer
+        last = c.int("moe_layer_end_index", c.int("num_hidden_layers") - 1, minimum=0)
+        return (c.int(e.count, 0, minimum=0) > 0 and (i + 1) % c.int("moe_layer_interval", 1) == 0
+                and c.int("moe_layer_start_index", 0, minimum=0) <= i <= last)
     return True
 
 
 def moe_block(c: Config, inv: Inventory, e: Experts, i: int, hidden: int) -> None:
-    experts, topk, width = c.int(e.count), c.int("num_experts_per_tok"), c.int(e.width)
+    experts, topk, width = c.int(e.count), c.int(e.topk), c.int(e.width)
     prefix = f"model.layers.{i}.{e.block}"
     inv.add(f"{prefix}.{e.router}", experts, hidden, "rep", "router", i, fixed_bytes=FP32_BYTES if e.router_fp32 else 0)
     if e.router_bias or (e.router_bias_key and c.flag(e.router_bias_key)):
@@ -177,8 +192,8 @@ def moe_block(c: Config, inv: Inventory, e: Experts, i: int, hidden: int) -> Non
     if e.shared == "sized":
         gated_mlp(inv, f"{prefix}.shared_expert", hidden, c.int("shared_expert_intermediate_size"), i)
         inv.add(f"{prefix}.shared_expert_gate", 1, hidden, "rep", "router", i)
-    elif e.shared == "count" and c.int("n_shared_experts", 0, minimum=0):
-        gated_mlp(inv, f"{prefix}.shared_experts", hidden, width * c.int("n_shared_experts"), i)
+    elif e.shared == "count" and c.int(e.shared_count, 0, minimum=0):
+        gated_mlp(inv, f"{prefix}.shared_experts", hidden, width * c.int(e.shared_count), i)
 
 
 def decoder(c: Config, inv: Inventory, family: str):
@@ -201,12 +216,12 @@ def decoder(c: Config, inv: Inventory, family: str):
             moe_block(c, inv, d.experts, i, hidden)
         elif d.mlp == "plain":
             inv.linear(f"model.layers.{i}.mlp.up_proj", hidden, c.int("intermediate_size"), "col", i,
-                       bias=c.flag("mlp_bias"))
+                       bias=c.flag(d.mlp_bias_key))
             inv.linear(f"model.layers.{i}.mlp.down_proj", c.int("intermediate_size"), hidden, "row", i,
-                       bias=c.flag("mlp_bias"))
+                       bias=c.flag(d.mlp_bias_key))
         else:
             gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i,
-                       bias=bool(c.get("mlp_bias", False)))
+                       bias=c.flag(d.mlp_bias_key))
         for name in d.norms:
             inv.norm(f"model.layers.{i}.{name}", hidden, i, with_bias=d.norm_bias)
     vocab = c.int("vocab_size")
@@ -215,7 +230,7 @@ def decoder(c: Config, inv: Inventory, family: str):
         inv.add("lm_head.bias", vocab, 1, "vocab", "bias", place="last")
     extra = {}
     if d.experts is not None:
-        extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int("num_experts_per_tok"),
+        extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int(d.experts.topk),
                      moe_intermediate_size=c.int(d.experts.width), moe_routing=d.experts.routing(c))
     return gqa_layers(c, layer_windows(c, n, d.windows, d.pattern_default), d.window_extra), extra
 

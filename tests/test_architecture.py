@@ -250,6 +250,23 @@ def test_sliding_and_interleaved_layers():
     assert set(kinds("Qwen/Qwen2.5-7B-Instruct")) == {("full", None)}
 
 
+def test_ernie_moe_layers_span_from_the_start_to_the_end_index_every_interval():
+    config = json.loads((Path(__file__).parent / "fixtures" / "models" / "ernie-4.5-moe" / "config.json").read_text())
+
+    def moe_layers(**changes):
+        arch = architecture.from_config(dict(config, **changes), "ernie")
+        return sorted({t.layer for t in arch.tensors if t.kind == "expert"})
+
+    assert moe_layers() == list(range(1, 28))  # layer 0 dense (moe_layer_start_index 1)
+    assert moe_layers(moe_layer_interval=2, moe_layer_end_index=10) == [1, 3, 5, 7, 9]  # (i + 1) % 2 == 0
+    # the gate (and its score-correction bias) float32, two shared experts of the routed width
+    gate = next(t for t in architecture.from_config(config, "ernie").tensors if t.name.endswith("mlp.gate"))
+    assert (gate.rows, gate.cols, gate.fixed_bytes) == (64, 2560, 4)
+    shared = [t for t in architecture.from_config(config, "ernie").tensors if ".shared_experts." in t.name
+              and t.layer == 1]
+    assert {t.rows * t.cols for t in shared} == {2560 * 2 * 1536}
+
+
 def test_cohere2_windows_three_layers_in_four_over_one_token_more_than_its_window():
     config = json.loads((Path(__file__).parent / "fixtures" / "models" / "cohere2" / "config.json").read_text())
     arch = architecture.from_config(config, "cohere2")

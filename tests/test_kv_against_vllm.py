@@ -46,6 +46,10 @@ CASES = [
     dict(model="CohereForAI/c4ai-command-r-v01", gpu="H100", tensor_parallel_size=2, kv_cache_dtype="fp8"),
     # GLM-4.7-Flash's shape (a test model): DeepSeek's latent attention under GLM's MoE block, 47 MLA layers
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm-4.7-flash"), gpu="H100", max_model_len=131072),
+    # ERNIE 4.5 (test models of transformers' defaults: ERNIE-4.5-0.3B and 21B-A3B's shapes)
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "ernie-4.5"), gpu="T4"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "ernie-4.5-moe"), gpu="L40S", tensor_parallel_size=2,
+         max_model_len=32768, kv_cache_dtype="fp8"),
     # Cohere2 (a test model of Command R7B's shape): three windowed layers to one global, windows of 4,096 + 1
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="L40S", max_model_len=65536),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="A10G", tensor_parallel_size=2,
