@@ -46,6 +46,8 @@ def layer_windows(c: Config, n: int, rule: str, pattern_default: int = 6) -> lis
     if rule == "alternate":
         return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
     if rule == "pattern":
+        if not window:
+            return ["full"] * n
         pattern = c.int("sliding_window_pattern", pattern_default)
         return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(n)]
     return ["sliding" if window else "full"] * n
@@ -141,6 +143,10 @@ DECODERS: dict[str, Decoder] = {
     # q and k over TP before them)
     "olmo2": Decoder(qk_norm="all", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
     "nemotron": Decoder(mlp="plain", norm_bias=True),  # LayerNorm1P (weight and bias), ReLU^2 MLP
+    # EXAONE 4.0: OLMo 2's norms after attention and after the MLP, q/k norms one head wide, three windowed layers
+    # to one global where layer_types leaves them to the pattern (exaone4.py)
+    "exaone4": Decoder(qk_norm="head", norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+                       windows="pattern", pattern_default=4),
     "glm4": Decoder(o_bias="never", norms=("input_layernorm", "post_attention_layernorm", "post_self_attn_layernorm",
                                            "post_mlp_layernorm")),
     "mixtral": Decoder(qkv_bias="never", o_bias="never", experts=Experts(**BLOCK_SPARSE)),

@@ -267,6 +267,17 @@ def test_ernie_moe_layers_span_from_the_start_to_the_end_index_every_interval():
     assert {t.rows * t.cols for t in shared} == {2560 * 2 * 1536}
 
 
+def test_exaone4_takes_layer_types_else_the_pattern_and_no_window_means_global_layers():
+    config = json.loads((Path(__file__).parent / "fixtures" / "models" / "exaone-4" / "config.json").read_text())
+    listed = [(a.kind, a.window) for a in architecture.from_config(config, "exaone").attention]
+    assert listed[:4] == [("sliding", 4096)] * 3 + [("full", None)]
+    bare = {k: v for k, v in config.items() if k not in ("layer_types", "sliding_window_pattern")}
+    assert [(a.kind, a.window) for a in architecture.from_config(bare, "exaone").attention] == listed
+    # a checkpoint without a window (EXAONE 4.0 1.2B's kind) is global everywhere, pattern or not
+    unwindowed = dict(bare, sliding_window=None)
+    assert {a.kind for a in architecture.from_config(unwindowed, "exaone").attention} == {"full"}
+
+
 def test_cohere2_windows_three_layers_in_four_over_one_token_more_than_its_window():
     config = json.loads((Path(__file__).parent / "fixtures" / "models" / "cohere2" / "config.json").read_text())
     arch = architecture.from_config(config, "cohere2")

@@ -50,6 +50,8 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "ernie-4.5"), gpu="T4"),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "ernie-4.5-moe"), gpu="L40S", tensor_parallel_size=2,
          max_model_len=32768, kv_cache_dtype="fp8"),
+    # EXAONE 4.0 (a test model of transformers' defaults): three 4,096-token windowed layers to one global
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "exaone-4"), gpu="A100-SXM4-80GB", max_model_len=131072),
     # Cohere2 (a test model of Command R7B's shape): three windowed layers to one global, windows of 4,096 + 1
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="L40S", max_model_len=65536),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="A10G", tensor_parallel_size=2,
