@@ -16,6 +16,13 @@ from estimator.errors import PlannerError
 SUPPORTED_METHODS = ("awq", "gptq", "compressed-tensors", "fp8", "mxfp4", "modelopt", "quark", "auto-round")
 # vLLM names for --quantization that make sense on an unquantized bf16/fp16 checkpoint (online quantization).
 ONLINE_METHODS = ("fp8",)
+# vLLM 0.32's --quantization choices (vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS; a test
+# checks them against the installed vLLM). bitsandbytes and GGUF are not among them any more.
+VLLM_QUANTIZATION_METHODS = (
+    "awq", "auto_awq", "fp8", "fbgemm_fp8", "fp_quant", "modelopt", "modelopt_fp4", "modelopt_mxfp8", "modelopt_mixed",
+    "auto_gptq", "gptq", "gptq_marlin", "awq_marlin", "humming", "compressed-tensors", "experts_int8", "quark",
+    "moe_wna16", "torchao", "inc", "mxfp4", "gpt_oss_mxfp4", "deepseek_v4_fp8", "online", "fp8_per_tensor",
+    "fp8_per_block", "fp8_per_channel", "int8_per_channel_weight_only", "nvfp4_per_token", "mxfp8")
 
 
 @dataclass(frozen=True)

@@ -308,6 +308,9 @@ def _resolve_quant(flag: str | None, arch: ModelArch) -> tuple[QuantScheme | Non
     ckpt = arch.quant
     if flag is None:
         return ckpt, (ckpt.method if ckpt else None)
+    if flag not in quantization.VLLM_QUANTIZATION_METHODS and flag not in _QUANT_ALIASES:
+        raise PlannerError(f"--quantization {flag} is not a quantization method of vLLM {VLLM_REFERENCE_VERSION}; "
+                           f"use one of {', '.join(quantization.VLLM_QUANTIZATION_METHODS)}, or leave it out")
     method = _QUANT_ALIASES.get(flag, flag)
     if ckpt is not None:
         if method != ckpt.method:

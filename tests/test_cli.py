@@ -83,6 +83,8 @@ def test_num_gpus_alone_means_tensor_parallel_over_all_of_them():
                                          "one of auto, float16, bfloat16, fp8, fp8_e4m3, fp8_e5m2"),
     (["--quantization", "awq"], "Error: --quantization awq needs a checkpoint quantized with awq; on an unquantized "
                                 "checkpoint only fp8 is applied at load time"),
+    (["--quantization", "bitsandbytes"], "Error: --quantization bitsandbytes is not a quantization method of vLLM "
+                                         "0.32.0; use one of awq, auto_awq, fp8, "),
     (["--tensor-parallel-size", "4", "--num-gpus", "2"], "Error: --tensor-parallel-size 4 x --pipeline-parallel-size "
                                                           "1 needs 4 GPUs but --num-gpus is 2; raise --num-gpus or "
                                                           "lower the parallel sizes"),

@@ -133,6 +133,12 @@ def block_size_accepted(arch, gpu: str, size: int) -> None:
     _block_size(arch, lookup(gpu), size, [])
 
 
+def test_the_quantization_flags_the_planner_accepts_are_vllms(vllm_defaults):
+    from estimator.quantization import VLLM_QUANTIZATION_METHODS
+
+    assert list(VLLM_QUANTIZATION_METHODS) == vllm_defaults["quantization_methods"]
+
+
 def test_every_supported_architecture_is_registered_in_vllm_and_removed_ones_are_named(vllm_defaults):
     assert set(ARCHITECTURES) <= set(vllm_defaults["architectures"])
     assert REMOVED_FROM_VLLM == vllm_defaults["previously_supported"]

@@ -155,10 +155,12 @@ def mla_chunk_tokens(cases: list) -> list:
 
 
 def registry_facts() -> dict:
+    from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
     from vllm.model_executor.models.registry import _PREVIOUSLY_SUPPORTED_MODELS, ModelRegistry
 
     return {"previously_supported": dict(_PREVIOUSLY_SUPPORTED_MODELS),
-            "architectures": sorted(ModelRegistry.get_supported_archs())}
+            "architectures": sorted(ModelRegistry.get_supported_archs()),
+            "quantization_methods": list(QUANTIZATION_METHODS)}
 
 
 if __name__ == "__main__":
