@@ -11,7 +11,9 @@ rows that cannot be represented, by reason. A start-up that failed is scored on 
 (its weights, or the available KV memory that was too little for max_model_len); a GPU the row does not name is placed by the memory the row
 writes for it, and where the row writes the memory of a named GPU, that figure is used (as --gpu-memory-gib or
 --gpu auto would give it on the host). The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
-older logs are marked with their version.
+older logs are marked with their version, a start-up that left --gpu-memory-utilization out is planned at its
+release's default, and the KV error is split by era (a row that states only its date, 2025 or earlier, ran a
+release before 0.14).
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ VERSION = re.compile(r"^\s*0\.(\d+)\.")
 # (the corpus' 0.10.2 logs: "Desired GPU memory utilization is (0.9, ...)" with none passed), 0.92 in the release
 # the plan assumes (vllm/config/cache.py). The plan is asked for what the start-up ran with.
 OLD_DEFAULT_UTILIZATION, OLD_DEFAULT_BEFORE_MINOR = 0.9, 14
+# A start-up whose version is not stated but whose date is (the recipes' "(Nov 2025; not stated)") ran a release
+# from before 0.14, the first of 2026 (the corpus' own 0.13.0 is NVIDIA's 26.01 container).
+DATED_BEFORE_0_14 = re.compile(r"\b20(?:2[3-5])\b")
+
+
+def release_minor(cell: str) -> int | None:
+    """The 0.x minor release a version cell names, 13 for one dated 2025 or earlier, or None."""
+    found = VERSION.match(cell or "")
+    if found:
+        return int(found.group(1))
+    return OLD_DEFAULT_BEFORE_MINOR - 1 if DATED_BEFORE_0_14.search(cell or "") else None
 
 
 def bare(cell: str) -> str:
@@ -143,8 +156,8 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     if (row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes"):
         flags["enforce_eager"] = True
     flags.update(parallel_flags(notes))
-    version = VERSION.match(row.get("vllm_version") or "")
-    if "gpu_memory_utilization" not in flags and version and int(version.group(1)) < OLD_DEFAULT_BEFORE_MINOR:
+    minor = release_minor(row.get("vllm_version"))
+    if "gpu_memory_utilization" not in flags and minor is not None and minor < OLD_DEFAULT_BEFORE_MINOR:
         flags["gpu_memory_utilization"] = OLD_DEFAULT_UTILIZATION
     flags["num_gpus"] = flags.get("tensor_parallel_size", 1) * flags.get("pipeline_parallel_size", 1) \
         * flags.get("data_parallel_size", 1)
@@ -158,11 +171,12 @@ ERAS = ("before 0.21 (no CUDA-graph estimate subtracted)", "0.21 and later (as t
 
 
 def era(version: str) -> str:
-    """Which of ERAS a logged version string ('0.22.1', '0.14.0rc1.dev2+g...', '?') falls in."""
-    found = re.match(r"(\d+)\.(\d+)", version)
-    if not found:
+    """Which of ERAS a logged version cell ('0.22.1', '0.14.0rc1.dev2+g...', '(Nov 2025; not stated)', '?') falls
+    in."""
+    minor = release_minor(version)
+    if minor is None:
         return ERAS[2]
-    return ERAS[1] if (int(found[1]), int(found[2])) >= GRAPH_ESTIMATE_SINCE else ERAS[0]
+    return ERAS[1] if (0, minor) >= GRAPH_ESTIMATE_SINCE else ERAS[0]
 
 
 def main() -> None:
@@ -207,7 +221,7 @@ def main() -> None:
         version = bare(row.get("vllm_version"))[:10] or "?"
         logged_kv = number(row.get("kv_cache_gib"))
         if logged_kv and logged_kv > 0:
-            by_era[era(version)].append(abs(gpu.kv_cache_gib / logged_kv - 1))
+            by_era[era(row.get("vllm_version") or "")].append(abs(gpu.kv_cache_gib / logged_kv - 1))
         print(f"{line:4d} {plan.source.id[:34]:34} {plan.gpu.name[:14]:14} {version:10} " + " ".join(cells)
               + f" {(f'{logged_tokens:,.0f}' if logged_tokens else '-'):>10}/{tokens:,}")
     report(errors, by_era, unrepresented)
