@@ -230,6 +230,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", qwen_vl, True),
     "Mistral3ForConditionalGeneration": ("mistral", mistral3, True),
     "Olmo2ForCausalLM": ("olmo2", decoder, False),
+    "OlmoeForCausalLM": ("olmoe", decoder, False),
     "Ernie4_5ForCausalLM": ("ernie4_5", decoder, False),
     "Exaone4ForCausalLM": ("exaone4", decoder, False),
     "Ernie4_5_MoeForCausalLM": ("ernie4_5_moe", decoder, False),

@@ -81,7 +81,7 @@ class Experts:
     dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
     #                      decoder_sparse_step, Qwen) | first_k (first_k_dense_replace, GLM-4.5) | span (ERNIE
     #                      4.5: experts from moe_layer_start_index to moe_layer_end_index, every moe_layer_interval)
-    # Whether vLLM renormalizes the top-k weights: always | custom (a routing function of the model's own) |
+    # Whether vLLM renormalizes the top-k weights: always | never | custom (a routing function of the model's own) |
     # config (norm_topk_prob, else renormalize_default: the transformers config class's default)
     renormalize: str = "always"
     renormalize_default: bool = False
@@ -90,6 +90,8 @@ class Experts:
         """ModelArch.moe_routing for a checkpoint of this family."""
         if self.renormalize == "config":
             return topk_routing(c, self.renormalize_default)
+        if self.renormalize == "never":
+            return "plain"
         return "custom" if self.renormalize == "custom" else "renormalize"
 
 
@@ -143,6 +145,10 @@ DECODERS: dict[str, Decoder] = {
     # q and k over TP before them)
     "olmo2": Decoder(qk_norm="all", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
     "nemotron": Decoder(mlp="plain", norm_bias=True),  # LayerNorm1P (weight and bias), ReLU^2 MLP
+    # OLMoE: OLMo 2's q/k norms over all heads (gathered over TP first) in a pre-norm layer, 64 experts of
+    # intermediate_size on every layer, top-k weights never renormalized whatever norm_topk_prob says (olmoe.py)
+    "olmoe": Decoder(qkv_bias="never", o_bias="never", qk_norm="all",
+                     experts=Experts("num_experts", width="intermediate_size", renormalize="never")),
     # EXAONE 4.0: OLMo 2's norms after attention and after the MLP, q/k norms one head wide, three windowed layers
     # to one global where layer_types leaves them to the pattern (exaone4.py)
     "exaone4": Decoder(qk_norm="head", norms=("post_attention_layernorm", "post_feedforward_layernorm"),

@@ -278,6 +278,15 @@ def test_exaone4_takes_layer_types_else_the_pattern_and_no_window_means_global_l
     assert {a.kind for a in architecture.from_config(unwindowed, "exaone").attention} == {"full"}
 
 
+def test_olmoe_never_renormalizes_its_top_k_whatever_the_config_says():
+    config = json.loads((Path(__file__).parent / "fixtures" / "models" / "olmoe" / "config.json").read_text())
+    # olmoe.py builds FusedMoE with renormalize=False; norm_topk_prob is not read
+    for norm in (False, True):
+        arch = architecture.from_config(dict(config, norm_topk_prob=norm), "olmoe")
+        assert arch.moe_routing == "plain" and (arch.num_experts, arch.experts_per_token) == (64, 8)
+    assert arch.moe_intermediate_size == 1024  # the experts' width is intermediate_size
+
+
 def test_cohere2_windows_three_layers_in_four_over_one_token_more_than_its_window():
     config = json.loads((Path(__file__).parent / "fixtures" / "models" / "cohere2" / "config.json").read_text())
     arch = architecture.from_config(config, "cohere2")

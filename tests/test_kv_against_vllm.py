@@ -52,6 +52,8 @@ CASES = [
          max_model_len=32768, kv_cache_dtype="fp8"),
     # EXAONE 4.0 (a test model of transformers' defaults): three 4,096-token windowed layers to one global
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "exaone-4"), gpu="A100-SXM4-80GB", max_model_len=131072),
+    # OLMoE (a test model of OLMoE-1B-7B's shape): 64 experts on every layer, 16 KV heads over TP 4
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "olmoe"), gpu="L4", tensor_parallel_size=4),
     # Cohere2 (a test model of Command R7B's shape): three windowed layers to one global, windows of 4,096 + 1
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="L40S", max_model_len=65536),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "cohere2"), gpu="A10G", tensor_parallel_size=2,
