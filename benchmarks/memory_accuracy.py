@@ -29,9 +29,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # catalog models only
 
 import numpy as np
 
+from calibrate.corpus import self_quantized
 from estimator.errors import PlannerError
 from estimator.gpus import resolve_written
-from estimator.model_source import catalog_configs, catalog_ids
+from estimator.model_source import catalog_ids
 from estimator.plan import PlanRequest, make_plan
 from estimator.serve_config import VLLM_REFERENCE_VERSION
 from estimator.workload import Workload
@@ -151,7 +152,7 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     quantization = bare(row.get("quantization")).split()[0] if bare(row.get("quantization")) else None
     # a checkpoint that carries its own quantization is loaded with it: the row's column then describes it (in
     # the log's or the model card's words), and only an online method on a 16-bit checkpoint is a flag
-    if quantization and quantization.lower() != "none" and "quantization_config" not in catalog_configs()[model_id]:
+    if quantization and quantization.lower() != "none" and not self_quantized(model_id):
         flags["quantization"] = quantization
     if (row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes"):
         flags["enforce_eager"] = True

@@ -666,7 +666,8 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
                                               / moe_tensor_parallel_size(cfg) + arch.hidden_size)
         mlp = maximum(mlp, moe_tokens(cfg) * per_token)
     # an MLA layer's stand-in for the up-projected context lives in attention, not beside the MLP's buffers
-    forward = tokens * _attention_token_bytes(arch, cfg, co) + maximum(mlp * cfg.dtype_bytes, mla_profile_bytes(arch, cfg))
+    forward = tokens * _attention_token_bytes(arch, cfg, co) \
+        + maximum(mlp * cfg.dtype_bytes, mla_profile_bytes(arch, cfg))
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
     after = hidden_alive + eplb_transient if eplb_transient else 0
     if not last_stage or arch.pooling:
@@ -791,8 +792,8 @@ def cuda_graph_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, layers: in
     is sized: per mode, PIECEWISE then FULL into one pool, largest size first, the first capture's memory plus the
     second's times the remaining sizes. The first capture: a fixed part and the pool of the largest size's forward
     buffers (forward_token_bytes); each later size, a PIECEWISE graph per piece between the splitting ops of the
-    stage's ``layers`` (layers + 1) and a FULL graph over every layer. vLLM samples the second capture in the driver's 2 MiB pages, so
-    its own estimate varies by up to 2 MiB x sizes around this expectation. A pooling model captures no FULL
+    stage's ``layers`` (layers + 1) and a FULL graph over every layer. vLLM samples the second capture in the
+    driver's 2 MiB pages, so its own estimate varies by up to 2 MiB x sizes around this expectation. A pooling model captures no FULL
     graphs (VllmConfig.__post_init__ overrides its cudagraph mode to PIECEWISE)."""
     sizes = num_capture_sizes(cfg, gpu)
     decode = 0 if arch.pooling else num_decode_capture_sizes(cfg, gpu)

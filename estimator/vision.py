@@ -107,13 +107,13 @@ def _llama4_profile(c: Config, v: Config, ratio: float) -> VisionProfile:
 
 
 def _qwen_tower_sizes(v: Config, text_hidden: int, tower: str) -> tuple[int, int, int]:
-    """(width, MLP width, output width) of a Qwen-VL tower ("qwen2_vl", "qwen2_5_vl" or "qwen3_vl"). Qwen2-VL names its width embed_dim, its MLP by
-    mlp_ratio, and its output (the text width) hidden_size (qwen2_vl.py Qwen2VisionTransformer); the later towers
-    name their width hidden_size and their output out_hidden_size."""
+    """(width, MLP width, output width) of a Qwen-VL tower ("qwen2_vl", "qwen2_5_vl" or "qwen3_vl"). Qwen2-VL
+    names its width embed_dim, its MLP by mlp_ratio, and its output (the text width) hidden_size (qwen2_vl.py
+    Qwen2VisionTransformer); the later towers name their width hidden_size and their output out_hidden_size."""
     if tower == "qwen2_vl":
         width = v.int("embed_dim")
-        ratio = v.get("mlp_ratio", 4)
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+        ratio = v.get("mlp_ratio", 4)  # a finite number: architecture.check_kinds has refused any other kind
+        if ratio <= 0:
             raise PlannerError(f"config.json of {v.model_id} has vision_config.mlp_ratio={ratio!r}; expected a "
                                "positive number (fix the config.json)")
         return width, int(width * ratio), v.int("hidden_size", text_hidden)

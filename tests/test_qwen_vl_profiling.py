@@ -80,6 +80,16 @@ def test_qwen2_vl_tower_parameters_by_hand():
     assert sum(vision.values()) == 1280 * 1176 + 32 * block + merger
 
 
+def test_a_qwen2_vl_tower_without_a_positive_mlp_ratio_is_one_clear_error():
+    config = catalog_config(QWEN2)
+    for ratio, kind in ((0, "a positive number"), ("4", "a finite number")):
+        bad = dict(config, vision_config=dict(config["vision_config"], mlp_ratio=ratio))
+        with pytest.raises(PlannerError) as err:
+            from_config(bad, "acme/vl")
+        assert str(err.value).startswith(f"config.json of acme/vl has vision_config.mlp_ratio={ratio!r}; expected "
+                                         f"{kind} (fix the config.json)")
+
+
 def test_qwen3_vl_is_profiled_with_its_largest_image_and_deepstack_outputs():
     plan = make_plan(PlanRequest(model=QWEN3, gpu="H100", max_model_len=32768, tensor_parallel_size=2,
                                  num_gpus=2))
