@@ -33,7 +33,7 @@ from estimator.inventory import (
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
 from estimator.speculative import build_mtp
-from estimator.vision import gemma3_mm, llama4_mm, mistral3, qwen2_vl, qwen_vl
+from estimator.vision import gemma3_mm, kimi_k25, llama4_mm, mistral3, qwen2_vl, qwen_vl
 
 # Keys vLLM reads (in this order, taking the minimum) for the model's maximum length
 # (vllm/config/model.py, derived_max_model_len_and_key).
@@ -222,6 +222,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "GlmMoeDsaForCausalLM": ("deepseek", deepseek, False),
     # GLM-4.7-Flash: DeepSeek's latent attention under GLM-4.5's MoE block (glm4_moe_lite.py)
     "Glm4MoeLiteForCausalLM": ("deepseek", deepseek, False),
+    # Kimi-K2.5: Kimi-K2 (DeepSeek-V3's code) under the MoonViT tower
+    "KimiK25ForConditionalGeneration": ("deepseek", kimi_k25, True),
     "GptOssForCausalLM": ("gpt_oss", gpt_oss, False),
     "Llama4ForConditionalGeneration": ("llama4", llama4_mm, True),
     "Qwen2VLForConditionalGeneration": ("qwen2", qwen2_vl, "optional"),

@@ -1,10 +1,10 @@
-"""Multimodal checkpoints: the language model and its vision tower (SigLIP, Llama 4, Qwen-VL, Pixtral)."""
+"""Multimodal checkpoints: the language model and its vision tower (SigLIP, Llama 4, Qwen-VL, Pixtral, MoonViT)."""
 
 from __future__ import annotations
 
 import math
 
-from estimator.decoders import decoder, llama4_text
+from estimator.decoders import decoder, deepseek, llama4_text
 from estimator.errors import PlannerError
 from estimator.hybrid import qwen3_next
 from estimator.inventory import Config, Inventory, VisionItem, VisionProfile, language_config, text_config
@@ -294,3 +294,68 @@ def mistral3(c: Config, inv: Inventory, family: str):
     profile = VisionProfile(item, hidden=h, intermediate=inter, hidden_rows=4,
                             mlp_rows=3)
     return attn, dict(extra, multimodal=True, tower_modalities=("image",), vision=profile)
+
+
+# What vLLM builds MoonViT with where Kimi-K2.5's vision_config leaves a size out: transformers 5.19's
+# Kimi_K25VisionConfig defaults, which vLLM's config class for the model is (kimi_k25.py get_hf_config); the
+# legacy init_pos_emb_* keys win where a checkpoint has them (kimi_k25_vit.py _get_pos_emb_size).
+MOONVIT_DEFAULTS = {"patch_size": 14, "pos_emb_height": 64, "pos_emb_width": 64, "num_attention_heads": 16,
+                    "num_hidden_layers": 27, "hidden_size": 1152, "intermediate_size": 4304}
+MOONVIT_CHANNELS = 3  # MoonVision3dPatchEmbed's in_dim: RGB
+
+
+def kimi_k25(c: Config, inv: Inventory, family: str):
+    """Kimi-K2.5 (kimi_k25.py KimiK25ForConditionalGeneration): Kimi-K2's DeepSeek-V3 language model, from
+    text_config, under MoonViT (kimi_k25_vit.py MoonViT3dPretrainedModel): a patch convolution and a learned
+    position table (replicated), pre-norm blocks of a fused QKV and a two-layer MLP split over TP (row-parallel
+    biases replicated), a final norm; then the projector, replicated: a LayerNorm and two biased linears from the
+    merged patches into the text width ("patchmerger"), or two bias-free ones and an RMSNorm ("patchmergerv2").
+    vLLM never quantizes the tower under compressed-tensors (_maybe_ignore_quant_config), and the planner keeps
+    every tower in the model dtype. Its modality is vLLM's "vision_chunk" (images and video chunks alike), so
+    --limit-mm-per-prompt '{"vision_chunk": 0}' or --language-model-only leaves the tower out. The tower's
+    profiling pass depends on the checkpoint's media processor limits (in_patch_limit), which the planner does not
+    read: it is not modelled, and the plan says so."""
+    text = Config(text_config(c), c.model_id)
+    attn, extra = deepseek(text, inv, family)
+    v = Config(dict(MOONVIT_DEFAULTS, **(c.get("vision_config") or {})), c.model_id)
+    h, inter, patch = v.int("hidden_size"), v.int("intermediate_size"), v.int("patch_size")
+    qkv = v.int("qkv_hidden_size") if v.get("qkv_hidden_size") else h
+    if qkv % v.int("num_attention_heads"):
+        raise PlannerError(f"config.json of {c.model_id} has a vision qkv width of {qkv}, not a multiple of its "
+                           f"{v.int('num_attention_heads')} heads (fix the config.json)")
+    rms = v.get("norm_type", "layernorm") == "rmsnorm"
+    attn_bias, linear_bias = v.get("attn_bias", True) is not False, v.get("linear_bias", True) is not False
+    conv_bias = v.get("patch_embed_proj_bias", True) is not False
+    height = v.int("init_pos_emb_height") if v.get("init_pos_emb_height") else v.int("pos_emb_height")
+    width = v.int("init_pos_emb_width") if v.get("init_pos_emb_width") else v.int("pos_emb_width")
+    p = "vision_tower"
+    inv.add(f"{p}.patch_embed.proj", h, MOONVIT_CHANNELS * patch * patch + (1 if conv_bias else 0), "rep",
+            "vision", place="first")
+    inv.add(f"{p}.patch_embed.pos_emb", height * width, h, "rep", "vision", place="first")
+    norm = h if rms else 2 * h
+    for i in range(v.int("num_hidden_layers")):
+        b = f"{p}.encoder.blocks.{i}"
+        inv.add(f"{b}.norm0+norm1", 2 * norm, 1, "rep", "vision", place="first")
+        inv.add(f"{b}.wqkv", 3 * qkv, h + (1 if attn_bias else 0), "col", "vision", place="first")
+        inv.add(f"{b}.wo", h, qkv, "row", "vision", place="first")
+        inv.add(f"{b}.mlp.fc0", inter, h + (1 if linear_bias else 0), "col", "vision", place="first")
+        inv.add(f"{b}.mlp.fc1", h, inter, "row", "vision", place="first")
+        row_biases = (h if attn_bias else 0) + (h if linear_bias else 0)  # wo's and fc1's, replicated
+        if row_biases:
+            inv.add(f"{b}.row_biases", row_biases, 1, "rep", "vision", place="first")
+    inv.add(f"{p}.encoder.final_layernorm", norm, 1, "rep", "vision", place="first")
+    merge = v.get("merge_kernel_size", [2, 2])
+    if not (isinstance(merge, list) and len(merge) == 2 and all(isinstance(k, int) and k > 0 for k in merge)):
+        raise PlannerError(f"config.json of {c.model_id} has a vision merge_kernel_size of {merge!r}; expected two "
+                           "positive integers (fix the config.json)")
+    merged, text_hidden = h * merge[0] * merge[1], text.int("hidden_size")
+    m = "mm_projector"
+    if v.get("mm_projector_type", "patchmerger") == "patchmergerv2":
+        inv.add(f"{m}.linear_1", merged, merged, "rep", "vision", place="first")
+        inv.add(f"{m}.linear_2", text_hidden, merged, "rep", "vision", place="first")
+        inv.add(f"{m}.post_norm", text_hidden, 1, "rep", "vision", place="first")
+    else:
+        inv.add(f"{m}.pre_norm", 2 * h, 1, "rep", "vision", place="first")
+        inv.add(f"{m}.linear_1", merged, merged + 1, "rep", "vision", place="first")
+        inv.add(f"{m}.linear_2", text_hidden, merged + 1, "rep", "vision", place="first")
+    return attn, dict(extra, multimodal=True, tower_modalities=("vision_chunk",))

@@ -111,6 +111,18 @@ RECONSTRUCTED_NAMES = {"Qwen/Qwen3.5-9B": 9e9, "Qwen/Qwen3.5-27B": 27e9, "Qwen/Q
                        "Qwen/Qwen3.5-122B-A10B": 122e9, "Qwen/Qwen3.5-397B-A17B": 397e9}
 
 
+def test_kimi_k25_is_kimi_k2_under_the_cards_400m_moonvit():
+    """Kimi-K2.5's card: Kimi-K2's architecture (1T parameters, 32B active) and a 400M-parameter MoonViT. Its
+    language model is the Kimi-K2 Thinking checkpoint's, tensor for tensor; the tower (without the projector, two
+    linears into the text width) is the card's 400M as the card rounds it."""
+    k25, k2 = arch("moonshotai/Kimi-K2.5"), arch("moonshotai/Kimi-K2-Thinking")
+    text = [t for t in k25.tensors if t.kind != "vision"]
+    assert [(t.name, t.numel) for t in text] == [(t.name, t.numel) for t in k2.tensors]
+    tower = sum(t.numel for t in k25.tensors if t.kind == "vision" and not t.name.startswith("mm_projector"))
+    assert tower == 416_866_032 and abs(tower / 400e6 - 1) < 0.05
+    assert abs(k25.num_params / 1e12 - 1) < 0.03 and k25.multimodal and k25.tower_modalities == ("vision_chunk",)
+
+
 @pytest.mark.parametrize("model_id", RECONSTRUCTED_NAMES)
 def test_reconstructed_entries_have_the_size_their_names_give(model_id):
     total = arch(model_id).num_params

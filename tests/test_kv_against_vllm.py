@@ -64,6 +64,8 @@ CASES = [
     dict(model="MiniMaxAI/MiniMax-M2", gpu="MI300X", tensor_parallel_size=2, max_model_len=131072),
     dict(model="Qwen/Qwen2.5-VL-7B-Instruct", gpu="L40S", max_model_len=32768),
     dict(model="Qwen/Qwen2-VL-2B-Instruct", gpu="T4", max_model_len=16384),
+    # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
+    dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,
          max_num_seqs=64, max_num_batched_tokens=8192),
     dict(model="mistralai/Mistral-Small-3.1-24B-Instruct-2503", gpu="H100", max_model_len=32768),

@@ -35,6 +35,7 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           ("Qwen/Qwen3-30B-A3B", dict(gpu="H100", tensor_parallel_size=2, data_parallel_size=2,
                                       enable_expert_parallel=True, max_model_len=32768)),
           ("moonshotai/Kimi-K2-Thinking", dict(gpu="H200", tensor_parallel_size=8, decode_context_parallel_size=8)),
+          ("moonshotai/Kimi-K2.5", dict(gpu="H200", tensor_parallel_size=8, limit_mm_per_prompt='{"vision_chunk": 0}')),
           ("deepseek-ai/DeepSeek-V2-Lite-Chat", dict(gpu="H100", tensor_parallel_size=2, data_parallel_size=2,
                                                      enable_expert_parallel=True, enable_eplb=True,
                                                      eplb_config='{"num_redundant_experts": 4, "window_size": 500}')),
@@ -105,7 +106,7 @@ def test_a_data_parallel_argv_is_among_those_checked(checked):
 
 def test_multimodal_limits_and_a_kv_reservation_are_among_those_checked(checked):
     argvs, _ = checked
-    assert sum("--limit-mm-per-prompt" in a for a in argvs) == 4 and any("--language-model-only" in a for a in argvs)
+    assert sum("--limit-mm-per-prompt" in a for a in argvs) == 5 and any("--language-model-only" in a for a in argvs)
     assert any("--kv-cache-memory-bytes" in a for a in argvs)
 
 

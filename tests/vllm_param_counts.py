@@ -11,6 +11,7 @@ directly (the subprocess would not have the torchvision stand-in that the multim
 the tokenizer a multimodal model reads at construction (for video pruning only) is not loaded.
 """
 
+import functools
 import importlib
 import json
 import sys
@@ -65,7 +66,27 @@ def register(architecture: str) -> None:
     module = importlib.import_module(full_name)
     if hasattr(module, "cached_tokenizer_from_config"):
         module.cached_tokenizer_from_config = lambda *args, **kwargs: None
-    ModelRegistry.register_model(architecture, getattr(module, class_name))
+    model_class = getattr(module, class_name)
+    if architecture == "KimiK25ForConditionalGeneration":
+        model_class.__init__ = _on_the_meta_device(model_class.__init__, module)
+    ModelRegistry.register_model(architecture, model_class)
+
+
+def _on_the_meta_device(init, module):
+    """Kimi-K2.5 moves its vision tower to current_platform.current_device() as it builds it, which a meta
+    tensor cannot be copied to; while it is built, the current device is the meta device."""
+
+    @functools.wraps(init)  # vLLM reads the signature to pass vllm_config by name
+    def build(self, *args, **kwargs):
+        platform = module.current_platform
+        current_device = platform.current_device
+        platform.current_device = lambda: torch.device("meta")
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            platform.current_device = current_device
+
+    return build
 
 
 _started = False
