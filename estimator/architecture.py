@@ -19,7 +19,7 @@ from estimator.decoders import decoder, deepseek, gpt_oss
 from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
-from estimator.hybrid import granite_hybrid, nemotron_h, qwen3_next
+from estimator.hybrid import granite_hybrid, kimi_linear, nemotron_h, qwen3_next
 from estimator.inventory import (
     DTYPE_BYTES,
     AttentionLayer,
@@ -72,6 +72,9 @@ class ModelArch:
     # The experts' activation as vLLM's MoE kernels tell them apart (MoEActivation): "silu" (gated SiLU, and the
     # default), "swigluoai" (gpt-oss's clamped SwiGLU), "gelu" (gated tanh-GELU, MoEActivation.GELU_TANH: Gemma 4)
     moe_activation: str = "silu"
+    # Below this intermediate size per TP rank vLLM pads every routed expert to it times TP (Kimi-Linear's KimiMoE
+    # min_moe_intermediate_per_partition, without expert parallelism); 0: held as loaded
+    moe_min_intermediate_per_rank: int = 0
     is_mla: bool = False
     # MLA: one head's width of kv_b_proj's output (qk_nope_head_dim + v_head_dim), the up-projected context
     mla_kv_up_dim: int = 0
@@ -245,6 +248,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3_5ForConditionalGeneration": ("qwen3_5", qwen_vl, True),
     "Qwen3_5MoeForConditionalGeneration": ("qwen3_5_moe", qwen_vl, True),
     "NemotronHForCausalLM": ("nemotron_h", nemotron_h, False),
+    # Kimi-Linear: Kimi Delta Attention (a gated linear attention with a state) between MLA layers
+    "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
 }
 
 

@@ -247,34 +247,51 @@ def decoder(c: Config, inv: Inventory, family: str):
     return gqa_layers(c, layer_windows(c, n, d.windows, d.pattern_default), d.window_extra), extra
 
 
+def mla_attention(c: Config, inv: Inventory, i: int, sparse: dict | None = None) -> None:
+    """Layer i's multi-head latent attention (deepseek_v2.py DeepseekV2MLAAttention): the query through a
+    low-rank q_a/q_b pair (q_lora_rank) or one q_proj, the replicated KV latent projection and its norm, the
+    up-projection to every head's keys and values and the output projection; a sparse model's indexer."""
+    hidden, heads, q_lora = c.int("hidden_size"), c.int("num_attention_heads"), c.get("q_lora_rank")
+    kv_lora, nope, rope, v = (c.int("kv_lora_rank"), c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"),
+                              c.int("v_head_dim"))
+    p = f"model.layers.{i}.self_attn"
+    if q_lora:
+        inv.linear(f"{p}.q_a_proj", hidden, q_lora, "rep", i)
+        inv.norm(f"{p}.q_a_layernorm", q_lora, i)
+        inv.linear(f"{p}.q_b_proj", q_lora, heads * (nope + rope), "col", i)
+    else:
+        inv.linear(f"{p}.q_proj", hidden, heads * (nope + rope), "col", i)
+    if sparse:
+        _indexer(inv, f"{p}.indexer", hidden, q_lora or hidden, sparse, i)
+    inv.linear(f"{p}.kv_a_proj_with_mqa", hidden, kv_lora + rope, "rep", i)
+    inv.norm(f"{p}.kv_a_layernorm", kv_lora, i)
+    inv.linear(f"{p}.kv_b_proj", kv_lora, heads * (nope + v), "col", i)
+    inv.linear(f"{p}.o_proj", heads * v, hidden, "row", i)
+    # vLLM's MLA splits kv_b_proj into W_UK_T and W_UV (absorbed decode path), in the model dtype; the decode
+    # reads them (memory.held: a copy of their own only when kv_b_proj is quantized).
+    inv.add(p + ABSORBED_MLA, heads * (nope + v), kv_lora, "col", "derived", i)
+
+
+def mla_layer(c: Config, sparse: dict | None = None) -> AttentionLayer:
+    """The KV cache of an MLA layer: the latent and the rotary key, one "head" shared by every query head (and a
+    sparse model's indexer keys)."""
+    kv_lora, rope = c.int("kv_lora_rank"), c.int("qk_rope_head_dim")
+    indexer_bytes = sparse["head_dim"] + sparse["head_dim"] // INDEXER_QUANT_BLOCK * 4 if sparse else 0
+    return AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes,
+                          indexer_width=sparse["heads"] * sparse["head_dim"] if sparse else 0)
+
+
 def deepseek(c: Config, inv: Inventory, family: str):
     """DeepSeek-V2/V3: multi-head latent attention and MoE with shared experts."""
     n = c.int("num_hidden_layers")
-    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
-    q_lora = c.get("q_lora_rank")
-    kv_lora, nope, rope, v = (c.int("kv_lora_rank"), c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"),
-                              c.int("v_head_dim"))
+    hidden = c.int("hidden_size")
+    nope, rope, v = c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"), c.int("v_head_dim")
     experts, topk, moe_inter = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
     shared = c.int("n_shared_experts", 0, minimum=0)
     first_dense, freq = c.int("first_k_dense_replace", 0, minimum=0), c.int("moe_layer_freq", 1)
     sparse = _sparse_indexer(c, n)
     for i in range(n):
-        p = f"model.layers.{i}.self_attn"
-        if q_lora:
-            inv.linear(f"{p}.q_a_proj", hidden, q_lora, "rep", i)
-            inv.norm(f"{p}.q_a_layernorm", q_lora, i)
-            inv.linear(f"{p}.q_b_proj", q_lora, heads * (nope + rope), "col", i)
-        else:
-            inv.linear(f"{p}.q_proj", hidden, heads * (nope + rope), "col", i)
-        if sparse:
-            _indexer(inv, f"{p}.indexer", hidden, q_lora or hidden, sparse, i)
-        inv.linear(f"{p}.kv_a_proj_with_mqa", hidden, kv_lora + rope, "rep", i)
-        inv.norm(f"{p}.kv_a_layernorm", kv_lora, i)
-        inv.linear(f"{p}.kv_b_proj", kv_lora, heads * (nope + v), "col", i)
-        inv.linear(f"{p}.o_proj", heads * v, hidden, "row", i)
-        # vLLM's MLA splits kv_b_proj into W_UK_T and W_UV (absorbed decode path), in the model dtype; the decode
-        # reads them (memory.held: a copy of their own only when kv_b_proj is quantized).
-        inv.add(p + ABSORBED_MLA, heads * (nope + v), kv_lora, "col", "derived", i)
+        mla_attention(c, inv, i, sparse)
         if i >= first_dense and i % freq == 0:
             # GLM's MoE block (glm4_moe.py Glm4MoE, which glm4_moe_lite.py uses) keeps its gate in float32 and always
             # has a score-correction bias; DeepSeek's gate is in the model dtype, with the bias under noaux_tc
@@ -292,9 +309,7 @@ def deepseek(c: Config, inv: Inventory, family: str):
             gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
         layer_norms(inv, i, hidden)
     add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
-    indexer_bytes = sparse["head_dim"] + sparse["head_dim"] // INDEXER_QUANT_BLOCK * 4 if sparse else 0
-    attn = [AttentionLayer("mla", 1, kv_lora + rope, 0, latent_value_width=kv_lora, indexer_bytes=indexer_bytes,
-                           indexer_width=sparse["heads"] * sparse["head_dim"] if sparse else 0)] * n
+    attn = [mla_layer(c, sparse)] * n
     # deepseek_v2.py: renormalize=config.norm_topk_prob, whose default is the config class's: DeepseekV2Config's
     # false, DeepseekV3Config's (and the V3-derived classes') true
     routing = topk_routing(c, c.get("model_type") != "deepseek_v2")

@@ -1,11 +1,11 @@
-"""Hybrid models: linear-attention layers (Gated DeltaNet, Mamba2) that keep a fixed state per request beside
-full attention (Qwen3-Next, Granite 4.0, Nemotron-H)."""
+"""Hybrid models: linear-attention layers (Gated DeltaNet, Kimi Delta Attention, Mamba2) that keep a fixed state
+per request beside full or latent attention (Qwen3-Next, Kimi-Linear, Granite 4.0, Nemotron-H)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.decoders import BLOCK_SPARSE, Experts, is_moe_layer, moe_block, topk_routing
+from estimator.decoders import BLOCK_SPARSE, Experts, is_moe_layer, mla_attention, mla_layer, moe_block, topk_routing
 from estimator.errors import PlannerError
 from estimator.inventory import (
     DTYPE_BYTES,
@@ -239,3 +239,77 @@ def qwen3_next(c: Config, inv: Inventory, family: str):
         return attn, {}
     return attn, dict(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
                       moe_intermediate_size=c.int("moe_intermediate_size"))
+
+
+# Kimi K3's features that vLLM's Kimi-Linear class also builds (kimi_k3/nvidia/model.py), which change a layer's
+# tensors: the planner models Kimi-Linear's own layout and refuses a config that names any of them
+KIMI_K3_KEYS = ("routed_expert_hidden_size", "attn_res_block_size", "mla_use_output_gate")
+# KimiMoE pads each TP rank's expert intermediate size up to this (min_moe_intermediate_per_partition's default)
+KIMI_MIN_EXPERT_INTERMEDIATE_PER_RANK = 256
+KIMI_EXPERTS = Experts("num_experts", topk="num_experts_per_token", block="block_sparse_moe", router_bias=True,
+                       shared="count", shared_count="num_shared_experts")
+
+
+def kimi_delta_attention(c: Config, inv: Inventory, i: int, hidden: int) -> AttentionLayer:
+    """A Kimi Delta Attention layer (mamba/gdn/kimi_gdn_linear_attn.py KimiGatedDeltaNetAttention): q, k, v and
+    the per-head beta projected from the hidden state and split over TP, a low-rank forget gate (f_a replicated,
+    f_b split) and output gate (g_a, g_b likewise), one float32 depthwise convolution over q, k and v, float32
+    A_log per head and dt_bias per channel, a gated RMSNorm one head wide and the output projection. Its state is
+    the convolution window over q, k and v in the model dtype and one [head_dim x head_dim] float32 matrix per
+    head (MambaStateShapeCalculator.kda_state_shape, MambaStateDtypeCalculator.kda_state_dtype)."""
+    kda = Config(c.get("linear_attn_config") or {}, c.model_id)
+    heads, dim, kernel = kda.int("num_heads"), kda.int("head_dim"), kda.int("short_conv_kernel_size")
+    width = heads * dim
+    p = f"model.layers.{i}.self_attn"
+    for proj in ("q_proj", "k_proj", "v_proj", "f_b_proj", "g_b_proj"):
+        inv.linear(f"{p}.{proj}", dim if proj.endswith("_b_proj") else hidden, width, "col", i)
+    inv.linear(f"{p}.b_proj", hidden, heads, "col", i)
+    inv.linear(f"{p}.f_a_proj", hidden, dim, "rep", i)
+    inv.linear(f"{p}.g_a_proj", hidden, dim, "rep", i)
+    inv.add(f"{p}.q_conv1d+k_conv1d+v_conv1d", 3 * width, kernel, "col", "norm", i, fixed_bytes=FP32_BYTES)
+    inv.add(f"{p}.A_log", heads, 1, "col", "norm", i, fixed_bytes=FP32_BYTES)
+    inv.add(f"{p}.dt_bias", width, 1, "col", "norm", i, fixed_bytes=FP32_BYTES)
+    inv.norm(f"{p}.o_norm", dim, i)
+    inv.linear(f"{p}.o_proj", width, hidden, "row", i)
+    return AttentionLayer("mamba", 0, 0, 0, state=((3 * width, kernel - 1, 0), (heads, dim * dim, 0)),
+                          state_dtype_bytes=(0, FP32_BYTES), conv_tensors=1)
+
+
+def kimi_linear(c: Config, inv: Inventory, family: str):
+    """Kimi-Linear (vLLM's KimiLinearForCausalLM, kimi_k3/nvidia/model.py, config class configs/kimi_linear.py):
+    Kimi Delta Attention on the layers linear_attn_config's kda_layers name (counted from 1), DeepSeek's latent
+    attention (MLA, without rotary embeddings) on the others; a dense MLP on the first first_k_dense_replace
+    layers, then routed experts with a float32 score-correction bias beside num_shared_experts shared ones
+    (KimiMoE), the top-k weights renormalized where moe_renormalize says so (its default: true)."""
+    named = [key for key in KIMI_K3_KEYS if c.get(key)]
+    if named or (c.get("linear_attn_config") or {}).get("use_full_rank_gate"):
+        raise PlannerError(f"config.json of {c.model_id} uses Kimi K3's {', '.join(named) or 'use_full_rank_gate'}; "
+                           "the planner models Kimi-Linear's layout only")
+    n, hidden = c.int("num_hidden_layers"), c.int("hidden_size")
+    kda = Config(c.get("linear_attn_config") or {}, c.model_id).get("kda_layers")
+    if not isinstance(kda, list) or not all(isinstance(k, int) and 1 <= k <= n for k in kda):
+        raise PlannerError(f"config.json of {c.model_id} has linear_attn_config.kda_layers={kda!r}; expected the "
+                           f"Kimi Delta Attention layers as numbers from 1 to {n} (fix the config.json)")
+    first_dense, freq = c.int("first_k_dense_replace", 0, minimum=0), c.int("moe_layer_freq", 1)
+    experts = c.get("num_experts") is not None
+    attn = []
+    for i in range(n):
+        if i + 1 in kda:
+            attn.append(kimi_delta_attention(c, inv, i, hidden))
+        else:
+            mla_attention(c, inv, i)
+            attn.append(mla_layer(c))
+        if experts and i >= first_dense and i % freq == 0:
+            moe_block(c, inv, KIMI_EXPERTS, i, hidden)
+        else:
+            gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
+        layer_norms(inv, i, hidden)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    nope, rope, v = c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"), c.int("v_head_dim")
+    extra = dict(is_mla=True, mla_kv_up_dim=nope + v, head_dim=nope + rope)
+    if not experts:
+        return attn, extra
+    return attn, dict(extra, num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_token"),
+                      moe_intermediate_size=c.int("moe_intermediate_size"),
+                      moe_routing="renormalize" if c.get("moe_renormalize", True) is not False else "plain",
+                      moe_min_intermediate_per_rank=KIMI_MIN_EXPERT_INTERMEDIATE_PER_RANK)

@@ -10,7 +10,6 @@ capacity and "maximum concurrency" count the blocks a max_model_len request need
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -27,7 +26,7 @@ from estimator.serve_config import (
     moe_tensor_parallel_size,
 )
 from estimator.speculative import DRAFTER_BUFFER_ROWS
-from estimator.xp import all_true, ceil, is_array, maximum, minimum, next_power_of_two, smallest, where
+from estimator.xp import all_true, ceil, is_array, lcm, maximum, minimum, next_power_of_two, smallest, where
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
 SAMPLER_LOGITS_BYTES = 4  # the sampler works on float32 logits
@@ -553,16 +552,26 @@ def held_expert_dims(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> 
     if not arch.is_moe:
         return 0, 0, 0, 0
     hidden, inter = arch.hidden_size, cdiv(arch.moe_intermediate_size, moe_tensor_parallel_size(cfg))
+    held = cdiv(model_padded_expert_width(arch, cfg), moe_tensor_parallel_size(cfg))
     kernel = moe_kernel(arch, cfg, gpu)
     experts = experts_scheme(arch)
     if experts is not None and experts.nvfp4 and kernel in ("trtllm", "trtllm_modular"):
         gated = any(".experts.gate_up_proj" in t.name for t in arch.tensors)
         return (hidden, _round_up(hidden, TRTLLM_NVFP4_HIDDEN_ALIGNMENT), inter,
-                _round_up(inter, TRTLLM_NVFP4_GATED_INTERMEDIATE_ALIGNMENT if gated
+                _round_up(held, TRTLLM_NVFP4_GATED_INTERMEDIATE_ALIGNMENT if gated
                           else TRTLLM_NVFP4_INTERMEDIATE_ALIGNMENT))
     if cfg.quantization is None and kernel == "trtllm":
-        return hidden, hidden, inter, _round_up(inter, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT)
-    return hidden, hidden, inter, inter
+        return hidden, hidden, inter, _round_up(held, TRTLLM_BF16_INTERMEDIATE_ALIGNMENT)
+    return hidden, hidden, inter, held
+
+
+def model_padded_expert_width(arch: ModelArch, cfg: ServeConfig) -> int:
+    """The routed experts' intermediate size as the model's own code builds them: Kimi-Linear's KimiMoE pads it
+    to moe_min_intermediate_per_rank x TP where TP (without expert parallelism) would leave each rank less."""
+    width, floor, tp = arch.moe_intermediate_size, arch.moe_min_intermediate_per_rank, cfg.tensor_parallel_size
+    if floor and tp > 1 and not cfg.enable_expert_parallel and width // tp < floor:
+        return floor * tp
+    return width
 
 
 def expert_padding(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec | None) -> float:
@@ -621,7 +630,7 @@ def mla_context_chunk_tokens(cfg):
     blocks of every sequence, at most 64K, in whole blocks (under DCP, whole blocks spread over the DCP ranks:
     align_mla_chunked_context_workspace_size, cp_kv_cache_interleave_size 1)."""
     tokens = minimum(maximum(8 * cfg.max_model_len, 4 * cfg.max_num_seqs * cfg.block_size), MLA_CHUNK_MAX_TOKENS)
-    alignment = math.lcm(int(cfg.block_size), int(cfg.decode_context_parallel_size))
+    alignment = lcm(cfg.block_size, cfg.decode_context_parallel_size)  # block_size an array for a hybrid's search
     return ceil(maximum(tokens, alignment) / alignment) * alignment
 
 

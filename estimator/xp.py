@@ -49,6 +49,14 @@ def next_power_of_two(x):
     return 1 << max(int(math.ceil(x)) - 1, 0).bit_length()
 
 
+def lcm(a, b):
+    """Least common multiple of whole numbers (numpy integer arrays, or floats holding whole numbers)."""
+    if is_array(a, b):
+        np = _np()
+        return np.lcm(np.asarray(a).astype(np.int64), np.asarray(b).astype(np.int64))
+    return math.lcm(int(a), int(b))
+
+
 def as_float(x):
     return _np().asarray(x, dtype=float) if is_array(x) else float(x)
 

@@ -231,3 +231,29 @@ def test_qwen35_refuses_a_state_dtype_it_does_not_know():
         from_config(config, "acme/q")
     assert str(err.value) == ("config.json of acme/q has mamba_ssm_dtype='float8'; expected one of float32, "
                               "bfloat16, float16 (fix the config.json)")
+
+
+KIMI_LINEAR = Path(__file__).parent / "fixtures" / "models" / "kimi-linear"
+
+
+@pytest.mark.vllm
+def test_kimi_delta_attentions_state_is_the_one_vllm_sizes(vllm_py):
+    """Per TP rank and with draft tokens, against vLLM's own KimiLinearForCausalLM: the convolution window over q,
+    k and v in the model dtype, one float32 [head_dim x head_dim] matrix per head."""
+    config = json.loads((KIMI_LINEAR / "config.json").read_text())
+    a = from_config(config, "kimi-linear")
+    layers = [i for i, layer in enumerate(a.attention) if layer.kind == "mamba"]
+    assert [i + 1 for i in layers] == config["linear_attn_config"]["kda_layers"]
+    assert {a.attention[i].kind for i in set(range(a.num_layers)) - set(layers)} == {"mla"}
+    cases = [dict(config, kind="kimi_linear", tp=tp, num_spec=num_spec) for tp, num_spec in ((1, 0), (2, 0), (4, 1))]
+    theirs = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py", cases)
+    for case, answer in zip(cases, theirs, strict=True):
+        drafting = speculative_settings({"method": "ngram", "num_speculative_tokens": case["num_spec"]}) \
+            if case["num_spec"] else ()
+        mine = served(a, drafting).state_layers[0]
+        conv, recurrent = answer["shapes"]
+        shapes = mine.state_shapes(case["tp"])
+        assert [list(s) for s in shapes] == [conv, [recurrent[0], recurrent[1] * recurrent[2]]]
+        assert mine.state_dtypes(2) == answer["dtype_bytes"] == [2, 4]
+    # one request's state at TP 1: 3 x 32 x 128 channels x 3 window columns in bf16, 32 heads of 128 x 128 in fp32
+    assert a.state_layers[0].state_bytes(2) == 3 * 4096 * 3 * 2 + 32 * 128 * 128 * 4

@@ -64,6 +64,11 @@ CASES = [
     dict(model="MiniMaxAI/MiniMax-M2", gpu="MI300X", tensor_parallel_size=2, max_model_len=131072),
     dict(model="Qwen/Qwen2.5-VL-7B-Instruct", gpu="L40S", max_model_len=32768),
     dict(model="Qwen/Qwen2-VL-2B-Instruct", gpu="T4", max_model_len=16384),
+    # Kimi-Linear (a test model of Kimi-Linear-48B-A3B's shape): Kimi Delta Attention states padded to the page
+    # of MLA layers, whose block grows until it holds one state
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "kimi-linear"), gpu="H100", max_model_len=131072),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "kimi-linear"), gpu="RTX-3090",
+         tensor_parallel_size=2, max_model_len=65536, kv_cache_dtype="fp8"),
     # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
     dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,

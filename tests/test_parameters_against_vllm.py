@@ -5,11 +5,12 @@ no catalog checkpoint is shipped for (tests/fixtures/models)."""
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from estimator.architecture import ARCHITECTURES, from_config
-from estimator.memory import shard_fraction
+from estimator.memory import model_padded_expert_width, routed, shard_fraction
 from estimator.model_source import catalog_config, catalog_ids
 from estimator.speculative import served
 from tests.conftest import run_in_vllm, write_config
@@ -176,3 +177,19 @@ def test_mtp_layers_are_the_drafter_vllm_builds(drafters, model):
         assert round(ours) == theirs, tp
     assert arch.mtp_params == sum(n for name, n in drafters[(model, 1)]["parameters"].items()
                                   if not any(s in name for s in SHARED_WITH_TARGET))
+
+
+def test_kimi_linear_pads_each_ranks_experts_as_vllm_builds_them(vllm_py):
+    """Kimi-Linear's KimiMoE pads the experts' intermediate size to 256 per rank where TP (without expert
+    parallelism) would leave less: at TP 8 its 1,024 would be 128 a rank, so each rank holds 256, twice its
+    share of every routed expert."""
+    directory = FIXTURES / "kimi-linear"
+    arch = from_config(json.loads((directory / "config.json").read_text()), "kimi-linear")
+    theirs, = run_in_vllm(vllm_py, SCRIPT, [{"directory": str(directory), "tp": 8}])
+    padding = [model_padded_expert_width(arch, SimpleNamespace(tensor_parallel_size=tp, enable_expert_parallel=ep))
+               / arch.moe_intermediate_size for tp, ep in ((8, False), (4, False), (8, True))]
+    assert padding == [2, 1, 1]
+    ours = sum(t.numel * shard_fraction(t, arch, 8) * (padding[0] if routed(t) else 1) for t in arch.tensors
+               if t.kind != "derived")
+    assert round(ours) == sum(theirs["parameters"].values())
+

@@ -14,9 +14,12 @@ the tokenizer a multimodal model reads at construction (for video pruning only) 
 import functools
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
+# Kimi-Linear's model (vllm/models/kimi_k3) would set up its fused GEMM + all-reduce, a CUDA kernel, as it builds
+os.environ.setdefault("VLLM_KIMI_K3_GEMM_AR", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 import torch
 import transformers
@@ -69,7 +72,29 @@ def register(architecture: str) -> None:
     model_class = getattr(module, class_name)
     if architecture == "KimiK25ForConditionalGeneration":
         model_class.__init__ = _on_the_meta_device(model_class.__init__, module)
+    if architecture == "KimiLinearForCausalLM":
+        model_class.__init__ = _without_cuda_streams(model_class.__init__)
     ModelRegistry.register_model(architecture, model_class)
+
+
+class _NoStream:
+    def __init__(self, *args, **kwargs):
+        pass
+
+
+def _without_cuda_streams(init):
+    """Kimi-Linear's model creates a CUDA side stream as it builds; while it is built, a stream is a stand-in
+    (nothing runs on it here)."""
+
+    @functools.wraps(init)
+    def build(self, *args, **kwargs):
+        stream, torch.cuda.Stream = torch.cuda.Stream, _NoStream
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            torch.cuda.Stream = stream
+
+    return build
 
 
 def _on_the_meta_device(init, module):
@@ -123,7 +148,12 @@ def parameters(directory: str, engine_args: dict, draft: str | None = None) -> d
         from vllm.config.speculative import SpeculativeConfig
 
         engine_args = dict(engine_args, hf_overrides=SpeculativeConfig.hf_config_override)
-    register(draft or json.loads((Path(directory) / "config.json").read_text())["architectures"][0])
+    architecture = json.loads((Path(directory) / "config.json").read_text())["architectures"][0]
+    register(draft or architecture)
+    if architecture == "KimiLinearForCausalLM":
+        # the CPU backend turns prefix caching off for MLA after the hybrid config has sized Mamba blocks for it,
+        # which vLLM's config check then refuses; without prefix caching from the start the two agree
+        engine_args = dict(engine_args, enable_prefix_caching=False)
     args = EngineArgs(model=directory, skip_tokenizer_init=True, max_model_len=4096, enforce_eager=True,
                       max_num_seqs=4, **engine_args)
     config = args.create_engine_config()

@@ -44,7 +44,24 @@ def qwen3_5(case: dict) -> dict:
     return {"shapes": shapes(dict(case, kind="gdn")), "dtype_bytes": [d.itemsize for d in dtypes]}
 
 
+def kimi_linear(case: dict) -> dict:
+    """Kimi Delta Attention's state as vLLM's own KimiLinearForCausalLM sizes it (its get_mamba_state_shape_from_config
+    and get_mamba_state_dtype_from_config, vLLM's cache defaults: no KDA recover-SSM record)."""
+    from types import SimpleNamespace as NS
+
+    import torch
+    from vllm.models.kimi_k3.nvidia.model import KimiLinearForCausalLM
+
+    config = NS(parallel_config=NS(tensor_parallel_size=case["tp"]), speculative_config=NS(
+        num_speculative_tokens=case.get("num_spec", 0)), model_config=NS(hf_config=NS(**case), dtype=torch.bfloat16),
+                cache_config=NS(use_kda_recoverssm=False, mamba_cache_dtype="auto", mamba_ssm_cache_dtype="auto"))
+    return {"shapes": [list(s) for s in KimiLinearForCausalLM.get_mamba_state_shape_from_config(config)],
+            "dtype_bytes": [d.itemsize for d in KimiLinearForCausalLM.get_mamba_state_dtype_from_config(config)]}
+
+
 def shapes(case: dict) -> list | dict:
+    if case["kind"] == "kimi_linear":
+        return kimi_linear(case)
     if case["kind"] == "nemotron_h":
         return nemotron_h(case)
     if case["kind"] == "qwen3_5":
