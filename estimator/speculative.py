@@ -46,6 +46,10 @@ MTP_FAMILIES = {
     "qwen3_5": ("mtp_num_hidden_layers", 0, "fc"),
     "qwen3_5_moe": ("mtp_num_hidden_layers", 0, "fc"),
 }
+# Families whose MTP layer vLLM 0.32 builds as layer 0 (SpeculativeConfig.hf_config_override sets the drafter's
+# num_hidden_layers to 0 for glm4_moe_lite): it is then dense wherever the target's layer 0 is (first_k_dense_replace),
+# and the drafter stops as it is built ("No Glm4MoE layer found in model.layers.", glm4_moe.py)
+MTP_BUILT_AS_LAYER_0 = ("glm4_moe_lite",)
 # The decoder builder of each of those families (a multimodal checkpoint's drafter is its language model's layer).
 MTP_BUILDERS = {"deepseek": deepseek, "glm4_moe": decoder, "qwen3_next": qwen3_next, "qwen3_5": qwen3_next,
                 "qwen3_5_moe": qwen3_next}
@@ -152,6 +156,13 @@ def served(arch, pairs):
                else f"the planner models MTP for the {families} families only")
         raise PlannerError(f"{FLAG}: method mtp needs the checkpoint's own MTP layers, and {arch.architecture} has "
                            f"none the planner knows of: {why}; use method ngram or leave {FLAG} out")
+    if how == "mtp" and arch.model_type in MTP_BUILT_AS_LAYER_0 and not any(
+            t.kind == "expert" and t.layer == 0 for t in arch.tensors):
+        from estimator.architecture import VLLM_REFERENCE_VERSION  # (which imports this module)
+
+        raise PlannerError(f"{FLAG}: vLLM {VLLM_REFERENCE_VERSION} builds {arch.architecture}'s MTP layer as layer 0, "
+                           "which this checkpoint's first_k_dense_replace makes dense, and then fails to start (No "
+                           f"Glm4MoE layer found); use method ngram or leave {FLAG} out")
     attention = tuple(widened(a, k) for a in arch.attention)
     tensors = arch.tensors
     if how == "mtp":

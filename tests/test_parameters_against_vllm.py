@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from estimator.architecture import ARCHITECTURES, from_config
+from estimator.errors import PlannerError
 from estimator.memory import model_padded_expert_width, routed, shard_fraction
 from estimator.model_source import catalog_config, catalog_ids
 from estimator.speculative import served
@@ -193,3 +194,22 @@ def test_kimi_linear_pads_each_ranks_experts_as_vllm_builds_them(vllm_py):
                if t.kind != "derived")
     assert round(ours) == sum(theirs["parameters"].values())
 
+
+def test_glm_47_flash_mtp_is_the_drafter_vllm_builds_or_refused_where_vllm_cannot_build_it(vllm_py, tmp_path):
+    """vLLM 0.32 builds GLM-4.7-Flash's MTP layer as layer 0: with the first layer dense (first_k_dense_replace 1,
+    as the test model has it) the drafter stops as it is built, and the planner refuses the plan; with every layer
+    MoE vLLM builds the drafter the planner sizes."""
+    config = dict(json.loads((FIXTURES / "glm-4.7-flash" / "config.json").read_text()), num_nextn_predict_layers=1)
+    moe_first = dict(config, first_k_dense_replace=0)
+    dense, moe = (str(write_config(tmp_path / name, c)) for name, c in (("dense", config), ("moe", moe_first)))
+    answers = run_in_vllm(vllm_py, SCRIPT, [{"directory": dense, "draft": "Glm4MoeLiteMTPModel"}]
+                          + [{"directory": moe, "draft": "Glm4MoeLiteMTPModel", "tp": tp} for tp in (1, 2)])
+    assert "No Glm4MoE layer found" in answers[0]["error"]
+    mtp = (("method", "mtp"), ("num_speculative_tokens", 1))
+    with pytest.raises(PlannerError, match="builds Glm4MoeLiteForCausalLM's MTP layer as layer 0"):
+        served(from_config(config, "dense"), mtp)
+    arch = served(from_config(moe_first, "moe"), mtp)
+    for tp, answer in zip((1, 2), answers[1:], strict=True):
+        theirs = sum(n for name, n in answer["parameters"].items() if not any(s in name for s in SHARED_WITH_TARGET))
+        ours = sum(t.numel * shard_fraction(t, arch, tp) for t in arch.draft_tensors if t.kind != "derived")
+        assert round(ours) == theirs, tp
