@@ -7,6 +7,7 @@ the performance model evaluate in one call each. GPUs not used by one instance r
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import math
@@ -89,6 +90,7 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="da
     rows: dict[str, list] = {k: [] for k in ("tp", "pp", "quant", "replicas", "busy", *GRID_FIELDS, "fits",
                                              "weights_fit", "weights_gib", "output_tps", "ttft_ms", "tpot_ms",
                                              "latency_ms", "saturated", "batch")}
+    refusals: list[str] = []
     grid = list(itertools.product(options["kv_cache_dtype"], options["max_model_len"], options["max_num_seqs"],
                                   options["max_num_batched_tokens"]))
     kv, mml, seqs, tokens = (np.array(col) for col in zip(*grid, strict=True))
@@ -107,7 +109,8 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="da
                                                                "decode_context_parallel_size", "enable_eplb",
                                                                "eplb_config", "speculative_config")
                                          if fixed.get(k) is not None})
-        except PlannerError:
+        except PlannerError as err:
+            refusals.append(str(err))
             continue  # a layout vLLM would refuse (TP not dividing the heads, ...)
         replicas = num_gpus // (tp * pp)
         # auto is the checkpoint's own KV format where it names one (base resolved it)
@@ -151,6 +154,9 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="da
         for key, attr in (("ttft_ms", "ttft_ms"), ("tpot_ms", "tpot_ms"), ("latency_ms", "request_latency_ms"),
                           ("saturated", "saturated"), ("batch", "batch")):
             rows[key] += list(np.broadcast_to(getattr(prediction, attr), (n,)))
+    if not rows["tp"]:  # every layout refused: a flag no layout can serve (a --max-model-len too long, ...)
+        reason, _ = collections.Counter(refusals).most_common(1)[0] if refusals else ("no layout to try", 0)
+        raise PlannerError(f"no layout of {num_gpus} x {gpu.name} can serve this model: {reason}")
     return {k: np.array(v, dtype=object if k in ("quant", "kv_cache_dtype") else None) for k, v in rows.items()}
 
 

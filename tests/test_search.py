@@ -83,6 +83,16 @@ def test_cli_search_output_and_errors():
     assert r.exit_code == 1 and r.output == "Error: give --concurrency or --request-rate, not both\n"
 
 
+def test_a_flag_no_layout_can_serve_is_named_not_a_crash():
+    """Every layout refused (here --max-model-len beyond the model's) used to leave the search nothing to rank and
+    end in a numpy error; the refusal the layouts share is the answer."""
+    r = CliRunner().invoke(main, ["plan", "--model", "meta-llama/Meta-Llama-3-8B-Instruct", "--gpu", "H100",
+                                  "--num-gpus", "8", "--search", "--max-model-len", "16384"])
+    assert r.exit_code == 1
+    assert r.output == ("Error: no layout of 8 x H100-SXM can serve this model: --max-model-len 16384 exceeds the "
+                        "model's maximum of 8192 (max_position_embeddings in config.json); use 8192 or less\n")
+
+
 def test_search_needs_a_known_speed():
     arch = architecture.from_config(catalog_configs()["meta-llama/Llama-3.1-8B-Instruct"], "m")
     with pytest.raises(PlannerError, match="the search needs the GPU's speed"):
