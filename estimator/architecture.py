@@ -33,7 +33,7 @@ from estimator.inventory import (
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
 from estimator.speculative import build_mtp
-from estimator.vision import gemma3_mm, kimi_k25, llama4_mm, mistral3, qwen2_vl, qwen_vl
+from estimator.vision import gemma3_mm, glm4v, kimi_k25, llama4_mm, mistral3, qwen2_vl, qwen_vl
 
 # Keys vLLM reads (in this order, taking the minimum) for the model's maximum length
 # (vllm/config/model.py, derived_max_model_len_and_key).
@@ -234,6 +234,9 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3VLForConditionalGeneration": ("qwen3", qwen_vl, True),
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", qwen_vl, True),
     "Mistral3ForConditionalGeneration": ("mistral", mistral3, True),
+    # GLM-4.1V (GLM-4 under GLM-4V's tower) and GLM-4.5V/4.6V (GLM-4.5's MoE under the same tower)
+    "Glm4vForConditionalGeneration": ("glm4", glm4v, True),
+    "Glm4vMoeForConditionalGeneration": ("glm4_moe", glm4v, True),
     "Olmo2ForCausalLM": ("olmo2", decoder, False),
     "OlmoeForCausalLM": ("olmoe", decoder, False),
     "Ernie4_5ForCausalLM": ("ernie4_5", decoder, False),

@@ -1,4 +1,5 @@
-"""Multimodal checkpoints: the language model and its vision tower (SigLIP, Llama 4, Qwen-VL, Pixtral, MoonViT)."""
+"""Multimodal checkpoints: the language model and its vision tower (SigLIP, Llama 4, Qwen-VL, GLM-4V, Pixtral,
+MoonViT)."""
 
 from __future__ import annotations
 
@@ -249,6 +250,40 @@ def _qwen_vl(c: Config, inv: Inventory, family: str, tower: str):
     return attn, dict(extra, multimodal=True, tower_modalities=("image", "video"), buffer_rows_per_token=deepstack,
                       vision=_qwen_profile(c, v, tower, text.int("hidden_size")))
 
+
+
+def glm4v(c: Config, inv: Inventory, family: str):
+    """GLM-4.1V and GLM-4.5V/4.6V (glm4_1v.py Glm4vForConditionalGeneration, Glm4vMoeForConditionalGeneration): GLM-4's
+    dense or GLM-4.5's MoE language model (text_config) under GLM-4V's tower: a biased 3D patch convolution, a learned
+    position table of the native image's patches, RMSNorm blocks of a fused bias-free QKV and a gated MLP as wide as
+    the tower's output (out_hidden_size, not intermediate_size), split over TP; a biased 2D convolution merging 2 x 2
+    patches into the text width, then the merger (a linear, a LayerNorm and a gated MLP of intermediate_size). The
+    tower's profiling items come from the checkpoint's processor limits, which the planner does not read: not
+    modelled, and the plan says so."""
+    text = Config(text_config(c), c.model_id)
+    attn, extra = decoder(text, inv, family)
+    v = Config(c.get("vision_config") or {}, c.model_id)
+    h, out, inter = v.int("hidden_size"), v.int("out_hidden_size"), v.int("intermediate_size")
+    patch, image = v.int("patch_size"), v.int("image_size")
+    temporal, chans, merge = v.int("temporal_patch_size", 2), v.int("in_channels", 3), v.int("spatial_merge_size", 2)
+    p = "visual"
+    inv.add(f"{p}.patch_embed.proj", h, chans * temporal * patch * patch + 1, "rep", "vision", place="first")
+    inv.add(f"{p}.embeddings.position_embedding", (image // patch) ** 2, h, "rep", "vision", place="first")
+    inv.add(f"{p}.post_conv_layernorm+post_layernorm", 2 * h, 1, "rep", "vision", place="first")
+    for i in range(v.int("depth")):
+        b = f"{p}.blocks.{i}"
+        inv.add(f"{b}.norm1+norm2", 2 * h, 1, "rep", "vision", place="first")
+        inv.add(f"{b}.attn.qkv", 3 * h, h, "col", "vision", place="first")
+        inv.add(f"{b}.attn.proj", h, h, "row", "vision", place="first")
+        inv.add(f"{b}.mlp.gate_up_proj", 2 * out, h, "col", "vision", place="first")
+        inv.add(f"{b}.mlp.down_proj", h, out, "row", "vision", place="first")
+    inv.add(f"{p}.downsample", out, h * merge * merge + 1, "rep", "vision", place="first")
+    m = f"{p}.merger"
+    inv.add(f"{m}.proj", out, out, "col", "vision", place="first")
+    inv.add(f"{m}.post_projection_norm", 2 * out, 1, "rep", "vision", place="first")
+    inv.add(f"{m}.gate_up_proj", 2 * inter, out, "col", "vision", place="first")
+    inv.add(f"{m}.down_proj", out, inter, "row", "vision", place="first")
+    return attn, dict(extra, multimodal=True, tower_modalities=("image", "video"))
 
 def mistral3(c: Config, inv: Inventory, family: str):
     """Mistral 3 (Mistral-Small-3.1/3.2): the Mistral decoder and the Pixtral vision encoder (vllm/model_executor/

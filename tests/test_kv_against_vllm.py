@@ -69,6 +69,10 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "kimi-linear"), gpu="H100", max_model_len=131072),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "kimi-linear"), gpu="RTX-3090",
          tensor_parallel_size=2, max_model_len=65536, kv_cache_dtype="fp8"),
+    # GLM-4.1V and GLM-4.5V (test models of transformers' defaults): GLM-4's and GLM-4.5's KV under GLM-4V's tower
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm-4.1v"), gpu="L40S", max_model_len=32768),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm-4.5v"), gpu="H100", tensor_parallel_size=4,
+         max_model_len=65536, kv_cache_dtype="fp8"),
     # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
     dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,
