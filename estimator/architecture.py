@@ -96,6 +96,9 @@ class ModelArch:
     vision: VisionProfile | None = None
     # The rotary tables vLLM builds (estimator/rope.py): (elements, bytes each or None for the model dtype)
     rope_tables: tuple[tuple[int, int | None], ...] = ()
+    # The vision tower's own rotary table, built with the tower (get_rope in qwen2_vl.py and the other Qwen-VL towers,
+    # glm4_1v.py, mllama4.py): (elements, bytes each or None for the model dtype); gone with the tower
+    tower_rope_tables: tuple[tuple[int, int | None], ...] = ()
     # Sparse MLA: the top-k token indices the indexer picks (index_topk in config.json); vLLM allocates an int32
     # [max_num_batched_tokens, index_topk] buffer for them when it builds the model (deepseek_v2.py
     # DeepseekV2Model). 0: dense attention.
@@ -186,7 +189,7 @@ def without_tower(arch: ModelArch) -> ModelArch:
     StageMissingLayer in their place), so are their weights, the profiling pass and Qwen3-VL's deepstack
     buffers (allocated only beside a built tower)."""
     tensors = tuple(t for t in arch.tensors if t.kind != "vision")
-    return replace(arch, tensors=tensors, vision=None, multimodal=False, buffer_rows_per_token=0)
+    return replace(arch, tensors=tensors, vision=None, multimodal=False, buffer_rows_per_token=0, tower_rope_tables=())
 
 
 Builder = Callable[[Config, Inventory, str], tuple]
@@ -238,6 +241,11 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Glm4vForConditionalGeneration": ("glm4", glm4v, True),
     "Glm4vMoeForConditionalGeneration": ("glm4_moe", glm4v, True),
     "Olmo2ForCausalLM": ("olmo2", decoder, False),
+    # served by vLLM's Transformers modeling backend (vLLM has no model code of its own for them)
+    "Olmo3ForCausalLM": ("olmo3", decoder, False),
+    "SmolLM3ForCausalLM": ("smollm3", decoder, False),
+    "SeedOssForCausalLM": ("seed_oss", decoder, False),
+    "HunYuanDenseV1ForCausalLM": ("hunyuan_v1_dense", decoder, False),
     "OlmoeForCausalLM": ("olmoe", decoder, False),
     "Ernie4_5ForCausalLM": ("ernie4_5", decoder, False),
     "Exaone4ForCausalLM": ("exaone4", decoder, False),
@@ -254,6 +262,14 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # Kimi-Linear: Kimi Delta Attention (a gated linear attention with a state) between MLA layers
     "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
 }
+
+
+# Architectures vLLM 0.32 serves through its Transformers modeling backend (model_executor/models/registry.py
+# maps them to TransformersForCausalLM): transformers' own modules around vLLM's attention and linear layers, so
+# their rotary embeddings are transformers' (an inv_freq vector; cos and sin computed each step), not a cos/sin
+# table of vLLM's. The tests check the set against vLLM's registry.
+TRANSFORMERS_BACKEND = frozenset({"Olmo2ForCausalLM", "Olmo3ForCausalLM", "SmolLM3ForCausalLM", "SeedOssForCausalLM",
+                                  "HunYuanDenseV1ForCausalLM"})
 
 
 # Architectures vLLM served once and has since removed, with the last version that served each (vLLM 0.32's
@@ -419,7 +435,9 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     rope_head = text.int("qk_rope_head_dim") if family == "deepseek" else int(hd)
     # each layer type's head size, for rope parameters keyed by layer type (Gemma 4's global heads are wider)
     head_sizes = {LAYER_TYPES[a.kind]: a.head_size for a in attention if a.kind in LAYER_TYPES}
-    tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)
+    tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)  # (its rope type checked either way)
+    if arch in TRANSFORMERS_BACKEND:
+        tables = ()
     draft_tensors, draft_attention = build_mtp(raw, model_id, family, uses_text)
     inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
     if isinstance(inter, list):  # gemma-3n: one per layer; the widest sets the MLP's activation peak

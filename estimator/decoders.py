@@ -109,6 +109,7 @@ class Decoder:
     qkv_bias: str = "config"  # config (bias_key) | always | never
     o_bias: str = "config"  # config | never
     bias_key: str = "attention_bias"
+    o_bias_key: str | None = None  # the config key that biases o_proj where it is not bias_key (Seed-OSS)
     mlp_bias_key: str = "mlp_bias"  # the config key that biases the dense MLPs (not the experts)
     qk_norm: str = "none"  # none | head: one head wide, shared by all heads (Qwen3, Gemma 3, GLM-4.5) |
     #                        heads: every head its own, split with the heads over TP (Cohere, MiniMax-M2) |
@@ -174,6 +175,14 @@ DECODERS: dict[str, Decoder] = {
     "ernie4_5_moe": Decoder(bias_key="use_bias", mlp_bias_key="use_bias", o_bias="never",
                             experts=Experts("moe_num_experts", topk="moe_k", router_bias=True, router_fp32=True,
                                             shared="count", shared_count="moe_num_shared_experts", dense="span")),
+    # Served by vLLM's Transformers modeling backend (no model code of vLLM's own: TransformersForCausalLM builds
+    # transformers' modules around vLLM's attention and linear layers): OLMo 3 is OLMo 2 with layer_types' windowed
+    # layers; SmolLM3 is Llama's layer (every fourth layer without rotary embeddings); Seed-OSS biases q/k/v by
+    # attention_bias and o_proj by attention_out_bias; Hunyuan's dense model has q/k norms one head wide.
+    "olmo3": Decoder(qk_norm="all", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
+    "smollm3": Decoder(),
+    "seed_oss": Decoder(o_bias_key="attention_out_bias"),
+    "hunyuan_v1_dense": Decoder(qk_norm="head"),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
                         experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k",
                                         renormalize="config", renormalize_default=True, router_fp32=True)),
@@ -215,7 +224,7 @@ def decoder(c: Config, inv: Inventory, family: str):
     hidden, heads, kv, hd = attention_dims(c)
     config_bias = c.flag(d.bias_key)
     qkv_bias = d.qkv_bias == "always" or (d.qkv_bias == "config" and config_bias)
-    o_bias = d.o_bias == "config" and config_bias
+    o_bias = d.o_bias == "config" and (c.flag(d.o_bias_key) if d.o_bias_key else config_bias)
     qk_norm = d.qk_norm if d.qk_norm_key is None or c.flag(d.qk_norm_key) else "none"
     for i in range(n):
         gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=qk_norm == "head")

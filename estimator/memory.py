@@ -266,18 +266,20 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
 
 def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None,
                       gpu: GpuSpec | None = None) -> list:
-    """What model loading takes on one TP rank of each pipeline stage: the weights, on the first stage the
-    buffers the model allocates per batched token (ModelArch.buffer_rows_per_token), and on every stage a sparse
-    MLA model's int32 top-k index buffer (ModelArch.index_topk) and the rotary tables (ModelArch.rope_tables); on
-    the last stage an MTP drafter's buffers (drafter_buffer_bytes)."""
+    """What model loading takes on one TP rank of each pipeline stage: the weights; on the first stage the
+    buffers the model allocates per batched token (ModelArch.buffer_rows_per_token) and a vision tower's rotary
+    table (ModelArch.tower_rope_tables); on every stage a sparse MLA model's int32 top-k index buffer
+    (ModelArch.index_topk) and the rotary tables (ModelArch.rope_tables); on the last stage an MTP drafter's
+    buffers (drafter_buffer_bytes)."""
     pp = cfg.pipeline_parallel_size
     buffers = arch.buffer_rows_per_token * cfg.max_num_batched_tokens * arch.hidden_size * cfg.dtype_bytes \
         if arch.buffer_rows_per_token else 0
     topk_indices = arch.index_topk * INT32_BYTES * cfg.max_num_batched_tokens
     rope = sum(elements * (dtype_bytes or cfg.dtype_bytes) for elements, dtype_bytes in arch.rope_tables)
+    tower_rope = sum(elements * (dtype_bytes or cfg.dtype_bytes) for elements, dtype_bytes in arch.tower_rope_tables)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage) if held(t, quant))
-            + (buffers if stage == 0 else 0) + topk_indices + rope
+            + (buffers + tower_rope if stage == 0 else 0) + topk_indices + rope
             + (drafter_buffer_bytes(arch, cfg) + drafter_embedding_bytes(arch, cfg, quant, gpu) if stage == pp - 1
                else 0)
             + eplb_state_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, ranges[stage]))) for stage in range(pp)]

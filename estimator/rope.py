@@ -115,6 +115,8 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str,
     for layer_type, params in _parameter_sets(text, family):
         if family == "minimax_m2" and "partial_rotary_factor" not in params and text.get("rotary_dim"):
             params["partial_rotary_factor"] = int(text["rotary_dim"]) / head_size  # minimax_m2.py
+        if family == "glm4":  # glm4.py: half the head rotates unless the config says otherwise
+            params.setdefault("partial_rotary_factor", 0.5)
         size = (head_sizes or {}).get(layer_type, head_size)
         tables.append(table_elements(params, size, max_position, model_id, factor))
     if family == "gemma3" and text.get("rope_local_base_freq") is not None and len(tables) == 1:

@@ -10,6 +10,17 @@ from estimator.errors import PlannerError
 from estimator.hybrid import qwen3_next
 from estimator.inventory import Config, Inventory, VisionItem, VisionProfile, language_config, text_config
 
+# The rotary table of a Qwen-VL or GLM-4V tower: get_rope(head_size=head_dim, max_position=8192,
+# partial_rotary_factor 0.5) (qwen2_vl.py, qwen2_5_vl.py, qwen3_vl.py, glm4_1v.py), in the model dtype
+TOWER_ROPE_POSITIONS = 8192
+TOWER_ROPE_FRACTION = 0.5
+COMPLEX64_BYTES = 8  # Llama 4's vision table is complex (mllama4.py: get_rope(..., dtype=torch.complex64))
+
+
+def tower_rope(head_dim: int) -> tuple[tuple[int, None], ...]:
+    """The Qwen-VL and GLM-4V towers' rotary table: 8192 positions of half a head."""
+    return ((TOWER_ROPE_POSITIONS * int(head_dim * TOWER_ROPE_FRACTION), None),)
+
 
 def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool, patch_shard: str):
     """A ViT encoder (SigLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears. SigLIP's patch
@@ -74,7 +85,10 @@ def llama4_mm(c: Config, inv: Inventory, family: str):
     inv.add("vision_model.vision_adapter.mlp.fc2", proj_out, proj_in, "row", "vision", place="first")
     inv.add("multi_modal_projector.linear_1", text.int("hidden_size"), v.int("vision_output_dim"), "col", "vision",
             place="first")  # a column-parallel linear (mllama4.py Llama4MultiModalProjector)
-    return attn, dict(extra, vision=_llama4_profile(c, v, ratio))
+    # its rotary table: one complex row per patch and the class token, half a head wide (mllama4.py)
+    patches = (v.int("image_size") // v.int("patch_size")) ** 2 + 1
+    rope = ((patches * int(vh // v.int("num_attention_heads") * TOWER_ROPE_FRACTION), COMPLEX64_BYTES),)
+    return attn, dict(extra, vision=_llama4_profile(c, v, ratio), tower_rope_tables=rope)
 
 
 # transformers' Llama4ImageProcessor: at most this many tiles of one image (max_patches), where the processor's
@@ -247,8 +261,10 @@ def _qwen_vl(c: Config, inv: Inventory, family: str, tower: str):
     # Qwen3VLForConditionalGeneration.__init__ allocates deepstack_input_embeds: one [max_num_batched_tokens,
     # text hidden] tensor per tapped block (vllm/model_executor/models/qwen3_vl.py).
     deepstack = len(v.get("deepstack_visual_indexes") or []) if qwen3 else 0
+    width = _qwen_tower_sizes(v, text.int("hidden_size"), tower)[0]
     return attn, dict(extra, multimodal=True, tower_modalities=("image", "video"), buffer_rows_per_token=deepstack,
-                      vision=_qwen_profile(c, v, tower, text.int("hidden_size")))
+                      vision=_qwen_profile(c, v, tower, text.int("hidden_size")),
+                      tower_rope_tables=tower_rope(width // v.int("num_heads")))
 
 
 
@@ -283,7 +299,8 @@ def glm4v(c: Config, inv: Inventory, family: str):
     inv.add(f"{m}.post_projection_norm", 2 * out, 1, "rep", "vision", place="first")
     inv.add(f"{m}.gate_up_proj", 2 * inter, out, "col", "vision", place="first")
     inv.add(f"{m}.down_proj", out, inter, "row", "vision", place="first")
-    return attn, dict(extra, multimodal=True, tower_modalities=("image", "video"))
+    return attn, dict(extra, multimodal=True, tower_modalities=("image", "video"),
+                      tower_rope_tables=tower_rope(h // v.int("num_heads")))
 
 def mistral3(c: Config, inv: Inventory, family: str):
     """Mistral 3 (Mistral-Small-3.1/3.2): the Mistral decoder and the Pixtral vision encoder (vllm/model_executor/

@@ -73,6 +73,13 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm-4.1v"), gpu="L40S", max_model_len=32768),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm-4.5v"), gpu="H100", tensor_parallel_size=4,
          max_model_len=65536, kv_cache_dtype="fp8"),
+    # families vLLM serves through its Transformers backend (test models of transformers' defaults): OLMo 3's three
+    # windowed layers to one global, SmolLM3, Seed-OSS, Hunyuan
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "olmo3"), gpu="L40S", max_model_len=8192),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "smollm3"), gpu="T4", max_model_len=32768),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "seed-oss"), gpu="H100", tensor_parallel_size=2,
+         max_model_len=65536, kv_cache_dtype="fp8"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan"), gpu="A10G", max_model_len=8192),
     # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
     dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,

@@ -44,7 +44,9 @@ def test_with_every_tower_modality_at_zero_the_tower_is_not_built():
         vision_params = sum(t.numel for t in full.arch.tensors if t.kind == "vision")
         assert vision_params == 676_550_144  # Qwen2.5-VL's ViT and merger
         assert full.arch.num_params - text.arch.num_params == vision_params
-        assert (full.memory.per_gpu.weights_gib - text.memory.per_gpu.weights_gib) * GIB == vision_params * 2
+        # and the tower's rotary table: 8,192 positions of half a head (its 1,280 width over 16 heads), in bf16
+        assert (full.memory.per_gpu.weights_gib - text.memory.per_gpu.weights_gib) * GIB == \
+            vision_params * 2 + 8192 * 40 * 2
         assert encoder_profile_bytes(text.arch, text.config) == (0, 0)
         assert text.memory.per_gpu.activation_gib < full.memory.per_gpu.activation_gib
         assert not any("vision encoder" in w for w in text.warnings)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from estimator.architecture import ARCHITECTURES, from_config
+from estimator.architecture import ARCHITECTURES, TRANSFORMERS_BACKEND, from_config
 from estimator.errors import PlannerError
 from estimator.memory import model_padded_expert_width, routed, shard_fraction
 from estimator.model_source import catalog_config, catalog_ids
@@ -213,3 +213,19 @@ def test_glm_47_flash_mtp_is_the_drafter_vllm_builds_or_refused_where_vllm_canno
         theirs = sum(n for name, n in answer["parameters"].items() if not any(s in name for s in SHARED_WITH_TARGET))
         ours = sum(t.numel * shard_fraction(t, arch, tp) for t in arch.draft_tensors if t.kind != "derived")
         assert round(ours) == theirs, tp
+
+
+@pytest.mark.parametrize("name", [m for m, _ in one_config_per_architecture().values()]
+                         + [f"fixtures/{n}" for n in FIXTURE_MODELS])
+def test_rotary_tables_are_the_ones_vllm_builds(compared, name):
+    """The cos/sin tables vLLM's rotary embeddings keep as buffers, elements summed over the distinct tables: the
+    decoder's, a vision tower's (Qwen-VL, GLM-4V, Llama 4), none where vLLM's Transformers backend serves the
+    model (transformers' own rotary modules) or the layers take no positions."""
+    arch, answer = compared[name]
+    ours = sum(elements for elements, _ in arch.rope_tables + arch.tower_rope_tables)
+    assert ours == answer["rotary_elements"]
+
+
+def test_the_architectures_served_by_vllms_transformers_backend_are_the_ones_vllm_names(vllm_py):
+    theirs = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_registry.py", sorted(ARCHITECTURES))
+    assert set(theirs) == TRANSFORMERS_BACKEND

@@ -63,6 +63,8 @@ transformers.AutoModel.from_config = _without_timm
 
 
 def register(architecture: str) -> None:
+    if architecture not in _VLLM_MODELS:
+        return  # served by vLLM's Transformers modeling backend, which vLLM picks itself
     module_name, class_name = _VLLM_MODELS[architecture]
     # most live in vllm/model_executor/models/, newer ones in packages of their own (vllm.models.deepseek_v32)
     full_name = module_name if module_name.startswith("vllm.") else f"vllm.model_executor.models.{module_name}"
@@ -174,7 +176,10 @@ def parameters(directory: str, engine_args: dict, draft: str | None = None) -> d
                                                         enable_adaptive_verification=False)
         with torch.device("meta"):
             model = initialize_model(vllm_config=config)
-    return {"parameters": {name: p.numel() for name, p in model.named_parameters()}, "windows": windows(model)}
+    # vLLM's rotary embeddings keep their cos/sin tables as a buffer (layers asking for the same table share one)
+    rotary = sum(b.numel() for name, b in model.named_buffers() if name.endswith("cos_sin_cache"))
+    return {"parameters": {name: p.numel() for name, p in model.named_parameters()}, "windows": windows(model),
+            "rotary_elements": rotary}
 
 
 def answer(case: str | dict) -> dict:

@@ -29,6 +29,9 @@ def tables(case: dict) -> list[int]:
     if case["deepseek"] and sets[0]["rope_type"] != "default":
         # DeepseekV2MLAAttention renames a scaled rope before it asks for it (deepseek_v2.py)
         sets[0]["rope_type"] = "deepseek_llama_scaling" if sets[0].get("attention_factor") == 1.0 else "deepseek_yarn"
+    if case.get("glm4"):  # glm4.py: half the head rotates where the config does not say
+        for params in sets:
+            params.setdefault("partial_rotary_factor", 0.5)
     _ROPE_DICT.clear()
     styles = [True, False] if case["deepseek"] else [True]
     sizes = []
