@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from estimator import quantization
-from estimator.decoders import decoder, deepseek, gpt_oss
+from estimator.decoders import decoder, deepseek, gpt_oss, mimo_v2
 from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
@@ -231,6 +231,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # Kimi-K2.5: Kimi-K2 (DeepSeek-V3's code) under the MoonViT tower
     "KimiK25ForConditionalGeneration": ("deepseek", kimi_k25, True),
     "GptOssForCausalLM": ("gpt_oss", gpt_oss, False),
+    # MiMo-V2-Flash: windowed and global layers with heads and head sizes of their own, attention sinks, experts
+    "MiMoV2FlashForCausalLM": ("mimo_v2", mimo_v2, False),
     "Llama4ForConditionalGeneration": ("llama4", llama4_mm, True),
     "Qwen2VLForConditionalGeneration": ("qwen2", qwen2_vl, "optional"),
     "Qwen2_5_VLForConditionalGeneration": ("qwen2", qwen_vl, "optional"),
@@ -339,6 +341,8 @@ INT_KEYS = frozenset((
     "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval"))
 # keys that may also be a list: one per layer (gemma-3n's intermediate_size), a 2-D block (AutoRound FP8's group_size)
 INT_LIST_KEYS = frozenset(("intermediate_size", "group_size"))
+# keys that may also be a list of 0 or 1 per layer (MiMo-V2's moe_layer_freq: experts on this layer or not)
+LAYER_FLAG_KEYS = frozenset(("moe_layer_freq",))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
                        "use_bias", "use_conv_bias", "layer_scale", "attention_k_eq_v",
                        "use_double_wide_mlp",
@@ -369,6 +373,9 @@ def check_kinds(raw: dict, model_id: str, prefix: str = "") -> None:
         elif key in INT_LIST_KEYS and isinstance(value, list):
             if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
                 wrong = "an integer or a list of positive integers"
+        elif key in LAYER_FLAG_KEYS and isinstance(value, list):
+            if not all(v in (0, 1) and not isinstance(v, bool) for v in value):
+                wrong = "an integer or a list of 0s and 1s, one per layer"
         elif key in INT_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
             if not (isinstance(value, float) and math.isfinite(value) and value == int(value)):
                 wrong = "an integer"

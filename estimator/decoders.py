@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from estimator.errors import PlannerError
 from estimator.inventory import (
     ABSORBED_MLA,
+    DTYPE_BYTES,
     FP32_BYTES,
     AttentionLayer,
     Config,
@@ -254,6 +255,59 @@ def decoder(c: Config, inv: Inventory, family: str):
         extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int(d.experts.topk),
                      moe_intermediate_size=c.int(d.experts.width), moe_routing=d.experts.routing(c))
     return gqa_layers(c, layer_windows(c, n, d.windows, d.pattern_default), d.window_extra), extra
+
+
+# MiMo-V2's router weights as vLLM builds them where config.json names no moe_router_dtype (mimo_v2.py MiMoV2MoE)
+MIMO_ROUTER_DTYPE = "float32"
+
+
+def mimo_v2(c: Config, inv: Inventory, family: str):
+    """MiMo-V2-Flash (mimo_v2.py MiMoV2FlashForCausalLM), read from the keys vLLM reads: hybrid_layer_pattern puts a
+    windowed layer (1) or a global one (0) on each layer, each type with heads, KV heads and key and value head sizes
+    of its own (swa_* for the windowed ones, whose window is sliding_window_size), and a learned attention sink per
+    head on the windowed layers where add_swa_attention_sink_bias says so; moe_layer_freq puts routed experts (a
+    float32 router unless moe_router_dtype says otherwise, a float32 score-correction bias, sigmoid scores) or a
+    dense MLP on each layer."""
+    n, hidden = c.int("num_hidden_layers"), c.int("hidden_size")
+    pattern, moe = c.get("hybrid_layer_pattern"), c.get("moe_layer_freq")
+    for key, value in (("hybrid_layer_pattern", pattern), ("moe_layer_freq", moe)):
+        if not isinstance(value, list) or len(value) != n or any(v not in (0, 1) for v in value):
+            raise PlannerError(f"config.json of {c.model_id} has {key}={value!r}; expected a 0 or 1 for each of its "
+                               f"{n} layers (fix the config.json)")
+    router_dtype = c.get("moe_router_dtype") or MIMO_ROUTER_DTYPE
+    if router_dtype not in DTYPE_BYTES:
+        raise PlannerError(f"config.json of {c.model_id} has moe_router_dtype={router_dtype!r}; expected one of "
+                           f"{', '.join(DTYPE_BYTES)} (fix the config.json)")
+    experts, topk, width = c.int("n_routed_experts"), c.int("num_experts_per_tok"), c.int("moe_intermediate_size")
+    sinks, bias = c.flag("add_swa_attention_sink_bias"), c.flag("attention_bias")
+    attn = []
+    for i in range(n):
+        swa = pattern[i] == 1
+        prefix = "swa_" if swa else ""
+        heads, kv = c.int(prefix + "num_attention_heads"), c.int(prefix + "num_key_value_heads")
+        hd = c.int(prefix + "head_dim")
+        vd = c.int(prefix + "v_head_dim") if c.get(prefix + "v_head_dim") else hd
+        p = f"model.layers.{i}.self_attn"
+        inv.linear(f"{p}.q_proj", hidden, heads * hd, "col", i, bias=bias)
+        inv.linear(f"{p}.k_proj", hidden, kv * hd, "kv", i, bias=bias)
+        inv.linear(f"{p}.v_proj", hidden, kv * vd, "kv", i, bias=bias)
+        inv.linear(f"{p}.o_proj", heads * vd, hidden, "row", i)
+        if swa and sinks:
+            inv.add(f"{p}.attention_sink_bias", heads, 1, "col", "norm", i)
+        attn.append(AttentionLayer("sliding", kv, hd, vd, c.int("sliding_window_size")) if swa
+                    else AttentionLayer("full", kv, hd, vd))
+        if moe[i]:
+            inv.add(f"model.layers.{i}.mlp.gate", experts, hidden, "rep", "router", i,
+                    fixed_bytes=DTYPE_BYTES[router_dtype])
+            inv.add(f"model.layers.{i}.mlp.gate.e_score_correction_bias", experts, 1, "rep", "router", i,
+                    fixed_bytes=FP32_BYTES)
+            routed_experts(inv, f"model.layers.{i}.mlp", hidden, width, i, experts, topk)
+        else:
+            gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i)
+        layer_norms(inv, i, hidden)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    return attn, dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=width,
+                      moe_routing=topk_routing(c, True), head_dim=c.int("head_dim"))
 
 
 def mla_attention(c: Config, inv: Inventory, i: int, sparse: dict | None = None) -> None:

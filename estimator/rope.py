@@ -36,6 +36,7 @@ MROPE_POSITIONS_FACTOR = {"qwen2": 4}
 # Cohere's attention sizes its table by model_max_length where config.json has one, else max_position_embeddings
 # (commandr.py CohereAttention)
 MODEL_MAX_LENGTH_FIRST = frozenset(("cohere", "cohere2"))
+MIMO_DEFAULT_ROPE_THETA = 1_000_000  # mimo_v2.py: getattr(config, "rope_theta", 1000000)
 
 
 # Config classes that drop a top-level original_max_position_embeddings (transformers 5's PhimoeConfig declares
@@ -119,6 +120,14 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str,
             params.setdefault("partial_rotary_factor", 0.5)
         size = (head_sizes or {}).get(layer_type, head_size)
         tables.append(table_elements(params, size, max_position, model_id, factor))
+    if family == "mimo_v2":
+        # mimo_v2.py: each attention type asks for a default rope of its own base and head size (rope_theta,
+        # swa_rope_theta); layers asking for the same one share it
+        theta = text.get("rope_theta", MIMO_DEFAULT_ROPE_THETA)
+        kinds = {(int(text["head_dim"]), theta), (int(text.get("swa_head_dim") or text["head_dim"]),
+                                                   text.get("swa_rope_theta", theta))}
+        tables = [table_elements(dict(tables and _parameter_sets(text, family)[0][1], rope_type="default"), size,
+                                 max_position, model_id) for size, _ in sorted(kinds, key=str)]
     if family == "gemma3" and text.get("rope_local_base_freq") is not None and len(tables) == 1:
         # the sliding layers' own unscaled table (gemma3.py: rope_local_base_freq, no scaling)
         tables.append(table_elements({"rope_type": "default"}, head_size, max_position, model_id))

@@ -80,6 +80,12 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "seed-oss"), gpu="H100", tensor_parallel_size=2,
          max_model_len=65536, kv_cache_dtype="fp8"),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan"), gpu="A10G", max_model_len=8192),
+    # MiMo-V2-Flash (a test model of its shape): 128-token windowed layers of 8 KV heads beside global layers of 4,
+    # keys 192 wide and values 128
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "mimo-v2-flash"), gpu="H200",
+         tensor_parallel_size=4, max_model_len=65536, kv_cache_dtype="fp8", quantization="fp8"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "mimo-v2-flash"), gpu="H200",
+         tensor_parallel_size=8, max_model_len=131072),
     # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
     dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,
@@ -162,6 +168,7 @@ def _reference_case(plan, mla_cache: str) -> dict:
     tp = cfg.tensor_parallel_size
     page = cfg.block_size * arch.attention_layer.bytes_per_token(cfg.kv_dtype_bytes, tp)
     layers = [{"kind": "none" if a.shares_kv else a.kind, "window": a.window, "head_size": a.head_size,
+               "head_size_v": a.head_size_v,
                "kv_heads": a.num_kv_heads if a.kind == "mla" else max(1, a.num_kv_heads // tp),
                "state": [list(shape) for shape in a.state_shapes(tp)], "state_dtype_bytes": a.state_dtypes(cfg.dtype_bytes),
                "page": int(page), "indexer_bytes": a.indexer_bytes, "mla_cache": mla_cache}

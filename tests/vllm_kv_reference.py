@@ -37,6 +37,8 @@ def spec(layer: dict, block_size: int, dtype, num_speculative_tokens: int = 0):
                                 state_content_bytes=656, is_index_group_leader=bool(layer.get("indexer_bytes")))
     if layer["kind"] == "mla":
         return MLAAttentionSpec(**common, cache_dtype_str="auto", is_index_group_leader=bool(layer.get("indexer_bytes")))
+    if layer.get("head_size_v"):  # values narrower than keys (MiMo-V2): vLLM's DiffKV spec
+        common["head_size_v"] = layer["head_size_v"]
     if layer["kind"] == "sliding":
         return SlidingWindowSpec(**common, sliding_window=layer["window"])
     if layer["kind"] == "chunked":
