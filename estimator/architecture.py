@@ -253,6 +253,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Exaone4ForCausalLM": ("exaone4", decoder, False),
     "Ernie4_5_MoeForCausalLM": ("ernie4_5_moe", decoder, False),
     "NemotronForCausalLM": ("nemotron", decoder, False),
+    "ApertusForCausalLM": ("apertus", decoder, False),
     "Glm4ForCausalLM": ("glm4", decoder, False),
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", qwen3_next, False),

@@ -22,6 +22,8 @@ from estimator.inventory import (
     tied_embeddings,
 )
 
+BF16_BYTES = DTYPE_BYTES["bfloat16"]
+
 # How a family's model code picks its windowed layers when config.json has no layer_types (Decoder.windows):
 #   config: every layer windowed when sliding_window is set (llama.py-style, cache_config.sliding_window);
 #   qwen: none unless use_sliding_window, then the layers from max_window_layers on (qwen2.py, qwen3.py);
@@ -124,6 +126,9 @@ class Decoder:
     pattern_default: int = 6  # windows="pattern": sliding_window_pattern where config.json leaves it out
     window_extra: int = 0  # tokens a windowed layer attends over beyond sliding_window
     mlp: str = "gated"  # gated: gate, up and down projections | plain: up and down only (Nemotron's ReLU^2)
+    # a learned activation's parameters per layer, in bfloat16 whatever the model dtype (Apertus' xIELU: alpha_p and
+    # alpha_n, activation.py XIELU(dtype=torch.bfloat16))
+    activation_params: int = 0
 
 
 GEMMA_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
@@ -147,6 +152,8 @@ DECODERS: dict[str, Decoder] = {
     # q and k over TP before them)
     "olmo2": Decoder(qk_norm="all", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
     "nemotron": Decoder(mlp="plain", norm_bias=True),  # LayerNorm1P (weight and bias), ReLU^2 MLP
+    # Apertus: Llama's attention with q/k norms one head wide, an up/down MLP through xIELU (apertus.py)
+    "apertus": Decoder(qk_norm="head", mlp="plain", activation_params=2),
     # OLMoE: OLMo 2's q/k norms over all heads (gathered over TP first) in a pre-norm layer, 64 experts of
     # intermediate_size on every layer, top-k weights never renormalized whatever norm_topk_prob says (olmoe.py)
     "olmoe": Decoder(qkv_bias="never", o_bias="never", qk_norm="all",
@@ -241,6 +248,9 @@ def decoder(c: Config, inv: Inventory, family: str):
                        bias=c.flag(d.mlp_bias_key))
             inv.linear(f"model.layers.{i}.mlp.down_proj", c.int("intermediate_size"), hidden, "row", i,
                        bias=c.flag(d.mlp_bias_key))
+            if d.activation_params:
+                inv.add(f"model.layers.{i}.mlp.act_fn", d.activation_params, 1, "rep", "norm", i,
+                        fixed_bytes=BF16_BYTES)
         else:
             gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i,
                        bias=c.flag(d.mlp_bias_key))

@@ -86,6 +86,9 @@ CASES = [
          tensor_parallel_size=4, max_model_len=65536, kv_cache_dtype="fp8", quantization="fp8"),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "mimo-v2-flash"), gpu="H200",
          tensor_parallel_size=8, max_model_len=131072),
+    # Apertus (a test model of transformers' defaults): Llama's KV, 32 KV heads
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "apertus"), gpu="L40S", tensor_parallel_size=2,
+         max_model_len=65536),
     # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
     dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,

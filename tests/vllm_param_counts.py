@@ -29,14 +29,14 @@ from vllm.config import set_current_vllm_config
 from vllm.distributed import init_distributed_environment, initialize_model_parallel
 from vllm.distributed.parallel_state import destroy_model_parallel
 from vllm.engine.arg_utils import EngineArgs
-from vllm.model_executor.layers.activation import GeluAndMulSparse
+from vllm.model_executor.layers.activation import XIELU, GeluAndMulSparse
 from vllm.model_executor.model_loader.utils import initialize_model
 from vllm.model_executor.models.registry import _VLLM_MODELS
 
 
 def _on_cpu(init):
-    """A parameter-free module that computes a number at construction (GeluAndMulSparse: a normal quantile and
-    .item()) cannot do so on the meta device; it is built on the CPU instead."""
+    """A module that computes a number at construction (GeluAndMulSparse: a normal quantile and .item(); XIELU: its
+    parameters from their initial values) cannot do so on the meta device; it is built on the CPU instead."""
 
     def build(self, *args, **kwargs):
         with torch.device("cpu"):
@@ -46,6 +46,7 @@ def _on_cpu(init):
 
 
 GeluAndMulSparse.__init__ = _on_cpu(GeluAndMulSparse.__init__)
+XIELU.__init__ = _on_cpu(XIELU.__init__)  # Apertus' activation: its parameters are computed from their initial values
 
 _from_config = transformers.AutoModel.from_config
 
