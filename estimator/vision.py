@@ -268,6 +268,18 @@ def _qwen_vl(c: Config, inv: Inventory, family: str, tower: str):
 
 
 
+def _gated_blocks(inv: Inventory, prefix: str, count: int, h: int, mlp: int, names: tuple[str, ...]) -> None:
+    """ViT blocks of two norms, a fused bias-free QKV and a gated bias-free MLP ``mlp`` wide, split over TP (Pixtral's
+    and GLM-4V's), under their modules' names: (norms, qkv, output, gate_up, down)."""
+    norms, qkv, out, gate_up, down = names
+    for i in range(count):
+        b = f"{prefix}.{i}"
+        inv.add(f"{b}.{norms}", 2 * h, 1, "rep", "vision", place="first")
+        inv.add(f"{b}.{qkv}", 3 * h, h, "col", "vision", place="first")
+        inv.add(f"{b}.{out}", h, h, "row", "vision", place="first")
+        inv.add(f"{b}.{gate_up}", 2 * mlp, h, "col", "vision", place="first")
+        inv.add(f"{b}.{down}", h, mlp, "row", "vision", place="first")
+
 def glm4v(c: Config, inv: Inventory, family: str):
     """GLM-4.1V and GLM-4.5V/4.6V (glm4_1v.py Glm4vForConditionalGeneration, Glm4vMoeForConditionalGeneration): GLM-4's
     dense or GLM-4.5's MoE language model (text_config) under GLM-4V's tower: a biased 3D patch convolution, a learned
@@ -286,13 +298,8 @@ def glm4v(c: Config, inv: Inventory, family: str):
     inv.add(f"{p}.patch_embed.proj", h, chans * temporal * patch * patch + 1, "rep", "vision", place="first")
     inv.add(f"{p}.embeddings.position_embedding", (image // patch) ** 2, h, "rep", "vision", place="first")
     inv.add(f"{p}.post_conv_layernorm+post_layernorm", 2 * h, 1, "rep", "vision", place="first")
-    for i in range(v.int("depth")):
-        b = f"{p}.blocks.{i}"
-        inv.add(f"{b}.norm1+norm2", 2 * h, 1, "rep", "vision", place="first")
-        inv.add(f"{b}.attn.qkv", 3 * h, h, "col", "vision", place="first")
-        inv.add(f"{b}.attn.proj", h, h, "row", "vision", place="first")
-        inv.add(f"{b}.mlp.gate_up_proj", 2 * out, h, "col", "vision", place="first")
-        inv.add(f"{b}.mlp.down_proj", h, out, "row", "vision", place="first")
+    _gated_blocks(inv, f"{p}.blocks", v.int("depth"), h, out,
+                  ("norm1+norm2", "attn.qkv", "attn.proj", "mlp.gate_up_proj", "mlp.down_proj"))
     inv.add(f"{p}.downsample", out, h * merge * merge + 1, "rep", "vision", place="first")
     m = f"{p}.merger"
     inv.add(f"{m}.proj", out, out, "col", "vision", place="first")
@@ -321,13 +328,9 @@ def mistral3(c: Config, inv: Inventory, family: str):
     p = "vision_tower"
     inv.add(f"{p}.patch_conv", h, chans * patch * patch, "rep", "vision", place="first")
     inv.add(f"{p}.ln_pre", h, 1, "rep", "vision", place="first")
-    for i in range(built):
-        b = f"{p}.transformer.layers.{i}"
-        inv.add(f"{b}.attention_norm+ffn_norm", 2 * h, 1, "rep", "vision", place="first")
-        inv.add(f"{b}.attention.qkv_proj", 3 * h, h, "col", "vision", place="first")
-        inv.add(f"{b}.attention.o_proj", h, h, "row", "vision", place="first")
-        inv.add(f"{b}.feed_forward.gate_up_proj", 2 * inter, h, "col", "vision", place="first")
-        inv.add(f"{b}.feed_forward.down_proj", h, inter, "row", "vision", place="first")
+    _gated_blocks(inv, f"{p}.transformer.layers", built, h, inter, ("attention_norm+ffn_norm", "attention.qkv_proj",
+                                                                   "attention.o_proj", "feed_forward.gate_up_proj",
+                                                                   "feed_forward.down_proj"))
     text_hidden, bias = text.int("hidden_size"), 1 if c.flag("multimodal_projector_bias") else 0
     merge = c.int("spatial_merge_size", 2)
     m = "multi_modal_projector"
