@@ -126,8 +126,8 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str,
         theta = text.get("rope_theta", MIMO_DEFAULT_ROPE_THETA)
         kinds = {(int(text["head_dim"]), theta), (int(text.get("swa_head_dim") or text["head_dim"]),
                                                    text.get("swa_rope_theta", theta))}
-        tables = [table_elements(dict(tables and _parameter_sets(text, family)[0][1], rope_type="default"), size,
-                                 max_position, model_id) for size, _ in sorted(kinds, key=str)]
+        default = dict(rope_parameters(text, family), rope_type="default")  # (partial_rotary_factor folded in)
+        tables = [table_elements(default, size, max_position, model_id) for size, _ in sorted(kinds, key=str)]
     if family == "gemma3" and text.get("rope_local_base_freq") is not None and len(tables) == 1:
         # the sliding layers' own unscaled table (gemma3.py: rope_local_base_freq, no scaling)
         tables.append(table_elements({"rope_type": "default"}, head_size, max_position, model_id))
