@@ -19,7 +19,7 @@ from estimator.decoders import decoder, deepseek, gpt_oss, mimo_v2
 from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
-from estimator.hybrid import granite_hybrid, kimi_linear, nemotron_h, qwen3_next
+from estimator.hybrid import granite_hybrid, kimi_linear, lfm2, nemotron_h, qwen3_next
 from estimator.inventory import (
     DTYPE_BYTES,
     AttentionLayer,
@@ -262,6 +262,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3_5ForConditionalGeneration": ("qwen3_5", qwen_vl, True),
     "Qwen3_5MoeForConditionalGeneration": ("qwen3_5_moe", qwen_vl, True),
     "NemotronHForCausalLM": ("nemotron_h", nemotron_h, False),
+    # LFM2: gated short convolutions with a state of their own between GQA layers
+    "Lfm2ForCausalLM": ("lfm2", lfm2, False),
     # Kimi-Linear: Kimi Delta Attention (a gated linear attention with a state) between MLA layers
     "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
 }
@@ -447,7 +449,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     if arch in TRANSFORMERS_BACKEND:
         tables = ()
     draft_tensors, draft_attention = build_mtp(raw, model_id, family, uses_text)
-    inter = text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
+    # the MLP's width as built, where the model's code derives it from the config (LFM2's adjusted SwiGLU)
+    inter = extra.pop("mlp_width", None) or text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
     if isinstance(inter, list):  # gemma-3n: one per layer; the widest sets the MLP's activation peak
         inter = max(inter)
     return ModelArch(

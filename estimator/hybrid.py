@@ -1,5 +1,6 @@
-"""Hybrid models: linear-attention layers (Gated DeltaNet, Kimi Delta Attention, Mamba2) that keep a fixed state
-per request beside full or latent attention (Qwen3-Next, Kimi-Linear, Granite 4.0, Nemotron-H)."""
+"""Hybrid models: linear-attention and convolution layers (Gated DeltaNet, Kimi Delta Attention, Mamba2, LFM2's
+short convolutions) that keep a fixed state per request beside full or latent attention (Qwen3-Next, Kimi-Linear,
+Granite 4.0, Nemotron-H, LFM2)."""
 
 from __future__ import annotations
 
@@ -313,3 +314,46 @@ def kimi_linear(c: Config, inv: Inventory, family: str):
                       moe_intermediate_size=c.int("moe_intermediate_size"),
                       moe_routing="renormalize" if c.get("moe_renormalize", True) is not False else "plain",
                       moe_min_intermediate_per_rank=KIMI_MIN_EXPERT_INTERMEDIATE_PER_RANK)
+
+
+def lfm2_mlp_width(c: Config) -> int:
+    """The SwiGLU width vLLM builds for LFM2 (lfm2.py Lfm2MLP): with block_auto_adjust_ff_dim, two thirds of
+    intermediate_size, times block_ffn_dim_multiplier, rounded up to a multiple of block_multiple_of."""
+    width = c.int("intermediate_size")
+    if c.get("block_auto_adjust_ff_dim", False) is not True:
+        return width
+    width = int(2 * width / 3)
+    if c.get("block_ffn_dim_multiplier") is not None:
+        width = int(float(c.get("block_ffn_dim_multiplier")) * width)
+    multiple = c.int("block_multiple_of")
+    return -(-width // multiple) * multiple
+
+
+def lfm2(c: Config, inv: Inventory, family: str):
+    """LFM2 (lfm2.py Lfm2ForCausalLM): a gated short convolution (ShortConv: in_proj to its gates and input, a
+    depthwise convolution of conv_L_cache taps, out_proj, all biased where conv_bias says so) on the layers
+    layer_types calls conv, GQA attention with q/k norms one head wide on the full_attention ones; each layer a
+    SwiGLU MLP (lfm2_mlp_width) and two norms, the final norm embedding_norm. A convolution layer's state is its
+    window: conv_dim channels x (conv_L_cache - 1) in the model dtype (MambaStateShapeCalculator.
+    short_conv_state_shape)."""
+    n, hidden = c.int("num_hidden_layers"), c.int("hidden_size")
+    kinds = layer_kinds(c, n, ("full_attention", "conv"), ["full_attention"] * n)
+    _, heads, kv, hd = attention_dims(c)
+    conv, taps, bias = c.int("conv_dim"), c.int("conv_L_cache"), c.flag("conv_bias")
+    mlp = lfm2_mlp_width(c)
+    attn = []
+    for i in range(n):
+        if kinds[i] == "conv":
+            p = f"model.layers.{i}.conv"
+            inv.linear(f"{p}.in_proj", hidden, 3 * conv, "col", i, bias=bias)
+            inv.add(f"{p}.conv", conv, taps + (1 if bias else 0), "col", "norm", i)
+            inv.linear(f"{p}.out_proj", conv, hidden, "row", i, bias=bias)
+            # (not widened for draft tokens: Lfm2ForCausalLM passes no num_spec to the calculator)
+            attn.append(AttentionLayer("mamba", 0, 0, 0, state=((conv, taps - 1, 0),)))
+        else:
+            gqa_attention(inv, c, i, qkv_bias=False, o_bias=False, qk_norm=True)
+            attn.append(AttentionLayer("full", kv, hd, hd))
+        gated_mlp(inv, f"model.layers.{i}.feed_forward", hidden, mlp, i)
+        layer_norms(inv, i, hidden)  # operator_norm and ffn_norm
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))  # its norm: embedding_norm
+    return attn, {"mlp_width": mlp}

@@ -267,15 +267,16 @@ def layer_norms(inv: Inventory, i: int, hidden: int) -> None:
 
 # Families whose transformers config class ties the LM head to the embeddings when config.json does not say
 # (GemmaConfig, Gemma2Config, Gemma3TextConfig, Gemma3nTextConfig, Gemma4TextConfig, GraniteMoeConfig and
-# CohereConfig, Cohere2Config, Ernie4_5Config and Ernie4_5_MoeConfig default tie_word_embeddings=True;
+# CohereConfig, Cohere2Config, Ernie4_5Config, Ernie4_5_MoeConfig and Lfm2Config default tie_word_embeddings=True;
 # the others False).
 TIED_BY_DEFAULT = frozenset(("gemma2", "gemma3", "gemma3n", "gemma4", "granitemoe", "cohere", "cohere2", "ernie4_5",
-                             "ernie4_5_moe"))
+                             "ernie4_5_moe", "lfm2"))
 
 
 def tied_embeddings(raw: dict, family: str) -> bool:
     """Whether the LM head shares the embedding matrix: the one rule the tensor inventory and ModelArch use."""
-    return bool(raw.get("tie_word_embeddings", family in TIED_BY_DEFAULT))
+    # LFM2's config.json names it tie_embedding, which Lfm2Config folds into tie_word_embeddings
+    return bool(raw.get("tie_word_embeddings", raw.get("tie_embedding", family in TIED_BY_DEFAULT)))
 
 
 def add_embeddings(inv: Inventory, vocab: int, hidden: int, tied: bool, final_norm_bias=False, every_stage=False):

@@ -257,3 +257,24 @@ def test_kimi_delta_attentions_state_is_the_one_vllm_sizes(vllm_py):
         assert mine.state_dtypes(2) == answer["dtype_bytes"] == [2, 4]
     # one request's state at TP 1: 3 x 32 x 128 channels x 3 window columns in bf16, 32 heads of 128 x 128 in fp32
     assert a.state_layers[0].state_bytes(2) == 3 * 4096 * 3 * 2 + 32 * 128 * 128 * 4
+
+
+LFM2 = Path(__file__).parent / "fixtures" / "models" / "lfm2"
+
+
+@pytest.mark.vllm
+def test_lfm2s_convolution_state_is_the_one_vllm_sizes(vllm_py):
+    """Per TP rank, against vLLM's own Lfm2ForCausalLM: the window of conv_L_cache - 1 columns over conv_dim channels
+    in the model dtype, not widened for draft tokens (the model passes none to the calculator)."""
+    config = json.loads((LFM2 / "config.json").read_text())
+    a = from_config(config, "lfm2")
+    assert [i for i, layer in enumerate(a.attention) if layer.kind == "full"] == config["full_attn_idxs"]
+    cases = [dict(config, kind="lfm2", tp=tp, num_spec=num_spec) for tp, num_spec in ((1, 0), (2, 0), (4, 3))]
+    theirs = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py", cases)
+    for case, answer in zip(cases, theirs, strict=True):
+        drafting = speculative_settings({"method": "ngram", "num_speculative_tokens": case["num_spec"]}) \
+            if case["num_spec"] else ()
+        mine = served(a, drafting).state_layers[0]
+        assert [list(s) for s in mine.state_shapes(case["tp"])] == answer["shapes"]
+        assert mine.state_dtypes(2) == answer["dtype_bytes"] == [2]
+    assert a.state_layers[0].state_bytes(2) == 2048 * 2 * 2

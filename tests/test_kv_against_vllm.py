@@ -89,6 +89,10 @@ CASES = [
     # Apertus (a test model of transformers' defaults): Llama's KV, 32 KV heads
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "apertus"), gpu="L40S", tensor_parallel_size=2,
          max_model_len=65536),
+    # LFM2 (a test model of LFM2-1.2B's shape): short-convolution states beside six GQA layers
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "lfm2"), gpu="T4", max_model_len=32768),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "lfm2"), gpu="L4", tensor_parallel_size=2,
+         max_model_len=128000, kv_cache_dtype="fp8"),
     # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
     dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,

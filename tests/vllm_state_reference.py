@@ -59,7 +59,23 @@ def kimi_linear(case: dict) -> dict:
             "dtype_bytes": [d.itemsize for d in KimiLinearForCausalLM.get_mamba_state_dtype_from_config(config)]}
 
 
+def lfm2(case: dict) -> dict:
+    """LFM2's short-convolution state as vLLM's own Lfm2ForCausalLM sizes it (with draft tokens too)."""
+    from types import SimpleNamespace as NS
+
+    import torch
+    from vllm.model_executor.models.lfm2 import Lfm2ForCausalLM
+
+    config = NS(parallel_config=NS(tensor_parallel_size=case["tp"]), speculative_config=NS(
+        num_speculative_tokens=case.get("num_spec", 0)), model_config=NS(hf_config=NS(**case), dtype=torch.bfloat16),
+                cache_config=NS(mamba_cache_dtype="auto"))
+    return {"shapes": [list(s) for s in Lfm2ForCausalLM.get_mamba_state_shape_from_config(config)],
+            "dtype_bytes": [d.itemsize for d in Lfm2ForCausalLM.get_mamba_state_dtype_from_config(config)]}
+
+
 def shapes(case: dict) -> list | dict:
+    if case["kind"] == "lfm2":
+        return lfm2(case)
     if case["kind"] == "kimi_linear":
         return kimi_linear(case)
     if case["kind"] == "nemotron_h":
