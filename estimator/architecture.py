@@ -264,6 +264,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "NemotronHForCausalLM": ("nemotron_h", nemotron_h, False),
     # LFM2: gated short convolutions with a state of their own between GQA layers
     "Lfm2ForCausalLM": ("lfm2", lfm2, False),
+    "Lfm2MoeForCausalLM": ("lfm2_moe", lfm2, False),
     # Kimi-Linear: Kimi Delta Attention (a gated linear attention with a state) between MLA layers
     "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
 }

@@ -26,7 +26,7 @@ EPLB_ARCHITECTURES = frozenset({
     "Qwen3MoeForCausalLM", "Qwen3NextForCausalLM", "Qwen3VLMoeForConditionalGeneration", "Qwen3_5MoeForCausalLM",
     "Qwen3_5MoeForConditionalGeneration", "Gemma4ForCausalLM", "Gemma4ForConditionalGeneration",
     "Glm4MoeLiteForCausalLM", "Ernie4_5_MoeForCausalLM", "KimiLinearForCausalLM",
-    "MiMoV2FlashForCausalLM",
+    "MiMoV2FlashForCausalLM", "Lfm2MoeForCausalLM",
 })
 # EPLBConfig's fields (config/parallel.py); the planner reads num_redundant_experts, window_size and
 # communicator, and accepts the rest (they change no memory).

@@ -316,6 +316,9 @@ def kimi_linear(c: Config, inv: Inventory, family: str):
                       moe_min_intermediate_per_rank=KIMI_MIN_EXPERT_INTERMEDIATE_PER_RANK)
 
 
+LFM2_EXPERTS = Experts("num_experts", block="feed_forward", router_bias_key="use_expert_bias")
+
+
 def lfm2_mlp_width(c: Config) -> int:
     """The SwiGLU width vLLM builds for LFM2 (lfm2.py Lfm2MLP): with block_auto_adjust_ff_dim, two thirds of
     intermediate_size, times block_ffn_dim_multiplier, rounded up to a multiple of block_multiple_of."""
@@ -335,12 +338,16 @@ def lfm2(c: Config, inv: Inventory, family: str):
     layer_types calls conv, GQA attention with q/k norms one head wide on the full_attention ones; each layer a
     SwiGLU MLP (lfm2_mlp_width) and two norms, the final norm embedding_norm. A convolution layer's state is its
     window: conv_dim channels x (conv_L_cache - 1) in the model dtype (MambaStateShapeCalculator.
-    short_conv_state_shape)."""
+    short_conv_state_shape). LFM2-MoE (lfm2_moe.py Lfm2MoeForCausalLM) convolves the hidden width itself, keeps
+    intermediate_size's dense MLP on its first num_dense_layers and routed experts on the rest (a router in the
+    model dtype, and a float32 score-correction bias where use_expert_bias says so), no shared expert."""
     n, hidden = c.int("num_hidden_layers"), c.int("hidden_size")
     kinds = layer_kinds(c, n, ("full_attention", "conv"), ["full_attention"] * n)
     _, heads, kv, hd = attention_dims(c)
-    conv, taps, bias = c.int("conv_dim"), c.int("conv_L_cache"), c.flag("conv_bias")
-    mlp = lfm2_mlp_width(c)
+    moe = family == "lfm2_moe"
+    conv, taps, bias = hidden if moe else c.int("conv_dim"), c.int("conv_L_cache"), c.flag("conv_bias")
+    mlp = c.int("intermediate_size") if moe else lfm2_mlp_width(c)
+    dense = c.int("num_dense_layers", 0, minimum=0) if moe else n
     attn = []
     for i in range(n):
         if kinds[i] == "conv":
@@ -353,7 +360,13 @@ def lfm2(c: Config, inv: Inventory, family: str):
         else:
             gqa_attention(inv, c, i, qkv_bias=False, o_bias=False, qk_norm=True)
             attn.append(AttentionLayer("full", kv, hd, hd))
-        gated_mlp(inv, f"model.layers.{i}.feed_forward", hidden, mlp, i)
+        if i < dense:
+            gated_mlp(inv, f"model.layers.{i}.feed_forward", hidden, mlp, i)
+        else:
+            moe_block(c, inv, LFM2_EXPERTS, i, hidden)
         layer_norms(inv, i, hidden)  # operator_norm and ffn_norm
     add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))  # its norm: embedding_norm
-    return attn, {"mlp_width": mlp}
+    if not moe:
+        return attn, {"mlp_width": mlp}
+    return attn, dict(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
+                      moe_intermediate_size=c.int("moe_intermediate_size"), moe_routing=topk_routing(c, True))

@@ -263,13 +263,16 @@ LFM2 = Path(__file__).parent / "fixtures" / "models" / "lfm2"
 
 
 @pytest.mark.vllm
-def test_lfm2s_convolution_state_is_the_one_vllm_sizes(vllm_py):
-    """Per TP rank, against vLLM's own Lfm2ForCausalLM: the window of conv_L_cache - 1 columns over conv_dim channels
-    in the model dtype, not widened for draft tokens (the model passes none to the calculator)."""
-    config = json.loads((LFM2 / "config.json").read_text())
-    a = from_config(config, "lfm2")
-    assert [i for i, layer in enumerate(a.attention) if layer.kind == "full"] == config["full_attn_idxs"]
-    cases = [dict(config, kind="lfm2", tp=tp, num_spec=num_spec) for tp, num_spec in ((1, 0), (2, 0), (4, 3))]
+@pytest.mark.parametrize("name,kind", [("lfm2", "lfm2"), ("lfm2-moe", "lfm2_moe")])
+def test_lfm2s_convolution_state_is_the_one_vllm_sizes(vllm_py, name, kind):
+    """Per TP rank, against vLLM's own Lfm2ForCausalLM and Lfm2MoeForCausalLM: the window of conv_L_cache - 1
+    columns over conv_dim channels (LFM2-MoE: the hidden width) in the model dtype, not widened for draft tokens
+    (the models pass none to the calculator)."""
+    config = json.loads((LFM2.parent / name / "config.json").read_text())
+    a = from_config(config, name)
+    assert [i for i, layer in enumerate(a.attention) if layer.kind == "full"] == [
+        i for i, t in enumerate(config["layer_types"]) if t == "full_attention"]
+    cases = [dict(config, kind=kind, tp=tp, num_spec=num_spec) for tp, num_spec in ((1, 0), (2, 0), (4, 3))]
     theirs = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py", cases)
     for case, answer in zip(cases, theirs, strict=True):
         drafting = speculative_settings({"method": "ngram", "num_speculative_tokens": case["num_spec"]}) \

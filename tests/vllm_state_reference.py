@@ -60,21 +60,23 @@ def kimi_linear(case: dict) -> dict:
 
 
 def lfm2(case: dict) -> dict:
-    """LFM2's short-convolution state as vLLM's own Lfm2ForCausalLM sizes it (with draft tokens too)."""
+    """LFM2's (and LFM2-MoE's) short-convolution state as vLLM's own model class sizes it (with draft tokens too)."""
     from types import SimpleNamespace as NS
 
     import torch
     from vllm.model_executor.models.lfm2 import Lfm2ForCausalLM
+    from vllm.model_executor.models.lfm2_moe import Lfm2MoeForCausalLM
 
+    model = Lfm2MoeForCausalLM if case["kind"] == "lfm2_moe" else Lfm2ForCausalLM
     config = NS(parallel_config=NS(tensor_parallel_size=case["tp"]), speculative_config=NS(
         num_speculative_tokens=case.get("num_spec", 0)), model_config=NS(hf_config=NS(**case), dtype=torch.bfloat16),
                 cache_config=NS(mamba_cache_dtype="auto"))
-    return {"shapes": [list(s) for s in Lfm2ForCausalLM.get_mamba_state_shape_from_config(config)],
-            "dtype_bytes": [d.itemsize for d in Lfm2ForCausalLM.get_mamba_state_dtype_from_config(config)]}
+    return {"shapes": [list(s) for s in model.get_mamba_state_shape_from_config(config)],
+            "dtype_bytes": [d.itemsize for d in model.get_mamba_state_dtype_from_config(config)]}
 
 
 def shapes(case: dict) -> list | dict:
-    if case["kind"] == "lfm2":
+    if case["kind"] in ("lfm2", "lfm2_moe"):
         return lfm2(case)
     if case["kind"] == "kimi_linear":
         return kimi_linear(case)
