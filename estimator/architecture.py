@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from estimator import quantization
-from estimator.decoders import decoder, deepseek, gpt_oss, mimo_v2
+from estimator.decoders import chatglm_config, decoder, deepseek, gpt_oss, mimo_v2
 from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
@@ -254,6 +254,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Ernie4_5_MoeForCausalLM": ("ernie4_5_moe", decoder, False),
     "NemotronForCausalLM": ("nemotron", decoder, False),
     "ApertusForCausalLM": ("apertus", decoder, False),
+    # ChatGLM3 and GLM-4-9B-chat (chatglm.py)
+    "ChatGLMModel": ("chatglm", decoder, False),
     "Glm4ForCausalLM": ("glm4", decoder, False),
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", qwen3_next, False),
@@ -428,6 +430,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
         raise PlannerError(f"architecture {arch} of {model_id} is not supported by the planner; "
                            f"{_closest(arch)}supported: {', '.join(sorted(ARCHITECTURES))}")
     family, build, uses_text = ARCHITECTURES[arch]
+    if family == "chatglm":  # its own names for the common keys (vLLM's ChatGLMConfig)
+        raw = chatglm_config(raw, model_id)
     c = Config(raw, model_id, preprocessor)
     text = Config(language_config(c, uses_text), model_id)
     inv = Inventory()

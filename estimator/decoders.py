@@ -152,6 +152,9 @@ DECODERS: dict[str, Decoder] = {
     # q and k over TP before them)
     "olmo2": Decoder(qk_norm="all", norms=("post_attention_layernorm", "post_feedforward_layernorm")),
     "nemotron": Decoder(mlp="plain", norm_bias=True),  # LayerNorm1P (weight and bias), ReLU^2 MLP
+    # ChatGLM3 and GLM-4-9B-chat (chatglm.py), read through chatglm_config: o_proj and the MLP biased by
+    # add_bias_linear
+    "chatglm": Decoder(o_bias_key="add_bias_linear", mlp_bias_key="add_bias_linear"),
     # Apertus: Llama's attention with q/k norms one head wide, an up/down MLP through xIELU (apertus.py)
     "apertus": Decoder(qk_norm="head", mlp="plain", activation_params=2),
     # OLMoE: OLMo 2's q/k norms over all heads (gathered over TP first) in a pre-norm layer, 64 experts of
@@ -265,6 +268,36 @@ def decoder(c: Config, inv: Inventory, family: str):
         extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int(d.experts.topk),
                      moe_intermediate_size=c.int(d.experts.width), moe_routing=d.experts.routing(c))
     return gqa_layers(c, layer_windows(c, n, d.windows, d.pattern_default), d.window_extra), extra
+
+
+# ChatGLM's rope (chatglm.py GLMAttention): a base of 10,000 x rope_ratio, half of each head rotating
+CHATGLM_ROPE_BASE = 10000
+CHATGLM_ROTARY_FRACTION = 0.5
+
+
+def chatglm_config(raw: dict, model_id: str) -> dict:
+    """ChatGLM3 and GLM-4-9B-chat's config.json (model_type chatglm, vLLM's ChatGLMConfig) in the keys the Llama
+    decoder reads: num_layers, padded_vocab_size, ffn_hidden_size and seq_length under their common names, KV heads
+    from multi_query_group_num under multi-query attention, the q/k/v biased by add_qkv_bias or add_bias_linear,
+    o_proj and the MLP by add_bias_linear, and the rope vLLM builds (chatglm.py). A ChatGLM with LayerNorms or
+    without its final norm is refused (the planner models the RMSNorm checkpoints only), and so is one whose
+    config.json leaves tie_word_embeddings out, which vLLM 0.32 cannot build."""
+    if raw.get("rmsnorm", True) is not True or raw.get("post_layer_norm", True) is not True:
+        raise PlannerError(f"config.json of {model_id} has rmsnorm={raw.get('rmsnorm')!r}, post_layer_norm="
+                           f"{raw.get('post_layer_norm')!r}; the planner models ChatGLM with RMSNorms and a final norm "
+                           "(ChatGLM3, GLM-4-9B) only")
+    if "tie_word_embeddings" not in raw:
+        raise PlannerError(f"config.json of {model_id} does not say tie_word_embeddings, which vLLM's ChatGLM model "
+                           "reads (it stops with an AttributeError without it): add \"tie_word_embeddings\": false "
+                           "(ChatGLM checkpoints ship an output_layer of their own)")
+    heads = raw.get("num_attention_heads", 32)
+    kv = raw.get("multi_query_group_num", 1) if raw.get("multi_query_attention", False) else heads
+    names = dict(num_hidden_layers=raw.get("num_layers", 28), vocab_size=raw.get("padded_vocab_size", 65024),
+                 intermediate_size=raw.get("ffn_hidden_size", 13696), max_position_embeddings=raw.get("seq_length", 2048),
+                 num_key_value_heads=kv, attention_bias=bool(raw.get("add_bias_linear") or raw.get("add_qkv_bias")),
+                 rope_parameters={"rope_type": "default", "partial_rotary_factor": CHATGLM_ROTARY_FRACTION,
+                                  "rope_theta": CHATGLM_ROPE_BASE * float(raw.get("rope_ratio", 1.0))})
+    return dict(raw, **names)
 
 
 # MiMo-V2's router weights as vLLM builds them where config.json names no moe_router_dtype (mimo_v2.py MiMoV2MoE)

@@ -93,6 +93,7 @@ PUBLISHED_ROUNDED = {
     "nvidia/Nemotron-Mini-4B-Instruct": (4.19e9, None, 0.005, "hub: 4.19B"),
     "THUDM/GLM-4-9B-0414": (9.4e9, None, 0.005, "hub: 9.4B"),
     "THUDM/GLM-4-32B-0414": (32.6e9, None, 0.005, "hub: 32.6B"),
+    "THUDM/glm-4-9b-chat": (9.4e9, None, 0.005, "hub: 9.4B"),
     "nvidia/NVIDIA-Nemotron-Nano-9B-v2": (8.89e9, None, 0.001, "hub: 8.89B"),
     "mistralai/Ministral-8B-Instruct-2410": (8.02e9, None, 0.001, "hub: 8.02B"),
     "nvidia/NVIDIA-Nemotron-Nano-12B-v2": (12.3e9, None, 0.001, "hub: 12.3B"),
@@ -418,6 +419,10 @@ def test_the_lm_head_and_tie_word_embeddings_agree_for_every_family_when_config_
         for text_key in ("text_config",):
             if isinstance(silent.get(text_key), dict):
                 silent[text_key] = {k: v for k, v in silent[text_key].items() if k != "tie_word_embeddings"}
+        if config["architectures"][0] == "ChatGLMModel":  # vLLM cannot build it silent: refused (test_parameters...)
+            with pytest.raises(PlannerError, match="tie_word_embeddings"):
+                from_config(silent, model_id)
+            continue
         arch = from_config(silent, model_id)
         has_head = any(t.name == "lm_head" for t in arch.tensors)
         assert has_head != arch.tie_word_embeddings, model_id

@@ -94,6 +94,8 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "lfm2"), gpu="L4", tensor_parallel_size=2,
          max_model_len=128000, kv_cache_dtype="fp8"),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "lfm2-moe"), gpu="RTX-4090", max_model_len=65536),
+    # GLM-4-9B-chat (ChatGLM): 2 KV groups, replicated over TP 4
+    dict(model="THUDM/glm-4-9b-chat", gpu="L4", tensor_parallel_size=4, max_model_len=131072),
     # Kimi-K2.5: Kimi-K2's latent attention under MoonViT (the tower holds no KV cache)
     dict(model="moonshotai/Kimi-K2.5", gpu="H200", tensor_parallel_size=8, max_model_len=65536),
     dict(model="Qwen/Qwen3-VL-30B-A3B-Instruct", gpu="H100", tensor_parallel_size=2, max_model_len=65536,

@@ -229,3 +229,13 @@ def test_rotary_tables_are_the_ones_vllm_builds(compared, name):
 def test_the_architectures_served_by_vllms_transformers_backend_are_the_ones_vllm_names(vllm_py):
     theirs = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_registry.py", sorted(ARCHITECTURES))
     assert set(theirs) == TRANSFORMERS_BACKEND
+
+
+def test_a_chatglm_config_without_tie_word_embeddings_is_refused_as_vllm_cannot_build_it(vllm_py, tmp_path):
+    """vLLM 0.32's ChatGLM model reads tie_word_embeddings, which its config class no longer defaults: a config.json
+    that leaves it out (ChatGLM3-6B's form) stops vLLM as it builds the model, and the planner says how to fix it."""
+    config = {k: v for k, v in catalog_config("THUDM/glm-4-9b-chat").items() if k != "tie_word_embeddings"}
+    answer, = run_in_vllm(vllm_py, SCRIPT, [str(write_config(tmp_path / "chatglm", config))])
+    assert "tie_word_embeddings" in answer["error"]
+    with pytest.raises(PlannerError, match='add "tie_word_embeddings": false'):
+        from_config(config, "chatglm")
