@@ -22,6 +22,7 @@ from estimator.gemma4 import gemma4_causal, gemma4_mm
 from estimator.hybrid import granite_hybrid, kimi_linear, lfm2, nemotron_h, qwen3_next
 from estimator.inventory import (
     DTYPE_BYTES,
+    VLLM_REFERENCE_VERSION,
     AttentionLayer,
     Config,
     Inventory,
@@ -283,7 +284,6 @@ TRANSFORMERS_BACKEND = frozenset({"Olmo2ForCausalLM", "Olmo3ForCausalLM", "SmolL
 # Architectures vLLM served once and has since removed, with the last version that served each (vLLM 0.32's
 # model_executor/models/registry.py _PREVIOUSLY_SUPPORTED_MODELS; tests check the two agree). Llama 3.2 Vision
 # (Mllama) went with the V0 engine's encoder-decoder support.
-VLLM_REFERENCE_VERSION = "0.32.0"  # the vLLM whose behaviour the planner follows (serve_config re-exports it)
 REMOVED_FROM_VLLM = {
     "MotifForCausalLM": "0.10.2", "Phi3SmallForCausalLM": "0.9.2", "Phi4FlashForCausalLM": "0.10.2",
     "Phi4MultimodalForCausalLM": "0.12.0", "JAISLMHeadModel": "0.22.0", "ErnieModel": "0.23.0",

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from estimator.errors import PlannerError
 from estimator.xp import maximum, minimum, where
 
+# the vLLM whose behaviour the planner follows (architecture and serve_config re-export it); defined here, where
+# every builder can name it without an import cycle
+VLLM_REFERENCE_VERSION = "0.32.0"
+
 # How a tensor is split over tensor-parallel ranks (mirrors vLLM's parallel linear layers):
 #   col / row: ColumnParallelLinear / RowParallelLinear, 1/tp each;  kv: K/V projections, split by KV head
 #   and replicated once tp exceeds the KV heads;  vocab: VocabParallelEmbedding / ParallelLMHead, vocab

@@ -20,7 +20,7 @@ from dataclasses import replace
 from estimator.decoders import decoder, deepseek
 from estimator.errors import PlannerError
 from estimator.hybrid import qwen3_next
-from estimator.inventory import AttentionLayer, Config, Inventory, Tensor, language_config
+from estimator.inventory import VLLM_REFERENCE_VERSION, AttentionLayer, Config, Inventory, Tensor, language_config
 from estimator.validate import json_object
 
 FLAG = "--speculative-config"
@@ -158,8 +158,6 @@ def served(arch, pairs):
                            f"none the planner knows of: {why}; use method ngram or leave {FLAG} out")
     if how == "mtp" and arch.model_type in MTP_BUILT_AS_LAYER_0 and not any(
             t.kind == "expert" and t.layer == 0 for t in arch.tensors):
-        from estimator.architecture import VLLM_REFERENCE_VERSION  # (which imports this module)
-
         raise PlannerError(f"{FLAG}: vLLM {VLLM_REFERENCE_VERSION} builds {arch.architecture}'s MTP layer as layer 0, "
                            "which this checkpoint's first_k_dense_replace makes dense, and then fails to start (No "
                            f"Glm4MoE layer found); use method ngram or leave {FLAG} out")
