@@ -31,6 +31,7 @@ from estimator.inventory import (
     language_config,
     tied_embeddings,
 )
+from estimator.opt import opt
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
 from estimator.speculative import build_mtp
@@ -207,6 +208,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "InternLM2ForCausalLM": ("internlm2", decoder, False),
     "CohereForCausalLM": ("cohere", decoder, False),
     "Cohere2ForCausalLM": ("cohere2", decoder, False),
+    "GemmaForCausalLM": ("gemma", decoder, False),  # Gemma 1 and CodeGemma: Llama's layer, tied, GeGLU
     "Gemma2ForCausalLM": ("gemma2", decoder, False),
     "Gemma3ForCausalLM": ("gemma3", decoder, False),
     "Gemma3ForConditionalGeneration": ("gemma3", gemma3_mm, True),
@@ -258,6 +260,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # ChatGLM3 and GLM-4-9B-chat (chatglm.py)
     "ChatGLMModel": ("chatglm", decoder, False),
     "Glm4ForCausalLM": ("glm4", decoder, False),
+    # OPT: learned positions, LayerNorms with biases, a plain MLP (facebook/opt-125m, vLLM's quick-start model)
+    "OPTForCausalLM": ("opt", opt, False),
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", qwen3_next, False),
     "Qwen3_5ForCausalLM": ("qwen3_5", qwen3_next, False),
@@ -344,7 +348,7 @@ INT_KEYS = frozenset((
     "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims",
     "laurel_rank", "altup_num_inputs", "input_feat_size", "conf_num_attention_heads", "conf_num_hidden_layers",
     "conf_conv_kernel_size", "embed_dim", "moe_num_experts", "moe_k", "moe_num_shared_experts",
-    "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval"))
+    "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval", "ffn_dim", "word_embed_proj_dim"))
 # keys that may also be a list: one per layer (gemma-3n's intermediate_size), a 2-D block (AutoRound FP8's group_size)
 INT_LIST_KEYS = frozenset(("intermediate_size", "group_size"))
 # keys that may also be a list of 0 or 1 per layer (MiMo-V2's moe_layer_freq: experts on this layer or not)
@@ -353,7 +357,8 @@ BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_b
                        "use_bias", "use_conv_bias", "layer_scale", "attention_k_eq_v",
                        "use_double_wide_mlp",
                        "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
-                       "multimodal_projector_bias", "mamba_proj_bias", "mamba_conv_bias"))
+                       "multimodal_projector_bias", "mamba_proj_bias", "mamba_conv_bias", "enable_bias",
+                       "do_layer_norm_before", "layer_norm_elementwise_affine"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))
 DICT_KEYS = frozenset(("rope_scaling", "rope_parameters", "quantization_config", "text_config", "vision_config"))
 NUMBER_KEYS = frozenset(("rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",

@@ -138,6 +138,8 @@ BLOCK_SPARSE = dict(count="num_local_experts", width="intermediate_size", block=
 # family -> its decoder, as vLLM's model code builds it (vllm/model_executor/models/<family>.py)
 DECODERS: dict[str, Decoder] = {
     "llama": Decoder(), "mistral": Decoder(), "granite": Decoder(), "phi3": Decoder(),
+    # Gemma 1 and CodeGemma (gemma.py): Llama's layer without biases, GemmaRMSNorm's (1 + weight) is one vector too
+    "gemma": Decoder(qkv_bias="never", o_bias="never"),
     "internlm2": Decoder(bias_key="bias"),  # fused wqkv and w1/w3 hold the same tensors as Llama's
     "qwen2": Decoder(qkv_bias="always", windows="qwen"),
     "qwen3": Decoder(qk_norm="head", windows="qwen"),

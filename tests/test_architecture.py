@@ -37,6 +37,8 @@ PUBLISHED_TOTALS = {
     "mistralai/Mixtral-8x7B-Instruct-v0.1": 46_702_792_704,
     "mistralai/Mixtral-8x22B-Instruct-v0.1": 140_630_071_296,
     "google/gemma-2-2b-it": 2_614_341_888,
+    "google/gemma-2b-it": 2_506_172_416,
+    "google/gemma-7b-it": 8_537_680_896,
     "google/gemma-2-9b-it": 9_241_705_984,
     "google/gemma-2-27b-it": 27_227_128_320,
     "google/gemma-3-1b-it": 999_885_952,
@@ -92,6 +94,12 @@ PUBLISHED_ROUNDED = {
     "allenai/OLMo-2-0325-32B-Instruct": (32.2e9, None, 0.005, "hub: 32.2B"),
     "nvidia/Nemotron-Mini-4B-Instruct": (4.19e9, None, 0.005, "hub: 4.19B"),
     "THUDM/GLM-4-9B-0414": (9.4e9, None, 0.005, "hub: 9.4B"),
+    # OPT's learned position tables (2 rows beyond max_position_embeddings) included, as the checkpoints hold them
+    "facebook/opt-125m": (125e6, None, 0.005, "hub: 125M"),
+    "facebook/opt-350m": (331e6, None, 0.005, "hub: 331M"),
+    "facebook/opt-1.3b": (1.32e9, None, 0.005, "hub: 1.32B"),
+    "facebook/opt-6.7b": (6.66e9, None, 0.005, "hub: 6.66B"),
+    "facebook/opt-13b": (12.9e9, None, 0.005, "hub: 12.9B"),
     "THUDM/GLM-4-32B-0414": (32.6e9, None, 0.005, "hub: 32.6B"),
     "THUDM/glm-4-9b-chat": (9.4e9, None, 0.005, "hub: 9.4B"),
     "nvidia/NVIDIA-Nemotron-Nano-9B-v2": (8.89e9, None, 0.001, "hub: 8.89B"),
@@ -697,3 +705,25 @@ def test_every_decoder_layers_tensors_belong_to_that_layer():
             else:
                 assert (int(named.group(1)) if named else None) == t.layer, (model, t.name)
                 assert 0 <= (t.layer if t.layer is not None else 0) < arch.num_layers
+
+
+def test_opt_holds_a_learned_position_table_and_opt_350m_its_narrower_embeddings():
+    """OPT (opt.py): max_position_embeddings + 2 learned positions on every stage, no rotary table, 12 heads of 64
+    in each of 12 layers for opt-125m; opt-350m norms after attention (no final LayerNorm) and projects its
+    512-wide embeddings into and out of the 1024-wide decoder."""
+    small, mid = arch("facebook/opt-125m"), arch("facebook/opt-350m")
+    positions = next(t for t in small.tensors if t.name == "model.decoder.embed_positions")
+    assert (positions.rows, positions.cols, positions.place, positions.shard) == (2050, 768, "every", "rep")
+    assert small.rope_tables == () and small.tie_word_embeddings
+    assert small.kv_bytes_per_token(2) == 12 * 2 * 12 * 64 * 2
+    names = {t.name for t in mid.tensors}
+    assert {"model.decoder.project_in", "model.decoder.project_out"} <= names
+    assert "model.decoder.final_layer_norm" not in names and "model.decoder.final_layer_norm" in {
+        t.name for t in small.tensors}
+    assert next(t for t in mid.tensors if t.name == "model.embed_tokens").cols == 512
+
+
+def test_an_opt_whose_heads_do_not_divide_its_width_is_refused():
+    config = dict(catalog_configs()["facebook/opt-125m"], num_attention_heads=10)
+    with pytest.raises(PlannerError, match="hidden_size=768 for 10 attention heads"):
+        architecture.from_config(config, "bad/opt")

@@ -27,6 +27,10 @@ CASES = [
     dict(model="mistralai/Mistral-7B-v0.1", gpu="A10G"),
     dict(model="microsoft/Phi-3-mini-4k-instruct", gpu="T4"),
     dict(model="google/gemma-2-9b-it", gpu="L4"),
+    # Gemma 1: 16 KV heads of 256; OPT: 12 heads of 64, no rotary table; OPT's variant with a narrower embedding
+    dict(model="google/gemma-7b-it", gpu="A10G"),
+    dict(model="facebook/opt-125m", gpu="T4"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "opt-variant"), gpu="L4", tensor_parallel_size=2),
     dict(model="google/gemma-2-27b-it", gpu="A100-SXM4-40GB", pipeline_parallel_size=3),
     dict(model="google/gemma-3-1b-it", gpu="T4", max_model_len=32768),
     dict(model="google/gemma-3-27b-it", gpu="H100", tensor_parallel_size=2),

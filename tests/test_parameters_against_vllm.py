@@ -94,7 +94,9 @@ def test_every_architecture_is_compared_but_those_vllm_cannot_build_here(compare
 
 def padded_vocabulary_rows(arch) -> int:
     extra = -arch.vocab_size % VOCAB_PADDING
-    return extra * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
+    # the embedding's width: the hidden size, or OPT's narrower word_embed_proj_dim
+    width = next((t.cols for t in arch.tensors if t.name == "model.embed_tokens"), arch.hidden_size)
+    return extra * width * (1 if arch.tie_word_embeddings else 2)
 
 
 @pytest.mark.parametrize("name", [m for m, _ in one_config_per_architecture().values()]

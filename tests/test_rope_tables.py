@@ -111,7 +111,8 @@ def test_every_catalog_and_test_models_tables_are_the_ones_vllm_builds(vllm_py, 
     names = {c["directory"].rsplit("/", 1)[1] for c, _, _ in checked}
     # (granite-hybrid and Kimi-Linear have no rotary layers; vLLM serves OLMo 3, SmolLM3, Seed-OSS and Hunyuan
     # through its Transformers backend, which builds no table: test_parameters_against_vllm checks both)
-    tableless = {"granite-hybrid", "kimi-linear", "olmo3", "smollm3", "seed-oss", "hunyuan", "mimo-v2-flash"}
+    tableless = {"granite-hybrid", "kimi-linear", "olmo3", "smollm3", "seed-oss", "hunyuan", "mimo-v2-flash",
+                     "opt-variant"}
     assert names >= {f"fixtures__{p.name}" for p in fixtures if p.name not in tableless}
     # LongRoPE models start at the original length vLLM reads (Phi-3.5-MoE's config class keeps the scaled one)
     longrope = {c["directory"].rsplit("/", 1)[1]: (c["longrope"], t["original"]) for c, _, t in checked

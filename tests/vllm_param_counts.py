@@ -151,13 +151,16 @@ def parameters(directory: str, engine_args: dict, draft: str | None = None) -> d
         from vllm.config.speculative import SpeculativeConfig
 
         engine_args = dict(engine_args, hf_overrides=SpeculativeConfig.hf_config_override)
-    architecture = json.loads((Path(directory) / "config.json").read_text())["architectures"][0]
+    hf_config = json.loads((Path(directory) / "config.json").read_text())
+    architecture = hf_config["architectures"][0]
     register(draft or architecture)
     if architecture == "KimiLinearForCausalLM":
         # the CPU backend turns prefix caching off for MLA after the hybrid config has sized Mamba blocks for it,
         # which vLLM's config check then refuses; without prefix caching from the start the two agree
         engine_args = dict(engine_args, enable_prefix_caching=False)
-    args = EngineArgs(model=directory, skip_tokenizer_init=True, max_model_len=4096, enforce_eager=True,
+    # 4096 tokens, or fewer where the model holds fewer positions (OPT's learned table: 2048)
+    max_model_len = min(4096, hf_config.get("max_position_embeddings") or 4096)
+    args = EngineArgs(model=directory, skip_tokenizer_init=True, max_model_len=max_model_len, enforce_eager=True,
                       max_num_seqs=4, **engine_args)
     config = args.create_engine_config()
     with set_current_vllm_config(config):
