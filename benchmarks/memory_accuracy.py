@@ -55,6 +55,10 @@ REDUNDANT_EXPERTS = re.compile(r"num[_-]redundant[_-]experts\W{0,3}(\d+)", re.IG
 MTP_TOKENS = re.compile(r"MTP\D{0,40}?(?:num_speculative_tokens\W{0,3})?(\d+)(?: tokens?|\b)", re.IGNORECASE)
 # How many GPUs a cell writes beside the part: "H100 x8", "H200 ×8", "8x H100", "4 × A6000", "8*H200" (the count
 # comes from the row's tp/pp columns)
+# an embedding model's start-up ("runner=pooling convert=embed", "pooling/embed runner") and one with every
+# modality limited to 0 ("mm limits image/video 0")
+POOLING = re.compile(r"runner=pooling|pooling/embed runner", re.IGNORECASE)
+NO_MULTIMODAL = re.compile(r"mm limits image/video 0", re.IGNORECASE)
 COUNT = re.compile(r"(?:\s+x|\s*[×*])\s*\d+\b|^\s*\d+\s*[x×*]\s*", re.IGNORECASE)
 VERSION = re.compile(r"^\s*0\.(\d+)\.")
 # A start-up that leaves --gpu-memory-utilization out ran at its release's default: 0.9 through the 0.13 releases
@@ -95,8 +99,8 @@ def catalog_match(model: str) -> str | None:
 
 
 def parallel_flags(notes: str) -> dict:
-    """--data-parallel-size, --enable-expert-parallel, --decode-context-parallel-size, EPLB's flags and MTP
-    drafting as a row's notes give them."""
+    """--data-parallel-size, --enable-expert-parallel, --decode-context-parallel-size, EPLB's flags, MTP
+    drafting, the pooling runner and multimodal limits of 0 as a row's notes give them."""
     flags = {"enable_expert_parallel": True} if EXPERT_PARALLEL.search(notes) else {}
     if EXPERT_LOAD_BALANCING.search(notes):
         flags["enable_eplb"] = True
@@ -108,6 +112,10 @@ def parallel_flags(notes: str) -> dict:
         found = pattern.search(notes)
         if found and int(found.group(1)) > 1:
             flags[key] = int(found.group(1))
+    if POOLING.search(notes):
+        flags["runner"] = "pooling"
+    if NO_MULTIMODAL.search(notes):
+        flags["limit_mm_per_prompt"] = {"image": 0, "video": 0}
     drafting = MTP_TOKENS.search(notes)
     if drafting:
         flags["speculative_config"] = {"method": "mtp", "num_speculative_tokens": int(drafting.group(1))}
