@@ -31,6 +31,7 @@ from estimator.inventory import (
     language_config,
     tied_embeddings,
 )
+from estimator.llava import llava, llava_config
 from estimator.opt import opt
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
@@ -242,6 +243,9 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Qwen3VLForConditionalGeneration": ("qwen3", qwen_vl, True),
     "Qwen3VLMoeForConditionalGeneration": ("qwen3_moe", qwen_vl, True),
     "Mistral3ForConditionalGeneration": ("mistral", mistral3, True),
+    # LLaVA (1.5 and the like): a Llama, Mistral or Qwen2 decoder under a CLIP or SigLIP tower; its family is the
+    # language model's (llava_config)
+    "LlavaForConditionalGeneration": ("llava", llava, True),
     # GLM-4.1V (GLM-4 under GLM-4V's tower) and GLM-4.5V/4.6V (GLM-4.5's MoE under the same tower)
     "Glm4vForConditionalGeneration": ("glm4", glm4v, True),
     "Glm4vMoeForConditionalGeneration": ("glm4_moe", glm4v, True),
@@ -437,6 +441,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     family, build, uses_text = ARCHITECTURES[arch]
     if family == "chatglm":  # its own names for the common keys (vLLM's ChatGLMConfig)
         raw = chatglm_config(raw, model_id)
+    elif family == "llava":  # the sizes transformers' LlavaConfig fills in; the language model's family
+        raw, family = llava_config(raw, model_id)
     c = Config(raw, model_id, preprocessor)
     text = Config(language_config(c, uses_text), model_id)
     inv = Inventory()

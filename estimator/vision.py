@@ -1,5 +1,5 @@
 """Multimodal checkpoints: the language model and its vision tower (SigLIP, Llama 4, Qwen-VL, GLM-4V, Pixtral,
-MoonViT)."""
+MoonViT; LLaVA's CLIP in llava.py)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,13 @@ def tower_rope(head_dim: int) -> tuple[tuple[int, None], ...]:
     return ((TOWER_ROPE_POSITIONS * int(head_dim * TOWER_ROPE_FRACTION), None),)
 
 
-def _vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool, patch_shard: str):
-    """A ViT encoder (SigLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears. SigLIP's patch
-    embedding is a convolution (replicated); Llama 4's unfolds patches into a column-parallel linear
-    (mllama4.py Llama4UnfoldConvolution)."""
-    hidden, inter, layers = v.int("hidden_size"), v.int("intermediate_size"), v.int("num_hidden_layers")
+def vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, conv_bias: bool, patch_shard: str,
+                   layers: int | None = None):
+    """A ViT encoder (SigLIP, CLIP, Llama 4): patch embedding, positions, pre-LN blocks with biased linears, the first
+    ``layers`` of them (all by default). SigLIP's and CLIP's patch embedding is a convolution (replicated); Llama
+    4's unfolds patches into a column-parallel linear (mllama4.py Llama4UnfoldConvolution)."""
+    hidden, inter = v.int("hidden_size"), v.int("intermediate_size")
+    layers = v.int("num_hidden_layers") if layers is None else layers
     patch, image, chans = v.int("patch_size"), v.int("image_size"), v.int("num_channels", 3)
     patches = (image // patch) ** 2 + (1 if class_token else 0)
     inv.add(f"{prefix}.patch_embedding", hidden, chans * patch * patch + (1 if conv_bias else 0),
@@ -51,7 +53,7 @@ def text_and_vision(c: Config, inv: Inventory, text_builder, family: str, tower:
     text = Config(text_config(c), c.model_id)
     attn, extra = text_builder(text, inv, family)
     v = Config(c.get("vision_config") or {}, c.model_id)
-    vh = _vision_encoder(inv, v, tower, class_token=class_token, conv_bias=conv_bias, patch_shard=patch_shard)
+    vh = vision_encoder(inv, v, tower, class_token=class_token, conv_bias=conv_bias, patch_shard=patch_shard)
     return text, v, vh, attn, dict(extra, multimodal=True, tower_modalities=("image",))
 
 

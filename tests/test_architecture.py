@@ -727,3 +727,35 @@ def test_an_opt_whose_heads_do_not_divide_its_width_is_refused():
     config = dict(catalog_configs()["facebook/opt-125m"], num_attention_heads=10)
     with pytest.raises(PlannerError, match="hidden_size=768 for 10 attention heads"):
         architecture.from_config(config, "bad/opt")
+
+
+def test_llava_15_is_its_published_total_less_the_tower_layer_vllm_does_not_build():
+    """llava-1.5-7b-hf publishes 7,063,427,072 parameters: Llama-2-7B with 64 more vocabulary rows, CLIP ViT-L/14
+    at 336 pixels and the projector. vLLM builds the tower up to vision_feature_layer -2, so its last layer
+    (12,596,224 parameters) and post-norm (2,048) are never allocated."""
+    llava = arch("llava-hf/llava-1.5-7b-hf")
+    assert llava.num_params + 12_596_224 + 2 * 1024 == 7_063_427_072
+    assert llava.family == "llama" and llava.tower_modalities == ("image",)
+    assert (llava.vision.image.tokens, llava.vision.image.patches) == (576, 577)
+
+
+def test_llava_fills_in_the_sizes_its_config_classes_default_to():
+    """A LLaVA config.json that names only a Mistral language model gets transformers' MistralConfig sizes (4096 wide,
+    32 layers, windows of 4096) and LlavaConfig's CLIP ViT-L/14-336 tower, as vLLM builds them."""
+    config = {"architectures": ["LlavaForConditionalGeneration"], "text_config": {"model_type": "mistral"}}
+    llava = architecture.from_config(config, "sparse/llava")
+    assert (llava.hidden_size, llava.num_layers, llava.num_kv_heads, llava.family) == (4096, 32, 8, "mistral")
+    assert {a.window for a in llava.attention} == {4096}
+    assert llava.vision.hidden == 1024 and llava.vision.image.patches == 577
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"vision_config": {"model_type": "pixtral"}}, "has a pixtral vision tower; the planner models LLaVA with CLIP"),
+    ({"text_config": {"model_type": "gemma"}}, "puts a gemma language model"),
+    ({"vision_feature_layer": -30}, "vision_feature_layer=-30; expected layer indices within its tower's 24 layers"),
+    ({"vision_feature_select_strategy": "cls"}, "vision_feature_select_strategy='cls'"),
+])
+def test_a_llava_the_planner_cannot_model_is_refused_by_name(change, message):
+    config = dict(catalog_configs()["llava-hf/llava-1.5-7b-hf"], **change)
+    with pytest.raises(PlannerError, match=message):
+        architecture.from_config(config, "bad/llava")

@@ -30,6 +30,9 @@ CASES = [
     # Gemma 1: 16 KV heads of 256; OPT: 12 heads of 64, no rotary table; OPT's variant with a narrower embedding
     dict(model="google/gemma-7b-it", gpu="A10G"),
     dict(model="facebook/opt-125m", gpu="T4"),
+    # LLaVA-1.5 (Llama-2 under CLIP, the tower holds no KV cache); LLaVA's defaults: a windowed Mistral
+    dict(model="llava-hf/llava-1.5-7b-hf", gpu="L4"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "llava-defaults"), gpu="A10G", max_model_len=16384),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "opt-variant"), gpu="L4", tensor_parallel_size=2),
     dict(model="google/gemma-2-27b-it", gpu="A100-SXM4-40GB", pipeline_parallel_size=3),
     dict(model="google/gemma-3-1b-it", gpu="T4", max_model_len=32768),
