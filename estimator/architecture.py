@@ -31,7 +31,7 @@ from estimator.inventory import (
     language_config,
     tied_embeddings,
 )
-from estimator.llava import llava, llava_config
+from estimator.llava import llava, llava_config, llava_next
 from estimator.opt import opt
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
@@ -246,6 +246,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # LLaVA (1.5 and the like): a Llama, Mistral or Qwen2 decoder under a CLIP or SigLIP tower; its family is the
     # language model's (llava_config)
     "LlavaForConditionalGeneration": ("llava", llava, True),
+    "LlavaNextForConditionalGeneration": ("llava", llava_next, True),  # LLaVA-NeXT (1.6): tiled images
     # GLM-4.1V (GLM-4 under GLM-4V's tower) and GLM-4.5V/4.6V (GLM-4.5's MoE under the same tower)
     "Glm4vForConditionalGeneration": ("glm4", glm4v, True),
     "Glm4vMoeForConditionalGeneration": ("glm4_moe", glm4v, True),

@@ -34,6 +34,8 @@ VISION_DEFAULTS = {
 DEFAULT_TOWER = dict(model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                      num_attention_heads=16, image_size=336, patch_size=14, num_channels=3)
 LLAVA_DEFAULTS = dict(vision_feature_layer=-2, vision_feature_select_strategy="default", multimodal_projector_bias=True)
+# LlavaNextConfig's image_grid_pinpoints: the tile layouts (height, width) in pixels an image may be cut into
+DEFAULT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 
 
 def llava_config(raw: dict, model_id: str) -> tuple[dict, str]:
@@ -51,6 +53,8 @@ def llava_config(raw: dict, model_id: str) -> tuple[dict, str]:
         raise PlannerError(f"config.json of {model_id} has a {tower} vision tower; the planner models LLaVA with CLIP "
                            "and SigLIP towers only")
     config = dict(LLAVA_DEFAULTS, **raw)
+    if raw["architectures"][0] == "LlavaNextForConditionalGeneration":
+        config.setdefault("image_grid_pinpoints", DEFAULT_PINPOINTS)
     config["text_config"] = dict(TEXT_DEFAULTS[kind], **text)
     config["vision_config"] = dict(VISION_DEFAULTS[tower], **vision)
     return config, TEXT_FAMILIES[archs[0]]
@@ -70,6 +74,16 @@ def llava(c: Config, inv: Inventory, family: str):
     """LlavaForConditionalGeneration over a CLIP or SigLIP tower (clip.py, siglip.py): the tower without its post
     norm (llava.py builds it with require_post_norm=False) nor SigLIP's pooling head, CLIP with its class token and
     pre-norm, then linear_1 (column-parallel) and linear_2 (row-parallel), biased by multimodal_projector_bias."""
+    return _llava(c, inv, family, anyres=False)
+
+
+def llava_next(c: Config, inv: Inventory, family: str):
+    """LlavaNextForConditionalGeneration (llava_next.py): LLaVA's model and a learned image_newline row, with images
+    cut into tiles of the tower's size on one of image_grid_pinpoints' layouts, plus the whole image."""
+    return _llava(c, inv, family, anyres=True)
+
+
+def _llava(c: Config, inv: Inventory, family: str, anyres: bool):
     if family not in DECODERS:
         raise PlannerError(f"{c.model_id}: LLaVA's language model family {family} is not a decoder the planner has")
     text = Config(text_config(c), c.model_id)
@@ -86,6 +100,8 @@ def llava(c: Config, inv: Inventory, family: str):
     inv.add("multi_modal_projector.linear_2", text_hidden, text_hidden, "row", "vision", place="first")
     if bias:
         inv.add("multi_modal_projector.linear_2.bias", text_hidden, 1, "rep", "vision", place="first")
+    if anyres:
+        inv.add("image_newline", text_hidden, 1, "rep", "vision", place="first")
     # The largest image is the tower's square (llava.py get_image_size_with_most_features); its placeholders are
     # the tower's positions less one under the "default" feature strategy (CLIP's class token), all under "full"
     # (BaseLlavaProcessingInfo._apply_feature_select_strategy). CLIP's block at its MLP holds the residual and the
@@ -96,7 +112,33 @@ def llava(c: Config, inv: Inventory, family: str):
                            "'default' or 'full' (fix the config.json)")
     image, patch = v.int("image_size"), v.int("patch_size")
     positions = (image // patch) ** 2 + (1 if clip else 0)
-    item = VisionItem(tokens=positions - (1 if strategy == "default" else 0), patches=positions,
-                      pixels=v.int("num_channels", 3) * image * image)
+    base = positions - (1 if strategy == "default" else 0)
+    tokens, tiles = max(_anyres_features(c, image, image // patch, base)) if anyres else (base, 1)
+    item = VisionItem(tokens=tokens, patches=tiles * positions, pixels=tiles * v.int("num_channels", 3) * image * image)
     profile = VisionProfile(item, hidden=vh, intermediate=v.int("intermediate_size"), hidden_rows=2, mlp_rows=2)
     return attn, dict(extra, multimodal=True, tower_modalities=("image",), vision=profile)
+
+
+def _anyres_features(c: Config, tile: int, side: int, base: int) -> list[tuple[int, int]]:
+    """(placeholders, tiles through the tower) of an image the size of each pinpoint, the candidates for vLLM's image
+    of most features (llava_next.py get_image_size_with_most_features). Such an image is cut into the pinpoint's own
+    grid of tiles (select_best_resolution fits it exactly, with nothing wasted) plus the whole image; its features are
+    the grid's patches unpadded to the image's aspect ratio, one newline per row, and the whole image's
+    (_get_num_unpadded_features)."""
+    pinpoints = c.get("image_grid_pinpoints")
+    if not isinstance(pinpoints, list) or not pinpoints or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x >= tile for x in p) for p in pinpoints):
+        raise PlannerError(f"config.json of {c.model_id} has image_grid_pinpoints={pinpoints!r}; expected [height, "
+                           f"width] pairs of at least the tower's {tile} pixels (fix the config.json)")
+    candidates = []
+    for height, width in pinpoints:
+        rows, cols = height // tile, width // tile
+        current_h, current_w = side * rows, side * cols
+        if width / height > current_w / current_h:
+            padding = (current_h - int(round(height * (current_w / width), 7))) // 2
+            current_h -= 2 * padding
+        else:
+            padding = (current_w - int(round(width * (current_h / height), 7))) // 2
+            current_w -= 2 * padding
+        candidates.append((current_h * current_w + current_h + base, rows * cols + 1))
+    return candidates

@@ -737,6 +737,9 @@ def test_llava_15_is_its_published_total_less_the_tower_layer_vllm_does_not_buil
     assert llava.num_params + 12_596_224 + 2 * 1024 == 7_063_427_072
     assert llava.family == "llama" and llava.tower_modalities == ("image",)
     assert (llava.vision.image.tokens, llava.vision.image.patches) == (576, 577)
+    # LLaVA-NeXT on Mistral-7B-v0.2 publishes 7,566,747,648: the same tower and projector, and an image_newline row
+    nxt = arch("llava-hf/llava-v1.6-mistral-7b-hf")
+    assert nxt.num_params + 12_596_224 + 2 * 1024 == 7_566_747_648
 
 
 def test_llava_fills_in_the_sizes_its_config_classes_default_to():
