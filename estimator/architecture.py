@@ -20,6 +20,7 @@ from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
 from estimator.hybrid import granite_hybrid, kimi_linear, lfm2, nemotron_h, qwen3_next
+from estimator.internvl import internvl, internvl_config
 from estimator.inventory import (
     DTYPE_BYTES,
     VLLM_REFERENCE_VERSION,
@@ -247,6 +248,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # language model's (llava_config)
     "LlavaForConditionalGeneration": ("llava", llava, True),
     "LlavaNextForConditionalGeneration": ("llava", llava_next, True),  # LLaVA-NeXT (1.6): tiled images
+    # InternVL 2.5/3/3.5: a decoder from llm_config under InternViT; its family is the language model's
+    "InternVLChatModel": ("internvl", internvl, True),
     # GLM-4.1V (GLM-4 under GLM-4V's tower) and GLM-4.5V/4.6V (GLM-4.5's MoE under the same tower)
     "Glm4vForConditionalGeneration": ("glm4", glm4v, True),
     "Glm4vMoeForConditionalGeneration": ("glm4_moe", glm4v, True),
@@ -280,6 +283,14 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # Kimi-Linear: Kimi Delta Attention (a gated linear attention with a state) between MLA layers
     "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
 }
+
+
+def decoder_families() -> dict[str, str]:
+    """The architectures whose model is the decoder table's (decoders.DECODERS), by family: the language models a
+    composite checkpoint may carry under its tower (not ChatGLM, whose config needs renaming first, nor those vLLM
+    serves through its Transformers backend)."""
+    return {arch: family for arch, (family, build, uses_text) in ARCHITECTURES.items()
+            if build is decoder and uses_text is False and family != "chatglm" and arch not in TRANSFORMERS_BACKEND}
 
 
 # Architectures vLLM 0.32 serves through its Transformers modeling backend (model_executor/models/registry.py
@@ -444,6 +455,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
         raw = chatglm_config(raw, model_id)
     elif family == "llava":  # the sizes transformers' LlavaConfig fills in; the language model's family
         raw, family = llava_config(raw, model_id)
+    elif family == "internvl":  # llm_config as text_config, the remote config classes' defaults
+        raw, family = internvl_config(raw, model_id, decoder_families())
     c = Config(raw, model_id, preprocessor)
     text = Config(language_config(c, uses_text), model_id)
     inv = Inventory()

@@ -33,6 +33,8 @@ CASES = [
     # LLaVA-1.5 (Llama-2 under CLIP, the tower holds no KV cache); LLaVA's defaults: a windowed Mistral
     dict(model="llava-hf/llava-1.5-7b-hf", gpu="L4"),
     dict(model="llava-hf/llava-v1.6-mistral-7b-hf", gpu="L40S", tensor_parallel_size=2),
+    # InternVL3: Qwen2.5's KV under InternViT (no KV of its own)
+    dict(model="OpenGVLab/InternVL3-8B", gpu="L40S", max_model_len=32768),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "llava-defaults"), gpu="A10G", max_model_len=16384),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "opt-variant"), gpu="L4", tensor_parallel_size=2),
     dict(model="google/gemma-2-27b-it", gpu="A100-SXM4-40GB", pipeline_parallel_size=3),

@@ -21,6 +21,7 @@ from pathlib import Path
 # Kimi-Linear's model (vllm/models/kimi_k3) would set up its fused GEMM + all-reduce, a CUDA kernel, as it builds
 os.environ.setdefault("VLLM_KIMI_K3_GEMM_AR", "0")
 sys.path.insert(0, str(Path(__file__).parent))
+import internvl_remote_config  # noqa: F401  (InternVL's remote config classes, registered with AutoConfig)
 import torch
 import transformers
 import vllm_qwen_vl_items  # noqa: F401  (installs the torchvision stand-in)
@@ -77,7 +78,16 @@ def register(architecture: str) -> None:
         model_class.__init__ = _on_the_meta_device(model_class.__init__, module)
     if architecture == "KimiLinearForCausalLM":
         model_class.__init__ = _without_cuda_streams(model_class.__init__)
+    if architecture == "InternVLChatModel":
+        module.InternVLProcessingInfo.ctx_video_token = property(_internvl_video_token)
     ModelRegistry.register_model(architecture, model_class)
+
+
+def _internvl_video_token(info):
+    """InternVL's video token as vLLM finds it (InternVLProcessingInfo.ctx_video_token), without the tokenizer the
+    tests do not load: its map by text model type, whose tokenizers (Qwen's) all hold the token."""
+    text_type = info.get_hf_config().get_text_config().model_type
+    return "<|video_pad|>" if text_type in ("qwen2", "qwen3", "qwen3_moe") else None
 
 
 class _NoStream:
