@@ -19,7 +19,7 @@ from estimator.decoders import chatglm_config, decoder, deepseek, gpt_oss, mimo_
 from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
-from estimator.hybrid import granite_hybrid, kimi_linear, lfm2, nemotron_h, qwen3_next
+from estimator.hybrid import granite_hybrid, jamba, kimi_linear, lfm2, nemotron_h, qwen3_next
 from estimator.internvl import internvl, internvl_config
 from estimator.inventory import (
     DTYPE_BYTES,
@@ -282,6 +282,8 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Lfm2MoeForCausalLM": ("lfm2_moe", lfm2, False),
     # Kimi-Linear: Kimi Delta Attention (a gated linear attention with a state) between MLA layers
     "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
+    # Jamba: Mamba layers with an attention layer every eighth, routed experts every second
+    "JambaForCausalLM": ("jamba", jamba, False),
 }
 
 
@@ -364,7 +366,8 @@ INT_KEYS = frozenset((
     "top_k_experts", "expert_intermediate_size", "position_embedding_size", "conv_kernel_size", "output_proj_dims",
     "laurel_rank", "altup_num_inputs", "input_feat_size", "conf_num_attention_heads", "conf_num_hidden_layers",
     "conf_conv_kernel_size", "embed_dim", "moe_num_experts", "moe_k", "moe_num_shared_experts",
-    "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval", "ffn_dim", "word_embed_proj_dim"))
+    "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval", "ffn_dim", "word_embed_proj_dim",
+    "attn_layer_period", "attn_layer_offset", "expert_layer_period", "expert_layer_offset"))
 # keys that may also be a list: one per layer (gemma-3n's intermediate_size), a 2-D block (AutoRound FP8's group_size)
 INT_LIST_KEYS = frozenset(("intermediate_size", "group_size"))
 # keys that may also be a list of 0 or 1 per layer (MiMo-V2's moe_layer_freq: experts on this layer or not)

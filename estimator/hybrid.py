@@ -1,6 +1,6 @@
-"""Hybrid models: linear-attention and convolution layers (Gated DeltaNet, Kimi Delta Attention, Mamba2, LFM2's
-short convolutions) that keep a fixed state per request beside full or latent attention (Qwen3-Next, Kimi-Linear,
-Granite 4.0, Nemotron-H, LFM2)."""
+"""Hybrid models: linear-attention and convolution layers (Gated DeltaNet, Kimi Delta Attention, Mamba and Mamba2,
+LFM2's short convolutions) that keep a fixed state per request beside full or latent attention (Qwen3-Next,
+Kimi-Linear, Granite 4.0, Nemotron-H, LFM2, Jamba)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from estimator.inventory import (
     gated_mlp,
     gqa_attention,
     layer_norms,
+    routed_experts,
     tied_embeddings,
 )
 
@@ -370,3 +371,57 @@ def lfm2(c: Config, inv: Inventory, family: str):
         return attn, {"mlp_width": mlp}
     return attn, dict(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
                       moe_intermediate_size=c.int("moe_intermediate_size"), moe_routing=topk_routing(c, True))
+
+
+def mamba1(inv: Inventory, i: int, hidden: int, c: Config, prefix: str) -> AttentionLayer:
+    """A Mamba (v1) mixer as Jamba builds it (vllm/model_executor/layers/mamba/mamba_mixer.py MambaMixer with
+    use_rms_norm): the gate-and-x input projection, a depthwise convolution over x, x_proj to dt, B and C (row-parallel)
+    and dt_proj back (column-parallel, biased), A (float32) and D per channel, RMSNorms over dt, B and C, and the
+    output projection. The state: the convolution window and [inner x state] (MambaStateShapeCalculator
+    .mamba1_state_shape), in the model dtype."""
+    inner, state = c.int("mamba_expand", 2) * hidden, c.int("mamba_d_state", 16)
+    kernel, rank = c.int("mamba_d_conv", 4), c.get("mamba_dt_rank", "auto")
+    rank = -(-hidden // 16) if rank == "auto" else c.int("mamba_dt_rank")  # JambaConfig: ceil(hidden / 16)
+    proj_bias, conv_bias = c.flag("mamba_proj_bias"), c.get("mamba_conv_bias", True) is not False
+    p = f"model.layers.{i}.{prefix}"
+    inv.linear(f"{p}.in_proj", hidden, 2 * inner, "col", i, bias=proj_bias)
+    inv.add(f"{p}.conv1d", inner, kernel + (1 if conv_bias else 0), "col", "norm", i)
+    inv.linear(f"{p}.x_proj", inner, rank + 2 * state, "row", i)
+    inv.linear(f"{p}.dt_proj", rank, inner, "col", i, bias=True)
+    inv.add(f"{p}.A", inner, state, "col", "norm", i, fixed_bytes=FP32_BYTES)
+    inv.add(f"{p}.D", inner, 1, "col", "norm", i)
+    inv.add(f"{p}.dt_layernorm+b_layernorm+c_layernorm", rank + 2 * state, 1, "rep", "norm", i)
+    inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=proj_bias)
+    # (mamba1_state_shape takes no draft tokens: the window is not widened for speculative decoding)
+    return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (inner, state, 0)))
+
+
+def jamba(c: Config, inv: Inventory, family: str):
+    """Jamba (vllm/model_executor/models/jamba.py): an attention layer every attn_layer_period layers from
+    attn_layer_offset (GQA without biases or positional encoding), Mamba layers elsewhere; routed experts (a router
+    in the model dtype, top-k weights not renormalized) every expert_layer_period layers from expert_layer_offset, a
+    gated MLP elsewhere; RMSNorms before each (JambaConfig's layers_block_type and layers_num_experts)."""
+    n, hidden = c.int("num_hidden_layers"), c.int("hidden_size")
+    _, _, kv, hd = attention_dims(c)
+    attn_period, attn_offset = c.int("attn_layer_period", 8), c.int("attn_layer_offset", 4, minimum=0)
+    expert_period, expert_offset = c.int("expert_layer_period", 2), c.int("expert_layer_offset", 1, minimum=0)
+    experts, topk, inter = c.int("num_experts", 16), c.int("num_experts_per_tok", 2), c.int("intermediate_size")
+    attn = []
+    for i in range(n):
+        if i % attn_period == attn_offset:
+            gqa_attention(inv, c, i, qkv_bias=False, o_bias=False, qk_norm=False)
+            attn.append(AttentionLayer("full", kv, hd, hd))
+        else:
+            attn.append(mamba1(inv, i, hidden, c, "mamba"))
+        p = f"model.layers.{i}.feed_forward"
+        if experts > 1 and i % expert_period == expert_offset:
+            inv.add(f"{p}.router", experts, hidden, "rep", "router", i)
+            routed_experts(inv, p, hidden, inter, i, experts, topk)
+        else:
+            gated_mlp(inv, p, hidden, inter, i)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.pre_ff_layernorm", hidden, i)
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    extra = dict(num_experts=experts, experts_per_token=topk, moe_intermediate_size=inter,
+                 moe_routing="plain") if experts > 1 else {}
+    return attn, extra

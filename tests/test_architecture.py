@@ -384,8 +384,8 @@ def config(**changes):
     (config(architectures=["LlamaForSequenceClassification"]),
      "architecture LlamaForSequenceClassification of m is not supported by the planner; the closest supported is "
      "LlamaForCausalLM (family llama), which is a different model and is not used in its place; supported: "),
-    (config(architectures=["MambaForCausalLM"]),
-     "architecture MambaForCausalLM of m is not supported by the planner; supported: "),
+    (config(architectures=["RwkvForCausalLM"]),
+     "architecture RwkvForCausalLM of m is not supported by the planner; supported: "),
     (config(architectures=["Qwen4ForCausalLM"]),
      "architecture Qwen4ForCausalLM of m is not supported by the planner; the closest supported is "
      "Qwen3ForCausalLM (family qwen3), which is a different model and is not used in its place; supported: "),

@@ -108,9 +108,9 @@ def test_bad_model_inputs(tmp_path):
     assert r.exit_code == 1 and r.output == (f"Error: {bad / 'config.json'} is not valid JSON (Expecting property "
                                              "name enclosed in double quotes at line 1, column 41); re-download or "
                                              "fix it\n")
-    unknown = write_config(tmp_path / "unknown", {"architectures": ["MambaForCausalLM"], "hidden_size": 8})
+    unknown = write_config(tmp_path / "unknown", {"architectures": ["RwkvForCausalLM"], "hidden_size": 8})
     r = invoke("plan", "--model", str(unknown))
-    assert r.exit_code == 1 and r.output.startswith(f"Error: architecture MambaForCausalLM of {unknown} is not "
+    assert r.exit_code == 1 and r.output.startswith(f"Error: architecture RwkvForCausalLM of {unknown} is not "
                                                     "supported by the planner; supported: ")
     r = invoke("plan", "--model", str(tmp_path / "missing") + "/")
     assert r.exit_code == 1 and r.output.startswith("Error: no such directory: ")

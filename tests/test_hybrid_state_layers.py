@@ -281,3 +281,23 @@ def test_lfm2s_convolution_state_is_the_one_vllm_sizes(vllm_py, name, kind):
         assert [list(s) for s in mine.state_shapes(case["tp"])] == answer["shapes"]
         assert mine.state_dtypes(2) == answer["dtype_bytes"] == [2]
     assert a.state_layers[0].state_bytes(2) == 2048 * 2 * 2
+
+
+JAMBA = Path(__file__).parent / "fixtures" / "models" / "jamba"
+
+
+@pytest.mark.vllm
+def test_jambas_mamba_state_is_the_one_vllm_sizes(vllm_py):
+    """Per TP rank, against vLLM's own JambaForCausalLM: the convolution window (mamba_d_conv - 1 columns) over the
+    expanded width and one [expanded width x mamba_d_state] SSM state, both in the model dtype; an attention layer
+    every eighth from the fifth."""
+    config = json.loads((JAMBA / "config.json").read_text())
+    a = from_config(config, "jamba")
+    assert [i for i, layer in enumerate(a.attention) if layer.kind == "full"] == [4, 12, 20, 28]
+    cases = [dict(config, kind="jamba", tp=tp) for tp in (1, 2, 4)]
+    theirs = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_state_reference.py", cases)
+    for case, answer in zip(cases, theirs, strict=True):
+        mine = a.state_layers[0]
+        assert [list(s) for s in mine.state_shapes(case["tp"])] == answer["shapes"]
+        assert mine.state_dtypes(2) == answer["dtype_bytes"] == [2, 2]
+    assert a.state_layers[0].state_bytes(2) == (8192 * 3 + 8192 * 16) * 2

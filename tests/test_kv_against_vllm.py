@@ -33,6 +33,9 @@ CASES = [
     # LLaVA-1.5 (Llama-2 under CLIP, the tower holds no KV cache); LLaVA's defaults: a windowed Mistral
     dict(model="llava-hf/llava-1.5-7b-hf", gpu="L4"),
     dict(model="llava-hf/llava-v1.6-mistral-7b-hf", gpu="L40S", tensor_parallel_size=2),
+    # Jamba: four attention layers without positions beside 28 Mamba layers' states
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "jamba"), gpu="H100", tensor_parallel_size=2,
+         max_model_len=131072),
     # InternVL3: Qwen2.5's KV under InternViT (no KV of its own)
     dict(model="OpenGVLab/InternVL3-8B", gpu="L40S", max_model_len=32768),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "llava-defaults"), gpu="A10G", max_model_len=16384),

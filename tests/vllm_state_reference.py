@@ -75,7 +75,24 @@ def lfm2(case: dict) -> dict:
             "dtype_bytes": [d.itemsize for d in model.get_mamba_state_dtype_from_config(config)]}
 
 
+def jamba(case: dict) -> dict:
+    """Jamba's Mamba (v1) state as vLLM's own JambaForCausalLM sizes it (its get_mamba_state_shape_from_config and
+    get_mamba_state_dtype_from_config, vLLM's cache defaults)."""
+    from types import SimpleNamespace as NS
+
+    import torch
+    from vllm.model_executor.models.jamba import JambaForCausalLM
+
+    config = NS(parallel_config=NS(tensor_parallel_size=case["tp"]), model_config=NS(hf_config=NS(**case),
+                                                                                     dtype=torch.bfloat16),
+                cache_config=NS(mamba_cache_dtype="auto", mamba_ssm_cache_dtype="auto"))
+    return {"shapes": [list(s) for s in JambaForCausalLM.get_mamba_state_shape_from_config(config)],
+            "dtype_bytes": [d.itemsize for d in JambaForCausalLM.get_mamba_state_dtype_from_config(config)]}
+
+
 def shapes(case: dict) -> list | dict:
+    if case["kind"] == "jamba":
+        return jamba(case)
     if case["kind"] in ("lfm2", "lfm2_moe"):
         return lfm2(case)
     if case["kind"] == "kimi_linear":
