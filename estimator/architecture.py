@@ -32,7 +32,7 @@ from estimator.inventory import (
     language_config,
     tied_embeddings,
 )
-from estimator.llava import llava, llava_config, llava_next
+from estimator.llava import llava, llava_config, llava_next, llava_onevision
 from estimator.opt import opt
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
@@ -248,6 +248,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     # language model's (llava_config)
     "LlavaForConditionalGeneration": ("llava", llava, True),
     "LlavaNextForConditionalGeneration": ("llava", llava_next, True),  # LLaVA-NeXT (1.6): tiled images
+    "LlavaOnevisionForConditionalGeneration": ("llava", llava_onevision, True),  # tiled images and videos
     # InternVL 2.5/3/3.5: a decoder from llm_config under InternViT; its family is the language model's
     "InternVLChatModel": ("internvl", internvl, True),
     # GLM-4.1V (GLM-4 under GLM-4V's tower) and GLM-4.5V/4.6V (GLM-4.5's MoE under the same tower)

@@ -33,6 +33,7 @@ CASES = [
     # LLaVA-1.5 (Llama-2 under CLIP, the tower holds no KV cache); LLaVA's defaults: a windowed Mistral
     dict(model="llava-hf/llava-1.5-7b-hf", gpu="L4"),
     dict(model="llava-hf/llava-v1.6-mistral-7b-hf", gpu="L40S", tensor_parallel_size=2),
+    dict(model="llava-hf/llava-onevision-qwen2-7b-ov-hf", gpu="L4", max_model_len=32768),
     # Jamba: four attention layers without positions beside 28 Mamba layers' states
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "jamba"), gpu="H100", tensor_parallel_size=2,
          max_model_len=131072),

@@ -17,10 +17,18 @@ from tests.conftest import run_in_vllm
 SCRIPT = Path(__file__).parent / "vllm_llava_items.py"
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 NEXT = "llava-hf/llava-v1.6-mistral-7b-hf"
+ONEVISION = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+SEQ_LEN = 2048  # fewer than 16 frames' worth of placeholders: the context length caps the dummy video
 
 
 def next_with(**change) -> dict:
     config = copy.deepcopy(catalog_config(NEXT))
+    config.update(change)
+    return config
+
+
+def onevision_with(**change) -> dict:
+    config = copy.deepcopy(catalog_config(ONEVISION))
     config.update(change)
     return config
 
@@ -34,7 +42,20 @@ CASES = {
     "llava-next-odd": next_with(image_grid_pinpoints=[[500, 800], [900, 400], [336, 336]]),
     "llava-next-full": next_with(image_grid_pinpoints=[[672, 1344], [1344, 336]],
                                  vision_feature_select_strategy="full"),
+    "llava-onevision": catalog_config(ONEVISION),
+    # a grid of 6 x 6 tiles' features shrinks back towards 9 tiles' worth
+    "llava-onevision-large": onevision_with(image_grid_pinpoints=[[2304, 2304]]),
+    "llava-onevision-defaults": {"architectures": ["LlavaOnevisionForConditionalGeneration"]},
 }
+
+
+def test_llava_onevision_profiles_its_1153_by_944_image_on_a_3_by_4_grid_and_16_frame_videos():
+    vision = architecture.from_config(catalog_config(ONEVISION), ONEVISION).vision
+    # 1152 x 1536 fits the image best: 12 tiles and the whole image, 27 x 27 SigLIP patches each; the grid's 81 x 108
+    # features unpad to 81 x 98, a newline per row, and the whole image's 729
+    assert (vision.image.tokens, vision.image.patches) == (81 * 98 + 81 + 729, 13 * 729)
+    # a frame is one tile pooled 2 x 2 (14 x 14 placeholders); 16 frames where the context holds them
+    assert vision.video.tokens == 196 and vision.video.slices(32768) == 16 and vision.video.slices(1000) == 5
 
 
 def test_llava_next_mistral_runs_five_tiles_of_its_672_square():
@@ -45,14 +66,18 @@ def test_llava_next_mistral_runs_five_tiles_of_its_672_square():
 
 @pytest.mark.vllm
 def test_the_image_of_most_features_is_vllms(vllm_py):
-    answers = run_in_vllm(vllm_py, SCRIPT, [{"config": config} for config in CASES.values()])
+    answers = run_in_vllm(vllm_py, SCRIPT, [{"config": config, "seq_len": SEQ_LEN} for config in CASES.values()])
     for (name, config), theirs in zip(CASES.items(), answers, strict=True):
         ours = architecture.from_config(config, name).vision
-        tower = config.get("vision_config") or {"image_size": 336, "patch_size": 14}
+        onevision = config["architectures"][0] == "LlavaOnevisionForConditionalGeneration"
+        tower = config.get("vision_config") or ({"image_size": 384, "patch_size": 14, "model_type": "siglip_vision_model"}
+                                                if onevision else {"image_size": 336, "patch_size": 14})
         positions = (tower["image_size"] // tower["patch_size"]) ** 2 + (
             0 if tower.get("model_type") == "siglip_vision_model" else 1)
         assert (ours.image.tokens, ours.image.patches) == (theirs["tokens"], theirs["tiles"] * positions), name
         assert ours.image.pixels == theirs["tiles"] * 3 * tower["image_size"] ** 2, name
+        if "frames" in theirs:
+            assert ours.video.tokens == theirs["frame_tokens"] and ours.video.slices(SEQ_LEN) == theirs["frames"], name
 
 
 def test_pinpoints_smaller_than_a_tile_are_refused():

