@@ -33,7 +33,7 @@ from estimator.inventory import (
     tied_embeddings,
 )
 from estimator.llava import llava, llava_config, llava_next, llava_onevision
-from estimator.opt import opt
+from estimator.opt import gpt2, gpt2_config, opt
 from estimator.quantization import QuantScheme
 from estimator.rope import longrope_default_len, rope_tables
 from estimator.speculative import build_mtp
@@ -271,6 +271,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "Glm4ForCausalLM": ("glm4", decoder, False),
     # OPT: learned positions, LayerNorms with biases, a plain MLP (facebook/opt-125m, vLLM's quick-start model)
     "OPTForCausalLM": ("opt", opt, False),
+    "GPT2LMHeadModel": ("gpt2", gpt2, False),  # GPT-2: the same kind, under n_embd, n_layer, n_head, n_positions
     "GraniteMoeHybridForCausalLM": ("granitemoehybrid", granite_hybrid, False),
     "Qwen3NextForCausalLM": ("qwen3_next", qwen3_next, False),
     "Qwen3_5ForCausalLM": ("qwen3_5", qwen3_next, False),
@@ -368,7 +369,8 @@ INT_KEYS = frozenset((
     "laurel_rank", "altup_num_inputs", "input_feat_size", "conf_num_attention_heads", "conf_num_hidden_layers",
     "conf_conv_kernel_size", "embed_dim", "moe_num_experts", "moe_k", "moe_num_shared_experts",
     "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval", "ffn_dim", "word_embed_proj_dim",
-    "attn_layer_period", "attn_layer_offset", "expert_layer_period", "expert_layer_offset"))
+    "attn_layer_period", "attn_layer_offset", "expert_layer_period", "expert_layer_offset", "n_embd", "n_layer",
+    "n_head", "n_positions", "n_inner"))
 # keys that may also be a list: one per layer (gemma-3n's intermediate_size), a 2-D block (AutoRound FP8's group_size)
 INT_LIST_KEYS = frozenset(("intermediate_size", "group_size"))
 # keys that may also be a list of 0 or 1 per layer (MiMo-V2's moe_layer_freq: experts on this layer or not)
@@ -457,6 +459,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     family, build, uses_text = ARCHITECTURES[arch]
     if family == "chatglm":  # its own names for the common keys (vLLM's ChatGLMConfig)
         raw = chatglm_config(raw, model_id)
+    elif family == "gpt2":  # GPT2Config's names and defaults
+        raw = gpt2_config(raw)
     elif family == "llava":  # the sizes transformers' LlavaConfig fills in; the language model's family
         raw, family = llava_config(raw, model_id)
     elif family == "internvl":  # llm_config as text_config, the remote config classes' defaults

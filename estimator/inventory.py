@@ -269,12 +269,12 @@ def layer_norms(inv: Inventory, i: int, hidden: int) -> None:
     inv.norm(f"model.layers.{i}.post_attention_layernorm", hidden, i)
 
 
-# Families whose config class ties the LM head to the embeddings when config.json does not say (OPTConfig, GemmaConfig,
-# Gemma2Config, Gemma3TextConfig, Gemma3nTextConfig, Gemma4TextConfig, GraniteMoeConfig, CohereConfig, Cohere2Config,
-# Ernie4_5Config, Ernie4_5_MoeConfig, Lfm2Config and Lfm2MoeConfig default tie_word_embeddings=True; the others
-# False).
-TIED_BY_DEFAULT = frozenset(("gemma", "opt", "gemma2", "gemma3", "gemma3n", "gemma4", "granitemoe", "cohere", "cohere2", "ernie4_5",
-                             "ernie4_5_moe", "lfm2", "lfm2_moe"))
+# Families whose config class ties the LM head to the embeddings when config.json does not say (OPTConfig,
+# GPT2Config, GemmaConfig, Gemma2Config, Gemma3TextConfig, Gemma3nTextConfig, Gemma4TextConfig, GraniteMoeConfig,
+# CohereConfig, Cohere2Config, Ernie4_5Config, Ernie4_5_MoeConfig, Lfm2Config and Lfm2MoeConfig default
+# tie_word_embeddings=True; the others False).
+TIED_BY_DEFAULT = frozenset(("gemma", "opt", "gpt2", "gemma2", "gemma3", "gemma3n", "gemma4", "granitemoe", "cohere",
+                             "cohere2", "ernie4_5", "ernie4_5_moe", "lfm2", "lfm2_moe"))
 
 
 def tied_embeddings(raw: dict, family: str) -> bool:

@@ -1,7 +1,7 @@
-"""OPT (vLLM's opt.py OPTForCausalLM): the GPT-era decoder facebook/opt-125m made every vLLM quick start's model.
-A learned position table in place of rotary embeddings, LayerNorms with biases, biased projections and a plain
-fc1/fc2 MLP; where word_embed_proj_dim differs from hidden_size (opt-350m), the embeddings are that narrower
-width with two replicated projections into and out of the decoder's."""
+"""Decoders with learned position tables (no rotary embeddings), LayerNorms with biases, biased projections and a
+plain MLP. OPT (vLLM's opt.py OPTForCausalLM), facebook/opt-125m being every vLLM quick start's model: where
+word_embed_proj_dim differs from hidden_size (opt-350m), the embeddings are that narrower width with two replicated
+projections into and out of the decoder's. GPT-2 (gpt2.py GPT2LMHeadModel), under its own key names."""
 
 from __future__ import annotations
 
@@ -49,3 +49,45 @@ def opt(c: Config, inv: Inventory, family: str):
     if not tied_embeddings(c.raw, family):
         inv.add("lm_head", vocab, word, "vocab", "embedding", place="every")
     return gqa_layers(c, ["full"] * n), dict(mlp_width=ffn)
+
+
+# GPT2Config's names for the common keys (its attribute_map) and its defaults where config.json leaves them out
+GPT2_KEYS = {"n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
+             "n_positions": "max_position_embeddings"}
+GPT2_DEFAULTS = dict(vocab_size=50257, max_position_embeddings=1024, hidden_size=768, num_hidden_layers=12,
+                     num_attention_heads=12)
+
+
+def gpt2_config(raw: dict) -> dict:
+    """A GPT-2 config.json under the common names (n_embd as hidden_size ...), GPT2Config's defaults filled in."""
+    named = {GPT2_KEYS.get(k, k): v for k, v in raw.items()}
+    return {**GPT2_DEFAULTS, **named}
+
+
+def gpt2(c: Config, inv: Inventory, family: str):
+    """GPT2LMHeadModel (vLLM's gpt2.py): biased fused QKV and output projections, a biased c_fc/c_proj MLP n_inner
+    wide (4 x the width where unset), LayerNorms with biases, and a learned position table; GPT2Model builds its
+    embeddings, position table and final LayerNorm on every pipeline stage. The LM head is tied to the embeddings
+    (GPT2Config's default)."""
+    n, hidden, heads = c.int("num_hidden_layers"), c.int("hidden_size"), c.int("num_attention_heads")
+    inner = c.int("n_inner", 4 * hidden) if c.get("n_inner") is not None else 4 * hidden
+    if hidden % heads:
+        raise PlannerError(f"config.json of {c.model_id} has n_embd={hidden} for {heads} attention heads; GPT-2's "
+                           "head size is n_embd / n_head, so it must divide (fix the config.json)")
+    vocab = c.int("vocab_size")
+    for i in range(n):
+        p = f"model.layers.{i}"
+        inv.linear(f"{p}.attn.c_attn.q", hidden, hidden, "col", i, bias=True)
+        inv.linear(f"{p}.attn.c_attn.k", hidden, hidden, "kv", i, bias=True)
+        inv.linear(f"{p}.attn.c_attn.v", hidden, hidden, "kv", i, bias=True)
+        inv.linear(f"{p}.attn.c_proj", hidden, hidden, "row", i, bias=True)
+        inv.linear(f"{p}.mlp.c_fc", hidden, inner, "col", i, bias=True)
+        inv.linear(f"{p}.mlp.c_proj", inner, hidden, "row", i, bias=True)
+        inv.norm(f"{p}.ln_1", hidden, i, with_bias=True)
+        inv.norm(f"{p}.ln_2", hidden, i, with_bias=True)
+    inv.add("model.embed_tokens", vocab, hidden, "vocab", "embedding", place="every")
+    inv.add("model.wpe", c.int("max_position_embeddings"), hidden, "rep", "embedding", place="every")
+    inv.norm("model.ln_f", hidden, place="every", with_bias=True)
+    if not tied_embeddings(c.raw, family):
+        inv.add("lm_head", vocab, hidden, "vocab", "embedding", place="last")
+    return gqa_layers(c, ["full"] * n), dict(mlp_width=inner)

@@ -368,6 +368,7 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     flags = request.flags()
     config, quant, config_warnings = resolve(arch, gpu, num_gpus, **flags)
     config = dataclasses.replace(config, defaults=tuple(gpu_notes) + config.defaults)
+    workload, fitted_note = workload.fitted(config.max_model_len)
     request_tokens = workload.input_len + workload.output_len
     if request_tokens > config.max_model_len:
         raise PlannerError(f"a request of {workload.input_len} + {workload.output_len} tokens is longer than "
@@ -380,7 +381,7 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     relaxations = tuple(_relaxations(arch, gpu, base, config, memory, coefficients))
     performance = estimate(arch, gpu, config, quant, memory.num_gpu_blocks, workload, coefficients) \
         if memory.fits else None
-    notes = list(config_warnings) + list(warnings) + coefficient_notes
+    notes = list(config_warnings) + list(warnings) + coefficient_notes + ([fitted_note] if fitted_note else [])
     hidden, held_hidden, inter, held_inter = held_expert_dims(arch, config, gpu)
     padding = expert_padding(arch, config, gpu)
     if padding > 1:
@@ -422,6 +423,7 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     gpu, coefficients, coefficient_notes, arch = x.gpu, x.coefficients, x.coefficient_notes, x.arch
     num_gpus = request.num_gpus or x.detected_count or 1
     fixed = {f: getattr(request, f) for f in SERVE_FLAGS if getattr(request, f) not in (None, False)}
+    workload, fitted_note = workload.fitted(fixed.get("max_model_len") or arch.derived_max_model_len)
     result = search(arch, gpu, num_gpus, fixed, workload, coefficients, replicas_as)
     if result.best is None:
         raise PlannerError(result.closest)
@@ -443,7 +445,8 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
                 f"above is one replica's; {best['busy_replicas']:g} replica(s) are busy, for "
                 f"{best['output_tokens_per_s']:,.0f} output tok/s in all")
     return dataclasses.replace(plan, search=result.to_dict(),
-                               warnings=plan.warnings + ((note,) if note else ()) + tuple(coefficient_notes))
+                               warnings=plan.warnings + ((note,) if note else ()) + tuple(coefficient_notes)
+                               + ((fitted_note,) if fitted_note else ()))
 
 
 def _split(workload: Workload, replicas: int) -> str:

@@ -102,9 +102,9 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str,
     build. ``head_size`` is what vLLM passes as the rope's head size (qk_rope_head_dim for MLA); ``head_sizes``
     that of the layers of each type, where rope_parameters are keyed by layer type and the types' heads differ
     (Gemma 4's global layers)."""
-    if family in ("nemotron_h", "kimi_linear", "opt", "jamba") or (family == "granitemoehybrid"
+    if family in ("nemotron_h", "kimi_linear", "opt", "gpt2", "jamba") or (family == "granitemoehybrid"
                                                    and text.get("position_embedding_type") != "rope"):
-        # no positional encoding in the attention layers (OPT's positions are a learned table; Jamba has none; Kimi-Linear's MLA builds no rotary embedding: its
+        # no positional encoding in the attention layers (OPT's and GPT-2's positions are learned tables; Jamba has none; Kimi-Linear's MLA builds no rotary embedding: its
         # MultiHeadLatentAttention's use_rope is left false, kimi_k3/nvidia/mla.py)
         return ()
     max_position = int(text.get("max_position_embeddings") or 8192)

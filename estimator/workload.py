@@ -63,6 +63,18 @@ class Workload:
             return total / -(-total // replicas)
         return float(replicas)
 
+    def fitted(self, max_model_len: int) -> tuple[Workload, str | None]:
+        """This workload, or, where it is `vllm bench`'s default lengths and a request of them does not fit
+        max_model_len (GPT-2's 1024 positions), one whose prompts are shortened to fit, with a note saying so. Lengths
+        other than the defaults are left as given (a request that does not fit is the caller's error to name)."""
+        if self.input_len + self.output_len <= max_model_len or (self.input_len, self.output_len) != (
+                DEFAULT_INPUT_LEN, DEFAULT_OUTPUT_LEN) or max_model_len <= self.output_len:
+            return self, None
+        fitted = replace(self, input_len=max_model_len - self.output_len)
+        return fitted, (f"the default request of {DEFAULT_INPUT_LEN} + {DEFAULT_OUTPUT_LEN} tokens is longer than "
+                        f"--max-model-len {max_model_len}: speed is for {fitted.input_len} + {self.output_len} "
+                        "(give --input-len and --output-len for others)")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

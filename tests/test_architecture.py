@@ -38,6 +38,10 @@ PUBLISHED_TOTALS = {
     "mistralai/Mixtral-8x22B-Instruct-v0.1": 140_630_071_296,
     "google/gemma-2-2b-it": 2_614_341_888,
     "google/gemma-2b-it": 2_506_172_416,
+    "openai-community/gpt2": 124_439_808,
+    "openai-community/gpt2-medium": 354_823_168,
+    "openai-community/gpt2-large": 774_030_080,
+    "openai-community/gpt2-xl": 1_557_611_200,
     "google/gemma-7b-it": 8_537_680_896,
     "google/gemma-2-9b-it": 9_241_705_984,
     "google/gemma-2-27b-it": 27_227_128_320,
@@ -762,3 +766,14 @@ def test_a_llava_the_planner_cannot_model_is_refused_by_name(change, message):
     config = dict(catalog_configs()["llava-hf/llava-1.5-7b-hf"], **change)
     with pytest.raises(PlannerError, match=message):
         architecture.from_config(config, "bad/llava")
+
+
+def test_gpt2_is_opts_kind_under_its_own_key_names():
+    """GPT-2 (gpt2.py): n_embd, n_layer, n_head and n_positions are the common sizes; 1,024 learned positions, no
+    rotary table, an LM head tied to the embeddings, an MLP 4 x n_embd wide where n_inner is unset."""
+    gpt2 = arch("openai-community/gpt2")
+    assert (gpt2.hidden_size, gpt2.num_layers, gpt2.num_heads, gpt2.derived_max_model_len) == (768, 12, 12, 1024)
+    assert gpt2.rope_tables == () and gpt2.tie_word_embeddings and gpt2.intermediate_size == 3072
+    wide = architecture.from_config(dict(catalog_configs()["openai-community/gpt2"], n_inner=1000), "gpt2-narrow")
+    assert wide.intermediate_size == 1000 and wide.num_params == gpt2.num_params - 12 * 2 * (3072 - 1000) * 768 \
+        - 12 * (3072 - 1000)

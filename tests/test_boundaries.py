@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from estimator.model_source import catalog_ids
+from estimator import architecture
+from estimator.model_source import catalog_configs, catalog_ids
 from estimator.plan import PlanRequest, make_plan
 from tests.conftest import ROOT
 
@@ -39,7 +40,9 @@ def test_estimator_imports_nothing_from_calibrate_or_store():
 
 @pytest.mark.parametrize("model_id", catalog_ids())
 def test_every_catalog_model_plans_and_serialises(model_id):
-    plan = make_plan(PlanRequest(model=model_id, gpu="B200", max_model_len=2048))  # TinyLlama's whole context
+    # 2048 tokens (TinyLlama's and OPT's whole context), or GPT-2's 1024
+    max_model_len = min(2048, architecture.from_config(catalog_configs()[model_id], model_id).derived_max_model_len)
+    plan = make_plan(PlanRequest(model=model_id, gpu="B200", max_model_len=max_model_len))
     data = json.loads(json.dumps(plan.to_dict()))
     assert data["model"]["num_params"] > 0 and data["memory"]["per_gpu"]["weights_gib"] > 0
     assert data["serve"]["argv"][0] == model_id

@@ -164,3 +164,16 @@ def test_the_text_plan_shows_the_json_plan_s_figures_for_each_kind_of_load():
     best = search["pareto"][0]
     assert lines[start + 2 + len(search["reasons"])].split()[:2] == [f"{best['output_tokens_per_s_per_gpu']:.1f}",
                                                                     "per"]
+
+
+def test_the_default_request_is_shortened_to_fit_a_short_context_and_said_so():
+    """GPT-2 holds 1,024 positions, fewer than vLLM bench's default 1,024 + 128-token request: the plan prices
+    896 + 128 and says so; lengths the user gives are never changed."""
+    r = invoke("plan", "--model", "openai-community/gpt2", "--gpu", "T4", "--json")
+    assert r.exit_code == 0, r.output
+    warnings = json.loads(r.output)["warnings"]
+    assert ("the default request of 1024 + 128 tokens is longer than --max-model-len 1024: speed is for 896 + 128 "
+            "(give --input-len and --output-len for others)") in warnings
+    r = invoke("plan", "--model", "openai-community/gpt2", "--gpu", "T4", "--input-len", "1000")
+    assert r.exit_code == 1 and r.output.startswith("Error: a request of 1000 + 128 tokens is longer than "
+                                                    "--max-model-len 1024")

@@ -30,6 +30,7 @@ CASES = [
     # Gemma 1: 16 KV heads of 256; OPT: 12 heads of 64, no rotary table; OPT's variant with a narrower embedding
     dict(model="google/gemma-7b-it", gpu="A10G"),
     dict(model="facebook/opt-125m", gpu="T4"),
+    dict(model="openai-community/gpt2-xl", gpu="T4", tensor_parallel_size=5),
     # LLaVA-1.5 (Llama-2 under CLIP, the tower holds no KV cache); LLaVA's defaults: a windowed Mistral
     dict(model="llava-hf/llava-1.5-7b-hf", gpu="L4"),
     dict(model="llava-hf/llava-v1.6-mistral-7b-hf", gpu="L40S", tensor_parallel_size=2),

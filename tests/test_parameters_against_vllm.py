@@ -122,7 +122,7 @@ def test_each_layers_window_is_the_one_vllm_builds_it_with(compared, name):
     arch, answer = compared[name]
     theirs = {}
     for layer_name, window in answer["windows"].items():
-        index = re.search(r"layers\.(\d+)\.", layer_name)
+        index = re.search(r"(?:layers|\.h)\.(\d+)\.", layer_name)  # GPT-2's blocks are transformer.h.N
         assert index, layer_name
         theirs[int(index.group(1))] = window
     ours = {i: a.window if a.kind == "sliding" else None for i, a in enumerate(arch.attention[:arch.num_layers])

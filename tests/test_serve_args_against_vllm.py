@@ -37,6 +37,7 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
           ("moonshotai/Kimi-K2-Thinking", dict(gpu="H200", tensor_parallel_size=8, decode_context_parallel_size=8)),
           ("THUDM/glm-4-9b-chat", dict(gpu="A10G", max_model_len=32768, kv_cache_dtype="fp8")),
           ("facebook/opt-125m", dict(gpu="T4")),
+          ("openai-community/gpt2", dict(gpu="T4")),
           ("llava-hf/llava-1.5-7b-hf", dict(gpu="L4")),
           ("llava-hf/llava-v1.6-mistral-7b-hf", dict(gpu="A10G", max_model_len=16384)),
           ("llava-hf/llava-onevision-qwen2-7b-ov-hf", dict(gpu="L4", max_model_len=32768)),

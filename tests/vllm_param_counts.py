@@ -168,8 +168,8 @@ def parameters(directory: str, engine_args: dict, draft: str | None = None) -> d
         # the CPU backend turns prefix caching off for MLA after the hybrid config has sized Mamba blocks for it,
         # which vLLM's config check then refuses; without prefix caching from the start the two agree
         engine_args = dict(engine_args, enable_prefix_caching=False)
-    # 4096 tokens, or fewer where the model holds fewer positions (OPT's learned table: 2048)
-    max_model_len = min(4096, hf_config.get("max_position_embeddings") or 4096)
+    # 4096 tokens, or fewer where the model holds fewer positions (the learned tables of OPT: 2048; GPT-2: 1024)
+    max_model_len = min(4096, hf_config.get("max_position_embeddings") or hf_config.get("n_positions") or 4096)
     args = EngineArgs(model=directory, skip_tokenizer_init=True, max_model_len=max_model_len, enforce_eager=True,
                       max_num_seqs=4, **engine_args)
     config = args.create_engine_config()
