@@ -13,6 +13,28 @@ from estimator.inventory import Config, Inventory, tied_embeddings
 POSITION_OFFSET = 2
 
 
+# a block's projections (q, k, v, attention output, MLP in, MLP out) and LayerNorms, by the model's names
+OPT_NAMES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2")
+OPT_NORMS = ("self_attn_layer_norm", "final_layer_norm")
+GPT2_NAMES = ("attn.c_attn.q", "attn.c_attn.k", "attn.c_attn.v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+GPT2_NORMS = ("ln_1", "ln_2")
+
+
+def _block(inv: Inventory, i: int, hidden: int, mlp: int, bias: bool, names: tuple[str, ...],
+           norms: tuple[str, ...]) -> None:
+    """Decoder layer i (the inventory's one naming of layers, model.layers.i): multi-head attention as wide as the
+    model, a plain MLP ``mlp`` wide, every projection biased where ``bias`` says, LayerNorms with biases."""
+    q, k, v, out, up, down = names
+    p = f"model.layers.{i}"
+    for name, shard in ((q, "col"), (k, "kv"), (v, "kv")):
+        inv.linear(f"{p}.{name}", hidden, hidden, shard, i, bias=bias)
+    inv.linear(f"{p}.{out}", hidden, hidden, "row", i, bias=bias)
+    inv.linear(f"{p}.{up}", hidden, mlp, "col", i, bias=bias)
+    inv.linear(f"{p}.{down}", mlp, hidden, "row", i, bias=bias)
+    for name in norms:
+        inv.norm(f"{p}.{name}", hidden, i, with_bias=True)
+
+
 def opt(c: Config, inv: Inventory, family: str):
     """Every tensor OPTForCausalLM builds. OPTDecoder builds its embeddings, position table, projections and final
     LayerNorm on every pipeline stage (not only the first or last), and ParallelLMHead likewise. The final
@@ -28,16 +50,7 @@ def opt(c: Config, inv: Inventory, family: str):
     affine = c.get("layer_norm_elementwise_affine", True) is not False
     norm_before = c.get("do_layer_norm_before", True) is not False
     for i in range(n):
-        p = f"model.layers.{i}"  # (the inventory's one naming of layers; vLLM: model.decoder.layers)
-        inv.linear(f"{p}.self_attn.q_proj", hidden, hidden, "col", i, bias=bias)
-        inv.linear(f"{p}.self_attn.k_proj", hidden, hidden, "kv", i, bias=bias)
-        inv.linear(f"{p}.self_attn.v_proj", hidden, hidden, "kv", i, bias=bias)
-        inv.linear(f"{p}.self_attn.out_proj", hidden, hidden, "row", i, bias=bias)
-        inv.linear(f"{p}.fc1", hidden, ffn, "col", i, bias=bias)
-        inv.linear(f"{p}.fc2", ffn, hidden, "row", i, bias=bias)
-        if affine:
-            inv.norm(f"{p}.self_attn_layer_norm", hidden, i, with_bias=True)
-            inv.norm(f"{p}.final_layer_norm", hidden, i, with_bias=True)
+        _block(inv, i, hidden, ffn, bias, OPT_NAMES, OPT_NORMS if affine else ())
     inv.add("model.embed_tokens", vocab, word, "vocab", "embedding", place="every")
     inv.add("model.decoder.embed_positions", c.int("max_position_embeddings") + POSITION_OFFSET, hidden, "rep",
             "embedding", place="every")
@@ -76,18 +89,10 @@ def gpt2(c: Config, inv: Inventory, family: str):
                            "head size is n_embd / n_head, so it must divide (fix the config.json)")
     vocab = c.int("vocab_size")
     for i in range(n):
-        p = f"model.layers.{i}"
-        inv.linear(f"{p}.attn.c_attn.q", hidden, hidden, "col", i, bias=True)
-        inv.linear(f"{p}.attn.c_attn.k", hidden, hidden, "kv", i, bias=True)
-        inv.linear(f"{p}.attn.c_attn.v", hidden, hidden, "kv", i, bias=True)
-        inv.linear(f"{p}.attn.c_proj", hidden, hidden, "row", i, bias=True)
-        inv.linear(f"{p}.mlp.c_fc", hidden, inner, "col", i, bias=True)
-        inv.linear(f"{p}.mlp.c_proj", inner, hidden, "row", i, bias=True)
-        inv.norm(f"{p}.ln_1", hidden, i, with_bias=True)
-        inv.norm(f"{p}.ln_2", hidden, i, with_bias=True)
+        _block(inv, i, hidden, inner, True, GPT2_NAMES, GPT2_NORMS)
     inv.add("model.embed_tokens", vocab, hidden, "vocab", "embedding", place="every")
     inv.add("model.wpe", c.int("max_position_embeddings"), hidden, "rep", "embedding", place="every")
     inv.norm("model.ln_f", hidden, place="every", with_bias=True)
     if not tied_embeddings(c.raw, family):
-        inv.add("lm_head", vocab, hidden, "vocab", "embedding", place="last")
+        inv.add("lm_head", vocab, hidden, "vocab", "embedding", place="every")  # built on every stage too
     return gqa_layers(c, ["full"] * n), dict(mlp_width=inner)
