@@ -297,6 +297,11 @@ def decoder_families() -> dict[str, str]:
             if build is decoder and uses_text is False and family != "chatglm" and arch not in TRANSFORMERS_BACKEND}
 
 
+# Architectures whose config.json vLLM reads only through the checkpoint's own code (auto_map: vLLM 0.32 ships no
+# config class for them), so `vllm serve` needs --trust-remote-code: InternLM2's and InternVL's
+REMOTE_CODE = frozenset({"InternLM2ForCausalLM", "InternVLChatModel"})
+
+
 # Architectures vLLM 0.32 serves through its Transformers modeling backend (model_executor/models/registry.py
 # maps them to TransformersForCausalLM): transformers' own modules around vLLM's attention and linear layers, so
 # their rotary embeddings are transformers' (an inv_freq vector; cos and sin computed each step), not a cos/sin

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from estimator.errors import PlannerError
 from estimator.paths import write_atomically
-from estimator.plan import Plan, serve_argv
+from estimator.plan import Plan
 from estimator.profile import profile_dict, profile_value
 from estimator.serve_config import VLLM_REFERENCE_VERSION
 
@@ -131,7 +131,7 @@ def bench_argv(plan: Plan) -> list[str]:
     if w.saturated:
         # one engine: vllm bench throughput measures a single replica's share
         return ["vllm", "bench", "throughput", "--model", plan.source.id,
-                *serve_argv(plan.source.id, plan.config)[1:],
+                *plan.serve_argv[1:],
                 "--dataset-name", "random", "--input-len", str(w.input_len), "--output-len", str(w.output_len),
                 "--num-prompts", "1000", "--output-json", "bench-throughput.json"]
     argv = ["vllm", "bench", "serve", "--backend", "vllm", "--model", plan.source.id, "--host", "127.0.0.1",

@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 
 from estimator import architecture, gpus, model_source
-from estimator.architecture import ModelArch
+from estimator.architecture import REMOTE_CODE, ModelArch
 from estimator.coefficients import Coefficients, choose
 from estimator.eplb import eplb_json, eplb_settings
 from estimator.errors import PlannerError
@@ -149,7 +149,7 @@ class Plan:
 
     @property
     def serve_argv(self) -> list[str]:
-        return serve_argv(self.source.id, self.config)
+        return serve_argv(self.source.id, self.config, self.arch.architecture in REMOTE_CODE)
 
     @property
     def replicas(self) -> int:
@@ -227,8 +227,9 @@ def performance_dict(p: Prediction | None, workload: Workload, coefficients: Coe
     return out
 
 
-def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
-    """`vllm serve` arguments, vLLM spellings, leaving out what equals vLLM's default."""
+def serve_argv(model_id: str, c: ServeConfig, remote_code: bool = False) -> list[str]:
+    """`vllm serve` arguments, vLLM spellings, leaving out what equals vLLM's default; --trust-remote-code where the
+    checkpoint's config is remote code vLLM must run to read it (``remote_code``: architecture.REMOTE_CODE)."""
     argv = [model_id]
 
     def add(flag: str, value) -> None:
@@ -256,6 +257,8 @@ def serve_argv(model_id: str, c: ServeConfig) -> list[str]:
         argv.append("--enforce-eager")
     if "runner" in c.explicit:
         add("runner", c.runner)
+    if remote_code:
+        argv.append("--trust-remote-code")
     return argv + _multimodal_argv(c)
 
 

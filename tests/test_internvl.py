@@ -79,3 +79,13 @@ def test_an_internvl_the_planner_cannot_model_is_refused_by_name(change, message
                                        **change["vision_config"])
     with pytest.raises(PlannerError, match=message):
         architecture.from_config(config, "bad/internvl")
+
+
+def test_the_serve_command_trusts_the_remote_code_internvl_configs_need():
+    """vLLM reads InternVL's and InternLM2's config.json through the checkpoint's own code: without
+    --trust-remote-code `vllm serve` stops before loading anything. Other models get no such flag."""
+    from estimator.plan import PlanRequest, make_plan
+
+    for model in ("OpenGVLab/InternVL3-8B", "internlm/internlm2_5-7b-chat"):
+        assert make_plan(PlanRequest(model=model, gpu="L40S")).serve_argv[-1] == "--trust-remote-code"
+    assert "--trust-remote-code" not in make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="L40S")).serve_argv
