@@ -384,14 +384,15 @@ def mamba1(inv: Inventory, i: int, hidden: int, c: Config, prefix: str) -> Atten
     rank = -(-hidden // 16) if rank == "auto" else c.int("mamba_dt_rank")  # JambaConfig: ceil(hidden / 16)
     proj_bias, conv_bias = c.flag("mamba_proj_bias"), c.get("mamba_conv_bias", True) is not False
     p = f"model.layers.{i}.{prefix}"
-    inv.linear(f"{p}.in_proj", hidden, 2 * inner, "col", i, bias=proj_bias)
+    # MambaMixer builds its linears without the quant_config: a quantized checkpoint keeps them in the model dtype
+    inv.linear(f"{p}.in_proj", hidden, 2 * inner, "col", i, bias=proj_bias, kind="unquantized")
     inv.add(f"{p}.conv1d", inner, kernel + (1 if conv_bias else 0), "col", "norm", i)
-    inv.linear(f"{p}.x_proj", inner, rank + 2 * state, "row", i)
-    inv.linear(f"{p}.dt_proj", rank, inner, "col", i, bias=True)
+    inv.linear(f"{p}.x_proj", inner, rank + 2 * state, "row", i, kind="unquantized")
+    inv.linear(f"{p}.dt_proj", rank, inner, "col", i, bias=True, kind="unquantized")
     inv.add(f"{p}.A", inner, state, "col", "norm", i, fixed_bytes=FP32_BYTES)
     inv.add(f"{p}.D", inner, 1, "col", "norm", i)
     inv.add(f"{p}.dt_layernorm+b_layernorm+c_layernorm", rank + 2 * state, 1, "rep", "norm", i)
-    inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=proj_bias)
+    inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=proj_bias, kind="unquantized")
     # (mamba1_state_shape takes no draft tokens: the window is not widened for speculative decoding)
     return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (inner, state, 0)))
 

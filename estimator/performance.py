@@ -146,7 +146,8 @@ def weight_split(arch: ModelArch, tp: int, pp: int, dtype_bytes: int, quant: Qua
             dense += nbytes
         if t.name == "lm_head" or (t.name == "model.embed_tokens" and arch.tie_word_embeddings):
             head = 2 * t.numel * share if last else 0.0  # the LM head runs on the last stage only
-        elif t.kind in ("linear", "expert", "router"):  # matmuls; norms and biases are not
+        # matmuls, quantized or not (Jamba's Mamba projections, which vLLM never quantizes); norms and biases are not
+        elif t.kind in ("linear", "expert", "router", "unquantized"):
             flops += 2 * t.active_numel * share
             active += t.active_numel * share
     return dense, expert, flops, head, active + head / 2

@@ -301,3 +301,20 @@ def test_jambas_mamba_state_is_the_one_vllm_sizes(vllm_py):
         assert [list(s) for s in mine.state_shapes(case["tp"])] == answer["shapes"]
         assert mine.state_dtypes(2) == answer["dtype_bytes"] == [2, 2]
     assert a.state_layers[0].state_bytes(2) == (8192 * 3 + 8192 * 16) * 2
+
+
+def test_jambas_mamba_projections_stay_unquantized_and_count_as_matmuls():
+    """vLLM's MambaMixer builds its four projections without the quant_config, so an FP8 Jamba keeps them in the
+    model dtype; the speed model still counts them as the matmuls they are."""
+    from estimator.memory import tensor_bytes
+    from estimator.performance import weight_split
+    from estimator.quantization import from_config as scheme
+
+    a = from_config(json.loads((JAMBA / "config.json").read_text()), "jamba")
+    mamba = [t for t in a.tensors if t.layer == 0 and t.name.split(".")[-1] in ("in_proj", "x_proj", "dt_proj",
+                                                                                  "out_proj")]
+    assert len(mamba) == 4 and {t.kind for t in mamba} == {"unquantized"}
+    fp8 = scheme({"quant_method": "fp8", "activation_scheme": "dynamic"})
+    assert all(tensor_bytes(t, 2, fp8) == t.numel * 2 for t in mamba)
+    matmuls = [t for t in a.tensors if t.kind in ("linear", "expert", "router", "unquantized")]
+    assert weight_split(a, 1, 1, 2, None)[2] == 2 * sum(t.active_numel for t in matmuls)
