@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 
-from estimator.decoders import DECODERS, decoder
+from estimator.decoders import decoder
 from estimator.errors import PlannerError
 from estimator.inventory import Config, Inventory, VisionItem, VisionProfile, text_config
-from estimator.vision import vision_encoder
+from estimator.vision import built_layers, vision_encoder
 
 # transformers 5.19's defaults for the keys the planner reads, by the sub-config's model_type (LlamaConfig,
 # MistralConfig, Qwen2Config; CLIPVisionConfig, SiglipVisionConfig)
@@ -25,7 +25,8 @@ TEXT_DEFAULTS = {
 }
 # the language model vLLM builds for a text_config of each model_type that names no architectures
 TEXT_ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-TEXT_FAMILIES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}
+# ... and, the other way, each of those architectures' decoder family (named as its model_type)
+TEXT_FAMILIES = {arch: kind for kind, arch in TEXT_ARCHITECTURES.items()}
 VISION_DEFAULTS = {
     "clip_vision_model": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                               image_size=224, patch_size=32, num_channels=3),
@@ -75,16 +76,6 @@ def llava_config(raw: dict, model_id: str) -> tuple[dict, str]:
     return config, TEXT_FAMILIES[archs[0]]
 
 
-def built_layers(c: Config, layers: int) -> int:
-    """The tower's layers vLLM builds: up to the deepest vision_feature_layer (llava.py _get_num_hidden_layers)."""
-    feature = c.get("vision_feature_layer")
-    deepest = max(feature) if isinstance(feature, list) and feature else feature
-    if not isinstance(deepest, int) or isinstance(deepest, bool) or not -layers <= deepest <= layers:
-        raise PlannerError(f"config.json of {c.model_id} has vision_feature_layer={feature!r}; expected layer indices "
-                           f"within its tower's {layers} layers (fix the config.json)")
-    return deepest + layers + 1 if deepest < 0 else deepest
-
-
 def llava(c: Config, inv: Inventory, family: str):
     """LlavaForConditionalGeneration over a CLIP or SigLIP tower (clip.py, siglip.py): the tower without its post
     norm (llava.py builds it with require_post_norm=False) nor SigLIP's pooling head, CLIP with its class token and
@@ -106,8 +97,6 @@ def llava_onevision(c: Config, inv: Inventory, family: str):
 
 
 def _llava(c: Config, inv: Inventory, family: str, anyres: bool, onevision: bool = False):
-    if family not in DECODERS:
-        raise PlannerError(f"{c.model_id}: LLaVA's language model family {family} is not a decoder the planner has")
     text = Config(text_config(c), c.model_id)
     attn, extra = decoder(text, inv, family)
     v = Config(c.get("vision_config"), c.model_id)

@@ -83,7 +83,7 @@ def gpt2(c: Config, inv: Inventory, family: str):
     embeddings, position table and final LayerNorm on every pipeline stage. The LM head is tied to the embeddings
     (GPT2Config's default)."""
     n, hidden, heads = c.int("num_hidden_layers"), c.int("hidden_size"), c.int("num_attention_heads")
-    inner = c.int("n_inner", 4 * hidden) if c.get("n_inner") is not None else 4 * hidden
+    inner = c.int("n_inner") if c.get("n_inner") is not None else 4 * hidden  # (null in gpt2's config.json)
     if hidden % heads:
         raise PlannerError(f"config.json of {c.model_id} has n_embd={hidden} for {heads} attention heads; GPT-2's "
                            "head size is n_embd / n_head, so it must divide (fix the config.json)")

@@ -104,8 +104,9 @@ def rope_tables(text: dict, family: str, head_size: int, model_id: str,
     (Gemma 4's global layers)."""
     if family in ("nemotron_h", "kimi_linear", "opt", "gpt2", "jamba") or (family == "granitemoehybrid"
                                                    and text.get("position_embedding_type") != "rope"):
-        # no positional encoding in the attention layers (OPT's and GPT-2's positions are learned tables; Jamba has none; Kimi-Linear's MLA builds no rotary embedding: its
-        # MultiHeadLatentAttention's use_rope is left false, kimi_k3/nvidia/mla.py)
+        # no rotary encoding in the attention layers: OPT's and GPT-2's positions are learned tables, Jamba has none,
+        # and Kimi-Linear's MLA builds no rotary embedding (its MultiHeadLatentAttention's use_rope is left false,
+        # kimi_k3/nvidia/mla.py)
         return ()
     max_position = int(text.get("max_position_embeddings") or 8192)
     if family in MODEL_MAX_LENGTH_FIRST and isinstance(text.get("model_max_length"), int) \

@@ -47,6 +47,17 @@ def vision_encoder(inv: Inventory, v: Config, prefix: str, class_token: bool, co
     return hidden
 
 
+def built_layers(c: Config, layers: int, default: int | None = None) -> int:
+    """The tower layers vLLM builds: up to the deepest vision_feature_layer (vLLM's get_layer_index, as llava.py's
+    _get_num_hidden_layers and mistral3.py use it); ``default`` where config.json leaves the key out."""
+    feature = c.get("vision_feature_layer", default)
+    deepest = max(feature) if isinstance(feature, list) and feature else feature
+    if not isinstance(deepest, int) or isinstance(deepest, bool) or not -layers <= deepest <= layers:
+        raise PlannerError(f"config.json of {c.model_id} has vision_feature_layer={feature!r}; expected an integer or a "
+                           f"list of integers, layer indices within its tower's {layers} layers (fix the config.json)")
+    return deepest + layers + 1 if deepest < 0 else deepest
+
+
 def text_and_vision(c: Config, inv: Inventory, text_builder, family: str, tower: str, class_token: bool,
                      conv_bias: bool, patch_shard: str):
     """A multimodal checkpoint's language model (from text_config) and its ViT tower (from vision_config)."""
@@ -321,12 +332,7 @@ def mistral3(c: Config, inv: Inventory, family: str):
     v = Config(c.get("vision_config") or {}, c.model_id)
     h, inter, layers = v.int("hidden_size"), v.int("intermediate_size"), v.int("num_hidden_layers")
     patch, chans = v.int("patch_size"), v.int("num_channels", 3)
-    feature = c.get("vision_feature_layer", -1)
-    deepest = max(feature) if isinstance(feature, list) and feature else feature
-    if not isinstance(deepest, int) or isinstance(deepest, bool):
-        raise PlannerError(f"config.json of {c.model_id} has vision_feature_layer={feature!r}; expected an integer "
-                           "or a list of integers (fix the config.json)")
-    built = deepest + layers + 1 if deepest < 0 else deepest  # vLLM's get_layer_index
+    built = built_layers(c, layers, default=-1)
     p = "vision_tower"
     inv.add(f"{p}.patch_conv", h, chans * patch * patch, "rep", "vision", place="first")
     inv.add(f"{p}.ln_pre", h, 1, "rep", "vision", place="first")

@@ -759,7 +759,8 @@ def test_llava_fills_in_the_sizes_its_config_classes_default_to():
 @pytest.mark.parametrize("change,message", [
     ({"vision_config": {"model_type": "pixtral"}}, "has a pixtral vision tower; the planner models LLaVA with CLIP"),
     ({"text_config": {"model_type": "gemma"}}, "puts a gemma language model"),
-    ({"vision_feature_layer": -30}, "vision_feature_layer=-30; expected layer indices within its tower's 24 layers"),
+    ({"vision_feature_layer": -30},
+     "vision_feature_layer=-30; expected an integer or a list of integers, layer indices within its tower's 24 layers"),
     ({"vision_feature_select_strategy": "cls"}, "vision_feature_select_strategy='cls'"),
 ])
 def test_a_llava_the_planner_cannot_model_is_refused_by_name(change, message):
@@ -774,6 +775,6 @@ def test_gpt2_is_opts_kind_under_its_own_key_names():
     gpt2 = arch("openai-community/gpt2")
     assert (gpt2.hidden_size, gpt2.num_layers, gpt2.num_heads, gpt2.derived_max_model_len) == (768, 12, 12, 1024)
     assert gpt2.rope_tables == () and gpt2.tie_word_embeddings and gpt2.intermediate_size == 3072
-    wide = architecture.from_config(dict(catalog_configs()["openai-community/gpt2"], n_inner=1000), "gpt2-narrow")
-    assert wide.intermediate_size == 1000 and wide.num_params == gpt2.num_params - 12 * 2 * (3072 - 1000) * 768 \
+    narrow = architecture.from_config(dict(catalog_configs()["openai-community/gpt2"], n_inner=1000), "gpt2-narrow")
+    assert narrow.intermediate_size == 1000 and narrow.num_params == gpt2.num_params - 12 * 2 * (3072 - 1000) * 768 \
         - 12 * (3072 - 1000)
