@@ -67,7 +67,7 @@ def test_num_gpus_alone_means_tensor_parallel_over_all_of_them():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--gpu", "H300"], "Error: unknown GPU 'H300': closest known: H200, GH200, H800; use one of the names in "
+    (["--gpu", "H300"], "Error: unknown GPU 'H300': closest known: H200, H800, B300; use one of the names in "
                         "`estimator gpus`, or --gpu-memory-gib for a custom device"),
     (["--tensor-parallel-size", "3"], "Error: --tensor-parallel-size 3 does not divide the 32 attention heads of this "
                                       "model; use a divisor of 32"),

@@ -48,9 +48,28 @@ def test_catalog_covers_the_required_accelerators():
     ("AMD Radeon RX 7900 XT", "RX-7900-XT"),
     ("AMD Radeon RX 7900 XTX", "RX-7900-XTX"),
     ("AMD Radeon AI PRO R9700", "AI-PRO-R9700"),
+    # Blackwell Ultra, CDNA 4, Jetson and the older workstation and 8 GB parts people still serve on
+    ("NVIDIA B300 SXM6 AC", "B300"),
+    ("NVIDIA GB300", "GB300"),
+    ("AMD Instinct MI350X", "MI350X"),
+    ("NVIDIA RTX PRO 5000 Blackwell", "RTX-PRO-5000"),
+    ("NVIDIA Thor", "Jetson-AGX-Thor"),
+    ("Quadro RTX 8000", "Quadro-RTX-8000"),
+    ("Tesla V100S-PCIE-32GB", "V100S-PCIE-32GB"),
+    ("NVIDIA GeForce RTX 4060", "RTX-4060"),
+    ("NVIDIA GeForce RTX 3060 Ti", "RTX-3060-Ti"),
+    ("AMD Radeon RX 9070", "RX-9070"),
+    ("AMD Radeon PRO W7800", "Radeon-PRO-W7800"),
 ])
 def test_names_match_case_insensitively_including_nvidia_smi_names(name, expected):
     assert gpus.lookup(name).name == expected
+
+
+def test_a_memory_size_picks_between_parts_that_share_nvidia_smis_name():
+    assert gpus.resolve_written("RTX 4060 Ti 8GB").name == "RTX-4060-Ti-8GB"
+    assert gpus.resolve_written("RTX 4060 Ti 16GB").name == "RTX-4060-Ti-16GB"
+    assert gpus.resolve_written("RTX 5060 Ti 8GB").name == "RTX-5060-Ti-8GB"
+    assert gpus.resolve_written("B300 288GB").memory_gib > gpus.lookup("B200").memory_gib
 
 
 def test_h20_is_not_an_h200():
@@ -60,7 +79,7 @@ def test_h20_is_not_an_h200():
 def test_unknown_name_lists_the_closest_known():
     with pytest.raises(PlannerError) as err:
         gpus.lookup("H300")
-    assert str(err.value) == ("unknown GPU 'H300': closest known: H200, GH200, H800; use one of the names in "
+    assert str(err.value) == ("unknown GPU 'H300': closest known: H200, H800, B300; use one of the names in "
                               "`estimator gpus`, or --gpu-memory-gib for a custom device")
 
 
