@@ -121,7 +121,16 @@ PUBLISHED_ROUNDED = {
 # gives, without the multi-token-prediction layer vLLM loads only for speculative decoding. Each is the name's size
 # as a name rounds it: within half a billion or half a percent.
 RECONSTRUCTED_NAMES = {"Qwen/Qwen3.5-9B": 9e9, "Qwen/Qwen3.5-27B": 27e9, "Qwen/Qwen3.5-35B-A3B": 35e9,
-                       "Qwen/Qwen3.5-122B-A10B": 122e9, "Qwen/Qwen3.5-397B-A17B": 397e9}
+                       "Qwen/Qwen3.5-122B-A10B": 122e9, "Qwen/Qwen3.5-397B-A17B": 397e9, "Qwen/Qwen3.6-27B": 27e9}
+
+
+def test_qwen36_has_the_layout_vllms_kernels_name_for_it():
+    """vLLM 0.32's UltraQuant decode kernel: Qwen3.6 is a head_dim-256 hybrid whose full-attention layers group 6
+    query heads per KV head; the reconstruction is Qwen3.5-27B's, tensor for tensor."""
+    a, c = arch("Qwen/Qwen3.6-27B"), arch("Qwen/Qwen3.5-27B")
+    assert a.head_dim == 256 and a.num_heads // a.num_kv_heads == 6
+    assert [(t.name, t.numel) for t in a.tensors] == [(t.name, t.numel) for t in c.tensors]
+    assert arch("Qwen/Qwen3.6-27B-FP8").quant == arch("Qwen/Qwen3.5-27B-FP8").quant is not None
 
 
 def test_kimi_k25_is_kimi_k2_under_the_cards_400m_moonvit():
@@ -134,6 +143,10 @@ def test_kimi_k25_is_kimi_k2_under_the_cards_400m_moonvit():
     tower = sum(t.numel for t in k25.tensors if t.kind == "vision" and not t.name.startswith("mm_projector"))
     assert tower == 416_866_032 and abs(tower / 400e6 - 1) < 0.05
     assert abs(k25.num_params / 1e12 - 1) < 0.03 and k25.multimodal and k25.tower_modalities == ("vision_chunk",)
+    # transformers documents Kimi_K25Config as Kimi-K2.6: the same network
+    k26 = arch("moonshotai/Kimi-K2.6")
+    assert k26.architecture == k25.architecture and k26.quant == k25.quant
+    assert [(t.name, t.numel) for t in k26.tensors] == [(t.name, t.numel) for t in k25.tensors]
 
 
 @pytest.mark.parametrize("model_id", RECONSTRUCTED_NAMES)
