@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from estimator import quantization
-from estimator.decoders import chatglm_config, decoder, deepseek, gpt_oss, mimo_v2
+from estimator.decoders import chatglm_config, decoder, deepseek, gpt_oss, hunyuan_moe_config, mimo_v2
 from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
@@ -260,6 +260,7 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "SmolLM3ForCausalLM": ("smollm3", decoder, False),
     "SeedOssForCausalLM": ("seed_oss", decoder, False),
     "HunYuanDenseV1ForCausalLM": ("hunyuan_v1_dense", decoder, False),
+    "HunYuanMoEV1ForCausalLM": ("hunyuan_v1_moe", decoder, False),  # Hunyuan-A13B
     "OlmoeForCausalLM": ("olmoe", decoder, False),
     "Ernie4_5ForCausalLM": ("ernie4_5", decoder, False),
     "Exaone4ForCausalLM": ("exaone4", decoder, False),
@@ -307,7 +308,7 @@ REMOTE_CODE = frozenset({"InternLM2ForCausalLM", "InternVLChatModel"})
 # their rotary embeddings are transformers' (an inv_freq vector; cos and sin computed each step), not a cos/sin
 # table of vLLM's. The tests check the set against vLLM's registry.
 TRANSFORMERS_BACKEND = frozenset({"Olmo2ForCausalLM", "Olmo3ForCausalLM", "SmolLM3ForCausalLM", "SeedOssForCausalLM",
-                                  "HunYuanDenseV1ForCausalLM"})
+                                  "HunYuanDenseV1ForCausalLM", "HunYuanMoEV1ForCausalLM"})
 
 
 # Architectures vLLM served once and has since removed, with the last version that served each (vLLM 0.32's
@@ -448,6 +449,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     into a ModelArch, or raise PlannerError naming what is wrong."""
     if not isinstance(raw, dict):
         raise PlannerError(f"config.json of {model_id} is not a JSON object (fix the config.json)")
+    if raw.get("architectures") == ["HunYuanMoEV1ForCausalLM"]:  # per-layer lists of experts and top-k, first
+        raw = hunyuan_moe_config(raw, model_id)
     check_kinds(raw, model_id)
     archs = raw.get("architectures")
     if not archs or not isinstance(archs, list) or not isinstance(archs[0], str):

@@ -10,6 +10,7 @@ from estimator.inventory import (
     ABSORBED_MLA,
     DTYPE_BYTES,
     FP32_BYTES,
+    VLLM_REFERENCE_VERSION,
     AttentionLayer,
     Config,
     Inventory,
@@ -79,7 +80,8 @@ class Experts:
     router_bias_key: str | None = None  # ... or when this config key says so (MiniMax-M2: use_routing_bias)
     router_fp32: bool = False  # the router's weights in float32 (a GateLinear built with params_dtype float32)
     shared: str = "none"  # none | sized: one shared expert of shared_expert_intermediate_size with a one-wide
-    #                       gate (Qwen2-MoE) | count: shared_count experts of the routed width (GLM-4.5)
+    #                       gate (Qwen2-MoE) | count: shared_count experts of the routed width (GLM-4.5) | mlp: one
+    #                       ungated shared MLP of the routed width named shared_mlp (Hunyuan's MoE)
     shared_count: str = "n_shared_experts"  # shared="count": the config key of their number
     dense: str = "none"  # which layers keep a dense MLP: none | sparse_step (mlp_only_layers and
     #                      decoder_sparse_step, Qwen) | first_k (first_k_dense_replace, GLM-4.5) | span (ERNIE
@@ -196,6 +198,12 @@ DECODERS: dict[str, Decoder] = {
     "smollm3": Decoder(),
     "seed_oss": Decoder(o_bias_key="attention_out_bias"),
     "hunyuan_v1_dense": Decoder(qk_norm="head"),
+    # Hunyuan's MoE (Hunyuan-A13B) as transformers 5.19 builds it: the dense model's attention, then on every layer
+    # experts of intermediate_size beside one shared MLP of the same width, routed by a float32 gate.wg (an
+    # nn.Linear built with dtype=torch.float32, which vLLM's backend keeps: it replaces only the experts)
+    "hunyuan_v1_moe": Decoder(qk_norm="head", experts=Experts("num_experts", width="intermediate_size",
+                                                              topk="moe_topk", router="gate.wg", router_fp32=True,
+                                                              shared="mlp")),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
                         experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k",
                                         renormalize="config", renormalize_default=True, router_fp32=True)),
@@ -228,6 +236,8 @@ def moe_block(c: Config, inv: Inventory, e: Experts, i: int, hidden: int) -> Non
         inv.add(f"{prefix}.shared_expert_gate", 1, hidden, "rep", "router", i)
     elif e.shared == "count" and c.int(e.shared_count, 0, minimum=0):
         gated_mlp(inv, f"{prefix}.shared_experts", hidden, width * c.int(e.shared_count), i)
+    elif e.shared == "mlp":
+        gated_mlp(inv, f"{prefix}.shared_mlp", hidden, width, i)
 
 
 def decoder(c: Config, inv: Inventory, family: str):
@@ -270,6 +280,30 @@ def decoder(c: Config, inv: Inventory, family: str):
         extra = dict(num_experts=c.int(d.experts.count), experts_per_token=c.int(d.experts.topk),
                      moe_intermediate_size=c.int(d.experts.width), moe_routing=d.experts.routing(c))
     return gqa_layers(c, layer_windows(c, n, d.windows, d.pattern_default), d.window_extra), extra
+
+
+def hunyuan_moe_config(raw: dict, model_id: str) -> dict:
+    """Hunyuan MoE's config.json in the keys the decoder reads: HunYuanMoEV1Config lets num_experts and moe_topk be
+    one number or a list with one per layer (Hunyuan-A13B ships lists); a list must hold one value, as the planner
+    sizes every layer's experts alike. The keys of Tencent's own code that transformers' model ignores (experts of
+    moe_intermediate_size, num_shared_expert shared MLPs, cross-layer attention) must describe what it builds
+    instead: one shared MLP, experts of intermediate_size, every layer's own KV; else vLLM's Transformers backend
+    could not load the checkpoint, and the plan is refused."""
+    out = dict(raw)
+    for key in ("num_experts", "moe_topk", "moe_intermediate_size", "num_shared_expert"):
+        value = raw.get(key)
+        if isinstance(value, list):
+            if not value or len(set(map(repr, value))) != 1:
+                raise PlannerError(f"config.json of {model_id} has {key}={value!r}; the planner sizes Hunyuan's "
+                                   "MoE with one value for every layer (fix the config.json or choose another model)")
+            out[key] = value[0]
+    built = {"moe_intermediate_size": out.get("intermediate_size"), "num_shared_expert": 1, "use_cla": False}
+    for key, value in built.items():
+        if key in out and out[key] != value:
+            raise PlannerError(f"config.json of {model_id} has {key}={raw[key]!r}, but transformers' HunYuanMoEV1 "
+                               f"model, which vLLM {VLLM_REFERENCE_VERSION} serves it with, builds {key}={value!r}; the planner "
+                               "cannot size this checkpoint (choose another model)")
+    return out
 
 
 # ChatGLM's rope (chatglm.py GLMAttention): a base of 10,000 x rope_ratio, half of each head rotating

@@ -149,6 +149,29 @@ def test_kimi_k25_is_kimi_k2_under_the_cards_400m_moonvit():
     assert [(t.name, t.numel) for t in k26.tensors] == [(t.name, t.numel) for t in k25.tensors]
 
 
+HUNYUAN_MOE = Path(__file__).parent / "fixtures" / "models" / "hunyuan-moe" / "config.json"
+
+
+def test_hunyuan_moe_reads_tencents_per_layer_lists_and_refuses_what_transformers_would_not_build():
+    """Hunyuan-A13B's config.json gives num_experts, moe_topk, moe_intermediate_size and num_shared_expert per
+    layer; transformers' model (vLLM's Transformers backend builds it) takes one expert count and top-k, experts and
+    one shared MLP of intermediate_size, no cross-layer attention."""
+    raw = json.loads(HUNYUAN_MOE.read_text())
+    plain = architecture.from_config(raw, "h")
+    listed = architecture.from_config(dict(raw, num_experts=[16] * 4, moe_topk=[4] * 4, moe_intermediate_size=[512] * 4,
+                                           num_shared_expert=[1] * 4, use_cla=False), "h")
+    assert [(t.name, t.numel) for t in listed.tensors] == [(t.name, t.numel) for t in plain.tensors]
+    assert (listed.num_experts, listed.experts_per_token, listed.moe_intermediate_size) == (16, 4, 512)
+    router = next(t for t in plain.tensors if t.name == "model.layers.0.mlp.gate.wg")
+    assert router.numel == 16 * 1024 and router.fixed_bytes == 4  # float32, as transformers builds the gate
+    refused = {"moe_topk": ([4, 2, 4, 4], "one value for every layer"),
+               "moe_intermediate_size": ([3072] * 4, "builds moe_intermediate_size=512"),
+               "num_shared_expert": (2, "builds num_shared_expert=1"), "use_cla": (True, "builds use_cla=False")}
+    for key, (value, why) in refused.items():
+        with pytest.raises(PlannerError, match=why):
+            architecture.from_config(dict(raw, **{key: value}), "h")
+
+
 @pytest.mark.parametrize("model_id", RECONSTRUCTED_NAMES)
 def test_reconstructed_entries_have_the_size_their_names_give(model_id):
     total = arch(model_id).num_params

@@ -89,12 +89,14 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm-4.5v"), gpu="H100", tensor_parallel_size=4,
          max_model_len=65536, kv_cache_dtype="fp8"),
     # families vLLM serves through its Transformers backend (test models of transformers' defaults): OLMo 3's three
-    # windowed layers to one global, SmolLM3, Seed-OSS, Hunyuan
+    # windowed layers to one global, SmolLM3, Seed-OSS, Hunyuan (dense and MoE)
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "olmo3"), gpu="L40S", max_model_len=8192),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "smollm3"), gpu="T4", max_model_len=32768),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "seed-oss"), gpu="H100", tensor_parallel_size=2,
          max_model_len=65536, kv_cache_dtype="fp8"),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan"), gpu="A10G", max_model_len=8192),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan-moe"), gpu="L4", tensor_parallel_size=2,
+         max_model_len=8192, kv_cache_dtype="fp8"),
     # MiMo-V2-Flash (a test model of its shape): 128-token windowed layers of 8 KV heads beside global layers of 4,
     # keys 192 wide and values 128
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "mimo-v2-flash"), gpu="H200",
