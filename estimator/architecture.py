@@ -19,7 +19,7 @@ from estimator.decoders import chatglm_config, decoder, deepseek, gpt_oss, hunyu
 from estimator.errors import PlannerError
 from estimator.gemma3n import gemma3n_causal, gemma3n_mm
 from estimator.gemma4 import gemma4_causal, gemma4_mm
-from estimator.hybrid import granite_hybrid, jamba, kimi_linear, lfm2, nemotron_h, qwen3_next
+from estimator.hybrid import falcon_h1, granite_hybrid, jamba, kimi_linear, lfm2, nemotron_h, qwen3_next
 from estimator.internvl import internvl, internvl_config
 from estimator.inventory import (
     DTYPE_BYTES,
@@ -287,6 +287,9 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
     # Jamba: Mamba layers with an attention layer every eighth, routed experts every second
     "JambaForCausalLM": ("jamba", jamba, False),
+    # Falcon-H1: attention and a Mamba2 mixer side by side in every layer, each mixer a layer of its own as vLLM
+    # registers it (PARALLEL_MIXERS)
+    "FalconH1ForCausalLM": ("falcon_h1", falcon_h1, False),
 }
 
 
@@ -301,6 +304,10 @@ def decoder_families() -> dict[str, str]:
 # Architectures whose config.json vLLM reads only through the checkpoint's own code (auto_map: vLLM 0.32 ships no
 # config class for them), so `vllm serve` needs --trust-remote-code: InternLM2's and InternVL's
 REMOTE_CODE = frozenset({"InternLM2ForCausalLM", "InternVLChatModel"})
+
+# Architectures whose layers each run attention and a Mamba mixer side by side, the mixers counted as layers
+# num_hidden_layers.. as vLLM registers them: the planner does not split them over pipeline stages.
+PARALLEL_MIXERS = frozenset({"FalconH1ForCausalLM"})
 
 
 # Architectures vLLM 0.32 serves through its Transformers modeling backend (model_executor/models/registry.py
@@ -501,7 +508,7 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
         inter = max(inter)
     return ModelArch(
         architecture=arch, model_type=str(raw.get("model_type", family)), hidden_size=hidden,
-        num_layers=text.int("num_hidden_layers"), vocab_size=text.int("vocab_size"), num_heads=heads,
+        num_layers=extra.pop("num_layers", None) or text.int("num_hidden_layers"), vocab_size=text.int("vocab_size"), num_heads=heads,
         num_kv_heads=kv, head_dim=int(hd), intermediate_size=int(inter), dtype=dtype,
         tie_word_embeddings=tied_embeddings(text.raw, family),
         tensors=tuple(inv.tensors), attention=tuple(attention),

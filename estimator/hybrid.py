@@ -80,12 +80,13 @@ class Mamba2:
     ssm_state_bytes: int = 0  # bytes per element of the SSM state when the model fixes it (0: the model dtype)
 
 
-def mamba2(inv: Inventory, i: int, hidden: int, m: Mamba2, prefix: str) -> AttentionLayer:
+def mamba2(inv: Inventory, i: int, hidden: int, m: Mamba2, prefix: str, gated_norm: bool = True) -> AttentionLayer:
     """A Mamba2 mixer (vllm/model_executor/layers/mamba/mamba_mixer2.py): one input projection to the gate, x, the B
     and C groups and dt per head; a depthwise convolution over x, B and C; A, D and dt bias per head; a gated RMSNorm
     and the output projection. The state: the convolution window, and [head_dim x state] per head
     (MambaStateShapeCalculator.mamba2_state_shape). The B and C groups' rows split over TP only where TP divides
-    the groups; otherwise each rank holds one whole group (extra_groups_for_head_shards), shard "groups"."""
+    the groups; otherwise each rank holds one whole group (extra_groups_for_head_shards), shard "groups". Without
+    ``gated_norm`` (Falcon-H1's mamba_rms_norm false) the gated RMSNorm has no weight (Mixer2RMSNormGated)."""
     inner, bc, heads, kernel = m.inner, 2 * m.groups * m.state, m.heads, m.kernel
     p = f"model.layers.{i}.{prefix}"
     inv.linear(f"{p}.in_proj", hidden, 2 * inner + heads, "col", i, bias=m.proj_bias)
@@ -93,7 +94,8 @@ def mamba2(inv: Inventory, i: int, hidden: int, m: Mamba2, prefix: str) -> Atten
     inv.add(f"{p}.conv1d", inner, kernel + (1 if m.conv_bias else 0), "col", "norm", i)
     inv.add(f"{p}.conv1d.B+C", bc, kernel + (1 if m.conv_bias else 0), "groups", "norm", i)
     inv.add(f"{p}.A+D+dt_bias", 3 * heads, 1, "col", "norm", i)
-    inv.add(f"{p}.norm", inner, 1, "col", "norm", i)
+    if gated_norm:
+        inv.add(f"{p}.norm", inner, 1, "col", "norm", i)
     inv.linear(f"{p}.out_proj", inner, hidden, "row", i, bias=m.proj_bias)
     return AttentionLayer("mamba", 0, 0, 0, state=((inner, kernel - 1, 0), (bc, kernel - 1, m.groups),
                                                    (heads, m.head_dim * m.state, 0)),
@@ -132,6 +134,33 @@ def granite_hybrid(c: Config, inv: Inventory, family: str):
     extra = dict(num_experts=experts, experts_per_token=c.int("num_experts_per_tok"),
                  moe_intermediate_size=c.int("intermediate_size")) if experts else {}
     return attn, extra
+
+
+def falcon_h1(c: Config, inv: Inventory, family: str):
+    """Falcon-H1 (falcon_h1.py FalconH1ParallelHybrid): every layer runs GQA attention and a Mamba2 mixer side by
+    side on the same input, then an MLP. vLLM registers each layer's mixer as a layer of its own, index
+    num_hidden_layers + i ("all attention/ssm layers must have different index"), and so does the planner: layers
+    0..L-1 hold the attention, the MLP and the norms, layers L..2L-1 the mixers. The mixer's width is mamba_d_ssm,
+    or mamba_expand x hidden_size where that is null; its gated norm has a weight only with mamba_rms_norm."""
+    n = c.int("num_hidden_layers")
+    hidden, heads, kv, hd = attention_dims(c)
+    inner = c.int("mamba_d_ssm") if c.get("mamba_d_ssm") is not None else c.int("mamba_expand", 2) * hidden
+    mixer = Mamba2(inner=inner, groups=c.int("mamba_n_groups", 1), state=c.int("mamba_d_state"),
+                   heads=c.int("mamba_n_heads"), head_dim=c.int("mamba_d_head"), kernel=c.int("mamba_d_conv", 4),
+                   conv_bias=bool(c.get("mamba_conv_bias", True)), proj_bias=c.flag("mamba_proj_bias"))
+    if mixer.heads * mixer.head_dim != inner:
+        raise PlannerError(f"config.json of {c.model_id} has mamba_n_heads x mamba_d_head = "
+                           f"{mixer.heads * mixer.head_dim}, not the mixer's width {inner}; fix the config.json")
+    attn = []
+    for i in range(n):
+        gqa_attention(inv, c, i, False, False, qk_norm=False)  # FalconH1AttentionDecoderLayer: no biases
+        attn.append(AttentionLayer("full", kv, hd, hd))
+        gated_mlp(inv, f"model.layers.{i}.feed_forward", hidden, c.int("intermediate_size"), i)
+        inv.norm(f"model.layers.{i}.input_layernorm", hidden, i)
+        inv.norm(f"model.layers.{i}.pre_ff_layernorm", hidden, i)
+    mixers = [mamba2(inv, n + i, hidden, mixer, "mamba", gated_norm=c.flag("mamba_rms_norm")) for i in range(n)]
+    add_embeddings(inv, c.int("vocab_size"), hidden, tied_embeddings(c.raw, family))
+    return attn + mixers, dict(num_layers=2 * n)
 
 
 # Nemotron-H keeps the Mamba2 SSM state in float32 unless config.json names mamba_ssm_cache_dtype

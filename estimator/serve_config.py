@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 
 from estimator import quantization
-from estimator.architecture import VLLM_REFERENCE_VERSION, ModelArch
+from estimator.architecture import PARALLEL_MIXERS, VLLM_REFERENCE_VERSION, ModelArch
 from estimator.eplb import DEFAULT_WINDOW_SIZE, IN_PLACE_COMMUNICATORS, eplb_settings, resolve_eplb
 from estimator.errors import PlannerError
 from estimator.gpus import GIB, GpuSpec
@@ -346,8 +346,17 @@ def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size:
         if not arch.is_mla and ((kv >= tp and kv % tp) or (kv < tp and tp % kv)):
             raise PlannerError(f"--tensor-parallel-size {tp} and the model's {kv} KV heads: one must divide the other; "
                                f"use a divisor or multiple of {kv}")
+    # Mamba2 mixers' B and C groups: split where TP divides them, else one group replicated (MambaMixer2 asserts it)
+    for groups in sorted({g for a in arch.attention for _, _, g in a.state if g}):
+        if groups % tp and groups != 1:
+            raise PlannerError(f"--tensor-parallel-size {tp} does not divide the Mamba mixers' {groups} groups, which "
+                               f"vLLM then cannot build; use a divisor of {groups}")
     if pp > arch.num_layers:
         raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
+    if pp > 1 and arch.architecture in PARALLEL_MIXERS:
+        raise PlannerError(f"--pipeline-parallel-size {pp}: {arch.architecture} runs attention and a Mamba mixer side by "
+                           "side in each layer, which the planner does not split over pipeline stages; use "
+                           "--tensor-parallel-size instead")
     if pp > 1 and arch.shares_kv_caches:
         raise PlannerError(f"--pipeline-parallel-size {pp}: this model's last layers read earlier layers' KV caches "
                            "(KV sharing), which vLLM keeps within one pipeline stage; use --tensor-parallel-size "

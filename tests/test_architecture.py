@@ -814,3 +814,19 @@ def test_gpt2_is_opts_kind_under_its_own_key_names():
     narrow = architecture.from_config(dict(catalog_configs()["openai-community/gpt2"], n_inner=1000), "gpt2-narrow")
     assert narrow.intermediate_size == 1000 and narrow.num_params == gpt2.num_params - 12 * 2 * (3072 - 1000) * 768 \
         - 12 * (3072 - 1000)
+
+
+def test_falcon_h1_counts_each_layers_mixer_as_a_layer_of_its_own_and_refuses_what_vllm_cannot_build():
+    """Falcon-H1 runs attention and a Mamba2 mixer side by side in every layer; vLLM registers the mixer of layer i as
+    layer num_hidden_layers + i, and so does the planner. vLLM's MambaMixer2 cannot split 2 groups over 4 ranks, and
+    the planner keeps the two halves of a layer on one pipeline stage."""
+    from estimator.plan import PlanRequest, make_plan
+
+    directory = Path(__file__).parent / "fixtures" / "models" / "falcon-h1"
+    a = architecture.from_config(json.loads((directory / "config.json").read_text()), "falcon-h1")
+    assert [x.kind for x in a.attention] == ["full"] * 4 + ["mamba"] * 4 and a.num_layers == 8
+    assert a.drafter_layers == 0 and {t.layer for t in a.tensors if ".mamba." in t.name} == {4, 5, 6, 7}
+    for flags, why in ((dict(tensor_parallel_size=4), "does not divide the Mamba mixers' 2 groups"),
+                       (dict(pipeline_parallel_size=2), "side by side in each layer")):
+        with pytest.raises(PlannerError, match=why):
+            make_plan(PlanRequest(model=str(directory), gpu="L4", **flags))

@@ -97,6 +97,10 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan"), gpu="A10G", max_model_len=8192),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan-moe"), gpu="L4", tensor_parallel_size=2,
          max_model_len=8192, kv_cache_dtype="fp8"),
+    # Falcon-H1: every layer's attention beside its Mamba2 mixer, the mixers registered as layers of their own
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "falcon-h1"), gpu="L4", tensor_parallel_size=2),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "falcon-h1"), gpu="H100", max_model_len=4096,
+         kv_cache_dtype="fp8"),
     # MiMo-V2-Flash (a test model of its shape): 128-token windowed layers of 8 KV heads beside global layers of 4,
     # keys 192 wide and values 128
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "mimo-v2-flash"), gpu="H200",

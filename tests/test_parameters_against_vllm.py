@@ -73,10 +73,11 @@ def compared(vllm_py, tmp_path_factory):
     # a tower the planner cannot size is left out of vLLM's build too: its modality limited to 0
     requests = [{"directory": d, "engine_args": {"limit_mm_per_prompt": {a.unsized_modality: 0}}
                  if a.unsized_modality else {}} for d, a in zip(directories, archs, strict=True)]
-    # and one rank's shard at each TP size the model's heads allow
+    # and one rank's shard at each TP size the model's heads (and Mamba2 groups: one, or a multiple of TP) allow
     sharded = [(name, a, tp) for (name, _), a in zip(cases, archs, strict=True) for tp in TP_SIZES
                if not a.num_heads % tp and (a.architecture, tp) not in NOT_ON_CPU_AT_TP and all(not k or k % tp == 0 or tp % k == 0
-                                               for k in {x.num_kv_heads for x in a.attention})]
+                                               for k in {x.num_kv_heads for x in a.attention})
+               and all(g in (0, 1) or g % tp == 0 for x in a.attention for _, _, g in x.state)]
     answers = run_in_vllm(vllm_py, SCRIPT, requests + [dict(requests[[n for n, _ in cases].index(name)], tp=tp)
                                                        for name, _, tp in sharded])
     compared = {name: (a, answer) for (name, _), a, answer in zip(cases, archs, answers[:len(cases)], strict=True)}
