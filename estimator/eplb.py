@@ -27,6 +27,7 @@ EPLB_ARCHITECTURES = frozenset({
     "Qwen3_5MoeForConditionalGeneration", "Gemma4ForCausalLM", "Gemma4ForConditionalGeneration",
     "Glm4MoeLiteForCausalLM", "Ernie4_5_MoeForCausalLM", "KimiLinearForCausalLM",
     "MiMoV2FlashForCausalLM", "Lfm2MoeForCausalLM",
+    "HunYuanMoEV1ForCausalLM",  # (vLLM's Transformers MoE backend implements MixtureOfExperts)
 })
 # EPLBConfig's fields (config/parallel.py); the planner reads num_redundant_experts, window_size and
 # communicator, and accepts the rest (they change no memory).
