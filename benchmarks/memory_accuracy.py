@@ -60,7 +60,7 @@ MTP_TOKENS = re.compile(r"MTP\D{0,40}?(?:num_speculative_tokens\W{0,3})?(\d+)(?:
 POOLING = re.compile(r"runner=pooling|pooling/embed runner", re.IGNORECASE)
 NO_MULTIMODAL = re.compile(r"mm limits image/video 0", re.IGNORECASE)
 COUNT = re.compile(r"(?:\s+x|\s*[×*])\s*\d+\b|^\s*\d+\s*[x×*]\s*", re.IGNORECASE)
-VERSION = re.compile(r"^\s*0\.(\d+)\.")
+VERSION = re.compile(r"^\s*0\.(\d+)(?:\.|\s|$)")  # 0.22.1, 0.14.0rc1..., or a bare minor ("0.22 (issue title)")
 # A start-up that leaves --gpu-memory-utilization out ran at its release's default: 0.9 through the 0.13 releases
 # (the corpus' 0.10.2 logs: "Desired GPU memory utilization is (0.9, ...)" with none passed), 0.92 in the release
 # the plan assumes (vllm/config/cache.py). The plan is asked for what the start-up ran with.
@@ -76,6 +76,11 @@ def release_minor(cell: str) -> int | None:
     if found:
         return int(found.group(1))
     return OLD_DEFAULT_BEFORE_MINOR - 1 if DATED_BEFORE_0_14.search(cell or "") else None
+
+
+# a row whose model cell says the exact checkpoint is unknown (the DGX Spark recipe's DeepSeek-V4-Flash fits one
+# 128 GB GB10, which the published checkpoint's 146 GiB of weights cannot)
+UNNAMED_CHECKPOINT = re.compile(r"checkpoint not (?:in|stated|named)", re.IGNORECASE)
 
 
 def bare(cell: str) -> str:
@@ -128,6 +133,8 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     notes = row.get("notes") or ""
     if "FAILED" in notes and all(number(row.get(field)) is None for field in (*PER_GPU, "kv_cache_tokens")):
         return None, "a failed start-up that logged no memory figure (nothing to compare)"
+    if UNNAMED_CHECKPOINT.search(row["model"]):
+        return None, "the checkpoint is not named (a recipe's own, which may be quantized unlike the published one)"
     model_id = catalog_match(model)
     if model_id is None:
         return None, "model not in the bundled catalog (or only a local path is named)"

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from estimator import deepseek_v4 as dsv4
 from estimator import quantization
 from estimator.decoders import chatglm_config, decoder, deepseek, gpt_oss, hunyuan_moe_config, mimo_v2
 from estimator.errors import PlannerError
@@ -287,6 +288,9 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "KimiLinearForCausalLM": ("kimi_linear", kimi_linear, False),
     # Jamba: Mamba layers with an attention layer every eighth, routed experts every second
     "JambaForCausalLM": ("jamba", jamba, False),
+    # DeepSeek-V4: compressed sparse (CSA) and heavily compressed (HCA) attention beside a sliding window in every
+    # layer, mHC, hash-routed first layers (deepseek_v4.py)
+    "DeepseekV4ForCausalLM": ("deepseek_v4", dsv4.deepseek_v4, False),
     # Falcon-H1: attention and a Mamba2 mixer side by side in every layer, each mixer a layer of its own as vLLM
     # registers it (PARALLEL_MIXERS)
     "FalconH1ForCausalLM": ("falcon_h1", falcon_h1, False),
@@ -501,6 +505,8 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)  # (its rope type checked either way)
     if arch in TRANSFORMERS_BACKEND:
         tables = ()
+    if family == "deepseek_v4":
+        tables = dsv4.rope_tables(text.raw, [a.compress_ratio for a in attention])
     draft_tensors, draft_attention = build_mtp(raw, model_id, family, uses_text)
     # the MLP's width as built, where the model's code derives it from the config (LFM2's adjusted SwiGLU)
     inter = extra.pop("mlp_width", None) or text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0
@@ -512,7 +518,9 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
         num_kv_heads=kv, head_dim=int(hd), intermediate_size=int(inter), dtype=dtype,
         tie_word_embeddings=tied_embeddings(text.raw, family),
         tensors=tuple(inv.tensors), attention=tuple(attention),
-        quant=quantization.bind(quantization.from_config(raw.get("quantization_config")
+        quant=quantization.bind(dsv4.quant_scheme(raw.get("quantization_config"), raw.get("expert_dtype"), model_id)
+                                if family == "deepseek_v4" else
+                                quantization.from_config(raw.get("quantization_config")
                                                          or text.get("quantization_config")),
                                 [t.name for t in inv.tensors]),
         derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, rope_tables=tables,

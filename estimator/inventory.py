@@ -28,6 +28,9 @@ FP32_BYTES = DTYPE_BYTES["float32"]
 # The name suffix of MLA's absorbed decode weights W_UK_T and W_UV, beside a layer's kv_b_proj (decoders.deepseek,
 # memory.held)
 ABSORBED_MLA = ".mla_attn.W_UK_T+W_UV"
+# DeepSeek-V4's fp8_ds_mla cache entry: 448 NoPE bytes in fp8, 64 RoPE dims in bf16, 8 scale bytes (vLLM
+# deepseek_v4/attention.py); deepseek_v4.py lays the caches out
+FP8_DS_MLA_ENTRY_BYTES = 584
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ class AttentionLayer:
     # backend vLLM picks on the device lays it out (serve_config.sparse_mla_layout; None: the plain
     # head_size x KV dtype layout).
     entry_bytes: tuple[int, int] | None = None
+    # DeepSeek-V4 ("dsv4" layers): tokens per compressed entry, 4 (CSA, with the indexer) or 128 (HCA); 1 where the
+    # layer keeps its sliding window only (deepseek_v4.py sizes the caches)
+    compress_ratio: int = 0
+    indexer_head_dim: int = 0  # DeepSeek-V4's CSA layers: the indexer's key width (its cache and compressor)
     # mamba: how many of the leading state tensors are convolution windows, which speculative decoding widens by
     # one column per draft token (MambaStateShapeCalculator's num_spec)
     conv_tensors: int = 0
@@ -107,6 +114,8 @@ class AttentionLayer:
         return self.head_size + (self.latent_value_width if self.kind == "mla" else self.head_size_v)
 
     def bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1) -> float:
+        if self.kind == "dsv4":  # its compressed entry (fp8_ds_mla whatever the KV dtype) and indexer key per token
+            return FP8_DS_MLA_ENTRY_BYTES / self.compress_ratio + self.indexer_bytes if self.compress_ratio > 1 else 0
         if self.entry_bytes is not None:
             sixteen_bit, eight_bit = self.entry_bytes
             return where(kv_dtype_bytes == 1, eight_bit, sixteen_bit * kv_dtype_bytes / 2) + self.indexer_bytes

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+from estimator import deepseek_v4 as dsv4
 from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.eplb import MAX_EXPERT_REDUNDANCY
@@ -258,8 +259,10 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
     if not routed(t):
         return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, cfg.tensor_parallel_size)
     moe_tp, share = moe_tensor_parallel_size(cfg), local_experts(t.copies, cfg) / t.copies
-    if quant is not None and quant.method == "mxfp4" and ".experts." in t.name:
-        return padded_expert_bytes(t, arch, moe_tp, quant, gpu) * share
+    # MXFP4 experts: the checkpoint's scheme (gpt-oss), or the experts' own in a mixed one (DeepSeek-V4-Flash)
+    mx = quant if quant is None or quant.method == "mxfp4" else tensor_scheme(t.name, t.kind, quant)
+    if mx is not None and mx.method == "mxfp4" and ".experts." in t.name:
+        return padded_expert_bytes(t, arch, moe_tp, mx, gpu) * share
     padding = expert_padding(arch, cfg, gpu) if t.kind == "expert" else 1.0
     return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, moe_tp) * padding * share
 
@@ -866,9 +869,22 @@ def group_pages(arch: ModelArch, cfg, tp: int) -> tuple[float, list]:
     return cfg.block_size * widest, sizes
 
 
+def in_flight_tokens(cfg):
+    """VllmConfig.max_in_flight_tokens: with async scheduling and the V2 model runner (both vLLM's defaults on
+    GPUs) pp + 1 batches of max_num_batched_tokens are in flight."""
+    return (cfg.pipeline_parallel_size + 1) * cfg.max_num_batched_tokens
+
+
+def is_deepseek_v4(arch: ModelArch) -> bool:
+    return any(a.kind == "dsv4" for a in arch.attention)
+
+
 def request_blocks(arch: ModelArch, cfg, tp: int, max_len=None):
     """Blocks one request of ``max_len`` tokens (default max_model_len) takes, summed over the KV cache groups,
     each group with its own block size (group_pages)."""
+    if is_deepseek_v4(arch):
+        return dsv4.kv_layout(arch.attention).blocks_per_request(cfg.max_model_len if max_len is None else max_len,
+                                                                 in_flight_tokens(cfg))
     _, sizes = group_pages(arch, cfg, tp)
     return sum(blocks_per_request(spec, cfg, max_len, bs) for (spec, _), bs in zip(kv_cache_groups(arch), sizes,
                                                                                    strict=True))
@@ -880,9 +896,7 @@ def blocks_per_request(spec: tuple[str, int | None], cfg: ServeConfig, max_len=N
     kind, window = spec
     bs = cfg.block_size if block_size is None else block_size
     max_len = cfg.max_model_len if max_len is None else max_len
-    # VllmConfig.max_in_flight_tokens: with async scheduling and the V2 model runner (both vLLM's defaults on
-    # GPUs) pp + 1 batches of max_num_batched_tokens are in flight.
-    in_flight = (cfg.pipeline_parallel_size + 1) * cfg.max_num_batched_tokens
+    in_flight = in_flight_tokens(cfg)
     if kind == "sliding":
         return cdiv(minimum(window - 1 + in_flight, max_len), bs) + 1
     if kind == "chunked":
@@ -929,8 +943,12 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     non_torch = non_torch_bytes(cfg, co, arch.is_moe)
     # One page size for every group: a state layer's page is padded to the attention page (vLLM
     # _align_hybrid_block_size chose the block size so that the attention page holds the state).
-    page, _ = group_pages(arch, cfg, tp)
-    groups = kv_cache_groups(arch)
+    packed = is_deepseek_v4(arch)  # its caches side by side in one block id (deepseek_v4.kv_layout); one stage
+    if packed:
+        page, groups = dsv4.kv_layout(arch.attention).bytes_per_block, []
+    else:
+        page, _ = group_pages(arch, cfg, tp)
+        groups = kv_cache_groups(arch)
     per_request = request_blocks(arch, cfg, tp)
     act, graphs, avail, bpb, blocks = [], [], [], [], []
     kv_fits = True
@@ -942,7 +960,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
         spare = budget - weights[s] - non_torch - act[s] - graphs[s]
         avail.append(where(spare >= reserved, reserved, spare - reserved) if reserved else spare)
         in_stage = set(layers)
-        bpb.append(max(sum(1 for i in members if i in in_stage) for _, members in groups) * page)
+        bpb.append(page if packed else max(sum(1 for i in members if i in in_stage) for _, members in groups) * page)
         blocks.append(maximum(0, avail[s] // bpb[s]))
         # get_kv_cache_configs checks every worker: one null block held back, then a whole request.
         kv_fits = kv_fits & ((avail[s] - bpb[s]) >= bpb[s] * per_request)
@@ -1000,7 +1018,8 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
         per_gpu=memory(bind), per_stage=tuple(memory(s) for s in range(pp)), num_gpu_blocks=num_blocks,
         kv_cache_tokens=int(max_concurrency * cfg.max_model_len), max_concurrency=max_concurrency, fits=fits,
         binding_constraint=binding, reason=reason, block_size=cfg.block_size,
-        num_kv_cache_groups=len(kv_cache_groups(arch)), bytes_per_block=int(page), blocks_per_request=per_request,
+        num_kv_cache_groups=len(dsv4.kv_layout(arch.attention).groups if is_deepseek_v4(arch) else
+                                kv_cache_groups(arch)), bytes_per_block=int(page), blocks_per_request=per_request,
         kv_bytes_per_token_per_gpu=sum(arch.attention[i].bytes_per_token(cfg.kv_dtype_bytes, cfg.tensor_parallel_size)
                                        for i in ranges[bind] if not arch.attention[i].shares_kv),
         available_kv_bytes=tuple(int(a) for a in pool.available),

@@ -346,6 +346,12 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     if arch.tower_modalities and all(limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, m)
                                      == 0 for m in arch.tower_modalities):
         arch = architecture.without_tower(arch)
+    if arch.family == "deepseek_v4":
+        # vLLM 0.22 on 2 x GH200 (vllm-project/vllm#44376) left 5.44 GiB for the KV cache of DeepSeek-V4-Flash at
+        # TP 2 with expert parallelism where this plans about 12.5: V4's own workspaces are missing
+        warnings.append("DeepSeek-V4's activation peak is the generic MoE decoder's: the hyper-connection streams, "
+                        "compressor and indexer workspaces of its profiling run are not modelled, so the KV pool "
+                        "may be several GiB smaller than planned; the KV layout itself is vLLM 0.32's")
     if arch.multimodal and arch.vision is None:  # a tower vLLM builds, whose profiling pass the plan lacks
         warnings.append("the vision encoder's profiling activations are not modelled; the KV pool may be "
                         "slightly smaller than planned")
@@ -485,7 +491,8 @@ def _relaxations(arch, gpu, base: dict, config: ServeConfig, memory: MemoryPlan,
         elif config.max_model_len >= 16384:
             shorter = config.max_model_len // 4
             options.append(("--max-model-len", str(shorter), {"max_model_len": shorter}))
-        if config.kv_cache_dtype == "auto" and config.kv_dtype_bytes > 1 and \
+        # (DeepSeek-V4 keeps fp8_ds_mla entries whatever the KV dtype)
+        if config.kv_cache_dtype == "auto" and config.kv_dtype_bytes > 1 and arch.family != "deepseek_v4" and \
                 (gpu.source == "custom" or gpu.vendor != "nvidia" or (gpu.compute_capability or 0) >= 8.0):
             options.append(("--kv-cache-dtype", "fp8", {"kv_cache_dtype": "fp8"}))
     if not memory.fits and memory.binding_constraint in ("weights", "overheads") and arch.quant is None \

@@ -10,6 +10,12 @@ def _b(n: float) -> str:
     return f"{n / 1e9:.2f}B"
 
 
+def _kv_format(a, c) -> str:
+    if a.family == "deepseek_v4":
+        return "fp8_ds_mla, compressed"  # DeepSeek-V4's own entries, per compressed state
+    return c.kv_cache_dtype if c.kv_cache_dtype != "auto" else c.resolved_dtype
+
+
 def render(plan: Plan) -> str:
     a, c, m, g = plan.arch, plan.config, plan.memory, plan.memory.per_gpu
     kv_per_token = a.kv_bytes_per_token(c.kv_dtype_bytes)
@@ -17,7 +23,7 @@ def render(plan: Plan) -> str:
     lines = [
         f"{plan.source.id} [{plan.source.kind}] on {plan.num_gpus} x {plan.gpu.name} ({plan.gpu.memory_gib:.2f} GiB)",
         f"  {a.architecture}: {_b(a.num_params)} parameters, {_b(a.active_params)} active; "
-        f"KV {kv_per_token / 1024:.1f} KiB per token ({c.kv_cache_dtype if c.kv_cache_dtype != 'auto' else c.resolved_dtype})",
+        f"KV {kv_per_token / 1024:.1f} KiB per token ({_kv_format(a, c)})",
         "Configuration",
         f"  tensor-parallel {c.tensor_parallel_size}, pipeline-parallel {c.pipeline_parallel_size}, "
         + (f"data-parallel {c.data_parallel_size}, " if c.data_parallel_size > 1 else "")

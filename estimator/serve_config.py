@@ -353,6 +353,9 @@ def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size:
                                f"vLLM then cannot build; use a divisor of {groups}")
     if pp > arch.num_layers:
         raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
+    if pp > 1 and arch.family == "deepseek_v4":
+        raise PlannerError(f"--pipeline-parallel-size {pp}: the planner lays out DeepSeek-V4's packed KV cache groups "
+                           "on one pipeline stage only; use --tensor-parallel-size instead")
     if pp > 1 and arch.architecture in PARALLEL_MIXERS:
         raise PlannerError(f"--pipeline-parallel-size {pp}: {arch.architecture} runs attention and a Mamba mixer side by "
                            "side in each layer, which the planner does not split over pipeline stages; use "
@@ -484,7 +487,19 @@ def _batch_budget(gpu: GpuSpec, num_gpus_used: int, max_len: int, max_num_seqs: 
     return int(max_num_seqs), int(max_num_batched_tokens)
 
 
+# DeepSeek-V4's sparse MLA backends take 256-token blocks only (deepseek_v4/sparse_mla.py
+# get_supported_kernel_block_sizes); vLLM sets that block size whatever else is asked
+DEEPSEEK_V4_BLOCK_SIZE = 256
+
+
 def _block_size(arch: ModelArch, gpu: GpuSpec, block_size: int | None, defaults: list) -> int:
+    if arch.family == "deepseek_v4":
+        if block_size not in (None, DEEPSEEK_V4_BLOCK_SIZE):
+            raise PlannerError(f"--block-size {block_size}: DeepSeek-V4's attention backends take "
+                               f"{DEEPSEEK_V4_BLOCK_SIZE}-token blocks only; leave it out")
+        if block_size is None:
+            defaults.append(f"block-size={DEEPSEEK_V4_BLOCK_SIZE} (DeepSeek-V4's attention backends take only that)")
+        return DEEPSEEK_V4_BLOCK_SIZE
     if block_size is None:
         block_size, why = default_block_size(arch, gpu)
         defaults.append(f"block-size={block_size} ({why})")

@@ -52,7 +52,7 @@ SINGLE = [("Qwen/Qwen3-Embedding-8B", dict(gpu="L4", runner="pooling", max_model
                          "gemma-4-text", "gemma-3n-text", "cohere2", "glm-4.7-flash", "ernie-4.5",
                          "ernie-4.5-moe", "exaone-4", "olmoe", "kimi-linear", "glm-4.1v", "glm-4.5v", "olmo3", "smollm3",
                          "seed-oss", "hunyuan", "mimo-v2-flash", "apertus", "lfm2", "lfm2-moe", "opt-variant",
-                         "llava-siglip-qwen2", "llava-defaults", "internvl-6b-tower", "jamba", "hunyuan-moe", "falcon-h1")],
+                         "llava-siglip-qwen2", "llava-defaults", "internvl-6b-tower", "jamba", "hunyuan-moe", "falcon-h1", "deepseek-v4")],
           (str(Path(__file__).parent / "fixtures" / "modelopt" / "llama-nvfp4"),
            dict(gpu="B200", quantization="modelopt_fp4", max_model_len=32768)),
           (str(Path(__file__).parent / "fixtures" / "models" / "gemma-3n"),

@@ -129,6 +129,10 @@ def _on_the_meta_device(init, module):
 
 _started = False
 
+# DeepSeek-V4's attention records CUDA events as it is built (deepseek_v4/attention.py ln_events); this CPU build of
+# torch has only a dummy Event class, which raises: plain objects stand in, as nothing is timed here.
+torch.cuda.Event = lambda *args, **kwargs: object()
+
 
 _tp = 1  # the tensor-parallel size the layers see while a model is built
 
