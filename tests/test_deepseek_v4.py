@@ -85,6 +85,10 @@ def test_flash_is_the_size_deepseek_announced_with_mxfp4_experts_and_fp8_blocks(
     assert a.quant.scheme_for(linear.name, "linear").block == (128, 128)
     plan = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V4-Flash", gpu="H200", tensor_parallel_size=4))
     assert 36 < plan.memory.per_gpu.weights_gib < 38 and plan.memory.fits
+    # Flash-Base (expert_dtype fp8): the same network with FP8 block experts, about a byte a parameter
+    base = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V4-Flash-Base", gpu="H200", tensor_parallel_size=8))
+    assert base.arch.quant.scheme_for(expert.name, "expert").block == (128, 128)
+    assert 0.99 < base.memory.per_gpu.weights_gib * 8 * 2**30 / 284.3e9 < 1.07
 
 
 @pytest.mark.parametrize("flags, why", [
