@@ -36,6 +36,10 @@ ASSUMED_COMPUTE_UNITS = 132
 INT32_BYTES = 4  # a sparse MLA model's top-k token indices are int32
 INT64_BYTES = 8  # torch's default integer type (EPLB's maps)
 WORKSPACE_ALIGNMENT = 256  # vllm/v1/worker/workspace.py get_simultaneous rounds each buffer up to 256 bytes
+# DeepSeek-V4's profiling-pass workspace (deepseek_v4_workspace_bytes): its attention gathers prefills in chunks of
+# PREFILL_CHUNK_SIZE requests (deepseek_v4/attention.py), the context rows in bf16, the top-k and window indices
+# padded to a multiple of 128 (nvidia/flashmla.py)
+DSV4_PREFILL_CHUNK, DSV4_TOPK_ALIGNMENT, BF16_BYTES = 4, 128, 2
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 MIB = 1024**2
 
@@ -639,6 +643,25 @@ def mla_context_chunk_tokens(cfg):
     return ceil(maximum(tokens, alignment) / alignment) * alignment
 
 
+def deepseek_v4_workspace_bytes(arch: ModelArch, cfg) -> float:
+    """What DeepSeek-V4's attention reserves in vLLM's workspace in the profiling pass, the gather a prefill needs
+    (nvidia/flashmla.py and amd/rocm.py, forward without metadata): PREFILL_CHUNK_SIZE x M rows of the head in
+    bf16, M the layer's compressed context (max_model_len / ratio) + its window + max_num_batched_tokens, beside
+    [tokens, round_up(index_topk + window, 128)] and [tokens] int32 indices. The workspace is one buffer, kept at
+    its largest request: the widest layer's, or the MoE kernel's where that is larger."""
+    if not is_deepseek_v4(arch):
+        return 0
+    tokens, widest = cfg.max_num_batched_tokens, 0
+    for a in arch.attention:
+        ratio = a.compress_ratio
+        rows = (cdiv(cfg.max_model_len, ratio) if ratio > 1 else 0) + a.window + tokens
+        topk = cdiv((arch.index_topk if ratio > 1 else 0) + a.window, DSV4_TOPK_ALIGNMENT) * DSV4_TOPK_ALIGNMENT
+        reserved = (_workspace_piece(DSV4_PREFILL_CHUNK * rows * a.head_size, BF16_BYTES)
+                    + _workspace_piece(tokens * topk, INT32_BYTES) + _workspace_piece(tokens, INT32_BYTES))
+        widest = maximum(widest, reserved)
+    return widest
+
+
 def mla_profile_bytes(arch: ModelArch, cfg) -> float:
     """What each MLA layer allocates in the profiling pass to stand for a prefill's up-projected context
     (MLAAttention.forward_impl without attention metadata): a chunk of tokens x the GPU's heads x
@@ -673,7 +696,7 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     of the forward's transient buffers and the sampler's peak. A MoE kernel that keeps no workspace (a
     monolithic or CPU kernel) allocates its expert buffers inside the forward (co.act_moe_buffers)."""
     tokens = cfg.max_num_batched_tokens
-    workspace = moe_workspace_bytes(arch, cfg, gpu)
+    workspace = maximum(moe_workspace_bytes(arch, cfg, gpu), deepseek_v4_workspace_bytes(arch, cfg))
     mlp = tokens * _mlp_token_elements(arch, cfg, co)
     if arch.is_moe and moe_kernel(arch, cfg, gpu) in SCRATCH_INSIDE:
         per_token = arch.experts_per_token * (co.act_moe_buffers * arch.moe_intermediate_size

@@ -349,9 +349,10 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     if arch.family == "deepseek_v4":
         # vLLM 0.22 on 2 x GH200 (vllm-project/vllm#44376) left 5.44 GiB for the KV cache of DeepSeek-V4-Flash at
         # TP 2 with expert parallelism where this plans about 12.5: V4's own workspaces are missing
-        warnings.append("DeepSeek-V4's activation peak is the generic MoE decoder's: the hyper-connection streams, "
-                        "compressor and indexer workspaces of its profiling run are not modelled, so the KV pool "
-                        "may be several GiB smaller than planned; the KV layout itself is vLLM 0.32's")
+        warnings.append("DeepSeek-V4's activation peak is the generic MoE decoder's with its attention's prefill "
+                        "workspace: the hyper-connection streams and the compressors' and indexer's buffers of its "
+                        "profiling run are not modelled, so the KV pool may be several GiB smaller than planned; the "
+                        "KV layout itself is vLLM 0.32's")
     if arch.multimodal and arch.vision is None:  # a tower vLLM builds, whose profiling pass the plan lacks
         warnings.append("the vision encoder's profiling activations are not modelled; the KV pool may be "
                         "slightly smaller than planned")

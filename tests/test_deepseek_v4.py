@@ -108,3 +108,16 @@ def test_compress_ratios_vllm_cannot_build_are_refused():
             architecture.from_config(dict(raw, compress_ratios=ratios), "v4")
     with pytest.raises(PlannerError, match="native FP8 128 x 128 block checkpoints only"):
         architecture.from_config(dict(raw, quantization_config={"quant_method": "awq", "bits": 4}), "v4")
+
+
+def test_the_profiling_pass_reserves_the_prefill_gather_of_the_widest_layer():
+    """nvidia/flashmla.py without metadata reserves, per layer, 4 x M bf16 rows of 512 (M: max_model_len / ratio +
+    window + batched tokens) beside [tokens, round_up(index_topk + window, 128)] and [tokens] int32; the CSA layers'
+    is the widest. The fixture at 8,192 tokens and 4,096 batched: M = 2,048 + 128 + 4,096."""
+    from estimator.memory import deepseek_v4_workspace_bytes
+
+    plan = make_plan(PlanRequest(model=str(FIXTURE), gpu="H100", max_model_len=8192, max_num_batched_tokens=4096))
+    rows = 8192 // 4 + 128 + 4096
+    assert deepseek_v4_workspace_bytes(plan.arch, plan.config) == 4 * rows * 512 * 2 + 4096 * 256 * 4 + 4096 * 4
+    longer = make_plan(PlanRequest(model=str(FIXTURE), gpu="H100", max_model_len=32768, max_num_batched_tokens=4096))
+    assert longer.memory.per_gpu.activation_gib > plan.memory.per_gpu.activation_gib
