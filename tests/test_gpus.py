@@ -60,6 +60,13 @@ def test_catalog_covers_the_required_accelerators():
     ("NVIDIA GeForce RTX 3060 Ti", "RTX-3060-Ti"),
     ("AMD Radeon RX 9070", "RX-9070"),
     ("AMD Radeon PRO W7800", "Radeon-PRO-W7800"),
+    # the names cloud and hosting logs print: Azure's MI300X virtual function, a Max-Q workstation card, China parts
+    ("AMD Instinct MI300X VF", "MI300X"),
+    ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", "RTX-PRO-6000"),
+    ("NVIDIA GeForce RTX 5090 D", "RTX-5090-D"),
+    ("NVIDIA H800 PCIe", "H800-PCIE"),
+    ("NVIDIA A800 80GB PCIe", "A800-PCIE-80GB"),
+    ("NVIDIA RTX 4000 SFF Ada Generation", "RTX-4000-SFF-Ada"),
 ])
 def test_names_match_case_insensitively_including_nvidia_smi_names(name, expected):
     assert gpus.lookup(name).name == expected
