@@ -46,11 +46,9 @@ HASH_INDEX_BYTES = 4  # the hash layers' tid2eid table is int32 (cpu/model.py, n
 
 def compress_ratios(c: Config, n: int) -> list[int]:
     """Each layer's compress ratio: compress_ratios as vLLM reads it (one entry per layer, MTP layers' after them;
-    0 and 1 mean the sliding window only), else transformers' layer_types names."""
+    0 and 1 mean the sliding window only). vLLM 0.32's model reads nothing else (attention.py indexes
+    config.compress_ratios), so a config.json with transformers' layer_types alone is refused."""
     raw = c.get("compress_ratios")
-    if raw is None and isinstance(c.get("layer_types"), list):
-        names = {"sliding_attention": 1, "compressed_sparse_attention": CSA, "heavily_compressed_attention": HCA}
-        raw = [names.get(t, -1) for t in c.get("layer_types")]
     if not isinstance(raw, list) or len(raw) < n:
         raise PlannerError(f"config.json of {c.model_id} has no compress_ratios with one entry per layer "
                            f"({n}); vLLM's DeepSeek-V4 reads it (fix the config.json)")

@@ -106,6 +106,11 @@ def test_compress_ratios_vllm_cannot_build_are_refused():
     for ratios, why in (([0, 4, 64, 4], r"compress ratios \[64\]"), ([0, 4], "one entry per layer")):
         with pytest.raises(PlannerError, match=why):
             architecture.from_config(dict(raw, compress_ratios=ratios), "v4")
+    # transformers' own layer_types, which vLLM 0.32's model does not read
+    types = ["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention",
+             "compressed_sparse_attention"]
+    with pytest.raises(PlannerError, match="no compress_ratios"):
+        architecture.from_config(dict({k: v for k, v in raw.items() if k != "compress_ratios"}, layer_types=types), "v4")
     with pytest.raises(PlannerError, match="native FP8 128 x 128 block checkpoints only"):
         architecture.from_config(dict(raw, quantization_config={"quant_method": "awq", "bits": 4}), "v4")
 
