@@ -152,6 +152,11 @@ class ModelArch:
         return self.num_experts > 0
 
     @property
+    def is_deepseek_v4(self) -> bool:
+        """DeepSeek-V4's layers: compressed caches packed per block id (deepseek_v4.kv_layout), fp8_ds_mla entries."""
+        return self.family == "deepseek_v4"
+
+    @property
     def is_sparse_mla(self) -> bool:
         return self.index_topk > 0
 
@@ -502,11 +507,12 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
     rope_head = text.int("qk_rope_head_dim") if family == "deepseek" else int(hd)
     # each layer type's head size, for rope parameters keyed by layer type (Gemma 4's global heads are wider)
     head_sizes = {LAYER_TYPES[a.kind]: a.head_size for a in attention if a.kind in LAYER_TYPES}
-    tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)  # (its rope type checked either way)
+    if family == "deepseek_v4":  # a table per kind of layer, main and compress (deepseek_v4.py)
+        tables = dsv4.rope_tables(text.raw, [a.compress_ratio for a in attention])
+    else:
+        tables = rope_tables(text.raw, family, rope_head, model_id, head_sizes)  # (its rope type checked either way)
     if arch in TRANSFORMERS_BACKEND:
         tables = ()
-    if family == "deepseek_v4":
-        tables = dsv4.rope_tables(text.raw, [a.compress_ratio for a in attention])
     draft_tensors, draft_attention = build_mtp(raw, model_id, family, uses_text)
     # the MLP's width as built, where the model's code derives it from the config (LFM2's adjusted SwiGLU)
     inter = extra.pop("mlp_width", None) or text.get("intermediate_size_mlp") or text.get("intermediate_size") or 0

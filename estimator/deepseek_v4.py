@@ -15,8 +15,9 @@ compressors and indexers (replicated), and a MoE whose first num_hash_layers lay
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 
 from estimator.errors import PlannerError
@@ -52,12 +53,12 @@ def compress_ratios(c: Config, n: int) -> list[int]:
     if not isinstance(raw, list) or len(raw) < n:
         raise PlannerError(f"config.json of {c.model_id} has no compress_ratios with one entry per layer "
                            f"({n}); vLLM's DeepSeek-V4 reads it (fix the config.json)")
-    ratios = [max(1, r) if isinstance(r, int) and not isinstance(r, bool) else -1 for r in raw[:n]]
-    bad = sorted({r for r in raw[:n] if not isinstance(r, int) or max(1, r) not in (1, CSA, HCA)}, key=str)
-    if bad or -1 in ratios:
+    bad = sorted({r for r in raw[:n] if isinstance(r, bool) or not isinstance(r, int) or max(1, r) not in (1, CSA, HCA)},
+                 key=str)
+    if bad:
         raise PlannerError(f"config.json of {c.model_id} has compress ratios {bad}; vLLM's DeepSeek-V4 builds 0, 4 "
                            "and 128 only (fix the config.json)")
-    return ratios
+    return [max(1, r) for r in raw[:n]]
 
 
 def indexer_entry_bytes(index_head_dim: int) -> int:
@@ -162,8 +163,7 @@ def quant_scheme(qc: dict | None, expert_dtype: str | None, model_id: str) -> Qu
     blocks = QuantScheme("deepseek_v4_fp8", 8, block=(128, 128), fp8_compute=True)
     if expert_dtype == "fp8":
         return blocks
-    return QuantScheme("deepseek_v4_fp8", 8, block=(128, 128), fp8_compute=True,
-                       targets=((r"re:.*\.experts\.", MXFP4_EXPERTS), ("Linear", blocks)))
+    return replace(blocks, targets=((r"re:.*\.experts\.", MXFP4_EXPERTS), ("Linear", blocks)))
 
 
 # --- the KV cache: vLLM's packed groups ----------------------------------------------------------------------
@@ -232,16 +232,12 @@ class KVLayout:
 
     def blocks_per_request(self, max_len: int, in_flight: int) -> int:
         """Blocks a request of max_len tokens holds, summed over the groups (get_max_concurrency_for_kv_cache_config)."""
-        total = 0
-        for group in self.groups:
-            most = 0
-            for spec in group:
-                most = maximum(most, spec.blocks_per_request(max_len, in_flight))
-            total = total + most
-        return total
+        return sum(functools.reduce(maximum, (spec.blocks_per_request(max_len, in_flight) for spec in group))
+                   for group in self.groups)
 
 
-def kv_layout(layers) -> KVLayout:
+@functools.lru_cache(maxsize=64)  # the plan and the search ask for one model's layout many times
+def kv_layout(layers: tuple[AttentionLayer, ...]) -> KVLayout:
     """kv_cache_utils._get_packed_kv_cache_groups on the model's caches: bucket caches of one type (full, or
     sliding with one window, and one block size); a bucket with as many caches of each page size is a repeating
     pattern, split into groups of an equal number of repeats (the approximate gcd of the patterns' repeats, at least

@@ -649,7 +649,7 @@ def deepseek_v4_workspace_bytes(arch: ModelArch, cfg) -> float:
     bf16, M the layer's compressed context (max_model_len / ratio) + its window + max_num_batched_tokens, beside
     [tokens, round_up(index_topk + window, 128)] and [tokens] int32 indices. The workspace is one buffer, kept at
     its largest request: the widest layer's, or the MoE kernel's where that is larger."""
-    if not is_deepseek_v4(arch):
+    if not arch.is_deepseek_v4:
         return 0
     tokens, widest = cfg.max_num_batched_tokens, 0
     for a in arch.attention:
@@ -898,14 +898,10 @@ def in_flight_tokens(cfg):
     return (cfg.pipeline_parallel_size + 1) * cfg.max_num_batched_tokens
 
 
-def is_deepseek_v4(arch: ModelArch) -> bool:
-    return any(a.kind == "dsv4" for a in arch.attention)
-
-
 def request_blocks(arch: ModelArch, cfg, tp: int, max_len=None):
     """Blocks one request of ``max_len`` tokens (default max_model_len) takes, summed over the KV cache groups,
     each group with its own block size (group_pages)."""
-    if is_deepseek_v4(arch):
+    if arch.is_deepseek_v4:
         return dsv4.kv_layout(arch.attention).blocks_per_request(cfg.max_model_len if max_len is None else max_len,
                                                                  in_flight_tokens(cfg))
     _, sizes = group_pages(arch, cfg, tp)
@@ -966,7 +962,7 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
     non_torch = non_torch_bytes(cfg, co, arch.is_moe)
     # One page size for every group: a state layer's page is padded to the attention page (vLLM
     # _align_hybrid_block_size chose the block size so that the attention page holds the state).
-    packed = is_deepseek_v4(arch)  # its caches side by side in one block id (deepseek_v4.kv_layout); one stage
+    packed = arch.is_deepseek_v4  # its caches side by side in one block id (deepseek_v4.kv_layout); one stage
     if packed:
         page, groups = dsv4.kv_layout(arch.attention).bytes_per_block, []
     else:
@@ -1041,7 +1037,7 @@ def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantSch
         per_gpu=memory(bind), per_stage=tuple(memory(s) for s in range(pp)), num_gpu_blocks=num_blocks,
         kv_cache_tokens=int(max_concurrency * cfg.max_model_len), max_concurrency=max_concurrency, fits=fits,
         binding_constraint=binding, reason=reason, block_size=cfg.block_size,
-        num_kv_cache_groups=len(dsv4.kv_layout(arch.attention).groups if is_deepseek_v4(arch) else
+        num_kv_cache_groups=len(dsv4.kv_layout(arch.attention).groups if arch.is_deepseek_v4 else
                                 kv_cache_groups(arch)), bytes_per_block=int(page), blocks_per_request=per_request,
         kv_bytes_per_token_per_gpu=sum(arch.attention[i].bytes_per_token(cfg.kv_dtype_bytes, cfg.tensor_parallel_size)
                                        for i in ranges[bind] if not arch.attention[i].shares_kv),

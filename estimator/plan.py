@@ -346,7 +346,7 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
     if arch.tower_modalities and all(limit_per_prompt(request.limit_mm_per_prompt, request.language_model_only, m)
                                      == 0 for m in arch.tower_modalities):
         arch = architecture.without_tower(arch)
-    if arch.family == "deepseek_v4":
+    if arch.is_deepseek_v4:
         # vLLM 0.22 on 2 x GH200 (vllm-project/vllm#44376) left 5.44 GiB for the KV cache of DeepSeek-V4-Flash at
         # TP 2 with expert parallelism where this plans about 12.5: V4's own workspaces are missing
         warnings.append("DeepSeek-V4's activation peak is the generic MoE decoder's with its attention's prefill "
@@ -493,7 +493,7 @@ def _relaxations(arch, gpu, base: dict, config: ServeConfig, memory: MemoryPlan,
             shorter = config.max_model_len // 4
             options.append(("--max-model-len", str(shorter), {"max_model_len": shorter}))
         # (DeepSeek-V4 keeps fp8_ds_mla entries whatever the KV dtype)
-        if config.kv_cache_dtype == "auto" and config.kv_dtype_bytes > 1 and arch.family != "deepseek_v4" and \
+        if config.kv_cache_dtype == "auto" and config.kv_dtype_bytes > 1 and not arch.is_deepseek_v4 and \
                 (gpu.source == "custom" or gpu.vendor != "nvidia" or (gpu.compute_capability or 0) >= 8.0):
             options.append(("--kv-cache-dtype", "fp8", {"kv_cache_dtype": "fp8"}))
     if not memory.fits and memory.binding_constraint in ("weights", "overheads") and arch.quant is None \

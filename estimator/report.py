@@ -11,7 +11,7 @@ def _b(n: float) -> str:
 
 
 def _kv_format(a, c) -> str:
-    if a.family == "deepseek_v4":
+    if a.is_deepseek_v4:
         return "fp8_ds_mla, compressed"  # DeepSeek-V4's own entries, per compressed state
     return c.kv_cache_dtype if c.kv_cache_dtype != "auto" else c.resolved_dtype
 

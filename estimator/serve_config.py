@@ -353,7 +353,7 @@ def _parallel_sizes(arch: ModelArch, num_gpus: int | None, tensor_parallel_size:
                                f"vLLM then cannot build; use a divisor of {groups}")
     if pp > arch.num_layers:
         raise PlannerError(f"--pipeline-parallel-size {pp} exceeds the model's {arch.num_layers} layers")
-    if pp > 1 and arch.family == "deepseek_v4":
+    if pp > 1 and arch.is_deepseek_v4:
         raise PlannerError(f"--pipeline-parallel-size {pp}: the planner lays out DeepSeek-V4's packed KV cache groups "
                            "on one pipeline stage only; use --tensor-parallel-size instead")
     if pp > 1 and arch.architecture in PARALLEL_MIXERS:
@@ -493,7 +493,7 @@ DEEPSEEK_V4_BLOCK_SIZE = 256
 
 
 def _block_size(arch: ModelArch, gpu: GpuSpec, block_size: int | None, defaults: list) -> int:
-    if arch.family == "deepseek_v4":
+    if arch.is_deepseek_v4:
         if block_size not in (None, DEEPSEEK_V4_BLOCK_SIZE):
             raise PlannerError(f"--block-size {block_size}: DeepSeek-V4's attention backends take "
                                f"{DEEPSEEK_V4_BLOCK_SIZE}-token blocks only; leave it out")
