@@ -267,6 +267,11 @@ ARCHITECTURES: dict[str, tuple[str, Builder, bool | str]] = {
     "SeedOssForCausalLM": ("seed_oss", decoder, False),
     "HunYuanDenseV1ForCausalLM": ("hunyuan_v1_dense", decoder, False),
     "HunYuanMoEV1ForCausalLM": ("hunyuan_v1_moe", decoder, False),  # Hunyuan-A13B
+    "PhiForCausalLM": ("phi", decoder, False),  # Phi-1, Phi-1.5, Phi-2
+    "GPTNeoXForCausalLM": ("gpt_neox", decoder, False),  # Pythia, GPT-NeoX-20B, Dolly v2
+    "Starcoder2ForCausalLM": ("starcoder2", decoder, False),
+    "ArceeForCausalLM": ("arcee", decoder, False),  # AFM-4.5B
+    "GlmForCausalLM": ("glm", decoder, False),  # GLM-4-9B-chat-hf, GLM-Edge
     "OlmoeForCausalLM": ("olmoe", decoder, False),
     "Ernie4_5ForCausalLM": ("ernie4_5", decoder, False),
     "Exaone4ForCausalLM": ("exaone4", decoder, False),
@@ -324,7 +329,8 @@ PARALLEL_MIXERS = frozenset({"FalconH1ForCausalLM"})
 # their rotary embeddings are transformers' (an inv_freq vector; cos and sin computed each step), not a cos/sin
 # table of vLLM's. The tests check the set against vLLM's registry.
 TRANSFORMERS_BACKEND = frozenset({"Olmo2ForCausalLM", "Olmo3ForCausalLM", "SmolLM3ForCausalLM", "SeedOssForCausalLM",
-                                  "HunYuanDenseV1ForCausalLM", "HunYuanMoEV1ForCausalLM"})
+                                  "HunYuanDenseV1ForCausalLM", "HunYuanMoEV1ForCausalLM", "PhiForCausalLM",
+                                  "GPTNeoXForCausalLM", "Starcoder2ForCausalLM", "ArceeForCausalLM", "GlmForCausalLM"})
 
 
 # Architectures vLLM served once and has since removed, with the last version that served each (vLLM 0.32's
@@ -400,7 +406,7 @@ LAYER_FLAG_KEYS = frozenset(("moe_layer_freq",))
 BOOL_KEYS = frozenset(("tie_word_embeddings", "use_sliding_window", "attention_bias", "mlp_bias", "desc_act", "sym",
                        "use_bias", "use_conv_bias", "layer_scale", "attention_k_eq_v",
                        "use_double_wide_mlp",
-                       "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias",
+                       "zero_point", "norm_topk_prob", "use_qk_norm", "lm_head_bias", "use_routing_bias", "qk_layernorm",
                        "multimodal_projector_bias", "mamba_proj_bias", "mamba_conv_bias", "enable_bias",
                        "do_layer_norm_before", "layer_norm_elementwise_affine"))
 STRING_LIST_KEYS = frozenset(("architectures", "layer_types"))

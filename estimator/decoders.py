@@ -112,16 +112,18 @@ class Decoder:
     before each) and what this family does differently. A family of this shape is one entry in DECODERS."""
 
     qkv_bias: str = "config"  # config (bias_key) | always | never
-    o_bias: str = "config"  # config | never
+    o_bias: str = "config"  # config | always | never
     bias_key: str = "attention_bias"
+    bias_default: bool = False  # bias_key's value where config.json leaves it out (the config class's default)
     o_bias_key: str | None = None  # the config key that biases o_proj where it is not bias_key (Seed-OSS)
     mlp_bias_key: str = "mlp_bias"  # the config key that biases the dense MLPs (not the experts)
+    mlp_bias: str = "config"  # config (mlp_bias_key; bias_key's default where the two are the same key) | always
     qk_norm: str = "none"  # none | head: one head wide, shared by all heads (Qwen3, Gemma 3, GLM-4.5) |
     #                        heads: every head its own, split with the heads over TP (Cohere, MiniMax-M2) |
     #                        all: one norm over all heads' width, replicated (OLMo 2 gathers q and k first)
     qk_norm_key: str | None = None  # the config key that switches the q/k norms on; None: always there
     norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
-    norm_bias: bool = False  # LayerNorm with a bias in place of RMSNorm (Phi-3.5-MoE), final norm included
+    norm_bias: bool = False  # LayerNorm with a bias in place of RMSNorm (Phi-3.5-MoE), final and q/k norms included
     lm_head_bias_key: str | None = None  # the config key that gives the LM head a bias (Phi-3.5-MoE)
     experts: Experts | None = None
     windows: str = "config"  # which layers are windowed without layer_types: one of WINDOW_RULES
@@ -204,6 +206,23 @@ DECODERS: dict[str, Decoder] = {
     "hunyuan_v1_moe": Decoder(qk_norm="head", experts=Experts("num_experts", width="intermediate_size",
                                                               topk="moe_topk", router="gate.wg", router_fp32=True,
                                                               shared="mlp")),
+    # Phi-1, 1.5 and 2: one LayerNorm before attention and the MLP side by side, q/k/v and the output projection
+    # biased, a biased fc1/fc2 MLP, LayerNorms one head wide on q and k where qk_layernorm says so. The checkpoint's
+    # LM head has a bias too, which vLLM's Transformers backend does not build (its ParallelLMHead has none), so it
+    # is neither loaded nor counted
+    "phi": Decoder(qkv_bias="always", o_bias="always", mlp_bias="always", qk_norm="head", qk_norm_key="qk_layernorm",
+                   norms=("input_layernorm",), norm_bias=True, mlp="plain"),
+    # GPT-NeoX (Pythia, GPT-NeoX-20B): a fused QKV and dense output biased by attention_bias (true where config.json
+    # leaves it out), LayerNorms before attention and before the MLP, a biased dense_h_to_4h/dense_4h_to_h MLP
+    "gpt_neox": Decoder(bias_default=True, mlp_bias="always", norm_bias=True, mlp="plain"),
+    # StarCoder2: q/k/v/o and the c_fc/c_proj MLP biased by use_bias (true by default), LayerNorms, tied embeddings
+    "starcoder2": Decoder(bias_key="use_bias", bias_default=True, mlp_bias_key="use_bias", norm_bias=True,
+                          mlp="plain"),
+    # Arcee (AFM-4.5B): Llama's attention over an up/down MLP through ReLU^2
+    "arcee": Decoder(mlp="plain"),
+    # GLM-4-9B in transformers' form (GlmForCausalLM): q/k/v biased by attention_bias (true by default), o_proj
+    # never, a fused gate_up_proj as wide as gate and up
+    "glm": Decoder(o_bias="never", bias_default=True),
     "glm4_moe": Decoder(o_bias="never", qk_norm="head", qk_norm_key="use_qk_norm",
                         experts=Experts("n_routed_experts", router_bias=True, shared="count", dense="first_k",
                                         renormalize="config", renormalize_default=True, router_fp32=True)),
@@ -245,12 +264,13 @@ def decoder(c: Config, inv: Inventory, family: str):
     d = DECODERS[family]
     n = c.int("num_hidden_layers")
     hidden, heads, kv, hd = attention_dims(c)
-    config_bias = c.flag(d.bias_key)
+    config_bias = c.flag(d.bias_key) if c.get(d.bias_key) is not None else d.bias_default
     qkv_bias = d.qkv_bias == "always" or (d.qkv_bias == "config" and config_bias)
-    o_bias = d.o_bias == "config" and (c.flag(d.o_bias_key) if d.o_bias_key else config_bias)
+    o_bias = d.o_bias == "always" or (d.o_bias == "config" and (c.flag(d.o_bias_key) if d.o_bias_key else config_bias))
+    mlp_bias = d.mlp_bias == "always" or (config_bias if d.mlp_bias_key == d.bias_key else c.flag(d.mlp_bias_key))
     qk_norm = d.qk_norm if d.qk_norm_key is None or c.flag(d.qk_norm_key) else "none"
     for i in range(n):
-        gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=qk_norm == "head")
+        gqa_attention(inv, c, i, qkv_bias, o_bias, qk_norm=qk_norm == "head", norm_bias=d.norm_bias)
         if qk_norm in ("heads", "all"):  # over every head's width: split with the heads, or replicated
             inv.add(f"model.layers.{i}.self_attn.q_norm", heads * hd, 1, "col" if qk_norm == "heads" else "rep",
                     "norm", i)
@@ -259,16 +279,13 @@ def decoder(c: Config, inv: Inventory, family: str):
         if d.experts is not None and is_moe_layer(c, d.experts, i):
             moe_block(c, inv, d.experts, i, hidden)
         elif d.mlp == "plain":
-            inv.linear(f"model.layers.{i}.mlp.up_proj", hidden, c.int("intermediate_size"), "col", i,
-                       bias=c.flag(d.mlp_bias_key))
-            inv.linear(f"model.layers.{i}.mlp.down_proj", c.int("intermediate_size"), hidden, "row", i,
-                       bias=c.flag(d.mlp_bias_key))
+            inv.linear(f"model.layers.{i}.mlp.up_proj", hidden, c.int("intermediate_size"), "col", i, bias=mlp_bias)
+            inv.linear(f"model.layers.{i}.mlp.down_proj", c.int("intermediate_size"), hidden, "row", i, bias=mlp_bias)
             if d.activation_params:
                 inv.add(f"model.layers.{i}.mlp.act_fn", d.activation_params, 1, "rep", "norm", i,
                         fixed_bytes=BF16_BYTES)
         else:
-            gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i,
-                       bias=c.flag(d.mlp_bias_key))
+            gated_mlp(inv, f"model.layers.{i}.mlp", hidden, c.int("intermediate_size"), i, bias=mlp_bias)
         for name in d.norms:
             inv.norm(f"model.layers.{i}.{name}", hidden, i, with_bias=d.norm_bias)
     vocab = c.int("vocab_size")

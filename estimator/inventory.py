@@ -246,7 +246,8 @@ def attention_dims(c: Config):
     return hidden, heads, kv, head_dim
 
 
-def gqa_attention(inv: Inventory, c: Config, i: int, qkv_bias: bool, o_bias: bool, qk_norm: bool, sinks=False):
+def gqa_attention(inv: Inventory, c: Config, i: int, qkv_bias: bool, o_bias: bool, qk_norm: bool, sinks=False,
+                  norm_bias=False):
     hidden, heads, kv, hd = attention_dims(c)
     p = f"model.layers.{i}.self_attn"
     inv.linear(f"{p}.q_proj", hidden, heads * hd, "col", i, bias=qkv_bias)
@@ -254,8 +255,8 @@ def gqa_attention(inv: Inventory, c: Config, i: int, qkv_bias: bool, o_bias: boo
     inv.linear(f"{p}.v_proj", hidden, kv * hd, "kv", i, bias=qkv_bias)
     inv.linear(f"{p}.o_proj", heads * hd, hidden, "row", i, bias=o_bias)
     if qk_norm:
-        inv.norm(f"{p}.q_norm", hd, i)
-        inv.norm(f"{p}.k_norm", hd, i)
+        inv.norm(f"{p}.q_norm", hd, i, with_bias=norm_bias)
+        inv.norm(f"{p}.k_norm", hd, i, with_bias=norm_bias)
     if sinks:
         inv.add(f"{p}.sinks", heads, 1, "col", "norm", i)
 
@@ -283,7 +284,7 @@ def layer_norms(inv: Inventory, i: int, hidden: int) -> None:
 # CohereConfig, Cohere2Config, Ernie4_5Config, Ernie4_5_MoeConfig, Lfm2Config and Lfm2MoeConfig default
 # tie_word_embeddings=True; the others False).
 TIED_BY_DEFAULT = frozenset(("gemma", "opt", "gpt2", "gemma2", "gemma3", "gemma3n", "gemma4", "granitemoe", "cohere",
-                             "cohere2", "ernie4_5", "ernie4_5_moe", "lfm2", "lfm2_moe"))
+                             "cohere2", "ernie4_5", "ernie4_5_moe", "lfm2", "lfm2_moe", "starcoder2"))
 
 
 def tied_embeddings(raw: dict, family: str) -> bool:

@@ -97,6 +97,15 @@ CASES = [
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan"), gpu="A10G", max_model_len=8192),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "hunyuan-moe"), gpu="L4", tensor_parallel_size=2,
          max_model_len=8192, kv_cache_dtype="fp8"),
+    # Phi, GPT-NeoX (Pythia-1B's shape), StarCoder2 (every layer windowed), Arcee and GLM-4-9B (transformers'
+    # form), also served by the Transformers backend
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "phi"), gpu="T4", max_model_len=2048),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "gpt-neox"), gpu="L4", tensor_parallel_size=2,
+         max_model_len=2048, kv_cache_dtype="fp8"),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "starcoder2"), gpu="A10G", max_model_len=4096),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "arcee"), gpu="L40S", max_model_len=4096),
+    dict(model=str(Path(__file__).parent / "fixtures" / "models" / "glm"), gpu="H100", tensor_parallel_size=2,
+         max_model_len=131072),
     # Falcon-H1: every layer's attention beside its Mamba2 mixer, the mixers registered as layers of their own
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "falcon-h1"), gpu="L4", tensor_parallel_size=2),
     dict(model=str(Path(__file__).parent / "fixtures" / "models" / "falcon-h1"), gpu="H100", max_model_len=4096,

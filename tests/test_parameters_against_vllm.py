@@ -242,3 +242,20 @@ def test_a_chatglm_config_without_tie_word_embeddings_is_refused_as_vllm_cannot_
     assert "tie_word_embeddings" in answer["error"]
     with pytest.raises(PlannerError, match='add "tie_word_embeddings": false'):
         from_config(config, "chatglm")
+
+
+def test_phi_q_k_layernorms_and_an_unbiased_gpt_neox_are_what_vllm_builds(vllm_py, tmp_path):
+    """The switches the published Phi and Pythia checkpoints leave at their defaults: Phi's qk_layernorm (a biased
+    LayerNorm one head wide on q and on k in every layer) and GPT-NeoX's attention_bias set false (no bias on the
+    fused QKV nor on the output projection), built by vLLM's Transformers backend."""
+    phi = dict(json.loads((FIXTURES / "phi" / "config.json").read_text()), qk_layernorm=True)
+    neox = dict(json.loads((FIXTURES / "gpt-neox" / "config.json").read_text()), attention_bias=False)
+    cases = [("phi", phi), ("neox", neox)]
+    answers = run_in_vllm(vllm_py, SCRIPT, [{"directory": str(write_config(tmp_path / n, c))} for n, c in cases])
+    for (name, config), answer in zip(cases, answers, strict=True):
+        arch = from_config(config, name)
+        ours = sum(t.numel for t in arch.tensors if t.kind != "derived")
+        assert ours + padded_vocabulary_rows(arch) == sum(answer["parameters"].values()), name
+    base = from_config(json.loads((FIXTURES / "phi" / "config.json").read_text()), "phi")
+    head = base.head_dim
+    assert from_config(phi, "phi").num_params - base.num_params == base.num_layers * 2 * 2 * head
