@@ -28,6 +28,16 @@ PUBLISHED_TOTALS = {
     "Qwen/Qwen2.5-0.5B-Instruct": 494_032_768,
     "Qwen/Qwen2.5-7B-Instruct": 7_615_616_512,
     "Qwen/Qwen2.5-72B-Instruct": 72_706_203_648,
+    # the Pythia paper's Table 1 and the GPT-NeoX-20B paper
+    "EleutherAI/pythia-70m": 70_426_624,
+    "EleutherAI/pythia-160m": 162_322_944,
+    "EleutherAI/pythia-410m": 405_334_016,
+    "EleutherAI/pythia-1b": 1_011_781_632,
+    "EleutherAI/pythia-1.4b": 1_414_647_808,
+    "EleutherAI/pythia-2.8b": 2_775_208_960,
+    "EleutherAI/pythia-6.9b": 6_857_302_016,
+    "EleutherAI/pythia-12b": 11_846_072_320,
+    "EleutherAI/gpt-neox-20b": 20_554_567_680,
     "Qwen/Qwen3-8B": 8_190_735_360,
     "Qwen/Qwen3-30B-A3B": 30_532_122_624,
     "Qwen/Qwen3-235B-A22B": 235_093_634_560,
@@ -238,6 +248,15 @@ def arch(model_id: str):
 @pytest.mark.parametrize("model_id,total", PUBLISHED_TOTALS.items())
 def test_parameter_count_equals_published_total(model_id, total):
     assert arch(model_id).num_params == total
+
+
+@pytest.mark.parametrize("model_id,total", [("microsoft/phi-1_5", 1_418_270_720), ("microsoft/phi-2", 2_779_683_840)])
+def test_phi_is_its_published_total_but_the_lm_heads_bias_vllm_does_not_build(model_id, total):
+    """Phi's checkpoints (safetensors totals) hold a bias on the LM head; vLLM's Transformers backend builds its
+    ParallelLMHead without one, so that bias is neither loaded nor counted."""
+    a = arch(model_id)
+    assert a.num_params + a.vocab_size == total
+    assert not any(t.name.startswith("lm_head") and t.kind == "bias" for t in a.tensors)
 
 
 def test_catalog_has_forty_models_across_the_required_families():
