@@ -534,7 +534,7 @@ def from_config(raw: dict, model_id: str, preprocessor: dict | None = None) -> M
                                 if family == "deepseek_v4" else
                                 quantization.from_config(raw.get("quantization_config")
                                                          or text.get("quantization_config")),
-                                [t.name for t in inv.tensors]),
+                                inv.tensors),
         derived_max_model_len=max_len, max_len_key=key, longrope_default_len=longrope_len, rope_tables=tables,
         family=family, draft_tensors=draft_tensors, draft_attention=draft_attention, **extra,
     )

@@ -47,6 +47,7 @@ class QuantScheme:
     quantizes_lm_head: bool = False  # ModelOpt quantizes the LM head too unless its exclusions name it
     kv_cache_dtype: str | None = None  # what --kv-cache-dtype auto means for this checkpoint (vLLM's spelling)
     fp4_activations: bool = False  # NVFP4 W4A4: activations quantized to FP4 too (W4A16 keeps them 16-bit)
+    ocp_mx: bool = False  # Quark's OCP MX (MXFP4/6/8) linears: group_size 32, one uint8 e8m0 scale per group
     # FP8 with one static (calibrated) input scale per tensor, as the weights' per-tensor scale: the scheme
     # FlashInfer's FP8 MoE kernels take besides 128-blocks (kFp8StaticTensorSym weights and activations)
     static_activations: bool = False
@@ -413,10 +414,16 @@ def from_config(qc: dict | None) -> QuantScheme | None:
 # AMD Quark checkpoints (vLLM 0.32 quark/quark.py): the planner sizes Quark's FP8 W8A8 schemes as vLLM's
 # QuarkConfig._is_fp8_w8a8 accepts them: static fp8_e4m3 weights with one fp32 scale per tensor or per output
 # channel beside fp8_e4m3 inputs (dynamic, or static per tensor), or weights in symmetric 128 x 128 blocks beside
-# dynamic inputs per group of 128; AMD's -FP8-KV checkpoints are the first kind. Quark's INT8, INT4, MXFP4 and
-# mixed schemes fail closed.
+# dynamic inputs per group of 128; AMD's -FP8-KV checkpoints are the first kind. And its OCP MX schemes on dense
+# linears (QuarkOCP_MX, AMD's -MXFP4 checkpoints): static MXFP4, MXFP6 or MXFP8 weights in groups of 32 with one
+# uint8 e8m0 scale each, beside dynamic inputs or none. Quark's INT8, INT4, NVFP4, MX experts and mixed schemes
+# fail closed.
 QUARK_FP8_WEIGHT_SCALES = ("per_tensor", "per_channel")
 QUARK_FP8_BLOCK = [128, 128]
+# OCP MX element widths (quark_ocp_mx.py get_packed_dim: FP4 two to a byte, FP6 four to three bytes, FP8 unpacked)
+# and the block one e8m0 scale covers (ocp_mx_utils.py OCP_MX_BLOCK_SIZE)
+QUARK_OCP_MX_BITS = {"fp4": 4, "fp6_e3m2": 6, "fp6_e2m3": 6, "fp8_e4m3": 8}
+OCP_MX_BLOCK = 32
 
 
 def _quark_fp8_layout(weight, inputs) -> tuple[str, ...] | None:
@@ -435,18 +442,38 @@ def _quark_fp8_layout(weight, inputs) -> tuple[str, ...] | None:
     return None
 
 
-def _quark_scheme(settings: dict, where: str) -> str:
-    """The weight scale layout of an FP8 W8A8 Quark scheme; anything else is refused."""
+def _quark_ocp_mx_layout(weight, inputs) -> tuple[str, ...] | None:
+    """("ocp_mx", weight dtype, input dtype or "") for an OCP MX Quark scheme vLLM runs on a linear layer (the
+    canonical per-group spelling of ocp_mx_weight_dtype_and_rows; inputs unquantized or dynamic MX, as QuarkOCP_MX
+    takes them), else None."""
+    if not (isinstance(weight, dict) and weight.get("dtype") in QUARK_OCP_MX_BITS and not weight.get("is_dynamic")
+            and weight.get("qscheme") == "per_group" and weight.get("group_size") == OCP_MX_BLOCK
+            and weight.get("scale_format") == "e8m0"):
+        return None
+    if inputs is None:
+        return "ocp_mx", weight["dtype"], ""
+    if not (isinstance(inputs, dict) and inputs.get("is_dynamic") and inputs.get("dtype") in QUARK_OCP_MX_BITS):
+        return None
+    # FP8 inputs are MXFP8 only per group of 32 (per tensor, QuarkOCP_MX takes no such activation key)
+    if inputs["dtype"] == "fp8_e4m3" and (inputs.get("qscheme"), inputs.get("group_size")) != ("per_group",
+                                                                                            OCP_MX_BLOCK):
+        return None
+    return "ocp_mx", weight["dtype"], inputs["dtype"]
+
+
+def _quark_scheme(settings: dict, where: str) -> tuple[str, ...]:
+    """The weight layout of an FP8 W8A8 or OCP MX Quark scheme; anything else is refused."""
     weight, inputs = settings.get("weight"), settings.get("input_tensors")
-    layout = _quark_fp8_layout(weight, inputs)
+    layout = _quark_fp8_layout(weight, inputs) or _quark_ocp_mx_layout(weight, inputs)
     if layout:
-        return layout[0]
+        return layout
 
     def described(t):
         return f"{t.get('dtype')} {t.get('qscheme')}" if isinstance(t, dict) else repr(t)
     raise _fail(f"the Quark scheme of {where} (weights {described(weight)}, inputs {described(inputs)}) is not "
                 "sized by the planner (supported: FP8 W8A8, fp8_e4m3 weights per tensor, channel or 128 x 128 "
-                "block); it will not guess its memory")
+                "block; OCP MX fp4, fp6 or fp8 weights per group of 32 with e8m0 scales); it will not guess its "
+                "memory")
 
 
 def _quark(qc: dict) -> QuantScheme:
@@ -457,7 +484,7 @@ def _quark(qc: dict) -> QuantScheme:
         raise _fail("the Quark quantization_config has no export section, which vLLM requires; re-export the "
                     "checkpoint with Quark")
     glob = qc.get("global_quant_config")
-    scales = _quark_scheme(glob if isinstance(glob, dict) else {}, "the whole model")
+    layout = _quark_scheme(glob if isinstance(glob, dict) else {}, "the whole model")
     for pattern, settings in (qc.get("layer_quant_config") or {}).items():
         if not isinstance(settings, dict) or (settings.get("weight"), settings.get("input_tensors")) != \
                 (glob.get("weight"), glob.get("input_tensors")):
@@ -466,8 +493,13 @@ def _quark(qc: dict) -> QuantScheme:
     if qc.get("layer_type_quant_config"):
         raise _fail("the Quark layer_type_quant_config gives some layer types a scheme of their own; the planner "
                     "sizes one scheme for every layer and will not guess its memory")
-    return QuantScheme("quark", 8, channel_scales=scales == "per_channel", fp8_compute=True,
-                       block=tuple(QUARK_FP8_BLOCK) if scales == "per_block" else None,
+    if layout[0] == "ocp_mx":
+        _, weights, inputs = layout
+        return QuantScheme("quark", QUARK_OCP_MX_BITS[weights], OCP_MX_BLOCK, scale_bytes=1, ocp_mx=True,
+                           fp8_compute=weights == inputs == "fp8_e4m3", fp4_activations=inputs == "fp4",
+                           ignore=_ignore_list(qc, "exclude"))
+    return QuantScheme("quark", 8, channel_scales=layout[0] == "per_channel", fp8_compute=True,
+                       block=tuple(QUARK_FP8_BLOCK) if layout[0] == "per_block" else None,
                        ignore=_ignore_list(qc, "exclude"))
 
 
@@ -479,12 +511,18 @@ def online(method: str) -> QuantScheme:
                 f"on an unquantized checkpoint only {', '.join(ONLINE_METHODS)} is applied at load time")
 
 
-def bind(quant: QuantScheme | None, names) -> QuantScheme | None:
-    """The checkpoint's scheme for a model of these tensor names: per-layer rules that depend on how vLLM builds
-    the model (AutoRound's, which resolve fused linears by their fused name) learn which layers it fuses."""
+def bind(quant: QuantScheme | None, tensors) -> QuantScheme | None:
+    """The checkpoint's scheme for a model of these tensors: per-layer rules that depend on how vLLM builds
+    the model (AutoRound's, which resolve fused linears by their fused name) learn which layers it fuses. Quark OCP
+    MX experts are refused: vLLM runs them through its MXFP4 MoE oracle, whose kernel (and padding) on ROCm depends
+    on AITER and the CDNA generation, which the planner does not model."""
+    if quant is not None and quant.ocp_mx and any(t.kind == "expert" and not quant.skips(t.name) for t in tensors):
+        raise _fail("the checkpoint's Quark OCP MX scheme quantizes MoE experts; the planner sizes Quark MXFP4/6/8 "
+                    "on dense linear layers only and will not guess the experts' kernel layout (choose an FP8 "
+                    "checkpoint of this model)")
     if quant is None or quant.rules is None:
         return quant
-    return replace(quant, rules=quant.rules.bind(names))
+    return replace(quant, rules=quant.rules.bind([t.name for t in tensors]))
 
 
 def tensor_scheme(name: str, kind: str, quant: QuantScheme | None, shard: str = "col") -> QuantScheme | None:

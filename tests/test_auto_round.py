@@ -3,6 +3,7 @@
 refuses or runs on a kernel the planner does not size fails closed in one line."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -87,7 +88,7 @@ def bound(config: dict, names=()):
         for parts in auto_round.PACKED.values():
             if leaf in parts:
                 held.update(f"{head}.{part}" for part in parts)
-    return quantization.bind(auto_round.from_config(config), held)
+    return quantization.bind(auto_round.from_config(config), [SimpleNamespace(name=n, kind="linear") for n in held])
 
 
 def planner_answer(config: dict, layers) -> list:
@@ -408,7 +409,8 @@ def test_a_quantized_lm_head_is_sized_quantized():
 def test_a_projection_vllm_does_not_fuse_takes_its_own_entry():
     # an MLA layer's q_proj has no k_proj or v_proj beside it: vLLM builds it alone, and its own entry decides
     config = dict(W4, extra_config={"model.layers.0.self_attn.q_proj": {"bits": 8}})
-    alone = quantization.bind(auto_round.from_config(config), ["model.layers.0.self_attn.q_proj"])
+    alone = quantization.bind(auto_round.from_config(config),
+                              [SimpleNamespace(name="model.layers.0.self_attn.q_proj", kind="linear")])
     assert tensor_scheme("model.layers.0.self_attn.q_proj", "linear", alone).weight_bits == 8
     # beside k_proj and v_proj it is part of qkv_proj, whose other parts keep the defaults: vLLM refuses that
     with pytest.raises(PlannerError, match="parts of a fused linear"):
