@@ -42,6 +42,18 @@ WORKSPACE_ALIGNMENT = 256  # vllm/v1/worker/workspace.py get_simultaneous rounds
 DSV4_PREFILL_CHUNK, DSV4_TOPK_ALIGNMENT, BF16_BYTES = 4, 128, 2
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 MIB = 1024**2
+# PyTorch's CUDA caching allocator (c10/core/AllocatorConfig.h): every block a multiple of 512 bytes; blocks up to
+# 1 MiB from the small pool; a block of 10 MiB or more gets a segment of its own, rounded up to 2 MiB, whose tail is
+# split off as a free block only when it exceeds 1 MiB (should_split), and never when the block is at least
+# max_split_size, which vLLM 0.32 sets to 20 MiB while it loads the weights (gpu_worker.load_model,
+# _scoped_allocator_max_split). The tail a block keeps counts as allocated, so in "Model loading took".
+ALLOC_BLOCK, ALLOC_SMALL, ALLOC_MIN_LARGE, ALLOC_ROUND_LARGE = 512, 1 * MIB, 10 * MIB, 2 * MIB
+LOAD_MAX_SPLIT = 20 * MIB
+# The parameters vLLM builds fused, one allocation each: q/k/v as QKVParallelLinear, gate and up as
+# MergedColumnParallelLinear, an MLA layer's q_a and kv_a as its fused_qkv_a_proj
+FUSED_PARAMETERS = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
+                    "up_proj": "gate_up_proj", "q_a_proj": "fused_qkv_a_proj",
+                    "kv_a_proj_with_mqa": "fused_qkv_a_proj"}
 
 
 def cdiv(a: int, b: int) -> int:
@@ -271,13 +283,32 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
     return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, moe_tp) * padding * share
 
 
+def allocated_bytes(nbytes):
+    """What the caching allocator counts as allocated for one weight of nbytes, loaded as vLLM 0.32 loads weights:
+    512-byte multiples, and a large block's 2 MiB segment whole where its tail is not split off. A block between
+    1 and 10 MiB is carved from a shared 20 MiB segment, taken here at its own size."""
+    rounded = maximum(ceil(nbytes / ALLOC_BLOCK), 1) * ALLOC_BLOCK
+    segment = ceil(rounded / ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE
+    kept = where(rounded >= LOAD_MAX_SPLIT, segment, where(segment - rounded <= ALLOC_SMALL, segment, rounded))
+    return where(rounded >= ALLOC_MIN_LARGE, kept, rounded)
+
+
+def allocation(name: str) -> str:
+    """The parameter a tensor of the inventory is part of as vLLM allocates it (FUSED_PARAMETERS)."""
+    head, _, leaf = name.rpartition(".")
+    if leaf == "bias":
+        return allocation(head) + ".bias"
+    return f"{head}.{FUSED_PARAMETERS[leaf]}" if leaf in FUSED_PARAMETERS else name
+
+
 def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None,
-                      gpu: GpuSpec | None = None) -> list:
+                      gpu: GpuSpec | None = None, allocated: bool = True) -> list:
     """What model loading takes on one TP rank of each pipeline stage: the weights; on the first stage the
     buffers the model allocates per batched token (ModelArch.buffer_rows_per_token) and a vision tower's rotary
     table (ModelArch.tower_rope_tables); on every stage a sparse MLA model's int32 top-k index buffer
     (ModelArch.index_topk) and the rotary tables (ModelArch.rope_tables); on the last stage an MTP drafter's
-    buffers (drafter_buffer_bytes)."""
+    buffers (drafter_buffer_bytes). The weights as the caching allocator counts them (stage_weight_bytes), or, with
+    allocated False, the bytes the tensors themselves hold."""
     pp = cfg.pipeline_parallel_size
     buffers = arch.buffer_rows_per_token * cfg.max_num_batched_tokens * arch.hidden_size * cfg.dtype_bytes \
         if arch.buffer_rows_per_token else 0
@@ -285,11 +316,31 @@ def weights_per_stage(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | No
     rope = sum(elements * (dtype_bytes or cfg.dtype_bytes) for elements, dtype_bytes in arch.rope_tables)
     tower_rope = sum(elements * (dtype_bytes or cfg.dtype_bytes) for elements, dtype_bytes in arch.tower_rope_tables)
     ranges = pp_layer_ranges(arch.num_layers, pp)
-    return [sum(rank_bytes(t, arch, cfg, quant, gpu) for t in stage_tensors(arch, pp, stage) if held(t, quant))
+    return [stage_weight_bytes(arch, cfg, quant, gpu, stage, allocated)
             + (buffers + tower_rope if stage == 0 else 0) + topk_indices + rope
             + (drafter_buffer_bytes(arch, cfg) + drafter_embedding_bytes(arch, cfg, quant, gpu) if stage == pp - 1
                else 0)
             + eplb_state_bytes(arch, cfg, quant, gpu, len(moe_layers(arch, ranges[stage]))) for stage in range(pp)]
+
+
+def stage_weight_bytes(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None, gpu: GpuSpec | None,
+                       stage: int, allocated: bool = True) -> float:
+    """One TP rank's weights on a pipeline stage as the allocator counts them: each parameter vLLM allocates
+    (fused ones whole) at allocated_bytes. A quantized tensor is counted at its bytes: vLLM repacks or converts it
+    after loading (process_weights_after_loading), and where the allocator then places the new tensors among the
+    freed ones depends on the order of the whole load."""
+    parameters: dict[str, float] = {}
+    quantized = 0.0
+    for t in stage_tensors(arch, cfg.pipeline_parallel_size, stage):
+        if not held(t, quant):
+            continue
+        nbytes = rank_bytes(t, arch, cfg, quant, gpu)
+        if not allocated or t.kind in ("linear", "expert") and tensor_scheme(t.name, t.kind, quant) is not None:
+            quantized = quantized + nbytes
+        else:
+            key = allocation(t.name)
+            parameters[key] = parameters.get(key, 0) + nbytes
+    return quantized + sum(allocated_bytes(nbytes) for nbytes in parameters.values())
 
 
 def drafter_embedding_bytes(arch: ModelArch, cfg, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:

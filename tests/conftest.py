@@ -93,3 +93,11 @@ def db_url(request, tmp_path):
 @pytest.fixture
 def pg_url():
     yield from _postgres_database()
+
+
+def tensor_weights(plan) -> float:
+    """Bytes the weights' tensors hold on one GPU of the plan's first stage, before the caching allocator rounds
+    each parameter (the memory plan's weights_gib counts that rounding too): for tests that account for tensors."""
+    from estimator.memory import weights_per_stage
+
+    return weights_per_stage(plan.arch, plan.config, plan.quant, plan.gpu, allocated=False)[0]

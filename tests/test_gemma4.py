@@ -13,7 +13,7 @@ from estimator.gemma4 import global_dims
 from estimator.inventory import Config
 from estimator.memory import group_pages, kv_cache_groups
 from estimator.plan import PlanRequest, make_plan
-from tests.conftest import write_config
+from tests.conftest import tensor_weights, write_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 
@@ -37,7 +37,7 @@ def test_global_layers_values_are_keys_in_the_checkpoint_but_vllm_still_allocate
     plan = make_plan(PlanRequest(model=str(FIXTURES / "gemma-4-dense"), gpu="H200", max_model_len=8192))
     # bf16 on one GPU: every allocated parameter (the vocabulary is a multiple of 64 already) and the two rope
     # tables, 131,072 positions of 512 and of 256
-    assert plan.memory.per_gpu.weights_gib * 2**30 == allocated * 2 + 131072 * (512 + 256) * 2
+    assert tensor_weights(plan) == allocated * 2 + 131072 * (512 + 256) * 2
 
 
 def test_layers_sharing_kv_keep_no_cache_and_the_wide_mlp_doubles():
@@ -113,7 +113,7 @@ def test_without_its_towers_the_plan_does_not_warn_of_their_pass():
     assert any(warning in w for w in full.warnings) and not any(warning in w for w in text.warnings)
     # the vision and audio towers (475,728,160 parameters, bf16) go only when every modality is limited to 0
     tower = 475_728_160 * 2 / 2**30
-    assert full.memory.per_gpu.weights_gib - text.memory.per_gpu.weights_gib == pytest.approx(tower, abs=1e-9)
+    assert (tensor_weights(full) - tensor_weights(text)) / 2**30 == pytest.approx(tower, abs=1e-9)
     assert audio_kept.memory.per_gpu.weights_gib == full.memory.per_gpu.weights_gib
 
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from estimator.cli import main
 from estimator.errors import PlannerError
-from estimator.gpus import GIB
 from estimator.memory import encoder_items, encoder_profile_bytes
 from estimator.plan import PlanRequest, make_plan
+from tests.conftest import tensor_weights
 
 QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
 GEMMA = "google/gemma-3-4b-it"
@@ -45,7 +45,7 @@ def test_with_every_tower_modality_at_zero_the_tower_is_not_built():
         assert vision_params == 676_550_144  # Qwen2.5-VL's ViT and merger
         assert full.arch.num_params - text.arch.num_params == vision_params
         # and the tower's rotary table: 8,192 positions of half a head (its 1,280 width over 16 heads), in bf16
-        assert (full.memory.per_gpu.weights_gib - text.memory.per_gpu.weights_gib) * GIB == \
+        assert tensor_weights(full) - tensor_weights(text) == \
             vision_params * 2 + 8192 * 40 * 2
         assert encoder_profile_bytes(text.arch, text.config) == (0, 0)
         assert text.memory.per_gpu.activation_gib < full.memory.per_gpu.activation_gib

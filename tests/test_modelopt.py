@@ -38,7 +38,7 @@ def checkpoint(tmp_path, quant: dict, legacy_file: bool = False, name: str = "ck
 
 
 def weights(plan) -> float:
-    return weights_per_stage(plan.arch, plan.config, plan.quant, plan.gpu)[0]
+    return weights_per_stage(plan.arch, plan.config, plan.quant, plan.gpu, allocated=False)[0]
 
 
 def linear_params(arch, lm_head: bool = False):

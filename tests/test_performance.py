@@ -178,7 +178,7 @@ def test_the_speed_model_and_the_memory_plan_put_the_same_tensors_on_each_stage(
     model = next(m for m, c in catalog_configs().items() if c.get("tie_word_embeddings") and "Llama-3.2" in m)
     arch = from_config(catalog_configs()[model], model)
     cfg, quant, _ = resolve(arch, lookup("H100"), 2, pipeline_parallel_size=2, max_model_len=4096)
-    per_stage = weights_per_stage(arch, cfg, quant)
+    per_stage = weights_per_stage(arch, cfg, quant, allocated=False)
     dense, expert, _, head, _ = weight_split(arch, 1, 2, cfg.dtype_bytes, quant)
     slowest = max(range(2), key=lambda s: len(pp_layer_ranges(arch.num_layers, 2)[s]))
     rope = sum(elements * (size or cfg.dtype_bytes) for elements, size in arch.rope_tables)  # not read per step

@@ -10,7 +10,7 @@ from estimator.errors import PlannerError
 from estimator.gpus import GIB
 from estimator.model_source import catalog_configs
 from estimator.plan import PlanRequest, make_plan
-from tests.conftest import write_config
+from tests.conftest import tensor_weights, write_config
 
 EMBEDDING = "Qwen/Qwen3-Embedding-8B"
 FLAGS = dict(gpu="H100", max_model_len=8192, gpu_memory_utilization=0.9)
@@ -26,7 +26,7 @@ def test_a_sentence_transformers_repo_is_planned_as_vllm_serves_it_without_the_l
     config = catalog_configs()[EMBEDDING]
     padded_vocab = -(-config["vocab_size"] // 64) * 64  # the LM head's rows, padded as vLLM pads them
     lm_head_gib = padded_vocab * config["hidden_size"] * 2 / GIB
-    assert generate.memory.per_gpu.weights_gib - pooling.memory.per_gpu.weights_gib == \
+    assert (tensor_weights(generate) - tensor_weights(pooling)) / GIB == \
         pytest.approx(lm_head_gib, rel=1e-9)
     assert pooling.config.runner == "pooling" and generate.config.runner == "generate"
     assert "--runner" not in pooling.serve_argv  # vLLM picks pooling for it on its own
