@@ -329,18 +329,19 @@ def stage_weight_bytes(arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | N
     (fused ones whole) at allocated_bytes. A quantized tensor is counted at its bytes: vLLM repacks or converts it
     after loading (process_weights_after_loading), and where the allocator then places the new tensors among the
     freed ones depends on the order of the whole load."""
-    parameters: dict[str, float] = {}
-    quantized = 0.0
+    parameters: dict[str, float] = {}  # the parameters counted as the allocator holds them
+    as_held = 0.0  # the rest, at their bytes
     for t in stage_tensors(arch, cfg.pipeline_parallel_size, stage):
         if not held(t, quant):
             continue
         nbytes = rank_bytes(t, arch, cfg, quant, gpu)
-        if not allocated or t.kind in ("linear", "expert") and tensor_scheme(t.name, t.kind, quant) is not None:
-            quantized = quantized + nbytes
-        else:
+        quantized = t.kind in ("linear", "expert") and tensor_scheme(t.name, t.kind, quant) is not None
+        if allocated and not quantized:
             key = allocation(t.name)
             parameters[key] = parameters.get(key, 0) + nbytes
-    return quantized + sum(allocated_bytes(nbytes) for nbytes in parameters.values())
+        else:
+            as_held = as_held + nbytes
+    return as_held + sum(allocated_bytes(nbytes) for nbytes in parameters.values())
 
 
 def drafter_embedding_bytes(arch: ModelArch, cfg, quant: QuantScheme | None, gpu: GpuSpec | None) -> float:
