@@ -110,11 +110,13 @@ def test_every_catalog_and_test_models_tables_are_the_ones_vllm_builds(vllm_py, 
     assert not mismatched
     # the test models of the families the catalog has no checkpoint of are among those compared
     names = {c["directory"].rsplit("/", 1)[1] for c, _, _ in checked}
-    # (granite-hybrid, Kimi-Linear, OPT and Jamba have no rotary layers; vLLM serves OLMo 3, SmolLM3, Seed-OSS and Hunyuan
-    # through its Transformers backend, which builds no table; InternVL's config is remote code, which the parameter
-    # script stands in for: test_parameters_against_vllm checks them all against the buffers vLLM builds)
+    # (granite-hybrid, Kimi-Linear, OPT and Jamba have no rotary layers; vLLM serves OLMo 3, SmolLM3, Seed-OSS, Hunyuan,
+    # Phi, GPT-NeoX, StarCoder2, Arcee and GLM through its Transformers backend, which builds no table; InternVL's
+    # config is remote code, which the parameter script stands in for: test_parameters_against_vllm checks them all
+    # against the buffers vLLM builds)
     tableless = {"granite-hybrid", "kimi-linear", "olmo3", "smollm3", "seed-oss", "hunyuan", "mimo-v2-flash",
-                 "opt-variant", "internvl-6b-tower", "jamba", "hunyuan-moe"}
+                 "opt-variant", "internvl-6b-tower", "jamba", "hunyuan-moe", "phi", "gpt-neox", "starcoder2", "arcee",
+                 "glm"}
     assert names >= {f"fixtures__{p.name}" for p in fixtures if p.name not in tableless}
     # LongRoPE models start at the original length vLLM reads (Phi-3.5-MoE's config class keeps the scaled one)
     longrope = {c["directory"].rsplit("/", 1)[1]: (c["longrope"], t["original"]) for c, _, t in checked
