@@ -5,14 +5,16 @@
 For each logged start-up the planner can represent (a catalog model, named by its id or by its repository name
 alone, as a local copy or a re-upload under another organisation is; a GPU it can place or the memory the log
 states; the flags the row gives), the plan's per-GPU weights, activation peak, non-torch and CUDA-graph memory
-and KV cache GiB, and the engine's KV tokens, are printed beside the logged figures; then the median and mean
+and the KV cache memory available (signed, as vLLM logs "Available KV cache memory"), and the engine's KV
+tokens, are printed beside the logged figures; then the median and mean
 absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), and the
 rows that cannot be represented, by reason. A start-up that failed is scored on what it logged before failing
 (its weights, or the available KV memory that was too little for max_model_len); a GPU the row does not name is placed by the memory the row
 writes for it, and where the row writes the memory of a named GPU, that figure is used (as --gpu-memory-gib or
 --gpu auto would give it on the host). The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
 older logs are marked with their version, a start-up that left --gpu-memory-utilization out is planned at its
-release's default, and the KV error is split by era (a row that states only its date, 2025 or earlier, ran a
+release's default, one run through the LLM class (a script's LLM(...), `vllm bench`) at that class's batch
+defaults, and the KV error is split by era (a row that states only its date, 2025 or earlier, ran a
 release before 0.14).
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -34,11 +37,12 @@ from estimator.errors import PlannerError
 from estimator.gpus import resolve_written
 from estimator.model_source import catalog_ids
 from estimator.plan import PlanRequest, make_plan
-from estimator.serve_config import VLLM_REFERENCE_VERSION
+from estimator.serve_config import VLLM_REFERENCE_VERSION, batch_defaults
 from estimator.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "memory_public.csv"
+GIB = 2**30
 PER_GPU = ("weights_gib", "activation_peak_gib", "non_torch_gib", "cuda_graph_gib", "kv_cache_gib")
 PLAN_FIELD = {"weights_gib": "weights_gib", "activation_peak_gib": "activation_gib", "non_torch_gib": "non_torch_gib",
               "cuda_graph_gib": "cuda_graph_gib", "kv_cache_gib": "kv_cache_gib"}
@@ -59,6 +63,9 @@ MTP_TOKENS = re.compile(r"MTP\D{0,40}?(?:num_speculative_tokens\W{0,3})?(\d+)(?:
 # modality limited to 0 ("mm limits image/video 0")
 POOLING = re.compile(r"runner=pooling|pooling/embed runner", re.IGNORECASE)
 NO_MULTIMODAL = re.compile(r"mm limits image/video 0", re.IGNORECASE)
+# A start-up through vLLM's LLM class (a script's LLM(...), `vllm bench latency|throughput`), whose batch defaults
+# differ from `vllm serve`'s (EngineArgs.get_batch_defaults, UsageContext.LLM_CLASS)
+OFFLINE_ENGINE = re.compile(r"\bLLM\(|offline LLM|bench (?:latency|throughput)", re.IGNORECASE)
 COUNT = re.compile(r"(?:\s+x|\s*[×*])\s*\d+\b|^\s*\d+\s*[x×*]\s*", re.IGNORECASE)
 VERSION = re.compile(r"^\s*0\.(\d+)(?:\.|\s|$)")  # 0.22.1, 0.14.0rc1..., or a bare minor ("0.22 (issue title)")
 # A start-up that leaves --gpu-memory-utilization out ran at its release's default: 0.9 through the 0.13 releases
@@ -177,7 +184,13 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
         flags["gpu_memory_utilization"] = OLD_DEFAULT_UTILIZATION
     flags["num_gpus"] = flags.get("tensor_parallel_size", 1) * flags.get("pipeline_parallel_size", 1) \
         * flags.get("data_parallel_size", 1)
-    return PlanRequest(**flags), None
+    request = PlanRequest(**flags)
+    if OFFLINE_ENGINE.search(notes) and not (request.max_num_batched_tokens and request.max_num_seqs):
+        # the LLM class's defaults on the GPU the plan places (the logged memory, where the row gives it)
+        tokens, seqs = batch_defaults(make_plan(request).gpu, offline=True)
+        request = dataclasses.replace(request, max_num_batched_tokens=request.max_num_batched_tokens or tokens,
+                                      max_num_seqs=request.max_num_seqs or seqs)
+    return request, None
 
 
 # The plan subtracts vLLM's CUDA-graph estimate as vLLM has by default since 0.21 (VLLM_MEMORY_PROFILER_ESTIMATE_
@@ -207,28 +220,29 @@ def main() -> None:
     print(f"{'line':>4} {'model':34} {'gpu':14} {'vLLM':10} " + " ".join(f"{f[:-4]:>16}" for f in PER_GPU)
           + f" {'KV tokens':>22}")
     for line, row in enumerate(rows, start=2):
-        request, why = request_of(row)
-        if request is None:
-            unrepresented[why] += 1
-            continue
         try:
+            request, why = request_of(row)
+            if request is None:
+                unrepresented[why] += 1
+                continue
             plan = make_plan(request, workload=Workload(min(1024, (request.max_model_len or 2048) // 2), 16,
                                                         concurrency=1))
         except PlannerError as err:
             unrepresented[f"the planner refuses it: {str(err)[:90]}"] += 1
             continue
         gpu = plan.memory.per_gpu
+        available_gib = min(plan.memory.available_kv_bytes) / GIB
         cells = []
         for field in PER_GPU:
             logged = number(row.get(field))
-            predicted = getattr(gpu, PLAN_FIELD[field])
+            predicted = available_gib if field == "kv_cache_gib" else getattr(gpu, PLAN_FIELD[field])
             if logged is None:
                 cells.append(f"{'-':>8}/{predicted:7.2f}")
                 continue
             cells.append(f"{logged:8.2f}/{predicted:7.2f}")
             if field in ABSOLUTE:
                 errors[field].append(abs(predicted - logged))
-            elif logged > 0:
+            elif logged:
                 errors[field].append(abs(predicted / logged - 1))
         logged_tokens = number(row.get("kv_cache_tokens"))
         tokens = plan.memory.kv_cache_tokens
@@ -236,8 +250,8 @@ def main() -> None:
             errors["kv_cache_tokens"].append(abs(tokens / logged_tokens - 1))
         version = bare(row.get("vllm_version"))[:10] or "?"
         logged_kv = number(row.get("kv_cache_gib"))
-        if logged_kv and logged_kv > 0:
-            by_era[era(row.get("vllm_version") or "")].append(abs(gpu.kv_cache_gib / logged_kv - 1))
+        if logged_kv:
+            by_era[era(row.get("vllm_version") or "")].append(abs(available_gib / logged_kv - 1))
         print(f"{line:4d} {plan.source.id[:34]:34} {plan.gpu.name[:14]:14} {version:10} " + " ".join(cells)
               + f" {(f'{logged_tokens:,.0f}' if logged_tokens else '-'):>10}/{tokens:,}")
     report(errors, by_era, unrepresented)
