@@ -129,9 +129,14 @@ def bench_argv(plan: Plan) -> list[str]:
     throughput offline (with the same engine flags) when the plan is for saturation."""
     w = plan.workload
     if w.saturated:
-        # one engine: vllm bench throughput measures a single replica's share
+        # one engine: vllm bench throughput measures a single replica's share. It builds vLLM's LLM class, whose
+        # batch defaults are larger than vllm serve's (EngineArgs.get_batch_defaults), so the planned batch is
+        # written out: the run then has the activation peak, KV pool and batch the plan sized.
+        c = plan.config
+        batch = [part for field in ("max_num_seqs", "max_num_batched_tokens") if field not in c.explicit
+                 for part in (f"--{field.replace('_', '-')}", str(getattr(c, field)))]
         return ["vllm", "bench", "throughput", "--model", plan.source.id,
-                *plan.serve_argv[1:],
+                *plan.serve_argv[1:], *batch,
                 "--dataset-name", "random", "--input-len", str(w.input_len), "--output-len", str(w.output_len),
                 "--num-prompts", "1000", "--output-json", "bench-throughput.json"]
     argv = ["vllm", "bench", "serve", "--backend", "vllm", "--model", plan.source.id, "--host", "127.0.0.1",

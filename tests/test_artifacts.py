@@ -77,4 +77,6 @@ def test_offline_plans_get_a_throughput_benchmark(tmp_path):
                                   "--max-model-len", "8192", "--output-dir", str(out)])
     assert r.exit_code == 0, r.output
     bench = (out / "bench.sh").read_text()
-    assert "vllm bench throughput --model meta-llama/Llama-3.1-8B-Instruct --max-model-len 8192" in bench
+    # the L40S's serve defaults, which the plan sized, written out: the LLM class would batch 8192 tokens
+    assert "vllm bench throughput --model meta-llama/Llama-3.1-8B-Instruct --max-model-len 8192 --max-num-seqs 256 " \
+        "--max-num-batched-tokens 2048 --dataset-name random" in bench
