@@ -102,6 +102,16 @@ def test_awq_weights_count_packed_values_scales_and_zero_points():
     assert weights("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4") == [pytest.approx(expected, rel=1e-12)]
 
 
+def test_packed_int4_moe_weights_match_a_vllm_start_up():
+    """cpatonn's Qwen3-30B-A3B AWQ-4bit (llm-compressor's pack-quantized int4, groups of 128, every linear but the
+    LM head and the routers): 'Model loading took 15.6116 GiB' in a vLLM 0.10.0 start-up on an RTX 3090
+    (github.com/ljg6861/anton_new, vllm_server.log). Each int4 value is half a byte, each group of 128 adds a
+    16-bit scale; the embedding, LM head, routers and norms stay 16-bit."""
+    model = "cpatonn/Qwen3-30B-A3B-Thinking-2507-AWQ-4bit"
+    assert weights(model, gpu="RTX-3090")[0] / GIB == pytest.approx(15.6116, rel=0.002)
+    assert weights(model, gpu="RTX-3090")[0] < weights("Qwen/Qwen3-30B-A3B-Thinking-2507", gpu="RTX-3090")[0] * 0.28
+
+
 @pytest.mark.parametrize("model, dtype", [("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "bfloat16"),
                                           ("Qwen/Qwen2.5-7B-Instruct-AWQ", "float16")])
 def test_awq_and_gptq_run_in_the_dtype_their_config_names(model, dtype):
