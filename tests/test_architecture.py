@@ -47,6 +47,19 @@ PUBLISHED_TOTALS = {
     "meta-llama/Meta-Llama-3.1-70B-Instruct": 70_553_706_496,
     "meta-llama/Meta-Llama-3.1-405B-Instruct": 405_853_388_800,
     "cpatonn/Qwen3-30B-A3B-Thinking-2507-AWQ-4bit": 30_532_122_624,
+    # Qwen1.5's chat models (the qwen2 architecture with full multi-head attention but at 32B), and fine-tunes
+    # and base models that keep their parent's architecture
+    "Qwen/Qwen1.5-0.5B-Chat": 619_570_176,
+    "Qwen/Qwen1.5-1.8B-Chat": 1_836_828_672,
+    "Qwen/Qwen1.5-4B-Chat": 3_950_369_280,
+    "Qwen/Qwen1.5-7B-Chat": 7_721_324_544,
+    "Qwen/Qwen1.5-14B-Chat": 14_167_290_880,
+    "Qwen/Qwen1.5-32B-Chat": 32_512_218_112,
+    "HuggingFaceH4/zephyr-7b-beta": 7_241_732_096,
+    "lmsys/vicuna-7b-v1.5": 6_738_415_616,
+    "lmsys/vicuna-13b-v1.5": 13_015_864_320,
+    "Qwen/Qwen3-8B-Base": 8_190_735_360,
+    "Qwen/Qwen3-30B-A3B-Base": 30_532_122_624,
     # the Pythia paper's Table 1 and the GPT-NeoX-20B paper
     "EleutherAI/pythia-70m": 70_426_624,
     "EleutherAI/pythia-160m": 162_322_944,
