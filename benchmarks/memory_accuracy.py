@@ -14,7 +14,7 @@ writes for it, and where the row writes the memory of a named GPU, that figure i
 --gpu auto would give it on the host). The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
 older logs are marked with their version, a start-up that left --gpu-memory-utilization out is planned at its
 release's default, one run through the LLM class (a script's LLM(...), `vllm bench`) at that class's batch
-defaults, and the KV error is split by era (a row that states only its date, 2025 or earlier, ran a
+defaults (--entrypoint llm), and the KV error is split by era (a row that states only its date, 2025 or earlier, ran a
 release before 0.14).
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
-import dataclasses
 import os
 import re
 from pathlib import Path
@@ -37,7 +36,7 @@ from estimator.errors import PlannerError
 from estimator.gpus import resolve_written
 from estimator.model_source import catalog_ids
 from estimator.plan import PlanRequest, make_plan
-from estimator.serve_config import VLLM_REFERENCE_VERSION, batch_defaults
+from estimator.serve_config import VLLM_REFERENCE_VERSION
 from estimator.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,13 +183,9 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
         flags["gpu_memory_utilization"] = OLD_DEFAULT_UTILIZATION
     flags["num_gpus"] = flags.get("tensor_parallel_size", 1) * flags.get("pipeline_parallel_size", 1) \
         * flags.get("data_parallel_size", 1)
-    request = PlanRequest(**flags)
-    if OFFLINE_ENGINE.search(notes) and not (request.max_num_batched_tokens and request.max_num_seqs):
-        # the LLM class's defaults on the GPU the plan places (the logged memory, where the row gives it)
-        tokens, seqs = batch_defaults(make_plan(request).gpu, offline=True)
-        request = dataclasses.replace(request, max_num_batched_tokens=request.max_num_batched_tokens or tokens,
-                                      max_num_seqs=request.max_num_seqs or seqs)
-    return request, None
+    if OFFLINE_ENGINE.search(notes):
+        flags["entrypoint"] = "llm"
+    return PlanRequest(**flags), None
 
 
 # The plan subtracts vLLM's CUDA-graph estimate as vLLM has by default since 0.21 (VLLM_MEMORY_PROFILER_ESTIMATE_

@@ -132,8 +132,9 @@ def bench_argv(plan: Plan) -> list[str]:
         # one engine: vllm bench throughput measures a single replica's share. It builds vLLM's LLM class, whose
         # batch defaults are larger than vllm serve's (EngineArgs.get_batch_defaults), so the planned batch is
         # written out: the run then has the activation peak, KV pool and batch the plan sized.
-        c = plan.config
-        batch = [part for field in ("max_num_seqs", "max_num_batched_tokens") if field not in c.explicit
+        c, given = plan.config, set(plan.serve_argv)
+        batch = [part for field in ("max_num_seqs", "max_num_batched_tokens")
+                 if f"--{field.replace('_', '-')}" not in given
                  for part in (f"--{field.replace('_', '-')}", str(getattr(c, field)))]
         return ["vllm", "bench", "throughput", "--model", plan.source.id,
                 *plan.serve_argv[1:], *batch,

@@ -55,6 +55,9 @@ def plan_options(f):
         click.option("--max-num-batched-tokens", type=int, default=None),
         click.option("--block-size", type=int, default=None),
         click.option("--enforce-eager", is_flag=True, default=None),
+        click.option("--entrypoint", type=click.Choice(("serve", "llm")), default=None,
+                     help="How vLLM is started: vllm serve (default), or llm: the Python LLM class, which vllm bench "
+                          "throughput and latency build too, and whose batch defaults are larger."),
         click.option("--runner", type=click.Choice(("auto", "generate", "pooling")), default=None,
                      help="As `vllm serve --runner`: pooling for embedding models (default: as vLLM decides)."),
         click.option("--limit-mm-per-prompt", default=None, metavar="JSON",

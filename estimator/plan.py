@@ -67,6 +67,7 @@ class PlanRequest:
     enable_eplb: bool = False
     eplb_config: tuple[tuple[str, object], ...] | str | dict | None = None  # as --eplb-config takes it
     speculative_config: tuple[tuple[str, object], ...] | str | dict | None = None  # as --speculative-config takes it
+    entrypoint: str | None = None  # serve | llm (serve_config.ENTRYPOINTS); None: vllm serve
 
     def __post_init__(self):
         if not isinstance(self.enforce_eager, bool) and self.enforce_eager is not None:
@@ -100,7 +101,7 @@ class PlanRequest:
         fraction("--gpu-memory-utilization", self.gpu_memory_utilization)
 
     def flags(self) -> dict:
-        out = {f: getattr(self, f) for f in SERVE_FLAGS}
+        out = {f: getattr(self, f) for f in SERVE_FLAGS} | {"entrypoint": self.entrypoint}
         out["quantization_method"] = out.pop("quantization")
         return out
 
@@ -190,6 +191,7 @@ class Plan:
                                                                   "speculative_config": dict(c.speculative_config),
                                                                   "num_redundant_experts": c.num_redundant_experts,
                                                                   "resolved_dtype": c.resolved_dtype,
+                                                                  "entrypoint": c.entrypoint,
                                                                   "defaults": list(c.defaults)},
             "memory": self.memory.to_dict() | {"relaxations": [r.to_dict() for r in self.relaxations],
                                                "summary": self.limit_summary()},
@@ -249,7 +251,8 @@ def serve_argv(model_id: str, c: ServeConfig, remote_code: bool = False) -> list
     if "kv_cache_dtype" in c.explicit and c.kv_cache_dtype != "auto":  # auto may stand for the checkpoint's own
         add("kv-cache-dtype", c.kv_cache_dtype)
     for field in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
-        if field in c.explicit:
+        # a plan for the LLM class writes its batch out: vllm serve's own defaults are smaller
+        if field in c.explicit or (c.entrypoint == "llm" and field != "block_size"):
             add(field.replace("_", "-"), getattr(c, field))
     if c.kv_cache_memory_bytes:
         add("kv-cache-memory-bytes", c.kv_cache_memory_bytes)
@@ -432,7 +435,7 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     x = _inputs(request, coefficients, coefficients_choice)
     gpu, coefficients, coefficient_notes, arch = x.gpu, x.coefficients, x.coefficient_notes, x.arch
     num_gpus = request.num_gpus or x.detected_count or 1
-    fixed = {f: getattr(request, f) for f in SERVE_FLAGS if getattr(request, f) not in (None, False)}
+    fixed = {f: getattr(request, f) for f in (*SERVE_FLAGS, "entrypoint") if getattr(request, f) not in (None, False)}
     workload, fitted_note = workload.fitted(fixed.get("max_model_len") or arch.derived_max_model_len)
     result = search(arch, gpu, num_gpus, fixed, workload, coefficients, replicas_as)
     if result.best is None:

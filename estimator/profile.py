@@ -14,7 +14,7 @@ KEYS = ("model", "revision", "gpu", "gpu_memory_gib", "num_gpus", "tensor_parall
         "max_num_batched_tokens", "block_size", "enforce_eager", "input_len", "output_len", "concurrency",
         "request_rate", "ttft_ms", "tpot_ms", "goal", "coefficients", "limit_mm_per_prompt",
         "language_model_only", "kv_cache_memory_bytes", "data_parallel_size", "enable_expert_parallel",
-        "decode_context_parallel_size", "enable_eplb", "eplb_config", "speculative_config")
+        "decode_context_parallel_size", "enable_eplb", "eplb_config", "speculative_config", "entrypoint")
 
 
 POSITIVE_INTS = ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",

@@ -107,7 +107,7 @@ def _evaluate(arch, gpu, num_gpus, fixed, workload, co, options, replicas_as="da
                                                                "language_model_only", "kv_cache_memory_bytes",
                                                                "enable_expert_parallel",
                                                                "decode_context_parallel_size", "enable_eplb",
-                                                               "eplb_config", "speculative_config")
+                                                               "eplb_config", "speculative_config", "entrypoint")
                                          if fixed.get(k) is not None})
         except PlannerError as err:
             refusals.append(str(err))

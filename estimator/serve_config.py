@@ -46,6 +46,7 @@ class ServeConfig:
     enforce_eager: bool
     resolved_dtype: str = "bfloat16"  # what the weights and activations run in
     runner: str = "generate"  # generate | pooling (--runner), as the model was built (ModelArch.pooling)
+    entrypoint: str = "serve"  # how vLLM is started (ENTRYPOINTS): which batch defaults apply
     limit_mm_per_prompt: tuple[tuple[str, int], ...] = ()  # --limit-mm-per-prompt counts given, by modality
     language_model_only: bool = False  # --language-model-only: every modality limited to 0
     kv_cache_memory_bytes: int | None = None  # --kv-cache-memory-bytes: the KV pool per GPU, no budget
@@ -187,6 +188,12 @@ def is_v0_engine(vllm_version: str | None) -> bool:
         return True
     found = re.search(r"(\d+)\.(\d+)", vllm_version)
     return bool(found) and (int(found.group(1)), int(found.group(2))) < (0, 8)
+
+
+# How vLLM is started, for its batch defaults (EngineArgs.get_batch_defaults by UsageContext): `vllm serve`
+# (OPENAI_API_SERVER), or llm: the Python LLM class, which `vllm bench throughput` and `vllm bench latency` build too
+# (LLM_CLASS), and which batches more tokens.
+ENTRYPOINTS = ("serve", "llm")
 
 
 def batch_defaults(gpu: GpuSpec, world_size: int = 1, offline: bool = False) -> tuple[int, int]:
@@ -466,20 +473,22 @@ def _checkpoint_kv_cache_dtype(kv_dtype: str, defaults: list) -> str:
 
 
 def _batch_budget(gpu: GpuSpec, num_gpus_used: int, max_len: int, max_num_seqs: int | None,
-                  max_num_batched_tokens: int | None, defaults: list) -> tuple[int, int]:
-    """(max_num_seqs, max_num_batched_tokens) with vLLM's serve defaults filled in as EngineArgs does."""
-    default_tokens, default_seqs = batch_defaults(gpu, num_gpus_used)
+                  max_num_batched_tokens: int | None, defaults: list, entrypoint: str = "serve") -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) with vLLM's defaults for the entrypoint filled in as EngineArgs
+    does."""
+    default_tokens, default_seqs = batch_defaults(gpu, num_gpus_used, offline=entrypoint == "llm")
+    whose = "LLM-class" if entrypoint == "llm" else "serve"
     seqs_given = max_num_seqs is not None
     if not seqs_given:
         max_num_seqs = default_seqs
     if max_num_batched_tokens is None:
         # EngineArgs: the default never exceeds what max_num_seqs sequences of max_model_len could use.
         max_num_batched_tokens = min(default_tokens, max_num_seqs * int(max_len))
-        defaults.append(f"max-num-batched-tokens={max_num_batched_tokens} (vLLM's serve default for {gpu.name})")
+        defaults.append(f"max-num-batched-tokens={max_num_batched_tokens} (vLLM's {whose} default for {gpu.name})")
     if not seqs_given:
         # ... and a defaulted max_num_seqs never exceeds the tokens a step may hold.
         max_num_seqs = min(default_seqs, max_num_batched_tokens)
-        defaults.append(f"max-num-seqs={max_num_seqs} (vLLM's serve default for {gpu.name})")
+        defaults.append(f"max-num-seqs={max_num_seqs} (vLLM's {whose} default for {gpu.name})")
     if max_num_batched_tokens < max_num_seqs:
         raise PlannerError(f"--max-num-batched-tokens {max_num_batched_tokens} is below --max-num-seqs {max_num_seqs}: "
                            "vLLM needs a token per running sequence in every step; raise it to "
@@ -524,7 +533,8 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
             kv_cache_memory_bytes=None, data_parallel_size: int | None = None,
             enable_expert_parallel: bool = False,
             decode_context_parallel_size: int | None = None, enable_eplb: bool = False,
-            eplb_config=None, speculative_config=None) -> tuple[ServeConfig, QuantScheme | None, list]:
+            eplb_config=None, speculative_config=None,
+            entrypoint: str | None = None) -> tuple[ServeConfig, QuantScheme | None, list]:
     """Validate flags as vLLM would and fill in its defaults. Returns (config, quant scheme, warnings)."""
     warnings: list[str] = []
     defaults: list[str] = []
@@ -532,7 +542,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
                                 max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                                 dtype=dtype, quantization=quantization_method, kv_cache_dtype=kv_cache_dtype,
                                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                                block_size=block_size, runner=runner,
+                                block_size=block_size, runner=runner, entrypoint=entrypoint,
                                 data_parallel_size=data_parallel_size,
                                 decode_context_parallel_size=decode_context_parallel_size).items() if v is not None}
     if kv_cache_dtype == "auto":
@@ -588,8 +598,12 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
             block = aligned
             block_defaults = [f"block-size={aligned} (vLLM raises the attention block until its page holds one "
                               "linear-attention state)"]
+    entrypoint = entrypoint or "serve"
+    if entrypoint not in ENTRYPOINTS:
+        raise PlannerError(f"--entrypoint {entrypoint} is not one the planner knows; use serve (vllm serve) or llm "
+                           "(the LLM class, vllm bench throughput or latency)")
     max_num_seqs, max_num_batched_tokens = _batch_budget(gpu, tp * pp, max_len, max_num_seqs,
-                                                         max_num_batched_tokens, defaults)
+                                                         max_num_batched_tokens, defaults, entrypoint)
     defaults.extend(block_defaults)
     if gpu_memory_utilization is None:
         gpu_memory_utilization = DEFAULT_GPU_MEMORY_UTILIZATION
@@ -603,6 +617,7 @@ def resolve(arch: ModelArch, gpu: GpuSpec, num_gpus: int | None, *, tensor_paral
         gpu_memory_utilization=float(gpu_memory_utilization), dtype=dtype or "auto", quantization=quant_method,
         kv_cache_dtype=kv_dtype, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
         block_size=block, enforce_eager=bool(enforce_eager), resolved_dtype=resolved_dtype, runner=model_runner,
+        entrypoint=entrypoint,
         limit_mm_per_prompt=limits, language_model_only=bool(language_model_only),
         kv_cache_memory_bytes=kv_cache_memory_bytes, data_parallel_size=int(dp),
         enable_expert_parallel=bool(enable_expert_parallel), decode_context_parallel_size=int(dcp),

@@ -80,3 +80,17 @@ def test_offline_plans_get_a_throughput_benchmark(tmp_path):
     # the L40S's serve defaults, which the plan sized, written out: the LLM class would batch 8192 tokens
     assert "vllm bench throughput --model meta-llama/Llama-3.1-8B-Instruct --max-model-len 8192 --max-num-seqs 256 " \
         "--max-num-batched-tokens 2048 --dataset-name random" in bench
+
+
+def test_an_llm_class_plan_s_profile_and_benchmark_keep_its_batch(tmp_path):
+    out = tmp_path / "o"
+    r = CliRunner().invoke(main, ["generate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L40S",
+                                  "--max-model-len", "8192", "--entrypoint", "llm", "--output-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "entrypoint: llm" in (out / "profile.yaml").read_text()
+    bench = (out / "bench.sh").read_text()
+    # the batch is in the engine flags once, not repeated by the benchmark
+    assert bench.count("--max-num-batched-tokens") == 1 and "--max-num-seqs 256 --max-num-batched-tokens 8192" in bench
+    again = CliRunner().invoke(main, ["plan", "--profile", str(out / "profile.yaml"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["config"]["max_num_batched_tokens"] == 8192

@@ -50,6 +50,31 @@ def test_plan_argv_carries_the_given_flags_in_vllm_spelling():
         "--kv-cache-dtype", "fp8", "--enforce-eager"]
 
 
+def test_an_llm_class_plan_takes_that_class_s_batch_and_writes_it_into_the_serve_command():
+    """vLLM's LLM class (vllm bench throughput, a script's LLM(...)) batches 8192 tokens on an L4 where vllm serve
+    batches 2048 (EngineArgs.get_batch_defaults): the forward's activation peak is larger and the KV pool smaller,
+    and vllm serve reproduces that batch only when told."""
+    flags = ("plan", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "L4", "--max-model-len", "4096", "--json")
+    serve, llm = json.loads(invoke(*flags).output), json.loads(invoke(*flags, "--entrypoint", "llm").output)
+    assert (serve["config"]["max_num_batched_tokens"], llm["config"]["max_num_batched_tokens"]) == (2048, 8192)
+    assert (serve["config"]["entrypoint"], llm["config"]["entrypoint"]) == ("serve", "llm")
+    assert "max-num-batched-tokens=8192 (vLLM's LLM-class default for L4)" in llm["config"]["defaults"]
+    assert llm["memory"]["per_gpu"]["activation_gib"] > serve["memory"]["per_gpu"]["activation_gib"] + 0.5
+    assert llm["memory"]["per_gpu"]["kv_cache_gib"] < serve["memory"]["per_gpu"]["kv_cache_gib"] - 0.5
+    assert serve["serve"]["argv"] == ["Qwen/Qwen2.5-7B-Instruct", "--max-model-len", "4096"]
+    assert llm["serve"]["argv"] == ["Qwen/Qwen2.5-7B-Instruct", "--max-model-len", "4096", "--max-num-seqs", "256",
+                                    "--max-num-batched-tokens", "8192"]
+    r = invoke(*flags, "--entrypoint", "docker")
+    assert r.exit_code == 2 and "Invalid value for '--entrypoint'" in r.output
+    from estimator.errors import PlannerError
+    from estimator.plan import PlanRequest, make_plan
+
+    with pytest.raises(PlannerError, match="^--entrypoint docker is not one the planner knows; use serve"):
+        make_plan(PlanRequest(model="Qwen/Qwen2.5-7B-Instruct", gpu="L4", entrypoint="docker"))
+    searched = json.loads(invoke(*flags, "--entrypoint", "llm", "--search").output)
+    assert searched["config"]["entrypoint"] == "llm"
+
+
 def test_plan_human_report():
     r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L40S")
     assert r.exit_code == 0
