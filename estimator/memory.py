@@ -40,6 +40,15 @@ WORKSPACE_ALIGNMENT = 256  # vllm/v1/worker/workspace.py get_simultaneous rounds
 # PREFILL_CHUNK_SIZE requests (deepseek_v4/attention.py), the context rows in bf16, the top-k and window indices
 # padded to a multiple of 128 (nvidia/flashmla.py)
 DSV4_PREFILL_CHUNK, DSV4_TOPK_ALIGNMENT, BF16_BYTES = 4, 128, 2
+# What DeepSeek-V4's profiling peak holds per batched token beyond what the plan traces in vLLM's source (the
+# generic decoder's buffers and the workspace above), on every rank alike: in float32 vectors as wide as the hidden
+# size (26 of them: six and a half copies of the four hyper-connection streams, whose mixing, compressors and
+# indexer run outside the traced kernels). Fitted to the corpus' two public V4-Flash start-ups, which agree: the
+# DGX Spark A/B (MiaAI-Lab/DeepSeek-v4-Flash-One-DGX-Spark#4, TP 1: 1.39 GiB peak at 2,048 batched tokens, 5.30 at
+# 8,224, 0.648 MiB a token where the traced buffers give 0.244) and vllm-project/vllm#44376 (vLLM 0.22, TP 2 with
+# expert parallelism on GH200: 5.44 GiB left for the KV cache at the LLM class's 16,384 tokens, 6.5 GiB below the
+# traced plan, 0.41 MiB a token).
+DSV4_UNTRACED_HIDDEN_VECTORS, FP32_BYTES = 26, 4
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 MIB = 1024**2
 # PyTorch's CUDA caching allocator (c10/core/AllocatorConfig.h): every block a multiple of 512 bytes; blocks up to
@@ -757,6 +766,8 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
     # an MLA layer's stand-in for the up-projected context lives in attention, not beside the MLP's buffers
     forward = tokens * _attention_token_bytes(arch, cfg, co) \
         + maximum(mlp * cfg.dtype_bytes, mla_profile_bytes(arch, cfg))
+    if arch.is_deepseek_v4:
+        forward = forward + tokens * DSV4_UNTRACED_HIDDEN_VECTORS * arch.hidden_size * FP32_BYTES
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
     after = hidden_alive + eplb_transient if eplb_transient else 0
     if not last_stage or arch.pooling:

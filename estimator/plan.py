@@ -350,12 +350,11 @@ def _inputs(request: PlanRequest, coefficients: Coefficients | None, coefficient
                                      == 0 for m in arch.tower_modalities):
         arch = architecture.without_tower(arch)
     if arch.is_deepseek_v4:
-        # vLLM 0.22 on 2 x GH200 (vllm-project/vllm#44376) left 5.44 GiB for the KV cache of DeepSeek-V4-Flash at
-        # TP 2 with expert parallelism where this plans about 12.5: V4's own workspaces are missing
+        # memory.DSV4_UNTRACED_HIDDEN_VECTORS: an empirical per-token term, not vLLM's code
         warnings.append("DeepSeek-V4's activation peak is the generic MoE decoder's with its attention's prefill "
-                        "workspace: the hyper-connection streams and the compressors' and indexer's buffers of its "
-                        "profiling run are not modelled, so the KV pool may be several GiB smaller than planned; the "
-                        "KV layout itself is vLLM 0.32's")
+                        "workspace, plus a per-token term fitted to two public start-ups for what is not traced (the "
+                        "hyper-connection streams, the compressors' and indexer's buffers): the KV pool may be off "
+                        "by a GiB or more; the KV layout itself is vLLM 0.32's")
     if arch.multimodal and arch.vision is None:  # a tower vLLM builds, whose profiling pass the plan lacks
         warnings.append("the vision encoder's profiling activations are not modelled; the KV pool may be "
                         "slightly smaller than planned")

@@ -129,3 +129,19 @@ def test_the_profiling_pass_reserves_the_prefill_gather_of_the_widest_layer():
     assert deepseek_v4_workspace_bytes(plan.arch, plan.config) == 4 * rows * 512 * 2 + 4096 * 256 * 4 + 4096 * 4
     longer = make_plan(PlanRequest(model=str(FIXTURE), gpu="H100", max_model_len=32768, max_num_batched_tokens=4096))
     assert longer.memory.per_gpu.activation_gib > plan.memory.per_gpu.activation_gib
+
+
+def test_the_activation_peak_follows_the_dgx_spark_a_b_start_ups():
+    """MiaAI-Lab/DeepSeek-v4-Flash-One-DGX-Spark#4 changed only --max-num-batched-tokens on one GB10 (121.63 GiB,
+    one sequence): 'peak activation 1.39 GiB' at 2,048 tokens, 5.30 at 8,224. The traced buffers alone give 0.59
+    and 2.06; with the fitted per-token term (memory.DSV4_UNTRACED_HIDDEN_VECTORS) both are within 2%."""
+    peaks = {}
+    for tokens, logged in ((2048, 1.39), (8224, 5.30)):
+        plan = make_plan(PlanRequest(model="deepseek-ai/DeepSeek-V4-Flash", gpu="GB10", gpu_memory_gib=121.63,
+                                     max_model_len=262144, gpu_memory_utilization=0.93, max_num_seqs=1,
+                                     max_num_batched_tokens=tokens))
+        peaks[tokens] = plan.memory.per_gpu.activation_gib
+        assert peaks[tokens] == pytest.approx(logged, rel=0.02)
+    # the slope per batched token holds the fitted term beside the traced buffers
+    from estimator.memory import DSV4_UNTRACED_HIDDEN_VECTORS, FP32_BYTES
+    assert (peaks[8224] - peaks[2048]) * 2**30 / 6176 > DSV4_UNTRACED_HIDDEN_VECTORS * 4096 * FP32_BYTES
