@@ -67,6 +67,12 @@ def test_catalog_covers_the_required_accelerators():
     ("NVIDIA H800 PCIe", "H800-PCIE"),
     ("NVIDIA A800 80GB PCIe", "A800-PCIE-80GB"),
     ("NVIDIA RTX 4000 SFF Ada Generation", "RTX-4000-SFF-Ada"),
+    # laptop parts are parts of their own beside the desktop cards of the same number
+    ("NVIDIA GeForce RTX 4060 Laptop GPU", "RTX-4060-Laptop"),
+    ("NVIDIA GeForce RTX 3060 Laptop GPU", "RTX-3060-Laptop"),
+    ("NVIDIA GeForce RTX 3060", "RTX-3060-12GB"),
+    ("NVIDIA GeForce RTX 4080 Laptop GPU", "RTX-4080-Laptop"),
+    ("NVIDIA GeForce RTX 3050", "RTX-3050-8GB"),
 ])
 def test_names_match_case_insensitively_including_nvidia_smi_names(name, expected):
     assert gpus.lookup(name).name == expected
