@@ -9,6 +9,7 @@ capacity and "maximum concurrency" count the blocks a max_model_len request need
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -723,6 +724,26 @@ def deepseek_v4_workspace_bytes(arch: ModelArch, cfg) -> float:
     return widest
 
 
+# vLLM's unfused AWQ linear method (auto_awq.py AutoAWQLinearMethod), which it runs where Marlin is not (on ROCm:
+# get_quant_method takes Marlin on CUDA only), dequantizes the whole weight for a GEMM of this many tokens or more
+# (FP16_MATMUL_HEURISTIC_CONDITION) and multiplies by it, instead of its 4-bit GEMM
+AWQ_DEQUANTIZE_FROM_TOKENS = 256
+
+
+def unfused_awq_dequant_bytes(arch: ModelArch, cfg, gpu: GpuSpec | None) -> int:
+    """The largest weight one rank's unfused AWQ layer dequantizes at once (awq_dequantize: [in, out] in the
+    model dtype, a fused q/k/v or gate/up projection whole), where vLLM runs AWQ without Marlin; 0 elsewhere."""
+    quant = arch.quant
+    if gpu is None or gpu.vendor != "amd" or quant is None or quant.method != "awq":
+        return 0
+    fused: dict[str, float] = collections.defaultdict(float)
+    for t in arch.tensors:
+        scheme = tensor_scheme(t.name, t.kind, quant, t.shard) if t.kind == "linear" else None
+        if scheme is not None and scheme.method == "awq":
+            fused[allocation(t.name)] += t.numel * shard_fraction(t, arch, cfg.tensor_parallel_size)
+    return int(max(fused.values(), default=0)) * cfg.dtype_bytes
+
+
 def mla_profile_bytes(arch: ModelArch, cfg) -> float:
     """What each MLA layer allocates in the profiling pass to stand for a prefill's up-projected context
     (MLAAttention.forward_impl without attention metadata): a chunk of tokens x the GPU's heads x
@@ -768,6 +789,8 @@ def _decoder_activation_bytes(arch: ModelArch, cfg: ServeConfig, co: Coefficient
         + maximum(mlp * cfg.dtype_bytes, mla_profile_bytes(arch, cfg))
     if arch.is_deepseek_v4:
         forward = forward + tokens * DSV4_UNTRACED_HIDDEN_VECTORS * arch.hidden_size * FP32_BYTES
+    # the profiling forward's GEMMs dequantize their AWQ weight whole beside the layer's buffers
+    forward = forward + where(tokens >= AWQ_DEQUANTIZE_FROM_TOKENS, unfused_awq_dequant_bytes(arch, cfg, gpu), 0)
     hidden_alive = tokens * arch.hidden_size * cfg.dtype_bytes
     after = hidden_alive + eplb_transient if eplb_transient else 0
     if not last_stage or arch.pooling:
@@ -897,7 +920,9 @@ def cuda_graph_bytes(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, layers: in
     graphs (VllmConfig.__post_init__ overrides its cudagraph mode to PIECEWISE)."""
     sizes = num_capture_sizes(cfg, gpu)
     decode = 0 if arch.pooling else num_decode_capture_sizes(cfg, gpu)
-    first = co.cuda_graph_first_mib * MIB + largest_capture_size(cfg, gpu) * forward_token_bytes(arch, cfg, co)
+    largest = largest_capture_size(cfg, gpu)
+    first = co.cuda_graph_first_mib * MIB + largest * forward_token_bytes(arch, cfg, co) \
+        + where(largest >= AWQ_DEQUANTIZE_FROM_TOKENS, unfused_awq_dequant_bytes(arch, cfg, gpu), 0)
     piecewise = maximum(co.cuda_graph_mib_per_piece * (layers + 1), MIN_GRAPH_ESTIMATE_MIB)
     full = maximum(co.cuda_graph_mib_per_full_layer * layers, MIN_GRAPH_ESTIMATE_MIB)
     later = (maximum(sizes - 1, 0) * piecewise + maximum(decode - 1, 0) * full) * MIB

@@ -350,3 +350,34 @@ def test_a_kv_b_proj_the_checkpoint_keeps_unquantized_has_no_dequantized_copy():
     # the kv_b_proj tensors themselves stay bf16 there: 2 bytes a parameter
     kv_b = [t for t in a.tensors if t.name.endswith(".kv_b_proj")]
     assert sum(rank_bytes(t, a, cfg, quant, gpu) for t in kv_b) == 27 * 16 * 256 * 512 * 2
+
+
+def test_awq_without_marlin_dequantizes_its_widest_weight_in_the_profiling_pass_and_the_largest_graph(monkeypatch):
+    """On ROCm vLLM 0.32 runs AWQ through AutoAWQLinearMethod (Marlin is taken on CUDA only), which dequantizes
+    a layer's whole weight for a GEMM of 256 tokens or more (auto_awq.py FP16_MATMUL_HEURISTIC_CONDITION): the
+    fused gate/up projection of Qwen2.5-14B, [5120, 2 x 13824] in float16 per rank, rises in the profiling forward
+    and in the largest CUDA graph's pool. Marlin (CUDA) and GEMMs under 256 tokens do not."""
+    from estimator.memory import unfused_awq_dequant_bytes
+
+    model = "Qwen/Qwen2.5-14B-Instruct-AWQ"
+
+    def plan(gpu, **flags):
+        return make_plan(PlanRequest(model=model, gpu=gpu, gpu_memory_gib=48.0, max_model_len=4096, **flags))
+
+    amd, nvidia = plan("MI210"), plan("L40S")
+    assert unfused_awq_dequant_bytes(amd.arch, amd.config, amd.gpu) == 5120 * 2 * 13824 * 2
+    assert unfused_awq_dequant_bytes(nvidia.arch, nvidia.config, nvidia.gpu) == 0
+    two = plan("MI210", tensor_parallel_size=2, num_gpus=2)
+    assert unfused_awq_dequant_bytes(two.arch, two.config, two.gpu) == 5120 * 13824 * 2
+    # the same plans with the term taken out differ by it exactly: in the profiling forward at 2,048 tokens (few
+    # requests, so the sampler's peak stays below it) and in the largest graph at 256 tokens and more, not below
+    import estimator.memory as memory
+
+    dequant = 5120 * 2 * 13824 * 2 / 2**30
+    flags = [dict(max_num_batched_tokens=2048, max_num_seqs=16), dict(max_num_seqs=128), dict(max_num_seqs=64)]
+    planned = [plan("MI210", **f).memory.per_gpu for f in flags]
+    monkeypatch.setattr(memory, "unfused_awq_dequant_bytes", lambda *args: 0)
+    without = [plan("MI210", **f).memory.per_gpu for f in flags]
+    assert planned[0].activation_gib - without[0].activation_gib == pytest.approx(dequant)
+    assert planned[1].cuda_graph_gib - without[1].cuda_graph_gib == pytest.approx(dequant)  # graphs up to 256
+    assert planned[2].cuda_graph_gib == without[2].cuda_graph_gib  # graphs up to 128 tokens
