@@ -7,8 +7,9 @@ alone, as a local copy or a re-upload under another organisation is; a GPU it ca
 states; the flags the row gives), the plan's per-GPU weights, activation peak, non-torch and CUDA-graph memory
 and the KV cache memory available (signed, as vLLM logs "Available KV cache memory"), and the engine's KV
 tokens, are printed beside the logged figures; then the median and mean
-absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), and the
-rows that cannot be represented, by reason. A start-up that failed is scored on what it logged before failing
+absolute error per field (relative; CUDA-graph memory, which vLLM logs near zero or negative, in GiB), the KV
+error of the rows that leave more than 10% of the GPU to the KV cache (median, mean, worst, and how many exceed
+15%), and the rows that cannot be represented, by reason. A start-up that failed is scored on what it logged before failing
 (its weights, or the available KV memory that was too little for max_model_len); a GPU the row does not name is placed by the memory the row
 writes for it, and where the row writes the memory of a named GPU, that figure is used (as --gpu-memory-gib or
 --gpu auto would give it on the host). The plan follows the vLLM version it names (VLLM_REFERENCE_VERSION);
@@ -188,6 +189,10 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     return PlanRequest(**flags), None
 
 
+# A row whose logged KV memory is more than this share of its GPU: a model that fits with room to spare, whose KV
+# error the issue bounds at 15% (the rows below it are nearly full GPUs, where a few hundred MiB is a large share)
+ROOMY_SHARE = 0.10
+
 # The plan subtracts vLLM's CUDA-graph estimate as vLLM has by default since 0.21 (VLLM_MEMORY_PROFILER_ESTIMATE_
 # CUDAGRAPHS); start-ups logged by older versions sized their KV cache without it.
 GRAPH_ESTIMATE_SINCE = (0, 21)
@@ -210,6 +215,7 @@ def main() -> None:
     rows = list(csv.DictReader(open(args.corpus, encoding="utf-8")))
     errors: dict[str, list[float]] = collections.defaultdict(list)
     by_era: dict[str, list[float]] = collections.defaultdict(list)
+    roomy: list[tuple[float, int]] = []  # (KV error, line) of the rows that fit by more than ROOMY_SHARE
     unrepresented = collections.Counter()
     print(f"{args.corpus}: {len(rows)} start-ups; the plan assumes vLLM {VLLM_REFERENCE_VERSION}\n")
     print(f"{'line':>4} {'model':34} {'gpu':14} {'vLLM':10} " + " ".join(f"{f[:-4]:>16}" for f in PER_GPU)
@@ -247,12 +253,14 @@ def main() -> None:
         logged_kv = number(row.get("kv_cache_gib"))
         if logged_kv:
             by_era[era(row.get("vllm_version") or "")].append(abs(available_gib / logged_kv - 1))
+            if logged_kv > ROOMY_SHARE * plan.gpu.memory_gib:
+                roomy.append((abs(available_gib / logged_kv - 1), line))
         print(f"{line:4d} {plan.source.id[:34]:34} {plan.gpu.name[:14]:14} {version:10} " + " ".join(cells)
               + f" {(f'{logged_tokens:,.0f}' if logged_tokens else '-'):>10}/{tokens:,}")
-    report(errors, by_era, unrepresented)
+    report(errors, by_era, unrepresented, roomy, len(rows))
 
 
-def report(errors: dict, by_era: dict, unrepresented: collections.Counter) -> None:
+def report(errors: dict, by_era: dict, unrepresented: collections.Counter, roomy: list, total: int) -> None:
     print("\nlogged/predicted per GPU (GiB); KV tokens engine-wide\n")
     print("Absolute error: median  mean  (rows)")
     for field in (*PER_GPU, "kv_cache_tokens"):
@@ -268,7 +276,13 @@ def report(errors: dict, by_era: dict, unrepresented: collections.Counter) -> No
         e = np.array(by_era.get(name, []))
         if len(e):
             print(f"  {name:52} {100 * np.median(e):6.1f}%  {100 * np.mean(e):6.1f}%  ({len(e)})")
-    print("\nRows the planner cannot represent, by reason")
+    if roomy:
+        e = np.array([err for err, _ in roomy])
+        worst, line = max(roomy)
+        print(f"\nKV GiB on the rows that leave more than {ROOMY_SHARE:.0%} of the GPU to the KV cache: median "
+              f"{100 * np.median(e):.1f}%, mean {100 * np.mean(e):.1f}%, worst {100 * worst:.1f}% (line {line}); "
+              f"{sum(err > 0.15 for err, _ in roomy)} of {len(roomy)} above 15%")
+    print(f"\nRows the planner cannot represent: {sum(unrepresented.values())} of {total}, by reason")
     for why, count in unrepresented.most_common():
         print(f"  {count:3d}  {why}")
 
