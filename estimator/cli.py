@@ -55,6 +55,7 @@ def plan_options(f):
         click.option("--max-num-batched-tokens", type=int, default=None),
         click.option("--block-size", type=int, default=None),
         click.option("--enforce-eager", is_flag=True, default=None),
+        # serve_config.ENTRYPOINTS, spelled out so that the CLI does not import the planner to build its options
         click.option("--entrypoint", type=click.Choice(("serve", "llm")), default=None,
                      help="How vLLM is started: vllm serve (default), or llm: the Python LLM class, which vllm bench "
                           "throughput and latency build too, and whose batch defaults are larger."),

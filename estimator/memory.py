@@ -19,7 +19,7 @@ from estimator.architecture import ModelArch
 from estimator.coefficients import Coefficients
 from estimator.eplb import MAX_EXPERT_REDUNDANCY
 from estimator.gpus import GIB, GpuSpec
-from estimator.inventory import ABSORBED_MLA, AttentionLayer, Tensor
+from estimator.inventory import ABSORBED_MLA, FP32_BYTES, AttentionLayer, Tensor
 from estimator.quantization import QuantScheme, tensor_scheme
 from estimator.serve_config import (
     MM_ITEMS_PER_PROMPT,
@@ -49,7 +49,7 @@ DSV4_PREFILL_CHUNK, DSV4_TOPK_ALIGNMENT, BF16_BYTES = 4, 128, 2
 # 8,224, 0.648 MiB a token where the traced buffers give 0.244) and vllm-project/vllm#44376 (vLLM 0.22, TP 2 with
 # expert parallelism on GH200: 5.44 GiB left for the KV cache at the LLM class's 16,384 tokens, 6.5 GiB below the
 # traced plan, 0.41 MiB a token).
-DSV4_UNTRACED_HIDDEN_VECTORS, FP32_BYTES = 26, 4
+DSV4_UNTRACED_HIDDEN_VECTORS = 26
 DEFAULT_MAX_GRAPH_SIZE = 512  # vllm/config/vllm.py _set_cudagraph_sizes (1024 on data-center Blackwell)
 MIB = 1024**2
 # PyTorch's CUDA caching allocator (c10/core/AllocatorConfig.h): every block a multiple of 512 bytes; blocks up to
@@ -738,8 +738,7 @@ def unfused_awq_dequant_bytes(arch: ModelArch, cfg, gpu: GpuSpec | None) -> int:
         return 0
     fused: dict[str, float] = collections.defaultdict(float)
     for t in arch.tensors:
-        scheme = tensor_scheme(t.name, t.kind, quant, t.shard) if t.kind == "linear" else None
-        if scheme is not None and scheme.method == "awq":
+        if t.kind == "linear" and tensor_scheme(t.name, t.kind, quant, t.shard) is not None:
             fused[allocation(t.name)] += t.numel * shard_fraction(t, arch, cfg.tensor_parallel_size)
     return int(max(fused.values(), default=0)) * cfg.dtype_bytes
 

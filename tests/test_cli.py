@@ -73,6 +73,10 @@ def test_an_llm_class_plan_takes_that_class_s_batch_and_writes_it_into_the_serve
         make_plan(PlanRequest(model="Qwen/Qwen2.5-7B-Instruct", gpu="L4", entrypoint="docker"))
     searched = json.loads(invoke(*flags, "--entrypoint", "llm", "--search").output)
     assert searched["config"]["entrypoint"] == "llm"
+    from estimator.serve_config import ENTRYPOINTS
+
+    option = next(p for p in main.commands["plan"].params if p.name == "entrypoint")
+    assert tuple(option.type.choices) == ENTRYPOINTS
 
 
 def test_plan_human_report():

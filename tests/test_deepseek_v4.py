@@ -143,5 +143,6 @@ def test_the_activation_peak_follows_the_dgx_spark_a_b_start_ups():
         peaks[tokens] = plan.memory.per_gpu.activation_gib
         assert peaks[tokens] == pytest.approx(logged, rel=0.02)
     # the slope per batched token holds the fitted term beside the traced buffers
-    from estimator.memory import DSV4_UNTRACED_HIDDEN_VECTORS, FP32_BYTES
+    from estimator.inventory import FP32_BYTES
+    from estimator.memory import DSV4_UNTRACED_HIDDEN_VECTORS
     assert (peaks[8224] - peaks[2048]) * 2**30 / 6176 > DSV4_UNTRACED_HIDDEN_VECTORS * 4096 * FP32_BYTES
