@@ -4,9 +4,11 @@ that vLLM refuses, and bad input refused before anything starts."""
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,17 +165,21 @@ def test_a_server_killed_mid_sweep_keeps_earlier_points_and_stores_the_failure(t
 
 @pytest.mark.parametrize("sig, status, why", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
                                               (signal.SIGTERM, 143, "interrupted (SIGTERM)")])
-def test_ctrl_c_or_sigterm_stores_the_point_as_interrupted_and_stops_vllm(tiny, tmp_path, sig, status, why):
+def test_ctrl_c_or_sigterm_stores_the_point_as_interrupted_and_stops_vllm(tiny, tmp_path, sig, status, why, request):
     db = f"sqlite:///{tmp_path}/r.db"
-    scratch = tmp_path / "tmp"  # calibrate's temporary directories go here, and must be gone at the end
-    scratch.mkdir()
+    # calibrate's temporary directories go here, and must be gone at the end; vLLM puts its ZeroMQ sockets here
+    # too, whose paths may not exceed 107 bytes, so the directory is a short one rather than under tmp_path
+    scratch = Path(tempfile.mkdtemp(prefix="vp-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     proc = calibrate(tiny, db, "--concurrency", "1,2", "--num-prompts", "400", wait=False, env={"TMPDIR": str(scratch)})
     deadline = time.time() + 600
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if "[1/2] concurrency 1: running" in line or time.time() > deadline:
             break
     time.sleep(3)
-    assert vllm_processes(tiny[0], "serve"), "the vLLM server was not found"
+    assert vllm_processes(tiny[0], "serve"), "the vLLM server was not found; calibrate printed:\n" + "".join(seen)
     proc.send_signal(sig)
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode == status, output[-3000:]

@@ -38,7 +38,7 @@ def run(case: dict) -> dict:
     with set_current_vllm_config(config):
         if not _started:
             init_distributed_environment(world_size=1, rank=0, local_rank=0, backend="gloo",
-                                         distributed_init_method="tcp://127.0.0.1:29553")
+                                         distributed_init_method=f"tcp://127.0.0.1:{built.free_port()}")
             _started = True
         destroy_model_parallel()
         initialize_model_parallel(1, 1)

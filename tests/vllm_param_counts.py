@@ -15,6 +15,7 @@ import functools
 import importlib
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -33,6 +34,14 @@ from vllm.engine.arg_utils import EngineArgs
 from vllm.model_executor.layers.activation import XIELU, GeluAndMulSparse
 from vllm.model_executor.model_loader.utils import initialize_model
 from vllm.model_executor.models.registry import _VLLM_MODELS
+
+
+def free_port() -> int:
+    """A port no other process holds now: test processes run side by side (pytest-xdist), so none may use a fixed
+    one for torch.distributed's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _on_cpu(init):
@@ -180,7 +189,7 @@ def parameters(directory: str, engine_args: dict, draft: str | None = None) -> d
     with set_current_vllm_config(config):
         if not _started:
             init_distributed_environment(world_size=1, rank=0, local_rank=0, backend="gloo",
-                                         distributed_init_method="tcp://127.0.0.1:29547")
+                                         distributed_init_method=f"tcp://127.0.0.1:{free_port()}")
             _started = True
         destroy_model_parallel()  # each model its own groups: the expert-parallel one exists only for MoE models
         initialize_model_parallel(1, 1)
