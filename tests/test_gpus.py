@@ -73,6 +73,14 @@ def test_catalog_covers_the_required_accelerators():
     ("NVIDIA GeForce RTX 3060", "RTX-3060-12GB"),
     ("NVIDIA GeForce RTX 4080 Laptop GPU", "RTX-4080-Laptop"),
     ("NVIDIA GeForce RTX 3050", "RTX-3050-8GB"),
+    # a SUPER card and a card's larger-memory edition are parts of their own
+    ("NVIDIA GeForce RTX 4080 SUPER", "RTX-4080-Super"),
+    ("NVIDIA GeForce RTX 4080", "RTX-4080"),
+    ("NVIDIA RTX A2000 12GB", "RTX-A2000-12GB"),
+    ("NVIDIA RTX A2000", "RTX-A2000"),
+    ("NVIDIA A16", "A16"),
+    ("AMD Radeon RX 7900 GRE", "RX-7900-GRE"),
+    ("A100 SXM", "A100-SXM4-80GB"),
 ])
 def test_names_match_case_insensitively_including_nvidia_smi_names(name, expected):
     assert gpus.lookup(name).name == expected
