@@ -99,6 +99,43 @@ def number(cell: str):
     return float(match.group(1).replace(",", "")) if match else None
 
 
+# Counts as people write them: "32k", "128K", "1.26M" (vLLM's human_readable_int: k, m, g decimal; K, M, G binary,
+# except that a decimal count with a binary suffix, which vLLM refuses, is read as the decimal one)
+COUNT_SUFFIX = re.compile(r"^\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([kKmMgG])?(?![A-Za-z])")
+DECIMAL_SUFFIX, BINARY_SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9}, {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def count(cell: str) -> float | None:
+    match = COUNT_SUFFIX.match(cell or "")
+    if not match:
+        return None
+    value, suffix = float(match.group(1).replace(",", "")), match.group(2)
+    if suffix is None:
+        return value
+    if suffix in BINARY_SUFFIX and "." not in match.group(1):
+        return value * BINARY_SUFFIX[suffix]
+    return value * DECIMAL_SUFFIX[suffix.lower()]
+
+
+def utilization(cell: str) -> float | None:
+    """--gpu-memory-utilization as a fraction, also where the row writes a percentage ("90%", "90")."""
+    value = number(cell)
+    if value is not None and ("%" in (cell or "") or 1 < value <= 100):
+        return value / 100
+    return value
+
+
+# dtypes as reports spell them, in vLLM's spelling (--dtype, --kv-cache-dtype)
+DTYPE_SPELLINGS = {"bf16": "bfloat16", "fp16": "float16", "f16": "float16", "fp32": "float32", "f32": "float32",
+                   "torch.bfloat16": "bfloat16", "torch.float16": "float16", "torch.float32": "float32"}
+
+
+def spelled(cell: str) -> str | None:
+    """A dtype or method cell in vLLM's spelling: its first word, lower case, with the usual abbreviations."""
+    word = bare(cell).split()[0].strip(",;").lower() if bare(cell) else None
+    return DTYPE_SPELLINGS.get(word, word)
+
+
 def catalog_match(model: str) -> str | None:
     """The catalog id a logged model names: the id itself, or a repository name that exactly one catalog entry
     has, written bare (a local copy's directory) or under another organisation (a re-upload such as
@@ -134,6 +171,32 @@ def parallel_flags(notes: str) -> dict:
     return flags
 
 
+def engine_flags(row: dict, model_id: str) -> dict:
+    """The engine's flags a row's columns give: its parallel sizes, lengths and batch, utilization, dtypes, an
+    online quantization method and eager mode."""
+    flags = {}
+    for column, key in (("tp", "tensor_parallel_size"), ("pp", "pipeline_parallel_size"),
+                        ("max_model_len", "max_model_len"), ("max_num_seqs", "max_num_seqs"),
+                        ("max_num_batched_tokens", "max_num_batched_tokens"), ("block_size", "block_size")):
+        value = count(row.get(column))
+        if value is not None:
+            flags[key] = int(value)
+    if utilization(row.get("gpu_memory_utilization")) is not None:
+        flags["gpu_memory_utilization"] = utilization(row.get("gpu_memory_utilization"))
+    for column in ("dtype", "kv_cache_dtype"):
+        value = spelled(row.get(column))
+        if value and value != "auto":
+            flags[column] = value
+    quantization = spelled(row.get("quantization"))
+    # a checkpoint that carries its own quantization is loaded with it: the row's column then describes it (in
+    # the log's or the model card's words), and only an online method on a 16-bit checkpoint is a flag
+    if quantization and quantization != "none" and not self_quantized(model_id):
+        flags["quantization"] = quantization
+    if (row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes"):
+        flags["enforce_eager"] = True
+    return flags
+
+
 def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
     """The plan request a logged start-up describes, or why it cannot be represented."""
     model = bare(row["model"])
@@ -159,25 +222,7 @@ def request_of(row: dict) -> tuple[PlanRequest | None, str | None]:
         # the memory the log reports wins over the catalog's (drivers and ECC move it by ~0.1 GiB), as
         # --gpu-memory-gib or --gpu auto would on the host; a named part keeps its speed and kernels
         flags["gpu_memory_gib"] = total
-    for column, key, kind in (("tp", "tensor_parallel_size", int), ("pp", "pipeline_parallel_size", int),
-                              ("max_model_len", "max_model_len", int), ("max_num_seqs", "max_num_seqs", int),
-                              ("max_num_batched_tokens", "max_num_batched_tokens", int),
-                              ("block_size", "block_size", int), ("gpu_memory_utilization", "gpu_memory_utilization",
-                                                                  float)):
-        value = number(row.get(column))
-        if value is not None:
-            flags[key] = kind(value)
-    for column in ("dtype", "kv_cache_dtype"):
-        value = bare(row.get(column))
-        if value and value != "auto":
-            flags[column] = value
-    quantization = bare(row.get("quantization")).split()[0] if bare(row.get("quantization")) else None
-    # a checkpoint that carries its own quantization is loaded with it: the row's column then describes it (in
-    # the log's or the model card's words), and only an online method on a 16-bit checkpoint is a flag
-    if quantization and quantization.lower() != "none" and not self_quantized(model_id):
-        flags["quantization"] = quantization
-    if (row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes"):
-        flags["enforce_eager"] = True
+    flags.update(engine_flags(row, model_id))
     flags.update(parallel_flags(notes))
     minor = release_minor(row.get("vllm_version"))
     if "gpu_memory_utilization" not in flags and minor is not None and minor < OLD_DEFAULT_BEFORE_MINOR:
@@ -245,7 +290,7 @@ def main() -> None:
                 errors[field].append(abs(predicted - logged))
             elif logged:
                 errors[field].append(abs(predicted / logged - 1))
-        logged_tokens = number(row.get("kv_cache_tokens"))
+        logged_tokens = count(row.get("kv_cache_tokens"))
         tokens = plan.memory.kv_cache_tokens
         if logged_tokens:
             errors["kv_cache_tokens"].append(abs(tokens / logged_tokens - 1))
