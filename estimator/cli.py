@@ -46,13 +46,14 @@ def plan_options(f):
         click.option("--speculative-config", default=None, metavar="JSON",
                      help="Speculative decoding, as vLLM takes it: '{\"method\": \"mtp\", \"num_speculative_tokens\": 1}' "
                           "(the checkpoint's MTP layers) or method ngram."),
-        click.option("--max-model-len", type=int, default=None),
+        click.option("--max-model-len", default=None, metavar="N",
+                     help="As vLLM takes it: 32768, 32k, 32K, or auto (the longest that fits)."),
         click.option("--gpu-memory-utilization", type=float, default=None),
         click.option("--dtype", default=None),
         click.option("--quantization", "-q", default=None),
         click.option("--kv-cache-dtype", default=None),
         click.option("--max-num-seqs", type=int, default=None),
-        click.option("--max-num-batched-tokens", type=int, default=None),
+        click.option("--max-num-batched-tokens", default=None, metavar="N", help="As vLLM takes it: 8192, 8k, 8K."),
         click.option("--block-size", type=int, default=None),
         click.option("--enforce-eager", is_flag=True, default=None),
         # serve_config.ENTRYPOINTS, spelled out so that the CLI does not import the planner to build its options

@@ -1074,6 +1074,31 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
                 all_true([w <= budget for w in weights]), all_true([a > 0 for a in avail]), kv_fits)
 
 
+def fitted_max_model_len(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
+                         co: Coefficients) -> int:
+    """What vLLM makes of --max-model-len auto (kv_cache_utils._auto_fit_max_model_len): with the memory it
+    profiled at the model's own length, the longest length of which one request's blocks fit in every stage's KV
+    memory less the null block, by bisection from 1 up to the configured length (which it keeps where that
+    fits); 0 where not even one token fits."""
+    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu), quant)
+    tp = int(cfg.tensor_parallel_size)
+
+    def fits(length: int) -> bool:
+        need = request_blocks(arch, cfg, tp, max_len=length)
+        return all(float(a) - b >= b * need for a, b in zip(pool.available, pool.bytes_per_block, strict=True))
+
+    if not fits(1):
+        return 0
+    low, high, best = 1, int(cfg.max_model_len), 1
+    while low <= high:
+        middle = (low + high) // 2
+        if fits(middle):
+            best, low = middle, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
 def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
                 co: Coefficients) -> MemoryPlan:
     pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu), quant)

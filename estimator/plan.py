@@ -13,7 +13,7 @@ from estimator.coefficients import Coefficients, choose
 from estimator.eplb import eplb_json, eplb_settings
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
-from estimator.memory import MemoryPlan, expert_padding, held_expert_dims, plan_memory
+from estimator.memory import MemoryPlan, expert_padding, fitted_max_model_len, held_expert_dims, plan_memory
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -26,10 +26,12 @@ from estimator.serve_config import (
     sparse_mla_layout,
 )
 from estimator.speculative import served, speculative_json, speculative_settings
-from estimator.validate import byte_count, fraction, positive_int, positive_number
+from estimator.validate import byte_count, fraction, positive_int, positive_number, readable_count
 from estimator.workload import REPLICAS_AS, Workload
 
 SCHEMA_VERSION = 1
+# --max-model-len auto, as vLLM's parser stores it (human_readable_int_or_auto): the longest length that fits
+AUTO_MAX_MODEL_LEN = -1
 DEFAULT_GPU = "H100-SXM"
 # Flags of `estimator plan` that are `vllm serve` flags, by ServeConfig field.
 SERVE_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization",
@@ -47,13 +49,13 @@ class PlanRequest:
     num_gpus: int | None = None
     tensor_parallel_size: int | None = None
     pipeline_parallel_size: int | None = None
-    max_model_len: int | None = None
+    max_model_len: int | str | None = None  # as vLLM takes it: 32768, "32k", "32K", or auto (AUTO_MAX_MODEL_LEN)
     gpu_memory_utilization: float | None = None
     dtype: str | None = None
     quantization: str | None = None
     kv_cache_dtype: str | None = None
     max_num_seqs: int | None = None
-    max_num_batched_tokens: int | None = None
+    max_num_batched_tokens: int | str | None = None  # as vLLM takes it: 8192, "8k", "8K"
     block_size: int | None = None
     enforce_eager: bool = False
     revision: str | None = None
@@ -88,9 +90,16 @@ class PlanRequest:
         object.__setattr__(self, "limit_mm_per_prompt", mm_limits(self.limit_mm_per_prompt) or None)
         object.__setattr__(self, "kv_cache_memory_bytes",
                            byte_count("--kv-cache-memory-bytes", self.kv_cache_memory_bytes))
-        for name in ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "max_num_seqs",
-                     "max_num_batched_tokens", "block_size", "data_parallel_size",
-                     "decode_context_parallel_size"):
+        # --max-model-len as vLLM takes it: a count (32768, "32k", "32K") or auto (-1): the longest that fits
+        written = self.max_model_len.strip().lower() if isinstance(self.max_model_len, str) else self.max_model_len
+        auto = written in ("auto", str(AUTO_MAX_MODEL_LEN)) or \
+            (written == AUTO_MAX_MODEL_LEN and not isinstance(written, bool))
+        object.__setattr__(self, "max_model_len", AUTO_MAX_MODEL_LEN if auto else
+                           readable_count("--max-model-len", self.max_model_len, "32768, 32k, 32K or auto"))
+        object.__setattr__(self, "max_num_batched_tokens",
+                           readable_count("--max-num-batched-tokens", self.max_num_batched_tokens))
+        for name in ("num_gpus", "tensor_parallel_size", "pipeline_parallel_size", "max_num_seqs",
+                     "block_size", "data_parallel_size", "decode_context_parallel_size"):
             positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         positive_number("--gpu-memory-gib", self.gpu_memory_gib)
         if self.runner == "auto":
@@ -378,7 +387,13 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
         x.gpu, x.gpu_notes, x.coefficients, x.coefficient_notes, x.source, x.arch, x.warnings)
     num_gpus = request.num_gpus or x.detected_count
     flags = request.flags()
+    auto_length = flags["max_model_len"] == AUTO_MAX_MODEL_LEN
+    if auto_length:
+        flags["max_model_len"] = None  # vLLM profiles at the model's own length, then fits it
     config, quant, config_warnings = resolve(arch, gpu, num_gpus, **flags)
+    if auto_length:
+        config, quant, config_warnings = _auto_fit(arch, gpu, num_gpus, flags, config, quant, coefficients,
+                                                   config_warnings)
     config = dataclasses.replace(config, defaults=tuple(gpu_notes) + config.defaults)
     workload, fitted_note = workload.fitted(config.max_model_len)
     request_tokens = workload.input_len + workload.output_len
@@ -390,6 +405,8 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
     # Alternatives keep the parallel layout this plan resolved to, and change one flag each.
     base = dict(flags, tensor_parallel_size=config.tensor_parallel_size,
                 pipeline_parallel_size=config.pipeline_parallel_size)
+    if auto_length:  # at the length vLLM fitted, as the command gives it
+        base["max_model_len"] = config.max_model_len
     relaxations = tuple(_relaxations(arch, gpu, base, config, memory, coefficients))
     performance = estimate(arch, gpu, config, quant, memory.num_gpu_blocks, workload, coefficients) \
         if memory.fits else None
@@ -419,6 +436,21 @@ def make_plan(request: PlanRequest, coefficients: Coefficients | None = None, wo
                 tuple(notes), coefficients, workload, performance, quant=quant)
 
 
+def _auto_fit(arch, gpu, num_gpus, flags, config, quant, coefficients, config_warnings):
+    """--max-model-len auto: the configuration at the length vLLM fits (memory.fitted_max_model_len), with a note
+    that says which; the model's own where that fits, or where not one token does (the plan then says why)."""
+    longest = fitted_max_model_len(arch, config, gpu, quant, coefficients)
+    if longest >= config.max_model_len:
+        note = f"--max-model-len auto: the model's full {config.max_model_len:,} tokens fit, and vLLM keeps them"
+    elif longest == 0:
+        return config, quant, config_warnings
+    else:
+        note = (f"--max-model-len auto: vLLM lowers the length from the model's {config.max_model_len:,} to "
+                f"{longest:,} tokens, the longest of which one request fits in the KV cache, and the command gives that length")
+        config, quant, config_warnings = resolve(arch, gpu, num_gpus, **dict(flags, max_model_len=longest))
+    return config, quant, tuple(config_warnings) + (note,)
+
+
 def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coefficients | None = None,
                      coefficients_choice: str | None = None, replicas_as: str = "data-parallel") -> Plan:
     """Search the flags the request leaves open, then plan the best configuration (one replica's share of
@@ -434,7 +466,10 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     x = _inputs(request, coefficients, coefficients_choice)
     gpu, coefficients, coefficient_notes, arch = x.gpu, x.coefficients, x.coefficient_notes, x.arch
     num_gpus = request.num_gpus or x.detected_count or 1
-    fixed = {f: getattr(request, f) for f in (*SERVE_FLAGS, "entrypoint") if getattr(request, f) not in (None, False)}
+    # --max-model-len auto leaves the length to the search, which tries the lengths that fit
+    fixed = {f: getattr(request, f) for f in (*SERVE_FLAGS, "entrypoint")
+             if getattr(request, f) not in (None, False) and not (f == "max_model_len"
+                                                                 and getattr(request, f) == AUTO_MAX_MODEL_LEN)}
     workload, fitted_note = workload.fitted(fixed.get("max_model_len") or arch.derived_max_model_len)
     result = search(arch, gpu, num_gpus, fixed, workload, coefficients, replicas_as)
     if result.best is None:

@@ -53,20 +53,37 @@ _DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _BINARY = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
+def _readable_int(value) -> int | None:
+    """vLLM's human_readable_int (utils/argparse_utils.py): "25.6k" is 25,600, "1K" 1,024, "2M" 2,097,152; no
+    decimals with a binary suffix. None where the value is not one."""
+    text = value.strip() if isinstance(value, str) else None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT])", text or "")
+    if match and match.group(2) in _DECIMAL:
+        return int(float(match.group(1)) * _DECIMAL[match.group(2)])
+    if match and "." not in match.group(1):
+        return int(match.group(1)) * _BINARY[match.group(2)]
+    if text is not None and re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    return None
+
+
+def readable_count(flag: str, value, examples: str = "8192, 8k or 8K"):
+    """None, or a positive integer given as vLLM takes --max-num-batched-tokens (8192, "8k", "8K") or as an
+    integer."""
+    if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+        return positive_int(flag, value)
+    count = _readable_int(value)
+    if count is None or count <= 0:
+        raise PlannerError(f"{flag} must be a positive integer (e.g. {examples}, as vLLM takes it), got {value!r}")
+    return count
+
+
 def byte_count(flag: str, value):
     """None, or a positive number of bytes given as vLLM's --kv-cache-memory-bytes takes it ("64M", "25.6g",
     "1073741824") or as an integer."""
     if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
         return positive_int(flag, value)
-    text = str(value).strip() if isinstance(value, str) else None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT])", text or "")
-    count = None
-    if match and match.group(2) in _DECIMAL:
-        count = int(float(match.group(1)) * _DECIMAL[match.group(2)])
-    elif match and "." not in match.group(1):
-        count = int(match.group(1)) * _BINARY[match.group(2)]
-    elif text is not None and re.fullmatch(r"[+-]?\d+", text):
-        count = int(text)
+    count = _readable_int(value)
     if count is None or count <= 0:
         raise PlannerError(f"{flag} must be a positive number of bytes (e.g. 1073741824, 64M or 25.6g), "
                            f"got {value!r}")

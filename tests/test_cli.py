@@ -102,8 +102,12 @@ def test_num_gpus_alone_means_tensor_parallel_over_all_of_them():
                                       "model; use a divisor of 32"),
     (["--max-model-len", "200000"], "Error: --max-model-len 200000 exceeds the model's maximum of 131072 "
                                     "(max_position_embeddings in config.json); use 131072 or less"),
-    (["--max-model-len", "0"], "Error: --max-model-len must be a positive integer, got 0"),
-    (["--max-model-len", "-5"], "Error: --max-model-len must be a positive integer, got -5"),
+    (["--max-model-len", "0"], "Error: --max-model-len must be a positive integer (e.g. 32768, 32k, 32K or auto, as "
+                               "vLLM takes it), got '0'"),
+    (["--max-model-len", "-5"], "Error: --max-model-len must be a positive integer (e.g. 32768, 32k, 32K or auto, "
+                                "as vLLM takes it), got '-5'"),
+    (["--max-num-batched-tokens", "lots"], "Error: --max-num-batched-tokens must be a positive integer (e.g. 8192, "
+                                           "8k or 8K, as vLLM takes it), got 'lots'"),
     (["--max-num-seqs", "-1"], "Error: --max-num-seqs must be a positive integer, got -1"),
     (["--gpu-memory-utilization", "1.5"], "Error: --gpu-memory-utilization must be in (0, 1], got 1.5"),
     (["--dtype", "bf16"], "Error: --dtype bf16 is not a vLLM dtype; use one of auto, half, float16, bfloat16, float, "
@@ -206,3 +210,37 @@ def test_the_default_request_is_shortened_to_fit_a_short_context_and_said_so():
     r = invoke("plan", "--model", "openai-community/gpt2", "--gpu", "T4", "--input-len", "1000")
     assert r.exit_code == 1 and r.output.startswith("Error: a request of 1000 + 128 tokens is longer than "
                                                     "--max-model-len 1024")
+
+
+def test_lengths_are_taken_as_vllm_takes_them():
+    """--max-model-len and --max-num-batched-tokens take vLLM's human-readable counts (k decimal, K binary)."""
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--max-model-len", "32K",
+               "--max-num-batched-tokens", "4k", "--json")
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.output)
+    assert (plan["config"]["max_model_len"], plan["config"]["max_num_batched_tokens"]) == (32768, 4000)
+    assert plan["serve"]["argv"][1:] == ["--max-model-len", "32768", "--max-num-batched-tokens", "4000"]
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--max-model-len", "3.5K")
+    assert r.exit_code == 1 and r.output == ("Error: --max-model-len must be a positive integer (e.g. 32768, 32k, 32K "
+                                             "or auto, as vLLM takes it), got '3.5K'\n")
+
+
+def test_max_model_len_auto_is_lowered_to_the_longest_that_fits_and_the_command_gives_it():
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L4", "--max-model-len", "auto",
+               "--json")
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.output)
+    length = plan["config"]["max_model_len"]
+    assert 0 < length < 131072 and plan["memory"]["fits"]
+    assert plan["serve"]["argv"][1:] == ["--max-model-len", str(length)]
+    assert (f"--max-model-len auto: vLLM lowers the length from the model's 131,072 to {length:,} tokens, the "
+            "longest of which one request fits in the KV cache, and the command gives that length") in plan["warnings"]
+    # one token more does not fit; the length itself does
+    longer = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L4", "--max-model-len",
+                    str(length + 1), "--json")
+    assert json.loads(longer.output)["memory"]["fits"] is False
+    r = invoke("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--max-model-len", "-1",
+               "--json")
+    plan = json.loads(r.output)
+    assert plan["config"]["max_model_len"] == 131072 and plan["serve"]["argv"] == ["meta-llama/Llama-3.1-8B-Instruct"]
+    assert "--max-model-len auto: the model's full 131,072 tokens fit, and vLLM keeps them" in plan["warnings"]

@@ -250,3 +250,36 @@ def test_cases_cover_both_outcomes_and_every_attention_kind(compared):
     assert kinds == {"full", "sliding", "chunked", "mla", "mamba", "none"}
     outcomes = {"error" in ref for _, _, ref in compared}
     assert outcomes == {True, False}
+
+
+# --max-model-len auto where the model's length does not fit (a dense model on a small GPU, sliding-window and
+# Mamba hybrids, MLA at TP 8, two pipeline stages) and where it does
+AUTO_CASES = [
+    dict(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L4"),
+    dict(model="meta-llama/Llama-3.1-8B-Instruct", gpu="H100"),
+    dict(model="google/gemma-3-4b-it", gpu="T4"),
+    dict(model="google/gemma-3-12b-it", gpu="L40S", gpu_memory_utilization=0.6),
+    dict(model="google/gemma-3-12b-it", gpu="L4"),  # whose weights leave no memory: not one token fits
+    dict(model="nvidia/NVIDIA-Nemotron-Nano-9B-v2", gpu="A10G", gpu_memory_utilization=0.85),
+    dict(model="Qwen/Qwen3.5-9B", gpu="L4"),
+    dict(model="deepseek-ai/DeepSeek-V2-Lite-Chat", gpu="L40S", gpu_memory_utilization=0.7),
+    dict(model="deepseek-ai/DeepSeek-V3", gpu="H200", tensor_parallel_size=8),
+    dict(model="meta-llama/Llama-3.1-70B-Instruct", gpu="L40S", tensor_parallel_size=2, pipeline_parallel_size=2),
+]
+
+
+def test_max_model_len_auto_is_the_length_vllm_fits(vllm_py):
+    """vLLM fits --max-model-len auto with the memory it profiled at the model's own length
+    (kv_cache_utils._auto_fit_max_model_len); the plan's length is the one vLLM's code picks from the plan's own
+    KV memory, and it is lowered in some cases and kept in others."""
+    profiled = [make_plan(PlanRequest(**case)) for case in AUTO_CASES]
+    reference = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_kv_reference.py",
+                            [dict(_reference_case(p, "auto"), auto=True) for p in profiled])
+    fitted = [make_plan(PlanRequest(**case, max_model_len="auto")) for case in AUTO_CASES]
+    started = [(f, p) for f, p, ref in zip(fitted, profiled, reference, strict=True) if "error" not in ref]
+    assert [f.config.max_model_len for f, _ in started] == [ref["max_model_len"] for ref in reference
+                                                             if "error" not in ref]
+    assert all(f.memory.fits for f, _ in started)
+    assert {f.config.max_model_len < p.config.max_model_len for f, p in started} == {True, False}
+    refused = [f for f, ref in zip(fitted, reference, strict=True) if "error" in ref]
+    assert len(refused) == 1 and not refused[0].memory.fits

@@ -63,8 +63,11 @@ def speculative_config(case: dict):
 
 def vllm_config(case: dict):
     pp = case["pp"]
+    # --max-model-len auto: vLLM profiles at the model's own length, then fits it (ModelConfig keeps -1 as the
+    # original length)
+    original = -1 if case.get("auto") else case["max_model_len"]
     cfg = NS(
-        model_config=NS(max_model_len=case["max_model_len"], original_max_model_len=case["max_model_len"]),
+        model_config=NS(max_model_len=case["max_model_len"], original_max_model_len=original),
         scheduler_config=NS(disable_hybrid_kv_cache_manager=not case["hybrid"],
                             max_num_batched_tokens=case["max_num_batched_tokens"], async_scheduling=True),
         cache_config=NS(num_gpu_blocks_override=None, prefix_cache_retention_interval=None, mamba_cache_mode="align",
@@ -100,7 +103,7 @@ def run(case: dict) -> dict:
     scheduler = K.generate_scheduler_kv_cache_config(configs)
     tokens, concurrency = K.get_kv_cache_capacity(cfg, scheduler)
     return {"num_blocks": configs[0].num_blocks, "kv_cache_tokens": tokens, "max_concurrency": concurrency,
-            "num_groups": len(scheduler.kv_cache_groups)}
+            "num_groups": len(scheduler.kv_cache_groups), "max_model_len": cfg.model_config.max_model_len}
 
 
 if __name__ == "__main__":
