@@ -283,7 +283,8 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
     rank too (or whole, its share of the experts, under expert parallelism), MXFP4 experts padded for their
     kernel."""
     if not routed(t):
-        return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, cfg.tensor_parallel_size)
+        return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, cfg.tensor_parallel_size) \
+            + rocm_fp8_row_padding(t, arch, cfg, quant, gpu)
     moe_tp, share = moe_tensor_parallel_size(cfg), local_experts(t.copies, cfg) / t.copies
     # MXFP4 experts: the checkpoint's scheme (gpt-oss), or the experts' own in a mixed one (DeepSeek-V4-Flash)
     mx = quant if quant is None or quant.method == "mxfp4" else tensor_scheme(t.name, t.kind, quant)
@@ -291,6 +292,30 @@ def rank_bytes(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme 
         return padded_expert_bytes(t, arch, moe_tp, mx, gpu) * share
     padding = expert_padding(arch, cfg, gpu) if t.kind == "expert" else 1.0
     return tensor_bytes(t, cfg.dtype_bytes, quant) * shard_fraction(t, arch, moe_tp) * padding * share
+
+
+# fp8_utils._maybe_pad_fp8_weight (VLLM_ROCM_FP8_PADDING, on by default): bytes added to each output row, where a
+# row's bytes are a multiple of ROCM_FP8_PADDED_ROW_MULTIPLE, so that the rows lie apart in memory
+ROCM_FP8_ROW_PADDING, ROCM_FP8_PADDED_ROW_MULTIPLE = 256, 512
+
+
+def rocm_fp8_row_padding(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: QuantScheme | None,
+                         gpu: GpuSpec | None) -> float:
+    """On ROCm vLLM copies a checkpoint's FP8 linear weight with per-tensor or block scales into one whose rows
+    are 256 bytes longer than they hold (F.pad then a slice: the padding stays allocated), where a row's bytes
+    are a multiple of 512: Fp8LinearMethod's per-tensor and block weights and compressed-tensors' TENSOR and
+    BLOCK strategies (process_fp8_weight_tensor_strategy, process_fp8_weight_block_strategy). Per-channel
+    scales, ModelOpt's and Quark's FP8, online FP8 and the experts are not padded."""
+    if gpu is None or gpu.vendor != "amd" or t.kind != "linear":
+        return 0
+    scheme = tensor_scheme(t.name, t.kind, quant, t.shard)
+    if scheme is None or scheme.method not in ("fp8", "compressed-tensors") or not scheme.fp8_compute \
+            or scheme.channel_scales or scheme.online or scheme.weight_bits != 8:
+        return 0
+    tp = cfg.tensor_parallel_size
+    rows = t.rows if t.shard == "row" else t.rows * shard_fraction(t, arch, tp)
+    cols = t.cols / tp if t.shard == "row" else t.cols
+    return rows * ROCM_FP8_ROW_PADDING if cols % ROCM_FP8_PADDED_ROW_MULTIPLE == 0 else 0
 
 
 def allocated_bytes(nbytes):

@@ -381,3 +381,45 @@ def test_awq_without_marlin_dequantizes_its_widest_weight_in_the_profiling_pass_
     assert planned[0].activation_gib - without[0].activation_gib == pytest.approx(dequant)
     assert planned[1].cuda_graph_gib - without[1].cuda_graph_gib == pytest.approx(dequant)  # graphs up to 256
     assert planned[2].cuda_graph_gib == without[2].cuda_graph_gib  # graphs up to 128 tokens
+
+
+ROCM_FP8_SHAPES = [(10240, 5120), (5120, 25600), (7168, 2048), (4096, 4000), (1536, 896), (3072, 1024), (2048, 768)]
+
+
+@pytest.mark.vllm
+def test_fp8_weights_on_rocm_hold_the_padding_vllm_gives_them(vllm_py):
+    """vLLM pads a per-tensor or block FP8 linear weight on ROCm by 256 bytes a row where a row's bytes are a
+    multiple of 512 (fp8_utils._maybe_pad_fp8_weight); the plan counts what vLLM's own processing keeps, and
+    nothing on an NVIDIA GPU or for per-channel scales."""
+    from estimator.inventory import Tensor
+    from estimator.memory import rocm_fp8_row_padding
+    from estimator.quantization import QuantScheme
+
+    schemes = {"block": QuantScheme("fp8", 8, block=(128, 128), fp8_compute=True),
+               "tensor": QuantScheme("compressed-tensors", 8, fp8_compute=True)}
+    cases = [{"rows": r, "cols": c, "strategy": s} for r, c in ROCM_FP8_SHAPES for s in schemes]
+    held = run_in_vllm(vllm_py, Path(__file__).parent / "vllm_rocm_fp8_padding.py", cases)
+    plan = make_plan(PlanRequest(model="Qwen/Qwen3-8B", gpu="MI300X"))  # TP 1: the shapes are one rank's
+    arch, config = plan.arch, plan.config
+    mi300x, h100 = gpus.lookup("MI300X"), gpus.lookup("H100")
+    padded = set()
+    for case, vllm_bytes in zip(cases, held, strict=True):
+        t = Tensor("model.layers.0.mlp.down_proj", case["rows"], case["cols"], "none", "linear", 0)
+        padding = rocm_fp8_row_padding(t, arch, config, schemes[case["strategy"]], mi300x)
+        assert case["rows"] * case["cols"] + padding == vllm_bytes, case
+        assert rocm_fp8_row_padding(t, arch, config, schemes[case["strategy"]], h100) == 0
+        padded.add(padding > 0)
+    assert padded == {True, False}
+    per_channel = QuantScheme("compressed-tensors", 8, channel_scales=True, fp8_compute=True)
+    assert rocm_fp8_row_padding(Tensor("model.layers.0.mlp.down_proj", 10240, 5120, "none", "linear", 0), arch, config,
+                                per_channel, mi300x) == 0
+
+
+def test_a_block_fp8_checkpoint_on_mi300x_holds_its_row_padding_in_the_weights():
+    """Qwen3-32B-FP8 (128-blocks): 256 bytes for each output row of every padded linear, 64 layers of them."""
+    rocm = make_plan(PlanRequest(model="Qwen/Qwen3-32B-FP8", gpu="MI300X")).memory.per_gpu.weights_gib
+    cuda = make_plan(PlanRequest(model="Qwen/Qwen3-32B-FP8", gpu="H100")).memory.per_gpu.weights_gib
+    # per layer: qkv 8192 + 2 x 1024 rows, o_proj 5120, gate_up 2 x 25600, down 5120: every row 5120, 8192 or 25600
+    # bytes long, each a multiple of 512
+    rows_per_layer = 8192 + 2 * 1024 + 5120 + 2 * 25600 + 5120
+    assert rocm - cuda == pytest.approx(64 * rows_per_layer * 256 / 2**30, abs=0.002)
