@@ -51,6 +51,9 @@ FAILURES = (
     ("model length above the model's limit", r"User-specified max_model_len \([0-9]+\) is greater than"),
     ("unsupported configuration", r"Unsupported CPU attention configuration|not supported|NotImplementedError"),
     ("bad argument", r"error: (?:argument|unrecognized arguments)[^\n]*"),
+    # vLLM's ZeroMQ sockets live under TMPDIR, and a socket path may not exceed sockaddr_un's 107 bytes
+    ("TMPDIR too long for vLLM's sockets (set TMPDIR to a short directory such as /tmp)",
+     r"ipc path \S+ is longer than \d+ characters"),
 )
 
 

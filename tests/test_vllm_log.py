@@ -49,6 +49,10 @@ def test_cpu_backend_log():
     ("ValueError: To serve at least one request with the model's max seq len (131072), (16.00 GiB KV cache is "
      "needed", "no room for the KV cache"),
     ("vllm serve: error: unrecognized arguments: --swap-space 4", "bad argument"),
+    # seen when a test ran calibrate with TMPDIR under a pytest-xdist worker's tmp_path
+    ('zmq.error.ZMQError: ipc path "/tmp/pytest-of-root/pytest-3/popen-gw1/test_ctrl_c_or_sigterm_stores_1/tmp/'
+     'e9c751a5-c94b-4b3d-9680-1e274c7c4bad" is longer than 107 characters (sizeof(sockaddr_un.sun_path)).',
+     "TMPDIR too long for vLLM's sockets (set TMPDIR to a short directory such as /tmp)"),
 ])
 def test_failure_reasons(log, label):
     assert vllm_log.failure_reason("INFO starting\n" + log + "\nINFO shutting down").startswith(label + ": ")
