@@ -157,6 +157,11 @@ def resolve_written(name: str) -> GpuSpec:
             continue
         spec = _catalog()[0][hit]
         if candidate is not bare and sizes and abs(_nominal_gb(spec) - sizes[0]) > 0.1 * sizes[0]:
+            # the same part in the size written ("A100 SXM 40GB": A100-SXM4-80GB's sibling A100-SXM4-40GB)
+            sibling = _catalog()[0].get(_MEMORY_TOKEN.sub(f"{sizes[0]}GB", spec.name)) \
+                if _MEMORY_TOKEN.search(spec.name) else None
+            if sibling is not None and abs(_nominal_gb(sibling) - sizes[0]) <= 0.1 * sizes[0]:
+                return sibling
             raise PlannerError(f"GPU {name!r}: {spec.name} has {_nominal_gb(spec):g} GB, not {sizes[0]} GB; "
                                "name the part exactly (see `estimator gpus`)")
         return spec

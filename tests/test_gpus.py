@@ -91,6 +91,13 @@ def test_a_memory_size_picks_between_parts_that_share_nvidia_smis_name():
     assert gpus.resolve_written("RTX 4060 Ti 16GB").name == "RTX-4060-Ti-16GB"
     assert gpus.resolve_written("RTX 5060 Ti 8GB").name == "RTX-5060-Ti-8GB"
     assert gpus.resolve_written("B300 288GB").memory_gib > gpus.lookup("B200").memory_gib
+    # a size written after a form factor whose alias names the other size: that part's sibling of the size written
+    assert gpus.resolve_written("A100 SXM 40GB").name == "A100-SXM4-40GB"
+    assert gpus.resolve_written("A100 SXM 80GB").name == "A100-SXM4-80GB"
+    assert gpus.resolve_written("A100 40GB PCIe").name == "A100-PCIE-40GB"
+    assert gpus.resolve_written("V100 16GB").name == "V100-SXM2-16GB"
+    with pytest.raises(PlannerError, match="A100-SXM4-80GB has 80 GB, not 32 GB"):
+        gpus.resolve_written("A100 SXM 32GB")
 
 
 def test_h20_is_not_an_h200():
