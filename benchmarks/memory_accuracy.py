@@ -181,8 +181,9 @@ def engine_flags(row: dict, model_id: str) -> dict:
         value = count(row.get(column))
         if value is not None:
             flags[key] = int(value)
-    if utilization(row.get("gpu_memory_utilization")) is not None:
-        flags["gpu_memory_utilization"] = utilization(row.get("gpu_memory_utilization"))
+    fraction = utilization(row.get("gpu_memory_utilization"))
+    if fraction is not None:
+        flags["gpu_memory_utilization"] = fraction
     for column in ("dtype", "kv_cache_dtype"):
         value = spelled(row.get(column))
         if value and value != "auto":

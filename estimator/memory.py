@@ -310,7 +310,7 @@ def rocm_fp8_row_padding(t: Tensor, arch: ModelArch, cfg: ServeConfig, quant: Qu
         return 0
     scheme = tensor_scheme(t.name, t.kind, quant, t.shard)
     if scheme is None or scheme.method not in ("fp8", "compressed-tensors") or not scheme.fp8_compute \
-            or scheme.channel_scales or scheme.online or scheme.weight_bits != 8:
+            or scheme.channel_scales or scheme.online:
         return 0
     tp = cfg.tensor_parallel_size
     rows = t.rows if t.shard == "row" else t.rows * shard_fraction(t, arch, tp)
@@ -1099,22 +1099,10 @@ def kv_pool(arch: ModelArch, cfg, gpu: GpuSpec, co: Coefficients, weights: list[
                 all_true([w <= budget for w in weights]), all_true([a > 0 for a in avail]), kv_fits)
 
 
-def fitted_max_model_len(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
-                         co: Coefficients) -> int:
-    """What vLLM makes of --max-model-len auto (kv_cache_utils._auto_fit_max_model_len): with the memory it
-    profiled at the model's own length, the longest length of which one request's blocks fit in every stage's KV
-    memory less the null block, by bisection from 1 up to the configured length (which it keeps where that
-    fits); 0 where not even one token fits."""
-    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu), quant)
-    tp = int(cfg.tensor_parallel_size)
-
-    def fits(length: int) -> bool:
-        need = request_blocks(arch, cfg, tp, max_len=length)
-        return all(float(a) - b >= b * need for a, b in zip(pool.available, pool.bytes_per_block, strict=True))
-
-    if not fits(1):
-        return 0
-    low, high, best = 1, int(cfg.max_model_len), 1
+def longest_fitting(fits, longest: int) -> int:
+    """The longest length from 1 to ``longest`` that ``fits`` accepts, by bisection as vLLM searches for it
+    (kv_cache_utils._estimate_max_model_len_from_groups); 0 where none does."""
+    low, high, best = 1, longest, 0
     while low <= high:
         middle = (low + high) // 2
         if fits(middle):
@@ -1122,6 +1110,22 @@ def fitted_max_model_len(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant:
         else:
             high = middle - 1
     return best
+
+
+def fitted_max_model_len(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,
+                         co: Coefficients) -> int:
+    """What vLLM makes of --max-model-len auto (kv_cache_utils._auto_fit_max_model_len): with the memory it
+    profiled at the model's own length, the longest length of which one request's blocks fit in every stage's KV
+    memory less the null block, up to the configured length (which it keeps where that fits); 0 where not even
+    one token fits."""
+    pool = kv_pool(arch, cfg, gpu, co, weights_per_stage(arch, cfg, quant, gpu), quant)
+    tp = int(cfg.tensor_parallel_size)
+
+    def fits(length: int) -> bool:
+        need = request_blocks(arch, cfg, tp, max_len=length)
+        return all(float(a) - b >= b * need for a, b in zip(pool.available, pool.bytes_per_block, strict=True))
+
+    return longest_fitting(fits, int(cfg.max_model_len)) if fits(1) else 0
 
 
 def plan_memory(arch: ModelArch, cfg: ServeConfig, gpu: GpuSpec, quant: QuantScheme | None,

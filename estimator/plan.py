@@ -13,7 +13,14 @@ from estimator.coefficients import Coefficients, choose
 from estimator.eplb import eplb_json, eplb_settings
 from estimator.errors import PlannerError
 from estimator.gpus import GpuSpec
-from estimator.memory import MemoryPlan, expert_padding, fitted_max_model_len, held_expert_dims, plan_memory
+from estimator.memory import (
+    MemoryPlan,
+    expert_padding,
+    fitted_max_model_len,
+    held_expert_dims,
+    longest_fitting,
+    plan_memory,
+)
 from estimator.performance import Prediction, perf_inputs, predict, speed_known
 from estimator.serve_config import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -92,8 +99,7 @@ class PlanRequest:
                            byte_count("--kv-cache-memory-bytes", self.kv_cache_memory_bytes))
         # --max-model-len as vLLM takes it: a count (32768, "32k", "32K") or auto (-1): the longest that fits
         written = self.max_model_len.strip().lower() if isinstance(self.max_model_len, str) else self.max_model_len
-        auto = written in ("auto", str(AUTO_MAX_MODEL_LEN)) or \
-            (written == AUTO_MAX_MODEL_LEN and not isinstance(written, bool))
+        auto = written in ("auto", str(AUTO_MAX_MODEL_LEN), AUTO_MAX_MODEL_LEN)
         object.__setattr__(self, "max_model_len", AUTO_MAX_MODEL_LEN if auto else
                            readable_count("--max-model-len", self.max_model_len, "32768, 32k, 32K or auto"))
         object.__setattr__(self, "max_num_batched_tokens",
@@ -466,10 +472,9 @@ def plan_with_search(request: PlanRequest, workload: Workload, coefficients: Coe
     x = _inputs(request, coefficients, coefficients_choice)
     gpu, coefficients, coefficient_notes, arch = x.gpu, x.coefficients, x.coefficient_notes, x.arch
     num_gpus = request.num_gpus or x.detected_count or 1
-    # --max-model-len auto leaves the length to the search, which tries the lengths that fit
-    fixed = {f: getattr(request, f) for f in (*SERVE_FLAGS, "entrypoint")
-             if getattr(request, f) not in (None, False) and not (f == "max_model_len"
-                                                                 and getattr(request, f) == AUTO_MAX_MODEL_LEN)}
+    fixed = {f: getattr(request, f) for f in (*SERVE_FLAGS, "entrypoint") if getattr(request, f) not in (None, False)}
+    if fixed.get("max_model_len") == AUTO_MAX_MODEL_LEN:  # the search tries the lengths that fit
+        del fixed["max_model_len"]
     workload, fitted_note = workload.fitted(fixed.get("max_model_len") or arch.derived_max_model_len)
     result = search(arch, gpu, num_gpus, fixed, workload, coefficients, replicas_as)
     if result.best is None:
@@ -507,15 +512,11 @@ def _split(workload: Workload, replicas: int) -> str:
 
 def largest_fitting_max_model_len(arch, gpu, flags, coefficients) -> int:
     """The longest max_model_len for which vLLM would start (0 if none), by bisection like vLLM's estimate."""
-    lo, hi, best = 1, arch.derived_max_model_len, 0
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        config, quant, _ = resolve(arch, gpu, None, **dict(flags, max_model_len=mid))
-        if plan_memory(arch, config, gpu, quant, coefficients).fits:
-            best, lo = mid, mid + 1
-        else:
-            hi = mid - 1
-    return best
+    def fits(length: int) -> bool:
+        config, quant, _ = resolve(arch, gpu, None, **dict(flags, max_model_len=length))
+        return plan_memory(arch, config, gpu, quant, coefficients).fits
+
+    return longest_fitting(fits, arch.derived_max_model_len)
 
 
 def _relaxations(arch, gpu, base: dict, config: ServeConfig, memory: MemoryPlan, coefficients):
